@@ -1,0 +1,30 @@
+# make run: the whole system with demo data.  make test: the full test suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test test-quick bench clean
+
+$(BIN)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/python -m devtools.run
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+test-quick: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(BIN)/.installed
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.serve
+	$(BIN)/python -m bench.regen
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .hypothesis

@@ -1,0 +1,89 @@
+"""Settings: read once from the environment, typed, frozen, each with a documented default.
+
+This is the only module that reads ``os.environ``. A bad value stops the start with
+the setting's name in the message (``SettingsError``).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+class Settings(BaseModel):
+    """Every setting, its default and its bounds. The env name is the upper-cased field name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str = Field("redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
+    celery_broker_url: str | None = None  # None: the same server as REDIS_URL
+    admin_token: str | None = Field(None, min_length=16)
+    flower_basic_auth: str | None = Field(None, pattern=r"^[^:,]+:[^,]+(,[^:,]+:[^,]+)*$")
+    flower_port: int = Field(5555, ge=1, le=65535)
+    local_demo: bool = False
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    feed_radius_km: float = Field(5.0, gt=0, le=50)
+    geohash_precision: int = Field(6, ge=4, le=8)
+    feed_variants: int = Field(8, ge=1, le=64)
+    feed_length: int = Field(200, ge=10, le=2000)
+    feed_ttl_s: int = Field(3600, ge=60)
+    active_cell_ttl_s: int = Field(3600, ge=60)
+    served_maxlen: int = Field(1_000_000, ge=1000)
+
+    rollup_interval_s: float = Field(10.0, gt=0)
+    regen_interval_s: float = Field(60.0, gt=0)
+    rollup_batch: int = Field(5000, ge=100, le=100_000)
+    rollup_claim_idle_s: int = Field(60, ge=1)
+    inbox_redeliver_s: int = Field(30, ge=1)
+    dedupe_window_s: int = Field(86_400, ge=60)
+    events_retention_s: int = Field(7 * 86_400, ge=3600)
+    event_max_age_s: int = Field(7 * 86_400, ge=60)
+
+    max_events_per_post: int = Field(1000, ge=1, le=10_000)
+    max_content_length: int = Field(1 << 20, ge=1024)
+
+    prior_mean: float = Field(0.02, gt=0, lt=1)
+    prior_strength: float = Field(50.0, gt=0)
+
+    task_time_limit_s: int = Field(300, ge=10)
+    visibility_timeout_s: int = Field(600, ge=30)
+
+    @model_validator(mode="after")
+    def _visibility_covers_tasks(self) -> Settings:
+        if self.visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError("VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build the settings from ``environ`` (default ``os.environ``), then ``overrides``."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {
+        name: environ[name.upper()]
+        for name in Settings.model_fields
+        if environ.get(name.upper(), "") != ""
+    }
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'SETTINGS'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
+
+
+__all__ = ["Settings", "SettingsError", "load_settings"]

@@ -1,0 +1,110 @@
+"""Start the service's own processes (gunicorn, a Celery worker, beat) for tests and
+benchmarks, each with an environment of its own, and stop them reliably."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+from devtools.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Proc:
+    """A child process whose output goes to a log file; ``stop`` ends it and its group."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, env=dict(env), cwd=ROOT, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the main process only (a crash of the worker's parent, for example)."""
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+            self.proc.wait(30)
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+        else:
+            try:  # children of a killed parent may linger in its group
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self._log.close()
+
+    def wait_for_log(self, needle: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while needle not in self.log():
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: no {needle!r} in {timeout_s}s:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+
+
+def service_env(redis_url: str, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env.update({"REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    env.update(settings)
+    return env
+
+
+def start_worker(env: Mapping[str, str], log_dir: Path, concurrency: int = 2,
+                 name: str = "worker", queues: str = "ingest,rollup,regen") -> Proc:
+    hostname = f"{name}-{free_port()}@%h"
+    proc = Proc(name, [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues,
+                       "-c", str(concurrency), "-n", hostname, "--without-gossip",
+                       "--without-mingle", "--without-heartbeat", "-l", "INFO"], env, log_dir)
+    proc.wait_for_log("ready.", 60)
+    return proc
+
+
+def start_beat(env: Mapping[str, str], log_dir: Path, name: str = "beat") -> Proc:
+    schedule = Path(log_dir) / f"{name}-schedule"
+    return Proc(name, [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO",
+                       "--schedule", str(schedule)], env, log_dir)
+
+
+def start_web(env: Mapping[str, str], log_dir: Path, workers: int = 2,
+              port: int | None = None, name: str = "web") -> tuple[Proc, str]:
+    port = port or free_port()
+    proc = Proc(name, [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+                       "--workers", str(workers), "--timeout", "60", "webapp:create_app()"],
+                env, log_dir)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except requests.RequestException:
+            pass
+        if not proc.alive() or time.monotonic() > deadline:
+            proc.stop()
+            raise RuntimeError(f"gunicorn did not start:\n{proc.log()[-3000:]}")
+        time.sleep(0.1)

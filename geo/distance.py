@@ -1,0 +1,137 @@
+"""Great-circle distances on a spherical Earth, and the lat/lon boxes they are tested against.
+
+Angles are in degrees, distances in km. A sphere of the mean Earth radius is within 0.5 % of
+the ellipsoid, far finer than a job seeker's idea of "5 km away".
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from geo.checks import checked_point, checked_radius_km
+
+EARTH_RADIUS_KM = 6371.0088  # IUGG mean radius
+
+
+class Box(NamedTuple):
+    """A lat/lon box in degrees, ``lon_min <= lon_max`` (boxes never cross the antimeridian)."""
+
+    lat_min: float
+    lat_max: float
+    lon_min: float
+    lon_max: float
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        """(lat, lon) of the box's middle in degrees.
+
+        >>> Box(0.0, 10.0, 20.0, 40.0).centre
+        (5.0, 30.0)
+        """
+        return (self.lat_min + self.lat_max) / 2, (self.lon_min + self.lon_max) / 2
+
+
+def haversine_km(lat1: float | np.ndarray, lon1: float | np.ndarray,
+                 lat2: float | np.ndarray, lon2: float | np.ndarray) -> float | np.ndarray:
+    """Great-circle distance in km between points given in degrees; arrays broadcast.
+
+    Returns a float when every argument is a scalar, else an array.
+
+    >>> round(haversine_km(48.8566, 2.3522, 51.5074, -0.1278), 1)
+    343.6
+    >>> haversine_km(np.array([0.0, 0.0]), 0.0, 0.0, np.array([0.0, 180.0])).round(1)
+    array([    0. , 20015.1])
+    """
+    phi1, phi2 = np.radians(lat1), np.radians(lat2)
+    half_dphi = (phi2 - phi1) / 2
+    half_dlambda = np.radians(np.subtract(lon2, lon1)) / 2
+    a = np.sin(half_dphi) ** 2 + np.cos(phi1) * np.cos(phi2) * np.sin(half_dlambda) ** 2
+    distance_km = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return float(distance_km) if np.ndim(distance_km) == 0 else distance_km
+
+
+def destination_point(lat: float | np.ndarray, lon: float | np.ndarray,
+                      bearing_deg: float | np.ndarray,
+                      distance_km: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lat, lon) reached by travelling ``distance_km`` along a great circle from (lat, lon)
+    with initial ``bearing_deg`` (clockwise from north); arrays broadcast.
+
+    Longitudes are wrapped into [-180, 180). Used to place points at a known distance, e.g. to
+    test that a covering holds every point of a circle.
+
+    >>> lat, lon = destination_point(0.0, 179.0, 90.0, 222.39)
+    >>> round(float(lat), 6), round(float(lon), 3)
+    (0.0, -179.0)
+    """
+    phi = np.radians(lat)
+    theta = np.radians(bearing_deg)
+    delta = np.asarray(distance_km, dtype=np.float64) / EARTH_RADIUS_KM
+    sin_phi2 = np.sin(phi) * np.cos(delta) + np.cos(phi) * np.sin(delta) * np.cos(theta)
+    phi2 = np.arcsin(np.clip(sin_phi2, -1.0, 1.0))
+    dlambda = np.arctan2(np.sin(theta) * np.sin(delta) * np.cos(phi),
+                         np.cos(delta) - np.sin(phi) * sin_phi2)
+    lon2 = np.mod(np.asarray(lon) + np.degrees(dlambda) + 180.0, 360.0) - 180.0
+    return np.clip(np.degrees(phi2), -90.0, 90.0), lon2
+
+
+def distance_to_boxes_km(lat: float, lon: float, lat_min: np.ndarray, lat_max: np.ndarray,
+                         lon_min: np.ndarray, lon_max: np.ndarray) -> np.ndarray:
+    """Great-circle distance in km from (lat, lon) to the nearest point of each box.
+
+    Boxes must be narrower than 180 degrees of longitude (every geohash cell is). The nearest
+    point is then one of: the point of the box on the query's own meridian closest in latitude,
+    a corner, or the foot of the perpendicular to a meridian edge, since along a parallel the
+    distance grows with the longitude difference. This is exact, so a caller can drop boxes
+    beyond a radius without ever dropping one that touches the circle.
+
+    >>> distance_to_boxes_km(0.0, 0.0, np.array([1.0]), np.array([2.0]),
+    ...                      np.array([-1.0]), np.array([1.0])).round(3)
+    array([111.195])
+    """
+    lat_min, lat_max = np.asarray(lat_min, float), np.asarray(lat_max, float)
+    lon_min, lon_max = np.asarray(lon_min, float), np.asarray(lon_max, float)
+    on_own_meridian = np.mod(lon - lon_min, 360.0) <= lon_max - lon_min
+    nearest_lat = np.minimum(np.maximum(lat, lat_min), lat_max)
+    lat_gap_km = np.radians(np.abs(lat - nearest_lat)) * EARTH_RADIUS_KM
+    corners_km = haversine_km(lat, lon, np.stack([lat_min, lat_min, lat_max, lat_max]),
+                              np.stack([lon_min, lon_max, lon_min, lon_max]))
+    phi = math.radians(lat)
+    dlambda = np.radians(lon - np.stack([lon_min, lon_max]))
+    foot_lat = np.degrees(np.arctan2(math.sin(phi), math.cos(phi) * np.cos(dlambda)))
+    foot_on_edge = (np.cos(dlambda) > 0) & (foot_lat >= lat_min) & (foot_lat <= lat_max)
+    cross_km = np.arcsin(np.minimum(math.cos(phi) * np.abs(np.sin(dlambda)), 1.0)) * EARTH_RADIUS_KM
+    along_meridian_km = np.where(on_own_meridian, lat_gap_km, np.inf)
+    to_edge_km = np.where(foot_on_edge, cross_km, np.inf).min(axis=0)
+    return np.minimum(along_meridian_km, np.minimum(corners_km.min(axis=0), to_edge_km))
+
+
+def bounding_boxes(lat: float, lon: float, radius_km: float) -> list[Box]:
+    """Lat/lon boxes that together contain every point within ``radius_km`` of (lat, lon).
+
+    One box, or two when the circle crosses the antimeridian (split there, the part ending at
+    lon 180 first).
+    When the circle holds a pole the box spans every longitude. The longitude half-width
+    asin(sin(r) / cos(lat)) is exact for a circle that holds no pole (J. P. Matuschek,
+    "Finding points within a distance of a latitude/longitude using bounding coordinates").
+
+    >>> one_degree_km = math.radians(1.0) * EARTH_RADIUS_KM
+    >>> [[round(edge, 6) for edge in box] for box in bounding_boxes(0.0, 179.5, one_degree_km)]
+    [[-1.0, 1.0, 178.5, 180.0], [-1.0, 1.0, -180.0, -179.5]]
+    >>> [[round(edge, 6) for edge in box] for box in bounding_boxes(89.5, 0.0, one_degree_km)]
+    [[88.5, 90.0, -180.0, 180.0]]
+    """
+    lat, lon = checked_point(lat, lon)
+    angle = checked_radius_km(radius_km) / EARTH_RADIUS_KM
+    angle_deg = math.degrees(angle)
+    lat_min, lat_max = lat - angle_deg, lat + angle_deg
+    if lat_min <= -90.0 or lat_max >= 90.0:
+        return [Box(max(lat_min, -90.0), min(lat_max, 90.0), -180.0, 180.0)]
+    half_width_deg = math.degrees(math.asin(min(1.0, math.sin(angle) / math.cos(math.radians(lat)))))
+    lon_min, lon_max = lon - half_width_deg, lon + half_width_deg
+    if lon_min < -180.0:
+        return [Box(lat_min, lat_max, lon_min + 360.0, 180.0), Box(lat_min, lat_max, -180.0, lon_max)]
+    if lon_max > 180.0:
+        return [Box(lat_min, lat_max, lon_min, 180.0), Box(lat_min, lat_max, -180.0, lon_max - 360.0)]
+    return [Box(lat_min, lat_max, lon_min, lon_max)]

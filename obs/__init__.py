@@ -1,0 +1,1 @@
+"""Observability shared by the web and the workers: structured logs."""

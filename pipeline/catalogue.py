@@ -1,0 +1,73 @@
+"""The ad catalogue: writes that keep every feed honest.
+
+Replacing or deleting an ad voids the feeds of every cell that may list it (and bumps the
+catalogue epoch so a regeneration already under way does not write them back), so a deleted
+ad never reaches a feed; an expired one is filtered at serve time by the expiry each feed
+carries.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import geo
+from config import Settings
+from store import Store
+
+HALF_DIAGONAL_MARGIN = 1.1  # cells a few km away are a little larger nearer the equator
+
+
+@dataclass(frozen=True)
+class AdRecord:
+    ad_id: str
+    lat: float
+    lon: float
+    title: str
+    company: str
+    category: str
+    description: str
+    created_at: float
+    expires_at: float | None
+
+    def fields(self) -> dict[str, str]:
+        out = {"lat": repr(self.lat), "lon": repr(self.lon), "title": self.title,
+               "company": self.company, "category": self.category,
+               "created_at": repr(self.created_at)}
+        if self.description:
+            out["description"] = self.description
+        if self.expires_at is not None:
+            out["expires_at"] = repr(self.expires_at)
+        return out
+
+
+def cells_listing(locations: Iterable[tuple[float, float]], settings: Settings) -> set[str]:
+    """The cells whose feeds may hold an ad at any of these locations."""
+    cells: set[str] = set()
+    for lat, lon in locations:
+        here = geo.encode(lat, lon, settings.geohash_precision)
+        reach_km = settings.feed_radius_km + HALF_DIAGONAL_MARGIN * geo.cell_half_diagonal_km(here)
+        cells.update(geo.cells_covering(lat, lon, reach_km, settings.geohash_precision))
+    return cells
+
+
+def upsert_ads(store: Store, settings: Settings, ads: Sequence[AdRecord]) -> tuple[int, int]:
+    """Create or replace ads. Returns (created, updated)."""
+    old = store.existing_locations([a.ad_id for a in ads])
+    store.put_ads([(a.ad_id, a.fields(), a.lat, a.lon, a.expires_at) for a in ads],
+                  cells_listing(old.values(), settings))
+    return len(ads) - len(old), len(old)
+
+
+def delete_ad(store: Store, settings: Settings, ad_id: str) -> bool:
+    old = store.existing_locations([ad_id])
+    return store.delete_ad(ad_id, cells_listing(old.values(), settings)) if old else False
+
+
+def ad_view(ad_id: str, fields: dict[str, str], now: float) -> dict:
+    """An ad as the API shows it."""
+    expires_at = float(fields["expires_at"]) if "expires_at" in fields else None
+    return {"ad_id": ad_id, "lat": float(fields["lat"]), "lon": float(fields["lon"]),
+            "title": fields.get("title", ""), "company": fields.get("company", ""),
+            "category": fields.get("category", ""), "description": fields.get("description", ""),
+            "created_at": float(fields.get("created_at", 0.0)), "expires_at": expires_at,
+            "live": expires_at is None or expires_at > now}

@@ -1,0 +1,374 @@
+"""The store: the one layer that names Redis keys and runs Lua scripts.
+
+Callers hand it validated values only; it turns them into keys. Keys that one atomic step
+touches together share the ``{ev}`` hash tag, so a move to Redis Cluster changes only this file.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from store import scripts
+
+NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never expires
+EVENT_TYPES = ("impression", "view", "save", "apply")
+STAT_FIELDS = ("impressions", "views", "saves", "applies")
+ROLLUP_GROUP = "rollup"
+AD_FIELDS = ("lat", "lon", "title", "company", "category", "created_at", "expires_at")
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    entry_id: str
+    payload: bytes
+
+
+class Keys:
+    """Every key name. Nothing outside this module spells one."""
+
+    ads_geo = "ads:geo"
+    ads_expiry = "ads:expiry"
+    catalog_epoch = "catalog:epoch"
+    cells_active = "cells:active"
+    served = "served"
+    inbox = "{ev}:inbox"
+    inbox_due = "{ev}:inbox:due"
+    events = "{ev}:events"
+
+    @staticmethod
+    def ad(ad_id: str) -> str:
+        return f"ad:{ad_id}"
+
+    ad_prefix = "ad:"
+
+    @staticmethod
+    def seen(bucket: int) -> str:
+        return f"{{ev}}:seen:{bucket}"
+
+    @staticmethod
+    def stats(field: str) -> str:
+        return f"{{ev}}:stats:{field}"
+
+    @staticmethod
+    def ctr(day: str) -> str:
+        return f"{{ev}}:ctr:{day}"
+
+    @staticmethod
+    def feed(cell: str) -> str:
+        return f"feed:{cell}"
+
+    @staticmethod
+    def lock(name: str) -> str:
+        return f"lock:{name}"
+
+    @staticmethod
+    def job(name: str) -> str:
+        return f"job:{name}"
+
+    @staticmethod
+    def user_applied(user_id: str) -> str:
+        return f"user:{user_id}:applied"
+
+    @staticmethod
+    def user_location(user_id: str) -> str:
+        return f"user:{user_id}:loc"
+
+
+def _s(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Store:
+    """Redis access for the whole service. Takes its client; opens nothing itself."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._accept = client.register_script(scripts.ACCEPT)
+        self._roll_in = client.register_script(scripts.ROLL_IN)
+        self._rollup = client.register_script(scripts.ROLLUP)
+        self._write_feeds = client.register_script(scripts.WRITE_FEEDS)
+        self._nearby = client.register_script(scripts.NEARBY)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: object) -> Store:
+        return cls(redis.Redis.from_url(url, **kwargs))
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())
+
+    # ---- catalogue -------------------------------------------------------------------
+
+    def get_ad(self, ad_id: str) -> dict[str, str] | None:
+        raw = self.r.hgetall(Keys.ad(ad_id))
+        return {_s(k): _s(v) for k, v in raw.items()} if raw else None
+
+    def put_ads(self, ads: Sequence[tuple[str, Mapping[str, str], float, float, float | None]],
+                stale_cells: Iterable[str]) -> None:
+        """Create or replace ads in one transaction. ``stale_cells`` are the feeds that may
+        list an old version of one of them: they are voided and the catalogue epoch bumped."""
+        stale = [Keys.feed(c) for c in set(stale_cells)]
+        with self.r.pipeline(transaction=True) as p:
+            for ad_id, fields, lat, lon, expires_at in ads:
+                p.delete(Keys.ad(ad_id))
+                p.hset(Keys.ad(ad_id), mapping=dict(fields))
+                p.geoadd(Keys.ads_geo, (lon, lat, ad_id))
+                p.zadd(Keys.ads_expiry, {ad_id: NO_EXPIRY if expires_at is None else expires_at})
+            if stale:
+                p.incr(Keys.catalog_epoch)
+                for i in range(0, len(stale), 1000):
+                    p.delete(*stale[i:i + 1000])
+            p.execute()
+
+    def existing_locations(self, ad_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
+        """The stored (lat, lon) of those ads that exist."""
+        with self.r.pipeline(transaction=False) as p:
+            for ad_id in ad_ids:
+                p.hmget(Keys.ad(ad_id), "lat", "lon")
+            rows = p.execute()
+        return {a: (float(lat), float(lon)) for a, (lat, lon) in zip(ad_ids, rows) if lat is not None}
+
+    def delete_ad(self, ad_id: str, stale_cells: Iterable[str]) -> bool:
+        """Remove an ad and the feeds that may list it. False when there was no such ad."""
+        with self.r.pipeline(transaction=True) as p:
+            p.delete(Keys.ad(ad_id))
+            p.zrem(Keys.ads_geo, ad_id)
+            p.zrem(Keys.ads_expiry, ad_id)
+            p.incr(Keys.catalog_epoch)
+            stale = [Keys.feed(c) for c in stale_cells]
+            if stale:
+                p.delete(*stale)
+            existed = p.execute()[0]
+        return bool(existed)
+
+    def drop_expired(self, now: float) -> list[str]:
+        """Take ads past their expiry out of the geo index (their records stay readable)."""
+        expired = [_s(a) for a in self.r.zrangebyscore(Keys.ads_expiry, "-inf", now)]
+        if expired:
+            with self.r.pipeline(transaction=True) as p:
+                p.zrem(Keys.ads_geo, *expired)
+                p.zrem(Keys.ads_expiry, *expired)
+                p.execute()
+        return expired
+
+    def nearby(self, lat: float, lon: float, search_radius_km: float, count: int,
+               now: float) -> list[tuple[str, float, float]]:
+        """Live ads near a point, nearest first (by Redis's own distance), one round trip."""
+        flat = self._nearby(keys=[Keys.ads_geo, Keys.ads_expiry],
+                            args=[lon, lat, search_radius_km, count, now, Keys.ad_prefix])
+        return [(_s(flat[i]), float(flat[i + 1]), float(flat[i + 2]))
+                for i in range(0, len(flat), 3)]
+
+    def live_ad_ids(self) -> list[str]:
+        return [_s(a) for a in self.r.zrange(Keys.ads_geo, 0, -1)]
+
+    def count_live_ads(self) -> int:
+        return int(self.r.zcard(Keys.ads_geo))
+
+    def ad_records(self, ad_ids: Sequence[str], chunk: int = 5000) -> list[list[str | None]]:
+        """AD_FIELDS of each ad, in order (None for fields or ads that are missing)."""
+        rows: list[list[str | None]] = []
+        for i in range(0, len(ad_ids), chunk):
+            with self.r.pipeline(transaction=False) as p:
+                for ad_id in ad_ids[i:i + chunk]:
+                    p.hmget(Keys.ad(ad_id), *AD_FIELDS)
+                rows.extend([[_s(v) for v in row] for row in p.execute()])
+        return rows
+
+    def catalog_epoch(self) -> str:
+        return _s(self.r.get(Keys.catalog_epoch)) or "0"
+
+    def search_ids(self, lat: float, lon: float, radius_km: float) -> list[str]:
+        """Every ad in the geo index within radius_km (Redis's distance). Off the hot path."""
+        found = self.r.geosearch(Keys.ads_geo, longitude=lon, latitude=lat,
+                                 radius=radius_km, unit="km")
+        return [_s(a) for a in found]
+
+    # ---- ingest ----------------------------------------------------------------------
+
+    def accept_events(self, batch_id: str, events: Sequence[tuple[str, bytes]], now: float,
+                      window_s: int) -> list[bool]:
+        """Dedupe and keep a batch durably in the inbox. True for each event accepted."""
+        bucket = int(now // window_s)
+        args: list[object] = [batch_id, now, 2 * window_s]
+        for event_id, payload in events:
+            args += [event_id, payload]
+        flags = self._accept(keys=[Keys.inbox, Keys.inbox_due, Keys.seen(bucket),
+                                   Keys.seen(bucket - 1)], args=args)
+        return [bool(f) for f in flags]
+
+    def roll_in(self, batch_id: str) -> int:
+        """Move an accepted batch into the events stream; 0 if it was already moved."""
+        return int(self._roll_in(keys=[Keys.inbox, Keys.inbox_due, Keys.events], args=[batch_id]))
+
+    def overdue_batches(self, older_than: float) -> list[str]:
+        return [_s(b) for b in self.r.zrangebyscore(Keys.inbox_due, "-inf", older_than)]
+
+    def inbox_size(self) -> int:
+        return int(self.r.zcard(Keys.inbox_due))
+
+    # ---- rollup ----------------------------------------------------------------------
+
+    def ensure_group(self) -> None:
+        try:
+            self.r.xgroup_create(Keys.events, ROLLUP_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[StreamEntry]:
+        """Entries delivered to a consumer that died before acknowledging them."""
+        _next, claimed, *_ = self.r.xautoclaim(Keys.events, ROLLUP_GROUP, consumer,
+                                               min_idle_time=min_idle_ms, start_id="0-0",
+                                               count=count)
+        return [StreamEntry(_s(i), f[b"e"]) for i, f in claimed if f]
+
+    def read_new(self, consumer: str, count: int) -> list[StreamEntry]:
+        reply = self.r.xreadgroup(ROLLUP_GROUP, consumer, {Keys.events: ">"}, count=count)
+        if not reply:
+            return []
+        return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
+
+    def apply_rollup(self, rows: Sequence[tuple[str, str, int, str]]) -> int:
+        """Count (entry_id, ad_id, type_index, day) rows and XACK them, atomically."""
+        days = sorted({day for *_, day in rows})
+        day_index = {d: 6 + i for i, d in enumerate(days)}
+        keys = [Keys.events, *(Keys.stats(f) for f in STAT_FIELDS), *(Keys.ctr(d) for d in days)]
+        args: list[object] = [ROLLUP_GROUP]
+        for entry_id, ad_id, type_index, day in rows:
+            args += [entry_id, ad_id, type_index, day_index[day]]
+        return int(self._rollup(keys=keys, args=args))
+
+    def trim_events(self, min_id_ms: int) -> int:
+        """Drop rolled-up entries older than min_id_ms; never one still pending."""
+        info = self.r.xpending(Keys.events, ROLLUP_GROUP)
+        cut = min_id_ms
+        if info["pending"]:
+            cut = min(cut, int(_s(info["min"]).split("-")[0]))
+        groups = self.r.xinfo_groups(Keys.events)
+        for g in groups:
+            if _s(g["name"]) == ROLLUP_GROUP:
+                cut = min(cut, int(_s(g["last-delivered-id"]).split("-")[0]))
+        return int(self.r.xtrim(Keys.events, minid=f"{cut}-0", approximate=True))
+
+    def backlog(self) -> dict[str, int]:
+        """Events not yet rolled up: waiting in the stream and pending with a consumer."""
+        info = {_s(g["name"]): g for g in self.r.xinfo_groups(Keys.events)}
+        group = info.get(ROLLUP_GROUP)
+        pending = int(group["pending"]) if group else 0
+        lag = group.get("lag") if group else None
+        return {"pending": pending, "lag": int(lag) if lag is not None else -1,
+                "inbox": self.inbox_size()}
+
+    def ad_stats(self, ad_ids: Sequence[str]) -> dict[str, list[int]]:
+        """Each stat field as a list aligned with ad_ids (0 where an ad has none)."""
+        if not ad_ids:
+            return {f: [] for f in STAT_FIELDS}
+        with self.r.pipeline(transaction=False) as p:
+            for field in STAT_FIELDS:
+                p.hmget(Keys.stats(field), *ad_ids)
+            rows = p.execute()
+        return {f: [int(v) if v is not None else 0 for v in row] for f, row in zip(STAT_FIELDS, rows)}
+
+    def all_ad_stats(self) -> dict[str, dict[str, int]]:
+        """Each stat field as {ad_id: count}, whole hashes in one round trip."""
+        with self.r.pipeline(transaction=False) as p:
+            for field in STAT_FIELDS:
+                p.hgetall(Keys.stats(field))
+            rows = p.execute()
+        return {f: {_s(k): int(v) for k, v in row.items()} for f, row in zip(STAT_FIELDS, rows)}
+
+    def ctr_days(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        with self.r.pipeline(transaction=False) as p:
+            for day in days:
+                p.hgetall(Keys.ctr(day))
+            rows = p.execute()
+        return {d: {_s(k): int(v) for k, v in row.items()} for d, row in zip(days, rows)}
+
+    # ---- cells and feeds ---------------------------------------------------------------
+
+    def active_cells(self, since: float) -> list[str]:
+        """Cells requested since ``since``; older ones are forgotten here."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zremrangebyscore(Keys.cells_active, "-inf", f"({since}")
+            p.zrange(Keys.cells_active, 0, -1)
+            _, cells = p.execute()
+        return [_s(c) for c in cells]
+
+    def mark_active(self, cells: Mapping[str, float]) -> None:
+        self.r.zadd(Keys.cells_active, dict(cells))
+
+    def write_feeds(self, epoch: str, feeds: Mapping[str, bytes], ttl_s: int) -> bool:
+        """Store packed feeds unless the catalogue changed since ``epoch``."""
+        if not feeds:
+            return True
+        cells = list(feeds)
+        done = self._write_feeds(keys=[Keys.catalog_epoch, *(Keys.feed(c) for c in cells)],
+                                 args=[epoch, ttl_s, *(feeds[c] for c in cells)])
+        return int(done) >= 0
+
+    def read_feed(self, cell: str, now: float, user_id: str | None,
+                  location: str | None) -> tuple[bytes | None, set[str]]:
+        """The hot path's one round trip: the packed feed, the cell marked active, and the
+        ads this user has applied to."""
+        with self.r.pipeline(transaction=False) as p:
+            p.get(Keys.feed(cell))
+            p.zadd(Keys.cells_active, {cell: now})
+            if user_id is not None:
+                p.smembers(Keys.user_applied(user_id))
+                if location is not None:
+                    p.set(Keys.user_location(user_id), location, ex=30 * 86_400)
+            out = p.execute()
+        applied = {_s(a) for a in out[2]} if user_id is not None else set()
+        return out[0], applied
+
+    def log_served(self, fields: Mapping[str, str | float | int], maxlen: int) -> str:
+        """Append a served feed to the ``served`` stream; its entry id is the feed_id."""
+        return _s(self.r.xadd(Keys.served, dict(fields), maxlen=maxlen, approximate=True))
+
+    def served_feed(self, feed_id: str) -> dict[str, str] | None:
+        rows = self.r.xrange(Keys.served, feed_id, feed_id, count=1)
+        return {_s(k): _s(v) for k, v in rows[0][1].items()} if rows else None
+
+    def remember_applies(self, by_user: Mapping[str, Iterable[str]], ttl_s: int) -> None:
+        with self.r.pipeline(transaction=False) as p:
+            for user_id, ads in by_user.items():
+                p.sadd(Keys.user_applied(user_id), *ads)
+                p.expire(Keys.user_applied(user_id), ttl_s)
+            p.execute()
+
+    def user_location(self, user_id: str) -> str | None:
+        return _s(self.r.get(Keys.user_location(user_id)))
+
+    # ---- periodic jobs --------------------------------------------------------------------
+
+    def claim_run(self, job: str, ttl_s: float) -> bool:
+        """True for the first caller in ``ttl_s``: a periodic job fired by two beats runs once."""
+        return bool(self.r.set(Keys.lock(job), consumer_name(), nx=True,
+                               px=max(1, int(ttl_s * 1000))))
+
+    def record_job(self, job: str, fields: Mapping[str, float | int | str]) -> None:
+        self.r.hset(Keys.job(job), mapping=dict(fields))
+
+    def job_status(self, job: str) -> dict[str, str]:
+        return {_s(k): _s(v) for k, v in self.r.hgetall(Keys.job(job)).items()}
+
+
+def consumer_name() -> str:
+    """This process's name as a stream consumer: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def stat_type_index(event_type: str) -> int:
+    """1-based index of an event type in STAT_FIELDS; 0 for a type the rollup ignores."""
+    try:
+        return EVENT_TYPES.index(event_type) + 1
+    except ValueError:
+        return 0
+
+
+__all__ = ["Store", "Keys", "StreamEntry", "NO_EXPIRY", "EVENT_TYPES", "STAT_FIELDS",
+           "consumer_name", "stat_type_index"]

@@ -1,0 +1,118 @@
+"""Every Lua script the service runs. Each one is one atomic step of the flow."""
+
+# Accept a validated batch: drop event_ids already accepted (this window or the last),
+# mark the rest as seen and keep them in the inbox until the ingest task moves them.
+# KEYS: inbox, inbox_due, seen_now, seen_prev
+# ARGV: batch_id, now, seen_ttl_s, then (event_id, event_json) pairs
+# Returns one flag per pair: 1 accepted, 0 duplicate.
+ACCEPT = """
+local flags = {}
+local kept = {}
+local batch_seen = {}
+for i = 4, #ARGV, 2 do
+  local id = ARGV[i]
+  local dup = batch_seen[id]
+    or redis.call('SISMEMBER', KEYS[3], id) == 1
+    or redis.call('SISMEMBER', KEYS[4], id) == 1
+  if dup then
+    flags[#flags + 1] = 0
+  else
+    batch_seen[id] = true
+    kept[#kept + 1] = ARGV[i + 1]
+    redis.call('SADD', KEYS[3], id)
+    flags[#flags + 1] = 1
+  end
+end
+if #kept > 0 then
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, '\\n'))
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+end
+return flags
+"""
+
+# Move one accepted batch from the inbox to the events stream. Idempotent: a batch
+# already moved is gone from the inbox, so a redelivered task adds nothing.
+# KEYS: inbox, inbox_due, events   ARGV: batch_id
+ROLL_IN = """
+local payload = redis.call('HGET', KEYS[1], ARGV[1])
+if not payload then return 0 end
+local n = 0
+for line in string.gmatch(payload, '[^\\n]+') do
+  redis.call('XADD', KEYS[3], '*', 'e', line)
+  n = n + 1
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+"""
+
+# Count a block of events and XACK them in one step. An entry counts only if this
+# XACK acknowledged it, so an entry reclaimed and counted elsewhere is never counted twice.
+# KEYS: events, stats_impressions, stats_views, stats_saves, stats_applies, ctr day keys...
+# ARGV: group, then (entry_id, ad_id, type_index 0..4, ctr_key_index) quads;
+#       type_index 0 acknowledges an unusable entry without counting it.
+ROLLUP = """
+local names = {'impressions', 'views', 'saves', 'applies'}
+local acc = {}
+local function add(key, field)
+  local t = acc[key]
+  if not t then t = {}; acc[key] = t end
+  t[field] = (t[field] or 0) + 1
+end
+local counted = 0
+for i = 2, #ARGV, 4 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    local t = tonumber(ARGV[i + 2])
+    if t > 0 then
+      add(KEYS[1 + t], ARGV[i + 1])
+      add(KEYS[tonumber(ARGV[i + 3])], names[t])
+      counted = counted + 1
+    end
+  end
+end
+for key, fields in pairs(acc) do
+  for field, n in pairs(fields) do
+    redis.call('HINCRBY', key, field, n)
+  end
+end
+return counted
+"""
+
+# Store cell feeds only if no ad was removed or moved since the snapshot they were built from.
+# KEYS: catalog_epoch, feed keys...   ARGV: expected_epoch, ttl_s, packed values...
+WRITE_FEEDS = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[2])
+end
+return #KEYS - 1
+"""
+
+# Live ads near a point, nearest first, with their exact coordinates from the catalogue.
+# KEYS: ads_geo, ads_expiry   ARGV: lon, lat, search_radius_km, count, now, ad_key_prefix
+# Returns flat (ad_id, lat, lon) triples; expired ads are skipped, and the search widens
+# its COUNT until `count` live ads are found or the radius holds no more.
+NEARBY = """
+local want = tonumber(ARGV[4])
+local count = want
+while true do
+  local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+                           'BYRADIUS', ARGV[3], 'km', 'ASC', 'COUNT', count)
+  local out = {}
+  local live = 0
+  for _, id in ipairs(found) do
+    local exp = tonumber(redis.call('ZSCORE', KEYS[2], id) or 'inf')
+    if exp > tonumber(ARGV[5]) then
+      local ll = redis.call('HMGET', ARGV[6] .. id, 'lat', 'lon')
+      if ll[1] then
+        out[#out + 1] = id; out[#out + 1] = ll[1]; out[#out + 1] = ll[2]
+        live = live + 1
+        if live >= want then return out end
+      end
+    end
+  end
+  if #found < count then return out end
+  count = count * 2
+end
+"""

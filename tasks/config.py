@@ -1,0 +1,56 @@
+"""Celery's configuration and the beat schedule, both derived from the settings."""
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from celery import Celery
+
+from config import Settings
+
+QUEUES = ("ingest", "rollup", "regen")
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every periodic job and its interval. A run not started within its interval is
+    dropped (``expires``): the next one does the same work."""
+    return {
+        "rollup": {"task": "rollup.run", "schedule": settings.rollup_interval_s,
+                   "options": {"queue": "rollup", "expires": settings.rollup_interval_s}},
+        "regenerate": {"task": "regenerate.run", "schedule": settings.regen_interval_s,
+                       "options": {"queue": "regen", "expires": settings.regen_interval_s}},
+    }
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        # Unacknowledged messages return after this; it must cover the longest task.
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_routes": {"ingest.*": {"queue": "ingest"}, "rollup.*": {"queue": "rollup"},
+                        "regenerate.*": {"queue": "regen"}},
+        "task_default_queue": "ingest",
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0,
+                                      "interval_step": 0.2, "interval_max": 0.5},
+        "worker_prefetch_multiplier": 4,
+        "worker_hijack_root_logger": False,
+        "beat_schedule": beat_schedule(settings),
+        "timezone": "UTC",
+    }
+    if settings.broker_url.startswith("rediss://") and "ssl_cert_reqs" not in settings.broker_url:
+        conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return conf
+
+
+def make_celery(settings: Settings, main: str = "tasks") -> Celery:
+    """A Celery app for these settings. Creating it connects nothing."""
+    app = Celery(main, set_as_current=(main == "tasks"))
+    app.config_from_object(celery_config(settings))
+    return app

@@ -1,0 +1,34 @@
+"""Start Flower behind basic auth. Flower reads FLOWER_BASIC_AUTH and FLOWER_PORT from the
+environment itself, so the credentials never show on a command line. Without
+FLOWER_BASIC_AUTH it refuses to start, unless LOCAL_DEMO is set, and then it listens on
+the loopback address only."""
+from __future__ import annotations
+
+import os
+import sys
+
+from config import SettingsError, load_settings
+
+
+def flower_command() -> list[str]:
+    settings = load_settings()
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "flower",
+               f"--port={settings.flower_port}"]
+    if settings.flower_basic_auth is None:
+        if not settings.local_demo:
+            raise SettingsError("FLOWER_BASIC_AUTH is not set (user:password): Flower would "
+                                "be open to anyone; set it, or LOCAL_DEMO=true for a local run")
+        command.append("--address=127.0.0.1")
+    return command
+
+
+def main() -> None:
+    try:
+        command = flower_command()
+    except SettingsError as exc:
+        sys.exit(f"flower: {exc}")
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""The tasks. Each decodes its arguments and calls one plain function of ``pipeline``.
+
+Every task here writes, so every one is idempotent, acknowledged late (a task running when
+its worker dies is redelivered, not lost), bounded by a time limit, and retried only on
+transient Redis errors.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from functools import cache
+from typing import Any
+
+import numpy as np
+import redis
+from celery import signals
+
+from config import Settings, load_settings
+from obs.logs import configure_logging
+from pipeline.ingest import roll_in
+from pipeline.regenerate import run_regenerate
+from pipeline.rollup import run_rollup
+from store import Store
+from tasks.celery import app
+
+log = logging.getLogger("tasks")
+
+WRITES = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError),
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "max_retries": 20,
+}
+RUN_SHARE = 0.9  # a periodic job runs at most once per this share of its interval
+
+
+@cache
+def settings() -> Settings:
+    return load_settings()
+
+
+@cache
+def store() -> Store:
+    return Store.from_url(settings().redis_url, socket_timeout=30, socket_connect_timeout=5,
+                          health_check_interval=30)
+
+
+_rng: dict[int, np.random.Generator] = {}
+
+
+def rng() -> np.random.Generator:
+    """A generator of this process's own: prefork children must not share a stream."""
+    return _rng.setdefault(os.getpid(), np.random.default_rng())
+
+
+@app.task(name="ingest.events", time_limit=60, **WRITES)
+def ingest_events(batch_id: str) -> int:
+    """Move an accepted batch from the inbox to the events stream (a no-op when repeated)."""
+    return roll_in(store(), batch_id)
+
+
+@app.task(name="rollup.run", **WRITES)
+def rollup(forced: bool = False) -> dict[str, Any]:
+    """Count new events exactly once. Beat-fired runs are deduplicated across beats."""
+    s = settings()
+    if not forced and not store().claim_run("rollup", s.rollup_interval_s * RUN_SHARE):
+        return {"skipped": "a rollup already ran in this interval"}
+    return run_rollup(store(), s, time.time())
+
+
+@app.task(name="regenerate.run", **WRITES)
+def regenerate(forced: bool = False) -> dict[str, Any]:
+    """Rebuild every active cell's feed. Beat-fired runs are deduplicated across beats."""
+    s = settings()
+    if not forced and not store().claim_run("regenerate", s.regen_interval_s * RUN_SHARE):
+        return {"skipped": "a regeneration already ran in this interval"}
+    return run_regenerate(store(), s, time.time(), rng())
+
+
+@signals.setup_logging.connect
+def _logging(**_: Any) -> None:
+    configure_logging(settings().log_level)
+
+
+_started: dict[str, float] = {}
+
+
+@signals.task_prerun.connect
+def _task_start(task_id: str, **_: Any) -> None:
+    _started[task_id] = time.perf_counter()
+
+
+@signals.task_postrun.connect
+def _task_done(task_id: str, task: Any, retval: Any = None, state: str | None = None,
+               **_: Any) -> None:
+    started = _started.pop(task_id, None)
+    fields = {"task_id": task_id, "task": task.name, "state": state,
+              "ms": round((time.perf_counter() - started) * 1e3, 2) if started else None}
+    if isinstance(retval, dict):
+        fields["result"] = retval
+    log.info("task", extra={"fields": fields})

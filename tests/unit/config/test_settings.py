@@ -1,0 +1,52 @@
+import pytest
+
+from config import SettingsError, load_settings
+
+
+def test_defaults_are_documented_values():
+    s = load_settings({})
+    assert s.feed_radius_km == 5.0
+    assert s.geohash_precision == 6
+    assert s.feed_variants == 8
+    assert s.max_events_per_post == 1000
+    assert s.broker_url == s.redis_url
+
+
+def test_values_come_from_the_environment_by_upper_case_name():
+    s = load_settings({"REDIS_URL": "rediss://:pw@host:6380/0", "FEED_VARIANTS": "4",
+                       "CELERY_BROKER_URL": "amqp://guest@localhost//"})
+    assert s.redis_url.startswith("rediss://")
+    assert s.feed_variants == 4
+    assert s.broker_url == "amqp://guest@localhost//"
+
+
+@pytest.mark.parametrize("name,value", [
+    ("FEED_RADIUS_KM", "-1"), ("GEOHASH_PRECISION", "13"), ("FEED_VARIANTS", "lots"),
+    ("REDIS_URL", "http://example"), ("MAX_EVENTS_PER_POST", "0"), ("PORT", "70000"),
+    ("ADMIN_TOKEN", "short"), ("FLOWER_BASIC_AUTH", "nopassword"), ("PRIOR_MEAN", "1.5"),
+])
+def test_a_bad_value_stops_the_start_naming_the_setting(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({name: value})
+
+
+def test_visibility_timeout_must_cover_the_task_time_limit():
+    with pytest.raises(SettingsError, match="VISIBILITY_TIMEOUT_S"):
+        load_settings({"VISIBILITY_TIMEOUT_S": "100", "TASK_TIME_LIMIT_S": "200"})
+
+
+def test_settings_are_frozen():
+    s = load_settings({})
+    with pytest.raises(Exception):
+        s.feed_radius_km = 1.0  # type: ignore[misc]
+
+
+def test_config_is_the_only_module_reading_os_environ():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[3]
+    offenders = []
+    for package in ("webapp", "tasks", "store", "pipeline", "geo", "bandit", "obs"):
+        for path in (root / package).rglob("*.py"):
+            if "os.environ" in path.read_text() or "getenv" in path.read_text():
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []

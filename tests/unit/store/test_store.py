@@ -1,0 +1,152 @@
+"""The store's scripts and key handling, on fakeredis (the same scripts run on a real
+server in tests/integration)."""
+from __future__ import annotations
+
+import orjson
+
+from store import NO_EXPIRY, Keys, Store
+from tests.conftest import NOW
+
+
+def events(*ids: str, ad: str = "ad1", type_: str = "impression") -> list[tuple[str, bytes]]:
+    return [(i, orjson.dumps({"id": i, "ad": ad, "type": type_, "ts": NOW, "at": NOW}))
+            for i in ids]
+
+
+def test_accept_marks_duplicates_within_and_across_batches(fake_store: Store):
+    flags = fake_store.accept_events("b1", events("e1", "e2", "e1"), NOW, 86400)
+    assert flags == [True, True, False]
+    assert fake_store.accept_events("b2", events("e2", "e3"), NOW, 86400) == [False, True]
+
+
+def test_dedupe_window_spans_the_previous_bucket(fake_store: Store):
+    fake_store.accept_events("b1", events("e1"), NOW, 3600)
+    assert fake_store.accept_events("b2", events("e1"), NOW + 3600, 3600) == [False]
+
+
+def test_a_batch_of_duplicates_leaves_nothing_in_the_inbox(fake_store: Store):
+    fake_store.accept_events("b1", events("e1"), NOW, 86400)
+    fake_store.accept_events("b2", events("e1"), NOW, 86400)
+    assert fake_store.overdue_batches(NOW + 1) == ["b1"]
+
+
+def test_roll_in_moves_a_batch_once(fake_store: Store):
+    fake_store.accept_events("b1", events("e1", "e2"), NOW, 86400)
+    assert fake_store.roll_in("b1") == 2
+    assert fake_store.roll_in("b1") == 0
+    assert fake_store.r.xlen(Keys.events) == 2
+    assert fake_store.inbox_size() == 0
+
+
+def rows_of(entries, ad="ad1", type_index=1, day="2027-01-15"):
+    return [(e.entry_id, ad, type_index, day) for e in entries]
+
+
+def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
+    fake_store.accept_events("b1", events("e1", "e2", "e3"), NOW, 86400)
+    fake_store.roll_in("b1")
+    fake_store.ensure_group()
+    entries = fake_store.read_new("c1", 100)
+    assert len(entries) == 3
+    assert fake_store.apply_rollup(rows_of(entries)) == 3
+    assert fake_store.apply_rollup(rows_of(entries)) == 0  # already acknowledged
+    assert fake_store.ad_stats(["ad1"])["impressions"] == [3]
+    assert fake_store.ctr_days(["2027-01-15"])["2027-01-15"] == {"impressions": 3}
+    assert fake_store.backlog()["pending"] == 0
+
+
+def test_unreadable_entries_are_acknowledged_without_counting(fake_store: Store):
+    fake_store.accept_events("b1", events("e1"), NOW, 86400)
+    fake_store.roll_in("b1")
+    fake_store.ensure_group()
+    entries = fake_store.read_new("c1", 10)
+    assert fake_store.apply_rollup(rows_of(entries, type_index=0)) == 0
+    assert fake_store.backlog()["pending"] == 0
+    assert fake_store.ad_stats(["ad1"])["impressions"] == [0]
+
+
+def test_write_feeds_refuses_after_the_catalogue_changed(fake_store: Store):
+    epoch = fake_store.catalog_epoch()
+    assert fake_store.write_feeds(epoch, {"u33dc0": b"v1"}, 60)
+    fake_store.delete_ad("gone", [])
+    assert not fake_store.write_feeds(epoch, {"u33dc1": b"v2"}, 60)
+    assert fake_store.r.get(Keys.feed("u33dc1")) is None
+    assert fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc1": b"v2"}, 60)
+
+
+def put(store: Store, ad_id: str, lat: float, lon: float, expires_at: float | None = None,
+        stale=()) -> None:
+    store.put_ads([(ad_id, {"lat": repr(lat), "lon": repr(lon), "title": "t", "company": "c"},
+                    lat, lon, expires_at)], stale)
+
+
+def test_delete_voids_the_listed_feeds_and_bumps_the_epoch(fake_store: Store):
+    put(fake_store, "a1", 52.5, 13.4)
+    fake_store.write_feeds("0", {"u33dc0": b"v"}, 60)
+    assert fake_store.delete_ad("a1", ["u33dc0"])
+    assert fake_store.r.get(Keys.feed("u33dc0")) is None
+    assert fake_store.catalog_epoch() == "1"
+    assert fake_store.get_ad("a1") is None
+    assert not fake_store.delete_ad("a1", [])
+
+
+def test_nearby_skips_expired_ads_and_returns_exact_coordinates(fake_store: Store):
+    put(fake_store, "near", 52.5, 13.4)
+    put(fake_store, "expired", 52.5001, 13.4001, expires_at=NOW - 1)
+    put(fake_store, "far", 52.6, 13.4)
+    found = fake_store.nearby(52.5, 13.4, 1.0, 10, NOW)
+    assert found == [("near", 52.5, 13.4)]
+
+
+def test_nearby_widens_its_search_past_expired_ads(fake_store: Store):
+    for i in range(5):
+        put(fake_store, f"x{i}", 52.5 + i * 1e-5, 13.4, expires_at=NOW - 1)
+    put(fake_store, "live", 52.5002, 13.4)
+    assert [a for a, _, _ in fake_store.nearby(52.5, 13.4, 1.0, 1, NOW)] == ["live"]
+
+
+def test_drop_expired_takes_ads_out_of_the_index_but_keeps_the_record(fake_store: Store):
+    put(fake_store, "old", 52.5, 13.4, expires_at=NOW - 1)
+    put(fake_store, "new", 52.5, 13.4)
+    assert fake_store.drop_expired(NOW) == ["old"]
+    assert fake_store.live_ad_ids() == ["new"]
+    assert fake_store.get_ad("old") is not None
+    assert fake_store.r.zscore(Keys.ads_expiry, "new") == NO_EXPIRY
+
+
+def test_claim_run_admits_one_caller_per_window(fake_store: Store):
+    assert fake_store.claim_run("rollup", 5)
+    assert not fake_store.claim_run("rollup", 5)
+    assert fake_store.claim_run("regenerate", 5)
+
+
+def test_read_feed_marks_the_cell_active_and_reads_the_user_set(fake_store: Store):
+    fake_store.remember_applies({"u1": {"a1", "a2"}}, 60)
+    raw, applied = fake_store.read_feed("u33dc0", NOW, "u1", "52.5,13.4")
+    assert raw is None
+    assert applied == {"a1", "a2"}
+    assert fake_store.active_cells(since=NOW - 1) == ["u33dc0"]
+    assert fake_store.user_location("u1") == "52.5,13.4"
+
+
+def test_active_cells_forgets_idle_cells(fake_store: Store):
+    fake_store.mark_active({"old": NOW - 100, "new": NOW})
+    assert fake_store.active_cells(since=NOW - 10) == ["new"]
+    assert fake_store.r.zcard(Keys.cells_active) == 1
+
+
+def test_served_feeds_are_found_by_their_feed_id(fake_store: Store):
+    feed_id = fake_store.log_served({"cell": "u33dc0", "ads": "a b"}, 1000)
+    assert fake_store.served_feed(feed_id) == {"cell": "u33dc0", "ads": "a b"}
+    assert fake_store.served_feed("1-0") is None
+
+
+def test_no_module_outside_the_store_spells_a_key():
+    from pathlib import Path
+    import re
+    root = Path(__file__).resolve().parents[3]
+    key = re.compile(r"""["'](ad|ads|feed|cells|served|catalog|lock|job|user|\{ev\}):""")
+    offenders = [str(p.relative_to(root))
+                 for package in ("webapp", "tasks", "pipeline", "geo", "bandit", "obs", "devtools")
+                 for p in (root / package).rglob("*.py") if key.search(p.read_text())]
+    assert offenders == []

@@ -1,0 +1,29 @@
+"""The web front: feeds, the proximity API, the ad catalogue, events and admin calls.
+
+``create_app`` is the table of contents; it connects nothing (Redis and the broker are
+reached on the first request that needs them).
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+from config import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from webapp import admin, ads, cli, errors, events, feeds, health, logs, runtime
+
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.extensions["runtime"] = runtime.Runtime(settings)
+
+    logs.init_app(app, settings)
+    errors.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(feeds.bp)
+    app.register_blueprint(events.bp)
+    app.register_blueprint(ads.bp)
+    app.register_blueprint(admin.bp)
+    cli.init_app(app)
+    return app

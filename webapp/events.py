@@ -1,0 +1,73 @@
+"""POST /v1/events: validate a batch, keep it durably, send one ingest task."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, g, request
+from kombu.exceptions import OperationalError
+from pydantic import ValidationError
+
+from pipeline.ingest import Event, accept_batch
+from webapp.errors import json_response
+from webapp.runtime import runtime
+from webapp.validation import ApiError, EventIn, first_error, json_body
+
+bp = Blueprint("events", __name__, url_prefix="/v1")
+log = logging.getLogger(__name__)
+
+FUTURE_SLACK_S = 300
+
+
+@bp.post("/events")
+def post_events() -> Response:
+    rt = runtime()
+    s = rt.settings
+    body = json_body(request.content_type, request.get_data(cache=False))
+    raw = body.get("events") if isinstance(body, dict) else None
+    if not isinstance(raw, list):
+        raise ApiError(400, "invalid_body", 'the body must be {"events": [...]}', "events")
+    if len(raw) > s.max_events_per_post:
+        raise ApiError(413, "too_many_events",
+                       f"at most {s.max_events_per_post} events per post", "events")
+    now = rt.now()
+    valid, rejected = validate_events(raw, now, s.event_max_age_s)
+    if not valid:
+        raise ApiError(400, "no_valid_events", "no event in the body is usable", "events",
+                       {"rejected": rejected})
+    result = accept_batch(rt.store, s, valid, now)
+    task_id = None
+    if result.batch_id is not None:
+        task_id = publish_ingest(result.batch_id)
+    return json_response({"accepted": result.accepted, "duplicates": result.duplicates,
+                          "rejected": rejected, "task_id": task_id}, 202)
+
+
+def validate_events(raw: list, now: float, max_age_s: int) -> tuple[list[Event], list[dict]]:
+    valid: list[Event] = []
+    rejected: list[dict] = []
+    for index, item in enumerate(raw):
+        try:
+            e = EventIn.model_validate(item)
+        except ValidationError as exc:
+            code, message, field = first_error(exc)
+            rejected.append({"index": index, "code": code, "message": message, "field": field})
+            continue
+        ts = now if e.ts is None else e.ts
+        if not now - max_age_s <= ts <= now + FUTURE_SLACK_S:
+            rejected.append({"index": index, "code": "invalid_ts", "field": "ts",
+                             "message": "ts: more than EVENT_MAX_AGE_S old or in the future"})
+            continue
+        valid.append(Event(e.event_id, e.ad_id, e.type, ts, e.user_id, e.feed_id, e.position))
+    return valid, rejected
+
+
+def publish_ingest(batch_id: str) -> str | None:
+    """Send the ingest task. The batch is already safe in the inbox: if the broker is down,
+    the rollup's sweep rolls it in, so the post still succeeds."""
+    try:
+        result = runtime().celery.send_task("ingest.events", args=[batch_id], queue="ingest")
+    except OperationalError as exc:
+        log.warning("broker unavailable; batch %s left for the inbox sweep: %s", batch_id, exc)
+        return None
+    g.task_id = result.id
+    return result.id

@@ -1,0 +1,64 @@
+"""The feed, the proximity API and per-ad stats."""
+from __future__ import annotations
+
+import numpy as np
+from flask import Blueprint, Response, g, request
+
+import geo
+from bandit import beta_posterior, posterior_mean
+from pipeline.feed import FeedRequest, serve_feed
+from pipeline.regenerate import SEARCH_SLACK
+from webapp.errors import json_response
+from webapp.runtime import runtime
+from webapp.validation import ApiError, FeedQuery, NearbyQuery, identifier, parse
+
+bp = Blueprint("feeds", __name__, url_prefix="/v1")
+
+
+def _radius_km(given: float | None) -> float:
+    limit = runtime().settings.feed_radius_km
+    if given is None:
+        return limit
+    if given > limit:
+        raise ApiError(400, "invalid_parameter", f"radius_km: must be in (0, {limit}]", "radius_km")
+    return given
+
+
+@bp.get("/feed")
+def feed() -> Response:
+    q = parse(FeedQuery, request.args.to_dict())
+    rt = runtime()
+    req = FeedRequest(q.lat, q.lon, q.limit, _radius_km(q.radius_km), q.user_id)
+    body = serve_feed(rt.store, rt.settings, req, rt.now(), rt.rng)
+    g.feed_id = body["feed_id"]
+    return json_response(body)
+
+
+@bp.get("/ads/nearby")
+def nearby() -> Response:
+    q = parse(NearbyQuery, request.args.to_dict())
+    radius_km = _radius_km(q.radius_km)
+    rt = runtime()
+    found = rt.store.nearby(q.lat, q.lon, radius_km * SEARCH_SLACK, q.limit, rt.now())
+    ids = [a for a, _, _ in found]
+    dist = geo.haversine_km(q.lat, q.lon, np.array([la for _, la, _ in found]),
+                            np.array([lo for _, _, lo in found]))
+    order = np.argsort(dist, kind="stable")
+    ads = [{"ad_id": ids[i], "distance_km": round(float(dist[i]), 3)}
+           for i in order if dist[i] <= radius_km]
+    return json_response({"ads": ads[:q.limit]})
+
+
+@bp.get("/stats/ads/<ad_id>")
+def ad_stats(ad_id: str) -> Response:
+    ad_id = identifier(ad_id, "ad_id")
+    rt = runtime()
+    counts = {k: v[0] for k, v in rt.store.ad_stats([ad_id]).items()}
+    if not any(counts.values()) and rt.store.get_ad(ad_id) is None:
+        raise ApiError(404, "not_found", f"no ad or stats for {ad_id}", "ad_id")
+    s = rt.settings
+    alpha, beta = beta_posterior(np.array([counts["applies"]]), np.array([counts["impressions"]]),
+                                 s.prior_mean, s.prior_strength)
+    return json_response({"ad_id": ad_id, "counters": counts, "posterior": {
+        "model": "beta", "alpha": float(alpha[0]), "beta": float(beta[0]),
+        "mean": float(posterior_mean(alpha, beta)[0])}})

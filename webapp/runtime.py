@@ -1,0 +1,46 @@
+"""What the views share within one process: settings, the store, the task publisher, a
+random generator. Built lazily so that nothing connects at import or app creation."""
+from __future__ import annotations
+
+import os
+import time
+from functools import cached_property
+
+import numpy as np
+from celery import Celery
+from flask import current_app
+
+from config import Settings
+from store import Store
+from tasks.config import make_celery
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._rng_pid = -1
+        self._rng: np.random.Generator | None = None
+
+    @cached_property
+    def store(self) -> Store:
+        return Store.from_url(self.settings.redis_url, socket_timeout=5,
+                              socket_connect_timeout=2, health_check_interval=30)
+
+    @cached_property
+    def celery(self) -> Celery:
+        return make_celery(self.settings, main="webapp")
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """A generator of this process's own (forked workers must not share a stream)."""
+        if self._rng_pid != os.getpid():
+            self._rng, self._rng_pid = np.random.default_rng(), os.getpid()
+        return self._rng
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["runtime"]

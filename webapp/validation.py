@@ -1,0 +1,152 @@
+"""Validation at the edge: raw request values in, typed values or one ApiError out."""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
+                      TypeAdapter, ValidationError)
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, strict=True)]
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ApiError(Exception):
+    """An error answered as {"error": {"code", "message", "field"?}} with its HTTP status."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            err["field"] = self.field
+        return {"error": err, **self.extra}
+
+
+def _epoch_seconds(value: Any) -> Any:
+    """Epoch seconds (number or numeric string) or ISO 8601 with a zone -> float seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a time must be epoch seconds or ISO 8601 with a zone")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError("a time must be epoch seconds or ISO 8601 with a zone") from None
+            if parsed.tzinfo is None:
+                raise ValueError("an ISO 8601 time needs a zone (Z or +hh:mm)") from None
+            seconds = parsed.timestamp()
+    else:
+        raise ValueError("a time must be epoch seconds or ISO 8601 with a zone")
+    if not math.isfinite(seconds) or not 0 <= seconds < 253402300799:
+        raise ValueError("time out of range")
+    return seconds
+
+
+Timestamp = Annotated[float, BeforeValidator(_epoch_seconds)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedQuery(_Strict):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    lat: Latitude
+    lon: Longitude
+    limit: int = Field(20, ge=1, le=100)
+    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False)
+    user_id: Identifier | None = None
+
+
+class NearbyQuery(_Strict):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    lat: Latitude
+    lon: Longitude
+    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False)
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class AdIn(_Strict):
+    """An ad as PUT or imported. ``ad_id`` comes from the path or the import line."""
+    lat: Latitude
+    lon: Longitude
+    title: Text
+    company: Text
+    category: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                               max_length=100)] = "other"
+    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+    created_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
+
+
+class AdLine(AdIn):
+    ad_id: Identifier
+
+
+class EventIn(_Strict):
+    event_id: Identifier
+    ad_id: Identifier
+    type: Literal["impression", "view", "save", "apply"]
+    user_id: Identifier | None = None
+    feed_id: Identifier | None = None
+    position: int | None = Field(None, ge=1, le=1000)
+    ts: Timestamp | None = None
+
+
+def first_error(exc: ValidationError) -> tuple[str, str, str | None]:
+    """(code, message, field) for the first problem pydantic found."""
+    err = exc.errors(include_url=False)[0]
+    field = ".".join(str(p) for p in err["loc"]) or None
+    code = "missing_parameter" if err["type"] == "missing" else "invalid_parameter"
+    if err["type"] == "extra_forbidden":
+        code = "unknown_field"
+    message = err["msg"] if field is None else f"{field}: {err['msg']}"
+    return code, message, field
+
+
+def parse(model: type[BaseModel], data: Any) -> Any:
+    """``model`` validated from ``data``, or a 400 ApiError naming the offending field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        code, message, field = first_error(exc)
+        raise ApiError(400, code, message, field) from None
+
+
+def identifier(value: str, field: str) -> str:
+    """A path identifier checked before it can become part of a key."""
+    try:
+        return _IDENTIFIER.validate_python(value)
+    except ValidationError:
+        raise ApiError(400, "invalid_identifier",
+                       f"{field}: must be 1 to 64 characters of A-Z a-z 0-9 _ . : -",
+                       field) from None
+
+
+_IDENTIFIER = TypeAdapter(Identifier)
+
+
+def json_body(content_type: str | None, data: bytes) -> Any:
+    """The parsed JSON body of a request, or a 4xx ApiError saying what is wrong with it."""
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    if mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json",
+                       "Content-Type")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}", "body") from None
