@@ -17,6 +17,9 @@ from geo.covering import SLACK_KM, grid_ranges, precision_for_radius
 from geo.distance import EARTH_RADIUS_KM, bounding_boxes, haversine_km
 from geo.geohash import grid_bits, grid_rows_cols
 
+# Most grid rows a query searches one by one; beyond this it reads them as one run.
+_MAX_ROW_RUNS = 4096
+
 
 class PointIndex:
     """Radius queries over a fixed set of points given as parallel lat and lon arrays (degrees).
@@ -86,8 +89,9 @@ class PointIndex:
         lat, lon = checked_point(lat, lon)
         radius_km = checked_radius_km(radius_km)
         boxes = bounding_boxes(lat, lon, radius_km + SLACK_KM)
-        positions = np.concatenate([self._positions_in(*cell_range)
-                                    for cell_range in grid_ranges(boxes, self.cell_precision)])
+        runs = [self._positions_in(*cells) for cells in grid_ranges(boxes, self.cell_precision)]
+        # The two halves of a circle over the antimeridian can share columns of wide cells.
+        positions = runs[0] if len(runs) == 1 else np.unique(np.concatenate(runs))
         # A cheap, slightly generous dot-product test first, so the haversine, which decides,
         # runs only on points near the circle.
         min_cos = math.cos(min((radius_km + SLACK_KM) / EARTH_RADIUS_KM, math.pi)) - 1e-12
@@ -98,10 +102,14 @@ class PointIndex:
 
     def _positions_in(self, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:
         """Positions in the sorted arrays of the points in a block of grid cells (inclusive)."""
-        row_keys = np.arange(row_lo, row_hi + 1, dtype=np.int64) * self._columns
-        starts = np.searchsorted(self._keys, row_keys + col_lo)
-        ends = np.searchsorted(self._keys, row_keys + col_hi + 1)
-        return _concatenated_ranges(starts, ends)
+        if row_hi - row_lo < _MAX_ROW_RUNS:
+            row_keys = np.arange(row_lo, row_hi + 1, dtype=np.int64) * self._columns
+            first_keys, end_keys = row_keys + col_lo, row_keys + col_hi + 1
+        else:  # a huge circle on a fine grid: one run over the whole block, more points to check
+            first_keys = np.array([row_lo * self._columns + col_lo], dtype=np.int64)
+            end_keys = np.array([row_hi * self._columns + col_hi + 1], dtype=np.int64)
+        return _concatenated_ranges(np.searchsorted(self._keys, first_keys),
+                                    np.searchsorted(self._keys, end_keys))
 
 
 def _unit_vectors(lat: float | np.ndarray, lon: float | np.ndarray) -> np.ndarray:

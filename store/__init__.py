@@ -252,7 +252,7 @@ class Store:
         for g in groups:
             if _s(g["name"]) == ROLLUP_GROUP:
                 cut = min(cut, int(_s(g["last-delivered-id"]).split("-")[0]))
-        return int(self.r.xtrim(Keys.events, minid=f"{cut}-0", approximate=True))
+        return int(self.r.xtrim(Keys.events, minid=f"{cut}-0", approximate=False))
 
     def backlog(self) -> dict[str, int]:
         """Events not yet rolled up: waiting in the stream and pending with a consumer."""

@@ -51,3 +51,25 @@ def sent(app: Flask) -> list:
 @pytest.fixture
 def admin() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def keyspace(fake_store: Store):
+    """A callable returning every key with its type and content, to show that a request
+    wrote nothing (compare one snapshot before the request with one after)."""
+    readers = {
+        b"string": lambda r, k: r.get(k),
+        b"hash": lambda r, k: r.hgetall(k),
+        b"set": lambda r, k: r.smembers(k),
+        b"zset": lambda r, k: r.execute_command("ZRANGE", k, 0, -1, "WITHSCORES"),  # raw: geo sets too
+        b"list": lambda r, k: r.lrange(k, 0, -1),
+        b"stream": lambda r, k: r.xrange(k),
+    }
+
+    def snapshot() -> dict:
+        r = fake_store.r
+        keys = r.keys()
+        assert len(keys) == r.dbsize()
+        return {k: (r.type(k), readers[r.type(k)](r, k)) for k in keys}
+
+    return snapshot

@@ -1,0 +1,125 @@
+"""What both benchmarks share: the machine's description, a demo catalogue loaded straight
+into the store, request points spread like the ads, and writing results."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from devtools.redis_server import RedisServer
+from pipeline.catalogue import AdRecord
+from pipeline.demo import demo_ads
+from store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+LOAD_CHUNK = 5000
+AD_SEED = 7
+POINT_SEED = 20_240_601  # request points: the ads' distribution, another draw
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def machine(redis: RedisServer | None = None) -> dict:
+    """Where and when a run happened, so figures from two runs are not compared blindly."""
+    info = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "os_cpu_count": os.cpu_count(),
+        "bench_process_affinity": sorted(os.sched_getaffinity(0)),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty_files": _git("status", "--porcelain").splitlines(),
+    }
+    if redis is not None:
+        info["redis_server"] = redis.binary
+        info["redis_version"] = _run([redis.binary, "--version"])
+    return info
+
+
+def _git(*args: str) -> str:
+    return _run(["git", "-C", str(ROOT), *args])
+
+
+def _run(args: list[str]) -> str:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def ad_records(count: int, now: float, seed: int = AD_SEED) -> Iterator[AdRecord]:
+    """The demo catalogue as AdRecords, as the import command would build them."""
+    for line in demo_ads(count, now, seed=seed):
+        yield AdRecord(line["ad_id"], line["lat"], line["lon"], line["title"], line["company"],
+                       line["category"], "", line["created_at"], line.get("expires_at"))
+
+
+def load_catalogue(store: Store, count: int, now: float, chunk: int = LOAD_CHUNK) -> float:
+    """Write ``count`` new demo ads through ``Store.put_ads`` (no stale feeds: they are new).
+    Returns the seconds it took."""
+    started = time.perf_counter()
+    batch: list[AdRecord] = []
+    done = 0
+    step = max(chunk, count // 10)
+    for record in ad_records(count, now):
+        batch.append(record)
+        if len(batch) == chunk:
+            _put(store, batch)
+            done += len(batch)
+            batch = []
+            if done % step < chunk:
+                say(f"  loaded {done:,}/{count:,} ads ({time.perf_counter() - started:.1f} s)")
+    if batch:
+        _put(store, batch)
+    return time.perf_counter() - started
+
+
+def _put(store: Store, batch: Sequence[AdRecord]) -> None:
+    store.put_ads([(a.ad_id, a.fields(), a.lat, a.lon, a.expires_at) for a in batch], [])
+
+
+def request_points(count: int, now: float, seed: int = POINT_SEED) -> list[tuple[float, float]]:
+    """Points spread like the ads (the same cities and spread, another seed), the same for
+    every catalogue size."""
+    return [(line["lat"], line["lon"]) for line in demo_ads(count, now, seed=seed)]
+
+
+def redis_memory(store: Store) -> dict:
+    info = store.r.info("memory")
+    return {"used_memory": info["used_memory"], "used_memory_human": info["used_memory_human"]}
+
+
+def pin(pid: int, cores: Iterable[int]) -> list[int]:
+    """Pin a process we started to ``cores`` (those that exist); returns the cores used."""
+    wanted = set(cores) & os.sched_getaffinity(0) or os.sched_getaffinity(0)
+    os.sched_setaffinity(pid, wanted)
+    return sorted(wanted)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    md_path.write_text(markdown)
+    return json_path, md_path
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

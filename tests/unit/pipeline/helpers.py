@@ -1,0 +1,18 @@
+"""Small builders for pipeline tests."""
+from __future__ import annotations
+
+import numpy as np
+
+import geo
+from pipeline.catalogue import AdRecord
+from tests.conftest import NOW
+
+
+def ads_around(lat: float, lon: float, count: int, spread_km: float, rng: np.random.Generator,
+               prefix: str = "ad", expires_at: float | None = None) -> list[AdRecord]:
+    """Ads at uniformly random bearings and distances up to spread_km from a point."""
+    bearing = rng.uniform(0, 360, count)
+    dist = rng.uniform(0, spread_km, count)
+    lats, lons = geo.destination_point(np.full(count, lat), np.full(count, lon), bearing, dist)
+    return [AdRecord(f"{prefix}{i}", float(a), float(o), f"title {i}", "co", "retail", "", NOW - 10,
+                     expires_at) for i, (a, o) in enumerate(zip(lats, lons))]

@@ -1,0 +1,137 @@
+"""Regeneration and serving on a fakeredis store: what a feed may hold, and when."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import geo
+from config import Settings
+from pipeline.catalogue import cells_listing, delete_ad, upsert_ads
+from pipeline.feed import FeedRequest, serve_feed
+from pipeline.feedpack import CellFeed
+from pipeline.regenerate import build_one_cell, run_regenerate
+from store import Keys, Store
+from tests.conftest import NOW
+from tests.unit.pipeline.helpers import ads_around
+
+PARIS = (48.8566, 2.3522)
+
+
+@pytest.fixture
+def paris(fake_store: Store, settings: Settings, rng):
+    ads = ads_around(*PARIS, 300, 9.0, rng)
+    upsert_ads(fake_store, settings, ads)
+    return {a.ad_id: a for a in ads}
+
+
+def test_a_cell_feed_holds_every_ad_within_reach_of_any_point_in_the_cell(
+        fake_store, settings, paris, rng):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
+    reach = settings.feed_radius_km + geo.cell_half_diagonal_km(cell)
+    c_lat, c_lon = geo.decode(cell)
+    expected = {a for a, r in paris.items() if geo.haversine_km(c_lat, c_lon, r.lat, r.lon) <= reach}
+    assert set(feed.ad_ids) == expected      # fewer ads than FEED_LENGTH: all of them
+    assert feed.variants.shape == (settings.feed_variants, len(expected))
+
+
+def test_every_served_ad_is_live_and_within_the_radius(fake_store, settings, paris, rng):
+    box = geo.decode_box(geo.encode(*PARIS, settings.geohash_precision))
+    for lat, lon in [(box.lat_min, box.lon_min), (box.lat_max, box.lon_max), PARIS]:
+        for radius_km in (5.0, 2.5, 0.5):
+            body = serve_feed(fake_store, settings, FeedRequest(lat, lon, 100, radius_km), NOW, rng)
+            for ad in body["ads"]:
+                rec = paris[ad["ad_id"]]
+                assert geo.haversine_km(lat, lon, rec.lat, rec.lon) <= radius_km
+            within = sum(geo.haversine_km(lat, lon, r.lat, r.lon) <= radius_km for r in paris.values())
+            assert len(body["ads"]) == min(100, within)
+            assert [a["position"] for a in body["ads"]] == list(range(1, len(body["ads"]) + 1))
+
+
+def test_an_ad_expiring_after_generation_is_not_served_from_the_stale_feed(
+        fake_store, settings, rng):
+    ads = ads_around(*PARIS, 5, 1.0, rng, expires_at=NOW + 60)
+    upsert_ads(fake_store, settings, ads)
+    req = FeedRequest(*PARIS, 20, 5.0)
+    assert len(serve_feed(fake_store, settings, req, NOW, rng)["ads"]) == 5
+    later = serve_feed(fake_store, settings, req, NOW + 61, rng)
+    assert later["cache"] == "hit" and later["ads"] == []
+
+
+def test_a_deleted_ad_voids_the_feeds_that_could_list_it(fake_store, settings, paris, rng):
+    req = FeedRequest(*PARIS, 100, 5.0)
+    first = serve_feed(fake_store, settings, req, NOW, rng)
+    victim = first["ads"][0]["ad_id"]
+    assert delete_ad(fake_store, settings, victim)
+    again = serve_feed(fake_store, settings, req, NOW, rng)
+    assert again["cache"] == "miss"
+    assert victim not in {a["ad_id"] for a in again["ads"]}
+
+
+def test_the_cells_voided_by_a_change_include_every_cell_that_lists_the_ad(settings, rng):
+    ad = ads_around(*PARIS, 1, 0.1, rng)[0]
+    voided = cells_listing([(ad.lat, ad.lon)], settings)
+    reach = lambda c: settings.feed_radius_km + geo.cell_half_diagonal_km(c)
+    nearby = geo.cells_covering(ad.lat, ad.lon, 7.0, settings.geohash_precision)
+    listing = {c for c in nearby if geo.haversine_km(*geo.decode(c), ad.lat, ad.lon) <= reach(c)}
+    assert listing <= voided
+
+
+def test_regeneration_rebuilds_active_cells_and_forgets_idle_ones(fake_store, settings, paris, rng):
+    active = geo.encode(*PARIS, settings.geohash_precision)
+    idle = geo.encode(48.80, 2.30, settings.geohash_precision)
+    fake_store.mark_active({active: NOW, idle: NOW - settings.active_cell_ttl_s - 1})
+    report = run_regenerate(fake_store, settings, NOW, rng)
+    assert report["cells"] == 1 and report["written"] == 1 and report["ads"] == 300
+    assert fake_store.r.exists(Keys.feed(active)) and not fake_store.r.exists(Keys.feed(idle))
+    assert fake_store.job_status("regenerate")["written"] == "1"
+
+
+def test_a_catalogue_change_during_regeneration_is_never_written_over(
+        fake_store, settings, paris, rng, monkeypatch):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    fake_store.mark_active({cell: NOW})
+    victim = next(iter(paris))
+    import pipeline.regenerate as regen
+    real_build = regen.build_feeds
+    calls = []
+
+    def build_then_delete(*args, **kwargs):
+        feeds = real_build(*args, **kwargs)
+        if not calls:                       # the ad goes while the first build is under way
+            delete_ad(fake_store, settings, victim)
+        calls.append(1)
+        return feeds
+
+    monkeypatch.setattr(regen, "build_feeds", build_then_delete)
+    report = run_regenerate(fake_store, settings, NOW, rng)
+    assert len(calls) == 2 and report["written"] == 1
+    feed = CellFeed.unpack(fake_store.r.get(Keys.feed(cell)))
+    assert victim not in feed.ad_ids
+
+
+def test_thompson_variants_differ_but_share_the_cells_ads(fake_store, settings, paris, rng):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
+    orders = {tuple(v[:10]) for v in feed.variants}
+    assert len(orders) > 1
+    assert feed.variants.max() < len(feed.ad_ids)
+
+
+def test_an_ad_a_user_applied_to_is_left_out_of_their_feed(fake_store, settings, paris, rng):
+    req = FeedRequest(*PARIS, 100, 5.0, user_id="u1")
+    shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng)["ads"]]
+    fake_store.remember_applies({"u1": {shown[0]}}, 60)
+    again = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng)["ads"]]
+    assert shown[0] not in again and len(again) >= len(shown) - 1
+
+
+def test_a_cell_feed_is_bounded_by_variants_times_length(fake_store, rng):
+    from config import load_settings
+    settings = load_settings({}, feed_length=10, feed_variants=3)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 400, 3.0, rng))
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
+    assert feed.variants.shape == (3, 10)
+    assert len(feed.ad_ids) <= 30
+    assert len(np.unique(feed.variants)) == len(feed.ad_ids)

@@ -1,0 +1,57 @@
+"""What each task promises is on its decorator, and Celery is configured to keep it."""
+from __future__ import annotations
+
+import pytest
+
+from config import load_settings
+from tasks import app
+from tasks.config import beat_schedule, celery_config
+
+
+@pytest.mark.parametrize("name", ["ingest.events", "rollup.run", "regenerate.run"])
+def test_writing_tasks_ack_late_and_survive_a_lost_worker(name):
+    task = app.tasks[name]
+    assert task.acks_late is True
+    assert task.reject_on_worker_lost is True
+    assert task.max_retries and task.autoretry_for
+
+
+def test_celery_accepts_json_only_and_routes_each_queue():
+    conf = celery_config(load_settings({}))
+    assert conf["accept_content"] == ["json"]
+    assert conf["task_serializer"] == "json"
+    assert {r["queue"] for r in conf["task_routes"].values()} == {"ingest", "rollup", "regen"}
+
+
+def test_visibility_timeout_covers_the_longest_task_and_no_more_than_needed():
+    s = load_settings({"TASK_TIME_LIMIT_S": "120", "VISIBILITY_TIMEOUT_S": "180"})
+    conf = celery_config(s)
+    assert conf["broker_transport_options"]["visibility_timeout"] == 180
+    assert conf["task_time_limit"] == 120
+
+
+def test_beat_schedule_lists_every_periodic_job_with_its_interval():
+    s = load_settings({"ROLLUP_INTERVAL_S": "7", "REGEN_INTERVAL_S": "45"})
+    schedule = beat_schedule(s)
+    assert {k: v["schedule"] for k, v in schedule.items()} == {"rollup": 7.0, "regenerate": 45.0}
+    assert {v["task"] for v in schedule.values()} <= set(app.tasks)
+
+
+def test_a_rediss_broker_gets_certificate_checks():
+    conf = celery_config(load_settings({"REDIS_URL": "rediss://:pw@example.com:6380/0"}))
+    assert conf["broker_url"].startswith("rediss://")
+    assert "broker_use_ssl" in conf
+
+
+def test_flower_refuses_to_start_without_basic_auth(monkeypatch):
+    from config import SettingsError
+    from tasks import flower
+    monkeypatch.setattr(flower, "load_settings", lambda: load_settings({}))
+    with pytest.raises(SettingsError, match="FLOWER_BASIC_AUTH"):
+        flower.flower_command()
+    monkeypatch.setattr(flower, "load_settings", lambda: load_settings({"LOCAL_DEMO": "true"}))
+    assert "--address=127.0.0.1" in flower.flower_command()
+    monkeypatch.setattr(flower, "load_settings",
+                        lambda: load_settings({"FLOWER_BASIC_AUTH": "ops:s3cret"}))
+    command = flower.flower_command()
+    assert not any("s3cret" in part for part in command)
