@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ DEMO_ADS = 3000
 
 def main() -> int:
     env = os.environ.copy()
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     RUN_DIR.mkdir(exist_ok=True)
     server = None
     if not env.get("REDIS_URL"):
@@ -41,9 +43,13 @@ def main() -> int:
                            stdout=out, check=True, cwd=ROOT)
         subprocess.run([*flask, "ads", "import", str(demo_file)], env=env, check=True, cwd=ROOT)
         print_urls(env)
-        honcho = [sys.executable, "-m", "honcho", "start", "-f", "Procfile",
-                  "--port", env["PORT"]]
-        return subprocess.call(honcho, env=env, cwd=ROOT)
+        honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile",
+                                   "--port", env["PORT"]], env=env, cwd=ROOT)
+        try:
+            return honcho.wait()
+        except KeyboardInterrupt:
+            honcho.send_signal(signal.SIGINT)  # honcho stops every process it started
+            return honcho.wait(30)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -110,7 +110,8 @@ def covering_precision(lat: float, lon: float, radius_km: float, max_precision: 
 
 
 def grid_ranges(boxes: list[Box], precision: int) -> _CellRanges:
-    """Inclusive (row_lo, row_hi, col_lo, col_hi) ranges of the cells of ``precision`` over each box.
+    """Inclusive (row_lo, row_hi, col_lo, col_hi) ranges of the cells of ``precision`` over
+    each box.
 
     Plain float arithmetic can put an edge that lies within a hair of a cell boundary on the
     wrong side of it; the boxes callers pass are grown by ``SLACK_KM``, far more than that
@@ -129,7 +130,8 @@ def grid_ranges(boxes: list[Box], precision: int) -> _CellRanges:
 
 def _cell_count(ranges: _CellRanges) -> int:
     """Number of cells in the ranges."""
-    return sum((row_hi - row_lo + 1) * (col_hi - col_lo + 1) for row_lo, row_hi, col_lo, col_hi in ranges)
+    return sum((row_hi - row_lo + 1) * (col_hi - col_lo + 1)
+               for row_lo, row_hi, col_lo, col_hi in ranges)
 
 
 def _touching_codes(lat: float, lon: float, radius_km: float, precision: int,
@@ -142,6 +144,7 @@ def _touching_codes(lat: float, lon: float, radius_km: float, precision: int,
     height_deg, width_deg = _CELL_SIZE_DEG[precision]
     lat_min = -90.0 + rows * height_deg
     lon_min = -180.0 + cols * width_deg
-    gap_km = distance_to_boxes_km(lat, lon, lat_min, lat_min + height_deg, lon_min, lon_min + width_deg)
+    gap_km = distance_to_boxes_km(lat, lon, lat_min, lat_min + height_deg,
+                                  lon_min, lon_min + width_deg)
     touching = gap_km <= radius_km + SLACK_KM
     return np.unique(codes_from_rows_cols(rows[touching], cols[touching], precision))

@@ -58,22 +58,35 @@ def destination_point(lat: float | np.ndarray, lon: float | np.ndarray,
     """(lat, lon) reached by travelling ``distance_km`` along a great circle from (lat, lon)
     with initial ``bearing_deg`` (clockwise from north); arrays broadcast.
 
-    Longitudes are wrapped into [-180, 180). Used to place points at a known distance, e.g. to
-    test that a covering holds every point of a circle.
+    Longitudes are wrapped into [-180, 180). Computed with unit vectors and atan2, so it stays
+    accurate next to the poles, where the textbook asin form loses digits. Used to place points
+    at a known distance, e.g. to test that a covering holds every point of a circle.
 
     >>> lat, lon = destination_point(0.0, 179.0, 90.0, 222.39)
     >>> round(float(lat), 6), round(float(lon), 3)
     (0.0, -179.0)
     """
-    phi = np.radians(lat)
-    theta = np.radians(bearing_deg)
-    delta = np.asarray(distance_km, dtype=np.float64) / EARTH_RADIUS_KM
-    sin_phi2 = np.sin(phi) * np.cos(delta) + np.cos(phi) * np.sin(delta) * np.cos(theta)
-    phi2 = np.arcsin(np.clip(sin_phi2, -1.0, 1.0))
-    dlambda = np.arctan2(np.sin(theta) * np.sin(delta) * np.cos(phi),
-                         np.cos(delta) - np.sin(phi) * sin_phi2)
-    lon2 = np.mod(np.asarray(lon) + np.degrees(dlambda) + 180.0, 360.0) - 180.0
-    return np.clip(np.degrees(phi2), -90.0, 90.0), lon2
+    lat, lon, bearing_deg, distance_km = np.broadcast_arrays(lat, lon, bearing_deg, distance_km)
+    phi, lam, theta = np.radians(lat), np.radians(lon), np.radians(bearing_deg)
+    delta = distance_km / EARTH_RADIUS_KM
+    start = np.moveaxis(unit_vectors(lat, lon), -1, 0)
+    north = np.stack([-np.sin(phi) * np.cos(lam), -np.sin(phi) * np.sin(lam), np.cos(phi)])
+    east = np.stack([-np.sin(lam), np.cos(lam), np.zeros_like(lam)])
+    heading = north * np.cos(theta) + east * np.sin(theta)
+    x, y, z = start * np.cos(delta) + heading * np.sin(delta)
+    lat2 = np.degrees(np.arctan2(z, np.hypot(x, y)))
+    lon2 = np.mod(np.degrees(np.arctan2(y, x)) + 180.0, 360.0) - 180.0
+    return lat2, lon2
+
+
+def unit_vectors(lat: float | np.ndarray, lon: float | np.ndarray) -> np.ndarray:
+    """Points on the unit sphere (x towards lon 0, z towards the north pole), shape (..., 3).
+
+    >>> unit_vectors(0.0, 90.0).round(12).tolist()
+    [0.0, 1.0, 0.0]
+    """
+    phi, lam = np.radians(lat), np.radians(lon)
+    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=-1)
 
 
 def distance_to_boxes_km(lat: float, lon: float, lat_min: np.ndarray, lat_max: np.ndarray,
@@ -128,10 +141,13 @@ def bounding_boxes(lat: float, lon: float, radius_km: float) -> list[Box]:
     lat_min, lat_max = lat - angle_deg, lat + angle_deg
     if lat_min <= -90.0 or lat_max >= 90.0:
         return [Box(max(lat_min, -90.0), min(lat_max, 90.0), -180.0, 180.0)]
-    half_width_deg = math.degrees(math.asin(min(1.0, math.sin(angle) / math.cos(math.radians(lat)))))
+    sin_half_width = min(1.0, math.sin(angle) / math.cos(math.radians(lat)))
+    half_width_deg = math.degrees(math.asin(sin_half_width))
     lon_min, lon_max = lon - half_width_deg, lon + half_width_deg
     if lon_min < -180.0:
-        return [Box(lat_min, lat_max, lon_min + 360.0, 180.0), Box(lat_min, lat_max, -180.0, lon_max)]
+        return [Box(lat_min, lat_max, lon_min + 360.0, 180.0),
+                Box(lat_min, lat_max, -180.0, lon_max)]
     if lon_max > 180.0:
-        return [Box(lat_min, lat_max, lon_min, 180.0), Box(lat_min, lat_max, -180.0, lon_max - 360.0)]
+        return [Box(lat_min, lat_max, lon_min, 180.0),
+                Box(lat_min, lat_max, -180.0, lon_max - 360.0)]
     return [Box(lat_min, lat_max, lon_min, lon_max)]

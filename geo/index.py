@@ -14,7 +14,7 @@ import numpy as np
 
 from geo.checks import checked_point, checked_points, checked_precision, checked_radius_km
 from geo.covering import SLACK_KM, grid_ranges, precision_for_radius
-from geo.distance import EARTH_RADIUS_KM, bounding_boxes, haversine_km
+from geo.distance import EARTH_RADIUS_KM, bounding_boxes, haversine_km, unit_vectors
 from geo.geohash import grid_bits, grid_rows_cols
 
 # Most grid rows a query searches one by one; beyond this it reads them as one run.
@@ -54,7 +54,7 @@ class PointIndex:
         self._order = order.astype(np.int64)
         self._lat = lat_deg[order]
         self._lon = lon_deg[order]
-        self._xyz = _unit_vectors(self._lat, self._lon)
+        self._xyz = unit_vectors(self._lat, self._lon)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -95,7 +95,8 @@ class PointIndex:
         # A cheap, slightly generous dot-product test first, so the haversine, which decides,
         # runs only on points near the circle.
         min_cos = math.cos(min((radius_km + SLACK_KM) / EARTH_RADIUS_KM, math.pi)) - 1e-12
-        positions = positions[np.take(self._xyz, positions, axis=0) @ _unit_vectors(lat, lon) >= min_cos]
+        cos_angle = np.take(self._xyz, positions, axis=0) @ unit_vectors(lat, lon)
+        positions = positions[cos_angle >= min_cos]
         distances_km = haversine_km(lat, lon, self._lat[positions], self._lon[positions])
         near = distances_km <= radius_km
         return positions[near], distances_km[near]
@@ -110,12 +111,6 @@ class PointIndex:
             end_keys = np.array([row_hi * self._columns + col_hi + 1], dtype=np.int64)
         return _concatenated_ranges(np.searchsorted(self._keys, first_keys),
                                     np.searchsorted(self._keys, end_keys))
-
-
-def _unit_vectors(lat: float | np.ndarray, lon: float | np.ndarray) -> np.ndarray:
-    """Points on the unit sphere, shape (..., 3), for the given latitudes and longitudes."""
-    phi, lam = np.radians(lat), np.radians(lon)
-    return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=-1)
 
 
 def _concatenated_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import redis
 
+import geo
 from store import scripts
 
+GEO_LAT_LIMIT = 85.05112878  # Redis geo sets hold latitudes within +-this
 NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never expires
 EVENT_TYPES = ("impression", "view", "save", "apply")
 STAT_FIELDS = ("impressions", "views", "saves", "applies")
@@ -157,6 +159,7 @@ class Store:
     def nearby(self, lat: float, lon: float, search_radius_km: float, count: int,
                now: float) -> list[tuple[str, float, float]]:
         """Live ads near a point, nearest first (by Redis's own distance), one round trip."""
+        lat, search_radius_km = searchable(lat, lon, search_radius_km)
         flat = self._nearby(keys=[Keys.ads_geo, Keys.ads_expiry],
                             args=[lon, lat, search_radius_km, count, now, Keys.ad_prefix])
         return [(_s(flat[i]), float(flat[i + 1]), float(flat[i + 2]))
@@ -183,6 +186,7 @@ class Store:
 
     def search_ids(self, lat: float, lon: float, radius_km: float) -> list[str]:
         """Every ad in the geo index within radius_km (Redis's distance). Off the hot path."""
+        lat, radius_km = searchable(lat, lon, radius_km)
         found = self.r.geosearch(Keys.ads_geo, longitude=lon, latitude=lat,
                                  radius=radius_km, unit="km")
         return [_s(a) for a in found]
@@ -355,6 +359,15 @@ class Store:
 
     def job_status(self, job: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(Keys.job(job)).items()}
+
+
+def searchable(lat: float, lon: float, radius_km: float) -> tuple[float, float]:
+    """A search centre Redis accepts, with the radius widened so that the circle still holds
+    every point within radius_km of the true centre (all indexed ads lie within the limit)."""
+    clamped = max(-GEO_LAT_LIMIT, min(GEO_LAT_LIMIT, lat))
+    if clamped == lat:
+        return lat, radius_km
+    return clamped, radius_km + float(geo.haversine_km(lat, lon, clamped, lon)) + 0.001
 
 
 def consumer_name() -> str:

@@ -56,5 +56,6 @@ def served_feed(feed_id: str) -> Response:
 
 
 def _is_stream_id(value: str) -> bool:
+    """A Redis stream id, "<ms>-<seq>" with both parts below 2**64."""
     ms, _, seq = value.partition("-")
-    return ms.isdigit() and seq.isdigit() and len(value) <= 41
+    return all(part.isdigit() and int(part) < 2**64 for part in (ms, seq))

@@ -32,7 +32,9 @@ def init_app(app: Flask) -> None:
         message = exc.description or exc.name
         if exc.code == 413:
             message = "request body over the size limit (MAX_CONTENT_LENGTH)"
-        return json_response({"error": {"code": code, "message": message}}, exc.code or 500)
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return json_response({"error": {"code": code, "message": message}}, exc.code or 500,
+                             headers)
 
     @app.errorhandler(redis.ConnectionError)
     @app.errorhandler(redis.TimeoutError)

@@ -9,10 +9,14 @@ import orjson
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
                       TypeAdapter, ValidationError)
 
+from store import GEO_LAT_LIMIT
+
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN, strict=True)]
 Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+# Redis's geo index holds latitudes up to +-85.05112878 (Web Mercator), so ads must be there.
+AdLatitude = Annotated[float, Field(ge=-GEO_LAT_LIMIT, le=GEO_LAT_LIMIT, allow_inf_nan=False)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -82,7 +86,7 @@ class NearbyQuery(_Strict):
 
 class AdIn(_Strict):
     """An ad as PUT or imported. ``ad_id`` comes from the path or the import line."""
-    lat: Latitude
+    lat: AdLatitude
     lon: Longitude
     title: Text
     company: Text
