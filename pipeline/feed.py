@@ -25,35 +25,44 @@ class FeedRequest:
 
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                rng: np.random.Generator) -> dict:
-    """The ordered ads for a point. Costs two Redis round trips (read, log) on a hit,
-    whatever the size of the catalogue; a miss builds the cell first, with the beat's code."""
+    """The ordered ads for a point. Two Redis round trips on a hit (read the cell; read the
+    chosen ads' titles and log the feed), whatever the size of the catalogue; a miss first
+    builds the cell with the beat's code."""
     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)
     location = f"{req.lat:.6f},{req.lon:.6f}" if req.user_id else None
     raw, applied = store.read_feed(cell, now, req.user_id, location)
+    feed = _decode(raw)
     cache = "hit"
-    if raw is None:
-        raw = build_one_cell(store, cell, settings, now, rng)
+    if feed is None:
+        feed = CellFeed.unpack(build_one_cell(store, cell, settings, now, rng))
         cache = "miss"
-    feed = CellFeed.unpack(raw)
     variant = int(rng.integers(feed.variants.shape[0])) if feed.variants.size else 0
     order = feed.variants[variant] if feed.variants.size else np.empty(0, dtype=np.int32)
     distance_km = geo.haversine_km(req.lat, req.lon, feed.lat[order], feed.lon[order])
     keep = (distance_km <= req.radius_km) & (feed.expires_at[order] > now)
     if applied:
-        keep &= np.fromiter((feed.ad_ids[i] not in applied for i in order), bool, len(order))
+        keep &= np.fromiter((feed.ad_id(i) not in applied for i in order), bool, len(order))
     chosen = order[keep][:req.limit]
-    chosen_km = distance_km[keep][:req.limit]
-    ad_ids = [feed.ad_ids[i] for i in chosen]
+    km = dict(zip(feed.ad_ids(chosen), distance_km[keep][:req.limit].tolist()))
     propensity = 1.0
-    feed_id = store.log_served({
+    feed_id, cards = store.log_served({
         "ts": now, "cell": cell, "strategy": STRATEGY, "propensity": propensity,
         "variant": variant, "generated_at": feed.generated_at, "cache": cache,
-        "user_id": req.user_id or "", "ads": " ".join(ad_ids),
-    }, settings.served_maxlen)
+        "user_id": req.user_id or ""}, list(km), settings.served_maxlen)
     return {
         "feed_id": feed_id, "cell": cell, "strategy": STRATEGY, "propensity": propensity,
         "generated_at": feed.generated_at, "cache": cache,
-        "ads": [{"ad_id": ad_ids[p], "position": p + 1, "distance_km": round(float(d), 3),
-                 "title": feed.titles[i], "company": feed.companies[i]}
-                for p, (i, d) in enumerate(zip(chosen, chosen_km))],
+        "ads": [{"ad_id": ad_id, "position": p, "distance_km": round(km[ad_id], 3),
+                 "title": title, "company": company}
+                for p, (ad_id, title, company) in enumerate(cards, start=1)],
     }
+
+
+def _decode(raw: bytes | None) -> CellFeed | None:
+    """The cached feed, or None for a miss (absent, or packed by another format version)."""
+    if raw is None:
+        return None
+    try:
+        return CellFeed.unpack(raw)
+    except (ValueError, KeyError):
+        return None

@@ -22,6 +22,7 @@ from store import NO_EXPIRY, Store
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT_FIELDS = ("lat", "lon", "expires_at")
 WRITE_CHUNK = 200
 MAX_ATTEMPTS = 3
 # Redis measures geo distance on a slightly larger sphere than geo.EARTH_RADIUS_KM;
@@ -33,9 +34,7 @@ SEARCH_SLACK = 1.001
 class Snapshot:
     """The live catalogue and its evidence as arrays, aligned by position."""
 
-    ad_ids: np.ndarray       # object (str)
-    titles: list[str]
-    companies: list[str]
+    ad_ids: list[str]
     lat: np.ndarray
     lon: np.ndarray
     expires_at: np.ndarray
@@ -49,10 +48,10 @@ class Snapshot:
 def load_snapshot(store: Store, ad_ids: Sequence[str], now: float, *,
                   whole_stats: bool = False) -> Snapshot:
     """The listed ads that exist and are live at ``now``, with their counters."""
-    records = store.ad_records(ad_ids)
+    records = store.ad_records(ad_ids, SNAPSHOT_FIELDS)
     keep = [i for i, r in enumerate(records)
             if r[0] is not None and r[1] is not None
-            and float(r[6] or NO_EXPIRY) > now]
+            and float(r[2] or NO_EXPIRY) > now]
     ids = [ad_ids[i] for i in keep]
     rows = [records[i] for i in keep]
     if whole_stats:
@@ -63,12 +62,10 @@ def load_snapshot(store: Store, ad_ids: Sequence[str], now: float, *,
         stats_lists = store.ad_stats(ids)
         impressions, applies = stats_lists["impressions"], stats_lists["applies"]
     return Snapshot(
-        ad_ids=np.array(ids, dtype=object),
-        titles=[r[2] or "" for r in rows],
-        companies=[r[3] or "" for r in rows],
+        ad_ids=ids,
         lat=np.array([float(r[0]) for r in rows], dtype=np.float64),
         lon=np.array([float(r[1]) for r in rows], dtype=np.float64),
-        expires_at=np.array([float(r[6] or NO_EXPIRY) for r in rows], dtype=np.float64),
+        expires_at=np.array([float(r[2] or NO_EXPIRY) for r in rows], dtype=np.float64),
         impressions=np.array(impressions, dtype=np.float64),
         applies=np.array(applies, dtype=np.float64),
     )
@@ -84,14 +81,9 @@ def build_cell(snapshot: Snapshot, candidates: np.ndarray, scores: np.ndarray, c
     orders = rank_variants(scores[:, candidates], settings.feed_length)
     picked = candidates[orders]                       # snapshot positions, (K, L)
     shown, variants = np.unique(picked, return_inverse=True)
-    variants = variants.reshape(picked.shape).astype(np.int32)
-    return CellFeed(
-        cell=cell, generated_at=now,
-        ad_ids=[str(a) for a in snapshot.ad_ids[shown]],
-        titles=[snapshot.titles[i] for i in shown],
-        companies=[snapshot.companies[i] for i in shown],
-        lat=snapshot.lat[shown], lon=snapshot.lon[shown],
-        expires_at=snapshot.expires_at[shown], variants=variants)
+    return CellFeed.build(cell, now, [snapshot.ad_ids[i] for i in shown], snapshot.lat[shown],
+                          snapshot.lon[shown], snapshot.expires_at[shown],
+                          variants.reshape(picked.shape))
 
 
 def build_feeds(snapshot: Snapshot, cells: Sequence[str], settings: Settings,

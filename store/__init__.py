@@ -20,7 +20,6 @@ NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never e
 EVENT_TYPES = ("impression", "view", "save", "apply")
 STAT_FIELDS = ("impressions", "views", "saves", "applies")
 ROLLUP_GROUP = "rollup"
-AD_FIELDS = ("lat", "lon", "title", "company", "category", "created_at", "expires_at")
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,7 @@ class Store:
         self._rollup = client.register_script(scripts.ROLLUP)
         self._write_feeds = client.register_script(scripts.WRITE_FEEDS)
         self._nearby = client.register_script(scripts.NEARBY)
+        self._serve = client.register_script(scripts.SERVE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Store:
@@ -171,13 +171,14 @@ class Store:
     def count_live_ads(self) -> int:
         return int(self.r.zcard(Keys.ads_geo))
 
-    def ad_records(self, ad_ids: Sequence[str], chunk: int = 5000) -> list[list[str | None]]:
-        """AD_FIELDS of each ad, in order (None for fields or ads that are missing)."""
+    def ad_records(self, ad_ids: Sequence[str], fields: Sequence[str],
+                   chunk: int = 5000) -> list[list[str | None]]:
+        """``fields`` of each ad, in order (None for fields or ads that are missing)."""
         rows: list[list[str | None]] = []
         for i in range(0, len(ad_ids), chunk):
             with self.r.pipeline(transaction=False) as p:
                 for ad_id in ad_ids[i:i + chunk]:
-                    p.hmget(Keys.ad(ad_id), *AD_FIELDS)
+                    p.hmget(Keys.ad(ad_id), *fields)
                 rows.extend([[_s(v) for v in row] for row in p.execute()])
         return rows
 
@@ -329,9 +330,17 @@ class Store:
         applied = {_s(a) for a in out[2]} if user_id is not None else set()
         return out[0], applied
 
-    def log_served(self, fields: Mapping[str, str | float | int], maxlen: int) -> str:
-        """Append a served feed to the ``served`` stream; its entry id is the feed_id."""
-        return _s(self.r.xadd(Keys.served, dict(fields), maxlen=maxlen, approximate=True))
+    def log_served(self, fields: Mapping[str, str | float | int], ad_ids: Sequence[str],
+                   maxlen: int) -> tuple[str, list[tuple[str, str, str]]]:
+        """The hot path's second round trip: read the title and company of the ads chosen,
+        drop any deleted meanwhile, and log the feed as served to the ``served`` stream.
+        Returns the feed_id (the stream entry id) and the (ad_id, title, company) shown."""
+        args: list[object] = [Keys.ad_prefix, maxlen, len(fields)]
+        for name, value in fields.items():
+            args += [name, value]
+        feed_id, flat = self._serve(keys=[Keys.served], args=[*args, *ad_ids])
+        cards = [(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
+        return _s(feed_id), cards
 
     def served_feed(self, feed_id: str) -> dict[str, str] | None:
         rows = self.r.xrange(Keys.served, feed_id, feed_id, count=1)

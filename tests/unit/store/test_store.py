@@ -135,9 +135,13 @@ def test_active_cells_forgets_idle_cells(fake_store: Store):
     assert fake_store.r.zcard(Keys.cells_active) == 1
 
 
-def test_served_feeds_are_found_by_their_feed_id(fake_store: Store):
-    feed_id = fake_store.log_served({"cell": "u33dc0", "ads": "a b"}, 1000)
-    assert fake_store.served_feed(feed_id) == {"cell": "u33dc0", "ads": "a b"}
+def test_serving_logs_the_feed_as_shown_with_current_titles(fake_store: Store):
+    put(fake_store, "a", 52.5, 13.4)
+    put(fake_store, "b", 52.5, 13.4)
+    fake_store.delete_ad("b", [])
+    feed_id, cards = fake_store.log_served({"cell": "u33dc0", "variant": 3}, ["a", "b"], 1000)
+    assert cards == [("a", "t", "c")]                       # b was deleted meanwhile
+    assert fake_store.served_feed(feed_id) == {"cell": "u33dc0", "variant": "3", "ads": "a"}
     assert fake_store.served_feed("1-0") is None
 
 
