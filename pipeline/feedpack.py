@@ -17,6 +17,35 @@ FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
+class IdTable:
+    """Many string ids as one byte buffer and offsets, so that any subset can be cut out
+    with array operations instead of a Python object per id."""
+
+    buffer: np.ndarray       # uint8: every id's bytes, concatenated
+    offsets: np.ndarray      # int64 (n + 1)
+
+    @classmethod
+    def of(cls, ids: Sequence[str]) -> IdTable:
+        """
+        >>> IdTable.of(["ab", "c", "def"]).gather(np.array([2, 0]))[0]
+        b'defab'
+        """
+        encoded = [a.encode() for a in ids]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in encoded], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+
+    def gather(self, positions: np.ndarray) -> tuple[bytes, np.ndarray]:
+        """The ids at ``positions``, concatenated, with their int32 offsets."""
+        starts = self.offsets[positions]
+        lengths = self.offsets[positions + 1] - starts
+        offsets = np.zeros(len(positions) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        source = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return self.buffer[source].tobytes(), offsets.astype(np.int32)
+
+
+@dataclass(frozen=True)
 class CellFeed:
     """A cell's precomputed feed: the ads it can show and K Thompson orders over them."""
 
@@ -30,12 +59,13 @@ class CellFeed:
     variants: np.ndarray     # int32 (K, L): positions into the ad arrays, best first
 
     @classmethod
-    def build(cls, cell: str, generated_at: float, ad_ids: Sequence[str], lat: np.ndarray,
-              lon: np.ndarray, expires_at: np.ndarray, variants: np.ndarray) -> CellFeed:
-        encoded = [a.encode() for a in ad_ids]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        return cls(cell, generated_at, b"".join(encoded), offsets, lat, lon, expires_at,
+    def build(cls, cell: str, generated_at: float, ids: IdTable, positions: np.ndarray,
+              lat: np.ndarray, lon: np.ndarray, expires_at: np.ndarray,
+              variants: np.ndarray) -> CellFeed:
+        """A feed over the ads at ``positions`` of ``ids`` (their coordinates given in the
+        same order); ``variants`` index into ``positions``."""
+        blob, offsets = ids.gather(positions)
+        return cls(cell, generated_at, blob, offsets, lat, lon, expires_at,
                    variants.astype(np.int32))
 
     def __len__(self) -> int:

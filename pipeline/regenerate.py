@@ -17,12 +17,11 @@ import numpy as np
 import geo
 from bandit import beta_posterior, rank_variants, sample_scores
 from config import Settings
-from pipeline.feedpack import CellFeed
-from store import NO_EXPIRY, Store
+from pipeline.feedpack import CellFeed, IdTable
+from store import Store
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FIELDS = ("lat", "lon", "expires_at")
 WRITE_CHUNK = 200
 MAX_ATTEMPTS = 3
 # Redis measures geo distance on a slightly larger sphere than geo.EARTH_RADIUS_KM;
@@ -35,6 +34,7 @@ class Snapshot:
     """The live catalogue and its evidence as arrays, aligned by position."""
 
     ad_ids: list[str]
+    id_table: IdTable
     lat: np.ndarray
     lon: np.ndarray
     expires_at: np.ndarray
@@ -45,30 +45,17 @@ class Snapshot:
         return len(self.ad_ids)
 
 
-def load_snapshot(store: Store, ad_ids: Sequence[str], now: float, *,
-                  whole_stats: bool = False) -> Snapshot:
-    """The listed ads that exist and are live at ``now``, with their counters."""
-    records = store.ad_records(ad_ids, SNAPSHOT_FIELDS)
-    keep = [i for i, r in enumerate(records)
-            if r[0] is not None and r[1] is not None
-            and float(r[2] or NO_EXPIRY) > now]
-    ids = [ad_ids[i] for i in keep]
-    rows = [records[i] for i in keep]
-    if whole_stats:
-        stats = store.all_ad_stats()
-        impressions = [stats["impressions"].get(a, 0) for a in ids]
-        applies = [stats["applies"].get(a, 0) for a in ids]
-    else:
-        stats_lists = store.ad_stats(ids)
-        impressions, applies = stats_lists["impressions"], stats_lists["applies"]
-    return Snapshot(
-        ad_ids=ids,
-        lat=np.array([float(r[0]) for r in rows], dtype=np.float64),
-        lon=np.array([float(r[1]) for r in rows], dtype=np.float64),
-        expires_at=np.array([float(r[2] or NO_EXPIRY) for r in rows], dtype=np.float64),
-        impressions=np.array(impressions, dtype=np.float64),
-        applies=np.array(applies, dtype=np.float64),
-    )
+def load_snapshot(store: Store, now: float, ad_ids: Sequence[str] | None = None) -> Snapshot:
+    """The listed ads (default: every indexed ad) that exist and are live at ``now``, with
+    their counters."""
+    ids, rows = store.ad_locations(ad_ids)
+    live = rows[:, 2] > now
+    ids = [a for a, ok in zip(ids, live) if ok]
+    stats = store.ad_stats(ids, ("impressions", "applies"))
+    return Snapshot(ad_ids=ids, id_table=IdTable.of(ids), lat=rows[live, 0].copy(), lon=rows[live, 1].copy(),
+                    expires_at=rows[live, 2].copy(),
+                    impressions=np.array(stats["impressions"], dtype=np.float64),
+                    applies=np.array(stats["applies"], dtype=np.float64))
 
 
 def candidate_radius_km(cell: str, settings: Settings) -> float:
@@ -78,12 +65,15 @@ def candidate_radius_km(cell: str, settings: Settings) -> float:
 def build_cell(snapshot: Snapshot, candidates: np.ndarray, scores: np.ndarray, cell: str,
                settings: Settings, now: float) -> CellFeed:
     """One cell's feed from its candidates (positions in the snapshot) and the draws."""
-    orders = rank_variants(scores[:, candidates], settings.feed_length)
-    picked = candidates[orders]                       # snapshot positions, (K, L)
-    shown, variants = np.unique(picked, return_inverse=True)
-    return CellFeed.build(cell, now, [snapshot.ad_ids[i] for i in shown], snapshot.lat[shown],
-                          snapshot.lon[shown], snapshot.expires_at[shown],
-                          variants.reshape(picked.shape))
+    orders = rank_variants(np.take(scores, candidates, axis=1), settings.feed_length)
+    listed = np.zeros(len(candidates), dtype=bool)
+    listed[orders] = True
+    local = np.flatnonzero(listed)                    # candidates some variant lists
+    slot = np.empty(len(candidates), dtype=np.int32)
+    slot[local] = np.arange(len(local), dtype=np.int32)
+    shown = candidates[local]                         # snapshot positions
+    return CellFeed.build(cell, now, snapshot.id_table, shown, snapshot.lat[shown],
+                          snapshot.lon[shown], snapshot.expires_at[shown], slot[orders])
 
 
 def build_feeds(snapshot: Snapshot, cells: Sequence[str], settings: Settings,
@@ -116,7 +106,7 @@ def run_regenerate(store: Store, settings: Settings, now: float,
     ads = 0
     for attempt in range(1, MAX_ATTEMPTS + 1):
         epoch = store.catalog_epoch()
-        snapshot = load_snapshot(store, store.live_ad_ids(), now, whole_stats=True)
+        snapshot = load_snapshot(store, now)
         ads = len(snapshot)
         feeds = build_feeds(snapshot, todo, settings, rng, now)
         for i in range(0, len(todo), WRITE_CHUNK):
@@ -146,7 +136,7 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
     for _ in range(MAX_ATTEMPTS):
         epoch = store.catalog_epoch()
         ids = store.search_ids(lat, lon, radius_km * SEARCH_SLACK)
-        snapshot = load_snapshot(store, ids, now)
+        snapshot = load_snapshot(store, now, ids)
         packed = build_feeds(snapshot, [cell], settings, rng, now)[cell]
         if store.write_feeds(epoch, {cell: packed}, settings.feed_ttl_s):
             break
