@@ -1,10 +1,5 @@
-"""The packed value of one cell's feed: what serving needs to choose and filter, in one
-Redis string that decodes without a Python object per ad.
-
-Display fields (title, company) are not packed: serving reads them for the few ads it
-returns in the same round trip that logs the served feed, so they are always current and
-a cell's value stays small.
-"""
+"""The packed value of one cell's feed: everything serving needs, in one Redis string that
+decodes without a Python object per ad."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,36 +8,57 @@ from dataclasses import dataclass
 import msgpack
 import numpy as np
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
-class IdTable:
-    """Many string ids as one byte buffer and offsets, so that any subset can be cut out
-    with array operations instead of a Python object per id."""
+class StringTable:
+    """Many strings inside one byte buffer, as (start, length) pairs, so that any subset can
+    be cut out with array operations instead of a Python object per string."""
 
-    buffer: np.ndarray       # uint8: every id's bytes, concatenated
-    offsets: np.ndarray      # int64 (n + 1)
+    buffer: np.ndarray       # uint8
+    starts: np.ndarray       # int64
+    lengths: np.ndarray      # int64
 
     @classmethod
-    def of(cls, ids: Sequence[str]) -> IdTable:
+    def of(cls, strings: Sequence[str | bytes]) -> StringTable:
         """
-        >>> IdTable.of(["ab", "c", "def"]).gather(np.array([2, 0]))[0]
+        >>> StringTable.of(["ab", "c", "def"]).gather(np.array([2, 0])).blob
         b'defab'
         """
-        encoded = [a.encode() for a in ids]
-        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum([len(e) for e in encoded], out=offsets[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets)
+        encoded = [s.encode() if isinstance(s, str) else s for s in strings]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        starts = np.zeros(len(encoded), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), starts, lengths)
 
-    def gather(self, positions: np.ndarray) -> tuple[bytes, np.ndarray]:
-        """The ids at ``positions``, concatenated, with their int32 offsets."""
-        starts = self.offsets[positions]
-        lengths = self.offsets[positions + 1] - starts
+    def gather(self, positions: np.ndarray) -> PackedStrings:
+        """The strings at ``positions``, packed together."""
+        lengths = self.lengths[positions]
         offsets = np.zeros(len(positions) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        source = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return self.buffer[source].tobytes(), offsets.astype(np.int32)
+        source = np.repeat(self.starts[positions] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return PackedStrings(self.buffer[source].tobytes(), offsets.astype(np.int32))
+
+
+@dataclass(frozen=True)
+class PackedStrings:
+    """Strings concatenated in ``blob``; string i is blob[offsets[i]:offsets[i + 1]]."""
+
+    blob: bytes
+    offsets: np.ndarray      # int32 (n + 1)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return self.blob[self.offsets[i]:self.offsets[i + 1]].decode()
+
+    def take(self, positions: Sequence[int] | np.ndarray) -> list[str]:
+        return [self[int(i)] for i in positions]
+
+    def all(self) -> list[str]:
+        return self.take(range(len(self)))
 
 
 @dataclass(frozen=True)
@@ -51,37 +67,23 @@ class CellFeed:
 
     cell: str
     generated_at: float
-    ids_blob: bytes          # the ad ids, concatenated
-    id_offsets: np.ndarray   # int32 (n + 1): ad i is ids_blob[off[i]:off[i + 1]]
+    ad_ids: PackedStrings
+    titles: PackedStrings
+    companies: PackedStrings
     lat: np.ndarray          # float64 (n)
     lon: np.ndarray
     expires_at: np.ndarray
     variants: np.ndarray     # int32 (K, L): positions into the ad arrays, best first
 
-    @classmethod
-    def build(cls, cell: str, generated_at: float, ids: IdTable, positions: np.ndarray,
-              lat: np.ndarray, lon: np.ndarray, expires_at: np.ndarray,
-              variants: np.ndarray) -> CellFeed:
-        """A feed over the ads at ``positions`` of ``ids`` (their coordinates given in the
-        same order); ``variants`` index into ``positions``."""
-        blob, offsets = ids.gather(positions)
-        return cls(cell, generated_at, blob, offsets, lat, lon, expires_at,
-                   variants.astype(np.int32))
-
     def __len__(self) -> int:
-        return len(self.id_offsets) - 1
-
-    def ad_id(self, i: int) -> str:
-        return self.ids_blob[self.id_offsets[i]:self.id_offsets[i + 1]].decode()
-
-    def ad_ids(self, positions: Sequence[int] | np.ndarray | None = None) -> list[str]:
-        positions = range(len(self)) if positions is None else positions
-        return [self.ad_id(int(i)) for i in positions]
+        return len(self.ad_ids)
 
     def pack(self) -> bytes:
+        def strings(p: PackedStrings) -> list:
+            return [p.blob, p.offsets.astype("<i4").tobytes()]
         return msgpack.packb({
             "v": FORMAT_VERSION, "cell": self.cell, "gen": self.generated_at,
-            "ids": self.ids_blob, "off": self.id_offsets.astype("<i4").tobytes(),
+            "ids": strings(self.ad_ids), "ti": strings(self.titles), "co": strings(self.companies),
             "lat": self.lat.astype("<f8").tobytes(), "lon": self.lon.astype("<f8").tobytes(),
             "exp": self.expires_at.astype("<f8").tobytes(),
             "k": int(self.variants.shape[0]), "var": self.variants.astype("<i4").tobytes(),
@@ -92,10 +94,13 @@ class CellFeed:
         d = msgpack.unpackb(raw, raw=False)
         if d.get("v") != FORMAT_VERSION:
             raise ValueError(f"unknown feed format version {d.get('v')!r}")
+
+        def strings(pair: list) -> PackedStrings:
+            return PackedStrings(pair[0], np.frombuffer(pair[1], dtype="<i4"))
         k = d["k"]
         variants = np.frombuffer(d["var"], dtype="<i4")
-        return cls(cell=d["cell"], generated_at=d["gen"], ids_blob=d["ids"],
-                   id_offsets=np.frombuffer(d["off"], dtype="<i4"),
+        return cls(cell=d["cell"], generated_at=d["gen"], ad_ids=strings(d["ids"]),
+                   titles=strings(d["ti"]), companies=strings(d["co"]),
                    lat=np.frombuffer(d["lat"], dtype="<f8"),
                    lon=np.frombuffer(d["lon"], dtype="<f8"),
                    expires_at=np.frombuffer(d["exp"], dtype="<f8"),

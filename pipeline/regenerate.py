@@ -17,7 +17,7 @@ import numpy as np
 import geo
 from bandit import beta_posterior, rank_variants, sample_scores
 from config import Settings
-from pipeline.feedpack import CellFeed, IdTable
+from pipeline.feedpack import CellFeed, StringTable
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,9 @@ SEARCH_SLACK = 1.001
 class Snapshot:
     """The live catalogue and its evidence as arrays, aligned by position."""
 
-    ad_ids: list[str]
-    id_table: IdTable
+    ad_ids: StringTable
+    titles: StringTable
+    companies: StringTable
     lat: np.ndarray
     lon: np.ndarray
     expires_at: np.ndarray
@@ -42,20 +43,25 @@ class Snapshot:
     applies: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.ad_ids)
+        return len(self.lat)
 
 
 def load_snapshot(store: Store, now: float, ad_ids: Sequence[str] | None = None) -> Snapshot:
     """The listed ads (default: every indexed ad) that exist and are live at ``now``, with
     their counters."""
-    ids, rows = store.ad_locations(ad_ids)
-    live = rows[:, 2] > now
-    ids = [a for a, ok in zip(ids, live) if ok]
+    found = store.ad_summaries(ad_ids)
+    live = found.rows["exp"] > now
+    ids = [a for a, ok in zip(found.ids, live) if ok]
     stats = store.ad_stats(ids, ("impressions", "applies"))
-    return Snapshot(ad_ids=ids, id_table=IdTable.of(ids), lat=rows[live, 0].copy(), lon=rows[live, 1].copy(),
-                    expires_at=rows[live, 2].copy(),
-                    impressions=np.array(stats["impressions"], dtype=np.float64),
-                    applies=np.array(stats["applies"], dtype=np.float64))
+    rows = found.rows[live]
+    return Snapshot(
+        ad_ids=StringTable.of(ids),
+        titles=StringTable(found.buffer, found.title_starts[live], rows["title_len"].astype(np.int64)),
+        companies=StringTable(found.buffer, found.company_starts[live],
+                              rows["company_len"].astype(np.int64)),
+        lat=rows["lat"].copy(), lon=rows["lon"].copy(), expires_at=rows["exp"].copy(),
+        impressions=np.array(stats["impressions"], dtype=np.float64),
+        applies=np.array(stats["applies"], dtype=np.float64))
 
 
 def candidate_radius_km(cell: str, settings: Settings) -> float:
@@ -72,8 +78,11 @@ def build_cell(snapshot: Snapshot, candidates: np.ndarray, scores: np.ndarray, c
     slot = np.empty(len(candidates), dtype=np.int32)
     slot[local] = np.arange(len(local), dtype=np.int32)
     shown = candidates[local]                         # snapshot positions
-    return CellFeed.build(cell, now, snapshot.id_table, shown, snapshot.lat[shown],
-                          snapshot.lon[shown], snapshot.expires_at[shown], slot[orders])
+    return CellFeed(cell=cell, generated_at=now, ad_ids=snapshot.ad_ids.gather(shown),
+                    titles=snapshot.titles.gather(shown),
+                    companies=snapshot.companies.gather(shown), lat=snapshot.lat[shown],
+                    lon=snapshot.lon[shown], expires_at=snapshot.expires_at[shown],
+                    variants=slot[orders])
 
 
 def build_feeds(snapshot: Snapshot, cells: Sequence[str], settings: Settings,

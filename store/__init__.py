@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -17,12 +16,43 @@ import redis
 import geo
 from store import scripts
 
-LOCATION = struct.Struct("<ddd")  # ads:loc values: lat, lon, expires_at
+# ads:summary values: lat, lon, expires_at, title and company lengths, then their UTF-8 bytes
+SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8"), ("title_len", "<u2"),
+                    ("company_len", "<u2")])
+FEEDS_CHANNEL = "feeds:changed"
 GEO_LAT_LIMIT = 85.05112878  # Redis geo sets hold latitudes within +-this
 NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never expires
 EVENT_TYPES = ("impression", "view", "save", "apply")
 STAT_FIELDS = ("impressions", "views", "saves", "applies")
 ROLLUP_GROUP = "rollup"
+
+
+@dataclass(frozen=True)
+class Summaries:
+    """ads:summary values side by side: ``buffer`` holds them concatenated, ``rows`` their
+    fixed parts, ``starts`` where each begins; titles and companies follow the fixed part."""
+
+    ids: list[bytes]
+    buffer: np.ndarray      # uint8
+    rows: np.ndarray        # SUMMARY records
+    starts: np.ndarray      # int64
+
+    @classmethod
+    def decode(cls, ids: list[bytes], values: list[bytes]) -> Summaries:
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        starts = np.zeros(len(values), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        buffer = np.frombuffer(b"".join(values), dtype=np.uint8)
+        fixed = buffer[(starts[:, None] + np.arange(SUMMARY.itemsize)).ravel()]
+        return cls(ids, buffer, np.frombuffer(fixed.tobytes(), dtype=SUMMARY), starts)
+
+    @property
+    def title_starts(self) -> np.ndarray:
+        return self.starts + SUMMARY.itemsize
+
+    @property
+    def company_starts(self) -> np.ndarray:
+        return self.title_starts + self.rows["title_len"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +66,7 @@ class Keys:
 
     ads_geo = "ads:geo"
     ads_expiry = "ads:expiry"
-    ads_loc = "ads:loc"
+    ads_summary = "ads:summary"
     catalog_epoch = "catalog:epoch"
     cells_active = "cells:active"
     served = "served"
@@ -97,7 +127,6 @@ class Store:
         self._rollup = client.register_script(scripts.ROLLUP)
         self._write_feeds = client.register_script(scripts.WRITE_FEEDS)
         self._nearby = client.register_script(scripts.NEARBY)
-        self._serve = client.register_script(scripts.SERVE)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Store:
@@ -116,7 +145,7 @@ class Store:
                 stale_cells: Iterable[str]) -> None:
         """Create or replace ads in one transaction. ``stale_cells`` are the feeds that may
         list an old version of one of them: they are voided and the catalogue epoch bumped."""
-        stale = [Keys.feed(c) for c in set(stale_cells)]
+        stale = sorted(set(stale_cells))
         with self.r.pipeline(transaction=True) as p:
             for ad_id, fields, lat, lon, expires_at in ads:
                 expiry = NO_EXPIRY if expires_at is None else expires_at
@@ -124,11 +153,10 @@ class Store:
                 p.hset(Keys.ad(ad_id), mapping=dict(fields))
                 p.geoadd(Keys.ads_geo, (lon, lat, ad_id))
                 p.zadd(Keys.ads_expiry, {ad_id: expiry})
-                p.hset(Keys.ads_loc, ad_id, LOCATION.pack(lat, lon, expiry))
+                p.hset(Keys.ads_summary, ad_id, summary(lat, lon, expiry, fields["title"],
+                                                        fields["company"]))
             if stale:
-                p.incr(Keys.catalog_epoch)
-                for i in range(0, len(stale), 1000):
-                    p.delete(*stale[i:i + 1000])
+                self._void_feeds(p, stale)
             p.execute()
 
     def existing_locations(self, ad_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
@@ -145,13 +173,21 @@ class Store:
             p.delete(Keys.ad(ad_id))
             p.zrem(Keys.ads_geo, ad_id)
             p.zrem(Keys.ads_expiry, ad_id)
-            p.hdel(Keys.ads_loc, ad_id)
-            p.incr(Keys.catalog_epoch)
-            stale = [Keys.feed(c) for c in stale_cells]
-            if stale:
-                p.delete(*stale)
+            p.hdel(Keys.ads_summary, ad_id)
+            self._void_feeds(p, sorted(set(stale_cells)))
             existed = p.execute()[0]
         return bool(existed)
+
+    @staticmethod
+    def _void_feeds(p: redis.client.Pipeline, cells: Sequence[str]) -> None:
+        """Within a catalogue transaction: bump the epoch (a regeneration under way will not
+        write its now stale feeds), delete the cells' feeds, and tell every web process to
+        drop its cached copies."""
+        p.incr(Keys.catalog_epoch)
+        for i in range(0, len(cells), 1000):
+            p.delete(*(Keys.feed(c) for c in cells[i:i + 1000]))
+        if cells:
+            p.publish(FEEDS_CHANNEL, " ".join(cells))
 
     def drop_expired(self, now: float) -> list[str]:
         """Take ads past their expiry out of the geo index (their records stay readable)."""
@@ -160,7 +196,7 @@ class Store:
             with self.r.pipeline(transaction=True) as p:
                 p.zrem(Keys.ads_geo, *expired)
                 p.zrem(Keys.ads_expiry, *expired)
-                p.hdel(Keys.ads_loc, *expired)
+                p.hdel(Keys.ads_summary, *expired)
                 p.execute()
         return expired
 
@@ -176,18 +212,17 @@ class Store:
     def live_ad_ids(self) -> list[str]:
         return [_s(a) for a in self.r.zrange(Keys.ads_geo, 0, -1)]
 
-    def ad_locations(self, ad_ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
-        """(ids, array of [lat, lon, expires_at] rows) of the listed ads that exist, or of
-        every indexed ad: one command, decoded without a Python object per number."""
+    def ad_summaries(self, ad_ids: Sequence[str] | None = None) -> Summaries:
+        """The listed ads that exist (default: every indexed ad), read in one command and
+        decoded without a Python object per number or string."""
         if ad_ids is None:
-            raw = self.r.hgetall(Keys.ads_loc)
-            ids, values = [_s(k) for k in raw], list(raw.values())
+            raw = self.r.hgetall(Keys.ads_summary)
+            ids, values = list(raw), list(raw.values())
         else:
-            found = self.r.hmget(Keys.ads_loc, list(ad_ids)) if ad_ids else []
-            ids = [a for a, v in zip(ad_ids, found) if v is not None]
+            found = self.r.hmget(Keys.ads_summary, list(ad_ids)) if ad_ids else []
+            ids = [a.encode() for a, v in zip(ad_ids, found) if v is not None]
             values = [v for v in found if v is not None]
-        rows = np.frombuffer(b"".join(values), dtype="<f8").reshape(-1, 3)
-        return ids, rows
+        return Summaries.decode(ids, values)
 
     def catalog_epoch(self) -> str:
         return _s(self.r.get(Keys.catalog_epoch)) or "0"
@@ -316,38 +351,49 @@ class Store:
         cells = list(feeds)
         done = self._write_feeds(keys=[Keys.catalog_epoch, *(Keys.feed(c) for c in cells)],
                                  args=[epoch, ttl_s, *(feeds[c] for c in cells)])
-        return int(done) >= 0
+        if int(done) < 0:
+            return False
+        self.r.publish(FEEDS_CHANNEL, " ".join(cells))    # web processes drop stale copies
+        return True
 
-    def read_feed(self, cell: str, now: float, user_id: str | None,
-                  location: str | None) -> tuple[bytes | None, set[str]]:
-        """The hot path's one round trip: the packed feed, the cell marked active, and the
-        ads this user has applied to."""
+    def feed_value(self, cell: str) -> bytes | None:
+        return self.r.get(Keys.feed(cell))
+
+    def applied_ads(self, user_id: str) -> set[str]:
+        return {_s(a) for a in self.r.smembers(Keys.user_applied(user_id))}
+
+    def record_serving(self, served: Sequence[Mapping[str, str | float | int]],
+                       active: Mapping[str, float], locations: Mapping[str, str],
+                       maxlen: int) -> None:
+        """Write what serving buffered, in one round trip: served feeds to the ``served``
+        stream, cells to ``cells:active``, users' last locations."""
         with self.r.pipeline(transaction=False) as p:
-            p.get(Keys.feed(cell))
-            p.zadd(Keys.cells_active, {cell: now})
-            if user_id is not None:
-                p.smembers(Keys.user_applied(user_id))
-                if location is not None:
-                    p.set(Keys.user_location(user_id), location, ex=30 * 86_400)
-            out = p.execute()
-        applied = {_s(a) for a in out[2]} if user_id is not None else set()
-        return out[0], applied
+            for entry in served:
+                p.xadd(Keys.served, dict(entry), maxlen=maxlen, approximate=True)
+            if active:
+                p.zadd(Keys.cells_active, dict(active))
+            for user_id, location in locations.items():
+                p.set(Keys.user_location(user_id), location, ex=30 * 86_400)
+            p.execute()
 
-    def log_served(self, fields: Mapping[str, str | float | int], ad_ids: Sequence[str],
-                   maxlen: int) -> tuple[str, list[tuple[str, str, str]]]:
-        """The hot path's second round trip: read the title and company of the ads chosen,
-        drop any deleted meanwhile, and log the feed as served to the ``served`` stream.
-        Returns the feed_id (the stream entry id) and the (ad_id, title, company) shown."""
-        args: list[object] = [Keys.ad_prefix, maxlen, len(fields)]
-        for name, value in fields.items():
-            args += [name, value]
-        feed_id, flat = self._serve(keys=[Keys.served], args=[*args, *ad_ids])
-        cards = [(_s(flat[i]), _s(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
-        return _s(feed_id), cards
+    def served_feed(self, feed_id: str, around_ms: int, window_ms: int = 60_000,
+                    scan: int = 50_000) -> dict[str, str] | None:
+        """A served feed by its feed_id, looked up among the entries logged from one second
+        before ``around_ms`` (when it was served) to ``window_ms`` after."""
+        rows = self.r.xrange(Keys.served, f"{max(0, around_ms - 1000)}-0",
+                             f"{around_ms + window_ms}-0", count=scan)
+        target = feed_id.encode()
+        for _, fields in rows:
+            if fields.get(b"feed_id") == target:
+                return {_s(k): _s(v) for k, v in fields.items()}
+        return None
 
-    def served_feed(self, feed_id: str) -> dict[str, str] | None:
-        rows = self.r.xrange(Keys.served, feed_id, feed_id, count=1)
-        return {_s(k): _s(v) for k, v in rows[0][1].items()} if rows else None
+    def feed_changes(self) -> redis.client.PubSub:
+        """A subscription to feed changes: each message lists cells whose feed was rebuilt
+        or voided by an ad change, so that copies cached elsewhere are dropped."""
+        pubsub = self.r.pubsub(ignore_subscribe_messages=False)
+        pubsub.subscribe(FEEDS_CHANNEL)
+        return pubsub
 
     def remember_applies(self, by_user: Mapping[str, Iterable[str]], ttl_s: int) -> None:
         with self.r.pipeline(transaction=False) as p:
@@ -371,6 +417,13 @@ class Store:
 
     def job_status(self, job: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(Keys.job(job)).items()}
+
+
+def summary(lat: float, lon: float, expires_at: float, title: str, company: str) -> bytes:
+    """An ads:summary value: what regeneration and serving need of an ad."""
+    t, c = title.encode(), company.encode()
+    head = np.array([(lat, lon, expires_at, len(t), len(c))], dtype=SUMMARY).tobytes()
+    return head + t + c
 
 
 def searchable(lat: float, lon: float, radius_km: float) -> tuple[float, float]:

@@ -116,26 +116,3 @@ while true do
   count = count * 2
 end
 """
-
-# Finish serving a feed: the title and company of each chosen ad (an ad deleted since the
-# feed was built is left out), then the feed as shown appended to the served stream.
-# KEYS: served   ARGV: ad_key_prefix, maxlen, field count n, n (name, value) pairs, ad ids...
-# Returns {entry_id, flat (ad_id, title, company) triples}.
-SERVE = """
-local n = tonumber(ARGV[3])
-local entry = {}
-for i = 4, 3 + 2 * n do entry[#entry + 1] = ARGV[i] end
-local shown = {}
-local cards = {}
-for i = 4 + 2 * n, #ARGV do
-  local card = redis.call('HMGET', ARGV[1] .. ARGV[i], 'title', 'company')
-  if card[1] then
-    shown[#shown + 1] = ARGV[i]
-    cards[#cards + 1] = ARGV[i]; cards[#cards + 1] = card[1]; cards[#cards + 1] = card[2] or ''
-  end
-end
-entry[#entry + 1] = 'ads'
-entry[#entry + 1] = table.concat(shown, ' ')
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
-return {id, cards}
-"""

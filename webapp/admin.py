@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from pipeline.feed import feed_time_ms
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup
 from webapp.auth import require_admin
@@ -48,14 +49,12 @@ def regenerate() -> Response:
 def served_feed(feed_id: str) -> Response:
     feed_id = identifier(feed_id, "feed_id")
     rt = runtime()
-    entry = rt.store.served_feed(feed_id) if _is_stream_id(feed_id) else None
+    served_ms = feed_time_ms(feed_id)
+    entry = None
+    if served_ms is not None:
+        rt.serving_log.flush()              # this process's own recent feeds, if any
+        entry = rt.store.served_feed(feed_id, served_ms)
     if entry is None:
         raise ApiError(404, "not_found", f"no served feed {feed_id}", "feed_id")
     entry["ads"] = entry.get("ads", "").split()
-    return json_response({"feed_id": feed_id, **entry})
-
-
-def _is_stream_id(value: str) -> bool:
-    """A Redis stream id, "<ms>-<seq>" with both parts below 2**64."""
-    ms, _, seq = value.partition("-")
-    return all(part.isdigit() and int(part) < 2**64 for part in (ms, seq))
+    return json_response(entry)

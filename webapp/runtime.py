@@ -11,6 +11,7 @@ from celery import Celery
 from flask import current_app
 
 from config import Settings
+from pipeline.serving import FeedCache, ServingLog
 from store import Store
 from tasks.config import make_celery
 
@@ -25,6 +26,14 @@ class Runtime:
     def store(self) -> Store:
         return Store.from_url(self.settings.redis_url, socket_timeout=5,
                               socket_connect_timeout=2, health_check_interval=30)
+
+    @cached_property
+    def feed_cache(self) -> FeedCache:
+        return FeedCache(self.store, self.settings.feed_cache_ttl_s)
+
+    @cached_property
+    def serving_log(self) -> ServingLog:
+        return ServingLog(self.store, self.settings.served_maxlen, self.settings.served_flush_s)
 
     @cached_property
     def celery(self) -> Celery:

@@ -10,11 +10,24 @@ from pipeline.catalogue import cells_listing, delete_ad, upsert_ads
 from pipeline.feed import FeedRequest, serve_feed
 from pipeline.feedpack import CellFeed
 from pipeline.regenerate import build_one_cell, run_regenerate
+from pipeline.serving import ServingLog
 from store import Keys, Store
 from tests.conftest import NOW
 from tests.unit.pipeline.helpers import ads_around
 
 PARIS = (48.8566, 2.3522)
+
+
+@pytest.fixture
+def serve(fake_store: Store, settings: Settings, rng):
+    """serve_feed without a process cache, its log flushed after each request."""
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+
+    def run(req: FeedRequest, now: float) -> dict:
+        body = serve_feed(fake_store, settings, req, now, rng, None, log)
+        log.flush()
+        return body
+    return run
 
 
 @pytest.fixture
@@ -31,15 +44,15 @@ def test_a_cell_feed_holds_every_ad_within_reach_of_any_point_in_the_cell(
     reach = settings.feed_radius_km + geo.cell_half_diagonal_km(cell)
     c_lat, c_lon = geo.decode(cell)
     expected = {a for a, r in paris.items() if geo.haversine_km(c_lat, c_lon, r.lat, r.lon) <= reach}
-    assert set(feed.ad_ids()) == expected      # fewer ads than FEED_LENGTH: all of them
+    assert set(feed.ad_ids.all()) == expected      # fewer ads than FEED_LENGTH: all of them
     assert feed.variants.shape == (settings.feed_variants, len(expected))
 
 
-def test_every_served_ad_is_live_and_within_the_radius(fake_store, settings, paris, rng):
+def test_every_served_ad_is_live_and_within_the_radius(serve, fake_store, settings, paris, rng):
     box = geo.decode_box(geo.encode(*PARIS, settings.geohash_precision))
     for lat, lon in [(box.lat_min, box.lon_min), (box.lat_max, box.lon_max), PARIS]:
         for radius_km in (5.0, 2.5, 0.5):
-            body = serve_feed(fake_store, settings, FeedRequest(lat, lon, 100, radius_km), NOW, rng)
+            body = serve(FeedRequest(lat, lon, 100, radius_km), NOW)
             for ad in body["ads"]:
                 rec = paris[ad["ad_id"]]
                 assert geo.haversine_km(lat, lon, rec.lat, rec.lon) <= radius_km
@@ -48,22 +61,22 @@ def test_every_served_ad_is_live_and_within_the_radius(fake_store, settings, par
             assert [a["position"] for a in body["ads"]] == list(range(1, len(body["ads"]) + 1))
 
 
-def test_an_ad_expiring_after_generation_is_not_served_from_the_stale_feed(
+def test_an_ad_expiring_after_generation_is_not_served_from_the_stale_feed(serve, 
         fake_store, settings, rng):
     ads = ads_around(*PARIS, 5, 1.0, rng, expires_at=NOW + 60)
     upsert_ads(fake_store, settings, ads)
     req = FeedRequest(*PARIS, 20, 5.0)
-    assert len(serve_feed(fake_store, settings, req, NOW, rng)["ads"]) == 5
-    later = serve_feed(fake_store, settings, req, NOW + 61, rng)
+    assert len(serve(req, NOW)["ads"]) == 5
+    later = serve(req, NOW + 61)
     assert later["cache"] == "hit" and later["ads"] == []
 
 
-def test_a_deleted_ad_voids_the_feeds_that_could_list_it(fake_store, settings, paris, rng):
+def test_a_deleted_ad_voids_the_feeds_that_could_list_it(serve, fake_store, settings, paris, rng):
     req = FeedRequest(*PARIS, 100, 5.0)
-    first = serve_feed(fake_store, settings, req, NOW, rng)
+    first = serve(req, NOW)
     victim = first["ads"][0]["ad_id"]
     assert delete_ad(fake_store, settings, victim)
-    again = serve_feed(fake_store, settings, req, NOW, rng)
+    again = serve(req, NOW)
     assert again["cache"] == "miss"
     assert victim not in {a["ad_id"] for a in again["ads"]}
 
@@ -107,7 +120,7 @@ def test_a_catalogue_change_during_regeneration_is_never_written_over(
     report = run_regenerate(fake_store, settings, NOW, rng)
     assert len(calls) == 2 and report["written"] == 1
     feed = CellFeed.unpack(fake_store.r.get(Keys.feed(cell)))
-    assert victim not in feed.ad_ids()
+    assert victim not in feed.ad_ids.all()
 
 
 def test_thompson_variants_differ_but_share_the_cells_ads(fake_store, settings, paris, rng):
@@ -118,11 +131,11 @@ def test_thompson_variants_differ_but_share_the_cells_ads(fake_store, settings, 
     assert feed.variants.max() < len(feed)
 
 
-def test_an_ad_a_user_applied_to_is_left_out_of_their_feed(fake_store, settings, paris, rng):
+def test_an_ad_a_user_applied_to_is_left_out_of_their_feed(serve, fake_store, settings, paris, rng):
     req = FeedRequest(*PARIS, 100, 5.0, user_id="u1")
-    shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng)["ads"]]
+    shown = [a["ad_id"] for a in serve(req, NOW)["ads"]]
     fake_store.remember_applies({"u1": {shown[0]}}, 60)
-    again = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng)["ads"]]
+    again = [a["ad_id"] for a in serve(req, NOW)["ads"]]
     assert shown[0] not in again and len(again) >= len(shown) - 1
 
 

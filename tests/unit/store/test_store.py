@@ -2,6 +2,8 @@
 server in tests/integration)."""
 from __future__ import annotations
 
+import time
+
 import orjson
 
 from store import NO_EXPIRY, Keys, Store
@@ -120,29 +122,52 @@ def test_claim_run_admits_one_caller_per_window(fake_store: Store):
     assert fake_store.claim_run("regenerate", 5)
 
 
-def test_read_feed_marks_the_cell_active_and_reads_the_user_set(fake_store: Store):
+def test_applied_ads_are_read_per_user(fake_store: Store):
     fake_store.remember_applies({"u1": {"a1", "a2"}}, 60)
-    raw, applied = fake_store.read_feed("u33dc0", NOW, "u1", "52.5,13.4")
-    assert raw is None
-    assert applied == {"a1", "a2"}
+    assert fake_store.applied_ads("u1") == {"a1", "a2"}
+    assert fake_store.applied_ads("u2") == set()
+
+
+def test_recorded_serving_logs_feeds_marks_cells_and_locations(fake_store: Store):
+    served_ms = int(time.time() * 1000)       # the served stream's ids carry the real time
+    feed_id = f"{served_ms}-00000000000000aa"
+    fake_store.record_serving([{"feed_id": feed_id, "ads": "a b"}],
+                              {"u33dc0": NOW}, {"u1": "52.5,13.4"}, 1000)
     assert fake_store.active_cells(since=NOW - 1) == ["u33dc0"]
     assert fake_store.user_location("u1") == "52.5,13.4"
+    assert fake_store.served_feed(feed_id, served_ms) == {"feed_id": feed_id, "ads": "a b"}
+    assert fake_store.served_feed(f"{served_ms}-00000000000000bb", served_ms) is None
+    assert fake_store.served_feed(feed_id, served_ms - 120_000) is None   # outside the window
+
+
+def test_ad_summaries_round_trip_location_expiry_title_and_company(fake_store: Store):
+    put(fake_store, "a", 52.5, 13.4, expires_at=NOW + 5)
+    fake_store.put_ads([("b", {"title": "Bäcker", "company": "Öl & Co"}, -33.9, 151.2, None)], [])
+    found = fake_store.ad_summaries()
+    by_id = {i.decode(): n for n, i in enumerate(found.ids)}
+    a, b = found.rows[by_id["a"]], found.rows[by_id["b"]]
+    assert (a["lat"], a["lon"], a["exp"]) == (52.5, 13.4, NOW + 5)
+    assert (b["lat"], b["lon"], b["exp"]) == (-33.9, 151.2, NO_EXPIRY)
+    start = found.title_starts[by_id["b"]]
+    assert bytes(found.buffer[start:start + b["title_len"]]).decode() == "Bäcker"
+    start = found.company_starts[by_id["b"]]
+    assert bytes(found.buffer[start:start + b["company_len"]]).decode() == "Öl & Co"
+    assert [i.decode() for i in fake_store.ad_summaries(["b", "missing"]).ids] == ["b"]
+
+
+def test_feed_changes_are_published_to_subscribers(fake_store: Store):
+    pubsub = fake_store.feed_changes()
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"
+    fake_store.delete_ad("x", ["u33dc1", "u33dc0"])
+    assert pubsub.get_message(timeout=1)["data"] == b"u33dc0 u33dc1"
+    fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc2": b"v"}, 60)
+    assert pubsub.get_message(timeout=1)["data"] == b"u33dc2"
 
 
 def test_active_cells_forgets_idle_cells(fake_store: Store):
     fake_store.mark_active({"old": NOW - 100, "new": NOW})
     assert fake_store.active_cells(since=NOW - 10) == ["new"]
     assert fake_store.r.zcard(Keys.cells_active) == 1
-
-
-def test_serving_logs_the_feed_as_shown_with_current_titles(fake_store: Store):
-    put(fake_store, "a", 52.5, 13.4)
-    put(fake_store, "b", 52.5, 13.4)
-    fake_store.delete_ad("b", [])
-    feed_id, cards = fake_store.log_served({"cell": "u33dc0", "variant": 3}, ["a", "b"], 1000)
-    assert cards == [("a", "t", "c")]                       # b was deleted meanwhile
-    assert fake_store.served_feed(feed_id) == {"cell": "u33dc0", "variant": "3", "ads": "a"}
-    assert fake_store.served_feed("1-0") is None
 
 
 def test_no_module_outside_the_store_spells_a_key():

@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from config import Settings
+from pipeline.serving import ServingLog
 from store import Store
 from tests.conftest import ADMIN_TOKEN
 from webapp import create_app
@@ -34,6 +35,8 @@ def app(settings: Settings, fake_store: Store) -> Flask:
     runtime = app.extensions["runtime"]
     runtime.__dict__["store"] = fake_store       # cached_property slots
     runtime.__dict__["celery"] = RecordingCelery()
+    # no flush thread: tests flush the served-feed log when they want it written
+    runtime.__dict__["serving_log"] = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
     app.config["TESTING"] = True
     return app
 

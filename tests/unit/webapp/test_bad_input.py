@@ -19,11 +19,12 @@ DEEP = b"[" * 100_000 + b"]" * 100_000
 
 
 @pytest.fixture
-def seeded(client, admin) -> None:
+def seeded(app, client, admin) -> None:
     """A store with an ad, a built feed, an active cell and a served feed, so that a stray
     write to an existing key would show in the keyspace too."""
     put_ad(client, admin, "seed-1", 52.52, 13.405)
     assert client.get("/v1/feed", query_string=HERE).status_code == 200
+    app.extensions["runtime"].serving_log.flush()
 
 
 @pytest.fixture

@@ -1,0 +1,166 @@
+"""What one serving process keeps between requests: a cache of unpacked cell feeds and a
+buffer of what it served. Together they let a feed request for a cached cell finish without
+waiting on Redis.
+
+- ``FeedCache`` keeps each cell's feed for at most FEED_CACHE_TTL_S. It subscribes to feed
+  changes and, before every lookup, applies the change messages already delivered (a
+  non-blocking read), so a cell rebuilt, or voided by an ad deleted or moved, is dropped
+  before the next request that could use it. While the subscription is down nothing is
+  cached.
+- ``ServingLog`` buffers served feeds, active cells and users' last locations, and a
+  background thread writes them every SERVED_FLUSH_S in one round trip. A process that dies
+  loses at most that interval's log entries (never events or counters).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+
+import redis
+
+from pipeline.feedpack import CellFeed
+from store import Store
+
+log = logging.getLogger(__name__)
+
+RECONNECT_S = 1.0
+
+
+class FeedCache:
+    def __init__(self, store: Store, ttl_s: float, max_cells: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.ttl_s, self.max_cells, self.clock = store, ttl_s, max_cells, clock
+        self._entries: OrderedDict[str, tuple[float, CellFeed]] = OrderedDict()
+        self._generation = 0
+        self._pubsub: redis.client.PubSub | None = None
+        self._pid = -1
+        self._listening = False
+        self._next_attempt = 0.0
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever cells are dropped: a feed read before a change is not cached."""
+        return self._generation
+
+    def get(self, cell: str) -> CellFeed | None:
+        if not self._sync():
+            return None
+        hit = self._entries.get(cell)
+        if hit is None:
+            return None
+        if self.clock() - hit[0] > self.ttl_s:
+            del self._entries[cell]
+            return None
+        self._entries.move_to_end(cell)
+        return hit[1]
+
+    def put(self, cell: str, feed: CellFeed, generation: int) -> None:
+        """Cache a feed read when ``generation`` was current, unless cells were dropped since
+        or the change subscription is down."""
+        if not self._listening or generation != self._generation:
+            return
+        self._entries[cell] = (self.clock(), feed)
+        self._entries.move_to_end(cell)
+        while len(self._entries) > self.max_cells:
+            self._entries.popitem(last=False)
+
+    def drop(self, cells: list[str] | None) -> None:
+        """Forget these cells (None: every cell)."""
+        self._generation += 1
+        if cells is None:
+            self._entries.clear()
+        else:
+            for cell in cells:
+                self._entries.pop(cell, None)
+
+    def _sync(self) -> bool:
+        """Apply every change message already delivered, without waiting; (re)subscribe when
+        needed. True while the subscription is up, so the cache may be used."""
+        if self.ttl_s <= 0:
+            return False
+        if self._pid != os.getpid():                    # a forked worker subscribes anew
+            self._pid, self._pubsub, self._listening = os.getpid(), None, False
+            self.drop(None)
+        try:
+            if self._pubsub is None:
+                if self.clock() < self._next_attempt:
+                    return False
+                self._next_attempt = self.clock() + RECONNECT_S
+                self._pubsub = self.store.feed_changes()
+            while (message := self._pubsub.get_message(timeout=0)) is not None:
+                if message["type"] == "subscribe":
+                    self.drop(None)                     # anything may have changed meanwhile
+                    self._listening = True
+                elif message["type"] == "message":
+                    self.drop(message["data"].decode().split())
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            if self._listening:
+                log.warning("feed cache: change subscription lost (%s); not caching until it "
+                            "is back", type(exc).__name__)
+            self._pubsub, self._listening = None, False
+            self.drop(None)
+        return self._listening
+
+
+class ServingLog:
+    def __init__(self, store: Store, maxlen: int, flush_s: float | None,
+                 max_buffered: int = 100_000) -> None:
+        self.store, self.maxlen, self.flush_s, self.max_buffered = store, maxlen, flush_s, max_buffered
+        self._lock = threading.Lock()
+        self._served: list[dict] = []
+        self._active: dict[str, float] = {}
+        self._locations: dict[str, str] = {}
+        self._flusher_pid = -1
+
+    def add(self, entry: Mapping[str, str | float | int], cell: str, now: float,
+            user_id: str | None = None, location: str | None = None) -> None:
+        self._ensure_flusher()
+        with self._lock:
+            self._served.append(dict(entry))
+            self._active[cell] = now
+            if user_id is not None and location is not None:
+                self._locations[user_id] = location
+            if len(self._served) > self.max_buffered:
+                dropped = len(self._served) - self.max_buffered
+                del self._served[:dropped]
+                log.warning("serving log: %d served-feed entries dropped (Redis unreachable)",
+                            dropped)
+
+    def flush(self) -> int:
+        """Write what is buffered; on a Redis error keep it for the next try."""
+        with self._lock:
+            served, active, locations = self._served, self._active, self._locations
+            self._served, self._active, self._locations = [], {}, {}
+        if not (served or active or locations):
+            return 0
+        try:
+            self.store.record_serving(served, active, locations, self.maxlen)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            with self._lock:
+                self._served[:0] = served
+                self._active = {**active, **self._active}
+                self._locations = {**locations, **self._locations}
+            log.warning("serving log: flush failed (%s); %d entries kept", type(exc).__name__,
+                        len(served))
+            return 0
+        return len(served)
+
+    def _ensure_flusher(self) -> None:
+        if self.flush_s is None or self._flusher_pid == os.getpid():
+            return
+        self._flusher_pid = os.getpid()
+        threading.Thread(target=self._run, name="serving-log-flush", daemon=True).start()
+        atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.flush_s)
+            try:
+                self.flush()
+            except Exception:  # a flush must never kill the thread that does them
+                log.exception("serving log: flush failed")

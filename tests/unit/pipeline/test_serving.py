@@ -1,0 +1,129 @@
+"""The serving process's cache and log: cached feeds never outlive a change to their cell,
+and what was served reaches Redis."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import redis
+
+from pipeline.feedpack import CellFeed, StringTable
+from pipeline.serving import FeedCache, ServingLog
+from store import Keys, Store
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def a_feed(cell: str = "u33dc0") -> CellFeed:
+    ids = StringTable.of(["a", "b"]).gather(np.array([0, 1]))
+    return CellFeed(cell, 1.0, ids, ids, ids, np.zeros(2), np.zeros(2), np.ones(2),
+                    np.array([[0, 1]], dtype=np.int32))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def cached(store: Store, clock: Clock, ttl_s: float = 2.0) -> FeedCache:
+    cache = FeedCache(store, ttl_s, clock=clock)
+    assert cache.get("warm-up") is None          # subscribes
+    return cache
+
+
+def test_a_feed_is_cached_for_its_ttl(fake_store, clock):
+    cache = cached(fake_store, clock)
+    feed = a_feed()
+    cache.put("u33dc0", feed, cache.generation)
+    assert cache.get("u33dc0") is feed
+    clock.t = 2.5
+    assert cache.get("u33dc0") is None
+
+
+def test_a_change_to_the_cell_drops_it_before_the_next_lookup(fake_store, clock):
+    cache = cached(fake_store, clock)
+    cache.put("u33dc0", a_feed(), cache.generation)
+    cache.put("u33dc1", a_feed("u33dc1"), cache.generation)
+    fake_store.delete_ad("gone", ["u33dc0"])     # publishes the voided cell
+    assert cache.get("u33dc0") is None
+    assert cache.get("u33dc1") is not None
+    fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc1": b"new"}, 60)
+    assert cache.get("u33dc1") is None
+
+
+def test_a_feed_read_before_a_change_is_not_cached(fake_store, clock):
+    cache = cached(fake_store, clock)
+    generation = cache.generation                 # the feed is read from Redis now ...
+    fake_store.delete_ad("gone", ["u33dc0"])      # ... the catalogue changes ...
+    cache.get("other")                            # ... the change message is applied ...
+    cache.put("u33dc0", a_feed(), generation)     # ... so the old read is not kept
+    assert cache.get("u33dc0") is None
+
+
+def test_nothing_is_cached_with_a_zero_ttl(fake_store, clock):
+    cache = FeedCache(fake_store, 0.0, clock=clock)
+    cache.get("x")
+    cache.put("u33dc0", a_feed(), cache.generation)
+    assert cache.get("u33dc0") is None
+
+
+def test_nothing_is_cached_while_the_subscription_is_down(fake_store, clock, monkeypatch):
+    def refuse():
+        raise redis.ConnectionError("down")
+    monkeypatch.setattr(fake_store, "feed_changes", refuse)
+    cache = FeedCache(fake_store, 2.0, clock=clock)
+    assert cache.get("x") is None
+    cache.put("u33dc0", a_feed(), cache.generation)
+    assert cache.get("u33dc0") is None
+    monkeypatch.undo()
+    clock.t = 5.0                                  # the next attempt resubscribes
+    assert cache.get("u33dc0") is None
+    cache.put("u33dc0", a_feed(), cache.generation)
+    assert cache.get("u33dc0") is not None
+
+
+def test_the_cache_keeps_at_most_max_cells(fake_store, clock):
+    cache = FeedCache(fake_store, 2.0, max_cells=2, clock=clock)
+    cache.get("x")
+    for cell in ("c1", "c2", "c3"):
+        cache.put(cell, a_feed(cell), cache.generation)
+    assert cache.get("c1") is None and cache.get("c3") is not None
+
+
+def test_the_serving_log_writes_feeds_cells_and_locations_in_one_flush(fake_store):
+    log = ServingLog(fake_store, 1000, flush_s=None)
+    log.add({"feed_id": "f1", "ads": "a"}, "u33dc0", 10.0, "u1", "52.5,13.4")
+    log.add({"feed_id": "f2", "ads": "b"}, "u33dc0", 11.0)
+    assert fake_store.r.xlen(Keys.served) == 0
+    assert log.flush() == 2
+    assert fake_store.r.xlen(Keys.served) == 2
+    assert fake_store.r.zscore(Keys.cells_active, "u33dc0") == 11.0
+    assert fake_store.user_location("u1") == "52.5,13.4"
+    assert log.flush() == 0
+
+
+def test_the_serving_log_keeps_entries_while_redis_is_down(fake_store, monkeypatch):
+    log = ServingLog(fake_store, 1000, flush_s=None)
+    log.add({"feed_id": "f1"}, "u33dc0", 10.0)
+
+    def down(*_a, **_k):
+        raise redis.ConnectionError("down")
+    monkeypatch.setattr(fake_store, "record_serving", down)
+    assert log.flush() == 0
+    monkeypatch.undo()
+    log.add({"feed_id": "f2"}, "u33dc1", 11.0)
+    assert log.flush() == 2
+    assert [f[b"feed_id"] for _, f in fake_store.r.xrange(Keys.served)] == [b"f1", b"f2"]
+
+
+def test_the_serving_log_drops_the_oldest_past_its_bound(fake_store):
+    log = ServingLog(fake_store, 1000, flush_s=None, max_buffered=2)
+    for i in range(3):
+        log.add({"feed_id": f"f{i}"}, "u33dc0", 10.0)
+    assert log.flush() == 2
+    assert [f[b"feed_id"] for _, f in fake_store.r.xrange(Keys.served)] == [b"f1", b"f2"]
