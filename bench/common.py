@@ -3,6 +3,7 @@ into the store, request points spread like the ads, and writing results."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +24,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LOAD_CHUNK = 5000
 AD_SEED = 7
 POINT_SEED = 20_240_601  # request points: the ads' distribution, another draw
+_USABLE_CORES = os.sched_getaffinity(0)
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def say(message: str) -> None:
@@ -40,11 +43,34 @@ def machine(redis: RedisServer | None = None) -> dict:
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty_files": _git("status", "--porcelain").splitlines(),
+        "code_digest": code_digest(),
     }
     if redis is not None:
         info["redis_server"] = redis.binary
         info["redis_version"] = _run([redis.binary, "--version"])
     return info
+
+
+CODE_DIRS = ("bandit", "config", "devtools", "geo", "pipeline", "store", "webapp")
+
+
+def code_digest() -> str:
+    """A digest of the service's sources, to tell which code a run measured (and whether
+    someone changed it while the run went on)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for d in CODE_DIRS for p in (ROOT / d).rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_check(started_digest: str) -> dict:
+    """Whether the sources are still those a run started with; warns on the console if not."""
+    now = code_digest()
+    changed = now != started_digest
+    if changed:
+        say("WARNING: the service's code changed during this run; its figures mix versions")
+    return {"code_digest_at_start": started_digest, "code_digest_at_end": now,
+            "code_changed_during_run": changed}
 
 
 def _git(*args: str) -> str:
@@ -101,10 +127,47 @@ def redis_memory(store: Store) -> dict:
 
 
 def pin(pid: int, cores: Iterable[int]) -> list[int]:
-    """Pin a process we started to ``cores`` (those that exist); returns the cores used."""
-    wanted = set(cores) & os.sched_getaffinity(0) or os.sched_getaffinity(0)
+    """Pin a process we started to ``cores`` (those this machine lets us use; all of them
+    if none of those). Returns the cores it may run on."""
+    wanted = set(cores) & _USABLE_CORES or set(_USABLE_CORES)
     os.sched_setaffinity(pid, wanted)
     return sorted(wanted)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (gunicorn's master and its workers, say)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(parents.get(p, []))
+    return tree
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU time the processes have used so far (those still alive)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _CLK_TCK
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine has spent busy (not idle or iowait) since boot."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / _CLK_TCK
 
 
 def median(values: Sequence[float]) -> float:

@@ -1,0 +1,333 @@
+"""A regeneration of 100,000 ads over 5,000 active cells, on one core.
+
+1. A fresh redis-server of our own (devtools.redis_server, a free loopback port), pinned to
+   core 1; this process pins itself to core 0 (``os.sched_setaffinity(0, {0})``), so the
+   regeneration's Python and numpy work runs on one core and Redis on its own process.
+2. 100,000 demo ads (``pipeline.demo.demo_ads``) written through ``Store.put_ads`` in chunks
+   of 5,000, and counters for every ad (impressions, views, saves, applies drawn at an apply
+   rate near 2 %; ``--no-stats`` leaves them out), so the posteriors are not all the prior.
+3. 5,000 active cells: the geohash cells (precision 6) of the ads in a random order,
+   deduplicated (busy cells come first, as users come where the ads are), topped up with
+   neighbouring cells if the ads fill fewer.
+4. ``run_regenerate(store, settings, now, rng)`` R times (default 3): wall time, median and min.
+5. A breakdown on the same data, each part timed alone R times, wall and CPU of this
+   process: ``load_snapshot`` (catalogue and stats from Redis), ``build_feeds`` (the maths
+   and packing) and writing the packed feeds (``Store.write_feeds`` in the same chunks),
+   plus the remainder of a whole run.
+6. Candidates per cell (``geo.PointIndex`` queries at each cell's candidate radius), the
+   packed feed size per cell (STRLEN of every feed key), distinct ads per feed (a sample),
+   Redis ``used_memory`` after the runs, and a cProfile of one ``load_snapshot`` and one
+   ``build_feeds`` (their top functions, inflated by the profiler: shares, not times).
+
+The code under test is fingerprinted (a digest of its sources) at the start and the end; a
+run during which it changed says so, in the results and on the console.
+
+Target: a regeneration under 10 s on one core.
+
+    python -m bench.regen              # full run, writes bench/results/regen.{json,md}
+    python -m bench.regen --quick      # smoke run: 5,000 ads, 300 cells, once, no files
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+import geo
+from bench.common import (code_check, cpu_seconds, load_catalogue, machine,
+                          machine_busy_seconds, median, pin, redis_memory, say, table,
+                          write_results)
+from config import Settings, load_settings
+from devtools.redis_server import RedisServer
+from pipeline.feedpack import CellFeed
+from pipeline.regenerate import (WRITE_CHUNK, build_feeds, candidate_radius_km, load_snapshot,
+                                 run_regenerate)
+from store import STAT_FIELDS, Keys, Store
+
+ADS, CELLS = 100_000, 5_000
+QUICK_ADS, QUICK_CELLS = 5_000, 300
+TARGET_S = 10.0
+BENCH_CORE, REDIS_CORE = 0, 1
+STATS_CHUNK = 10_000
+
+
+def seed_stats(store: Store, ad_ids: list[str], rng: np.random.Generator) -> None:
+    """Counters for every ad, as the rollup would have left them after some traffic."""
+    impressions = rng.poisson(200, len(ad_ids))
+    views = rng.binomial(impressions, 0.1)
+    saves = rng.binomial(views, 0.2)
+    applies = rng.binomial(impressions, rng.beta(2, 98, len(ad_ids)))
+    values = dict(zip(STAT_FIELDS, (impressions, views, saves, applies)))
+    for i in range(0, len(ad_ids), STATS_CHUNK):
+        with store.r.pipeline(transaction=False) as p:
+            for field, counts in values.items():
+                p.hset(Keys.stats(field), mapping={a: int(c) for a, c in
+                                                   zip(ad_ids[i:i + STATS_CHUNK],
+                                                       counts[i:i + STATS_CHUNK])})
+            p.execute()
+
+
+def choose_cells(lat: np.ndarray, lon: np.ndarray, count: int, precision: int,
+                 rng: np.random.Generator) -> list[str]:
+    """``count`` cells where the ads are: random ads' cells, then their neighbours."""
+    order = rng.permutation(len(lat))
+    cells = list(dict.fromkeys(geo.encode_many(lat[order], lon[order], precision).tolist()))
+    chosen = dict.fromkeys(cells[:count])
+    frontier = list(chosen)
+    while len(chosen) < count and frontier:
+        ring = [n for c in frontier for n in geo.neighbours(c) if n not in chosen]
+        frontier = list(dict.fromkeys(ring))
+        chosen.update(dict.fromkeys(frontier[:count - len(chosen)]))
+    return list(chosen)
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, out
+
+
+def timed_cpu(fn: Callable[[], object]) -> tuple[float, float, object]:
+    """(wall seconds, this process's CPU seconds, result): on a shared machine the CPU
+    figure is the steadier one for pure computation."""
+    cpu, started = time.process_time(), time.perf_counter()
+    out = fn()
+    return time.perf_counter() - started, time.process_time() - cpu, out
+
+
+def write_all(store: Store, feeds: dict[str, bytes], cells: list[str], ttl_s: int) -> None:
+    """The writing step of a run: the same chunks through the same store call."""
+    epoch = store.catalog_epoch()
+    for i in range(0, len(cells), WRITE_CHUNK):
+        if not store.write_feeds(epoch, {c: feeds[c] for c in cells[i:i + WRITE_CHUNK]}, ttl_s):
+            raise RuntimeError("the catalogue changed during the benchmark")
+
+
+def whole_runs(store: Store, settings: Settings, now: float, repeats: int,
+               redis_pid: int) -> list[dict]:
+    runs = []
+    for r in range(repeats):
+        rng = np.random.default_rng(100 + r)
+        cpu0, redis0, busy0 = time.process_time(), cpu_seconds([redis_pid]), machine_busy_seconds()
+        wall, report = timed(lambda: run_regenerate(store, settings, now, rng))
+        bench_cpu, redis_cpu = time.process_time() - cpu0, cpu_seconds([redis_pid]) - redis0
+        others = machine_busy_seconds() - busy0 - bench_cpu - redis_cpu
+        runs.append({"wall_s": wall, "report": report, "bench_cpu_s": bench_cpu,
+                     "redis_cpu_s": redis_cpu, "other_processes_cores": others / wall})
+        say(f"  run {r + 1}/{repeats}: {wall:.2f} s wall, {runs[-1]['bench_cpu_s']:.2f} s CPU "
+            f"here, {runs[-1]['redis_cpu_s']:.2f} s CPU in Redis; {report['written']} cells")
+    return runs
+
+
+def breakdown(store: Store, settings: Settings, now: float, cells: list[str],
+              repeats: int) -> dict:
+    """Each step of a run timed alone, R times, on the same data (wall and CPU here)."""
+    names = ("load_snapshot", "build_feeds", "write_feeds")
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+
+    def step(name: str, fn: Callable[[], object]) -> object:
+        w, c, out = timed_cpu(fn)
+        wall[name].append(w)
+        cpu[name].append(c)
+        return out
+
+    for r in range(repeats):
+        snapshot = step("load_snapshot", lambda: load_snapshot(store, now))
+        rng = np.random.default_rng(200 + r)
+        feeds = step("build_feeds", lambda: build_feeds(snapshot, cells, settings, rng, now))
+        step("write_feeds", lambda: write_all(store, feeds, cells, settings.feed_ttl_s))
+        say(f"  breakdown {r + 1}/{repeats}: load_snapshot {wall['load_snapshot'][-1]:.2f} s, "
+            f"build_feeds {wall['build_feeds'][-1]:.2f} s "
+            f"({cpu['build_feeds'][-1]:.2f} s CPU), write {wall['write_feeds'][-1]:.2f} s")
+    return {"median_s": {k: median(v) for k, v in wall.items()},
+            "median_cpu_s": {k: median(v) for k, v in cpu.items()},
+            "runs_s": wall, "runs_cpu_s": cpu, "snapshot_ads": len(snapshot)}
+
+
+def candidates(store: Store, settings: Settings, now: float, cells: list[str]) -> dict:
+    snapshot = load_snapshot(store, now)
+    radii = [candidate_radius_km(c, settings) for c in cells]
+    index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=max(radii))
+    counts = np.array([len(index.query(*geo.decode(c), r)) for c, r in zip(cells, radii)])
+    return {"mean": float(counts.mean()), "median": float(np.median(counts)),
+            "max": int(counts.max()), "min": int(counts.min()),
+            "cells_with_none": int((counts == 0).sum())}
+
+
+def feed_sizes(store: Store, cells: list[str], sample: int, rng: np.random.Generator) -> dict:
+    with store.r.pipeline(transaction=False) as p:
+        for cell in cells:
+            p.strlen(Keys.feed(cell))
+        sizes = np.array(p.execute())
+    picked = rng.choice(len(cells), size=min(sample, len(cells)), replace=False)
+    with store.r.pipeline(transaction=False) as p:
+        for i in picked:
+            p.get(Keys.feed(cells[i]))
+        ads = np.array([len(CellFeed.unpack(raw).lat) for raw in p.execute() if raw])
+    return {"bytes_median": float(np.median(sizes)), "bytes_max": int(sizes.max()),
+            "bytes_mean": float(sizes.mean()), "bytes_total": int(sizes.sum()),
+            "missing": int((sizes == 0).sum()),
+            "ads_per_feed_sample": len(ads), "ads_per_feed_median": float(np.median(ads)),
+            "ads_per_feed_max": int(ads.max())}
+
+
+def profiled(fn: Callable[[], object], top: int = 12) -> tuple[object, list[dict]]:
+    """``fn()`` under cProfile: its result and the top functions by own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    out = fn()
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = sum(v[2] for v in stats.stats.values())  # own time over every function
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    return out, [{"function": f"{Path(f).name}:{line}({name})" if f != "~" else name,
+                  "calls": nc, "tottime_s": round(tt, 3), "cumtime_s": round(ct, 3),
+                  "share_of_total": round(tt / total, 3)}
+                 for (f, line, name), (_cc, nc, tt, ct, _callers) in rows]
+
+
+def profiles(store: Store, settings: Settings, now: float, cells: list[str]) -> dict:
+    snapshot, load = profiled(lambda: load_snapshot(store, now))
+    _, build = profiled(lambda: build_feeds(snapshot, cells, settings,
+                                            np.random.default_rng(300), now))
+    return {"load_snapshot": load, "build_feeds": build}
+
+
+def markdown(result: dict) -> str:
+    p, m, s = result["params"], result["machine"], result["summary"]
+    b, bc = result["breakdown"]["median_s"], result["breakdown"]["median_cpu_s"]
+    c, f = result["candidates_per_cell"], result["feeds"]
+    out = [
+        f"# Regeneration: {p['ads']:,} ads, {p['cells']:,} active cells, one core\n\n",
+        f"{m['date']}, os.cpu_count() = {m['os_cpu_count']}; this process pinned to core "
+        f"{p['bench_cores']}, redis-server in its own process pinned to core "
+        f"{p['redis_cores']}; other processes on this shared machine used "
+        f"{s['other_processes_cores']:.2f} cores (median) during the runs. "
+        f"Ad counters {'seeded' if p['stats'] else 'empty'}. {p['repeats']} runs.\n\n",
+        table(["figure", "wall", "CPU in this process"], [
+            ["run_regenerate, median", f"{s['median_s']:.2f} s", f"{s['bench_cpu_s']:.2f} s"],
+            ["run_regenerate, min", f"{s['min_s']:.2f} s", ""],
+            ["target < 10 s on one core (CPU: here + Redis)",
+             "met" if s["median_s"] < TARGET_S else "NOT met",
+             "met" if s["bench_cpu_s"] + s["redis_cpu_s"] < TARGET_S else "NOT met"],
+            ["CPU in Redis during a run, median", "", f"{s['redis_cpu_s']:.2f} s"],
+            ["load_snapshot (catalogue + stats from Redis)", f"{b['load_snapshot']:.2f} s",
+             f"{bc['load_snapshot']:.2f} s"],
+            ["build_feeds (maths, packing)", f"{b['build_feeds']:.2f} s",
+             f"{bc['build_feeds']:.2f} s"],
+            ["writing, timed alone (write_feeds)", f"{b['write_feeds']:.2f} s",
+             f"{bc['write_feeds']:.2f} s"],
+            ["writing and the rest: run median - load - build",
+             f"{s['median_s'] - b['load_snapshot'] - b['build_feeds']:.2f} s", ""],
+            ["candidates per cell, mean / median / max",
+             f"{c['mean']:,.0f} / {c['median']:,.0f} / {c['max']:,}", ""],
+            ["packed feed per cell, median / max", f"{f['bytes_median']:,.0f} / "
+                                                   f"{f['bytes_max']:,} B", ""],
+            ["all packed feeds together", f"{f['bytes_total'] / 2**20:,.1f} MiB", ""],
+            ["distinct ads per feed, median / max (sample)",
+             f"{f['ads_per_feed_median']:,.0f} / {f['ads_per_feed_max']:,}", ""],
+            ["Redis used_memory after the runs", result["redis_memory"]["used_memory_human"],
+             ""],
+        ]),
+    ]
+    for name, rows in result["profiles"].items():
+        out += [f"\n{name} under cProfile, top functions by own time (shares of the profiled "
+                "total; the profiler inflates small calls):\n\n",
+                table(["function", "calls", "own s", "share"],
+                      [[r["function"].replace("|", "\\|"), f"{r['calls']:,}", r["tottime_s"],
+                        f"{r['share_of_total']:.0%}"] for r in rows[:8]])]
+    return "".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 5,000 ads, 300 cells, once, no result files")
+    parser.add_argument("--ads", type=int, help="catalogue size (default 100,000)")
+    parser.add_argument("--cells", type=int, help="active cells (default 5,000)")
+    parser.add_argument("--repeats", type=int, help="runs of each measurement (default 3)")
+    parser.add_argument("--no-stats", action="store_true", help="leave the ad counters empty")
+    parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
+    args = parser.parse_args(argv)
+    ads = args.ads or (QUICK_ADS if args.quick else ADS)
+    cell_count = args.cells or (QUICK_CELLS if args.quick else CELLS)
+    repeats = args.repeats or (1 if args.quick else 3)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-regen-"))
+    redis = RedisServer(work / "redis")
+    ok = False
+    try:
+        redis.start()
+        redis_cores = pin(redis.proc.pid, {REDIS_CORE})
+        bench_cores = pin(0, {BENCH_CORE})
+        info = machine(redis)
+        say(f"redis-server on port {redis.port} (cores {redis_cores}); this process on cores "
+            f"{bench_cores}; loading {ads:,} ads")
+        store = Store.from_url(redis.url)
+        settings = load_settings({}, redis_url=redis.url)
+        now = time.time()
+        rng = np.random.default_rng(11)
+        load_s = load_catalogue(store, ads, now)
+        snapshot = load_snapshot(store, now)
+        if not args.no_stats:
+            seed_stats(store, store.live_ad_ids(), rng)
+        cells = choose_cells(snapshot.lat, snapshot.lon, cell_count,
+                             settings.geohash_precision, rng)
+        store.mark_active({c: now for c in cells})
+        todo = store.active_cells(since=now - settings.active_cell_ttl_s)
+        say(f"loaded in {load_s:.1f} s; {len(todo):,} active cells; regenerating")
+
+        runs = whole_runs(store, settings, now, repeats, redis.proc.pid)
+        walls = [r["wall_s"] for r in runs]
+        say("breakdown")
+        parts = breakdown(store, settings, now, todo, repeats)
+        say("candidates, feed sizes, profile")
+        result = {
+            "benchmark": "regen", "machine": info,
+            "params": {"ads": ads, "cells": len(todo), "repeats": repeats,
+                       "stats": not args.no_stats, "bench_cores": bench_cores,
+                       "redis_cores": redis_cores, "redis": "own process (redis-server)",
+                       "write_chunk": WRITE_CHUNK, "feed_variants": settings.feed_variants,
+                       "feed_length": settings.feed_length,
+                       "feed_radius_km": settings.feed_radius_km,
+                       "geohash_precision": settings.geohash_precision, "quick": args.quick},
+            "load_s": round(load_s, 1),
+            "summary": {"median_s": median(walls), "min_s": min(walls),
+                        "bench_cpu_s": median([r["bench_cpu_s"] for r in runs]),
+                        "redis_cpu_s": median([r["redis_cpu_s"] for r in runs]),
+                        "other_processes_cores": median([r["other_processes_cores"]
+                                                         for r in runs]),
+                        "target_s": TARGET_S, "target_met": median(walls) < TARGET_S},
+            "runs": runs, "breakdown": parts,
+            "candidates_per_cell": candidates(store, settings, now, todo),
+            "feeds": feed_sizes(store, todo, 200, rng),
+            "redis_memory": redis_memory(store),
+        }
+        result["profiles"] = profiles(store, settings, now, todo)
+        result["code"] = code_check(info["code_digest"])
+        md = markdown(result)
+        print("\n" + md)
+        if not (args.no_write or args.quick):
+            paths = write_results("regen", result, md)
+            say(f"wrote {paths[0]} and {paths[1]}")
+        ok = True
+        return 0
+    finally:
+        redis.stop()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"redis log kept in {work}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
