@@ -206,7 +206,7 @@ def feed_sizes(store: Store, cells: list[str]) -> dict:
             p.get(Keys.feed(cell))
         raws = p.execute()
     sizes = [len(r) for r in raws if r is not None]
-    ads = [len(CellFeed.unpack(r).lat) for r in raws if r is not None]
+    ads = [len(CellFeed.unpack(r)) for r in raws if r is not None]
     return {"cells": len(cells), "missing": sum(r is None for r in raws),
             "bytes_median": median(sizes) if sizes else 0, "bytes_max": max(sizes, default=0),
             "ads_median": median(ads) if ads else 0, "ads_max": max(ads, default=0)}

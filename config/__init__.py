@@ -37,7 +37,8 @@ class Settings(BaseModel):
     feed_ttl_s: int = Field(3600, ge=60)
     active_cell_ttl_s: int = Field(3600, ge=60)
     served_maxlen: int = Field(1_000_000, ge=1000)
-    feed_cache_ttl_s: float = Field(2.0, ge=0, le=60)
+    feed_cache_ttl_s: float = Field(60.0, ge=0, le=3600)
+    feed_cache_mb: int = Field(256, ge=1)
     served_flush_s: float = Field(0.1, gt=0, le=10)
 
     rollup_interval_s: float = Field(10.0, gt=0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import geo
 from config import Settings
+from pipeline.feedpack import ad_card
 from store import Store
 
 HALF_DIAGONAL_MARGIN = 1.1  # cells a few km away are a little larger nearer the equator
@@ -28,6 +29,11 @@ class AdRecord:
     description: str
     created_at: float
     expires_at: float | None
+
+    def row(self) -> tuple[str, dict[str, str], float, float, float | None, bytes]:
+        """The ad as ``Store.put_ads`` takes it."""
+        return (self.ad_id, self.fields(), self.lat, self.lon, self.expires_at,
+                ad_card(self.ad_id, self.title, self.company))
 
     def fields(self) -> dict[str, str]:
         out = {"lat": repr(self.lat), "lon": repr(self.lon), "title": self.title,
@@ -53,7 +59,7 @@ def cells_listing(locations: Iterable[tuple[float, float]], settings: Settings) 
 def upsert_ads(store: Store, settings: Settings, ads: Sequence[AdRecord]) -> tuple[int, int]:
     """Create or replace ads. Returns (created, updated)."""
     old = store.existing_locations([a.ad_id for a in ads])
-    store.put_ads([(a.ad_id, a.fields(), a.lat, a.lon, a.expires_at) for a in ads],
+    store.put_ads([a.row() for a in ads],
                   cells_listing(old.values(), settings))
     return len(ads) - len(old), len(old)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 import geo
 from config import Settings
@@ -33,16 +34,41 @@ def load_cell(store: Store, settings: Settings, cell: str, now: float,
     feed = cache.get(cell) if cache else None
     if feed is not None:
         return feed, "hit"
-    feed, outcome = _decode(store.feed_value(cell)), "hit"
+    raw = store.feed_value(cell)
+    feed, outcome = _decode(raw), "hit"
     if feed is None:
-        feed, outcome = CellFeed.unpack(build_one_cell(store, cell, settings, now, rng)), "miss"
+        raw = build_one_cell(store, cell, settings, now, rng)
+        feed, outcome = CellFeed.unpack(raw), "miss"
     if cache:
-        cache.put(cell, feed, generation)
+        cache.put(cell, feed, generation, len(raw))
     return feed, outcome
 
 
+@dataclass(frozen=True)
+class ServedFeed:
+    """A feed as served; ``json()`` is the response body, assembled from the ads' cards."""
+
+    feed_id: str
+    cell: str
+    strategy: str
+    propensity: float
+    generated_at: float
+    cache: str
+    ads_json: bytes
+
+    def json(self) -> bytes:
+        head = orjson.dumps({"feed_id": self.feed_id, "cell": self.cell,
+                             "strategy": self.strategy, "propensity": self.propensity,
+                             "generated_at": self.generated_at, "cache": self.cache})
+        return head[:-1] + b',"ads":[' + self.ads_json + b"]}"
+
+    def as_dict(self) -> dict:
+        return orjson.loads(self.json())
+
+
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
-               rng: np.random.Generator, cache: FeedCache | None, served: ServingLog) -> dict:
+               rng: np.random.Generator, cache: FeedCache | None,
+               served: ServingLog) -> ServedFeed:
     """The ordered ads for a point. A cached cell costs no Redis round trip (one to read the
     user's applied ads when a user_id is given); an uncached one a single GET, whatever the
     size of the catalogue. The served feed is logged through ``served``."""
@@ -51,27 +77,24 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     applied = store.applied_ads(req.user_id) if req.user_id else set()
     variant = int(rng.integers(feed.variants.shape[0])) if feed.variants.size else 0
     order = feed.variants[variant] if feed.variants.size else np.empty(0, dtype=np.int32)
-    distance_km = geo.haversine_km(req.lat, req.lon, feed.lat[order], feed.lon[order])
-    keep = (distance_km <= req.radius_km) & (feed.expires_at[order] > now)
+    dot = feed.xyz[order] @ geo.unit_vector(req.lat, req.lon)
+    keep = (dot >= geo.km_to_dot(req.radius_km)) & (feed.expires_at[order] > now)
     if applied:
         keep &= np.fromiter((feed.ad_ids[i] not in applied for i in order), bool, len(order))
-    chosen = order[keep][:req.limit].tolist()
-    chosen_km = distance_km[keep][:req.limit].tolist()
+    shown = np.flatnonzero(keep)[:req.limit]
+    chosen = order[shown].tolist()
+    chosen_km = geo.dot_to_km(dot[shown]).tolist()
     ad_ids = feed.ad_ids.take(chosen)
-    feed_id = f"{int(now * 1000)}-{rng.integers(1 << 62):016x}"
+    feed_id = f"{int(now * 1000)}-{rng.bytes(8).hex()}"
     propensity = 1.0
     served.add({"feed_id": feed_id, "ts": now, "cell": cell, "strategy": STRATEGY,
                 "propensity": propensity, "variant": variant,
                 "generated_at": feed.generated_at, "cache": outcome,
                 "user_id": req.user_id or "", "ads": " ".join(ad_ids)},
                cell, now, req.user_id, f"{req.lat:.6f},{req.lon:.6f}" if req.user_id else None)
-    return {
-        "feed_id": feed_id, "cell": cell, "strategy": STRATEGY, "propensity": propensity,
-        "generated_at": feed.generated_at, "cache": outcome,
-        "ads": [{"ad_id": ad_id, "position": p, "distance_km": round(km, 3),
-                 "title": feed.titles[i], "company": feed.companies[i]}
-                for p, (ad_id, i, km) in enumerate(zip(ad_ids, chosen, chosen_km), start=1)],
-    }
+    ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (feed.cards.raw(i), p, km)
+                         for p, (i, km) in enumerate(zip(chosen, chosen_km), start=1))
+    return ServedFeed(feed_id, cell, STRATEGY, propensity, feed.generated_at, outcome, ads_json)
 
 
 def feed_time_ms(feed_id: str) -> int | None:

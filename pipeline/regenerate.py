@@ -34,8 +34,7 @@ class Snapshot:
     """The live catalogue and its evidence as arrays, aligned by position."""
 
     ad_ids: StringTable
-    titles: StringTable
-    companies: StringTable
+    cards: StringTable
     lat: np.ndarray
     lon: np.ndarray
     expires_at: np.ndarray
@@ -56,9 +55,7 @@ def load_snapshot(store: Store, now: float, ad_ids: Sequence[str] | None = None)
     rows = found.rows[live]
     return Snapshot(
         ad_ids=StringTable.of(ids),
-        titles=StringTable(found.buffer, found.title_starts[live], rows["title_len"].astype(np.int64)),
-        companies=StringTable(found.buffer, found.company_starts[live],
-                              rows["company_len"].astype(np.int64)),
+        cards=StringTable(found.buffer, found.card_starts[live], found.card_lengths[live]),
         lat=rows["lat"].copy(), lon=rows["lon"].copy(), expires_at=rows["exp"].copy(),
         impressions=np.array(stats["impressions"], dtype=np.float64),
         applies=np.array(stats["applies"], dtype=np.float64))
@@ -79,10 +76,9 @@ def build_cell(snapshot: Snapshot, candidates: np.ndarray, scores: np.ndarray, c
     slot[local] = np.arange(len(local), dtype=np.int32)
     shown = candidates[local]                         # snapshot positions
     return CellFeed(cell=cell, generated_at=now, ad_ids=snapshot.ad_ids.gather(shown),
-                    titles=snapshot.titles.gather(shown),
-                    companies=snapshot.companies.gather(shown), lat=snapshot.lat[shown],
-                    lon=snapshot.lon[shown], expires_at=snapshot.expires_at[shown],
-                    variants=slot[orders])
+                    cards=snapshot.cards.gather(shown),
+                    xyz=geo.unit_vectors(snapshot.lat[shown], snapshot.lon[shown]),
+                    expires_at=snapshot.expires_at[shown], variants=slot[orders])
 
 
 def build_feeds(snapshot: Snapshot, cells: Sequence[str], settings: Settings,

@@ -2,7 +2,7 @@
 buffer of what it served. Together they let a feed request for a cached cell finish without
 waiting on Redis.
 
-- ``FeedCache`` keeps each cell's feed for at most FEED_CACHE_TTL_S. It subscribes to feed
+- ``FeedCache`` keeps each cell's feed for at most FEED_CACHE_TTL_S, within FEED_CACHE_MB. It subscribes to feed
   changes and, before every lookup, applies the change messages already delivered (a
   non-blocking read), so a cell rebuilt, or voided by an ad deleted or moved, is dropped
   before the next request that could use it. While the subscription is down nothing is
@@ -32,10 +32,11 @@ RECONNECT_S = 1.0
 
 
 class FeedCache:
-    def __init__(self, store: Store, ttl_s: float, max_cells: int = 4096,
+    def __init__(self, store: Store, ttl_s: float, max_bytes: int = 256 << 20,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.store, self.ttl_s, self.max_cells, self.clock = store, ttl_s, max_cells, clock
-        self._entries: OrderedDict[str, tuple[float, CellFeed]] = OrderedDict()
+        self.store, self.ttl_s, self.max_bytes, self.clock = store, ttl_s, max_bytes, clock
+        self._entries: OrderedDict[str, tuple[float, CellFeed, int]] = OrderedDict()
+        self._bytes = 0
         self._generation = 0
         self._pubsub: redis.client.PubSub | None = None
         self._pid = -1
@@ -54,29 +55,37 @@ class FeedCache:
         if hit is None:
             return None
         if self.clock() - hit[0] > self.ttl_s:
-            del self._entries[cell]
+            self._forget(cell)
             return None
         self._entries.move_to_end(cell)
         return hit[1]
 
-    def put(self, cell: str, feed: CellFeed, generation: int) -> None:
-        """Cache a feed read when ``generation`` was current, unless cells were dropped since
-        or the change subscription is down."""
-        if not self._listening or generation != self._generation:
+    def put(self, cell: str, feed: CellFeed, generation: int, size: int) -> None:
+        """Cache a feed (``size`` bytes packed) read when ``generation`` was current, unless
+        cells were dropped since or the change subscription is down. The least recently
+        used cells make room."""
+        if not self._listening or generation != self._generation or size > self.max_bytes:
             return
-        self._entries[cell] = (self.clock(), feed)
-        self._entries.move_to_end(cell)
-        while len(self._entries) > self.max_cells:
-            self._entries.popitem(last=False)
+        self._forget(cell)
+        self._entries[cell] = (self.clock(), feed, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            self._forget(next(iter(self._entries)))
 
     def drop(self, cells: list[str] | None) -> None:
         """Forget these cells (None: every cell)."""
         self._generation += 1
         if cells is None:
             self._entries.clear()
+            self._bytes = 0
         else:
             for cell in cells:
-                self._entries.pop(cell, None)
+                self._forget(cell)
+
+    def _forget(self, cell: str) -> None:
+        gone = self._entries.pop(cell, None)
+        if gone is not None:
+            self._bytes -= gone[2]
 
     def _sync(self) -> bool:
         """Apply every change message already delivered, without waiting; (re)subscribe when

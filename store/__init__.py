@@ -16,9 +16,9 @@ import redis
 import geo
 from store import scripts
 
-# ads:summary values: lat, lon, expires_at, title and company lengths, then their UTF-8 bytes
-SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8"), ("title_len", "<u2"),
-                    ("company_len", "<u2")])
+# ads:summary values: lat, lon, expires_at, then the ad's card (opaque bytes: the fields a
+# feed shows, pre-rendered by the caller)
+SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8")])
 FEEDS_CHANNEL = "feeds:changed"
 GEO_LAT_LIMIT = 85.05112878  # Redis geo sets hold latitudes within +-this
 NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never expires
@@ -30,7 +30,7 @@ ROLLUP_GROUP = "rollup"
 @dataclass(frozen=True)
 class Summaries:
     """ads:summary values side by side: ``buffer`` holds them concatenated, ``rows`` their
-    fixed parts, ``starts`` where each begins; titles and companies follow the fixed part."""
+    fixed parts, ``starts`` where each begins; each card follows its fixed part."""
 
     ids: list[bytes]
     buffer: np.ndarray      # uint8
@@ -47,12 +47,12 @@ class Summaries:
         return cls(ids, buffer, np.frombuffer(fixed.tobytes(), dtype=SUMMARY), starts)
 
     @property
-    def title_starts(self) -> np.ndarray:
+    def card_starts(self) -> np.ndarray:
         return self.starts + SUMMARY.itemsize
 
     @property
-    def company_starts(self) -> np.ndarray:
-        return self.title_starts + self.rows["title_len"]
+    def card_lengths(self) -> np.ndarray:
+        return np.diff(np.append(self.starts, len(self.buffer))) - SUMMARY.itemsize
 
 
 @dataclass(frozen=True)
@@ -141,20 +141,19 @@ class Store:
         raw = self.r.hgetall(Keys.ad(ad_id))
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
-    def put_ads(self, ads: Sequence[tuple[str, Mapping[str, str], float, float, float | None]],
+    def put_ads(self, ads: Sequence[tuple[str, Mapping[str, str], float, float, float | None, bytes]],
                 stale_cells: Iterable[str]) -> None:
         """Create or replace ads in one transaction. ``stale_cells`` are the feeds that may
         list an old version of one of them: they are voided and the catalogue epoch bumped."""
         stale = sorted(set(stale_cells))
         with self.r.pipeline(transaction=True) as p:
-            for ad_id, fields, lat, lon, expires_at in ads:
+            for ad_id, fields, lat, lon, expires_at, card in ads:
                 expiry = NO_EXPIRY if expires_at is None else expires_at
                 p.delete(Keys.ad(ad_id))
                 p.hset(Keys.ad(ad_id), mapping=dict(fields))
                 p.geoadd(Keys.ads_geo, (lon, lat, ad_id))
                 p.zadd(Keys.ads_expiry, {ad_id: expiry})
-                p.hset(Keys.ads_summary, ad_id, summary(lat, lon, expiry, fields["title"],
-                                                        fields["company"]))
+                p.hset(Keys.ads_summary, ad_id, summary(lat, lon, expiry, card))
             if stale:
                 self._void_feeds(p, stale)
             p.execute()
@@ -419,11 +418,9 @@ class Store:
         return {_s(k): _s(v) for k, v in self.r.hgetall(Keys.job(job)).items()}
 
 
-def summary(lat: float, lon: float, expires_at: float, title: str, company: str) -> bytes:
+def summary(lat: float, lon: float, expires_at: float, card: bytes) -> bytes:
     """An ads:summary value: what regeneration and serving need of an ad."""
-    t, c = title.encode(), company.encode()
-    head = np.array([(lat, lon, expires_at, len(t), len(c))], dtype=SUMMARY).tobytes()
-    return head + t + c
+    return np.array([(lat, lon, expires_at)], dtype=SUMMARY).tobytes() + card
 
 
 def searchable(lat: float, lon: float, radius_km: float) -> tuple[float, float]:

@@ -29,10 +29,10 @@ def feed() -> Response:
     q = parse(FeedQuery, request.args.to_dict())
     rt = runtime()
     req = FeedRequest(q.lat, q.lon, q.limit, _radius_km(q.radius_km), q.user_id)
-    body = serve_feed(rt.store, rt.settings, req, rt.now(), rt.rng, rt.feed_cache,
-                      rt.serving_log)
-    g.feed_id = body["feed_id"]
-    return json_response(body)
+    served = serve_feed(rt.store, rt.settings, req, rt.now(), rt.rng, rt.feed_cache,
+                        rt.serving_log)
+    g.feed_id = served.feed_id
+    return Response(served.json(), mimetype="application/json")
 
 
 @bp.get("/ads/nearby")

@@ -29,7 +29,8 @@ class Runtime:
 
     @cached_property
     def feed_cache(self) -> FeedCache:
-        return FeedCache(self.store, self.settings.feed_cache_ttl_s)
+        return FeedCache(self.store, self.settings.feed_cache_ttl_s,
+                         self.settings.feed_cache_mb << 20)
 
     @cached_property
     def serving_log(self) -> ServingLog:

@@ -25,7 +25,7 @@ def test_feeds_and_nearby_work_beyond_the_geo_index_latitude(real_store: Store,
     found = real_store.nearby(*user, 5.0, 10, now)
     assert [a for a, _, _ in found] == ["north"]
     body = serve_feed(real_store, real_settings, FeedRequest(*user, 10, 5.0), now,
-                      np.random.default_rng(0), None, ServingLog(real_store, 1000, None))
+                      np.random.default_rng(0), None, ServingLog(real_store, 1000, None)).as_dict()
     assert [a["ad_id"] for a in body["ads"]] == ["north"]
     client = create_app(real_settings).test_client()
     for lat in (89.9, -90.0, 90.0):

@@ -24,7 +24,7 @@ def serve(fake_store: Store, settings: Settings, rng):
     log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
 
     def run(req: FeedRequest, now: float) -> dict:
-        body = serve_feed(fake_store, settings, req, now, rng, None, log)
+        body = serve_feed(fake_store, settings, req, now, rng, None, log).as_dict()
         log.flush()
         return body
     return run

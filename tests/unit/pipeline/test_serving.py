@@ -21,7 +21,7 @@ class Clock:
 
 def a_feed(cell: str = "u33dc0") -> CellFeed:
     ids = StringTable.of(["a", "b"]).gather(np.array([0, 1]))
-    return CellFeed(cell, 1.0, ids, ids, ids, np.zeros(2), np.zeros(2), np.ones(2),
+    return CellFeed(cell, 1.0, ids, ids, np.zeros((2, 3)), np.ones(2),
                     np.array([[0, 1]], dtype=np.int32))
 
 
@@ -39,7 +39,7 @@ def cached(store: Store, clock: Clock, ttl_s: float = 2.0) -> FeedCache:
 def test_a_feed_is_cached_for_its_ttl(fake_store, clock):
     cache = cached(fake_store, clock)
     feed = a_feed()
-    cache.put("u33dc0", feed, cache.generation)
+    cache.put("u33dc0", feed, cache.generation, 100)
     assert cache.get("u33dc0") is feed
     clock.t = 2.5
     assert cache.get("u33dc0") is None
@@ -47,8 +47,8 @@ def test_a_feed_is_cached_for_its_ttl(fake_store, clock):
 
 def test_a_change_to_the_cell_drops_it_before_the_next_lookup(fake_store, clock):
     cache = cached(fake_store, clock)
-    cache.put("u33dc0", a_feed(), cache.generation)
-    cache.put("u33dc1", a_feed("u33dc1"), cache.generation)
+    cache.put("u33dc0", a_feed(), cache.generation, 100)
+    cache.put("u33dc1", a_feed("u33dc1"), cache.generation, 100)
     fake_store.delete_ad("gone", ["u33dc0"])     # publishes the voided cell
     assert cache.get("u33dc0") is None
     assert cache.get("u33dc1") is not None
@@ -61,14 +61,14 @@ def test_a_feed_read_before_a_change_is_not_cached(fake_store, clock):
     generation = cache.generation                 # the feed is read from Redis now ...
     fake_store.delete_ad("gone", ["u33dc0"])      # ... the catalogue changes ...
     cache.get("other")                            # ... the change message is applied ...
-    cache.put("u33dc0", a_feed(), generation)     # ... so the old read is not kept
+    cache.put("u33dc0", a_feed(), generation, 100)     # ... so the old read is not kept
     assert cache.get("u33dc0") is None
 
 
 def test_nothing_is_cached_with_a_zero_ttl(fake_store, clock):
     cache = FeedCache(fake_store, 0.0, clock=clock)
     cache.get("x")
-    cache.put("u33dc0", a_feed(), cache.generation)
+    cache.put("u33dc0", a_feed(), cache.generation, 100)
     assert cache.get("u33dc0") is None
 
 
@@ -78,21 +78,26 @@ def test_nothing_is_cached_while_the_subscription_is_down(fake_store, clock, mon
     monkeypatch.setattr(fake_store, "feed_changes", refuse)
     cache = FeedCache(fake_store, 2.0, clock=clock)
     assert cache.get("x") is None
-    cache.put("u33dc0", a_feed(), cache.generation)
+    cache.put("u33dc0", a_feed(), cache.generation, 100)
     assert cache.get("u33dc0") is None
     monkeypatch.undo()
     clock.t = 5.0                                  # the next attempt resubscribes
     assert cache.get("u33dc0") is None
-    cache.put("u33dc0", a_feed(), cache.generation)
+    cache.put("u33dc0", a_feed(), cache.generation, 100)
     assert cache.get("u33dc0") is not None
 
 
-def test_the_cache_keeps_at_most_max_cells(fake_store, clock):
-    cache = FeedCache(fake_store, 2.0, max_cells=2, clock=clock)
+def test_the_cache_stays_within_its_byte_budget_dropping_the_least_recent(fake_store, clock):
+    cache = FeedCache(fake_store, 2.0, max_bytes=250, clock=clock)
     cache.get("x")
-    for cell in ("c1", "c2", "c3"):
-        cache.put(cell, a_feed(cell), cache.generation)
-    assert cache.get("c1") is None and cache.get("c3") is not None
+    cache.put("c1", a_feed("c1"), cache.generation, 100)
+    cache.put("c2", a_feed("c2"), cache.generation, 100)
+    assert cache.get("c1") is not None                 # c1 is now the most recent
+    cache.put("c3", a_feed("c3"), cache.generation, 100)
+    assert cache.get("c2") is None
+    assert cache.get("c1") is not None and cache.get("c3") is not None
+    cache.put("huge", a_feed("huge"), cache.generation, 251)
+    assert cache.get("huge") is None
 
 
 def test_the_serving_log_writes_feeds_cells_and_locations_in_one_flush(fake_store):

@@ -79,7 +79,7 @@ def test_write_feeds_refuses_after_the_catalogue_changed(fake_store: Store):
 def put(store: Store, ad_id: str, lat: float, lon: float, expires_at: float | None = None,
         stale=()) -> None:
     store.put_ads([(ad_id, {"lat": repr(lat), "lon": repr(lon), "title": "t", "company": "c"},
-                    lat, lon, expires_at)], stale)
+                    lat, lon, expires_at, b"card:" + ad_id.encode())], stale)
 
 
 def test_delete_voids_the_listed_feeds_and_bumps_the_epoch(fake_store: Store):
@@ -140,18 +140,16 @@ def test_recorded_serving_logs_feeds_marks_cells_and_locations(fake_store: Store
     assert fake_store.served_feed(feed_id, served_ms - 120_000) is None   # outside the window
 
 
-def test_ad_summaries_round_trip_location_expiry_title_and_company(fake_store: Store):
+def test_ad_summaries_round_trip_location_expiry_and_card(fake_store: Store):
     put(fake_store, "a", 52.5, 13.4, expires_at=NOW + 5)
-    fake_store.put_ads([("b", {"title": "Bäcker", "company": "Öl & Co"}, -33.9, 151.2, None)], [])
+    fake_store.put_ads([("b", {"title": "Bäcker"}, -33.9, 151.2, None, "Bäcker".encode())], [])
     found = fake_store.ad_summaries()
     by_id = {i.decode(): n for n, i in enumerate(found.ids)}
     a, b = found.rows[by_id["a"]], found.rows[by_id["b"]]
     assert (a["lat"], a["lon"], a["exp"]) == (52.5, 13.4, NOW + 5)
     assert (b["lat"], b["lon"], b["exp"]) == (-33.9, 151.2, NO_EXPIRY)
-    start = found.title_starts[by_id["b"]]
-    assert bytes(found.buffer[start:start + b["title_len"]]).decode() == "Bäcker"
-    start = found.company_starts[by_id["b"]]
-    assert bytes(found.buffer[start:start + b["company_len"]]).decode() == "Öl & Co"
+    cards = [bytes(found.buffer[s:s + n]) for s, n in zip(found.card_starts, found.card_lengths)]
+    assert cards[by_id["a"]] == b"card:a" and cards[by_id["b"]].decode() == "Bäcker"
     assert [i.decode() for i in fake_store.ad_summaries(["b", "missing"]).ids] == ["b"]
 
 
