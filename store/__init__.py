@@ -127,6 +127,7 @@ class Store:
         self._rollup = client.register_script(scripts.ROLLUP)
         self._write_feeds = client.register_script(scripts.WRITE_FEEDS)
         self._nearby = client.register_script(scripts.NEARBY)
+        self._append_served = client.register_script(scripts.APPEND_SERVED)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Store:
@@ -365,10 +366,15 @@ class Store:
                        active: Mapping[str, float], locations: Mapping[str, str],
                        maxlen: int) -> None:
         """Write what serving buffered, in one round trip: served feeds to the ``served``
-        stream, cells to ``cells:active``, users' last locations."""
+        stream (entries with the same fields, in order), cells to ``cells:active``, users'
+        last locations."""
         with self.r.pipeline(transaction=False) as p:
-            for entry in served:
-                p.xadd(Keys.served, dict(entry), maxlen=maxlen, approximate=True)
+            if served:
+                names = list(served[0])
+                args: list[object] = [maxlen, len(names), *names]
+                for entry in served:
+                    args.extend(entry[name] for name in names)
+                self._append_served(keys=[Keys.served], args=args, client=p)
             if active:
                 p.zadd(Keys.cells_active, dict(active))
             for user_id, location in locations.items():

@@ -116,3 +116,18 @@ while true do
   count = count * 2
 end
 """
+
+# Append many served feeds to the served stream in one call.
+# KEYS: served   ARGV: maxlen, field count n, n field names, then n values per entry
+APPEND_SERVED = """
+local n = tonumber(ARGV[2])
+local entry = {}
+for i = 3 + n, #ARGV, n do
+  for j = 1, n do
+    entry[2 * j - 1] = ARGV[2 + j]
+    entry[2 * j] = ARGV[i + j - 1]
+  end
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(entry))
+end
+return (#ARGV - 2 - n) / n
+"""
