@@ -112,7 +112,7 @@ def load_catalogue(store: Store, count: int, now: float, chunk: int = LOAD_CHUNK
 
 
 def _put(store: Store, batch: Sequence[AdRecord]) -> None:
-    store.put_ads([a.row() for a in batch], [])
+    store.put_ads([a.row() for a in batch], lambda old: [])
 
 
 def request_points(count: int, now: float, seed: int = POINT_SEED) -> list[tuple[float, float]]:

@@ -172,7 +172,7 @@ def feed_sizes(store: Store, cells: list[str], sample: int, rng: np.random.Gener
     with store.r.pipeline(transaction=False) as p:
         for i in picked:
             p.get(Keys.feed(cells[i]))
-        ads = np.array([len(CellFeed.unpack(raw).lat) for raw in p.execute() if raw])
+        ads = np.array([len(CellFeed.unpack(raw)) for raw in p.execute() if raw])
     return {"bytes_median": float(np.median(sizes)), "bytes_max": int(sizes.max()),
             "bytes_mean": float(sizes.mean()), "bytes_total": int(sizes.sum()),
             "missing": int((sizes == 0).sum()),

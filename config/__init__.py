@@ -31,7 +31,7 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     feed_radius_km: float = Field(5.0, gt=0, le=50)
-    geohash_precision: int = Field(6, ge=4, le=8)
+    geohash_precision: int = Field(6, ge=4, le=7)
     feed_variants: int = Field(8, ge=1, le=64)
     feed_length: int = Field(200, ge=10, le=2000)
     feed_ttl_s: int = Field(3600, ge=60)
@@ -46,9 +46,9 @@ class Settings(BaseModel):
     rollup_batch: int = Field(5000, ge=100, le=100_000)
     rollup_claim_idle_s: int = Field(60, ge=1)
     inbox_redeliver_s: int = Field(30, ge=1)
-    dedupe_window_s: int = Field(86_400, ge=60)
+    dedupe_window_s: int = Field(2 * 86_400, ge=60)
     events_retention_s: int = Field(7 * 86_400, ge=3600)
-    event_max_age_s: int = Field(7 * 86_400, ge=60)
+    event_max_age_s: int = Field(86_400, ge=60)
 
     max_events_per_post: int = Field(1000, ge=1, le=10_000)
     max_content_length: int = Field(1 << 20, ge=1024)
@@ -60,9 +60,16 @@ class Settings(BaseModel):
     visibility_timeout_s: int = Field(600, ge=30)
 
     @model_validator(mode="after")
-    def _visibility_covers_tasks(self) -> Settings:
+    def _consistent(self) -> Settings:
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S")
+        if self.event_max_age_s + 300 > self.dedupe_window_s:
+            raise ValueError("EVENT_MAX_AGE_S + 300 must not exceed DEDUPE_WINDOW_S, or a "
+                             "retried event could be counted twice")
+        if self.feed_ttl_s <= self.regen_interval_s:
+            raise ValueError("FEED_TTL_S must exceed REGEN_INTERVAL_S")
+        if self.geohash_precision == 7 and self.feed_radius_km > 20:
+            raise ValueError("GEOHASH_PRECISION 7 allows FEED_RADIUS_KM up to 20")
         return self
 
     @property

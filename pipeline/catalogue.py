@@ -57,16 +57,13 @@ def cells_listing(locations: Iterable[tuple[float, float]], settings: Settings) 
 
 
 def upsert_ads(store: Store, settings: Settings, ads: Sequence[AdRecord]) -> tuple[int, int]:
-    """Create or replace ads. Returns (created, updated)."""
-    old = store.existing_locations([a.ad_id for a in ads])
-    store.put_ads([a.row() for a in ads],
-                  cells_listing(old.values(), settings))
-    return len(ads) - len(old), len(old)
+    """Create or replace ads. Returns (created, replaced)."""
+    replaced = store.put_ads([a.row() for a in ads], lambda old: cells_listing(old, settings))
+    return len(ads) - replaced, replaced
 
 
 def delete_ad(store: Store, settings: Settings, ad_id: str) -> bool:
-    old = store.existing_locations([ad_id])
-    return store.delete_ad(ad_id, cells_listing(old.values(), settings)) if old else False
+    return store.delete_ad(ad_id, lambda old: cells_listing(old, settings))
 
 
 def ad_view(ad_id: str, fields: dict[str, str], now: float) -> dict:

@@ -110,6 +110,8 @@ def run_regenerate(store: Store, settings: Settings, now: float,
     written = 0
     ads = 0
     for attempt in range(1, MAX_ATTEMPTS + 1):
+        if not todo:
+            break
         epoch = store.catalog_epoch()
         snapshot = load_snapshot(store, now)
         ads = len(snapshot)
@@ -131,18 +133,22 @@ def run_regenerate(store: Store, settings: Settings, now: float,
     return report
 
 
+class CellUnavailable(Exception):
+    """A cell's feed could not be built from a steady catalogue (it kept changing)."""
+
+
 def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
                    rng: np.random.Generator) -> bytes:
     """A cell's feed built on demand (a cache miss), with the same code as the beat run,
-    from the ads a geo search finds around the cell. Stored unless the catalogue moved."""
+    from the ads a geo search finds around the cell, and stored. A build that the catalogue
+    changed under is never served: after MAX_ATTEMPTS such builds, CellUnavailable."""
     lat, lon = geo.decode(cell)
     radius_km = candidate_radius_km(cell, settings)
-    packed = b""
     for _ in range(MAX_ATTEMPTS):
         epoch = store.catalog_epoch()
         ids = store.search_ids(lat, lon, radius_km * SEARCH_SLACK)
         snapshot = load_snapshot(store, now, ids)
         packed = build_feeds(snapshot, [cell], settings, rng, now)[cell]
         if store.write_feeds(epoch, {cell: packed}, settings.feed_ttl_s):
-            break
-    return packed
+            return packed
+    raise CellUnavailable(cell)

@@ -29,6 +29,7 @@ from store import Store
 log = logging.getLogger(__name__)
 
 RECONNECT_S = 1.0
+FLUSH_CHUNK = 2000   # served feeds per write, so that one flush never holds Redis long
 
 
 class FeedCache:
@@ -42,6 +43,7 @@ class FeedCache:
         self._pid = -1
         self._listening = False
         self._next_attempt = 0.0
+        self._lock = threading.RLock()   # a threaded server may share one cache
 
     @property
     def generation(self) -> int:
@@ -49,38 +51,41 @@ class FeedCache:
         return self._generation
 
     def get(self, cell: str) -> CellFeed | None:
-        if not self._sync():
-            return None
-        hit = self._entries.get(cell)
-        if hit is None:
-            return None
-        if self.clock() - hit[0] > self.ttl_s:
-            self._forget(cell)
-            return None
-        self._entries.move_to_end(cell)
-        return hit[1]
+        with self._lock:
+            if not self._sync():
+                return None
+            hit = self._entries.get(cell)
+            if hit is None:
+                return None
+            if self.clock() - hit[0] > self.ttl_s:
+                self._forget(cell)
+                return None
+            self._entries.move_to_end(cell)
+            return hit[1]
 
     def put(self, cell: str, feed: CellFeed, generation: int, size: int) -> None:
         """Cache a feed (``size`` bytes packed) read when ``generation`` was current, unless
         cells were dropped since or the change subscription is down. The least recently
         used cells make room."""
-        if not self._listening or generation != self._generation or size > self.max_bytes:
-            return
-        self._forget(cell)
-        self._entries[cell] = (self.clock(), feed, size)
-        self._bytes += size
-        while self._bytes > self.max_bytes:
-            self._forget(next(iter(self._entries)))
+        with self._lock:
+            if not self._listening or generation != self._generation or size > self.max_bytes:
+                return
+            self._forget(cell)
+            self._entries[cell] = (self.clock(), feed, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                self._forget(next(iter(self._entries)))
 
     def drop(self, cells: list[str] | None) -> None:
         """Forget these cells (None: every cell)."""
-        self._generation += 1
-        if cells is None:
-            self._entries.clear()
-            self._bytes = 0
-        else:
-            for cell in cells:
-                self._forget(cell)
+        with self._lock:
+            self._generation += 1
+            if cells is None:
+                self._entries.clear()
+                self._bytes = 0
+            else:
+                for cell in cells:
+                    self._forget(cell)
 
     def _forget(self, cell: str) -> None:
         gone = self._entries.pop(cell, None)
@@ -141,23 +146,27 @@ class ServingLog:
                             dropped)
 
     def flush(self) -> int:
-        """Write what is buffered; on a Redis error keep it for the next try."""
+        """Write what is buffered, in chunks; on a Redis error (down, read-only replica, out
+        of memory) keep what was not written for the next try."""
         with self._lock:
             served, active, locations = self._served, self._active, self._locations
             self._served, self._active, self._locations = [], {}, {}
-        if not (served or active or locations):
-            return 0
-        try:
-            self.store.record_serving(served, active, locations, self.maxlen)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            with self._lock:
-                self._served[:0] = served
-                self._active = {**active, **self._active}
-                self._locations = {**locations, **self._locations}
-            log.warning("serving log: flush failed (%s); %d entries kept", type(exc).__name__,
-                        len(served))
-            return 0
-        return len(served)
+        written = 0
+        while served or active or locations:
+            chunk = served[:FLUSH_CHUNK]
+            try:
+                self.store.record_serving(chunk, active, locations, self.maxlen)
+            except redis.RedisError as exc:
+                with self._lock:
+                    self._served[:0] = served
+                    self._active = {**active, **self._active}
+                    self._locations = {**locations, **self._locations}
+                log.warning("serving log: flush failed (%s); %d entries kept",
+                            type(exc).__name__, len(served))
+                break
+            written += len(chunk)
+            served, active, locations = served[FLUSH_CHUNK:], {}, {}
+        return written
 
     def _ensure_flusher(self) -> None:
         if self.flush_s is None or self._flusher_pid == os.getpid():

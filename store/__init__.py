@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +25,9 @@ NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never e
 EVENT_TYPES = ("impression", "view", "save", "apply")
 STAT_FIELDS = ("impressions", "views", "saves", "applies")
 ROLLUP_GROUP = "rollup"
+
+
+StaleCells = Callable[[list[tuple[float, float]]], Iterable[str]]
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ class Store:
         self._write_feeds = client.register_script(scripts.WRITE_FEEDS)
         self._nearby = client.register_script(scripts.NEARBY)
         self._append_served = client.register_script(scripts.APPEND_SERVED)
+        self._drop_expired = client.register_script(scripts.DROP_EXPIRED)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Store:
@@ -143,11 +147,17 @@ class Store:
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
     def put_ads(self, ads: Sequence[tuple[str, Mapping[str, str], float, float, float | None, bytes]],
-                stale_cells: Iterable[str]) -> None:
-        """Create or replace ads in one transaction. ``stale_cells`` are the feeds that may
-        list an old version of one of them: they are voided and the catalogue epoch bumped."""
-        stale = sorted(set(stale_cells))
-        with self.r.pipeline(transaction=True) as p:
+                stale_cells_of: StaleCells) -> int:
+        """Create or replace ads in one transaction, voiding the feeds that may list an old
+        version of one of them (``stale_cells_of`` maps old locations to cells). The old
+        locations are read under WATCH, so a concurrent change makes the step start over.
+        Returns how many live ads were replaced."""
+        ids = [a[0] for a in ads]
+
+        def write(p: redis.client.Pipeline) -> int:
+            old = self._summary_locations(p, ids)
+            stale = sorted(set(stale_cells_of(old)))
+            p.multi()
             for ad_id, fields, lat, lon, expires_at, card in ads:
                 expiry = NO_EXPIRY if expires_at is None else expires_at
                 p.delete(Keys.ad(ad_id))
@@ -157,26 +167,30 @@ class Store:
                 p.hset(Keys.ads_summary, ad_id, summary(lat, lon, expiry, card))
             if stale:
                 self._void_feeds(p, stale)
-            p.execute()
+            return len(old)
 
-    def existing_locations(self, ad_ids: Sequence[str]) -> dict[str, tuple[float, float]]:
-        """The stored (lat, lon) of those ads that exist."""
-        with self.r.pipeline(transaction=False) as p:
-            for ad_id in ad_ids:
-                p.hmget(Keys.ad(ad_id), "lat", "lon")
-            rows = p.execute()
-        return {a: (float(lat), float(lon)) for a, (lat, lon) in zip(ad_ids, rows) if lat is not None}
+        return self.r.transaction(write, Keys.ads_summary, value_from_callable=True)
 
-    def delete_ad(self, ad_id: str, stale_cells: Iterable[str]) -> bool:
-        """Remove an ad and the feeds that may list it. False when there was no such ad."""
-        with self.r.pipeline(transaction=True) as p:
+    def delete_ad(self, ad_id: str, stale_cells_of: StaleCells) -> bool:
+        """Remove an ad and void the feeds that may list it (read under WATCH, like
+        ``put_ads``). False when there was no such ad."""
+        def write(p: redis.client.Pipeline) -> None:
+            stale = sorted(set(stale_cells_of(self._summary_locations(p, [ad_id]))))
+            p.multi()
             p.delete(Keys.ad(ad_id))
             p.zrem(Keys.ads_geo, ad_id)
             p.zrem(Keys.ads_expiry, ad_id)
             p.hdel(Keys.ads_summary, ad_id)
-            self._void_feeds(p, sorted(set(stale_cells)))
-            existed = p.execute()[0]
-        return bool(existed)
+            self._void_feeds(p, stale)
+
+        return bool(self.r.transaction(write, Keys.ads_summary)[0])
+
+    @staticmethod
+    def _summary_locations(p: redis.client.Pipeline, ad_ids: Sequence[str]) -> list[tuple[float, float]]:
+        """(lat, lon) of the listed ads that are indexed, read on a watching connection."""
+        found = [v for v in p.hmget(Keys.ads_summary, list(ad_ids)) if v is not None]
+        rows = np.frombuffer(b"".join(v[:SUMMARY.itemsize] for v in found), dtype=SUMMARY)
+        return list(zip(rows["lat"].tolist(), rows["lon"].tolist()))
 
     @staticmethod
     def _void_feeds(p: redis.client.Pipeline, cells: Sequence[str]) -> None:
@@ -190,15 +204,11 @@ class Store:
             p.publish(FEEDS_CHANNEL, " ".join(cells))
 
     def drop_expired(self, now: float) -> list[str]:
-        """Take ads past their expiry out of the geo index (their records stay readable)."""
-        expired = [_s(a) for a in self.r.zrangebyscore(Keys.ads_expiry, "-inf", now)]
-        if expired:
-            with self.r.pipeline(transaction=True) as p:
-                p.zrem(Keys.ads_geo, *expired)
-                p.zrem(Keys.ads_expiry, *expired)
-                p.hdel(Keys.ads_summary, *expired)
-                p.execute()
-        return expired
+        """Take ads past their expiry out of the indexes, atomically (an ad renewed at the
+        same moment stays); their records stay readable."""
+        expired = self._drop_expired(keys=[Keys.ads_expiry, Keys.ads_geo, Keys.ads_summary],
+                                     args=[now])
+        return [_s(a) for a in expired]
 
     def nearby(self, lat: float, lon: float, search_radius_km: float, count: int,
                now: float) -> list[tuple[str, float, float]]:
@@ -376,7 +386,7 @@ class Store:
                     args.extend(entry[name] for name in names)
                 self._append_served(keys=[Keys.served], args=args, client=p)
             if active:
-                p.zadd(Keys.cells_active, dict(active))
+                p.zadd(Keys.cells_active, dict(active), gt=True)   # a late flush never ages a cell
             for user_id, location in locations.items():
                 p.set(Keys.user_location(user_id), location, ex=30 * 86_400)
             p.execute()

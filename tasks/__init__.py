@@ -1,4 +1,5 @@
-"""Celery: the app (``celery -A tasks``), its config, the beat schedule and thin tasks."""
-from tasks.celery import app
+"""Celery: the app, its config, the beat schedule and thin tasks.
 
-__all__ = ["app"]
+``celery -A tasks`` finds the app in ``tasks.celery``. Nothing is imported here, so that the
+web can use ``tasks.config`` without building the workers' app from the environment.
+"""

@@ -8,6 +8,7 @@ import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from pipeline.regenerate import CellUnavailable
 from webapp.validation import ApiError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,13 @@ def init_app(app: Flask) -> None:
         return json_response({"error": {"code": "store_unavailable",
                                         "message": "the store is unreachable; retry shortly"}},
                              503, {"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.errorhandler(CellUnavailable)
+    def cell_unavailable(exc: CellUnavailable) -> Response:
+        log.warning("feed of cell %s not built: the catalogue kept changing", exc)
+        return json_response({"error": {"code": "feed_rebuilding",
+                                        "message": "this area's feed is being rebuilt; retry "
+                                                   "in a moment"}}, 503, {"Retry-After": "1"})
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

@@ -21,7 +21,7 @@ def test_values_come_from_the_environment_by_upper_case_name():
 
 
 @pytest.mark.parametrize("name,value", [
-    ("FEED_RADIUS_KM", "-1"), ("GEOHASH_PRECISION", "13"), ("FEED_VARIANTS", "lots"),
+    ("FEED_RADIUS_KM", "-1"), ("GEOHASH_PRECISION", "8"), ("FEED_VARIANTS", "lots"),
     ("REDIS_URL", "http://example"), ("MAX_EVENTS_PER_POST", "0"), ("PORT", "70000"),
     ("ADMIN_TOKEN", "short"), ("FLOWER_BASIC_AUTH", "nopassword"), ("PRIOR_MEAN", "1.5"),
 ])
@@ -50,3 +50,13 @@ def test_config_is_the_only_module_reading_os_environ():
             if "os.environ" in path.read_text() or "getenv" in path.read_text():
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []
+
+
+@pytest.mark.parametrize("env,name", [
+    ({"EVENT_MAX_AGE_S": "90000", "DEDUPE_WINDOW_S": "86400"}, "DEDUPE_WINDOW_S"),
+    ({"FEED_TTL_S": "60", "REGEN_INTERVAL_S": "60"}, "FEED_TTL_S"),
+    ({"GEOHASH_PRECISION": "7", "FEED_RADIUS_KM": "30"}, "FEED_RADIUS_KM"),
+])
+def test_settings_that_contradict_each_other_are_refused(env, name):
+    with pytest.raises(SettingsError, match=name):
+        load_settings(env)

@@ -49,7 +49,7 @@ def test_a_change_to_the_cell_drops_it_before_the_next_lookup(fake_store, clock)
     cache = cached(fake_store, clock)
     cache.put("u33dc0", a_feed(), cache.generation, 100)
     cache.put("u33dc1", a_feed("u33dc1"), cache.generation, 100)
-    fake_store.delete_ad("gone", ["u33dc0"])     # publishes the voided cell
+    fake_store.delete_ad("gone", lambda old: ["u33dc0"])     # publishes the voided cell
     assert cache.get("u33dc0") is None
     assert cache.get("u33dc1") is not None
     fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc1": b"new"}, 60)
@@ -59,7 +59,7 @@ def test_a_change_to_the_cell_drops_it_before_the_next_lookup(fake_store, clock)
 def test_a_feed_read_before_a_change_is_not_cached(fake_store, clock):
     cache = cached(fake_store, clock)
     generation = cache.generation                 # the feed is read from Redis now ...
-    fake_store.delete_ad("gone", ["u33dc0"])      # ... the catalogue changes ...
+    fake_store.delete_ad("gone", lambda old: ["u33dc0"])      # ... the catalogue changes ...
     cache.get("other")                            # ... the change message is applied ...
     cache.put("u33dc0", a_feed(), generation, 100)     # ... so the old read is not kept
     assert cache.get("u33dc0") is None
@@ -132,3 +132,18 @@ def test_the_serving_log_drops_the_oldest_past_its_bound(fake_store):
         log.add({"feed_id": f"f{i}"}, "u33dc0", 10.0)
     assert log.flush() == 2
     assert [f[b"feed_id"] for _, f in fake_store.r.xrange(Keys.served)] == [b"f1", b"f2"]
+
+
+def test_a_large_buffer_is_written_in_chunks(fake_store, monkeypatch):
+    import pipeline.serving as serving
+    monkeypatch.setattr(serving, "FLUSH_CHUNK", 2)
+    calls = []
+    real = fake_store.record_serving
+    monkeypatch.setattr(fake_store, "record_serving",
+                        lambda served, *a: (calls.append(len(served)), real(served, *a)))
+    log = ServingLog(fake_store, 1000, flush_s=None)
+    for i in range(5):
+        log.add({"feed_id": f"f{i}"}, "u33dc0", 10.0)
+    assert log.flush() == 5
+    assert calls == [2, 2, 1]
+    assert fake_store.r.xlen(Keys.served) == 5

@@ -70,7 +70,7 @@ def test_unreadable_entries_are_acknowledged_without_counting(fake_store: Store)
 def test_write_feeds_refuses_after_the_catalogue_changed(fake_store: Store):
     epoch = fake_store.catalog_epoch()
     assert fake_store.write_feeds(epoch, {"u33dc0": b"v1"}, 60)
-    fake_store.delete_ad("gone", [])
+    fake_store.delete_ad("gone", lambda old: [])
     assert not fake_store.write_feeds(epoch, {"u33dc1": b"v2"}, 60)
     assert fake_store.r.get(Keys.feed("u33dc1")) is None
     assert fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc1": b"v2"}, 60)
@@ -79,17 +79,17 @@ def test_write_feeds_refuses_after_the_catalogue_changed(fake_store: Store):
 def put(store: Store, ad_id: str, lat: float, lon: float, expires_at: float | None = None,
         stale=()) -> None:
     store.put_ads([(ad_id, {"lat": repr(lat), "lon": repr(lon), "title": "t", "company": "c"},
-                    lat, lon, expires_at, b"card:" + ad_id.encode())], stale)
+                    lat, lon, expires_at, b"card:" + ad_id.encode())], lambda old: stale)
 
 
 def test_delete_voids_the_listed_feeds_and_bumps_the_epoch(fake_store: Store):
     put(fake_store, "a1", 52.5, 13.4)
     fake_store.write_feeds("0", {"u33dc0": b"v"}, 60)
-    assert fake_store.delete_ad("a1", ["u33dc0"])
+    assert fake_store.delete_ad("a1", lambda old: ["u33dc0"])
     assert fake_store.r.get(Keys.feed("u33dc0")) is None
     assert fake_store.catalog_epoch() == "1"
     assert fake_store.get_ad("a1") is None
-    assert not fake_store.delete_ad("a1", [])
+    assert not fake_store.delete_ad("a1", lambda old: [])
 
 
 def test_nearby_skips_expired_ads_and_returns_exact_coordinates(fake_store: Store):
@@ -142,7 +142,7 @@ def test_recorded_serving_logs_feeds_marks_cells_and_locations(fake_store: Store
 
 def test_ad_summaries_round_trip_location_expiry_and_card(fake_store: Store):
     put(fake_store, "a", 52.5, 13.4, expires_at=NOW + 5)
-    fake_store.put_ads([("b", {"title": "Bäcker"}, -33.9, 151.2, None, "Bäcker".encode())], [])
+    fake_store.put_ads([("b", {"title": "Bäcker"}, -33.9, 151.2, None, "Bäcker".encode())], lambda old: [])
     found = fake_store.ad_summaries()
     by_id = {i.decode(): n for n, i in enumerate(found.ids)}
     a, b = found.rows[by_id["a"]], found.rows[by_id["b"]]
@@ -156,7 +156,7 @@ def test_ad_summaries_round_trip_location_expiry_and_card(fake_store: Store):
 def test_feed_changes_are_published_to_subscribers(fake_store: Store):
     pubsub = fake_store.feed_changes()
     assert pubsub.get_message(timeout=1)["type"] == "subscribe"
-    fake_store.delete_ad("x", ["u33dc1", "u33dc0"])
+    fake_store.delete_ad("x", lambda old: ["u33dc1", "u33dc0"])
     assert pubsub.get_message(timeout=1)["data"] == b"u33dc0 u33dc1"
     fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc2": b"v"}, 60)
     assert pubsub.get_message(timeout=1)["data"] == b"u33dc2"
@@ -177,3 +177,18 @@ def test_no_module_outside_the_store_spells_a_key():
                  for package in ("webapp", "tasks", "pipeline", "geo", "bandit", "obs", "devtools")
                  for p in (root / package).rglob("*.py") if key.search(p.read_text())]
     assert offenders == []
+
+
+def test_a_change_racing_a_write_makes_it_read_the_old_location_again(fake_store: Store):
+    put(fake_store, "ad1", 52.5, 13.4)
+    seen: list[list[tuple[float, float]]] = []
+
+    def cells_of(old):
+        seen.append(old)
+        if len(seen) == 1:        # another writer moves the ad between our read and commit
+            put(fake_store, "ad1", 48.85, 2.35)
+        return []
+
+    assert fake_store.delete_ad("ad1", cells_of)
+    assert seen == [[(52.5, 13.4)], [(48.85, 2.35)]]
+    assert fake_store.get_ad("ad1") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from config import load_settings
-from tasks import app
+from tasks.celery import app
 from tasks.config import beat_schedule, celery_config
 
 

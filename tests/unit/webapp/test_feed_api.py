@@ -213,3 +213,13 @@ def test_healthz_is_200(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok"}
+
+
+def test_a_cell_whose_catalogue_keeps_changing_is_a_503_not_a_stale_feed(client, admin,
+                                                                        fake_store, monkeypatch):
+    put_ad(client, admin, "busy-1", 52.52, 13.405)
+    monkeypatch.setattr(fake_store, "write_feeds", lambda *a, **k: False)
+    r = client.get("/v1/feed", query_string={"lat": "52.52", "lon": "13.405"})
+    assert r.status_code == 503
+    assert r.get_json()["error"]["code"] == "feed_rebuilding"
+    assert r.headers["Retry-After"] == "1"
