@@ -14,11 +14,10 @@ FORMAT_VERSION = 4
 
 @dataclass(frozen=True)
 class StringTable:
-    """Many strings inside one byte buffer, as (start, length) pairs, so that any subset can
-    be cut out with array operations instead of a Python object per string."""
+    """Many byte strings and their lengths, so that a subset packs with one join and one
+    cumulative sum (measured faster than gathering bytes with index arrays)."""
 
-    buffer: np.ndarray       # uint8
-    starts: np.ndarray       # int64
+    items: list[bytes]
     lengths: np.ndarray      # int64
 
     @classmethod
@@ -27,19 +26,26 @@ class StringTable:
         >>> StringTable.of(["ab", "c", "def"]).gather(np.array([2, 0])).blob
         b'defab'
         """
-        encoded = [s.encode() if isinstance(s, str) else s for s in strings]
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        starts = np.zeros(len(encoded), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        return cls(np.frombuffer(b"".join(encoded), dtype=np.uint8), starts, lengths)
+        items = [s.encode() if isinstance(s, str) else bytes(s) for s in strings]
+        return cls(items, np.fromiter(map(len, items), dtype=np.int64, count=len(items)))
+
+    @classmethod
+    def slices(cls, buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> StringTable:
+        """The strings buffer[start:start + length].
+
+        >>> StringTable.slices(b"xxabyc", np.array([2, 5]), np.array([2, 1])).items
+        [b'ab', b'c']
+        """
+        ends = (starts + lengths).tolist()
+        return cls([buffer[a:b] for a, b in zip(starts.tolist(), ends)],
+                   np.asarray(lengths, dtype=np.int64))
 
     def gather(self, positions: np.ndarray) -> PackedStrings:
         """The strings at ``positions``, packed together."""
-        lengths = self.lengths[positions]
-        offsets = np.zeros(len(positions) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        source = np.repeat(self.starts[positions] - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return PackedStrings(self.buffer[source].tobytes(), offsets.astype(np.int32))
+        offsets = np.zeros(len(positions) + 1, dtype=np.int32)
+        np.cumsum(self.lengths[positions], out=offsets[1:])
+        items = self.items
+        return PackedStrings(b"".join([items[i] for i in positions.tolist()]), offsets)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ class Snapshot:
 
     ad_ids: StringTable
     cards: StringTable
+    xyz: np.ndarray          # (n, 3) unit vectors
     lat: np.ndarray
     lon: np.ndarray
     expires_at: np.ndarray
@@ -55,7 +56,9 @@ def load_snapshot(store: Store, now: float, ad_ids: Sequence[str] | None = None)
     rows = found.rows[live]
     return Snapshot(
         ad_ids=StringTable.of(ids),
-        cards=StringTable(found.buffer, found.card_starts[live], found.card_lengths[live]),
+        cards=StringTable.slices(found.buffer.tobytes(), found.card_starts[live],
+                                 found.card_lengths[live]),
+        xyz=geo.unit_vectors(rows["lat"], rows["lon"]),
         lat=rows["lat"].copy(), lon=rows["lon"].copy(), expires_at=rows["exp"].copy(),
         impressions=np.array(stats["impressions"], dtype=np.float64),
         applies=np.array(stats["applies"], dtype=np.float64))
@@ -67,8 +70,9 @@ def candidate_radius_km(cell: str, settings: Settings) -> float:
 
 def build_cell(snapshot: Snapshot, candidates: np.ndarray, scores: np.ndarray, cell: str,
                settings: Settings, now: float) -> CellFeed:
-    """One cell's feed from its candidates (positions in the snapshot) and the draws."""
-    orders = rank_variants(np.take(scores, candidates, axis=1), settings.feed_length)
+    """One cell's feed from its candidates (positions in the snapshot) and the draws
+    (shape (ads, K))."""
+    orders = rank_variants(scores[candidates].T, settings.feed_length)
     listed = np.zeros(len(candidates), dtype=bool)
     listed[orders] = True
     local = np.flatnonzero(listed)                    # candidates some variant lists
@@ -77,7 +81,7 @@ def build_cell(snapshot: Snapshot, candidates: np.ndarray, scores: np.ndarray, c
     shown = candidates[local]                         # snapshot positions
     return CellFeed(cell=cell, generated_at=now, ad_ids=snapshot.ad_ids.gather(shown),
                     cards=snapshot.cards.gather(shown),
-                    xyz=geo.unit_vectors(snapshot.lat[shown], snapshot.lon[shown]),
+                    xyz=snapshot.xyz[shown],
                     expires_at=snapshot.expires_at[shown], variants=slot[orders])
 
 
@@ -87,7 +91,8 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], settings: Settings,
     variant k is the order of its own candidates under draw k."""
     alpha, beta = beta_posterior(snapshot.applies, snapshot.impressions,
                                  settings.prior_mean, settings.prior_strength)
-    scores = sample_scores(alpha, beta, settings.feed_variants, rng)
+    # one row of K draws per ad: a cell's candidates are then whole rows of one cache line
+    scores = np.ascontiguousarray(sample_scores(alpha, beta, settings.feed_variants, rng).T)
     radius_km = max((candidate_radius_km(c, settings) for c in cells), default=0.0)
     index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=radius_km or 1.0)
     feeds: dict[str, bytes] = {}
