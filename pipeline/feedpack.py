@@ -2,6 +2,7 @@
 decodes without a Python object per ad."""
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,8 +45,10 @@ class StringTable:
         """The strings at ``positions``, packed together."""
         offsets = np.zeros(len(positions) + 1, dtype=np.int32)
         np.cumsum(self.lengths[positions], out=offsets[1:])
-        items = self.items
-        return PackedStrings(b"".join([items[i] for i in positions.tolist()]), offsets)
+        if len(positions) == 0:
+            return PackedStrings(b"", offsets)
+        picked = operator.itemgetter(*positions.tolist())(self.items)
+        return PackedStrings(picked if len(positions) == 1 else b"".join(picked), offsets)
 
 
 @dataclass(frozen=True)

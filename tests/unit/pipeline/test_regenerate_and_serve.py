@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import geo
-from config import Settings
+from config import Settings, load_settings
 from pipeline.catalogue import cells_listing, delete_ad, upsert_ads
 from pipeline.feed import FeedRequest, serve_feed
 from pipeline.feedpack import CellFeed
@@ -16,6 +16,12 @@ from tests.conftest import NOW
 from tests.unit.pipeline.helpers import ads_around
 
 PARIS = (48.8566, 2.3522)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Feeds long enough to hold every candidate of these small catalogues."""
+    return load_settings({}, feed_length=400)
 
 
 @pytest.fixture
