@@ -93,12 +93,12 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], settings: Settings,
                                  settings.prior_mean, settings.prior_strength)
     # one row of K draws per ad: a cell's candidates are then whole rows of one cache line
     scores = np.ascontiguousarray(sample_scores(alpha, beta, settings.feed_variants, rng).T)
-    radius_km = max((candidate_radius_km(c, settings) for c in cells), default=0.0)
-    index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=radius_km or 1.0)
+    reach_km = [candidate_radius_km(c, settings) for c in cells]
+    index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=max(reach_km, default=1.0))
     feeds: dict[str, bytes] = {}
-    for cell in cells:
+    for cell, radius_km in zip(cells, reach_km):
         lat, lon = geo.decode(cell)
-        candidates = index.query(lat, lon, candidate_radius_km(cell, settings))
+        candidates = index.query(lat, lon, radius_km)
         feeds[cell] = build_cell(snapshot, candidates, scores, cell, settings, now).pack()
     return feeds
 
