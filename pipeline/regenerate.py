@@ -56,7 +56,7 @@ def load_snapshot(store: Store, now: float, ad_ids: Sequence[str] | None = None)
     rows = found.rows[live]
     return Snapshot(
         ad_ids=StringTable.of(ids),
-        cards=StringTable.slices(found.buffer.tobytes(), found.card_starts[live],
+        cards=StringTable.slices(found.buffer, found.card_starts[live],
                                  found.card_lengths[live]),
         xyz=geo.unit_vectors(rows["lat"], rows["lon"]),
         lat=rows["lat"].copy(), lon=rows["lon"].copy(), expires_at=rows["exp"].copy(),

@@ -36,7 +36,7 @@ class Summaries:
     fixed parts, ``starts`` where each begins; each card follows its fixed part."""
 
     ids: list[bytes]
-    buffer: np.ndarray      # uint8
+    buffer: bytes
     rows: np.ndarray        # SUMMARY records
     starts: np.ndarray      # int64
 
@@ -45,9 +45,7 @@ class Summaries:
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         starts = np.zeros(len(values), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        buffer = np.frombuffer(b"".join(values), dtype=np.uint8)
-        fixed = buffer[(starts[:, None] + np.arange(SUMMARY.itemsize)).ravel()]
-        return cls(ids, buffer, np.frombuffer(fixed.tobytes(), dtype=SUMMARY), starts)
+        return cls(ids, b"".join(values), summary_rows(values), starts)
 
     @property
     def card_starts(self) -> np.ndarray:
@@ -188,8 +186,7 @@ class Store:
     @staticmethod
     def _summary_locations(p: redis.client.Pipeline, ad_ids: Sequence[str]) -> list[tuple[float, float]]:
         """(lat, lon) of the listed ads that are indexed, read on a watching connection."""
-        found = [v for v in p.hmget(Keys.ads_summary, list(ad_ids)) if v is not None]
-        rows = np.frombuffer(b"".join(v[:SUMMARY.itemsize] for v in found), dtype=SUMMARY)
+        rows = summary_rows([v for v in p.hmget(Keys.ads_summary, list(ad_ids)) if v is not None])
         return list(zip(rows["lat"].tolist(), rows["lon"].tolist()))
 
     @staticmethod
@@ -432,6 +429,11 @@ class Store:
 
     def job_status(self, job: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(Keys.job(job)).items()}
+
+
+def summary_rows(values: Sequence[bytes]) -> np.ndarray:
+    """The fixed part of each ads:summary value, as SUMMARY records."""
+    return np.frombuffer(b"".join(v[:SUMMARY.itemsize] for v in values), dtype=SUMMARY)
 
 
 def summary(lat: float, lon: float, expires_at: float, card: bytes) -> bytes:
