@@ -1,8 +1,21 @@
-"""Bandit maths: posteriors and Thompson ranking as pure functions over numpy arrays.
+"""Bandit maths: posteriors, Thompson ranking, feed strategies and the strategy bandit,
+decay, as pure functions over numpy arrays.
 
 No I/O here: randomness comes in as a ``numpy.random.Generator`` and time as a number.
 """
-from bandit.posterior import beta_posterior, posterior_mean
+from bandit.decay import decay_factor, decay_to, exposure_weight
+from bandit.posterior import (REWARD_MODELS, AdPosterior, Evidence, PriorRates, PriorSpec,
+                              ad_posterior, beta_posterior, empirical_rates, group_rates,
+                              posterior_mean)
+from bandit.strategies import (DEFAULT_STRATEGIES, STRATEGIES, Candidates, StrategyPrior,
+                               choose, epsilon_greedy_orders, probability_best,
+                               strategy_orders, strategy_probabilities, with_floor)
 from bandit.thompson import rank_variants, sample_scores
 
-__all__ = ["beta_posterior", "posterior_mean", "rank_variants", "sample_scores"]
+__all__ = [
+    "DEFAULT_STRATEGIES", "REWARD_MODELS", "STRATEGIES", "AdPosterior", "Candidates",
+    "Evidence", "PriorRates", "PriorSpec", "StrategyPrior", "ad_posterior", "beta_posterior", "choose",
+    "decay_factor", "decay_to", "empirical_rates", "epsilon_greedy_orders", "exposure_weight", "group_rates",
+    "posterior_mean", "probability_best", "rank_variants", "sample_scores", "strategy_orders",
+    "strategy_probabilities", "with_floor",
+]

@@ -7,9 +7,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      model_validator)
+
+from bandit.posterior import REWARD_MODELS
+from bandit.strategies import DEFAULT_STRATEGIES, STRATEGIES
+
+
+def _names(value: object) -> object:
+    """A comma-separated list from the environment, as a tuple of names."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return value
+
+
+Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
+Strategies = Annotated[tuple[Strategy, ...], BeforeValidator(_names), Field(min_length=1)]
 
 
 class SettingsError(ValueError):
@@ -53,8 +68,19 @@ class Settings(BaseModel):
     max_events_per_post: int = Field(1000, ge=1, le=10_000)
     max_content_length: int = Field(1 << 20, ge=1024)
 
+    reward_model: Literal[REWARD_MODELS] = "funnel"  # type: ignore[valid-type]
+    save_weight: float = Field(0.25, ge=0, le=1)
+    position_bias_exponent: float = Field(0.0, ge=0, le=3)
+    stats_half_life_s: float = Field(7 * 86_400, ge=60)
     prior_mean: float = Field(0.02, gt=0, lt=1)
+    prior_view_rate: float = Field(0.10, gt=0, lt=1)
     prior_strength: float = Field(50.0, gt=0)
+    feed_strategies: Strategies = DEFAULT_STRATEGIES
+    strategy_floor: float = Field(0.05, ge=0, le=1)
+    strategy_cell_min_feeds: float = Field(200.0, ge=0)
+    strategy_prior_strength: float = Field(20.0, gt=0)
+    epsilon: float = Field(0.1, ge=0, le=1)
+    user_memory_ttl_s: int = Field(90 * 86_400, ge=3600)
 
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(600, ge=30)
@@ -68,6 +94,14 @@ class Settings(BaseModel):
                              "retried event could be counted twice")
         if self.feed_ttl_s <= self.regen_interval_s:
             raise ValueError("FEED_TTL_S must exceed REGEN_INTERVAL_S")
+        if self.prior_mean >= self.prior_view_rate:
+            raise ValueError("PRIOR_MEAN (applies per impression) must be below "
+                             "PRIOR_VIEW_RATE (views per impression)")
+        if len(set(self.feed_strategies)) != len(self.feed_strategies):
+            raise ValueError("FEED_STRATEGIES lists a strategy twice")
+        if self.strategy_floor * len(self.feed_strategies) > 1:
+            raise ValueError("STRATEGY_FLOOR times the number of FEED_STRATEGIES must not "
+                             "exceed 1")
         if self.geohash_precision == 7 and self.feed_radius_km > 20:
             raise ValueError("GEOHASH_PRECISION 7 allows FEED_RADIUS_KM up to 20")
         return self

@@ -8,13 +8,13 @@ import numpy as np
 import orjson
 
 import geo
+from bandit import choose
 from config import Settings
+from pipeline.feedid import make_feed_id
 from pipeline.feedpack import CellFeed
 from pipeline.regenerate import build_one_cell
 from pipeline.serving import FeedCache, ServingLog
 from store import Store
-
-STRATEGY = "thompson"
 
 
 @dataclass(frozen=True)
@@ -66,44 +66,59 @@ class ServedFeed:
         return orjson.loads(self.json())
 
 
+@dataclass(frozen=True)
+class Pick:
+    """The strategy a feed is served by, the probability it had, and its order of the ads."""
+
+    strategy: str
+    propensity: float
+    variant: int
+    order: np.ndarray
+
+
+def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
+    """Draw a strategy with the cell's probabilities, then one of its variants uniformly."""
+    s = choose(feed.probabilities, rng.random()) if len(feed.strategies) > 1 else 0
+    strategy = feed.strategies[s]
+    rows = feed.orders[strategy]
+    variant = int(rng.integers(rows.shape[0])) if rows.shape[0] > 1 else 0
+    return Pick(strategy, float(feed.probabilities[s]), variant, rows[variant])
+
+
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
-               rng: np.random.Generator, cache: FeedCache | None,
-               served: ServingLog) -> ServedFeed:
+               rng: np.random.Generator, cache: FeedCache | None, served: ServingLog,
+               excluded: set[str] | None = None) -> ServedFeed:
     """The ordered ads for a point. A cached cell costs no Redis round trip (one to read the
-    user's applied ads when a user_id is given); an uncached one a single GET, whatever the
-    size of the catalogue. The served feed is logged through ``served``."""
+    user's excluded ads when a user_id is given and ``excluded`` is not); an uncached one a
+    single GET, whatever the size of the catalogue. The served feed is logged through
+    ``served``."""
     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)
     feed, outcome = load_cell(store, settings, cell, now, rng, cache)
-    applied = store.applied_ads(req.user_id) if req.user_id else set()
-    variant = int(rng.integers(feed.variants.shape[0])) if feed.variants.size else 0
-    order = feed.variants[variant] if feed.variants.size else np.empty(0, dtype=np.int32)
+    if excluded is None:
+        excluded = store.excluded_ads(req.user_id) if req.user_id else set()
+    pick = pick_order(feed, rng)
+    order = pick.order
     dot = feed.xyz[order] @ geo.unit_vector(req.lat, req.lon)
+    if pick.strategy == "nearest":
+        by_distance = np.argsort(-dot, kind="stable")
+        order, dot = order[by_distance], dot[by_distance]
     keep = (dot >= geo.km_to_dot(req.radius_km)) & (feed.expires_at[order] > now)
-    if applied:
-        keep &= np.fromiter((feed.ad_ids[i] not in applied for i in order), bool, len(order))
+    if excluded:
+        keep &= np.fromiter((feed.ad_ids[i] not in excluded for i in order), bool, len(order))
     shown = np.flatnonzero(keep)[:req.limit]
     chosen = order[shown].tolist()
     chosen_km = geo.dot_to_km(dot[shown]).tolist()
     ad_ids = feed.ad_ids.take(chosen)
-    feed_id = f"{int(now * 1000)}-{rng.bytes(8).hex()}"
-    propensity = 1.0
-    served.add({"feed_id": feed_id, "ts": now, "cell": cell, "strategy": STRATEGY,
-                "propensity": propensity, "variant": variant,
+    feed_id = make_feed_id(now, cell, pick.strategy, rng)
+    served.add({"feed_id": feed_id, "ts": now, "cell": cell, "strategy": pick.strategy,
+                "propensity": pick.propensity, "variant": pick.variant,
                 "generated_at": feed.generated_at, "cache": outcome,
                 "user_id": req.user_id or "", "ads": " ".join(ad_ids)},
                cell, now, req.user_id, f"{req.lat:.6f},{req.lon:.6f}" if req.user_id else None)
     ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (feed.cards.raw(i), p, km)
                          for p, (i, km) in enumerate(zip(chosen, chosen_km), start=1))
-    return ServedFeed(feed_id, cell, STRATEGY, propensity, feed.generated_at, outcome, ads_json)
-
-
-def feed_time_ms(feed_id: str) -> int | None:
-    """When a feed was served, from its id ("<ms>-<16 hex>"); None if it is not one."""
-    ms, _, rest = feed_id.partition("-")
-    if not (ms.isdigit() and len(ms) <= 15 and len(rest) == 16
-            and all(c in "0123456789abcdef" for c in rest)):
-        return None
-    return int(ms)
+    return ServedFeed(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
+                      ads_json)
 
 
 def _decode(raw: bytes | None) -> CellFeed | None:

@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 import orjson
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,8 @@ def ad_card(ad_id: str, title: str, company: str) -> bytes:
 
 @dataclass(frozen=True)
 class CellFeed:
-    """A cell's precomputed feed: the ads it can show and K Thompson orders over them."""
+    """A cell's precomputed feed: the ads it can show, each strategy's orders over them, and
+    the probability each strategy is served with."""
 
     cell: str
     generated_at: float
@@ -94,7 +95,9 @@ class CellFeed:
     cards: PackedStrings     # ad_card of each ad
     xyz: np.ndarray          # float64 (n, 3): unit vectors, for distances at serve time
     expires_at: np.ndarray   # float64 (n)
-    variants: np.ndarray     # int32 (K, L): positions into the ad arrays, best first
+    strategies: tuple[str, ...]
+    probabilities: np.ndarray  # float64, one per strategy
+    orders: dict[str, np.ndarray]  # strategy -> int32 (rows, L): positions into the ads
 
     def __len__(self) -> int:
         return len(self.ad_ids)
@@ -107,7 +110,10 @@ class CellFeed:
             "ids": strings(self.ad_ids), "cards": strings(self.cards),
             "xyz": self.xyz.astype("<f8").tobytes(),
             "exp": self.expires_at.astype("<f8").tobytes(),
-            "k": int(self.variants.shape[0]), "var": self.variants.astype("<i4").tobytes(),
+            "strategies": list(self.strategies),
+            "probs": np.asarray(self.probabilities, dtype="<f8").tobytes(),
+            "orders": {k: [int(v.shape[0]), v.astype("<i4").tobytes()]
+                       for k, v in self.orders.items()},
         }, use_bin_type=True)
 
     @classmethod
@@ -118,10 +124,11 @@ class CellFeed:
 
         def strings(pair: list) -> PackedStrings:
             return PackedStrings(pair[0], np.frombuffer(pair[1], dtype="<i4"))
-        k = d["k"]
-        variants = np.frombuffer(d["var"], dtype="<i4")
         return cls(cell=d["cell"], generated_at=d["gen"], ad_ids=strings(d["ids"]),
                    cards=strings(d["cards"]),
                    xyz=np.frombuffer(d["xyz"], dtype="<f8").reshape(-1, 3),
                    expires_at=np.frombuffer(d["exp"], dtype="<f8"),
-                   variants=variants.reshape(k, -1) if k else variants.reshape(0, 0))
+                   strategies=tuple(d["strategies"]),
+                   probabilities=np.frombuffer(d["probs"], dtype="<f8"),
+                   orders={k: np.frombuffer(v, dtype="<i4").reshape(rows, -1)
+                           for k, (rows, v) in d["orders"].items()})

@@ -8,6 +8,7 @@ any batch whose task was lost.
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,11 +41,22 @@ class Accepted:
     duplicates: int
 
 
+EXCLUDING = ("apply", "hide")   # event types after which a user never sees the ad again
+
+
 def accept_batch(store: Store, settings: Settings, events: Sequence[Event],
                  now: float) -> Accepted:
+    """Accept a batch in one round trip: the new events go to the inbox, and ads a user
+    applied to or hid join that user's exclusions at once (a retried post repeats that
+    harmlessly), so the next feed already leaves them out."""
     batch_id = uuid.uuid4().hex
+    exclusions: dict[str, set[str]] = defaultdict(set)
+    for e in events:
+        if e.type in EXCLUDING and e.user_id:
+            exclusions[e.user_id].add(e.ad_id)
     flags = store.accept_events(batch_id, [(e.event_id, e.encode(now)) for e in events], now,
-                                settings.dedupe_window_s)
+                                settings.dedupe_window_s, exclusions,
+                                settings.user_memory_ttl_s)
     accepted = sum(flags)
     return Accepted(batch_id if accepted else None, accepted, len(flags) - accepted)
 

@@ -1,9 +1,10 @@
-"""Regeneration: Thompson-ranked feeds precomputed per geohash cell.
+"""Regeneration: feeds precomputed per geohash cell, one packed value per cell.
 
 For each active cell, the candidates are the live ads within FEED_RADIUS_KM plus the cell's
-half-diagonal of its centre: every ad within the radius of any point in the cell. Each of
-FEED_VARIANTS independent posterior draws orders them; the top FEED_LENGTH of every order
-and the ads they name are packed into one value per cell.
+half-diagonal of its centre: every ad within the radius of any point in the cell. Each
+strategy of FEED_STRATEGIES orders them (Thompson: FEED_VARIANTS independent posterior
+draws), keeping the top FEED_LENGTH; the ads those orders name, the orders and the
+probability of serving each strategy (the strategy bandit) are packed into one value.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 import geo
-from bandit import beta_posterior, rank_variants, sample_scores
+from bandit import (STRATEGIES, Candidates, Evidence, PriorRates, PriorSpec, StrategyPrior,
+                    ad_posterior, decay_to, empirical_rates, strategy_orders,
+                    strategy_probabilities)
 from config import Settings
 from pipeline.feedpack import CellFeed, StringTable
-from store import Store
+from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,7 @@ MAX_ATTEMPTS = 3
 # Redis measures geo distance on a slightly larger sphere than geo.EARTH_RADIUS_KM;
 # searching a touch wider and filtering exactly keeps every ad our own distance admits.
 SEARCH_SLACK = 1.001
+STRATEGY_DRAWS = 500   # Monte Carlo draws for each cell's strategy probabilities
 
 
 @dataclass(frozen=True)
@@ -39,67 +43,126 @@ class Snapshot:
     lat: np.ndarray
     lon: np.ndarray
     expires_at: np.ndarray
-    impressions: np.ndarray
-    applies: np.ndarray
+    created_at: np.ndarray
+    categories: np.ndarray   # the distinct category codes
+    groups: np.ndarray       # each ad's position in ``categories``
+    evidence: Evidence       # decayed to the snapshot's time
 
     def __len__(self) -> int:
         return len(self.lat)
 
 
-def load_snapshot(store: Store, now: float, ad_ids: Sequence[str] | None = None) -> Snapshot:
+def decayed_now(stored: Decayed, now: float, settings: Settings) -> np.ndarray:
+    """Stored decayed sums as they stand at ``now``."""
+    updated_at = np.where(np.isnan(stored.updated_at), now, stored.updated_at)
+    return decay_to(stored.values, updated_at, now, settings.stats_half_life_s)
+
+
+def load_snapshot(store: Store, settings: Settings, now: float,
+                  ad_ids: Sequence[str] | None = None) -> Snapshot:
     """The listed ads (default: every indexed ad) that exist and are live at ``now``, with
-    their counters."""
+    their decayed evidence."""
     found = store.ad_summaries(ad_ids)
     live = found.rows["exp"] > now
     ids = [a for a, ok in zip(found.ids, live) if ok]
-    stats = store.ad_stats(ids, ("impressions", "applies"))
+    sums = decayed_now(store.decayed_evidence(ids), now, settings)
     rows = found.rows[live]
+    categories, groups = np.unique(rows["cat"], return_inverse=True)
     return Snapshot(
         ad_ids=StringTable.of(ids),
         cards=StringTable.slices(found.buffer, found.card_starts[live],
                                  found.card_lengths[live]),
         xyz=geo.unit_vectors(rows["lat"], rows["lon"]),
         lat=rows["lat"].copy(), lon=rows["lon"].copy(), expires_at=rows["exp"].copy(),
-        impressions=np.array(stats["impressions"], dtype=np.float64),
-        applies=np.array(stats["applies"], dtype=np.float64))
+        created_at=rows["created"].copy(),
+        categories=categories, groups=groups.reshape(-1),
+        evidence=Evidence(*(sums[:, i] for i in range(len(EVIDENCE_FIELDS)))))
 
 
 def candidate_radius_km(cell: str, settings: Settings) -> float:
     return settings.feed_radius_km + geo.cell_half_diagonal_km(cell)
 
 
-def build_cell(snapshot: Snapshot, candidates: np.ndarray, scores: np.ndarray, cell: str,
-               settings: Settings, now: float) -> CellFeed:
-    """One cell's feed from its candidates (positions in the snapshot) and the draws
-    (shape (ads, K))."""
-    orders = rank_variants(scores[candidates].T, settings.feed_length)
+def cell_probabilities(store: Store, settings: Settings, cells: Sequence[str], now: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """The probability of serving each of FEED_STRATEGIES in each cell, shape (cells, S),
+    from the strategy bandit's decayed counts (the cell's own once it has enough)."""
+    width = len(STRATEGIES)
+    sums = decayed_now(store.strategy_stats([*cells, GLOBAL_CELL], 2 * width), now, settings)
+    cols = [STRATEGIES.index(s) for s in settings.feed_strategies]
+    served, applies = sums[:, cols], sums[:, [width + c for c in cols]]
+    prior = StrategyPrior(strength=settings.strategy_prior_strength,
+                          cell_min_feeds=settings.strategy_cell_min_feeds,
+                          floor=settings.strategy_floor)
+    return strategy_probabilities(served[:-1], applies[:-1], served[-1], applies[-1], prior,
+                                  rng, STRATEGY_DRAWS)
+
+
+def build_cell(snapshot: Snapshot, candidates: np.ndarray, orders: dict[str, np.ndarray],
+               cell: str, settings: Settings, probabilities: np.ndarray,
+               now: float) -> CellFeed:
+    """One cell's feed from its candidates (positions in the snapshot) and each strategy's
+    orders over them."""
     listed = np.zeros(len(candidates), dtype=bool)
-    listed[orders] = True
-    local = np.flatnonzero(listed)                    # candidates some variant lists
+    for order in orders.values():
+        listed[order] = True
+    local = np.flatnonzero(listed)                    # candidates some order lists
     slot = np.empty(len(candidates), dtype=np.int32)
     slot[local] = np.arange(len(local), dtype=np.int32)
     shown = candidates[local]                         # snapshot positions
     return CellFeed(cell=cell, generated_at=now, ad_ids=snapshot.ad_ids.gather(shown),
-                    cards=snapshot.cards.gather(shown),
-                    xyz=snapshot.xyz[shown],
-                    expires_at=snapshot.expires_at[shown], variants=slot[orders])
+                    cards=snapshot.cards.gather(shown), xyz=snapshot.xyz[shown],
+                    expires_at=snapshot.expires_at[shown],
+                    strategies=tuple(settings.feed_strategies), probabilities=probabilities,
+                    orders={name: slot[order] for name, order in orders.items()})
 
 
-def build_feeds(snapshot: Snapshot, cells: Sequence[str], settings: Settings,
-                rng: np.random.Generator, now: float) -> dict[str, bytes]:
-    """Packed feeds for ``cells``. One set of K draws per ad serves every cell: each cell's
-    variant k is the order of its own candidates under draw k."""
-    alpha, beta = beta_posterior(snapshot.applies, snapshot.impressions,
-                                 settings.prior_mean, settings.prior_strength)
-    # one row of K draws per ad: a cell's candidates are then whole rows of one cache line
-    scores = np.ascontiguousarray(sample_scores(alpha, beta, settings.feed_variants, rng).T)
+def prior_spec(settings: Settings) -> PriorSpec:
+    return PriorSpec(settings.prior_mean, settings.prior_view_rate, settings.prior_strength)
+
+
+def learn_priors(store: Store, settings: Settings, snapshot: Snapshot) -> PriorRates:
+    """The empirical-Bayes prior means of every category, from the whole catalogue's
+    evidence; stored for cells built on a miss and for the stats endpoint."""
+    rates = empirical_rates(snapshot.evidence, snapshot.groups, settings.reward_model,
+                            settings.save_weight, prior_spec(settings))
+    store.write_priors(settings.reward_model,
+                       {int(c): row.tolist() for c, row in zip(snapshot.categories, rates.groups)},
+                       rates.overall.tolist())
+    return rates
+
+
+def stored_priors(store: Store, settings: Settings, categories: np.ndarray) -> PriorRates:
+    """The prior means the last regeneration learnt, for these category codes; a category
+    it has not seen takes the overall mean (before any regeneration: the settings')."""
+    fallback = PriorRates.fallback(settings.reward_model, prior_spec(settings))
+    rows, overall = store.prior_rows(settings.reward_model, categories.tolist(),
+                                     len(fallback.overall))
+    overall = np.where(np.isnan(overall), fallback.overall, overall)
+    return PriorRates(settings.reward_model, np.where(np.isnan(rows), overall, rows), overall)
+
+
+def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndarray,
+                rates: PriorRates, settings: Settings, rng: np.random.Generator,
+                now: float) -> dict[str, bytes]:
+    """Packed feeds for ``cells`` (``probabilities``: one row per cell; ``rates``: one row
+    per snapshot category). One set of K draws per ad serves every cell: each cell's
+    Thompson variant k orders its own candidates by draw k."""
+    posterior = ad_posterior(snapshot.evidence, rates.for_ads(snapshot.groups),
+                             settings.reward_model, settings.save_weight, prior_spec(settings))
+    draws = posterior.sample(settings.feed_variants, rng)     # one row of K draws per ad
+    mean = posterior.mean()
     reach_km = [candidate_radius_km(c, settings) for c in cells]
     index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=max(reach_km, default=1.0))
     feeds: dict[str, bytes] = {}
-    for cell, radius_km in zip(cells, reach_km):
+    for cell, radius_km, probs in zip(cells, reach_km, probabilities):
         lat, lon = geo.decode(cell)
-        candidates = index.query(lat, lon, radius_km)
-        feeds[cell] = build_cell(snapshot, candidates, scores, cell, settings, now).pack()
+        candidates, centre_km = index.query_with_distance(lat, lon, radius_km)
+        cand = Candidates(draws[candidates], mean[candidates],
+                          snapshot.created_at[candidates], centre_km)
+        orders = strategy_orders(settings.feed_strategies, cand, settings.feed_length, rng,
+                                 settings.epsilon)
+        feeds[cell] = build_cell(snapshot, candidates, orders, cell, settings, probs, now).pack()
     return feeds
 
 
@@ -118,9 +181,11 @@ def run_regenerate(store: Store, settings: Settings, now: float,
         if not todo:
             break
         epoch = store.catalog_epoch()
-        snapshot = load_snapshot(store, now)
+        snapshot = load_snapshot(store, settings, now)
         ads = len(snapshot)
-        feeds = build_feeds(snapshot, todo, settings, rng, now)
+        rates = learn_priors(store, settings, snapshot)
+        probabilities = cell_probabilities(store, settings, todo, now, rng)
+        feeds = build_feeds(snapshot, todo, probabilities, rates, settings, rng, now)
         for i in range(0, len(todo), WRITE_CHUNK):
             chunk = {c: feeds[c] for c in todo[i:i + WRITE_CHUNK]}
             if not store.write_feeds(epoch, chunk, settings.feed_ttl_s):
@@ -152,8 +217,10 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
     for _ in range(MAX_ATTEMPTS):
         epoch = store.catalog_epoch()
         ids = store.search_ids(lat, lon, radius_km * SEARCH_SLACK)
-        snapshot = load_snapshot(store, now, ids)
-        packed = build_feeds(snapshot, [cell], settings, rng, now)[cell]
+        snapshot = load_snapshot(store, settings, now, ids)
+        rates = stored_priors(store, settings, snapshot.categories)
+        probabilities = cell_probabilities(store, settings, [cell], now, rng)
+        packed = build_feeds(snapshot, [cell], probabilities, rates, settings, rng, now)[cell]
         if store.write_feeds(epoch, {cell: packed}, settings.feed_ttl_s):
             return packed
     raise CellUnavailable(cell)

@@ -16,15 +16,18 @@ import redis
 import geo
 from store import scripts
 
-# ads:summary values: lat, lon, expires_at, then the ad's card (opaque bytes: the fields a
-# feed shows, pre-rendered by the caller)
-SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8")])
+# ads:summary values: lat, lon, expires_at, created_at, a 64-bit code of the category, then
+# the ad's card (opaque bytes: the fields a feed shows, pre-rendered by the caller)
+SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8"), ("created", "<f8"),
+                    ("cat", "<u8")])
 FEEDS_CHANNEL = "feeds:changed"
 GEO_LAT_LIMIT = 85.05112878  # Redis geo sets hold latitudes within +-this
 NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never expires
-EVENT_TYPES = ("impression", "view", "save", "apply")
-STAT_FIELDS = ("impressions", "views", "saves", "applies")
+EVENT_TYPES = ("impression", "view", "save", "apply", "hide")
+STAT_FIELDS = ("impressions", "views", "saves", "applies", "hides")
+EVIDENCE_FIELDS = ("exposure", "views", "saves", "applies")  # the decayed sums, per ad
 ROLLUP_GROUP = "rollup"
+GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
 
 
 StaleCells = Callable[[list[tuple[float, float]]], Iterable[str]]
@@ -62,6 +65,63 @@ class StreamEntry:
     payload: bytes
 
 
+@dataclass(frozen=True)
+class AdRow:
+    """An ad as the catalogue writes it: its hash fields and what ads:summary packs."""
+
+    ad_id: str
+    fields: Mapping[str, str]
+    lat: float
+    lon: float
+    expires_at: float | None
+    created_at: float
+    category_code: int
+    card: bytes
+
+
+@dataclass(frozen=True)
+class RollupRow:
+    """One stream entry as the rollup counts it."""
+
+    entry_id: str
+    ad_id: str
+    type_index: int          # 1-based in EVENT_TYPES; 0: acknowledge without counting
+    day: str                 # YYYY-MM-DD
+    weight: float = 1.0      # decay (and, for impressions, position) weight
+    cell: str = ""           # the feed's cell and strategy, when the event names a feed
+    strategy: str = ""
+
+
+@dataclass(frozen=True)
+class Decayed:
+    """Decayed sums as stored: ``values`` (n, width) as they stood at ``updated_at`` (n);
+    rows never written are zeros (their time NaN)."""
+
+    updated_at: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def parse(cls, raw: Sequence[bytes | None], width: int) -> Decayed:
+        rows = float_rows(raw, width + 1)
+        return cls(rows[:, 0], np.nan_to_num(rows[:, 1:], nan=0.0))
+
+
+def float_rows(raw: Sequence[bytes | None], width: int) -> np.ndarray:
+    """Space-separated numbers, one value a row, as an (n, width) array: NaN where a value
+    is missing or shorter (written when there were fewer fields)."""
+    out = np.full((len(raw), width), np.nan)
+    present = [i for i, v in enumerate(raw) if v is not None]
+    if present:
+        numbers = b" ".join(raw[i] for i in present).split()
+        if len(numbers) == len(present) * width:
+            out[present] = np.array(numbers, dtype=np.float64).reshape(len(present), width)
+        else:
+            for i in present:
+                row = np.array(raw[i].split(), dtype=np.float64)[:width]
+                out[i, :len(row)] = row
+    return out
+
+
 class Keys:
     """Every key name. Nothing outside this module spells one."""
 
@@ -74,6 +134,9 @@ class Keys:
     inbox = "{ev}:inbox"
     inbox_due = "{ev}:inbox:due"
     events = "{ev}:events"
+    decayed = "{ev}:decayed"            # ad -> decayed evidence
+    strategies = "{ev}:strategies"      # cell (or "*") -> decayed served feeds and applies
+    served_cursor = "{ev}:served:cursor"  # the last served entry counted into strategies
 
     @staticmethod
     def ad(ad_id: str) -> str:
@@ -113,6 +176,10 @@ class Keys:
     def user_location(user_id: str) -> str:
         return f"user:{user_id}:loc"
 
+    @staticmethod
+    def priors(model: str) -> str:
+        return f"priors:{model}"
+
 
 def _s(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
@@ -126,6 +193,7 @@ class Store:
         self._accept = client.register_script(scripts.ACCEPT)
         self._roll_in = client.register_script(scripts.ROLL_IN)
         self._rollup = client.register_script(scripts.ROLLUP)
+        self._count_served = client.register_script(scripts.COUNT_SERVED)
         self._write_feeds = client.register_script(scripts.WRITE_FEEDS)
         self._nearby = client.register_script(scripts.NEARBY)
         self._append_served = client.register_script(scripts.APPEND_SERVED)
@@ -144,25 +212,24 @@ class Store:
         raw = self.r.hgetall(Keys.ad(ad_id))
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
-    def put_ads(self, ads: Sequence[tuple[str, Mapping[str, str], float, float, float | None, bytes]],
-                stale_cells_of: StaleCells) -> int:
+    def put_ads(self, ads: Sequence[AdRow], stale_cells_of: StaleCells) -> int:
         """Create or replace ads in one transaction, voiding the feeds that may list an old
         version of one of them (``stale_cells_of`` maps old locations to cells). The old
         locations are read under WATCH, so a concurrent change makes the step start over.
         Returns how many live ads were replaced."""
-        ids = [a[0] for a in ads]
+        ids = [a.ad_id for a in ads]
 
         def write(p: redis.client.Pipeline) -> int:
             old = self._summary_locations(p, ids)
             stale = sorted(set(stale_cells_of(old)))
             p.multi()
-            for ad_id, fields, lat, lon, expires_at, card in ads:
-                expiry = NO_EXPIRY if expires_at is None else expires_at
-                p.delete(Keys.ad(ad_id))
-                p.hset(Keys.ad(ad_id), mapping=dict(fields))
-                p.geoadd(Keys.ads_geo, (lon, lat, ad_id))
-                p.zadd(Keys.ads_expiry, {ad_id: expiry})
-                p.hset(Keys.ads_summary, ad_id, summary(lat, lon, expiry, card))
+            for ad in ads:
+                expiry = NO_EXPIRY if ad.expires_at is None else ad.expires_at
+                p.delete(Keys.ad(ad.ad_id))
+                p.hset(Keys.ad(ad.ad_id), mapping=dict(ad.fields))
+                p.geoadd(Keys.ads_geo, (ad.lon, ad.lat, ad.ad_id))
+                p.zadd(Keys.ads_expiry, {ad.ad_id: expiry})
+                p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry))
             if stale:
                 self._void_feeds(p, stale)
             return len(old)
@@ -244,15 +311,30 @@ class Store:
     # ---- ingest ----------------------------------------------------------------------
 
     def accept_events(self, batch_id: str, events: Sequence[tuple[str, bytes]], now: float,
-                      window_s: int) -> list[bool]:
-        """Dedupe and keep a batch durably in the inbox. True for each event accepted."""
+                      window_s: int, exclusions: Mapping[str, Iterable[str]] | None = None,
+                      exclusion_ttl_s: int = 0) -> list[bool]:
+        """Dedupe and keep a batch durably in the inbox, and, in the same round trip, add
+        ``exclusions`` (user -> ads) to the users' sets of ads never to show them again.
+        True for each event accepted."""
         bucket = int(now // window_s)
         args: list[object] = [batch_id, now, 2 * window_s]
         for event_id, payload in events:
             args += [event_id, payload]
-        flags = self._accept(keys=[Keys.inbox, Keys.inbox_due, Keys.seen(bucket),
-                                   Keys.seen(bucket - 1)], args=args)
+        keys = [Keys.inbox, Keys.inbox_due, Keys.seen(bucket), Keys.seen(bucket - 1)]
+        if not exclusions:
+            return [bool(f) for f in self._accept(keys=keys, args=args)]
+        with self.r.pipeline(transaction=False) as p:
+            self._accept(keys=keys, args=args, client=p)
+            self._exclude(p, exclusions, exclusion_ttl_s)
+            flags = p.execute()[0]
         return [bool(f) for f in flags]
+
+    @staticmethod
+    def _exclude(p: redis.client.Pipeline, by_user: Mapping[str, Iterable[str]],
+                 ttl_s: int) -> None:
+        for user_id, ads in by_user.items():
+            p.sadd(Keys.user_applied(user_id), *ads)
+            p.expire(Keys.user_applied(user_id), ttl_s)
 
     def roll_in(self, batch_id: str) -> int:
         """Move an accepted batch into the events stream; 0 if it was already moved."""
@@ -286,15 +368,72 @@ class Store:
             return []
         return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
 
-    def apply_rollup(self, rows: Sequence[tuple[str, str, int, str]]) -> int:
-        """Count (entry_id, ad_id, type_index, day) rows and XACK them, atomically."""
-        days = sorted({day for *_, day in rows})
-        day_index = {d: 6 + i for i, d in enumerate(days)}
-        keys = [Keys.events, *(Keys.stats(f) for f in STAT_FIELDS), *(Keys.ctr(d) for d in days)]
-        args: list[object] = [ROLLUP_GROUP]
-        for entry_id, ad_id, type_index, day in rows:
-            args += [entry_id, ad_id, type_index, day_index[day]]
-        return int(self._rollup(keys=keys, args=args))
+    def apply_rollup(self, rows: Sequence[RollupRow], now: float, half_life_s: float,
+                     strategies: Sequence[str]) -> int:
+        """Count a block of events and XACK it, atomically: raw counters, per-day counters
+        (also per strategy), each ad's decayed evidence, and the applies credited to the
+        strategy and cell of the feed they came from. Returns the events counted."""
+        days = sorted({row.day for row in rows})
+        fixed = [Keys.events, *(Keys.stats(f) for f in STAT_FIELDS), Keys.decayed,
+                 Keys.strategies]
+        day_index = {d: len(fixed) + 1 + i for i, d in enumerate(days)}
+        strategy_index = {name: i for i, name in enumerate(strategies, start=1)}
+        args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), len(strategies),
+                              *strategies]
+        for row in rows:
+            args += [row.entry_id, row.ad_id, row.type_index, day_index[row.day],
+                     repr(row.weight), row.cell, strategy_index.get(row.strategy, 0)]
+        return int(self._rollup(keys=[*fixed, *(Keys.ctr(d) for d in days)], args=args))
+
+    def decayed_evidence(self, ad_ids: Sequence[str], chunk: int = 50_000) -> Decayed:
+        """Each ad's decayed evidence (EVIDENCE_FIELDS) as last updated, and when."""
+        values: list[bytes | None] = []
+        for i in range(0, len(ad_ids), chunk):
+            values.extend(self.r.hmget(Keys.decayed, list(ad_ids[i:i + chunk])))
+        return Decayed.parse(values, len(EVIDENCE_FIELDS))
+
+    def strategy_stats(self, cells: Sequence[str], width: int) -> Decayed:
+        """Each cell's (or GLOBAL_CELL's) decayed served feeds then applies, ``width`` / 2
+        strategies each, as last updated, and when."""
+        values = self.r.hmget(Keys.strategies, list(cells)) if cells else []
+        return Decayed.parse(values, width)
+
+    def write_priors(self, model: str, rows: Mapping[int, Sequence[float]],
+                     overall: Sequence[float]) -> None:
+        """Replace the empirical-Bayes prior means of ``model``: a row per category code,
+        and the overall row."""
+        values = {str(code): " ".join(map(repr, row)) for code, row in rows.items()}
+        values[GLOBAL_CELL] = " ".join(map(repr, overall))
+        with self.r.pipeline(transaction=True) as p:
+            p.delete(Keys.priors(model))
+            p.hset(Keys.priors(model), mapping=values)
+            p.execute()
+
+    def prior_rows(self, model: str, codes: Sequence[int],
+                   width: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows for ``codes``, overall row) of the stored prior means; NaN where none."""
+        raw = self.r.hmget(Keys.priors(model), [*map(str, codes), GLOBAL_CELL])
+        rows = float_rows(raw, width)
+        return rows[:-1], rows[-1]
+
+    def served_after(self, cursor: str, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Served-feed entries logged after ``cursor`` (a stream id), oldest first."""
+        rows = self.r.xrange(Keys.served, f"({cursor}", "+", count=count)
+        return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
+
+    def served_cursor(self) -> str:
+        return _s(self.r.get(Keys.served_cursor)) or "0-0"
+
+    def count_served(self, expected_cursor: str, new_cursor: str,
+                     rows: Sequence[tuple[str, int, float]], now: float, half_life_s: float,
+                     strategies: int) -> int:
+        """Add served feeds ((cell, 1-based strategy index, weight) rows) to the decayed
+        strategy counts and move the cursor, unless another run moved it first (-1)."""
+        args: list[object] = [expected_cursor, new_cursor, repr(now), repr(half_life_s),
+                              strategies]
+        for cell, index, weight in rows:
+            args += [cell, index, repr(weight)]
+        return int(self._count_served(keys=[Keys.served_cursor, Keys.strategies], args=args))
 
     def trim_events(self, min_id_ms: int) -> int:
         """Drop rolled-up entries older than min_id_ms; never one still pending."""
@@ -366,8 +505,17 @@ class Store:
     def feed_value(self, cell: str) -> bytes | None:
         return self.r.get(Keys.feed(cell))
 
-    def applied_ads(self, user_id: str) -> set[str]:
+    def excluded_ads(self, user_id: str) -> set[str]:
+        """Ads the user applied to or hid: never shown to them again."""
         return {_s(a) for a in self.r.smembers(Keys.user_applied(user_id))}
+
+    def user_context(self, user_id: str) -> tuple[str | None, set[str]]:
+        """The user's last location ("lat,lon") and excluded ads, in one round trip."""
+        with self.r.pipeline(transaction=False) as p:
+            p.get(Keys.user_location(user_id))
+            p.smembers(Keys.user_applied(user_id))
+            location, excluded = p.execute()
+        return _s(location), {_s(a) for a in excluded}
 
     def record_serving(self, served: Sequence[Mapping[str, str | float | int]],
                        active: Mapping[str, float], locations: Mapping[str, str],
@@ -407,11 +555,9 @@ class Store:
         pubsub.subscribe(FEEDS_CHANNEL)
         return pubsub
 
-    def remember_applies(self, by_user: Mapping[str, Iterable[str]], ttl_s: int) -> None:
+    def exclude_for_users(self, by_user: Mapping[str, Iterable[str]], ttl_s: int) -> None:
         with self.r.pipeline(transaction=False) as p:
-            for user_id, ads in by_user.items():
-                p.sadd(Keys.user_applied(user_id), *ads)
-                p.expire(Keys.user_applied(user_id), ttl_s)
+            self._exclude(p, by_user, ttl_s)
             p.execute()
 
     def user_location(self, user_id: str) -> str | None:
@@ -436,9 +582,10 @@ def summary_rows(values: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(v[:SUMMARY.itemsize] for v in values), dtype=SUMMARY)
 
 
-def summary(lat: float, lon: float, expires_at: float, card: bytes) -> bytes:
+def summary(ad: AdRow, expires_at: float) -> bytes:
     """An ads:summary value: what regeneration and serving need of an ad."""
-    return np.array([(lat, lon, expires_at)], dtype=SUMMARY).tobytes() + card
+    fixed = (ad.lat, ad.lon, expires_at, ad.created_at, ad.category_code)
+    return np.array([fixed], dtype=SUMMARY).tobytes() + ad.card
 
 
 def searchable(lat: float, lon: float, radius_km: float) -> tuple[float, float]:
@@ -463,5 +610,7 @@ def stat_type_index(event_type: str) -> int:
         return 0
 
 
-__all__ = ["Store", "Keys", "StreamEntry", "NO_EXPIRY", "EVENT_TYPES", "STAT_FIELDS",
-           "consumer_name", "stat_type_index"]
+__all__ = ["Store", "Keys", "StreamEntry", "AdRow", "RollupRow", "Decayed", "NO_EXPIRY",
+           "EVENT_TYPES", "STAT_FIELDS", "EVIDENCE_FIELDS", "GLOBAL_CELL", "consumer_name",
+           "float_rows",
+           "stat_type_index"]

@@ -47,36 +47,105 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return n
 """
 
+# Lazily decayed sums. A hash field holds "t v1 v2 ... vn": the sums as they stood at time t.
+# Adding brings both the stored sums and the additions to the later of t and now, each
+# multiplied by 2^(-age / half_life), so no periodic pass over every field is needed.
+# (bandit.decay.decay_to applies the same formula when the sums are read.)
+DECAY_LIB = """
+local function decayed_add(key, field, width, adds, now, half_life)
+  local sums = {}
+  local t = now
+  local cur = redis.call('HGET', key, field)
+  if cur then
+    local i = -1
+    for x in string.gmatch(cur, '%S+') do
+      if i < 0 then t = tonumber(x) else sums[i + 1] = tonumber(x) end
+      i = i + 1
+    end
+  end
+  local at = math.max(t, now)
+  local keep = 2 ^ (-(at - t) / half_life)
+  local fresh = 2 ^ (-(at - now) / half_life)
+  local out = {string.format('%.17g', at)}
+  for i = 1, width do
+    out[i + 1] = string.format('%.17g', (sums[i] or 0) * keep + (adds[i] or 0) * fresh)
+  end
+  redis.call('HSET', key, field, table.concat(out, ' '))
+end
+"""
+
 # Count a block of events and XACK them in one step. An entry counts only if this
 # XACK acknowledged it, so an entry reclaimed and counted elsewhere is never counted twice.
-# KEYS: events, stats_impressions, stats_views, stats_saves, stats_applies, ctr day keys...
-# ARGV: group, then (entry_id, ad_id, type_index 0..4, ctr_key_index) quads;
+# The same step adds to each ad's decayed evidence and credits applies to the strategy
+# (and cell) of the feed they came from.
+# KEYS: events, 5 stats hashes (impressions views saves applies hides), decayed, strategies,
+#       ctr day keys...
+# ARGV: group, now, half_life, n strategy names, the names, then per entry 7 values:
+#       entry_id, ad_id, type_index 0..5, ctr_key_index, weight, cell, strategy_index (0: none).
 #       type_index 0 acknowledges an unusable entry without counting it.
-ROLLUP = """
-local names = {'impressions', 'views', 'saves', 'applies'}
-local acc = {}
-local function add(key, field)
-  local t = acc[key]
-  if not t then t = {}; acc[key] = t end
-  t[field] = (t[field] or 0) + 1
+ROLLUP = DECAY_LIB + """
+local names = {'impressions', 'views', 'saves', 'applies', 'hides'}
+local group, now, half_life = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local nstrat = tonumber(ARGV[4])
+local strategy = {}
+for i = 1, nstrat do strategy[i] = ARGV[4 + i] end
+local counts, evidence, credit = {}, {}, {}
+local function add(tbl, key, field, n)
+  local t = tbl[key]
+  if not t then t = {}; tbl[key] = t end
+  t[field] = (t[field] or 0) + n
 end
 local counted = 0
-for i = 2, #ARGV, 4 do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+for i = 5 + nstrat, #ARGV, 7 do
+  if redis.call('XACK', KEYS[1], group, ARGV[i]) == 1 then
     local t = tonumber(ARGV[i + 2])
     if t > 0 then
-      add(KEYS[1 + t], ARGV[i + 1])
-      add(KEYS[tonumber(ARGV[i + 3])], names[t])
+      local ad, day_key, weight = ARGV[i + 1], KEYS[tonumber(ARGV[i + 3])], tonumber(ARGV[i + 4])
+      local cell, s = ARGV[i + 5], tonumber(ARGV[i + 6])
+      add(counts, KEYS[1 + t], ad, 1)
+      add(counts, day_key, names[t], 1)
+      if t <= 4 then add(evidence, ad, t, weight) end
+      if s > 0 then
+        add(counts, day_key, strategy[s] .. ':' .. names[t], 1)
+        if t == 4 then
+          add(credit, cell, nstrat + s, weight)
+          add(credit, '*', nstrat + s, weight)
+        end
+      end
       counted = counted + 1
     end
   end
 end
-for key, fields in pairs(acc) do
-  for field, n in pairs(fields) do
-    redis.call('HINCRBY', key, field, n)
-  end
+for key, fields in pairs(counts) do
+  for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
 end
+for ad, adds in pairs(evidence) do decayed_add(KEYS[7], ad, 4, adds, now, half_life) end
+for cell, adds in pairs(credit) do decayed_add(KEYS[8], cell, 2 * nstrat, adds, now, half_life) end
 return counted
+"""
+
+# Count served feeds per cell and strategy, once: the step applies only if the cursor (the
+# last served entry counted) is still where the caller read from, and moves it on.
+# KEYS: served_cursor, strategies
+# ARGV: expected_cursor, new_cursor, now, half_life, n strategies,
+#       then (cell, strategy_index, weight) triples
+COUNT_SERVED = DECAY_LIB + """
+if (redis.call('GET', KEYS[1]) or '0-0') ~= ARGV[1] then return -1 end
+local now, half_life, nstrat = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local served = {}
+local n = 0
+for i = 6, #ARGV, 3 do
+  local s, weight = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  for _, cell in ipairs({ARGV[i], '*'}) do
+    local t = served[cell]
+    if not t then t = {}; served[cell] = t end
+    t[s] = (t[s] or 0) + weight
+  end
+  n = n + 1
+end
+for cell, adds in pairs(served) do decayed_add(KEYS[2], cell, 2 * nstrat, adds, now, half_life) end
+redis.call('SET', KEYS[1], ARGV[2])
+return n
 """
 
 # Store cell feeds only if no ad was removed or moved since the snapshot they were built from.

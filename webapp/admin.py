@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from pipeline.feed import feed_time_ms
+from pipeline.feedid import parse_feed_id
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup
 from webapp.auth import require_admin
@@ -49,11 +49,11 @@ def regenerate() -> Response:
 def served_feed(feed_id: str) -> Response:
     feed_id = identifier(feed_id, "feed_id")
     rt = runtime()
-    served_ms = feed_time_ms(feed_id)
+    ref = parse_feed_id(feed_id)
     entry = None
-    if served_ms is not None:
+    if ref is not None:
         rt.serving_log.flush()              # this process's own recent feeds, if any
-        entry = rt.store.served_feed(feed_id, served_ms)
+        entry = rt.store.served_feed(feed_id, ref.served_ms)
     if entry is None:
         raise ApiError(404, "not_found", f"no served feed {feed_id}", "feed_id")
     entry["ads"] = entry.get("ads", "").split()

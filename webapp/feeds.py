@@ -5,7 +5,7 @@ import numpy as np
 from flask import Blueprint, Response, g, request
 
 import geo
-from bandit import beta_posterior, posterior_mean
+from pipeline.adstats import ad_report
 from pipeline.feed import FeedRequest, serve_feed
 from pipeline.regenerate import SEARCH_SLACK
 from webapp.errors import json_response
@@ -54,12 +54,7 @@ def nearby() -> Response:
 def ad_stats(ad_id: str) -> Response:
     ad_id = identifier(ad_id, "ad_id")
     rt = runtime()
-    counts = {k: v[0] for k, v in rt.store.ad_stats([ad_id]).items()}
-    if not any(counts.values()) and rt.store.get_ad(ad_id) is None:
+    report = ad_report(rt.store, rt.settings, ad_id, rt.now())
+    if report is None:
         raise ApiError(404, "not_found", f"no ad or stats for {ad_id}", "ad_id")
-    s = rt.settings
-    alpha, beta = beta_posterior(np.array([counts["applies"]]), np.array([counts["impressions"]]),
-                                 s.prior_mean, s.prior_strength)
-    return json_response({"ad_id": ad_id, "counters": counts, "posterior": {
-        "model": "beta", "alpha": float(alpha[0]), "beta": float(beta[0]),
-        "mean": float(posterior_mean(alpha, beta)[0])}})
+    return json_response(report)

@@ -104,7 +104,7 @@ class AdLine(AdIn):
 class EventIn(_Strict):
     event_id: Identifier
     ad_id: Identifier
-    type: Literal["impression", "view", "save", "apply"]
+    type: Literal["impression", "view", "save", "apply", "hide"]
     user_id: Identifier | None = None
     feed_id: Identifier | None = None
     position: int | None = Field(None, ge=1, le=1000)

@@ -7,7 +7,7 @@ import time
 from config import Settings
 from pipeline.ingest import Event, accept_batch, roll_in
 from pipeline.rollup import run_rollup
-from store import Keys, Store
+from store import Keys, RollupRow, Store
 
 
 def test_pending_entries_of_a_dead_consumer_are_counted_once(real_store: Store,
@@ -27,7 +27,9 @@ def test_pending_entries_of_a_dead_consumer_are_counted_once(real_store: Store,
     assert run_rollup(real_store, settings, now, consumer="alive")["counted"] == 0
     assert real_store.ad_stats(["ad1"])["views"] == [10]
     # the dead consumer coming back cannot count them again
-    assert real_store.apply_rollup([(e.entry_id, "ad1", 2, "2030-01-01") for e in taken]) == 0
+    rows = [RollupRow(e.entry_id, "ad1", 2, "2030-01-01") for e in taken]
+    assert real_store.apply_rollup(rows, now, 3600.0, ("thompson",)) == 0
+    assert real_store.ad_stats(["ad1"])["views"] == [10]
 
 
 def test_a_batch_whose_task_was_lost_is_rolled_in_by_the_sweep(real_store: Store,

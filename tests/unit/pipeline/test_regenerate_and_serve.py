@@ -51,7 +51,10 @@ def test_a_cell_feed_holds_every_ad_within_reach_of_any_point_in_the_cell(
     c_lat, c_lon = geo.decode(cell)
     expected = {a for a, r in paris.items() if geo.haversine_km(c_lat, c_lon, r.lat, r.lon) <= reach}
     assert set(feed.ad_ids.all()) == expected      # fewer ads than FEED_LENGTH: all of them
-    assert feed.variants.shape == (settings.feed_variants, len(expected))
+    assert feed.strategies == settings.feed_strategies
+    assert feed.orders["thompson"].shape == (settings.feed_variants, len(expected))
+    for name in ("popular", "newest", "nearest"):
+        assert feed.orders[name].shape == (1, len(expected))
 
 
 def test_every_served_ad_is_live_and_within_the_radius(serve, fake_store, settings, paris, rng):
@@ -132,25 +135,33 @@ def test_a_catalogue_change_during_regeneration_is_never_written_over(
 def test_thompson_variants_differ_but_share_the_cells_ads(fake_store, settings, paris, rng):
     cell = geo.encode(*PARIS, settings.geohash_precision)
     feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
-    orders = {tuple(v[:10]) for v in feed.variants}
+    orders = {tuple(v[:10]) for v in feed.orders["thompson"]}
     assert len(orders) > 1
-    assert feed.variants.max() < len(feed)
+    assert feed.orders["thompson"].max() < len(feed)
 
 
 def test_an_ad_a_user_applied_to_is_left_out_of_their_feed(serve, fake_store, settings, paris, rng):
     req = FeedRequest(*PARIS, 100, 5.0, user_id="u1")
     shown = [a["ad_id"] for a in serve(req, NOW)["ads"]]
-    fake_store.remember_applies({"u1": {shown[0]}}, 60)
+    fake_store.exclude_for_users({"u1": {shown[0]}}, 60)
     again = [a["ad_id"] for a in serve(req, NOW)["ads"]]
     assert shown[0] not in again and len(again) >= len(shown) - 1
 
 
-def test_a_cell_feed_is_bounded_by_variants_times_length(fake_store, rng):
-    from config import load_settings
-    settings = load_settings({}, feed_length=10, feed_variants=3)
+@pytest.mark.parametrize("strategies, bound", [
+    (("thompson",), 3 * 10),
+    (("thompson", "popular", "newest", "nearest"), 3 * 10 + 3 * 10),
+    (("random", "egreedy"), 3 * 10 + 3 * 10),
+])
+def test_a_cell_feed_is_bounded_by_its_orders(fake_store, rng, strategies, bound):
+    settings = load_settings({}, feed_length=10, feed_variants=3, feed_strategies=strategies)
     upsert_ads(fake_store, settings, ads_around(*PARIS, 400, 3.0, rng))
     cell = geo.encode(*PARIS, settings.geohash_precision)
     feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
-    assert feed.variants.shape == (3, 10)
-    assert len(feed) <= 30
-    assert len(np.unique(feed.variants)) == len(feed)
+    assert set(feed.orders) == set(strategies)
+    for order in feed.orders.values():
+        assert order.shape[1] == 10 and order.shape[0] in (1, 3)
+        assert all(len(set(row)) == 10 for row in order)       # no ad twice in one order
+    assert len(feed) <= bound
+    listed = np.unique(np.concatenate([o.ravel() for o in feed.orders.values()]))
+    assert len(listed) == len(feed)                             # every packed ad is listed

@@ -6,7 +6,7 @@ import time
 
 import orjson
 
-from store import NO_EXPIRY, Keys, Store
+from store import NO_EXPIRY, AdRow, Keys, RollupRow, Store
 from tests.conftest import NOW
 
 
@@ -41,7 +41,11 @@ def test_roll_in_moves_a_batch_once(fake_store: Store):
 
 
 def rows_of(entries, ad="ad1", type_index=1, day="2027-01-15"):
-    return [(e.entry_id, ad, type_index, day) for e in entries]
+    return [RollupRow(e.entry_id, ad, type_index, day) for e in entries]
+
+
+def rollup(store: Store, rows) -> int:
+    return store.apply_rollup(rows, NOW, 3600.0, ("thompson", "popular"))
 
 
 def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
@@ -50,8 +54,8 @@ def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
     fake_store.ensure_group()
     entries = fake_store.read_new("c1", 100)
     assert len(entries) == 3
-    assert fake_store.apply_rollup(rows_of(entries)) == 3
-    assert fake_store.apply_rollup(rows_of(entries)) == 0  # already acknowledged
+    assert rollup(fake_store, rows_of(entries)) == 3
+    assert rollup(fake_store, rows_of(entries)) == 0  # already acknowledged
     assert fake_store.ad_stats(["ad1"])["impressions"] == [3]
     assert fake_store.ctr_days(["2027-01-15"])["2027-01-15"] == {"impressions": 3}
     assert fake_store.backlog()["pending"] == 0
@@ -62,7 +66,7 @@ def test_unreadable_entries_are_acknowledged_without_counting(fake_store: Store)
     fake_store.roll_in("b1")
     fake_store.ensure_group()
     entries = fake_store.read_new("c1", 10)
-    assert fake_store.apply_rollup(rows_of(entries, type_index=0)) == 0
+    assert rollup(fake_store, rows_of(entries, type_index=0)) == 0
     assert fake_store.backlog()["pending"] == 0
     assert fake_store.ad_stats(["ad1"])["impressions"] == [0]
 
@@ -78,8 +82,9 @@ def test_write_feeds_refuses_after_the_catalogue_changed(fake_store: Store):
 
 def put(store: Store, ad_id: str, lat: float, lon: float, expires_at: float | None = None,
         stale=()) -> None:
-    store.put_ads([(ad_id, {"lat": repr(lat), "lon": repr(lon), "title": "t", "company": "c"},
-                    lat, lon, expires_at, b"card:" + ad_id.encode())], lambda old: stale)
+    store.put_ads([AdRow(ad_id, {"lat": repr(lat), "lon": repr(lon), "title": "t", "company": "c"},
+                         lat, lon, expires_at, NOW - 60, 7, b"card:" + ad_id.encode())],
+                  lambda old: stale)
 
 
 def test_delete_voids_the_listed_feeds_and_bumps_the_epoch(fake_store: Store):
@@ -122,10 +127,14 @@ def test_claim_run_admits_one_caller_per_window(fake_store: Store):
     assert fake_store.claim_run("regenerate", 5)
 
 
-def test_applied_ads_are_read_per_user(fake_store: Store):
-    fake_store.remember_applies({"u1": {"a1", "a2"}}, 60)
-    assert fake_store.applied_ads("u1") == {"a1", "a2"}
-    assert fake_store.applied_ads("u2") == set()
+def test_excluded_ads_are_read_per_user_with_their_location_in_one_call(fake_store: Store):
+    fake_store.exclude_for_users({"u1": {"a1", "a2"}}, 60)
+    assert fake_store.excluded_ads("u1") == {"a1", "a2"}
+    assert fake_store.excluded_ads("u2") == set()
+    assert 0 < fake_store.r.ttl(Keys.user_applied("u1")) <= 60
+    fake_store.record_serving([], {}, {"u1": "52.5,13.4"}, 1000)
+    assert fake_store.user_context("u1") == ("52.5,13.4", {"a1", "a2"})
+    assert fake_store.user_context("u2") == (None, set())
 
 
 def test_recorded_serving_logs_feeds_marks_cells_and_locations(fake_store: Store):
@@ -142,12 +151,14 @@ def test_recorded_serving_logs_feeds_marks_cells_and_locations(fake_store: Store
 
 def test_ad_summaries_round_trip_location_expiry_and_card(fake_store: Store):
     put(fake_store, "a", 52.5, 13.4, expires_at=NOW + 5)
-    fake_store.put_ads([("b", {"title": "Bäcker"}, -33.9, 151.2, None, "Bäcker".encode())], lambda old: [])
+    fake_store.put_ads([AdRow("b", {"title": "Bäcker"}, -33.9, 151.2, None, NOW - 1, 2**64 - 1,
+                              "Bäcker".encode())], lambda old: [])
     found = fake_store.ad_summaries()
     by_id = {i.decode(): n for n, i in enumerate(found.ids)}
     a, b = found.rows[by_id["a"]], found.rows[by_id["b"]]
-    assert (a["lat"], a["lon"], a["exp"]) == (52.5, 13.4, NOW + 5)
-    assert (b["lat"], b["lon"], b["exp"]) == (-33.9, 151.2, NO_EXPIRY)
+    assert (a["lat"], a["lon"], a["exp"], a["created"], a["cat"]) == (52.5, 13.4, NOW + 5,
+                                                                      NOW - 60, 7)
+    assert (b["lat"], b["lon"], b["exp"], b["cat"]) == (-33.9, 151.2, NO_EXPIRY, 2**64 - 1)
     cards = [bytes(found.buffer[s:s + n]) for s, n in zip(found.card_starts, found.card_lengths)]
     assert cards[by_id["a"]] == b"card:a" and cards[by_id["b"]].decode() == "Bäcker"
     assert [i.decode() for i in fake_store.ad_summaries(["b", "missing"]).ids] == ["b"]

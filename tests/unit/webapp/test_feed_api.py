@@ -132,24 +132,28 @@ def test_an_ad_that_expires_after_its_feed_was_built_is_not_served(app, client, 
     assert set(ids_of(feed)) == set(NEAR)
 
 
-def test_a_user_never_sees_an_ad_they_applied_to(client, admin, fake_store, catalogue):
-    assert "n15" in ids_of(get_feed(client, user_id="u-1"))
+def test_a_user_never_sees_an_ad_they_applied_to_or_hid(client, admin, fake_store, catalogue):
+    assert {"n15", "n25"} <= set(ids_of(get_feed(client, user_id="u-1")))
     response = client.post("/v1/events", json={"events": [
         {"event_id": "imp-1", "ad_id": "n15", "type": "impression", "user_id": "u-1"},
-        {"event_id": "app-1", "ad_id": "n15", "type": "apply", "user_id": "u-1"}]})
-    assert response.status_code == 202
+        {"event_id": "app-1", "ad_id": "n15", "type": "apply", "user_id": "u-1"},
+        {"event_id": "hide-1", "ad_id": "n25", "type": "hide", "user_id": "u-1"}]})
+    assert response.status_code == 202 and response.get_json()["accepted"] == 3
+    # at once, before any task or rollup has run
+    for _ in range(10):
+        assert set(ids_of(get_feed(client, user_id="u-1"))) == set(NEAR) - {"n15", "n25"}
+    assert {"n15", "n25"} <= set(ids_of(get_feed(client, user_id="u-2")))
+    assert {"n15", "n25"} <= set(ids_of(get_feed(client)))
+
     for batch_id in fake_store.overdue_batches(float("inf")):
         fake_store.roll_in(batch_id)                      # what the ingest task does
     rollup = client.post("/v1/admin/rollup?wait=true", headers=admin)
-    assert rollup.status_code == 200 and rollup.get_json()["counted"] == 2
-
-    assert set(ids_of(get_feed(client, user_id="u-1"))) == set(NEAR) - {"n15"}
-    assert "n15" in ids_of(get_feed(client, user_id="u-2"))
-    assert "n15" in ids_of(get_feed(client))
-
+    assert rollup.status_code == 200 and rollup.get_json()["counted"] == 3
     stats = client.get("/v1/stats/ads/n15").get_json()
-    assert stats["counters"] == {"impressions": 1, "views": 0, "saves": 0, "applies": 1}
+    assert stats["counters"] == {"impressions": 1, "views": 0, "saves": 0, "applies": 1,
+                                 "hides": 0}
     assert stats["posterior"]["mean"] > PRIOR_MEAN
+    assert client.get("/v1/stats/ads/n25").get_json()["counters"]["hides"] == 1
 
 
 def test_a_place_with_no_ads_gets_an_empty_feed(client, catalogue):
@@ -202,11 +206,14 @@ def test_stats_of_a_new_ad_are_zero_with_the_prior_mean(client, admin, settings)
     assert response.status_code == 200
     stats = response.get_json()
     assert stats["ad_id"] == "new"
-    assert stats["counters"] == {"impressions": 0, "views": 0, "saves": 0, "applies": 0}
+    assert stats["counters"] == {"impressions": 0, "views": 0, "saves": 0, "applies": 0,
+                                 "hides": 0}
     assert stats["posterior"]["mean"] == pytest.approx(PRIOR_MEAN)
-    assert settings.prior_mean == PRIOR_MEAN
-    alpha, beta = stats["posterior"]["alpha"], stats["posterior"]["beta"]
-    assert alpha / (alpha + beta) == pytest.approx(PRIOR_MEAN)
+    assert settings.prior_mean == PRIOR_MEAN and settings.reward_model == "funnel"
+    view, apply = stats["posterior"]["stages"]
+    assert view["stage"] == "view" and apply["stage"] == "apply_given_view"
+    assert view["alpha"] / (view["alpha"] + view["beta"]) == pytest.approx(settings.prior_view_rate)
+    assert view["alpha"] + view["beta"] == pytest.approx(settings.prior_strength)
 
 
 def test_healthz_is_200(client):

@@ -1,0 +1,182 @@
+"""Feed strategies, and the second bandit that picks one for each feed.
+
+A strategy orders a cell's candidate ads one way:
+
+- ``thompson``: by one independent draw from each ad's posterior (K variants, so users of
+  one cell see different orders); explores new ads in proportion to how likely they are
+  to be the best.
+- ``popular``: by posterior mean, the best guess today (no exploration).
+- ``newest``: by creation time, newest first.
+- ``nearest``: by distance; the cell keeps the ads nearest its centre and serving sorts
+  them by distance from the user's exact point.
+- ``random``: uniformly random orders (K variants); a baseline, and the cleanest data
+  for off-policy evaluation.
+- ``egreedy``: the popular order, each slot replaced with probability epsilon by a
+  random other candidate (K variants).
+
+"Bandit Master": each strategy is an arm of a second Thompson bandit, with a Beta
+posterior on the applies per feed it served. The probability that each strategy is the
+best (Monte Carlo over the posteriors), with an exploration floor, is the probability it
+is served with: its propensity, logged with the feed for off-policy evaluation.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bandit.posterior import beta_posterior, posterior_mean
+from bandit.thompson import rank_variants
+
+STRATEGIES = ("thompson", "popular", "newest", "nearest", "random", "egreedy")
+DEFAULT_STRATEGIES = ("thompson", "popular", "newest", "nearest")
+PROBABILITY_DRAWS = 1000
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What the strategies need of a cell's candidate ads, aligned by candidate."""
+
+    draws: np.ndarray        # (n, K) posterior draws
+    mean: np.ndarray         # (n,) posterior means
+    created_at: np.ndarray   # (n,)
+    centre_km: np.ndarray    # (n,) distance from the cell's centre
+
+    def __len__(self) -> int:
+        return len(self.mean)
+
+
+def strategy_orders(strategies: Sequence[str], cand: Candidates, length: int,
+                    rng: np.random.Generator, epsilon: float = 0.1) -> dict[str, np.ndarray]:
+    """For each strategy, a (rows, min(length, n)) array of candidate positions, best first:
+    K rows for the randomised strategies, one for the others.
+
+    >>> c = Candidates(np.array([[0.1], [0.3]]), np.array([0.2, 0.1]), np.array([5.0, 9.0]),
+    ...                np.array([2.0, 1.0]))
+    >>> {k: v.tolist() for k, v in strategy_orders(["thompson", "popular", "newest", "nearest"],
+    ...                                            c, 10, np.random.default_rng(0)).items()}
+    {'thompson': [[1, 0]], 'popular': [[0, 1]], 'newest': [[1, 0]], 'nearest': [[1, 0]]}
+    """
+    variants = cand.draws.shape[1]
+    out: dict[str, np.ndarray] = {}
+    for name in strategies:
+        if name == "thompson":
+            out[name] = rank_variants(cand.draws.T, length)
+        elif name == "popular":
+            out[name] = rank_variants(cand.mean[None, :], length)
+        elif name == "newest":
+            out[name] = rank_variants(cand.created_at[None, :], length)
+        elif name == "nearest":
+            out[name] = rank_variants(-cand.centre_km[None, :], length)
+        elif name == "random":
+            out[name] = rank_variants(rng.random((variants, len(cand))), length)
+        elif name == "egreedy":
+            out[name] = epsilon_greedy_orders(cand.mean, variants, length, epsilon, rng)
+        else:
+            raise ValueError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+    return out
+
+
+def epsilon_greedy_orders(mean: np.ndarray, variants: int, length: int, epsilon: float,
+                          rng: np.random.Generator) -> np.ndarray:
+    """``variants`` orders: the greedy order by ``mean``, each slot taken with probability
+    ``epsilon`` by a random candidate from outside the greedy top ``length``.
+
+    >>> epsilon_greedy_orders(np.array([0.1, 0.5, 0.3]), 2, 3, 0.0, np.random.default_rng(0))
+    array([[1, 2, 0],
+           [1, 2, 0]])
+    """
+    greedy = rank_variants(np.asarray(mean)[None, :], length)[0]
+    keep = len(greedy)
+    rest = np.setdiff1d(np.arange(len(mean)), greedy)
+    explore = rng.random((variants, keep)) < epsilon
+    explore &= np.cumsum(explore, axis=1) <= len(rest)
+    if not explore.any():
+        return np.broadcast_to(greedy, (variants, keep)).copy()
+    picks = rest[rank_variants(rng.random((variants, len(rest))), keep)]
+    pick_at = np.clip(np.cumsum(explore, axis=1) - 1, 0, None)
+    greedy_at = np.clip(np.cumsum(~explore, axis=1) - 1, 0, None)
+    return np.where(explore, np.take_along_axis(picks, np.minimum(pick_at, picks.shape[1] - 1),
+                                                axis=1), greedy[greedy_at])
+
+
+def probability_best(alpha: np.ndarray, beta: np.ndarray, rng: np.random.Generator,
+                     draws: int = PROBABILITY_DRAWS) -> np.ndarray:
+    """For Beta posteriors over the last axis (the strategies), the probability that each
+    has the highest rate, estimated from ``draws`` joint draws.
+
+    >>> p = probability_best(np.array([[50.0, 5.0]]), np.array([[50.0, 95.0]]),
+    ...                      np.random.default_rng(0))
+    >>> p.tolist()
+    [[1.0, 0.0]]
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    beta = np.asarray(beta, dtype=np.float64)
+    samples = rng.beta(alpha[..., None], beta[..., None], size=alpha.shape + (draws,))
+    best = samples.argmax(axis=-2)                               # (..., draws)
+    arms = np.arange(alpha.shape[-1]).reshape(-1, 1)
+    return (best[..., None, :] == arms).mean(axis=-1)
+
+
+def with_floor(probabilities: np.ndarray, floor: float) -> np.ndarray:
+    """Probabilities mixed with the uniform so that each is at least ``floor``.
+
+    >>> with_floor(np.array([1.0, 0.0, 0.0, 0.0]), 0.05)
+    array([0.85, 0.05, 0.05, 0.05])
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    arms = probabilities.shape[-1]
+    if not 0 <= floor * arms <= 1:
+        raise ValueError("floor times the number of strategies must be in [0, 1]")
+    return floor + (1.0 - floor * arms) * probabilities
+
+
+def choose(probabilities: np.ndarray, u: float) -> int:
+    """The index that ``u`` (uniform in [0, 1)) picks with the given probabilities.
+
+    >>> choose(np.array([0.2, 0.5, 0.3]), 0.1), choose(np.array([0.2, 0.5, 0.3]), 0.69)
+    (0, 1)
+    """
+    cumulative = np.cumsum(probabilities)
+    index = int(np.searchsorted(cumulative, u * cumulative[-1], side="right"))
+    return min(index, len(cumulative) - 1)
+
+
+@dataclass(frozen=True)
+class StrategyPrior:
+    """How the strategy bandit starts and when a cell may stand on its own data."""
+
+    reward_rate: float = 0.05    # applies per feed before any evidence
+    strength: float = 20.0       # prior weight, in feeds
+    cell_min_feeds: float = 200  # a cell with fewer (decayed) feeds uses the global posterior
+    floor: float = 0.05          # every strategy keeps at least this probability
+
+
+def strategy_probabilities(cell_served: np.ndarray, cell_applies: np.ndarray,
+                           global_served: np.ndarray, global_applies: np.ndarray,
+                           prior: StrategyPrior, rng: np.random.Generator,
+                           draws: int = PROBABILITY_DRAWS) -> np.ndarray:
+    """Each cell's probability of serving each strategy, shape (cells, strategies).
+
+    The global posterior starts from the pooled rate of all strategies; a cell's from the
+    global posterior mean of each strategy. A cell with fewer than ``cell_min_feeds`` served
+    feeds takes the global probabilities as they are.
+    """
+    cell_served = np.asarray(cell_served, dtype=np.float64)
+    cell_applies = np.asarray(cell_applies, dtype=np.float64)
+    global_served = np.asarray(global_served, dtype=np.float64)
+    global_applies = np.asarray(global_applies, dtype=np.float64)
+    pooled = ((global_applies.sum() + prior.reward_rate * prior.strength)
+              / (global_served.sum() + prior.strength))
+    pooled = float(np.clip(pooled, 1e-6, 1 - 1e-6))
+    g_alpha, g_beta = beta_posterior(global_applies, global_served, pooled, prior.strength)
+    global_probs = with_floor(probability_best(g_alpha, g_beta, rng, draws), prior.floor)
+    out = np.broadcast_to(global_probs, cell_served.shape).copy()
+    own = cell_served.sum(axis=1) >= prior.cell_min_feeds
+    if own.any():
+        g_mean = np.clip(posterior_mean(g_alpha, g_beta), 1e-6, 1 - 1e-6)
+        c_alpha, c_beta = beta_posterior(cell_applies[own], cell_served[own], g_mean,
+                                         prior.strength)
+        out[own] = with_floor(probability_best(c_alpha, c_beta, rng, draws), prior.floor)
+    return out
