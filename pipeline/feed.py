@@ -26,14 +26,34 @@ class FeedRequest:
     user_id: str | None = None
 
 
+def parse_location(value: str | None) -> tuple[float, float] | None:
+    """A stored "lat,lon" as numbers, or None if there is none (or it is unusable).
+
+    >>> parse_location("52.520000,13.405000"), parse_location("x,1"), parse_location(None)
+    ((52.52, 13.405), None, None)
+    """
+    try:
+        lat, lon = (float(v) for v in (value or "").split(","))
+    except ValueError:
+        return None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    return lat, lon
+
+
+def location_text(lat: float, lon: float) -> str:
+    return f"{lat:.6f},{lon:.6f}"
+
+
 def load_cell(store: Store, settings: Settings, cell: str, now: float,
               rng: np.random.Generator, cache: FeedCache | None) -> tuple[CellFeed, str]:
     """The cell's feed and where it came from: "hit" (cached here or read from Redis) or
     "miss" (built now, with the beat's code, and stored)."""
-    generation = cache.generation if cache else 0
     feed = cache.get(cell) if cache else None
     if feed is not None:
         return feed, "hit"
+    # after the lookup, which applied every change delivered so far: the read below is newer
+    generation = cache.generation if cache else 0
     raw = store.feed_value(cell)
     feed, outcome = _decode(raw), "hit"
     if feed is None:
@@ -56,10 +76,11 @@ class ServedFeed:
     cache: str
     ads_json: bytes
 
-    def json(self) -> bytes:
+    def json(self, **extra: object) -> bytes:
+        """The response body; ``extra`` fields go before the ads."""
         head = orjson.dumps({"feed_id": self.feed_id, "cell": self.cell,
                              "strategy": self.strategy, "propensity": self.propensity,
-                             "generated_at": self.generated_at, "cache": self.cache})
+                             "generated_at": self.generated_at, "cache": self.cache, **extra})
         return head[:-1] + b',"ads":[' + self.ads_json + b"]}"
 
     def as_dict(self) -> dict:
@@ -114,7 +135,7 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                 "propensity": pick.propensity, "variant": pick.variant,
                 "generated_at": feed.generated_at, "cache": outcome,
                 "user_id": req.user_id or "", "ads": " ".join(ad_ids)},
-               cell, now, req.user_id, f"{req.lat:.6f},{req.lon:.6f}" if req.user_id else None)
+               cell, now, req.user_id, location_text(req.lat, req.lon) if req.user_id else None)
     ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (feed.cards.raw(i), p, km)
                          for p, (i, km) in enumerate(zip(chosen, chosen_km), start=1))
     return ServedFeed(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,

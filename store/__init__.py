@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -420,6 +420,31 @@ class Store:
         """Served-feed entries logged after ``cursor`` (a stream id), oldest first."""
         rows = self.r.xrange(Keys.served, f"({cursor}", "+", count=count)
         return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
+
+    def served_between(self, start_ms: int, end_ms: int,
+                       chunk: int = 10_000) -> Iterator[list[tuple[str, dict[str, str]]]]:
+        """Served-feed entries logged from ``start_ms`` to ``end_ms`` (inclusive), oldest
+        first, in chunks (for the off-policy evaluation)."""
+        start = f"{max(0, start_ms)}-0"
+        while True:
+            rows = self.r.xrange(Keys.served, start, str(end_ms), count=chunk)
+            if not rows:
+                return
+            yield [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
+            start = f"({_s(rows[-1][0])}"
+
+    def events_between(self, start_ms: int, end_ms: int,
+                       chunk: int = 10_000) -> Iterator[list[StreamEntry]]:
+        """Accepted events that reached the stream from ``start_ms`` to ``end_ms``
+        (inclusive), oldest first, in chunks; only what the stream still holds
+        (EVENTS_RETENTION_S)."""
+        start = f"{max(0, start_ms)}-0"
+        while True:
+            rows = self.r.xrange(Keys.events, start, str(end_ms), count=chunk)
+            if not rows:
+                return
+            yield [StreamEntry(_s(i), f[b"e"]) for i, f in rows if b"e" in f]
+            start = f"({_s(rows[-1][0])}"
 
     def served_cursor(self) -> str:
         return _s(self.r.get(Keys.served_cursor)) or "0-0"

@@ -6,11 +6,11 @@ from flask import Blueprint, Response, g, request
 
 import geo
 from pipeline.adstats import ad_report
-from pipeline.feed import FeedRequest, serve_feed
+from pipeline.feed import FeedRequest, parse_location, serve_feed
 from pipeline.regenerate import SEARCH_SLACK
 from webapp.errors import json_response
 from webapp.runtime import runtime
-from webapp.validation import ApiError, FeedQuery, NearbyQuery, identifier, parse
+from webapp.validation import ApiError, FeedQuery, NearbyQuery, RecommendQuery, identifier, parse
 
 bp = Blueprint("feeds", __name__, url_prefix="/v1")
 
@@ -33,6 +33,35 @@ def feed() -> Response:
                         rt.serving_log)
     g.feed_id = served.feed_id
     return Response(served.json(), mimetype="application/json")
+
+
+@bp.get("/recommend/<user_id>")
+def recommend(user_id: str) -> Response:
+    """The feed for a user: at the location given, else at their last known one. Ads they
+    applied to or hid are left out. One round trip reads the location and the exclusions."""
+    user_id = identifier(user_id, "user_id")
+    q = parse(RecommendQuery, request.args.to_dict())
+    if (q.lat is None) != (q.lon is None):
+        missing = "lon" if q.lon is None else "lat"
+        raise ApiError(400, "missing_parameter", f"{missing}: lat and lon go together", missing)
+    rt = runtime()
+    excluded = None
+    if q.lat is not None:
+        lat, lon, source = q.lat, q.lon, "given"
+    else:
+        stored, excluded = rt.store.user_context(user_id)
+        known = parse_location(stored)
+        if known is None:
+            raise ApiError(404, "location_unknown", f"no known location for user {user_id}: "
+                           "pass lat and lon", "user_id")
+        (lat, lon), source = known, "last_known"
+    req = FeedRequest(lat, lon, q.limit, _radius_km(q.radius_km), user_id)
+    served = serve_feed(rt.store, rt.settings, req, rt.now(), rt.rng, rt.feed_cache,
+                        rt.serving_log, excluded)
+    g.feed_id = served.feed_id
+    return Response(served.json(user_id=user_id, location={"lat": lat, "lon": lon,
+                                                           "source": source}),
+                    mimetype="application/json")
 
 
 @bp.get("/ads/nearby")

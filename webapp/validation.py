@@ -76,6 +76,15 @@ class FeedQuery(_Strict):
     user_id: Identifier | None = None
 
 
+class RecommendQuery(_Strict):
+    """GET /v1/recommend/{user_id}: the location is optional (the user's last known one)."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    limit: int = Field(20, ge=1, le=100)
+    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False)
+
+
 class NearbyQuery(_Strict):
     model_config = ConfigDict(extra="ignore", frozen=True)
     lat: Latitude

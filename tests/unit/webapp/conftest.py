@@ -77,3 +77,19 @@ def keyspace(fake_store: Store):
         return {k: (r.type(k), readers[r.type(k)](r, k)) for k in keys}
 
     return snapshot
+
+
+@pytest.fixture
+def round_trips(fake_store: Store, monkeypatch) -> list:
+    """Each request sent to the (fake) Redis server: one entry per command or pipeline."""
+    sent: list = []
+    connection = fake_store.r.connection_pool.get_connection()
+    fake_store.r.connection_pool.release(connection)
+    original = type(connection).send_packed_command
+
+    def counting(self, *args, **kwargs):
+        sent.append(args[0] if args else None)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(connection), "send_packed_command", counting)
+    return sent
