@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import orjson
+import pytest
 
 from store import NO_EXPIRY, AdRow, Keys, RollupRow, Store
 from tests.conftest import NOW
@@ -203,3 +205,83 @@ def test_a_change_racing_a_write_makes_it_read_the_old_location_again(fake_store
     assert fake_store.delete_ad("ad1", cells_of)
     assert seen == [[(52.5, 13.4)], [(48.85, 2.35)]]
     assert fake_store.get_ad("ad1") is None
+
+
+def rolled_entries(store: Store, count: int, batch: str = "b1") -> list:
+    store.accept_events(batch, events(*(f"{batch}-{i}" for i in range(count))), NOW, 86400)
+    store.roll_in(batch)
+    store.ensure_group()
+    return store.read_new("c1", 1000)
+
+
+def test_rollup_keeps_decayed_evidence_that_halves_every_half_life(fake_store: Store):
+    first = rolled_entries(fake_store, 4, "b1")
+    rows = [RollupRow(first[0].entry_id, "ad1", 1, "2027-01-15", 1.0),    # impression
+            RollupRow(first[1].entry_id, "ad1", 1, "2027-01-15", 0.5),    # at position 4
+            RollupRow(first[2].entry_id, "ad1", 2, "2027-01-15", 1.0),    # view
+            RollupRow(first[3].entry_id, "ad1", 4, "2027-01-15", 0.25)]   # an older apply
+    assert fake_store.apply_rollup(rows, NOW, 3600.0, ("thompson",)) == 4
+    stored = fake_store.decayed_evidence(["ad1", "ad2"])
+    assert stored.updated_at[0] == NOW and np.isnan(stored.updated_at[1])
+    assert stored.values.tolist() == [[1.5, 1.0, 0.0, 0.25], [0.0, 0.0, 0.0, 0.0]]
+    later = rolled_entries(fake_store, 1, "b2")
+    fake_store.apply_rollup([RollupRow(later[0].entry_id, "ad1", 2, "2027-01-15", 1.0)],
+                            NOW + 3600, 3600.0, ("thompson",))
+    stored = fake_store.decayed_evidence(["ad1"])
+    assert stored.updated_at[0] == NOW + 3600
+    assert stored.values[0].tolist() == pytest.approx([0.75, 1.5, 0.0, 0.125])
+    # a rollup whose clock lags brings its events to the stored time instead
+    late = rolled_entries(fake_store, 1, "b3")
+    fake_store.apply_rollup([RollupRow(late[0].entry_id, "ad1", 2, "2027-01-15", 1.0)],
+                            NOW, 3600.0, ("thompson",))
+    stored = fake_store.decayed_evidence(["ad1"])
+    assert stored.updated_at[0] == NOW + 3600
+    assert stored.values[0][1] == pytest.approx(2.0)
+
+
+def test_rollup_credits_applies_to_the_feeds_strategy_and_cell_and_counts_ctr_per_strategy(
+        fake_store: Store):
+    entries = rolled_entries(fake_store, 4)
+    names = ("thompson", "popular")
+    rows = [RollupRow(entries[0].entry_id, "ad1", 4, "2027-01-15", 1.0, "u33dc0", "popular"),
+            RollupRow(entries[1].entry_id, "ad1", 4, "2027-01-15", 1.0, "u33dc1", "popular"),
+            RollupRow(entries[2].entry_id, "ad1", 1, "2027-01-15", 1.0, "u33dc0", "thompson"),
+            RollupRow(entries[3].entry_id, "ad2", 4, "2027-01-15", 1.0)]   # no feed named
+    assert fake_store.apply_rollup(rows, NOW, 3600.0, names) == 4
+    stats = fake_store.strategy_stats(["u33dc0", "u33dc1", "*", "u33dc9"], 4)
+    # served feeds come from the served log, not events: here only applies are credited
+    assert stats.values.tolist() == [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 0]]
+    day = fake_store.ctr_days(["2027-01-15"])["2027-01-15"]
+    assert day == {"impressions": 1, "applies": 3, "popular:applies": 2,
+                   "thompson:impressions": 1}
+
+
+def test_served_feeds_are_counted_once_behind_a_cursor(fake_store: Store):
+    fake_store.record_serving([{"feed_id": f"f{i}", "ads": ""} for i in range(3)], {}, {}, 1000)
+    cursor = fake_store.served_cursor()
+    assert cursor == "0-0"
+    entries = fake_store.served_after(cursor, 10)
+    assert [f["feed_id"] for _, f in entries] == ["f0", "f1", "f2"]
+    rows = [("u33dc0", 1, 1.0), ("u33dc0", 2, 1.0), ("u33dc1", 2, 0.5)]
+    assert fake_store.count_served(cursor, entries[-1][0], rows, NOW, 3600.0, 2) == 3
+    assert fake_store.count_served(cursor, entries[-1][0], rows, NOW, 3600.0, 2) == -1
+    assert fake_store.served_after(fake_store.served_cursor(), 10) == []
+    stats = fake_store.strategy_stats(["u33dc0", "u33dc1", "*"], 4)
+    assert stats.values.tolist() == [[1, 1, 0, 0], [0, 0.5, 0, 0], [1, 1.5, 0, 0]]
+
+
+def test_prior_rows_are_replaced_whole_and_missing_ones_are_nan(fake_store: Store):
+    fake_store.write_priors("funnel", {7: [0.1, 0.2], 2**64 - 1: [0.3, 0.4]}, [0.15, 0.25])
+    fake_store.write_priors("funnel", {7: [0.11, 0.21]}, [0.16, 0.26])
+    rows, overall = fake_store.prior_rows("funnel", [7, 2**64 - 1], 2)
+    assert rows[0].tolist() == [0.11, 0.21] and np.isnan(rows[1]).all()
+    assert overall.tolist() == [0.16, 0.26]
+    rows, overall = fake_store.prior_rows("direct", [7], 1)
+    assert np.isnan(rows).all() and np.isnan(overall).all()
+
+
+def test_accept_adds_exclusions_in_the_same_round_trip(fake_store: Store):
+    flags = fake_store.accept_events("b1", events("e1"), NOW, 86400, {"u1": {"ad1"}}, 600)
+    assert flags == [True]
+    assert fake_store.excluded_ads("u1") == {"ad1"}
+    assert 0 < fake_store.r.ttl(Keys.user_applied("u1")) <= 600

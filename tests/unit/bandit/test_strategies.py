@@ -1,0 +1,125 @@
+"""bandit.strategies: each strategy's orders, and the strategy bandit's probabilities."""
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+
+import bandit.decay
+import bandit.strategies
+from bandit import (STRATEGIES, Candidates, StrategyPrior, choose, decay_factor, decay_to,
+                    epsilon_greedy_orders, exposure_weight, probability_best, strategy_orders,
+                    strategy_probabilities, with_floor)
+
+
+@pytest.mark.parametrize("module", [bandit.strategies, bandit.decay])
+def test_docstring_examples_run(module):
+    assert doctest.testmod(module).failed == 0
+
+
+def candidates(n: int, rng: np.random.Generator, variants: int = 4) -> Candidates:
+    return Candidates(draws=rng.random((n, variants)), mean=rng.random(n),
+                      created_at=rng.uniform(0, 1e6, n), centre_km=rng.uniform(0, 6, n))
+
+
+def test_each_strategy_orders_by_what_it_names(rng):
+    cand = candidates(300, rng)
+    orders = strategy_orders(STRATEGIES, cand, 50, rng)
+    assert orders["thompson"].shape == (4, 50) and orders["random"].shape == (4, 50)
+    assert orders["egreedy"].shape == (4, 50)
+    for k in range(4):
+        assert orders["thompson"][k].tolist() == np.argsort(-cand.draws[:, k])[:50].tolist()
+    assert orders["popular"][0].tolist() == np.argsort(-cand.mean)[:50].tolist()
+    assert orders["newest"][0].tolist() == np.argsort(-cand.created_at)[:50].tolist()
+    assert orders["nearest"][0].tolist() == np.argsort(cand.centre_km)[:50].tolist()
+    for name, rows in orders.items():
+        assert all(len(set(row.tolist())) == 50 for row in rows), name
+
+
+def test_random_orders_differ_between_variants_and_cover_the_candidates(rng):
+    rows = strategy_orders(["random"], candidates(200, rng, variants=16), 20, rng)["random"]
+    assert len({tuple(r) for r in rows}) == 16
+    assert len(np.unique(rows)) > 150          # far beyond any fixed top 20
+
+
+def test_an_unknown_strategy_is_refused(rng):
+    with pytest.raises(ValueError, match="unknown strategy"):
+        strategy_orders(["clickbait"], candidates(5, rng), 5, rng)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.1, 0.5, 1.0])
+def test_epsilon_greedy_explores_about_epsilon_of_the_slots_outside_the_greedy_top(epsilon):
+    rng = np.random.default_rng(11)
+    mean = rng.random(1000)
+    greedy = np.argsort(-mean)[:20]
+    rows = epsilon_greedy_orders(mean, 400, 20, epsilon, rng)
+    explored = ~np.isin(rows, greedy)
+    assert explored.mean() == pytest.approx(epsilon, abs=0.03)
+    for row, mask in zip(rows, explored):
+        assert len(set(row.tolist())) == 20
+        kept = row[~mask].tolist()
+        assert kept == greedy[:len(kept)].tolist()     # the greedy ads keep their order
+
+
+def test_epsilon_greedy_with_few_candidates_never_repeats_an_ad(rng):
+    rows = epsilon_greedy_orders(np.array([0.3, 0.1, 0.2]), 50, 10, 0.9, rng)
+    assert rows.shape == (50, 3)
+    assert all(sorted(r.tolist()) == [0, 1, 2] for r in rows)
+
+
+def test_probability_best_matches_the_exact_answer_for_two_arms():
+    rng = np.random.default_rng(5)
+    # Beta(1,1) against Beta(1,1): a fair coin; Beta(2,1) against Beta(1,1): 2/3
+    p = probability_best(np.array([[1.0, 1.0], [2.0, 1.0]]), np.ones((2, 2)), rng, 20_000)
+    assert p[0].tolist() == pytest.approx([0.5, 0.5], abs=0.015)
+    assert p[1].tolist() == pytest.approx([2 / 3, 1 / 3], abs=0.015)
+    assert np.allclose(p.sum(axis=1), 1.0)
+
+
+def test_with_floor_keeps_every_arm_at_the_floor_and_sums_to_one():
+    p = with_floor(np.array([[0.97, 0.01, 0.02, 0.0], [0.25, 0.25, 0.25, 0.25]]), 0.05)
+    assert (p >= 0.05 - 1e-12).all() and np.allclose(p.sum(axis=1), 1)
+    assert p[1].tolist() == pytest.approx([0.25] * 4)
+    with pytest.raises(ValueError):
+        with_floor(np.array([0.5, 0.5]), 0.6)
+
+
+def test_choose_picks_each_index_with_its_probability():
+    rng = np.random.default_rng(2)
+    probs = np.array([0.6, 0.05, 0.3, 0.05])
+    picks = np.array([choose(probs, u) for u in rng.random(40_000)])
+    assert (np.bincount(picks, minlength=4) / len(picks)).tolist() == pytest.approx(
+        probs.tolist(), abs=0.01)
+    assert choose(probs, 0.999999999) == 3
+
+
+def test_a_cell_with_little_data_falls_back_to_the_global_probabilities():
+    rng = np.random.default_rng(8)
+    prior = StrategyPrior(cell_min_feeds=200, floor=0.05)
+    global_served, global_applies = np.array([5000.0, 5000.0]), np.array([600.0, 300.0])
+    cell_served = np.array([[150.0, 40.0], [1000.0, 1000.0], [0.0, 0.0]])
+    cell_applies = np.array([[0.0, 40.0], [50.0, 200.0], [0.0, 0.0]])
+    p = strategy_probabilities(cell_served, cell_applies, global_served, global_applies, prior,
+                               rng, 4000)
+    assert p[0].tolist() == p[2].tolist()                  # too little data: the global answer
+    assert p[0].tolist() == pytest.approx([0.95, 0.05], abs=0.01)
+    assert p[1].tolist() == pytest.approx([0.05, 0.95], abs=0.01)   # enough: its own
+
+
+def test_with_no_evidence_every_strategy_is_equally_likely():
+    rng = np.random.default_rng(9)
+    p = strategy_probabilities(np.zeros((1, 4)), np.zeros((1, 4)), np.zeros(4), np.zeros(4),
+                               StrategyPrior(), rng, 20_000)
+    assert p[0].tolist() == pytest.approx([0.25] * 4, abs=0.015)
+
+
+def test_decay_and_its_inverse_agree_and_exposure_weights_fall_with_position():
+    assert decay_factor(86_400.0, 86_400.0) == 0.5
+    values = np.array([[8.0, 4.0]])
+    assert decay_to(values, np.array([0.0]), 2 * 3600.0, 3600.0).tolist() == [[2.0, 1.0]]
+    w = exposure_weight(np.arange(1, 11), 0.7)
+    assert w[0] == 1.0 and (np.diff(w) < 0).all()
+    assert exposure_weight(np.arange(1, 11), 0.0).tolist() == [1.0] * 10
+    with pytest.raises(ValueError):
+        decay_factor(1.0, 0.0)

@@ -1,0 +1,223 @@
+"""What the bandit learns, through the service's own code on a fakeredis store: the prior a
+new ad starts from, how fast the ranking follows a changing market, position-weighted
+exposure, and the strategy bandit choosing the strategy whose feeds people apply from."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import geo
+from bandit import Evidence, PriorSpec, ad_posterior, empirical_rates
+from config import load_settings
+from pipeline.adstats import ad_report
+from pipeline.catalogue import upsert_ads
+from pipeline.feed import FeedRequest, serve_feed
+from pipeline.feedpack import CellFeed
+from pipeline.ingest import Event, accept_batch, roll_in
+from pipeline.regenerate import build_one_cell, run_regenerate
+from pipeline.rollup import run_rollup
+from pipeline.serving import ServingLog
+from store import GLOBAL_CELL, Keys, Store
+from tests.conftest import NOW
+from tests.unit.pipeline.helpers import ads_around
+
+PARIS = (48.8566, 2.3522)
+_ids = itertools.count()
+
+
+def send(store: Store, settings, events: list[Event], now: float) -> None:
+    """Accept and roll in a batch, as the web and the ingest task do."""
+    accepted = accept_batch(store, settings, events, now)
+    roll_in(store, accepted.batch_id)
+
+
+def events_of(ad_id: str, now: float, impressions: int = 0, views: int = 0, applies: int = 0,
+              **extra) -> list[Event]:
+    out = []
+    for kind, n in (("impression", impressions), ("view", views), ("apply", applies)):
+        out += [Event(f"e{next(_ids)}", ad_id, kind, now, **extra) for _ in range(n)]
+    return out
+
+
+def thompson_ranks_of_last(evidence: Evidence, prior_means: np.ndarray,
+                           rng: np.random.Generator, draws: int = 4000) -> np.ndarray:
+    """How many ads outrank the last one, in each of ``draws`` Thompson draws."""
+    post = ad_posterior(evidence, prior_means, "funnel", 0.25, PriorSpec())
+    scores = post.sample(draws, rng)
+    return (scores > scores[-1]).sum(axis=0)
+
+
+def test_a_fresh_ad_neither_floods_the_top_nor_is_buried(rng):
+    """200 established ads (about 2 % applies per impression, the best near 9 %) and one
+    with no evidence. From its category's rate it comes first in about 1 % of the feeds
+    (Beta(1, 1) would put it first in 9 of 10) and in the top 20 about as often as an
+    average ad (about 10 %)."""
+    n = 200
+    view_rate, apply_rate = rng.beta(4, 36, n), rng.beta(2, 8, n)
+    exposure = np.full(n, 3000.0)
+    views = np.round(exposure * view_rate)
+    evidence = Evidence(np.append(exposure, 0), np.append(views, 0), np.zeros(n + 1),
+                        np.append(np.round(views * apply_rate), 0))
+    groups = np.zeros(n + 1, dtype=int)
+    rates = empirical_rates(evidence, groups, "funnel", 0.25, PriorSpec())
+    rank = thompson_ranks_of_last(evidence, rates.for_ads(groups), rng)
+    assert (rank == 0).mean() < 0.05                    # does not flood the top
+    assert 0.05 < (rank < 20).mean() < 0.3              # is not buried either
+    assert 0.3 * n < np.median(rank) < 0.8 * n
+    # the same catalogue with Beta(1, 1) on P(apply | impression): the new ad floods the top
+    flat = ad_posterior(evidence, np.full((n + 1, 1), 0.5), "direct", 0.25,
+                        PriorSpec(0.02, 0.1, 2.0)).sample(4000, rng)
+    assert ((flat > flat[-1]).sum(axis=0) == 0).mean() > 0.8
+
+
+def in_category(ads: list, category: str) -> list:
+    return [replace(a, category=category) for a in ads]
+
+
+def test_a_new_ad_starts_from_the_rate_of_its_category(fake_store, rng):
+    settings = load_settings({}, reward_model="direct")
+    upsert_ads(fake_store, settings,
+               in_category(ads_around(*PARIS, 4, 1.0, rng, prefix="care-"), "care")
+               + in_category(ads_around(*PARIS, 4, 1.0, rng, prefix="log-"), "logistics"))
+    events = []
+    for i in range(4):
+        events += events_of(f"care-{i}", NOW, impressions=500, applies=40)    # 8 %
+        events += events_of(f"log-{i}", NOW, impressions=500, applies=5)      # 1 %
+    send(fake_store, settings, events, NOW)
+    run_rollup(fake_store, settings, NOW)
+    fake_store.mark_active({geo.encode(*PARIS, settings.geohash_precision): NOW})
+    run_regenerate(fake_store, settings, NOW, rng)             # learns the category rates
+    new = ads_around(*PARIS, 1, 1.0, rng, prefix="new-")[0]
+    upsert_ads(fake_store, settings, [replace(new, ad_id=f"new-{c}", category=c)
+                                      for c in ("care", "logistics", "unheard-of")])
+    care, logistics, unknown = (ad_report(fake_store, settings, f"new-{c}", NOW)["posterior"]
+                                for c in ("care", "logistics", "unheard-of"))
+    assert care["mean"] == pytest.approx(0.08, abs=0.005)
+    assert logistics["mean"] == pytest.approx(0.01, abs=0.002)
+    assert unknown["mean"] == pytest.approx(0.045, abs=0.005)   # every category together
+    assert care["stages"][0]["alpha"] + care["stages"][0]["beta"] == settings.prior_strength
+
+
+@pytest.mark.parametrize("half_life_s, within, beyond", [(300.0, 30, None), (1e9, None, 60)])
+def test_the_ranking_follows_a_change_of_the_true_rates(fake_store, half_life_s, within,
+                                                        beyond):
+    """Two ads, 80 rollups (10 s apart) of one being better, then their true rates swap.
+    With a 300 s half-life the posterior means swap within 30 rollups (27 measured);
+    without decay it takes about as long as the old evidence took to build (80)."""
+    settings = load_settings({}, stats_half_life_s=half_life_s)
+    better = {"a": 2, "b": 0}
+    crossed, now = None, NOW
+    for r in range(160):
+        if r == 80:
+            better = {"a": 0, "b": 2}
+        events = []
+        for ad, applies in better.items():
+            events += events_of(ad, now, impressions=20, views=5, applies=applies)
+        send(fake_store, settings, events, now)
+        run_rollup(fake_store, settings, now)
+        if r >= 80 and crossed is None:
+            a = ad_report(fake_store, settings, "a", now)["posterior"]["mean"]
+            b = ad_report(fake_store, settings, "b", now)["posterior"]["mean"]
+            crossed = r - 79 if b > a else None
+        now += 10.0
+    if within is not None:
+        assert crossed is not None and crossed <= within
+    if beyond is not None:
+        assert crossed is None or crossed > beyond
+
+
+def test_impressions_far_down_the_feed_count_as_less_exposure(fake_store):
+    settings = load_settings({}, position_bias_exponent=0.5)
+    events = [Event(f"p{p}", "ad1", "impression", NOW, position=p) for p in (1, 4, 16)]
+    events.append(Event("p0", "ad1", "impression", NOW))      # no position: counts fully
+    send(fake_store, settings, events, NOW)
+    run_rollup(fake_store, settings, NOW)
+    report = ad_report(fake_store, settings, "ad1", NOW)
+    assert report["counters"]["impressions"] == 4
+    assert report["evidence"]["exposure"] == pytest.approx(1 + 0.5 + 0.25 + 1)
+
+
+@pytest.fixture
+def paris(fake_store, rng):
+    settings = load_settings({}, feed_length=400)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 60, 4.0, rng))
+    return settings
+
+
+def serve_many(store: Store, settings, count: int, rng, point=PARIS) -> list[dict]:
+    log = ServingLog(store, settings.served_maxlen, flush_s=None)
+    out = [serve_feed(store, settings, FeedRequest(*point, 10, 5.0), NOW, rng, None,
+                      log).as_dict() for _ in range(count)]
+    log.flush()
+    return out
+
+
+def test_the_strategy_bandit_learns_which_strategy_people_apply_from(fake_store, paris, rng):
+    settings = paris.model_copy(update={"strategy_cell_min_feeds": 50.0})
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    first = serve_many(fake_store, settings, 400, rng)
+    by_strategy = {s: [f for f in first if f["strategy"] == s] for s in settings.feed_strategies}
+    assert all(len(v) > 60 for v in by_strategy.values())          # uniform before evidence
+    assert all(f["propensity"] == pytest.approx(0.25, abs=0.05) for f in first)
+    # every feed ordered by "newest" leads to an apply; the others to none
+    applies = [Event(f"apply-{f['feed_id']}", f["ads"][0]["ad_id"], "apply", NOW,
+                     feed_id=f["feed_id"], position=1) for f in by_strategy["newest"]]
+    send(fake_store, settings, applies, NOW)
+    report = run_rollup(fake_store, settings, NOW)
+    assert report["served_feeds"] == 400 and report["counted"] == len(applies)
+    stats = fake_store.strategy_stats([cell, GLOBAL_CELL], 12)
+    served = stats.values[:, :6]
+    assert served[0].tolist() == served[1].tolist() == pytest.approx(
+        [len(by_strategy.get(s, [])) for s in ("thompson", "popular", "newest", "nearest",
+                                                "random", "egreedy")])
+    assert stats.values[0, 6 + 2] == pytest.approx(len(applies))
+    fake_store.mark_active({cell: NOW})
+    run_regenerate(fake_store, settings, NOW, rng)
+    feed = CellFeed.unpack(fake_store.r.get(Keys.feed(cell)))
+    probs = dict(zip(feed.strategies, feed.probabilities.tolist()))
+    assert probs == pytest.approx({"thompson": 0.05, "popular": 0.05, "newest": 0.85,
+                                   "nearest": 0.05}, abs=0.01)
+    second = serve_many(fake_store, settings, 2000, rng)
+    share = sum(f["strategy"] == "newest" for f in second) / len(second)
+    assert share == pytest.approx(0.85, abs=0.03)
+    assert {(f["strategy"], f["propensity"]) for f in second} == set(probs.items())
+
+
+def test_a_cell_with_little_data_takes_the_global_probabilities(fake_store, paris, rng):
+    settings = paris.model_copy(update={"strategy_cell_min_feeds": 50.0})
+    busy = geo.encode(*PARIS, settings.geohash_precision)
+    first = serve_many(fake_store, settings, 200, rng)
+    applies = [Event(f"a-{f['feed_id']}", f["ads"][0]["ad_id"], "apply", NOW,
+                     feed_id=f["feed_id"]) for f in first if f["strategy"] == "popular"]
+    send(fake_store, settings, applies, NOW)
+    run_rollup(fake_store, settings, NOW)
+    quiet_point = geo.destination_point(*PARIS, 90.0, 2.0)
+    quiet = geo.encode(float(quiet_point[0]), float(quiet_point[1]), settings.geohash_precision)
+    assert quiet != busy
+    feeds = {c: CellFeed.unpack(build_one_cell(fake_store, c, settings, NOW, rng))
+             for c in (busy, quiet)}
+    assert feeds[busy].probabilities[1] > 0.8                  # its own data: popular
+    assert feeds[quiet].probabilities[1] > 0.8                 # the global answer
+    stats = fake_store.strategy_stats([quiet], 12)
+    assert stats.values.sum() == 0                             # it has no data of its own
+
+
+@pytest.mark.parametrize("strategy", ["nearest", "newest"])
+def test_nearest_orders_by_distance_from_the_user_and_newest_by_age(fake_store, rng, strategy):
+    settings = load_settings({}, feed_strategies=(strategy,), feed_length=400)
+    ads = ads_around(*PARIS, 40, 4.0, rng)
+    ads = [replace(a, created_at=NOW - 1000 * i) for i, a in enumerate(ads)]
+    upsert_ads(fake_store, settings, ads)
+    created = {a.ad_id: a.created_at for a in ads}
+    user = geo.destination_point(*PARIS, 30.0, 0.4)           # not the cell's centre
+    for body in serve_many(fake_store, settings, 5, rng, (float(user[0]), float(user[1]))):
+        assert body["strategy"] == strategy and body["propensity"] == 1.0
+        shown = body["ads"]
+        if strategy == "nearest":
+            assert [a["distance_km"] for a in shown] == sorted(a["distance_km"] for a in shown)
+        else:
+            ages = [created[a["ad_id"]] for a in shown]
+            assert ages == sorted(ages, reverse=True)
