@@ -4,16 +4,19 @@
    core 1; this process pins itself to core 0 (``os.sched_setaffinity(0, {0})``), so the
    regeneration's Python and numpy work runs on one core and Redis on its own process.
 2. 100,000 demo ads (``pipeline.demo.demo_ads``) written through ``Store.put_ads`` in chunks
-   of 5,000, and counters for every ad (impressions, views, saves, applies drawn at an apply
-   rate near 2 %; ``--no-stats`` leaves them out), so the posteriors are not all the prior.
+   of 5,000, counters and decayed evidence for every ad (impressions, views, saves, applies
+   drawn at an apply rate near 2 %; ``--no-stats`` leaves them out), so the posteriors are
+   not all the prior, and the strategy bandit's served feeds and applies for half the cells
+   (enough for those cells to use their own posteriors).
 3. 5,000 active cells: the geohash cells (precision 6) of the ads in a random order,
    deduplicated (busy cells come first, as users come where the ads are), topped up with
    neighbouring cells if the ads fill fewer.
 4. ``run_regenerate(store, settings, now, rng)`` R times (default 3): wall time, median and min.
 5. A breakdown on the same data, each part timed alone R times, wall and CPU of this
-   process: ``load_snapshot`` (catalogue and stats from Redis), ``build_feeds`` (the maths
-   and packing) and writing the packed feeds (``Store.write_feeds`` in the same chunks),
-   plus the remainder of a whole run.
+   process: ``load_snapshot`` (catalogue and evidence from Redis) with ``learn_priors`` (the
+   category priors, stored), ``cell_probabilities`` (the strategy bandit for every cell),
+   ``build_feeds`` (the maths and packing of every strategy's orders) and writing the packed
+   feeds (``Store.write_feeds`` in the same chunks), plus the remainder of a whole run.
 6. Candidates per cell (``geo.PointIndex`` queries at each cell's candidate radius), the
    packed feed size per cell (STRLEN of every feed key), distinct ads per feed (a sample),
    Redis ``used_memory`` after the runs, and a cProfile of one ``load_snapshot`` and one
@@ -48,9 +51,9 @@ from bench.common import (code_check, cpu_seconds, load_catalogue, machine,
 from config import Settings, load_settings
 from devtools.redis_server import RedisServer
 from pipeline.feedpack import CellFeed
-from pipeline.regenerate import (WRITE_CHUNK, build_feeds, candidate_radius_km, load_snapshot,
-                                 run_regenerate)
-from store import STAT_FIELDS, Keys, Store
+from pipeline.regenerate import (WRITE_CHUNK, build_feeds, candidate_radius_km,
+                                 cell_probabilities, learn_priors, load_snapshot, run_regenerate)
+from store import GLOBAL_CELL, STAT_FIELDS, Keys, Store
 
 ADS, CELLS = 100_000, 5_000
 QUICK_ADS, QUICK_CELLS = 5_000, 300
@@ -59,20 +62,37 @@ BENCH_CORE, REDIS_CORE = 0, 1
 STATS_CHUNK = 10_000
 
 
-def seed_stats(store: Store, ad_ids: list[str], rng: np.random.Generator) -> None:
-    """Counters for every ad, as the rollup would have left them after some traffic."""
+def seed_stats(store: Store, ad_ids: list[str], now: float, rng: np.random.Generator) -> None:
+    """Counters and decayed evidence for every ad, as the rollup would have left them after
+    some traffic (the evidence as of ``now``)."""
     impressions = rng.poisson(200, len(ad_ids))
     views = rng.binomial(impressions, 0.1)
     saves = rng.binomial(views, 0.2)
-    applies = rng.binomial(impressions, rng.beta(2, 98, len(ad_ids)))
-    values = dict(zip(STAT_FIELDS, (impressions, views, saves, applies)))
+    applies = rng.binomial(views, rng.beta(2, 8, len(ad_ids)))
+    hides = rng.binomial(impressions, 0.01)
+    values = dict(zip(STAT_FIELDS, (impressions, views, saves, applies, hides)))
     for i in range(0, len(ad_ids), STATS_CHUNK):
+        part = slice(i, i + STATS_CHUNK)
         with store.r.pipeline(transaction=False) as p:
             for field, counts in values.items():
                 p.hset(Keys.stats(field), mapping={a: int(c) for a, c in
-                                                   zip(ad_ids[i:i + STATS_CHUNK],
-                                                       counts[i:i + STATS_CHUNK])})
+                                                   zip(ad_ids[part], counts[part])})
+            p.hset(Keys.decayed, mapping={
+                a: f"{now!r} {e} {v} {s} {ap}" for a, e, v, s, ap in
+                zip(ad_ids[part], impressions[part], views[part], saves[part], applies[part])})
             p.execute()
+
+
+def seed_strategy_stats(store: Store, cells: list[str], now: float,
+                        rng: np.random.Generator) -> None:
+    """The strategy bandit's decayed counts for half the cells (each with enough served feeds
+    to use its own posteriors) and for all cells together."""
+    served = rng.poisson(400, (len(cells) // 2, 6)).astype(float)
+    applies = rng.binomial(served.astype(int), [0.08, 0.07, 0.04, 0.05, 0.03, 0.06])
+    rows = {c: f"{now!r} " + " ".join(map(str, [*s, *a]))
+            for c, s, a in zip(cells, served, applies)}
+    rows[GLOBAL_CELL] = f"{now!r} " + " ".join(map(str, [*served.sum(0), *applies.sum(0)]))
+    store.r.hset(Keys.strategies, mapping=rows)
 
 
 def choose_cells(lat: np.ndarray, lon: np.ndarray, count: int, precision: int,
@@ -130,7 +150,7 @@ def whole_runs(store: Store, settings: Settings, now: float, repeats: int,
 def breakdown(store: Store, settings: Settings, now: float, cells: list[str],
               repeats: int) -> dict:
     """Each step of a run timed alone, R times, on the same data (wall and CPU here)."""
-    names = ("load_snapshot", "build_feeds", "write_feeds")
+    names = ("load_snapshot", "cell_probabilities", "build_feeds", "write_feeds")
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
 
@@ -141,11 +161,15 @@ def breakdown(store: Store, settings: Settings, now: float, cells: list[str],
         return out
 
     for r in range(repeats):
-        snapshot = step("load_snapshot", lambda: load_snapshot(store, now))
+        snapshot, rates = step("load_snapshot", lambda: loaded(store, settings, now))
         rng = np.random.default_rng(200 + r)
-        feeds = step("build_feeds", lambda: build_feeds(snapshot, cells, settings, rng, now))
+        probs = step("cell_probabilities",
+                     lambda: cell_probabilities(store, settings, cells, now, rng))
+        feeds = step("build_feeds", lambda: build_feeds(snapshot, cells, probs, rates, settings,
+                                                        rng, now))
         step("write_feeds", lambda: write_all(store, feeds, cells, settings.feed_ttl_s))
         say(f"  breakdown {r + 1}/{repeats}: load_snapshot {wall['load_snapshot'][-1]:.2f} s, "
+            f"cell_probabilities {wall['cell_probabilities'][-1]:.2f} s, "
             f"build_feeds {wall['build_feeds'][-1]:.2f} s "
             f"({cpu['build_feeds'][-1]:.2f} s CPU), write {wall['write_feeds'][-1]:.2f} s")
     return {"median_s": {k: median(v) for k, v in wall.items()},
@@ -153,8 +177,14 @@ def breakdown(store: Store, settings: Settings, now: float, cells: list[str],
             "runs_s": wall, "runs_cpu_s": cpu, "snapshot_ads": len(snapshot)}
 
 
+def loaded(store: Store, settings: Settings, now: float):
+    """What a run reads before it builds: the snapshot, and the category priors it learns."""
+    snapshot = load_snapshot(store, settings, now)
+    return snapshot, learn_priors(store, settings, snapshot)
+
+
 def candidates(store: Store, settings: Settings, now: float, cells: list[str]) -> dict:
-    snapshot = load_snapshot(store, now)
+    snapshot = load_snapshot(store, settings, now)
     radii = [candidate_radius_km(c, settings) for c in cells]
     index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=max(radii))
     counts = np.array([len(index.query(*geo.decode(c), r)) for c, r in zip(cells, radii)])
@@ -196,9 +226,10 @@ def profiled(fn: Callable[[], object], top: int = 12) -> tuple[object, list[dict
 
 
 def profiles(store: Store, settings: Settings, now: float, cells: list[str]) -> dict:
-    snapshot, load = profiled(lambda: load_snapshot(store, now))
-    _, build = profiled(lambda: build_feeds(snapshot, cells, settings,
-                                            np.random.default_rng(300), now))
+    (snapshot, rates), load = profiled(lambda: loaded(store, settings, now))
+    rng = np.random.default_rng(300)
+    probs = cell_probabilities(store, settings, cells, now, rng)
+    _, build = profiled(lambda: build_feeds(snapshot, cells, probs, rates, settings, rng, now))
     return {"load_snapshot": load, "build_feeds": build}
 
 
@@ -220,14 +251,17 @@ def markdown(result: dict) -> str:
              "met" if s["median_s"] < TARGET_S else "NOT met",
              "met" if s["bench_cpu_s"] + s["redis_cpu_s"] < TARGET_S else "NOT met"],
             ["CPU in Redis during a run, median", "", f"{s['redis_cpu_s']:.2f} s"],
-            ["load_snapshot (catalogue + stats from Redis)", f"{b['load_snapshot']:.2f} s",
-             f"{bc['load_snapshot']:.2f} s"],
+            ["load_snapshot + learn_priors (catalogue, evidence; category priors)",
+             f"{b['load_snapshot']:.2f} s", f"{bc['load_snapshot']:.2f} s"],
+            ["cell_probabilities (the strategy bandit, every cell)",
+             f"{b['cell_probabilities']:.2f} s", f"{bc['cell_probabilities']:.2f} s"],
             ["build_feeds (maths, packing)", f"{b['build_feeds']:.2f} s",
              f"{bc['build_feeds']:.2f} s"],
             ["writing, timed alone (write_feeds)", f"{b['write_feeds']:.2f} s",
              f"{bc['write_feeds']:.2f} s"],
-            ["writing and the rest: run median - load - build",
-             f"{s['median_s'] - b['load_snapshot'] - b['build_feeds']:.2f} s", ""],
+            ["writing and the rest: run median - load - probabilities - build",
+             f"{s['median_s'] - b['load_snapshot'] - b['cell_probabilities'] - b['build_feeds']:.2f} s",
+             ""],
             ["candidates per cell, mean / median / max",
              f"{c['mean']:,.0f} / {c['median']:,.0f} / {c['max']:,}", ""],
             ["packed feed per cell, median / max", f"{f['bytes_median']:,.0f} / "
@@ -277,11 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         now = time.time()
         rng = np.random.default_rng(11)
         load_s = load_catalogue(store, ads, now)
-        snapshot = load_snapshot(store, now)
-        if not args.no_stats:
-            seed_stats(store, store.live_ad_ids(), rng)
+        snapshot = load_snapshot(store, settings, now)
         cells = choose_cells(snapshot.lat, snapshot.lon, cell_count,
                              settings.geohash_precision, rng)
+        if not args.no_stats:
+            seed_stats(store, store.live_ad_ids(), now, rng)
+            seed_strategy_stats(store, cells, now, rng)
         store.mark_active({c: now for c in cells})
         todo = store.active_cells(since=now - settings.active_cell_ttl_s)
         say(f"loaded in {load_s:.1f} s; {len(todo):,} active cells; regenerating")

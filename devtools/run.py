@@ -7,6 +7,7 @@ hand it on to the processes it starts.)
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -42,7 +43,7 @@ def main() -> int:
             subprocess.run([*flask, "ads", "demo", "--count", str(DEMO_ADS)], env=env,
                            stdout=out, check=True, cwd=ROOT)
         subprocess.run([*flask, "ads", "import", str(demo_file)], env=env, check=True, cwd=ROOT)
-        print_urls(env)
+        print_urls(env, first_ad_id(demo_file))
         honcho = subprocess.Popen([sys.executable, "-m", "honcho", "start", "-f", "Procfile",
                                    "--port", env["PORT"]], env=env, cwd=ROOT)
         try:
@@ -57,16 +58,24 @@ def main() -> int:
             server.stop()
 
 
-def print_urls(env: dict[str, str]) -> None:
+def first_ad_id(demo_file: Path) -> str:
+    with demo_file.open("rb") as lines:
+        return json.loads(lines.readline())["ad_id"]
+
+
+def print_urls(env: dict[str, str], ad_id: str) -> None:
     base = f"http://127.0.0.1:{env['PORT']}"
     flower_user = env["FLOWER_BASIC_AUTH"]
     print(f"""
 The recommender is starting. Try:
   a feed in Berlin      curl '{base}/v1/feed?lat=52.52&lon=13.405&limit=5'
   ads near Paris        curl '{base}/v1/ads/nearby?lat=48.8566&lon=2.3522&radius_km=1&limit=5'
-  one ad                curl '{base}/v1/ads/berlin-000000'   (ids are in .run/demo-ads.jsonl)
+  one ad                curl '{base}/v1/ads/{ad_id}'   (ids are in .run/demo-ads.jsonl)
+  its stats             curl '{base}/v1/stats/ads/{ad_id}'
+  a user's feed         curl '{base}/v1/recommend/u42?lat=48.8566&lon=2.3522&limit=5'
+                        curl '{base}/v1/recommend/u42'   (their last known location)
   post an event         curl -X POST '{base}/v1/events' -H 'Content-Type: application/json' \\
-                          -d '{{"events": [{{"event_id": "e1", "ad_id": "paris-000001", "type": "apply"}}]}}'
+                          -d '{{"events": [{{"event_id": "e1", "ad_id": "{ad_id}", "type": "apply"}}]}}'
   roll up now (admin)   curl -X POST '{base}/v1/admin/rollup?wait=true' -H 'Authorization: Bearer {env['ADMIN_TOKEN']}'
   readiness             curl '{base}/readyz'
   Flower                http://{flower_user}@127.0.0.1:{env.get('FLOWER_PORT', '5555')}/

@@ -1,21 +1,27 @@
-"""Command line: ``flask --app webapp ads import FILE.jsonl`` and ``ads demo``."""
+"""Command line: ``flask --app webapp ads import FILE.jsonl``, ``ads demo`` and
+``evaluate``."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 import orjson
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
+from bandit import Estimate
 from pipeline.catalogue import upsert_ads
 from pipeline.demo import demo_ads
+from pipeline.evaluate import Report, evaluate
 from webapp.ads import ad_record
 from webapp.runtime import runtime
-from webapp.validation import AdLine, ApiError, parse
+from webapp.validation import AdLine, ApiError, epoch_seconds, parse
 
 ads_cli = AppGroup("ads", help="The ad catalogue.")
 CHUNK = 500
@@ -23,6 +29,7 @@ CHUNK = 500
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(ads_cli)
+    app.cli.add_command(evaluate_command)
 
 
 def read_lines(path: Path, now: float, rejected: list[tuple[int, str]]) -> Iterator[tuple[int, object]]:
@@ -88,3 +95,84 @@ def demo(count: int, seed: int) -> None:
     out = sys.stdout.buffer
     for line in demo_ads(count, now, seed=seed):
         out.write(orjson.dumps(line) + b"\n")
+
+
+class EpochSeconds(click.ParamType):
+    """A time as the HTTP API takes it: epoch seconds or ISO 8601 with a zone."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        try:
+            return float(epoch_seconds(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.command("evaluate")
+@click.option("--since", type=EpochSeconds(),
+              help="Start of the served feeds (epoch seconds or ISO 8601 with a zone). "
+                   "[default: --until minus one day]")
+@click.option("--until", type=EpochSeconds(), help="End of the served feeds. [default: now]")
+@click.option("--attribution-s", type=click.FloatRange(min=0),
+              help="Credit a feed with the applies that reach the events stream within this "
+                   "many seconds of its serving. [default: EVENT_MAX_AGE_S]")
+@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@with_appcontext
+def evaluate_command(since: float | None, until: float | None, attribution_s: float | None,
+                     output: str) -> None:
+    """Off-policy evaluation of the feed strategies: for each strategy in the served log,
+    its logged value (applies per feed it served) and the IPS and self-normalised IPS
+    estimates of the applies per feed had it served every feed, with 95 % intervals."""
+    rt = runtime()
+    until = rt.now() if until is None else until
+    since = until - 86_400 if since is None else since
+    if since >= until:
+        raise click.BadParameter("must be before --until", param_hint="--since")
+    if attribution_s is None:
+        attribution_s = float(rt.settings.event_max_age_s)
+    if since < rt.now() - rt.settings.events_retention_s:
+        click.echo(f"warning: events older than EVENTS_RETENTION_S "
+                   f"({rt.settings.events_retention_s} s) are trimmed; applies to the earliest "
+                   f"feeds may be missing", err=True)
+    report = evaluate(rt.store, since, until, attribution_s)
+    if not report.feeds:
+        click.echo(f"no served feeds from {_iso(since)} to {_iso(until)}: nothing to evaluate",
+                   err=True)
+        sys.exit(1)
+    if output == "json":
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(report_table(report))
+
+
+def report_table(report: Report) -> str:
+    """The report as text: one row per strategy, then the totals. Values are applies per
+    feed."""
+    rows = [("strategy", "feeds", "logged value [95 % CI]", "IPS [95 % CI]", "SNIPS [95 % CI]")]
+    rows += [(s.strategy, str(s.feeds), _interval(s.logged), _interval(s.ips),
+              _interval(s.snips)) for s in report.strategies]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"served from {_iso(report.since)} to {_iso(report.until)}; applies credited "
+             f"within {report.attribution_s:g} s of serving"]
+    lines += ["  ".join(cell.rjust(w) if i == 1 else cell.ljust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+              for row in rows]
+    lines.append(f"feeds used: {report.feeds} (applies credited: {report.applies}, "
+                 f"log entries skipped: {report.skipped})")
+    lines.append(f"logging policy: {_interval(report.policy)} applies per feed")
+    return "\n".join(lines)
+
+
+def _interval(e: Estimate) -> str:
+    return f"{_number(e.value)} [{_number(e.low)}, {_number(e.high)}]"
+
+
+def _number(x: float) -> str:
+    return f"{x:.4f}" if math.isfinite(x) else str(x)
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")

@@ -36,7 +36,7 @@ class ApiError(Exception):
         return {"error": err, **self.extra}
 
 
-def _epoch_seconds(value: Any) -> Any:
+def epoch_seconds(value: Any) -> Any:
     """Epoch seconds (number or numeric string) or ISO 8601 with a zone -> float seconds."""
     if isinstance(value, bool):
         raise ValueError("a time must be epoch seconds or ISO 8601 with a zone")
@@ -60,7 +60,7 @@ def _epoch_seconds(value: Any) -> Any:
     return seconds
 
 
-Timestamp = Annotated[float, BeforeValidator(_epoch_seconds)]
+Timestamp = Annotated[float, BeforeValidator(epoch_seconds)]
 
 
 class _Strict(BaseModel):

@@ -1,0 +1,139 @@
+"""Off-policy evaluation of the feed strategies, from the served log joined with the events.
+
+A served feed's reward is the number of applies naming it that reached the events stream
+within ``attribution_s`` of its serving: the applies per feed the strategy bandit learns.
+Both logs are read in chunks into arrays; the join is a sorted search on the feed ids.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import orjson
+
+from bandit import STRATEGIES, Estimate, ips, logged_value, mean_estimate, snips
+from store import StreamEntry, Store
+
+
+@dataclass(frozen=True)
+class StrategyReport:
+    strategy: str
+    feeds: int           # feeds it served
+    logged: Estimate     # the mean reward of those feeds
+    ips: Estimate        # "always serve it", inverse propensity scoring
+    snips: Estimate      # the same, self-normalised
+
+
+@dataclass(frozen=True)
+class Report:
+    since: float
+    until: float
+    attribution_s: float
+    feeds: int                  # served feeds used
+    applies: int                # applies credited to them
+    skipped: int                # served entries left out: unreadable, or a feed logged twice
+    policy: Estimate            # the logging policy's own mean reward
+    strategies: tuple[StrategyReport, ...]
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["strategies"] = {s.pop("strategy"): s for s in out["strategies"]}
+        return out
+
+
+@dataclass(frozen=True)
+class ServedLog:
+    """The usable served feeds of a range as aligned arrays, sorted by feed id."""
+
+    feed_ids: np.ndarray      # bytes
+    served_ms: np.ndarray     # int64
+    strategy: np.ndarray      # index into STRATEGIES
+    propensity: np.ndarray    # float64, in (0, 1]
+    skipped: int
+
+    def __len__(self) -> int:
+        return len(self.feed_ids)
+
+
+def evaluate(store: Store, since: float, until: float, attribution_s: float) -> Report:
+    """Each strategy seen among the feeds served from ``since`` to ``until`` (epoch seconds):
+    its logged value, and the IPS and SNIPS estimates of serving it always."""
+    log = read_served(store, int(since * 1000), int(until * 1000))
+    rewards = credit_applies(store, log, int(since * 1000), int(until * 1000),
+                             int(attribution_s * 1000))
+    strategies = tuple(
+        StrategyReport(STRATEGIES[code], int((log.strategy == code).sum()),
+                       logged_value(log.strategy, rewards, code),
+                       ips(log.strategy, rewards, log.propensity, code),
+                       snips(log.strategy, rewards, log.propensity, code))
+        for code in np.unique(log.strategy).tolist())
+    return Report(since, until, attribution_s, len(log), int(rewards.sum()), log.skipped,
+                  mean_estimate(rewards), strategies)
+
+
+def read_served(store: Store, start_ms: int, end_ms: int) -> ServedLog:
+    """The feeds logged from ``start_ms`` to ``end_ms``; entries without a feed id, a known
+    strategy and a propensity in (0, 1] are counted as skipped, as is a feed id's repeat."""
+    parts: list[tuple] = []
+    skipped = 0
+    for chunk in store.served_between(start_ms, end_ms):
+        rows = [row for row in map(_served_row, (fields for _, fields in chunk)) if row]
+        skipped += len(chunk) - len(rows)
+        if rows:
+            parts.append(tuple(map(np.array, zip(*rows))))
+    if not parts:
+        empty = np.array([], dtype=np.int64)
+        return ServedLog(np.array([], dtype="S1"), empty, empty, empty.astype(np.float64),
+                         skipped)
+    feed_ids, served_ms, strategy, propensity = (np.concatenate(c) for c in zip(*parts))
+    feed_ids, first = np.unique(feed_ids, return_index=True)
+    return ServedLog(feed_ids, served_ms[first].astype(np.int64), strategy[first],
+                     propensity[first].astype(np.float64),
+                     skipped + len(served_ms) - len(first))
+
+
+def credit_applies(store: Store, log: ServedLog, since_ms: int, until_ms: int,
+                   attribution_ms: int) -> np.ndarray:
+    """Each served feed's reward: the applies naming it that reached the events stream at
+    most ``attribution_ms`` after it was served. Applies naming other feeds are ignored."""
+    rewards = np.zeros(len(log), dtype=np.float64)
+    if not len(log):
+        return rewards
+    start_ms = min(since_ms, int(log.served_ms.min()))
+    end_ms = max(until_ms, int(log.served_ms.max())) + attribution_ms
+    for chunk in store.events_between(start_ms, end_ms):
+        feeds, reached_ms = _applies(chunk)
+        if not len(feeds):
+            continue
+        rows = np.minimum(np.searchsorted(log.feed_ids, feeds), len(log) - 1)
+        credited = ((log.feed_ids[rows] == feeds)
+                    & (reached_ms <= log.served_ms[rows] + attribution_ms))
+        rewards += np.bincount(rows[credited], minlength=len(log))
+    return rewards
+
+
+def _served_row(fields: dict[str, str]) -> tuple[bytes, int, int, float] | None:
+    try:
+        row = (fields["feed_id"].encode(), round(float(fields["ts"]) * 1000),
+               STRATEGIES.index(fields["strategy"]), float(fields["propensity"]))
+    except (KeyError, ValueError, OverflowError):
+        return None
+    return row if row[0] and 0 < row[3] <= 1 else None
+
+
+def _applies(chunk: list[StreamEntry]) -> tuple[np.ndarray, np.ndarray]:
+    """The feed ids that the apply events of a chunk name, and when each reached the stream."""
+    feeds: list[bytes] = []
+    reached_ms: list[int] = []
+    for entry in chunk:
+        if b"apply" not in entry.payload:       # most events are impressions: skip the parse
+            continue
+        try:
+            event = orjson.loads(entry.payload)
+        except orjson.JSONDecodeError:
+            continue
+        if (isinstance(event, dict) and event.get("type") == "apply"
+                and isinstance(event.get("feed"), str) and event["feed"]):
+            feeds.append(event["feed"].encode())
+            reached_ms.append(int(entry.entry_id.split("-")[0]))
+    return np.array(feeds, dtype=bytes), np.array(reached_ms, dtype=np.int64)
