@@ -70,13 +70,13 @@ class Settings(BaseModel):
 
     reward_model: Literal[REWARD_MODELS] = "funnel"  # type: ignore[valid-type]
     save_weight: float = Field(0.25, ge=0, le=1)
-    position_bias_exponent: float = Field(0.0, ge=0, le=3)
+    position_bias_exponent: float = Field(0.5, ge=0, le=3)
     stats_half_life_s: float = Field(7 * 86_400, ge=60)
     prior_mean: float = Field(0.02, gt=0, lt=1)
     prior_view_rate: float = Field(0.10, gt=0, lt=1)
     prior_strength: float = Field(50.0, gt=0)
     feed_strategies: Strategies = DEFAULT_STRATEGIES
-    strategy_floor: float = Field(0.05, ge=0, le=1)
+    strategy_floor: float = Field(0.02, ge=0, le=1)
     strategy_cell_min_feeds: float = Field(200.0, ge=0)
     strategy_prior_strength: float = Field(20.0, gt=0)
     epsilon: float = Field(0.1, ge=0, le=1)

@@ -45,7 +45,7 @@ def test_with_a_location_it_is_the_feed_there_for_that_user(client, app, ads):
     assert len(body["ads"]) == 5
     assert all(a["ad_id"].startswith("home-") for a in body["ads"])
     assert body["strategy"] in ("thompson", "popular", "newest", "nearest")
-    assert 0.05 <= body["propensity"] <= 1
+    assert 0.02 <= body["propensity"] <= 1
 
 
 def test_without_a_location_it_uses_the_last_known_one(client, app, ads):

@@ -1,0 +1,399 @@
+"""The service's bandit in process, fed by simulated users, for millions of impressions.
+
+Each policy runs a twin of the service: the same ``bandit`` functions on the same inputs
+(decayed evidence, empirical-Bayes category priors, posteriors, K Thompson variants, the
+strategy orders and strategy probabilities), the same candidates per geohash cell
+(``pipeline.regenerate.candidate_radius_km`` around the cell's centre) and the same
+serve-time steps as ``pipeline.feed`` (a strategy drawn with the cell's probabilities, a
+variant, "nearest" re-sorted by distance, the exact distance filter, the top ``limit``). What
+is glue here is Redis: the sums live in arrays, and a whole rollup interval's feeds are
+served, answered and counted as one batch of arrays.
+
+Time moves in rollup intervals: ``feeds_per_s x ROLLUP_INTERVAL_S`` feeds are served with
+the feeds as they stand, their events are rolled up at the interval's end, and every
+``REGEN_INTERVAL_S`` the active cells are rebuilt. A cell without a feed (or one older than
+FEED_TTL_S) is built when first asked for, as the web does on a miss.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import geo
+from bandit import (Candidates, Evidence, PriorRates, StrategyPrior, ad_posterior,
+                    decay_factor, empirical_rates, exposure_weight, strategy_orders,
+                    strategy_probabilities)
+from bandit.posterior import AdPosterior
+from bench.sim.world import Outcomes, World, top_valid
+from config import Settings
+from pipeline.regenerate import STRATEGY_DRAWS, candidate_radius_km, prior_spec
+
+START = 1_800_000_000.0  # the simulated clock's start (epoch seconds)
+THOMPSON_WITH_STRATEGIES = "thompson+strategies"
+PER_REQUEST = "thompson-per-request"
+PER_REQUEST_AT_REGEN = "thompson-per-request-regen"
+ORACLE = "oracle"
+RANDOM = "random"
+# policy: the FEED_STRATEGIES it runs with (None: fresh posterior draws for every request)
+POLICIES: dict[str, tuple[str, ...] | None] = {
+    THOMPSON_WITH_STRATEGIES: (),          # (): the settings' FEED_STRATEGIES
+    "thompson": ("thompson",),
+    PER_REQUEST: None,
+    PER_REQUEST_AT_REGEN: None,
+    "popular": ("popular",),
+    "egreedy": ("egreedy",),
+    RANDOM: ("random",),
+}
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """How much traffic, and how it maps onto the service's intervals."""
+
+    feeds: int
+    limit: int = 10
+    radius_km: float = 5.0
+    feeds_per_s: float = 20.0
+
+    def batch(self, settings: Settings) -> int:
+        """Feeds per rollup interval."""
+        return max(1, round(self.feeds_per_s * settings.rollup_interval_s))
+
+    def regen_every(self, settings: Settings) -> int:
+        """Rollups per regeneration."""
+        return max(1, round(settings.regen_interval_s / settings.rollup_interval_s))
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The geohash cells the users ask from, and each one's candidates (fixed: the simulated
+    catalogue does not change)."""
+
+    names: list[str]
+    candidates: list[np.ndarray]      # ad positions within reach of the cell, nearest first
+    centre_km: list[np.ndarray]
+
+    @classmethod
+    def around(cls, world: World, names: Sequence[str], settings: Settings) -> Cells:
+        reach = [candidate_radius_km(c, settings) for c in names]
+        index = geo.PointIndex(world.lat, world.lon, query_radius_km=max(reach))
+        found = [index.query_with_distance(*geo.decode(c), r) for c, r in zip(names, reach)]
+        return cls(list(names), [f[0] for f in found], [f[1] for f in found])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class Decayed:
+    """Sums that halve every half-life, all brought up to date together (the rollup's Lua
+    script keeps one timestamp per field; here every field moves at once)."""
+
+    values: np.ndarray
+    updated_at: float
+
+    def at(self, now: float, half_life_s: float) -> np.ndarray:
+        return self.values * decay_factor(now - self.updated_at, half_life_s)
+
+    def add(self, now: float, half_life_s: float, adds: np.ndarray) -> None:
+        self.values = self.at(now, half_life_s) + adds
+        self.updated_at = now
+
+
+def choose_many(probabilities: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``bandit.choose`` for many rows at once: the index ``u[i]`` picks in row i.
+
+    >>> choose_many(np.array([[0.2, 0.5, 0.3], [0.2, 0.5, 0.3]]), np.array([0.1, 0.69]))
+    array([0, 1])
+    """
+    cumulative = np.cumsum(probabilities, axis=1)
+    index = (cumulative <= (u * cumulative[:, -1])[:, None]).sum(axis=1)
+    return np.minimum(index, probabilities.shape[1] - 1)
+
+
+def first_kept(order: np.ndarray, keep: np.ndarray, limit: int) -> np.ndarray:
+    """(rows, limit): each row's first ``limit`` entries of ``order`` where ``keep``, -1 pads.
+
+    >>> first_kept(np.array([[5, 6, 7]]), np.array([[True, False, True]]), 3).tolist()
+    [[5, 7, -1]]
+    """
+    picks = np.argsort(~keep, axis=1, kind="stable")[:, :limit]
+    out = np.where(np.take_along_axis(keep, picks, axis=1),
+                   np.take_along_axis(order, picks, axis=1), -1)
+    if out.shape[1] < limit:
+        out = np.pad(out, ((0, 0), (0, limit - out.shape[1])), constant_values=-1)
+    return out
+
+
+@dataclass(frozen=True)
+class Served:
+    shown: np.ndarray                   # (feeds, limit) ad positions, -1 pads
+    strategy: np.ndarray                # (feeds,) index into the twin's strategies
+    propensity: np.ndarray              # (feeds,)
+
+
+class Twin:
+    """One policy's copy of the service's state and steps."""
+
+    def __init__(self, world: World, settings: Settings, cells: Cells,
+                 strategies: tuple[str, ...] | None, rng: np.random.Generator,
+                 fresh_at_rollup: bool = True) -> None:
+        self.world, self.settings, self.cells, self.rng = world, settings, cells, rng
+        self.per_request = strategies is None
+        self.fresh_at_rollup = fresh_at_rollup
+        self.strategies = ("thompson",) if strategies is None else strategies
+        n, s = len(world), len(self.strategies)
+        self.evidence = Decayed(np.zeros((4, n)), START)
+        self.strategy_sums = Decayed(np.zeros((len(cells) + 1, 2 * s)), START)  # last: global
+        self.rates = PriorRates.fallback(settings.reward_model, prior_spec(settings))
+        self.created_at = world.created_at(START)
+        k, length = settings.feed_variants, settings.feed_length
+        self.orders = np.full((len(cells), s, k, length), -1, dtype=np.int32)
+        self.probabilities = np.zeros((len(cells), s))
+        self.generated_at = np.full(len(cells), -np.inf)
+        self.last_request = np.full(len(cells), -np.inf)
+        self.posterior: AdPosterior | None = None
+
+    # -- the evidence and the posterior ------------------------------------------------
+    def current_evidence(self, now: float) -> Evidence:
+        return Evidence(*self.evidence.at(now, self.settings.stats_half_life_s))
+
+    def learn_priors(self, now: float) -> PriorRates:
+        s = self.settings
+        self.rates = empirical_rates(self.current_evidence(now), self.world.category,
+                                     s.reward_model, s.save_weight, prior_spec(s))
+        return self.rates
+
+    def ad_posterior(self, now: float) -> AdPosterior:
+        s = self.settings
+        return ad_posterior(self.current_evidence(now), self.rates.for_ads(self.world.category),
+                            s.reward_model, s.save_weight, prior_spec(s))
+
+    # -- regeneration ------------------------------------------------------------------
+    def probabilities_for(self, cells: np.ndarray, now: float) -> np.ndarray:
+        s = self.settings
+        sums = self.strategy_sums.at(now, s.stats_half_life_s)
+        width = len(self.strategies)
+        prior = StrategyPrior(strength=s.strategy_prior_strength,
+                              cell_min_feeds=s.strategy_cell_min_feeds, floor=s.strategy_floor)
+        return strategy_probabilities(sums[cells, :width], sums[cells, width:], sums[-1, :width],
+                                      sums[-1, width:], prior, self.rng, STRATEGY_DRAWS)
+
+    def build(self, cells: np.ndarray, now: float) -> None:
+        """Rebuild these cells' feeds from the stored priors: their strategy probabilities
+        (``cell_probabilities``), then their orders (``build_feeds``)."""
+        if len(cells) == 0:
+            return
+        self.probabilities[cells] = self.probabilities_for(cells, now)
+        self.build_orders(cells, now)
+
+    def build_orders(self, cells: np.ndarray, now: float) -> None:
+        """``build_feeds``: one set of K posterior draws per ad serves every cell; each
+        strategy orders a cell's candidates, keeping the top FEED_LENGTH."""
+        s = self.settings
+        posterior = self.ad_posterior(now)
+        draws = posterior.sample(s.feed_variants, self.rng)
+        mean = posterior.mean()
+        for c in cells.tolist():
+            cand = self.cells.candidates[c]
+            orders = strategy_orders(self.strategies,
+                                     Candidates(draws[cand], mean[cand], self.created_at[cand],
+                                                self.cells.centre_km[c]),
+                                     s.feed_length, self.rng, s.epsilon)
+            self.orders[c] = -1
+            for i, name in enumerate(self.strategies):
+                rows = cand[orders[name]]
+                self.orders[c, i, :, :rows.shape[1]] = rows
+        self.generated_at[cells] = now
+
+    def regenerate(self, now: float) -> None:
+        """The beat's regeneration: priors learnt again, every active cell rebuilt."""
+        self.learn_priors(now)
+        if self.per_request:
+            self.posterior = self.ad_posterior(now)
+            return
+        active = np.flatnonzero(self.last_request >= now - self.settings.active_cell_ttl_s)
+        self.build(active, now)
+
+    # -- serving -----------------------------------------------------------------------
+    def serve(self, cell: np.ndarray, user_xyz: np.ndarray, within: np.ndarray, limit: int,
+              radius_km: float, now: float) -> Served:
+        """A batch of feed requests: ``cell`` (index into the cells), the users' unit
+        vectors and which ads are within their radius."""
+        self.last_request[cell] = now
+        if self.per_request:
+            return self._serve_per_request(within, limit, now)
+        stale = np.unique(cell[self.generated_at[cell] < now - self.settings.feed_ttl_s])
+        self.build(stale, now)                                   # a miss: built at once
+        feeds = len(cell)
+        probabilities = self.probabilities[cell]
+        strategy = (choose_many(probabilities, self.rng.random(feeds))
+                    if len(self.strategies) > 1 else np.zeros(feeds, dtype=np.int64))
+        variant = self.rng.integers(self.settings.feed_variants, size=feeds)
+        order = self.orders[cell, strategy, variant]             # (feeds, FEED_LENGTH)
+        dot = np.einsum("fld,fd->fl", self.world.xyz[np.maximum(order, 0)], user_xyz)
+        if "nearest" in self.strategies:
+            nearest = strategy == self.strategies.index("nearest")
+            by_distance = np.argsort(-np.where(order >= 0, dot, -2.0), axis=1, kind="stable")
+            order[nearest] = np.take_along_axis(order, by_distance, axis=1)[nearest]
+            dot[nearest] = np.take_along_axis(dot, by_distance, axis=1)[nearest]
+        keep = (order >= 0) & (dot >= geo.km_to_dot(radius_km))
+        return Served(first_kept(order, keep, limit), strategy,
+                      probabilities[np.arange(feeds), strategy])
+
+    def _serve_per_request(self, within: np.ndarray, limit: int, now: float) -> Served:
+        if self.posterior is None:
+            self.posterior = self.ad_posterior(now)
+        draws = self.posterior.sample(len(within), self.rng).T    # (feeds, ads)
+        shown = top_valid(np.where(within, draws, -1.0), limit)
+        return Served(shown, np.zeros(len(within), dtype=np.int64), np.ones(len(within)))
+
+    # -- rollup ------------------------------------------------------------------------
+    def rollup(self, cell: np.ndarray, served: Served, outcomes: Outcomes, served_at: np.ndarray,
+               now: float) -> None:
+        """Count a batch's events and feeds at ``now``, as ``run_rollup`` does: impressions
+        weighted by position and age, views, saves and applies by age; served feeds and the
+        applies of each feed credited to its cell's and the global strategy counts."""
+        s = self.settings
+        shown = served.shown
+        slot = shown >= 0
+        age = decay_factor(now - served_at, s.stats_half_life_s)[:, None] * np.ones(shown.shape)
+        positions = np.broadcast_to(np.arange(1, shown.shape[1] + 1), shown.shape)
+        n = len(self.world)
+        ads = shown[slot]
+        adds = np.stack([
+            np.bincount(ads, (age * exposure_weight(positions, s.position_bias_exponent))[slot],
+                        minlength=n),
+            np.bincount(shown[outcomes.viewed], age[outcomes.viewed], minlength=n),
+            np.bincount(shown[outcomes.saved], age[outcomes.saved], minlength=n),
+            np.bincount(shown[outcomes.applied], age[outcomes.applied], minlength=n)])
+        self.evidence.add(now, s.stats_half_life_s, adds)
+        if self.per_request:
+            if self.fresh_at_rollup:
+                self.posterior = self.ad_posterior(now)
+            return
+        width = len(self.strategies)
+        rows = len(self.cells) + 1
+        applies = (outcomes.applied * age).sum(axis=1)
+        feed_age = age[:, 0]
+        sums = np.zeros((rows, 2 * width))
+        for column, weights in ((served.strategy, feed_age),
+                                (served.strategy + width, applies)):
+            flat = np.bincount(cell * 2 * width + column, weights, minlength=(rows - 1) * 2 * width)
+            sums[:-1] += flat.reshape(rows - 1, 2 * width)
+        sums[-1] = sums[:-1].sum(axis=0)
+        self.strategy_sums.add(now, s.stats_half_life_s, sums)
+
+
+@dataclass
+class Track:
+    """What one policy did, per rollup interval (batch)."""
+
+    impressions: list[int] = field(default_factory=list)
+    expected: list[float] = field(default_factory=list)     # expected applies (true rates)
+    applies: list[int] = field(default_factory=list)        # sampled
+    views: list[int] = field(default_factory=list)
+    strategy_feeds: list[list[int]] = field(default_factory=list)       # per strategy
+    strategy_impressions: list[list[int]] = field(default_factory=list)
+    strategy_expected: list[list[float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def record(self, world: World, shown: np.ndarray, outcomes: Outcomes | None,
+               served: Served | None = None, strategies: int = 0) -> None:
+        value = world.slot_value(shown)
+        self.impressions.append(int((shown >= 0).sum()))
+        self.expected.append(float(value.sum()))
+        self.applies.append(int(outcomes.applied.sum()) if outcomes else 0)
+        self.views.append(int(outcomes.viewed.sum()) if outcomes else 0)
+        if served is not None and strategies > 1:
+            by = served.strategy
+            self.strategy_feeds.append(np.bincount(by, minlength=strategies).tolist())
+            self.strategy_impressions.append(
+                np.bincount(by, (shown >= 0).sum(axis=1), minlength=strategies).astype(int).tolist())
+            self.strategy_expected.append(
+                np.bincount(by, value.sum(axis=1), minlength=strategies).tolist())
+
+
+@dataclass(frozen=True)
+class FastRun:
+    policies: dict[str, Track]
+    strategies: tuple[str, ...]          # of thompson+strategies
+    probabilities: list[list[float]]     # its traffic-weighted strategy probabilities, per batch
+    batch_feeds: int
+    regen_every: int
+    cells: int
+    seconds: float
+
+
+def user_points(world: World, feeds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The users of a run, in order: the same for every policy and for both modes."""
+    return world.users(feeds, np.random.default_rng([seed, 1]))
+
+
+def policy_strategies(name: str, settings: Settings) -> tuple[str, ...] | None:
+    strategies = POLICIES[name]
+    if strategies == ():
+        return tuple(settings.feed_strategies)
+    return strategies
+
+
+def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
+             policies: Sequence[str] = tuple(POLICIES),
+             progress: Callable[[str], None] | None = None) -> FastRun:
+    """Serve ``traffic.feeds`` feeds with every policy and the oracle, to the same users."""
+    started = time.perf_counter()
+    unknown = set(policies) - set(POLICIES)
+    if unknown:
+        raise ValueError(f"unknown policies {sorted(unknown)}; expected some of {list(POLICIES)}")
+    lat, lon = user_points(world, traffic.feeds, seed)
+    user_xyz = geo.unit_vectors(lat, lon)
+    names, cell_of = np.unique(geo.encode_many(lat, lon, settings.geohash_precision),
+                               return_inverse=True)
+    cells = Cells.around(world, names.tolist(), settings)
+    twins = {name: Twin(world, settings, cells, policy_strategies(name, settings),
+                        np.random.default_rng([seed, 2, i]),
+                        fresh_at_rollup=name != PER_REQUEST_AT_REGEN)
+             for i, name in enumerate(policies)}
+    behaviour = {name: np.random.default_rng([seed, 3, i]) for i, name in enumerate(policies)}
+    oracle_behaviour = np.random.default_rng([seed, 3, len(POLICIES)])
+    tracks = {name: Track() for name in [*policies, ORACLE]}
+    probabilities: list[list[float]] = []
+    batch = traffic.batch(settings)
+    regen_every = traffic.regen_every(settings)
+    interval_s = settings.rollup_interval_s
+    batches = -(-traffic.feeds // batch)
+    report_every = max(1, batches // 10)
+    for b in range(batches):
+        lo, hi = b * batch, min(traffic.feeds, (b + 1) * batch)
+        t0 = START + b * interval_s
+        served_at = t0 + (np.arange(hi - lo) + 0.5) * interval_s / batch
+        xyz, cell = user_xyz[lo:hi], cell_of[lo:hi]
+        within = world.within(xyz, traffic.radius_km)
+        best = top_valid(np.where(within, world.value[None, :], -1.0), traffic.limit)
+        tracks[ORACLE].record(world, best, world.act(best, oracle_behaviour))
+        now = t0 + interval_s
+        for name, twin in twins.items():
+            tick = time.perf_counter()
+            served = twin.serve(cell, xyz, within, traffic.limit, traffic.radius_km, t0)
+            outcomes = world.act(served.shown, behaviour[name])
+            tracks[name].record(world, served.shown, outcomes, served, len(twin.strategies))
+            if name == THOMPSON_WITH_STRATEGIES:
+                probabilities.append(twin.probabilities[cell].mean(axis=0).tolist())
+            twin.rollup(cell, served, outcomes, served_at, now)
+            if (b + 1) % regen_every == 0:
+                twin.regenerate(now)
+            tracks[name].seconds += time.perf_counter() - tick
+        if progress and ((b + 1) % report_every == 0 or b + 1 == batches):
+            progress(f"  {hi:,}/{traffic.feeds:,} feeds "
+                     f"({time.perf_counter() - started:.0f} s)")
+    strategies = (policy_strategies(THOMPSON_WITH_STRATEGIES, settings)
+                  if THOMPSON_WITH_STRATEGIES in twins else ())
+    return FastRun(tracks, strategies or (), probabilities, batch, regen_every, len(cells),
+                   time.perf_counter() - started)
+
+
+__all__ = ["POLICIES", "FastRun", "Traffic", "Twin", "choose_many", "first_kept",
+           "run_fast", "user_points"]

@@ -1,0 +1,182 @@
+"""The simulation's fast mode: its world, its in-process twin of the service (the same
+feeds as the pipeline builds and serves), and a small run that must learn."""
+from __future__ import annotations
+
+import doctest
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import geo
+from bandit import Evidence, choose, empirical_rates
+from bench import simulate
+from bench.sim import fast, report, world
+from bench.sim.fast import Cells, Traffic, Twin, choose_many, run_fast
+from bench.sim.world import WorldSpec, make_world
+from config import load_settings
+from pipeline.catalogue import AdRecord, upsert_ads
+from pipeline.feed import FeedRequest, serve_feed
+from pipeline.feedpack import CellFeed, StringTable, ad_card
+from pipeline.regenerate import Snapshot, build_feeds, prior_spec
+from pipeline.serving import ServingLog
+from store import Store
+
+SMALL = WorldSpec(ads=200)
+
+
+@pytest.mark.parametrize("module", [world, fast, report], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_world_follows_from_its_seed_and_has_the_rates_it_claims():
+    a, b, c = make_world(SMALL, 3), make_world(SMALL, 3), make_world(SMALL, 4)
+    assert np.array_equal(a.value, b.value) and np.array_equal(a.lat, b.lat)
+    assert a.ad_ids == b.ad_ids and a.titles == b.titles
+    assert not np.array_equal(a.value, c.value)
+    big = make_world(WorldSpec(ads=5000), 1)
+    examined = big.spec.examine(np.arange(1, 11)).mean()
+    assert 0.08 < examined * big.view_rate.mean() < 0.12         # views per impression
+    assert 0.015 < examined * big.value.mean() < 0.025            # applies per impression
+    assert 0.05 < big.standout.mean() < 0.15
+    assert big.value[big.standout].mean() > 2 * big.value[~big.standout].mean()
+    lat, lon = big.users(1000, np.random.default_rng(0))
+    assert 52.3 < lat.min() and lat.max() < 52.7 and 13.0 < lon.min() and lon.max() < 13.8
+
+
+def test_users_act_at_their_rates():
+    w = make_world(SMALL, 1)
+    shown = np.broadcast_to(np.arange(10), (200_000, 10)).copy()
+    shown[:, 9] = -1
+    acted = w.act(shown, np.random.default_rng(0))
+    expected = w.slot_value(shown)
+    assert not acted.viewed[:, 9].any() and expected[:, 9].sum() == 0
+    assert acted.applied.sum() == pytest.approx(expected.sum(), rel=0.03)
+    assert (acted.applied & ~acted.viewed).sum() == 0
+
+
+def test_choose_many_is_bandit_choose_row_by_row():
+    rng = np.random.default_rng(2)
+    probabilities = rng.dirichlet(np.ones(4), size=500)
+    u = rng.random(500)
+    assert choose_many(probabilities, u).tolist() == [choose(p, x) for p, x in zip(probabilities, u)]
+
+
+def snapshot_of(w: world.World, evidence: Evidence, start: float) -> Snapshot:
+    return Snapshot(ad_ids=StringTable.of(w.ad_ids),
+                    cards=StringTable.of([ad_card(a, t, c) for a, t, c in
+                                          zip(w.ad_ids, w.titles, w.companies)]),
+                    xyz=w.xyz, lat=w.lat, lon=w.lon, expires_at=np.full(len(w), np.inf),
+                    created_at=w.created_at(start), categories=np.arange(len(world.CATEGORIES)),
+                    groups=w.category, evidence=evidence)
+
+
+def test_the_twin_builds_the_orders_build_feeds_builds():
+    """Same evidence, priors, candidates and generator: the same orders, strategy by strategy."""
+    w = make_world(SMALL, 5)
+    settings = load_settings({}, feed_strategies="thompson,popular,newest,nearest,random,egreedy",
+                             strategy_floor=0.01)
+    lat, lon = w.users(30, np.random.default_rng(1))
+    names = sorted(set(geo.encode_many(lat, lon, settings.geohash_precision).tolist()))
+    cells = Cells.around(w, names, settings)
+    twin = Twin(w, settings, cells, tuple(settings.feed_strategies), np.random.default_rng(9))
+    rng = np.random.default_rng(3)
+    exposure = rng.uniform(0, 500, len(w))
+    views = rng.binomial(exposure.astype(int), w.view_rate).astype(float)
+    applies = rng.binomial(views.astype(int), w.apply_rate).astype(float)
+    twin.evidence.values = np.stack([exposure, views, np.zeros(len(w)), applies])
+    now = fast.START
+    rates = twin.learn_priors(now)
+    evidence = twin.current_evidence(now)
+    snapshot = snapshot_of(w, evidence, fast.START)
+    assert np.allclose(empirical_rates(evidence, snapshot.groups, settings.reward_model,
+                                       settings.save_weight, prior_spec(settings)).groups,
+                       rates.groups)
+    probabilities = np.full((len(names), 6), 1 / 6)
+    packed = build_feeds(snapshot, names, probabilities, rates, settings,
+                         np.random.default_rng(7), now)
+    twin.rng = np.random.default_rng(7)
+    twin.build_orders(np.arange(len(names)), now)
+    index = {a: i for i, a in enumerate(w.ad_ids)}
+    for c, name in enumerate(names):
+        feed = CellFeed.unpack(packed[name])
+        ids = np.array([index[a] for a in feed.ad_ids.all()])
+        for s, strategy in enumerate(settings.feed_strategies):
+            theirs = ids[feed.orders[strategy]]
+            ours = twin.orders[c, s, :theirs.shape[0], :theirs.shape[1]]
+            assert np.array_equal(ours, theirs), (name, strategy)
+            assert (twin.orders[c, s, :, theirs.shape[1]:] == -1).all()
+
+
+@pytest.mark.parametrize("strategy", ["nearest", "newest"])
+def test_the_twin_serves_what_serve_feed_serves(fake_store: Store, strategy: str):
+    """One deterministic strategy and one variant: the pipeline (ads in a store, the cell
+    built on a miss, served) and the twin show the same ads in the same order."""
+    w = make_world(SMALL, 6)
+    settings = load_settings({}, feed_strategies=strategy, feed_variants=1)
+    upsert_ads(fake_store, settings, [
+        AdRecord(line["ad_id"], line["lat"], line["lon"], line["title"], line["company"],
+                 line["category"], "", line["created_at"], None)
+        for line in w.ad_lines(fast.START)])
+    lat, lon = w.users(40, np.random.default_rng(2))
+    names, cell = np.unique(geo.encode_many(lat, lon, settings.geohash_precision),
+                            return_inverse=True)
+    twin = Twin(w, settings, Cells.around(w, names.tolist(), settings), (strategy,),
+                np.random.default_rng(0))
+    xyz = geo.unit_vectors(lat, lon)
+    ours = twin.serve(cell, xyz, w.within(xyz, 5.0), 10, 5.0, fast.START).shown
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    index = {a: i for i, a in enumerate(w.ad_ids)}
+    for i, point in enumerate(zip(lat, lon)):
+        body = serve_feed(fake_store, settings, FeedRequest(*point, 10, 5.0), fast.START,
+                          np.random.default_rng(i), None, log).as_dict()
+        theirs = [index[a["ad_id"]] for a in body["ads"]]
+        assert ours[i].tolist() == theirs + [-1] * (10 - len(theirs))
+
+
+def test_every_shown_ad_is_within_reach_and_no_policy_beats_the_oracle():
+    w = make_world(SMALL, 2)
+    settings = load_settings({})
+    run = run_fast(w, settings, Traffic(feeds=3000), seed=2)
+    oracle = np.array(run.policies["oracle"].expected)
+    for name, track in run.policies.items():
+        assert (np.array(track.expected) <= oracle + 1e-9).all(), name
+    lat, lon = fast.user_points(w, 3000, 2)
+    names, cell = np.unique(geo.encode_many(lat, lon, 6), return_inverse=True)
+    twin = Twin(w, settings, Cells.around(w, names.tolist(), settings),
+                tuple(settings.feed_strategies), np.random.default_rng(0))
+    xyz = geo.unit_vectors(lat, lon)
+    within = w.within(xyz, 5.0)
+    shown = twin.serve(cell, xyz, within, 10, 5.0, fast.START).shown
+    rows = np.broadcast_to(np.arange(len(shown))[:, None], shown.shape)
+    assert within[rows[shown >= 0], shown[shown >= 0]].all()
+    for row in shown:
+        kept = row[row >= 0]
+        assert len(set(kept.tolist())) == len(kept)
+
+
+def test_a_small_fast_run_learns_and_writes_its_report(tmp_path: Path):
+    """200 ads, 150,000 impressions: Thompson must beat random clearly, approach the oracle,
+    and its regret must grow sub-linearly."""
+    code = simulate.main(["--fast", "--ads", "200", "--impressions", "150000", "--seed", "3",
+                          "--policies", "thompson+strategies,thompson,thompson-per-request,random",
+                          "--out", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "simulation.json").read_text())
+    rows = {r["policy"]: r for r in result["summary"]}
+    for name in ("thompson+strategies", "thompson"):
+        assert rows[name]["rate_last"] > 2 * rows["random"]["rate_last"]
+        assert rows[name]["rate_last"] <= rows["oracle"]["rate_last"]
+        assert rows[name]["of_oracle_last"] > 0.8
+        assert rows[name]["regret_slope"] < 1
+    assert rows["random"]["regret_slope"] > 0.95
+    assert result["regret_ratios"]["precomputed_vs_per_request"] > 0
+    markdown = (tmp_path / "simulation.md").read_text()
+    assert "| `thompson` |" in markdown and "regret ratio" in markdown
+    for plot in ("apply_rate", "regret", "strategies"):
+        png = tmp_path / f"simulation_{plot}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert f"({png.name})" in markdown
