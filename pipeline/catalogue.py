@@ -79,6 +79,23 @@ def delete_ad(store: Store, settings: Settings, ad_id: str) -> bool:
     return store.delete_ad(ad_id, lambda old: cells_listing(old, settings))
 
 
+def reindex(store: Store, settings: Settings, now: float) -> tuple[int, int]:
+    """Rebuild the indexes (geo set, expiry, summaries) of every live ad from its record, as
+    after an upgrade that changed what the summaries pack. Returns (reindexed, left out
+    because expired)."""
+    store.drop_expired(now)
+    done = expired = 0
+    for chunk in store.all_ads():
+        views = [ad_view(ad_id, fields, now) for ad_id, fields in chunk]
+        live = [AdRecord(v["ad_id"], v["lat"], v["lon"], v["title"], v["company"],
+                         v["category"] or "other", v["description"], v["created_at"],
+                         v["expires_at"]) for v in views if v["live"]]
+        if live:
+            upsert_ads(store, settings, live)
+        done, expired = done + len(live), expired + len(views) - len(live)
+    return done, expired
+
+
 def ad_view(ad_id: str, fields: dict[str, str], now: float) -> dict:
     """An ad as the API shows it."""
     expires_at = float(fields["expires_at"]) if "expires_at" in fields else None

@@ -212,6 +212,27 @@ class Store:
         raw = self.r.hgetall(Keys.ad(ad_id))
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
+    def all_ads(self, chunk: int = 1000) -> Iterator[list[tuple[str, dict[str, str]]]]:
+        """Every ad record (live or expired), in chunks of (ad_id, fields): for rebuilding
+        the indexes from the records."""
+        pending: list[bytes] = []
+        for key in self.r.scan_iter(match=f"{Keys.ad_prefix}*", count=chunk):
+            pending.append(key)
+            if len(pending) >= chunk:
+                yield self._records(pending)
+                pending = []
+        if pending:
+            yield self._records(pending)
+
+    def _records(self, keys: list[bytes]) -> list[tuple[str, dict[str, str]]]:
+        with self.r.pipeline(transaction=False) as p:
+            for key in keys:
+                p.hgetall(key)
+            rows = p.execute()
+        prefix = len(Keys.ad_prefix)
+        return [(_s(k)[prefix:], {_s(f): _s(v) for f, v in row.items()})
+                for k, row in zip(keys, rows) if row]
+
     def put_ads(self, ads: Sequence[AdRow], stale_cells_of: StaleCells) -> int:
         """Create or replace ads in one transaction, voiding the feeds that may list an old
         version of one of them (``stale_cells_of`` maps old locations to cells). The old
@@ -603,8 +624,11 @@ class Store:
 
 
 def summary_rows(values: Sequence[bytes]) -> np.ndarray:
-    """The fixed part of each ads:summary value, as SUMMARY records."""
-    return np.frombuffer(b"".join(v[:SUMMARY.itemsize] for v in values), dtype=SUMMARY)
+    """The fixed part of each ads:summary value, as SUMMARY records. A value shorter than
+    that (written by an older layout, before `flask ads reindex`) is padded with zeros: its
+    location and expiry, which every layout starts with, still read right."""
+    size = SUMMARY.itemsize
+    return np.frombuffer(b"".join(v[:size].ljust(size, b"\0") for v in values), dtype=SUMMARY)
 
 
 def summary(ad: AdRow, expires_at: float) -> bytes:

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from bandit import Estimate
-from pipeline.catalogue import upsert_ads
+from pipeline.catalogue import reindex, upsert_ads
 from pipeline.demo import demo_ads
 from pipeline.evaluate import Report, evaluate
 from webapp.ads import ad_record
@@ -84,6 +84,14 @@ def import_ads(file: Path) -> None:
 
 def _last_wins(chunk: list) -> list:
     return list({r.ad_id: r for r in chunk}.values())
+
+
+@ads_cli.command("reindex")
+def reindex_ads() -> None:
+    """Rebuild every live ad's indexes from its record (after an upgrade changed them)."""
+    rt = runtime()
+    done, expired = reindex(rt.store, rt.settings, rt.now())
+    click.echo(f"reindexed {done} ads ({expired} expired left out)")
 
 
 @ads_cli.command("demo")

@@ -6,8 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
+import pytest
 
+from pipeline.catalogue import category_code
+from store import NO_EXPIRY, Keys
 from tests.unit.webapp.support import ad_body, error_of, put_ad
 
 
@@ -202,3 +206,23 @@ def test_demo_is_reproducible_for_a_seed(app):
     assert ids == [orjson.loads(ln)["ad_id"] for ln in two.splitlines()]
     assert [(orjson.loads(ln)["lat"], orjson.loads(ln)["title"]) for ln in one.splitlines()] == \
         [(orjson.loads(ln)["lat"], orjson.loads(ln)["title"]) for ln in two.splitlines()]
+
+
+def test_reindex_rebuilds_every_live_ads_summary_from_its_record(app, client, admin, fake_store):
+    """After an upgrade that changed what ads:summary packs: an old-layout summary (lat, lon,
+    expiry, card) is rebuilt from the ad's record; an expired ad is left out of the indexes."""
+    now = time.time()
+    put_ad(client, admin, "keep", 52.52, 13.405, category="Care", created_at=now - 3600)
+    put_ad(client, admin, "gone", 52.52, 13.405, created_at=now - 7200, expires_at=now + 1)
+    old_layout = np.array([(52.52, 13.405, NO_EXPIRY)], dtype="<f8,<f8,<f8").tobytes() + b"{}"
+    fake_store.r.hset(Keys.ads_summary, "keep", old_layout)
+    app.extensions["runtime"].now = lambda: now + 2     # "gone" has expired
+    result = app.test_cli_runner().invoke(args=["ads", "reindex"])
+    assert result.exit_code == 0 and "reindexed 1 ads (1 expired left out)" in result.stdout
+    found = fake_store.ad_summaries(["keep", "gone"])
+    assert [i.decode() for i in found.ids] == ["keep"]
+    row = found.rows[0]
+    assert (row["lat"], row["lon"], row["exp"]) == (52.52, 13.405, NO_EXPIRY)
+    assert row["created"] == pytest.approx(now - 3600, abs=1)
+    assert row["cat"] == category_code("care")
+    assert fake_store.live_ad_ids() == ["keep"]
