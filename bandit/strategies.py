@@ -7,8 +7,11 @@ A strategy orders a cell's candidate ads one way:
   to be the best.
 - ``popular``: by posterior mean, the best guess today (no exploration).
 - ``newest``: by creation time, newest first.
-- ``nearest``: by distance; the cell keeps the ads nearest its centre and serving sorts
-  them by distance from the user's exact point.
+- ``nearest``: by distance; the cell keeps the ads nearest to any point of the cell (by
+  distance to the cell's box) and serving sorts them by distance from the user's exact
+  point. Every ad within D of the user, wherever the user is in the cell, is among them (D:
+  the box distance of the last ad kept), so the user's nearest ads out to D are exact. (A
+  cell holding more ads than it keeps has D = 0: it keeps those nearest its centre.)
 - ``random``: uniformly random orders (K variants); a baseline, and the cleanest data
   for off-policy evaluation.
 - ``egreedy``: the popular order, each slot replaced with probability epsilon by a
@@ -41,7 +44,7 @@ class Candidates:
     draws: np.ndarray        # (n, K) posterior draws
     mean: np.ndarray         # (n,) posterior means
     created_at: np.ndarray   # (n,)
-    centre_km: np.ndarray    # (n,) distance from the cell's centre
+    box_km: np.ndarray       # (n,) distance from the cell's box (0 inside it)
 
     def __len__(self) -> int:
         return len(self.mean)
@@ -68,7 +71,7 @@ def strategy_orders(strategies: Sequence[str], cand: Candidates, length: int,
         elif name == "newest":
             out[name] = rank_variants(cand.created_at[None, :], length)
         elif name == "nearest":
-            out[name] = rank_variants(-cand.centre_km[None, :], length)
+            out[name] = rank_variants(-cand.box_km[None, :], length)
         elif name == "random":
             out[name] = rank_variants(rng.random((variants, len(cand))), length)
         elif name == "egreedy":

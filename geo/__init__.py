@@ -5,9 +5,9 @@ Imports numpy, math and the standard library only; no I/O. Degrees in, km out.
 """
 from geo.covering import (MAX_COVERING_CELLS, cell_half_diagonal_km, cells_covering,
                           covering_precision, precision_for_radius)
-from geo.distance import (EARTH_RADIUS_KM, Box, bounding_boxes, dot_to_km, km_to_dot,
-                          destination_point, distance_to_boxes_km, haversine_km, unit_vector,
-                          unit_vectors)
+from geo.distance import (EARTH_RADIUS_KM, Box, bounding_boxes, destination_point,
+                          distance_from_box_km, distance_to_boxes_km, dot_to_km, haversine_km,
+                          km_to_dot, unit_vector, unit_vectors)
 from geo.geohash import BASE32, decode, decode_box, encode, encode_many, neighbours
 from geo.index import PointIndex
 
@@ -24,6 +24,7 @@ __all__ = [
     "decode",
     "decode_box",
     "destination_point",
+    "distance_from_box_km",
     "distance_to_boxes_km",
     "dot_to_km",
     "encode",

@@ -136,18 +136,36 @@ def distance_to_boxes_km(lat: float, lon: float, lat_min: np.ndarray, lat_max: n
     ...                      np.array([-1.0]), np.array([1.0])).round(3)
     array([111.195])
     """
-    lat_min, lat_max = np.asarray(lat_min, float), np.asarray(lat_max, float)
-    lon_min, lon_max = np.asarray(lon_min, float), np.asarray(lon_max, float)
+    return _point_to_box_km(lat, lon, lat_min, lat_max, lon_min, lon_max)
+
+
+def distance_from_box_km(lat: np.ndarray, lon: np.ndarray, box: Box) -> np.ndarray:
+    """Great-circle distance in km from each point to the nearest point of one box (0 inside
+    it), exactly as ``distance_to_boxes_km``.
+
+    >>> distance_from_box_km(np.array([0.0, 1.5, 3.0]), np.array([0.0, 0.0, 0.0]),
+    ...                      Box(1.0, 2.0, -1.0, 1.0)).round(3)
+    array([111.195,   0.   , 111.195])
+    """
+    return _point_to_box_km(lat, lon, box.lat_min, box.lat_max, box.lon_min, box.lon_max)
+
+
+def _point_to_box_km(lat: float | np.ndarray, lon: float | np.ndarray,
+                     lat_min: float | np.ndarray, lat_max: float | np.ndarray,
+                     lon_min: float | np.ndarray, lon_max: float | np.ndarray) -> np.ndarray:
+    """Points to boxes, all broadcast together (the reasoning: ``distance_to_boxes_km``)."""
+    lat, lon, lat_min, lat_max, lon_min, lon_max = np.broadcast_arrays(
+        *(np.asarray(v, dtype=float) for v in (lat, lon, lat_min, lat_max, lon_min, lon_max)))
     on_own_meridian = np.mod(lon - lon_min, 360.0) <= lon_max - lon_min
     nearest_lat = np.minimum(np.maximum(lat, lat_min), lat_max)
     lat_gap_km = np.radians(np.abs(lat - nearest_lat)) * EARTH_RADIUS_KM
-    corners_km = haversine_km(lat, lon, np.stack([lat_min, lat_min, lat_max, lat_max]),
+    corners_km = haversine_km(lat[None], lon[None], np.stack([lat_min, lat_min, lat_max, lat_max]),
                               np.stack([lon_min, lon_max, lon_min, lon_max]))
-    phi = math.radians(lat)
-    dlambda = np.radians(lon - np.stack([lon_min, lon_max]))
-    foot_lat = np.degrees(np.arctan2(math.sin(phi), math.cos(phi) * np.cos(dlambda)))
+    phi = np.radians(lat)[None]
+    dlambda = np.radians(lon[None] - np.stack([lon_min, lon_max]))
+    foot_lat = np.degrees(np.arctan2(np.sin(phi), np.cos(phi) * np.cos(dlambda)))
     foot_on_edge = (np.cos(dlambda) > 0) & (foot_lat >= lat_min) & (foot_lat <= lat_max)
-    cross_km = np.arcsin(np.minimum(math.cos(phi) * np.abs(np.sin(dlambda)), 1.0)) * EARTH_RADIUS_KM
+    cross_km = np.arcsin(np.minimum(np.cos(phi) * np.abs(np.sin(dlambda)), 1.0)) * EARTH_RADIUS_KM
     along_meridian_km = np.where(on_own_meridian, lat_gap_km, np.inf)
     to_edge_km = np.where(foot_on_edge, cross_km, np.inf).min(axis=0)
     return np.minimum(along_meridian_km, np.minimum(corners_km.min(axis=0), to_edge_km))

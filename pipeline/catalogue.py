@@ -81,19 +81,22 @@ def delete_ad(store: Store, settings: Settings, ad_id: str) -> bool:
 
 def reindex(store: Store, settings: Settings, now: float) -> tuple[int, int]:
     """Rebuild the indexes (geo set, expiry, summaries) of every live ad from its record, as
-    after an upgrade that changed what the summaries pack. Returns (reindexed, left out
-    because expired)."""
+    after an upgrade that changed what the summaries pack, and give ads without decayed
+    evidence their raw counters as evidence (as of now). Expired ads leave the indexes.
+    Returns (reindexed, left out because expired)."""
     store.drop_expired(now)
-    done = expired = 0
-    for chunk in store.all_ads():
-        views = [ad_view(ad_id, fields, now) for ad_id, fields in chunk]
-        live = [AdRecord(v["ad_id"], v["lat"], v["lon"], v["title"], v["company"],
+    done = seen = 0
+
+    def live_rows(records: list[tuple[str, dict[str, str]]]) -> list:
+        views = [ad_view(ad_id, fields, now) for ad_id, fields in records]
+        return [AdRecord(v["ad_id"], v["lat"], v["lon"], v["title"], v["company"],
                          v["category"] or "other", v["description"], v["created_at"],
-                         v["expires_at"]) for v in views if v["live"]]
-        if live:
-            upsert_ads(store, settings, live)
-        done, expired = done + len(live), expired + len(views) - len(live)
-    return done, expired
+                         v["expires_at"]).row() for v in views if v["live"]]
+
+    for ad_ids in store.all_ad_ids():
+        done += store.rebuild_indexes(ad_ids, live_rows, now)
+        seen += len(ad_ids)
+    return done, seen - done
 
 
 def ad_view(ad_id: str, fields: dict[str, str], now: float) -> dict:

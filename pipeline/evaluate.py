@@ -1,7 +1,8 @@
 """Off-policy evaluation of the feed strategies, from the served log joined with the events.
 
-A served feed's reward is the number of applies naming it that reached the events stream
-within ``attribution_s`` of its serving: the applies per feed the strategy bandit learns.
+A served feed's reward is 1 if an apply naming it reached the events stream within
+``attribution_s`` of its serving, else 0: the share of feeds that led to an apply, which is
+what the strategy bandit learns.
 Both logs are read in chunks into arrays; the join is a sorted search on the feed ids.
 """
 from __future__ import annotations
@@ -59,15 +60,16 @@ def evaluate(store: Store, since: float, until: float, attribution_s: float) -> 
     """Each strategy seen among the feeds served from ``since`` to ``until`` (epoch seconds):
     its logged value, and the IPS and SNIPS estimates of serving it always."""
     log = read_served(store, int(since * 1000), int(until * 1000))
-    rewards = credit_applies(store, log, int(since * 1000), int(until * 1000),
+    applies = credit_applies(store, log, int(since * 1000), int(until * 1000),
                              int(attribution_s * 1000))
+    rewards = np.minimum(applies, 1.0)
     strategies = tuple(
         StrategyReport(STRATEGIES[code], int((log.strategy == code).sum()),
                        logged_value(log.strategy, rewards, code),
                        ips(log.strategy, rewards, log.propensity, code),
                        snips(log.strategy, rewards, log.propensity, code))
         for code in np.unique(log.strategy).tolist())
-    return Report(since, until, attribution_s, len(log), int(rewards.sum()), log.skipped,
+    return Report(since, until, attribution_s, len(log), int(applies.sum()), log.skipped,
                   mean_estimate(rewards), strategies)
 
 
@@ -94,8 +96,8 @@ def read_served(store: Store, start_ms: int, end_ms: int) -> ServedLog:
 
 def credit_applies(store: Store, log: ServedLog, since_ms: int, until_ms: int,
                    attribution_ms: int) -> np.ndarray:
-    """Each served feed's reward: the applies naming it that reached the events stream at
-    most ``attribution_ms`` after it was served. Applies naming other feeds are ignored."""
+    """Each served feed's applies: those naming it that reached the events stream at most
+    ``attribution_ms`` after it was served. Applies naming other feeds are ignored."""
     rewards = np.zeros(len(log), dtype=np.float64)
     if not len(log):
         return rewards

@@ -108,11 +108,11 @@ def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
 
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                rng: np.random.Generator, cache: FeedCache | None, served: ServingLog,
-               excluded: set[str] | None = None) -> ServedFeed:
+               excluded: set[str] | None = None, secret: bytes | None = None) -> ServedFeed:
     """The ordered ads for a point. A cached cell costs no Redis round trip (one to read the
     user's excluded ads when a user_id is given and ``excluded`` is not); an uncached one a
     single GET, whatever the size of the catalogue. The served feed is logged through
-    ``served``."""
+    ``served``. ``secret`` signs the feed id (serving processes keep it: else it is read)."""
     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)
     feed, outcome = load_cell(store, settings, cell, now, rng, cache)
     if excluded is None:
@@ -130,7 +130,7 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     chosen = order[shown].tolist()
     chosen_km = geo.dot_to_km(dot[shown]).tolist()
     ad_ids = feed.ad_ids.take(chosen)
-    feed_id = make_feed_id(now, cell, pick.strategy, rng)
+    feed_id = make_feed_id(now, cell, pick.strategy, rng, secret or store.feed_id_secret())
     served.add({"feed_id": feed_id, "ts": now, "cell": cell, "strategy": pick.strategy,
                 "propensity": pick.propensity, "variant": pick.variant,
                 "generated_at": feed.generated_at, "cache": outcome,

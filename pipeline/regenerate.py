@@ -31,6 +31,7 @@ MAX_ATTEMPTS = 3
 # searching a touch wider and filtering exactly keeps every ad our own distance admits.
 SEARCH_SLACK = 1.001
 STRATEGY_DRAWS = 500   # Monte Carlo draws for each cell's strategy probabilities
+NEAREST_TIE_BREAK = 1e-6  # km of box distance per km from the centre (a few mm at most)
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,14 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     feeds: dict[str, bytes] = {}
     for cell, radius_km, probs in zip(cells, reach_km, probabilities):
         lat, lon = geo.decode(cell)
-        candidates, centre_km = index.query_with_distance(lat, lon, radius_km)
+        candidates = index.query(lat, lon, radius_km)
+        # ads inside the cell (box distance 0) are ranked by distance from its centre
+        box_km = geo.distance_from_box_km(snapshot.lat[candidates], snapshot.lon[candidates],
+                                          geo.decode_box(cell))
+        box_km += NEAREST_TIE_BREAK * geo.dot_to_km(snapshot.xyz[candidates]
+                                                    @ geo.unit_vector(lat, lon))
         cand = Candidates(draws[candidates], mean[candidates],
-                          snapshot.created_at[candidates], centre_km)
+                          snapshot.created_at[candidates], box_km)
         orders = strategy_orders(settings.feed_strategies, cand, settings.feed_length, rng,
                                  settings.epsilon)
         feeds[cell] = build_cell(snapshot, candidates, orders, cell, settings, probs, now).pack()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -17,52 +18,86 @@ import orjson
 
 from bandit import STRATEGIES, decay_factor, exposure_weight
 from config import Settings
-from pipeline.feedid import parse_feed_id
+from pipeline.feedid import FeedRef, parse_feed_id
 from pipeline.ingest import sweep_inbox
 from store import RollupRow, StreamEntry, Store, consumer_name, stat_type_index
 
 log = logging.getLogger(__name__)
 
 MAX_BLOCKS = 1000  # bounds one run; the next run goes on where this one stopped
+IMPRESSION = stat_type_index("impression")
+CREDITED_TTL_S = 8 * 86_400   # how long a feed's credit is remembered, per day it was served
 
 
 def day_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def count_block(store: Store, settings: Settings, entries: list[StreamEntry], now: float) -> int:
+@dataclass(frozen=True)
+class Parsed:
+    """What the rollup reads of one event entry."""
+
+    entry_id: str
+    ad_id: str
+    type_index: int
+    day: str
+    ts: float
+    position: float          # 0: unknown
+    feed: FeedRef | None
+
+
+def parse_entry(entry: StreamEntry, secret: bytes) -> Parsed | None:
+    """The entry as the rollup counts it, or None if it is unreadable (acknowledged without
+    counting: it can never become readable, and must not hold the stream up)."""
+    try:
+        event = orjson.loads(entry.payload)
+        ts = float(event["ts"])
+        position = float(event.get("pos") or 0)
+        if not isinstance(event["ad"], str) or not isinstance(event["type"], str):
+            raise TypeError("ad and type must be strings")
+        feed = event.get("feed")
+        return Parsed(entry.entry_id, event["ad"], stat_type_index(event["type"]), day_of(ts),
+                      ts, position,
+                      parse_feed_id(feed, secret) if isinstance(feed, str) else None)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError,
+            AttributeError):
+        return None
+
+
+def count_block(store: Store, settings: Settings, entries: list[StreamEntry], now: float,
+                secret: bytes) -> int:
     """Count one block of entries and acknowledge it, atomically. Returns events counted."""
-    events: list[tuple[StreamEntry, dict]] = []
-    unreadable: list[RollupRow] = []
+    parsed: list[Parsed] = []
+    rows: list[RollupRow] = []
     for entry in entries:
-        try:
-            event = orjson.loads(entry.payload)
-            event["day"] = day_of(float(event["ts"]))
-            event["type_index"] = stat_type_index(event["type"])
-            if not isinstance(event["ad"], str):
-                raise TypeError("ad")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError):
+        event = parse_entry(entry, secret)
+        if event is None:
             log.warning("unreadable event entry %s acknowledged without counting", entry.entry_id)
             ms = int(entry.entry_id.split("-")[0])
-            unreadable.append(RollupRow(entry.entry_id, "", 0, day_of(ms / 1000)))
-            continue
-        events.append((entry, event))
-    ts = np.array([float(e["ts"]) for _, e in events])
-    positions = np.array([e.get("pos") or 0 for _, e in events], dtype=np.float64)
-    impression = np.array([e["type"] == "impression" for _, e in events], dtype=bool)
+            rows.append(RollupRow(entry.entry_id, "", 0, day_of(ms / 1000)))
+        else:
+            parsed.append(event)
+    ts = np.array([e.ts for e in parsed])
+    positions = np.array([e.position for e in parsed])
+    impression = np.array([e.type_index == IMPRESSION for e in parsed], dtype=bool)
     weights = decay_factor(now - ts, settings.stats_half_life_s)
     weights = np.where(impression, weights * exposure_weight(positions,
                                                              settings.position_bias_exponent),
                        weights).tolist()
-    rows = list(unreadable)
-    for (entry, event), weight in zip(events, weights):
-        ref = parse_feed_id(event.get("feed"))
-        rows.append(RollupRow(entry.entry_id, event["ad"], event["type_index"], event["day"],
-                              weight, ref.cell if ref else "", ref.strategy if ref else ""))
-    return store.apply_rollup(rows, now, settings.stats_half_life_s, STRATEGIES)
+    for e, weight in zip(parsed, weights):
+        feed = e.feed
+        # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
+        # credits no strategy (the evaluation's default attribution window is the same)
+        if feed is None or e.ts - feed.served_ms / 1000 > settings.event_max_age_s:
+            rows.append(RollupRow(e.entry_id, e.ad_id, e.type_index, e.day, weight))
+        else:
+            rows.append(RollupRow(e.entry_id, e.ad_id, e.type_index, e.day, weight, feed.cell,
+                                  feed.strategy, feed.feed_id, day_of(feed.served_ms / 1000)))
+    return store.apply_rollup(rows, now, settings.stats_half_life_s, STRATEGIES,
+                              CREDITED_TTL_S)
 
 
-def count_served(store: Store, settings: Settings, now: float) -> int:
+def count_served(store: Store, settings: Settings, now: float, secret: bytes) -> int:
     """Add the feeds served since the last run to each cell's and strategy's decayed
     served count. Stops if another run moved the cursor (it is counting them)."""
     total = 0
@@ -71,7 +106,7 @@ def count_served(store: Store, settings: Settings, now: float) -> int:
         entries = store.served_after(cursor, settings.rollup_batch)
         if not entries:
             break
-        refs = [parse_feed_id(fields.get("feed_id")) for _, fields in entries]
+        refs = [parse_feed_id(fields.get("feed_id"), secret) for _, fields in entries]
         known = [r for r in refs if r is not None]
         weights = decay_factor(now - np.array([r.served_ms / 1000 for r in known]),
                                settings.stats_half_life_s).tolist()
@@ -91,6 +126,7 @@ def run_rollup(store: Store, settings: Settings, now: float,
     its retention."""
     started = time.perf_counter()
     consumer = consumer or consumer_name()
+    secret = store.feed_id_secret()
     recovered = sweep_inbox(store, settings, now)
     store.ensure_group()
     counted = 0
@@ -98,11 +134,11 @@ def run_rollup(store: Store, settings: Settings, now: float,
     reclaimed = len(entries)
     for _ in range(MAX_BLOCKS):
         if entries:
-            counted += count_block(store, settings, entries, now)
+            counted += count_block(store, settings, entries, now, secret)
         entries = store.read_new(consumer, settings.rollup_batch)
         if not entries:
             break
-    served = count_served(store, settings, now)
+    served = count_served(store, settings, now, secret)
     expired = store.drop_expired(now)
     store.trim_events(int((now - settings.events_retention_s) * 1000))
     report = {"counted": counted, "reclaimed": reclaimed, "recovered_events": recovered,

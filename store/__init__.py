@@ -6,6 +6,7 @@ touches together share the ``{ev}`` hash tag, so a move to Redis Cluster changes
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +17,14 @@ import redis
 import geo
 from store import scripts
 
-# ads:summary values: lat, lon, expires_at, created_at, a 64-bit code of the category, then
-# the ad's card (opaque bytes: the fields a feed shows, pre-rendered by the caller)
+# ads:summary values: a layout tag, then lat, lon, expires_at, created_at, a 64-bit code of
+# the category, then the ad's card (opaque bytes: the fields a feed shows, pre-rendered by
+# the caller). Values without the tag have the first layout: lat, lon, expires_at, card;
+# they read with creation time and category 0 until `flask ads reindex` rewrites them.
 SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8"), ("created", "<f8"),
                     ("cat", "<u8")])
+SUMMARY_TAG = b"AS2\x00"
+FIRST_LAYOUT_SIZE = 24
 FEEDS_CHANNEL = "feeds:changed"
 GEO_LAT_LIMIT = 85.05112878  # Redis geo sets hold latitudes within +-this
 NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never expires
@@ -36,27 +41,21 @@ StaleCells = Callable[[list[tuple[float, float]]], Iterable[str]]
 @dataclass(frozen=True)
 class Summaries:
     """ads:summary values side by side: ``buffer`` holds them concatenated, ``rows`` their
-    fixed parts, ``starts`` where each begins; each card follows its fixed part."""
+    fixed parts; each card is buffer[card_starts[i]:card_starts[i] + card_lengths[i]]."""
 
     ids: list[bytes]
     buffer: bytes
-    rows: np.ndarray        # SUMMARY records
-    starts: np.ndarray      # int64
+    rows: np.ndarray          # SUMMARY records
+    card_starts: np.ndarray   # int64
+    card_lengths: np.ndarray  # int64
 
     @classmethod
     def decode(cls, ids: list[bytes], values: list[bytes]) -> Summaries:
         lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
         starts = np.zeros(len(values), dtype=np.int64)
         np.cumsum(lengths[:-1], out=starts[1:])
-        return cls(ids, b"".join(values), summary_rows(values), starts)
-
-    @property
-    def card_starts(self) -> np.ndarray:
-        return self.starts + SUMMARY.itemsize
-
-    @property
-    def card_lengths(self) -> np.ndarray:
-        return np.diff(np.append(self.starts, len(self.buffer))) - SUMMARY.itemsize
+        rows, card_offsets = summary_rows(values)
+        return cls(ids, b"".join(values), rows, starts + card_offsets, lengths - card_offsets)
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,9 @@ class RollupRow:
     day: str                 # YYYY-MM-DD
     weight: float = 1.0      # decay (and, for impressions, position) weight
     cell: str = ""           # the feed's cell and strategy, when the event names a feed
-    strategy: str = ""
+    strategy: str = ""       # ("" also when it came too late to credit the strategy)
+    feed_id: str = ""
+    feed_day: str = ""       # YYYY-MM-DD the feed was served: its credit is kept per day
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,12 @@ class Keys:
     def priors(model: str) -> str:
         return f"priors:{model}"
 
+    @staticmethod
+    def credited(day: str) -> str:
+        return f"{{ev}}:credited:{day}"
+
+    feed_id_secret = "secret:feed_ids"
+
 
 def _s(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
@@ -212,26 +219,47 @@ class Store:
         raw = self.r.hgetall(Keys.ad(ad_id))
         return {_s(k): _s(v) for k, v in raw.items()} if raw else None
 
-    def all_ads(self, chunk: int = 1000) -> Iterator[list[tuple[str, dict[str, str]]]]:
-        """Every ad record (live or expired), in chunks of (ad_id, fields): for rebuilding
-        the indexes from the records."""
-        pending: list[bytes] = []
+    def all_ad_ids(self, chunk: int = 500) -> Iterator[list[str]]:
+        """The id of every ad record (live or expired), in chunks."""
+        prefix, pending = len(Keys.ad_prefix), []
         for key in self.r.scan_iter(match=f"{Keys.ad_prefix}*", count=chunk):
-            pending.append(key)
+            pending.append(_s(key)[prefix:])
             if len(pending) >= chunk:
-                yield self._records(pending)
+                yield pending
                 pending = []
         if pending:
-            yield self._records(pending)
+            yield pending
 
-    def _records(self, keys: list[bytes]) -> list[tuple[str, dict[str, str]]]:
-        with self.r.pipeline(transaction=False) as p:
-            for key in keys:
-                p.hgetall(key)
-            rows = p.execute()
-        prefix = len(Keys.ad_prefix)
-        return [(_s(k)[prefix:], {_s(f): _s(v) for f, v in row.items()})
-                for k, row in zip(keys, rows) if row]
+    def rebuild_indexes(self, ad_ids: Sequence[str],
+                        rows_of: Callable[[list[tuple[str, dict[str, str]]]], list[AdRow]],
+                        evidence_at: float) -> int:
+        """Rewrite the indexes (geo set, expiry, summary) of these ads from their records,
+        which ``rows_of`` turns into rows (leaving out the ones not to index), in one
+        transaction that starts over if a record changes meanwhile: a record is never
+        written, so an ad deleted or replaced meanwhile stays as its writer left it. An ad
+        with no decayed evidence yet gets its raw counters as evidence at ``evidence_at``."""
+        keys = [Keys.ad(a) for a in ad_ids]
+
+        def step(p: redis.client.Pipeline) -> int:
+            with self.r.pipeline(transaction=False) as reads:
+                for key in keys:
+                    reads.hgetall(key)
+                found = reads.execute()
+            rows = rows_of([(a, {_s(f): _s(v) for f, v in raw.items()})
+                            for a, raw in zip(ad_ids, found) if raw])
+            counts = self.ad_stats([ad.ad_id for ad in rows], ("impressions", *EVIDENCE_FIELDS[1:]))
+            p.multi()
+            for i, ad in enumerate(rows):
+                expiry = NO_EXPIRY if ad.expires_at is None else ad.expires_at
+                p.geoadd(Keys.ads_geo, (ad.lon, ad.lat, ad.ad_id))
+                p.zadd(Keys.ads_expiry, {ad.ad_id: expiry})
+                p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry))
+                sums = [counts[f][i] for f in counts]
+                if any(sums):
+                    p.hsetnx(Keys.decayed, ad.ad_id, " ".join(map(repr, [evidence_at, *sums])))
+            return len(rows)
+
+        return self.r.transaction(step, *keys, value_from_callable=True)
 
     def put_ads(self, ads: Sequence[AdRow], stale_cells_of: StaleCells) -> int:
         """Create or replace ads in one transaction, voiding the feeds that may list an old
@@ -274,7 +302,8 @@ class Store:
     @staticmethod
     def _summary_locations(p: redis.client.Pipeline, ad_ids: Sequence[str]) -> list[tuple[float, float]]:
         """(lat, lon) of the listed ads that are indexed, read on a watching connection."""
-        rows = summary_rows([v for v in p.hmget(Keys.ads_summary, list(ad_ids)) if v is not None])
+        rows, _ = summary_rows([v for v in p.hmget(Keys.ads_summary, list(ad_ids))
+                                if v is not None])
         return list(zip(rows["lat"].tolist(), rows["lon"].tolist()))
 
     @staticmethod
@@ -390,21 +419,33 @@ class Store:
         return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
 
     def apply_rollup(self, rows: Sequence[RollupRow], now: float, half_life_s: float,
-                     strategies: Sequence[str]) -> int:
+                     strategies: Sequence[str], credited_ttl_s: int = 8 * 86_400) -> int:
         """Count a block of events and XACK it, atomically: raw counters, per-day counters
-        (also per strategy), each ad's decayed evidence, and the applies credited to the
-        strategy and cell of the feed they came from. Returns the events counted."""
+        (also per strategy), each ad's decayed evidence, and, once per feed, the strategy and
+        cell of the feed an apply came from. Returns the events counted."""
         days = sorted({row.day for row in rows})
+        feed_days = sorted({row.feed_day for row in rows if row.strategy})
         fixed = [Keys.events, *(Keys.stats(f) for f in STAT_FIELDS), Keys.decayed,
                  Keys.strategies]
         day_index = {d: len(fixed) + 1 + i for i, d in enumerate(days)}
+        credit_index = {d: len(fixed) + len(days) + 1 + i for i, d in enumerate(feed_days)}
         strategy_index = {name: i for i, name in enumerate(strategies, start=1)}
-        args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), len(strategies),
-                              *strategies]
+        args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
+                              len(strategies), *strategies]
         for row in rows:
+            s = strategy_index.get(row.strategy, 0)
             args += [row.entry_id, row.ad_id, row.type_index, day_index[row.day],
-                     repr(row.weight), row.cell, strategy_index.get(row.strategy, 0)]
-        return int(self._rollup(keys=[*fixed, *(Keys.ctr(d) for d in days)], args=args))
+                     repr(row.weight), row.cell, s, row.feed_id,
+                     credit_index[row.feed_day] if s else 0]
+        keys = [*fixed, *(Keys.ctr(d) for d in days), *(Keys.credited(d) for d in feed_days)]
+        return int(self._rollup(keys=keys, args=args))
+
+    def feed_id_secret(self) -> bytes:
+        """The secret that signs feed ids: made once, on first use, and shared by every
+        process through the store (delete the key to rotate it: older feed ids then credit
+        no strategy)."""
+        self.r.set(Keys.feed_id_secret, secrets.token_hex(32), nx=True)
+        return self.r.get(Keys.feed_id_secret)
 
     def decayed_evidence(self, ad_ids: Sequence[str], chunk: int = 50_000) -> Decayed:
         """Each ad's decayed evidence (EVIDENCE_FIELDS) as last updated, and when."""
@@ -623,18 +664,23 @@ class Store:
         return {_s(k): _s(v) for k, v in self.r.hgetall(Keys.job(job)).items()}
 
 
-def summary_rows(values: Sequence[bytes]) -> np.ndarray:
-    """The fixed part of each ads:summary value, as SUMMARY records. A value shorter than
-    that (written by an older layout, before `flask ads reindex`) is padded with zeros: its
-    location and expiry, which every layout starts with, still read right."""
-    size = SUMMARY.itemsize
-    return np.frombuffer(b"".join(v[:size].ljust(size, b"\0") for v in values), dtype=SUMMARY)
+def summary_rows(values: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed part of each ads:summary value, as SUMMARY records, and where each value's
+    card begins. A value of the first layout (no tag) reads with creation time and category
+    0."""
+    tag, size = len(SUMMARY_TAG), SUMMARY.itemsize
+    padding = bytes(size - FIRST_LAYOUT_SIZE)
+    tagged = [v[:tag] == SUMMARY_TAG for v in values]
+    fixed = b"".join(v[tag:tag + size] if t else v[:FIRST_LAYOUT_SIZE] + padding
+                     for v, t in zip(values, tagged))
+    offsets = np.where(np.array(tagged, dtype=bool), tag + size, FIRST_LAYOUT_SIZE)
+    return np.frombuffer(fixed, dtype=SUMMARY), offsets.astype(np.int64)
 
 
 def summary(ad: AdRow, expires_at: float) -> bytes:
     """An ads:summary value: what regeneration and serving need of an ad."""
     fixed = (ad.lat, ad.lon, expires_at, ad.created_at, ad.category_code)
-    return np.array([fixed], dtype=SUMMARY).tobytes() + ad.card
+    return SUMMARY_TAG + np.array([fixed], dtype=SUMMARY).tobytes() + ad.card
 
 
 def searchable(lat: float, lon: float, radius_km: float) -> tuple[float, float]:

@@ -76,27 +76,28 @@ end
 
 # Count a block of events and XACK them in one step. An entry counts only if this
 # XACK acknowledged it, so an entry reclaimed and counted elsewhere is never counted twice.
-# The same step adds to each ad's decayed evidence and credits applies to the strategy
-# (and cell) of the feed they came from.
+# The same step adds to each ad's decayed evidence and credits the strategy (and cell) of
+# the feed an apply came from, once per feed: a feed earns 1 if it led to any apply.
 # KEYS: events, 5 stats hashes (impressions views saves applies hides), decayed, strategies,
-#       ctr day keys...
-# ARGV: group, now, half_life, n strategy names, the names, then per entry 7 values:
-#       entry_id, ad_id, type_index 0..5, ctr_key_index, weight, cell, strategy_index (0: none).
+#       then ctr day keys and credited-feed day keys (each entry says which)
+# ARGV: group, now, half_life, credited_ttl_s, n strategy names, the names, then per entry 9
+#       values: entry_id, ad_id, type_index 0..5, ctr_key_index, weight, cell,
+#       strategy_index (0: no feed), feed_id, credited_key_index.
 #       type_index 0 acknowledges an unusable entry without counting it.
 ROLLUP = DECAY_LIB + """
 local names = {'impressions', 'views', 'saves', 'applies', 'hides'}
 local group, now, half_life = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local nstrat = tonumber(ARGV[4])
+local credited_ttl, nstrat = ARGV[4], tonumber(ARGV[5])
 local strategy = {}
-for i = 1, nstrat do strategy[i] = ARGV[4 + i] end
-local counts, evidence, credit = {}, {}, {}
+for i = 1, nstrat do strategy[i] = ARGV[5 + i] end
+local counts, evidence, credit, credited_keys = {}, {}, {}, {}
 local function add(tbl, key, field, n)
   local t = tbl[key]
   if not t then t = {}; tbl[key] = t end
   t[field] = (t[field] or 0) + n
 end
 local counted = 0
-for i = 5 + nstrat, #ARGV, 7 do
+for i = 6 + nstrat, #ARGV, 9 do
   if redis.call('XACK', KEYS[1], group, ARGV[i]) == 1 then
     local t = tonumber(ARGV[i + 2])
     if t > 0 then
@@ -107,7 +108,9 @@ for i = 5 + nstrat, #ARGV, 7 do
       if t <= 4 then add(evidence, ad, t, weight) end
       if s > 0 then
         add(counts, day_key, strategy[s] .. ':' .. names[t], 1)
-        if t == 4 then
+        local credited_key = KEYS[tonumber(ARGV[i + 8])]
+        if t == 4 and redis.call('SADD', credited_key, ARGV[i + 7]) == 1 then
+          credited_keys[credited_key] = true
           add(credit, cell, nstrat + s, weight)
           add(credit, '*', nstrat + s, weight)
         end
@@ -121,6 +124,7 @@ for key, fields in pairs(counts) do
 end
 for ad, adds in pairs(evidence) do decayed_add(KEYS[7], ad, 4, adds, now, half_life) end
 for cell, adds in pairs(credit) do decayed_add(KEYS[8], cell, 2 * nstrat, adds, now, half_life) end
+for key in pairs(credited_keys) do redis.call('EXPIRE', key, credited_ttl) end
 return counted
 """
 

@@ -49,7 +49,7 @@ def regenerate() -> Response:
 def served_feed(feed_id: str) -> Response:
     feed_id = identifier(feed_id, "feed_id")
     rt = runtime()
-    ref = parse_feed_id(feed_id)
+    ref = parse_feed_id(feed_id, rt.feed_id_secret)
     entry = None
     if ref is not None:
         rt.serving_log.flush()              # this process's own recent feeds, if any

@@ -132,8 +132,9 @@ class EpochSeconds(click.ParamType):
 def evaluate_command(since: float | None, until: float | None, attribution_s: float | None,
                      output: str) -> None:
     """Off-policy evaluation of the feed strategies: for each strategy in the served log,
-    its logged value (applies per feed it served) and the IPS and self-normalised IPS
-    estimates of the applies per feed had it served every feed, with 95 % intervals."""
+    its logged value (the share of its feeds that led to an apply) and the IPS and
+    self-normalised IPS estimates of that share had it served every feed, with 95 %
+    intervals."""
     rt = runtime()
     until = rt.now() if until is None else until
     since = until - 86_400 if since is None else since
@@ -170,7 +171,7 @@ def report_table(report: Report) -> str:
               for row in rows]
     lines.append(f"feeds used: {report.feeds} (applies credited: {report.applies}, "
                  f"log entries skipped: {report.skipped})")
-    lines.append(f"logging policy: {_interval(report.policy)} applies per feed")
+    lines.append(f"logging policy: {_interval(report.policy)} of feeds led to an apply")
     return "\n".join(lines)
 
 

@@ -30,7 +30,7 @@ def feed() -> Response:
     rt = runtime()
     req = FeedRequest(q.lat, q.lon, q.limit, _radius_km(q.radius_km), q.user_id)
     served = serve_feed(rt.store, rt.settings, req, rt.now(), rt.rng, rt.feed_cache,
-                        rt.serving_log)
+                        rt.serving_log, secret=rt.feed_id_secret)
     g.feed_id = served.feed_id
     return Response(served.json(), mimetype="application/json")
 
@@ -57,10 +57,10 @@ def recommend(user_id: str) -> Response:
         (lat, lon), source = known, "last_known"
     req = FeedRequest(lat, lon, q.limit, _radius_km(q.radius_km), user_id)
     served = serve_feed(rt.store, rt.settings, req, rt.now(), rt.rng, rt.feed_cache,
-                        rt.serving_log, excluded)
+                        rt.serving_log, excluded, rt.feed_id_secret)
     g.feed_id = served.feed_id
-    return Response(served.json(user_id=user_id, location={"lat": lat, "lon": lon,
-                                                           "source": source}),
+    # the location itself is not echoed: anyone who knows a user_id would learn where they are
+    return Response(served.json(user_id=user_id, location_source=source),
                     mimetype="application/json")
 
 

@@ -28,6 +28,11 @@ class Runtime:
                               socket_connect_timeout=2, health_check_interval=30)
 
     @cached_property
+    def feed_id_secret(self) -> bytes:
+        """The secret that signs feed ids (read from the store on first use)."""
+        return self.store.feed_id_secret()
+
+    @cached_property
     def feed_cache(self) -> FeedCache:
         return FeedCache(self.store, self.settings.feed_cache_ttl_s,
                          self.settings.feed_cache_mb << 20)

@@ -29,7 +29,8 @@ from bandit import (Candidates, Evidence, PriorRates, StrategyPrior, ad_posterio
 from bandit.posterior import AdPosterior
 from bench.sim.world import Outcomes, World, top_valid
 from config import Settings
-from pipeline.regenerate import STRATEGY_DRAWS, candidate_radius_km, prior_spec
+from pipeline.regenerate import (NEAREST_TIE_BREAK, STRATEGY_DRAWS, candidate_radius_km,
+                                 prior_spec)
 
 START = 1_800_000_000.0  # the simulated clock's start (epoch seconds)
 THOMPSON_WITH_STRATEGIES = "thompson+strategies"
@@ -73,18 +74,25 @@ class Cells:
     catalogue does not change)."""
 
     names: list[str]
-    candidates: list[np.ndarray]      # ad positions within reach of the cell, nearest first
-    centre_km: list[np.ndarray]
+    candidates: list[np.ndarray]      # ad positions within reach of the cell, as the service
+    box_km: list[np.ndarray]          # their distance from the cell's box
 
     @classmethod
     def around(cls, world: World, names: Sequence[str], settings: Settings) -> Cells:
         reach = [candidate_radius_km(c, settings) for c in names]
         index = geo.PointIndex(world.lat, world.lon, query_radius_km=max(reach))
-        found = [index.query_with_distance(*geo.decode(c), r) for c, r in zip(names, reach)]
-        return cls(list(names), [f[0] for f in found], [f[1] for f in found])
+        found = [index.query(*geo.decode(c), r) for c, r in zip(names, reach)]
+        return cls(list(names), found, [box_km(world, f, c) for f, c in zip(found, names)])
 
     def __len__(self) -> int:
         return len(self.names)
+
+
+def box_km(world: World, candidates: np.ndarray, cell: str) -> np.ndarray:
+    """The nearest strategy's key, as ``pipeline.regenerate.build_feeds`` computes it."""
+    lat, lon = world.lat[candidates], world.lon[candidates]
+    return (geo.distance_from_box_km(lat, lon, geo.decode_box(cell))
+            + NEAREST_TIE_BREAK * geo.haversine_km(*geo.decode(cell), lat, lon))
 
 
 @dataclass
@@ -201,7 +209,7 @@ class Twin:
             cand = self.cells.candidates[c]
             orders = strategy_orders(self.strategies,
                                      Candidates(draws[cand], mean[cand], self.created_at[cand],
-                                                self.cells.centre_km[c]),
+                                                self.cells.box_km[c]),
                                      s.feed_length, self.rng, s.epsilon)
             self.orders[c] = -1
             for i, name in enumerate(self.strategies):

@@ -20,7 +20,7 @@ def test_docstring_examples_run(module):
 
 def candidates(n: int, rng: np.random.Generator, variants: int = 4) -> Candidates:
     return Candidates(draws=rng.random((n, variants)), mean=rng.random(n),
-                      created_at=rng.uniform(0, 1e6, n), centre_km=rng.uniform(0, 6, n))
+                      created_at=rng.uniform(0, 1e6, n), box_km=rng.uniform(0, 6, n))
 
 
 def test_each_strategy_orders_by_what_it_names(rng):
@@ -32,7 +32,7 @@ def test_each_strategy_orders_by_what_it_names(rng):
         assert orders["thompson"][k].tolist() == np.argsort(-cand.draws[:, k])[:50].tolist()
     assert orders["popular"][0].tolist() == np.argsort(-cand.mean)[:50].tolist()
     assert orders["newest"][0].tolist() == np.argsort(-cand.created_at)[:50].tolist()
-    assert orders["nearest"][0].tolist() == np.argsort(cand.centre_km)[:50].tolist()
+    assert orders["nearest"][0].tolist() == np.argsort(cand.box_km)[:50].tolist()
     for name, rows in orders.items():
         assert all(len(set(row.tolist())) == 50 for row in rows), name
 

@@ -13,7 +13,7 @@ import geo
 from bandit import Evidence, PriorSpec, ad_posterior, empirical_rates
 from config import load_settings
 from pipeline.adstats import ad_report
-from pipeline.catalogue import upsert_ads
+from pipeline.catalogue import AdRecord, upsert_ads
 from pipeline.feed import FeedRequest, serve_feed
 from pipeline.feedpack import CellFeed
 from pipeline.ingest import Event, accept_batch, roll_in
@@ -223,3 +223,38 @@ def test_nearest_orders_by_distance_from_the_user_and_newest_by_age(fake_store, 
         else:
             ages = [created[a["ad_id"]] for a in shown]
             assert ages == sorted(ages, reverse=True)
+
+
+def test_nearest_is_exact_out_to_its_horizon_wherever_the_user_is_in_the_cell(fake_store, rng):
+    """A dense catalogue (3,000 ads on an even 8 x 8 km square, 47 a km2). The cell keeps the
+    FEED_LENGTH ads nearest its box: every ad within about 230 m of it. For a user at any
+    corner, the served order lists exactly the true nearest ads out to that horizon, nearest
+    first."""
+    settings = load_settings({}, feed_strategies=("nearest",), feed_length=100)
+    north, east = geo.destination_point(*PARIS, 0.0, 4.0), geo.destination_point(*PARIS, 90.0, 4.0)
+    lat = rng.uniform(2 * PARIS[0] - north[0], north[0], 3000)       # an even 8 x 8 km square
+    lon = rng.uniform(2 * PARIS[1] - east[1], east[1], 3000)
+    ads = [AdRecord(f"sq{i}", float(a), float(o), "t", "c", "retail", "", NOW - 10, None)
+           for i, (a, o) in enumerate(zip(lat, lon))]
+    upsert_ads(fake_store, settings, ads)
+    lat, lon = np.array([a.lat for a in ads]), np.array([a.lon for a in ads])
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    box = geo.decode_box(cell)
+    feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
+    kept = np.isin([a.ad_id for a in ads], feed.ad_ids.all())
+    assert kept.sum() == 100
+    # the ads kept are the nearest to the cell: none left out is nearer than one kept, so
+    # the horizon (the nearest ad left out) is as far as 100 ads can reach
+    from_box = geo.distance_from_box_km(lat, lon, box)
+    horizon_km = float(from_box[~kept].min())
+    assert horizon_km >= from_box[kept].max() and horizon_km > 0.2
+    inset = 1e-6
+    corners = [(box.lat_min + inset, box.lon_min + inset), (box.lat_min + inset, box.lon_max - inset),
+               (box.lat_max - inset, box.lon_min + inset), (box.lat_max - inset, box.lon_max - inset)]
+    for user in corners:
+        body = serve_many(fake_store, settings, 1, rng, user)[0]   # limit 10
+        distance = geo.haversine_km(*user, lat, lon)
+        within = [ads[i].ad_id for i in np.argsort(distance) if distance[i] <= horizon_km]
+        shown = [a["ad_id"] for a in body["ads"]]
+        assert len(within) >= 5
+        assert shown[:min(len(within), 10)] == within[:10]

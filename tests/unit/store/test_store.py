@@ -239,21 +239,30 @@ def test_rollup_keeps_decayed_evidence_that_halves_every_half_life(fake_store: S
     assert stored.values[0][1] == pytest.approx(2.0)
 
 
-def test_rollup_credits_applies_to_the_feeds_strategy_and_cell_and_counts_ctr_per_strategy(
+def test_rollup_credits_each_feed_once_to_its_strategy_and_cell_and_counts_ctr_per_strategy(
         fake_store: Store):
-    entries = rolled_entries(fake_store, 4)
+    entries = rolled_entries(fake_store, 6)
     names = ("thompson", "popular")
-    rows = [RollupRow(entries[0].entry_id, "ad1", 4, "2027-01-15", 1.0, "u33dc0", "popular"),
-            RollupRow(entries[1].entry_id, "ad1", 4, "2027-01-15", 1.0, "u33dc1", "popular"),
-            RollupRow(entries[2].entry_id, "ad1", 1, "2027-01-15", 1.0, "u33dc0", "thompson"),
-            RollupRow(entries[3].entry_id, "ad2", 4, "2027-01-15", 1.0)]   # no feed named
-    assert fake_store.apply_rollup(rows, NOW, 3600.0, names) == 4
+
+    def row(i: int, type_index: int, cell: str = "", strategy: str = "", feed: str = "",
+            ad: str = "ad1") -> RollupRow:
+        return RollupRow(entries[i].entry_id, ad, type_index, "2027-01-15", 1.0, cell, strategy,
+                         feed, "2027-01-14" if feed else "")
+    rows = [row(0, 4, "u33dc0", "popular", "f1"),
+            row(1, 4, "u33dc1", "popular", "f2"),
+            row(2, 1, "u33dc0", "thompson", "f3"),
+            row(3, 4, ad="ad2"),                                   # names no feed
+            row(4, 4, "u33dc0", "popular", "f1", ad="ad3")]       # f1's second apply
+    assert fake_store.apply_rollup(rows, NOW, 3600.0, names) == 5
+    more = [row(5, 4, "u33dc1", "popular", "f2", ad="ad4")]       # and f2's, in a later block
+    assert fake_store.apply_rollup(more, NOW, 3600.0, names) == 1
     stats = fake_store.strategy_stats(["u33dc0", "u33dc1", "*", "u33dc9"], 4)
-    # served feeds come from the served log, not events: here only applies are credited
+    # served feeds come from the served log, not events: here only the credit, once a feed
     assert stats.values.tolist() == [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 0]]
     day = fake_store.ctr_days(["2027-01-15"])["2027-01-15"]
-    assert day == {"impressions": 1, "applies": 3, "popular:applies": 2,
+    assert day == {"impressions": 1, "applies": 5, "popular:applies": 4,
                    "thompson:impressions": 1}
+    assert 0 < fake_store.r.ttl(Keys.credited("2027-01-14")) <= 8 * 86_400
 
 
 def test_served_feeds_are_counted_once_behind_a_cursor(fake_store: Store):

@@ -10,7 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from pipeline.catalogue import category_code
+from pipeline.catalogue import AdRecord, category_code, delete_ad, reindex, upsert_ads
+from pipeline.feedpack import ad_card
 from store import NO_EXPIRY, Keys
 from tests.unit.webapp.support import ad_body, error_of, put_ad
 
@@ -208,14 +209,39 @@ def test_demo_is_reproducible_for_a_seed(app):
         [(orjson.loads(ln)["lat"], orjson.loads(ln)["title"]) for ln in two.splitlines()]
 
 
+def first_layout(store, ad_id: str) -> None:
+    """Rewrite an ad's summary as the first version wrote it: lat, lon, expiry, card."""
+    fields = store.get_ad(ad_id)
+    expiry = float(fields.get("expires_at", NO_EXPIRY))
+    fixed = np.array([(float(fields["lat"]), float(fields["lon"]), expiry)], dtype="<f8,<f8,<f8")
+    store.r.hset(Keys.ads_summary, ad_id,
+                 fixed.tobytes() + ad_card(ad_id, fields["title"], fields["company"]))
+
+
+def test_summaries_of_the_first_layout_still_serve_valid_feeds(client, admin, fake_store):
+    for i in range(5):
+        put_ad(client, admin, f"old-{i}", 52.52 + i * 1e-3, 13.405, title=f"Job {i}",
+               category="care")
+        first_layout(fake_store, f"old-{i}")
+    response = client.get("/v1/feed", query_string={"lat": 52.52, "lon": 13.405})
+    assert response.status_code == 200
+    body = orjson.loads(response.get_data())          # valid JSON, cards whole
+    assert {a["ad_id"]: a["title"] for a in body["ads"]} == {f"old-{i}": f"Job {i}"
+                                                            for i in range(5)}
+    rows = fake_store.ad_summaries().rows
+    assert (rows["created"] == 0).all() and (rows["cat"] == 0).all()
+
+
 def test_reindex_rebuilds_every_live_ads_summary_from_its_record(app, client, admin, fake_store):
-    """After an upgrade that changed what ads:summary packs: an old-layout summary (lat, lon,
-    expiry, card) is rebuilt from the ad's record; an expired ad is left out of the indexes."""
+    """After an upgrade that changed what ads:summary packs: a first-layout summary is
+    rebuilt from the ad's record, raw counters become decayed evidence, and an expired ad is
+    left out of the indexes."""
     now = time.time()
     put_ad(client, admin, "keep", 52.52, 13.405, category="Care", created_at=now - 3600)
     put_ad(client, admin, "gone", 52.52, 13.405, created_at=now - 7200, expires_at=now + 1)
-    old_layout = np.array([(52.52, 13.405, NO_EXPIRY)], dtype="<f8,<f8,<f8").tobytes() + b"{}"
-    fake_store.r.hset(Keys.ads_summary, "keep", old_layout)
+    first_layout(fake_store, "keep")
+    fake_store.r.hset(Keys.stats("impressions"), "keep", 40)
+    fake_store.r.hset(Keys.stats("applies"), "keep", 3)
     app.extensions["runtime"].now = lambda: now + 2     # "gone" has expired
     result = app.test_cli_runner().invoke(args=["ads", "reindex"])
     assert result.exit_code == 0 and "reindexed 1 ads (1 expired left out)" in result.stdout
@@ -225,4 +251,30 @@ def test_reindex_rebuilds_every_live_ads_summary_from_its_record(app, client, ad
     assert (row["lat"], row["lon"], row["exp"]) == (52.52, 13.405, NO_EXPIRY)
     assert row["created"] == pytest.approx(now - 3600, abs=1)
     assert row["cat"] == category_code("care")
+    card = found.buffer[found.card_starts[0]:found.card_starts[0] + found.card_lengths[0]]
+    assert orjson.loads(card + b"}")["ad_id"] == "keep"
     assert fake_store.live_ad_ids() == ["keep"]
+    evidence = fake_store.decayed_evidence(["keep"])
+    assert evidence.values[0].tolist() == [40, 0, 0, 3]
+    assert evidence.updated_at[0] == pytest.approx(now + 2)
+
+
+def test_reindex_never_brings_back_an_ad_deleted_while_it_runs(fake_store, settings,
+                                                               monkeypatch):
+    upsert_ads(fake_store, settings, [AdRecord("a1", 52.52, 13.405, "t", "c", "care", "", 0.0,
+                                               None)])
+    real = fake_store.rebuild_indexes
+    raced = []
+
+    def delete_during(ad_ids, rows_of, evidence_at):
+        def racing_rows_of(records):
+            if not raced:                         # the ad goes between the read and the write
+                raced.append(1)
+                delete_ad(fake_store, settings, "a1")
+            return rows_of(records)
+        return real(ad_ids, racing_rows_of, evidence_at)
+
+    monkeypatch.setattr(fake_store, "rebuild_indexes", delete_during)
+    assert reindex(fake_store, settings, time.time()) == (0, 1)
+    assert fake_store.get_ad("a1") is None
+    assert fake_store.live_ad_ids() == [] and fake_store.ad_summaries().ids == []

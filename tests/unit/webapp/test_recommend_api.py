@@ -40,8 +40,9 @@ def test_with_a_location_it_is_the_feed_there_for_that_user(client, app, ads):
     response = recommend(client, "u1", lat=HOME[0], lon=HOME[1], limit=5)
     assert response.status_code == 200
     body = response.get_json()
-    assert body["user_id"] == "u1" and body["location"] == {"lat": HOME[0], "lon": HOME[1],
-                                                            "source": "given"}
+    assert body["user_id"] == "u1" and body["location_source"] == "given"
+    assert body["cell"] == geo.encode(*HOME, 6)
+    assert "lat" not in response.get_data(as_text=True)       # no user's location is echoed
     assert len(body["ads"]) == 5
     assert all(a["ad_id"].startswith("home-") for a in body["ads"])
     assert body["strategy"] in ("thompson", "popular", "newest", "nearest")
@@ -52,8 +53,7 @@ def test_without_a_location_it_uses_the_last_known_one(client, app, ads):
     assert recommend(client, "u2", lat=AWAY[0], lon=AWAY[1]).status_code == 200
     flush(app)
     body = recommend(client, "u2").get_json()
-    assert body["location"]["source"] == "last_known"
-    assert body["location"]["lat"] == pytest.approx(AWAY[0], abs=1e-6)
+    assert body["location_source"] == "last_known" and body["cell"] == geo.encode(*AWAY, 6)
     assert {a["ad_id"] for a in body["ads"]} == {f"away-{i}" for i in range(8)}
     # a feed asked with a user_id moves the user's last known location too
     client.get("/v1/feed", query_string={"lat": HOME[0], "lon": HOME[1], "user_id": "u2"})
