@@ -81,6 +81,7 @@ class Settings(BaseModel):
     strategy_prior_strength: float = Field(20.0, gt=0)
     epsilon: float = Field(0.1, ge=0, le=1)
     user_memory_ttl_s: int = Field(90 * 86_400, ge=3600)
+    user_memory_max: int = Field(1000, ge=10, le=100_000)
 
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(600, ge=30)

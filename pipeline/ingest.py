@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import orjson
 
 from config import Settings
-from store import Store
+from store import Store, UserMemory
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def accept_batch(store: Store, settings: Settings, events: Sequence[Event],
             exclusions[e.user_id].add(e.ad_id)
     flags = store.accept_events(batch_id, [(e.event_id, e.encode(now)) for e in events], now,
                                 settings.dedupe_window_s, exclusions,
-                                settings.user_memory_ttl_s)
+                                UserMemory(settings.user_memory_ttl_s, settings.user_memory_max))
     accepted = sum(flags)
     return Accepted(batch_id if accepted else None, accepted, len(flags) - accepted)
 

@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
@@ -127,6 +128,7 @@ class ServingLog:
         self.store, self.maxlen, self.flush_s, self.max_buffered = store, maxlen, flush_s, max_buffered
         self._lock = threading.Lock()
         self._served: list[dict] = []
+        self._chunks: list[tuple[str, list[dict]]] = []   # failed writes, retried with their id
         self._active: dict[str, float] = {}
         self._locations: dict[str, str] = {}
         self._flusher_pid = -1
@@ -139,34 +141,52 @@ class ServingLog:
             self._active[cell] = now
             if user_id is not None and location is not None:
                 self._locations[user_id] = location
-            if len(self._served) > self.max_buffered:
-                dropped = len(self._served) - self.max_buffered
-                del self._served[:dropped]
-                log.warning("serving log: %d served-feed entries dropped (Redis unreachable)",
-                            dropped)
+            self._bound()
 
     def flush(self) -> int:
         """Write what is buffered, in chunks; on a Redis error (down, read-only replica, out
-        of memory) keep what was not written for the next try."""
+        of memory) keep what was not written for the next try. Each chunk keeps its id
+        through retries, so a write that happened but whose reply was lost is not repeated."""
         with self._lock:
-            served, active, locations = self._served, self._active, self._locations
-            self._served, self._active, self._locations = [], {}, {}
+            chunks = self._chunks + [(uuid.uuid4().hex, self._served[i:i + FLUSH_CHUNK])
+                                     for i in range(0, len(self._served), FLUSH_CHUNK)]
+            active, locations = self._active, self._locations
+            self._served, self._chunks, self._active, self._locations = [], [], {}, {}
+        if not chunks and (active or locations):
+            chunks = [(uuid.uuid4().hex, [])]
         written = 0
-        while served or active or locations:
-            chunk = served[:FLUSH_CHUNK]
+        for i, (flush_id, chunk) in enumerate(chunks):
             try:
-                self.store.record_serving(chunk, active, locations, self.maxlen)
+                self.store.record_serving(chunk, active, locations, self.maxlen, flush_id)
             except redis.RedisError as exc:
                 with self._lock:
-                    self._served[:0] = served
+                    self._chunks[:0] = chunks[i:]
                     self._active = {**active, **self._active}
                     self._locations = {**locations, **self._locations}
+                    self._bound()
                 log.warning("serving log: flush failed (%s); %d entries kept",
-                            type(exc).__name__, len(served))
+                            type(exc).__name__, sum(len(c) for _, c in chunks[i:]))
                 break
             written += len(chunk)
-            served, active, locations = served[FLUSH_CHUNK:], {}, {}
+            active, locations = {}, {}
         return written
+
+    def _bound(self) -> None:
+        """Drop the oldest entries beyond ``max_buffered`` (Redis unreachable for long)."""
+        excess = len(self._served) + sum(len(c) for _, c in self._chunks) - self.max_buffered
+        if excess <= 0:
+            return
+        dropped = excess
+        while excess > 0 and self._chunks:
+            _, oldest = self._chunks[0]
+            if len(oldest) <= excess:
+                excess -= len(oldest)
+                self._chunks.pop(0)
+            else:
+                del oldest[:excess]
+                excess = 0
+        del self._served[:excess]
+        log.warning("serving log: %d served-feed entries dropped (Redis unreachable)", dropped)
 
     def _ensure_flusher(self) -> None:
         if self.flush_s is None or self._flusher_pid == os.getpid():

@@ -33,6 +33,7 @@ STAT_FIELDS = ("impressions", "views", "saves", "applies", "hides")
 EVIDENCE_FIELDS = ("exposure", "views", "saves", "applies")  # the decayed sums, per ad
 ROLLUP_GROUP = "rollup"
 GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
+FLUSH_MARKER_TTL_S = 3600  # a served-feed flush retried within this is recognised
 
 
 StaleCells = Callable[[list[tuple[float, float]]], Iterable[str]]
@@ -79,6 +80,14 @@ class AdRow:
 
 
 @dataclass(frozen=True)
+class UserMemory:
+    """How many ads a user's exclusions keep (the newest), and for how long."""
+
+    ttl_s: int = 90 * 86_400
+    max_ads: int = 1000
+
+
+@dataclass(frozen=True)
 class RollupRow:
     """One stream entry as the rollup counts it."""
 
@@ -112,14 +121,15 @@ def float_rows(raw: Sequence[bytes | None], width: int) -> np.ndarray:
     is missing or shorter (written when there were fewer fields)."""
     out = np.full((len(raw), width), np.nan)
     present = [i for i, v in enumerate(raw) if v is not None]
-    if present:
+    if not present:
+        return out
+    if all(raw[i].count(b" ") == width - 1 for i in present):
         numbers = b" ".join(raw[i] for i in present).split()
-        if len(numbers) == len(present) * width:
-            out[present] = np.array(numbers, dtype=np.float64).reshape(len(present), width)
-        else:
-            for i in present:
-                row = np.array(raw[i].split(), dtype=np.float64)[:width]
-                out[i, :len(row)] = row
+        out[present] = np.array(numbers, dtype=np.float64).reshape(len(present), width)
+    else:
+        for i in present:
+            row = np.array(raw[i].split(), dtype=np.float64)[:width]
+            out[i, :len(row)] = row
     return out
 
 
@@ -170,8 +180,8 @@ class Keys:
         return f"job:{name}"
 
     @staticmethod
-    def user_applied(user_id: str) -> str:
-        return f"user:{user_id}:applied"
+    def user_excluded(user_id: str) -> str:
+        return f"user:{user_id}:excluded"
 
     @staticmethod
     def user_location(user_id: str) -> str:
@@ -180,6 +190,10 @@ class Keys:
     @staticmethod
     def priors(model: str) -> str:
         return f"priors:{model}"
+
+    @staticmethod
+    def served_flush(flush_id: str) -> str:
+        return f"served:flush:{flush_id}"
 
     @staticmethod
     def credited(day: str) -> str:
@@ -362,10 +376,10 @@ class Store:
 
     def accept_events(self, batch_id: str, events: Sequence[tuple[str, bytes]], now: float,
                       window_s: int, exclusions: Mapping[str, Iterable[str]] | None = None,
-                      exclusion_ttl_s: int = 0) -> list[bool]:
+                      memory: UserMemory | None = None) -> list[bool]:
         """Dedupe and keep a batch durably in the inbox, and, in the same round trip, add
-        ``exclusions`` (user -> ads) to the users' sets of ads never to show them again.
-        True for each event accepted."""
+        ``exclusions`` (user -> ads) to the ads never to show those users again. True for
+        each event accepted."""
         bucket = int(now // window_s)
         args: list[object] = [batch_id, now, 2 * window_s]
         for event_id, payload in events:
@@ -375,16 +389,20 @@ class Store:
             return [bool(f) for f in self._accept(keys=keys, args=args)]
         with self.r.pipeline(transaction=False) as p:
             self._accept(keys=keys, args=args, client=p)
-            self._exclude(p, exclusions, exclusion_ttl_s)
+            self._exclude(p, exclusions, now, memory or UserMemory())
             flags = p.execute()[0]
         return [bool(f) for f in flags]
 
     @staticmethod
-    def _exclude(p: redis.client.Pipeline, by_user: Mapping[str, Iterable[str]],
-                 ttl_s: int) -> None:
+    def _exclude(p: redis.client.Pipeline, by_user: Mapping[str, Iterable[str]], now: float,
+                 memory: UserMemory) -> None:
+        """Each user's exclusions: ad -> when, the newest ``memory.max_ads`` kept, the whole
+        list forgotten ``memory.ttl_s`` after its last addition."""
         for user_id, ads in by_user.items():
-            p.sadd(Keys.user_applied(user_id), *ads)
-            p.expire(Keys.user_applied(user_id), ttl_s)
+            key = Keys.user_excluded(user_id)
+            p.zadd(key, dict.fromkeys(ads, now))
+            p.zremrangebyrank(key, 0, -memory.max_ads - 1)
+            p.expire(key, memory.ttl_s)
 
     def roll_in(self, batch_id: str) -> int:
         """Move an accepted batch into the events stream; 0 if it was already moved."""
@@ -594,29 +612,31 @@ class Store:
 
     def excluded_ads(self, user_id: str) -> set[str]:
         """Ads the user applied to or hid: never shown to them again."""
-        return {_s(a) for a in self.r.smembers(Keys.user_applied(user_id))}
+        return {_s(a) for a in self.r.zrange(Keys.user_excluded(user_id), 0, -1)}
 
     def user_context(self, user_id: str) -> tuple[str | None, set[str]]:
         """The user's last location ("lat,lon") and excluded ads, in one round trip."""
         with self.r.pipeline(transaction=False) as p:
             p.get(Keys.user_location(user_id))
-            p.smembers(Keys.user_applied(user_id))
+            p.zrange(Keys.user_excluded(user_id), 0, -1)
             location, excluded = p.execute()
         return _s(location), {_s(a) for a in excluded}
 
     def record_serving(self, served: Sequence[Mapping[str, str | float | int]],
                        active: Mapping[str, float], locations: Mapping[str, str],
-                       maxlen: int) -> None:
+                       maxlen: int, flush_id: str | None = None) -> None:
         """Write what serving buffered, in one round trip: served feeds to the ``served``
-        stream (entries with the same fields, in order), cells to ``cells:active``, users'
-        last locations."""
+        stream (entries with the same fields, in order; once per ``flush_id``, so a retry
+        of a write that happened adds nothing), cells to ``cells:active``, users' last
+        locations."""
         with self.r.pipeline(transaction=False) as p:
             if served:
                 names = list(served[0])
-                args: list[object] = [maxlen, len(names), *names]
+                args: list[object] = [maxlen, FLUSH_MARKER_TTL_S, len(names), *names]
                 for entry in served:
                     args.extend(entry[name] for name in names)
-                self._append_served(keys=[Keys.served], args=args, client=p)
+                marker = Keys.served_flush(flush_id or secrets.token_hex(8))
+                self._append_served(keys=[Keys.served, marker], args=args, client=p)
             if active:
                 p.zadd(Keys.cells_active, dict(active), gt=True)   # a late flush never ages a cell
             for user_id, location in locations.items():
@@ -642,9 +662,10 @@ class Store:
         pubsub.subscribe(FEEDS_CHANNEL)
         return pubsub
 
-    def exclude_for_users(self, by_user: Mapping[str, Iterable[str]], ttl_s: int) -> None:
+    def exclude_for_users(self, by_user: Mapping[str, Iterable[str]], now: float,
+                          memory: UserMemory) -> None:
         with self.r.pipeline(transaction=False) as p:
-            self._exclude(p, by_user, ttl_s)
+            self._exclude(p, by_user, now, memory)
             p.execute()
 
     def user_location(self, user_id: str) -> str | None:
@@ -705,7 +726,8 @@ def stat_type_index(event_type: str) -> int:
         return 0
 
 
-__all__ = ["Store", "Keys", "StreamEntry", "AdRow", "RollupRow", "Decayed", "NO_EXPIRY",
+__all__ = ["Store", "Keys", "StreamEntry", "AdRow", "RollupRow", "Decayed", "UserMemory",
+           "NO_EXPIRY",
            "EVENT_TYPES", "STAT_FIELDS", "EVIDENCE_FIELDS", "GLOBAL_CELL", "consumer_name",
            "float_rows",
            "stat_type_index"]

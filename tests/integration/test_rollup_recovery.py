@@ -40,7 +40,7 @@ def test_a_batch_whose_task_was_lost_is_rolled_in_by_the_sweep(real_store: Store
     report = run_rollup(real_store, real_settings, later)
     assert report["recovered_events"] == 1 and report["counted"] == 1
     assert real_store.ad_stats(["ad9"])["applies"] == [1]
-    assert real_store.r.sismember(Keys.user_applied("u1"), "ad9")
+    assert real_store.excluded_ads("u1") == {"ad9"}
 
 
 def test_rolled_up_entries_past_retention_are_trimmed_but_pending_ones_kept(

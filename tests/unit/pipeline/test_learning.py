@@ -15,6 +15,7 @@ from config import load_settings
 from pipeline.adstats import ad_report
 from pipeline.catalogue import AdRecord, upsert_ads
 from pipeline.feed import FeedRequest, serve_feed
+from pipeline.feedid import make_feed_id
 from pipeline.feedpack import CellFeed
 from pipeline.ingest import Event, accept_batch, roll_in
 from pipeline.regenerate import build_one_cell, run_regenerate
@@ -188,25 +189,6 @@ def test_the_strategy_bandit_learns_which_strategy_people_apply_from(fake_store,
     assert {(f["strategy"], f["propensity"]) for f in second} == set(probs.items())
 
 
-def test_a_cell_with_little_data_takes_the_global_probabilities(fake_store, paris, rng):
-    settings = paris.model_copy(update={"strategy_cell_min_feeds": 50.0})
-    busy = geo.encode(*PARIS, settings.geohash_precision)
-    first = serve_many(fake_store, settings, 200, rng)
-    applies = [Event(f"a-{f['feed_id']}", f["ads"][0]["ad_id"], "apply", NOW,
-                     feed_id=f["feed_id"]) for f in first if f["strategy"] == "popular"]
-    send(fake_store, settings, applies, NOW)
-    run_rollup(fake_store, settings, NOW)
-    quiet_point = geo.destination_point(*PARIS, 90.0, 2.0)
-    quiet = geo.encode(float(quiet_point[0]), float(quiet_point[1]), settings.geohash_precision)
-    assert quiet != busy
-    feeds = {c: CellFeed.unpack(build_one_cell(fake_store, c, settings, NOW, rng))
-             for c in (busy, quiet)}
-    assert feeds[busy].probabilities[1] > 0.8                  # its own data: popular
-    assert feeds[quiet].probabilities[1] > 0.8                 # the global answer
-    stats = fake_store.strategy_stats([quiet], 12)
-    assert stats.values.sum() == 0                             # it has no data of its own
-
-
 @pytest.mark.parametrize("strategy", ["nearest", "newest"])
 def test_nearest_orders_by_distance_from_the_user_and_newest_by_age(fake_store, rng, strategy):
     settings = load_settings({}, feed_strategies=(strategy,), feed_length=400)
@@ -258,3 +240,45 @@ def test_nearest_is_exact_out_to_its_horizon_wherever_the_user_is_in_the_cell(fa
         shown = [a["ad_id"] for a in body["ads"]]
         assert len(within) >= 5
         assert shown[:min(len(within), 10)] == within[:10]
+
+
+def test_only_a_real_recent_feed_earns_its_strategy_one_credit(fake_store, paris, rng):
+    """Credit needs a feed id the service signed, an apply within EVENT_MAX_AGE_S of the
+    feed, and counts once per feed however many applies name it."""
+    settings = paris
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    secret = fake_store.feed_id_secret()
+    genuine = make_feed_id(NOW - 60, cell, "newest", rng, secret)
+    old = make_feed_id(NOW - settings.event_max_age_s - 60, cell, "newest", rng, secret)
+    forged = make_feed_id(NOW - 60, cell, "newest", rng, b"a guess")
+    applies = [Event(f"x{i}", f"ad{i}", "apply", NOW, feed_id=f)
+               for i, f in enumerate([genuine, genuine, old, forged, forged])]
+    send(fake_store, settings, applies, NOW)
+    report = run_rollup(fake_store, settings, NOW)
+    assert report["counted"] == 5                              # every apply counts for its ad
+    credit = fake_store.strategy_stats([cell, GLOBAL_CELL], 12).values[:, 6 + 2]
+    assert credit.tolist() == pytest.approx([1.0, 1.0], abs=1e-3)
+
+
+def test_a_cell_with_little_data_uses_the_global_posteriors_not_its_own(fake_store, paris, rng):
+    """The busy cell's feeds credit popular; the quiet cell's few feeds (below
+    STRATEGY_CELL_MIN_FEEDS) credit newest. The quiet cell follows the global answer."""
+    settings = paris.model_copy(update={"strategy_cell_min_feeds": 100.0})
+    busy = geo.encode(*PARIS, settings.geohash_precision)
+    point = geo.destination_point(*PARIS, 90.0, 2.0)
+    quiet_point = (float(point[0]), float(point[1]))
+    quiet = geo.encode(*quiet_point, settings.geohash_precision)
+    feeds = serve_many(fake_store, settings, 300, rng)
+    few = serve_many(fake_store, settings, 60, rng, quiet_point)
+    applies = [Event(f"a-{f['feed_id']}", f["ads"][0]["ad_id"], "apply", NOW,
+                     feed_id=f["feed_id"]) for f in feeds if f["strategy"] == "popular"]
+    applies += [Event(f"a-{f['feed_id']}", f["ads"][0]["ad_id"], "apply", NOW,
+                      feed_id=f["feed_id"]) for f in few if f["strategy"] == "newest"]
+    send(fake_store, settings, applies, NOW)
+    run_rollup(fake_store, settings, NOW)
+    probs = {c: CellFeed.unpack(build_one_cell(fake_store, c, settings, NOW, rng)).probabilities
+             for c in (busy, quiet)}
+    assert probs[busy][1] > 0.8 and probs[quiet][1] > 0.8      # popular, for both
+    own = paris.model_copy(update={"strategy_cell_min_feeds": 10.0})
+    alone = CellFeed.unpack(build_one_cell(fake_store, quiet, own, NOW, rng)).probabilities
+    assert alone[2] > 0.8                                      # on its own data: newest

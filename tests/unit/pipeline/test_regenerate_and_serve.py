@@ -11,7 +11,7 @@ from pipeline.feed import FeedRequest, serve_feed
 from pipeline.feedpack import CellFeed
 from pipeline.regenerate import build_one_cell, run_regenerate
 from pipeline.serving import ServingLog
-from store import Keys, Store
+from store import Keys, Store, UserMemory
 from tests.conftest import NOW
 from tests.unit.pipeline.helpers import ads_around
 
@@ -143,7 +143,7 @@ def test_thompson_variants_differ_but_share_the_cells_ads(fake_store, settings, 
 def test_an_ad_a_user_applied_to_is_left_out_of_their_feed(serve, fake_store, settings, paris, rng):
     req = FeedRequest(*PARIS, 100, 5.0, user_id="u1")
     shown = [a["ad_id"] for a in serve(req, NOW)["ads"]]
-    fake_store.exclude_for_users({"u1": {shown[0]}}, 60)
+    fake_store.exclude_for_users({"u1": {shown[0]}}, NOW, UserMemory(60))
     again = [a["ad_id"] for a in serve(req, NOW)["ads"]]
     assert shown[0] not in again and len(again) >= len(shown) - 1
 

@@ -147,3 +147,26 @@ def test_a_large_buffer_is_written_in_chunks(fake_store, monkeypatch):
     assert log.flush() == 5
     assert calls == [2, 2, 1]
     assert fake_store.r.xlen(Keys.served) == 5
+
+
+def test_a_flush_whose_reply_was_lost_is_not_appended_twice(fake_store, monkeypatch):
+    """The write reached Redis but the reply did not (a timeout): the retry carries the same
+    flush id and appends nothing, so each served feed is in the log (and counted) once."""
+    log = ServingLog(fake_store, 1000, flush_s=None)
+    for i in range(5):
+        log.add({"feed_id": f"f{i}", "ads": ""}, "u33dc0", 1.0)
+    real = fake_store.record_serving
+    lost = []
+
+    def written_then_timed_out(*args, **kwargs):
+        real(*args, **kwargs)
+        if not lost:
+            lost.append(1)
+            raise redis.TimeoutError("reply lost")
+
+    monkeypatch.setattr(fake_store, "record_serving", written_then_timed_out)
+    assert log.flush() == 0
+    log.add({"feed_id": "f5", "ads": ""}, "u33dc0", 2.0)
+    assert log.flush() == 6
+    logged = [f[b"feed_id"].decode() for _, f in fake_store.r.xrange(Keys.served)]
+    assert logged == [f"f{i}" for i in range(6)]

@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from store import NO_EXPIRY, AdRow, Keys, RollupRow, Store
+from store import NO_EXPIRY, AdRow, Keys, RollupRow, Store, UserMemory, float_rows
 from tests.conftest import NOW
 
 
@@ -130,10 +130,10 @@ def test_claim_run_admits_one_caller_per_window(fake_store: Store):
 
 
 def test_excluded_ads_are_read_per_user_with_their_location_in_one_call(fake_store: Store):
-    fake_store.exclude_for_users({"u1": {"a1", "a2"}}, 60)
+    fake_store.exclude_for_users({"u1": {"a1", "a2"}}, NOW, UserMemory(60, 10))
     assert fake_store.excluded_ads("u1") == {"a1", "a2"}
     assert fake_store.excluded_ads("u2") == set()
-    assert 0 < fake_store.r.ttl(Keys.user_applied("u1")) <= 60
+    assert 0 < fake_store.r.ttl(Keys.user_excluded("u1")) <= 60
     fake_store.record_serving([], {}, {"u1": "52.5,13.4"}, 1000)
     assert fake_store.user_context("u1") == ("52.5,13.4", {"a1", "a2"})
     assert fake_store.user_context("u2") == (None, set())
@@ -290,7 +290,26 @@ def test_prior_rows_are_replaced_whole_and_missing_ones_are_nan(fake_store: Stor
 
 
 def test_accept_adds_exclusions_in_the_same_round_trip(fake_store: Store):
-    flags = fake_store.accept_events("b1", events("e1"), NOW, 86400, {"u1": {"ad1"}}, 600)
+    flags = fake_store.accept_events("b1", events("e1"), NOW, 86400, {"u1": {"ad1"}},
+                                     UserMemory(600, 10))
     assert flags == [True]
     assert fake_store.excluded_ads("u1") == {"ad1"}
-    assert 0 < fake_store.r.ttl(Keys.user_applied("u1")) <= 600
+    assert 0 < fake_store.r.ttl(Keys.user_excluded("u1")) <= 600
+
+
+def test_a_users_exclusions_keep_the_newest_ads_up_to_the_cap(fake_store: Store):
+    memory = UserMemory(600, 10)
+    for i in range(25):
+        fake_store.exclude_for_users({"u1": {f"ad{i}"}}, NOW + i, memory)
+    assert fake_store.excluded_ads("u1") == {f"ad{i}" for i in range(15, 25)}
+    fake_store.exclude_for_users({"u1": {"ad15"}}, NOW + 99, memory)      # seen again: newest
+    fake_store.exclude_for_users({"u1": {"ad99"}}, NOW + 100, memory)
+    assert "ad15" in fake_store.excluded_ads("u1") and "ad16" not in fake_store.excluded_ads("u1")
+
+
+def test_rows_of_mixed_widths_are_read_one_by_one_never_misaligned():
+    rows = float_rows([b"1 2 3", b"4 5", None, b"6 7 8 9"], 3)
+    assert np.isnan(rows[2]).all()
+    assert rows[[0, 1, 3]].tolist()[0] == [1, 2, 3]
+    assert rows[1][:2].tolist() == [4, 5] and np.isnan(rows[1][2])
+    assert rows[3].tolist() == [6, 7, 8]

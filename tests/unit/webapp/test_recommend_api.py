@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import geo
+from store import UserMemory
 from tests.unit.webapp.support import error_of, put_ad
 
 HOME = (48.8566, 2.3522)
@@ -104,7 +105,8 @@ def test_the_per_user_work_is_one_round_trip_whatever_the_catalogue(client, app,
     exclusions (one command) and the recommendation without a location reads location and
     exclusions together (one pipeline), for a catalogue of 20 ads or of 2,000."""
     rng = np.random.default_rng(3)
-    fake_store.exclude_for_users({"u6": {f"gone-{i}" for i in range(500)}}, 3600)
+    fake_store.exclude_for_users({"u6": {f"gone-{i}" for i in range(500)}}, 0.0,
+                                 UserMemory(3600))
     counts = []
     for total in (20, 2000):
         for i in range(len(counts) * 20, total):
