@@ -83,9 +83,12 @@ def test_the_ad_people_apply_to_rises_to_the_top(web, worker, real_store: Store)
                                  "hides": 0}
     assert stats["posterior"]["mean"] > 0.1
 
+    # the web marks the cell active with its buffered served log (every SERVED_FLUSH_S)
+    cell = geo.encode(*BERLIN, 6)
+    wait_until(lambda: cell in real_store.active_cells(since=0), what="the cell marked active")
     regen = requests.post(f"{web}/v1/admin/regenerate?wait=true", headers=ADMIN, timeout=60)
     assert regen.status_code == 200, regen.text
-    assert regen.json()["written"] >= 1
+    assert regen.json()["written"] >= 1, regen.json()
 
     # the feeds ranked by what people apply to (not by age or distance) put it first
     feeds = [feed(web, limit=30) for _ in range(200)]
@@ -103,11 +106,12 @@ def test_beat_jobs_run_on_the_worker(web, worker, real_store: Store):
     r = requests.post(f"{web}/v1/admin/rollup", headers=ADMIN, timeout=10)
     assert r.status_code == 202 and r.json()["task_id"]
     wait_until(lambda: real_store.job_status("rollup").get("counted") == "1", what="rollup task")
+    cell = geo.encode(*BERLIN, 6)
+    wait_until(lambda: cell in real_store.active_cells(since=0), what="the cell marked active")
     r = requests.post(f"{web}/v1/admin/regenerate", headers=ADMIN, timeout=10)
     assert r.status_code == 202
     wait_until(lambda: real_store.job_status("regenerate").get("written") == "1",
                what="regeneration task")
-    cell = geo.encode(*BERLIN, 6)
     assert real_store.r.exists(Keys.feed(cell))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import simulate
+from config import load_settings
 
 FEEDS = 600
 
@@ -22,7 +23,8 @@ def test_real_mode_serves_learns_from_and_counts_every_event(tmp_path: Path):
     mixed, plain = result["policies"]["thompson+strategies"], result["policies"]["thompson"]
     assert sum(mixed["strategies"].values()) == FEEDS
     assert set(mixed["strategies"]) == {"thompson", "popular", "newest", "nearest"}
-    assert 0.04 < mixed["propensity_min"] <= mixed["propensity_max"] < 1.0
+    floor = load_settings({}).strategy_floor
+    assert floor - 1e-9 <= mixed["propensity_min"] <= mixed["propensity_max"] < 1.0
     assert plain["strategies"] == {"thompson": FEEDS}
     assert plain["propensity_min"] == plain["propensity_max"] == 1.0
 
