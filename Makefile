@@ -25,6 +25,8 @@ bench: $(BIN)/.installed
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.regen
+	$(BIN)/python -m bench.simulate --fast --core 0 --seeds 8
+	$(BIN)/python -m bench.explain
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .hypothesis
