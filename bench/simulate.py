@@ -53,6 +53,7 @@ from bench.sim.fast import (ORACLE, PER_REQUEST, PER_REQUEST_AT_REGEN, POLICIES,
                             THOMPSON_WITH_STRATEGIES, FastRun, Traffic, run_fast, user_points)
 from bench.sim.real import REAL_POLICIES, RealSpec, run_policy, strategy_shares, tracks_of
 from bench.sim.world import NEIGHBOURHOODS, World, WorldSpec, make_world
+from bandit import mean_estimate
 from config import Settings, load_settings
 from devtools.redis_server import RedisServer
 
@@ -360,6 +361,47 @@ def real_checks(runs: dict) -> str:
          for p, r in runs.items()])
 
 
+def interval(value: float, low: float, high: float) -> str:
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def evaluation_section(runs: dict) -> str:
+    """The service's off-policy evaluation of the thompson+strategies log, against what the
+    clients saw of the same feeds and against each strategy's own run."""
+    mixed = runs.get(THOMPSON_WITH_STRATEGIES)
+    if mixed is None or mixed.evaluation is None:
+        return ""
+    got = {s.strategy: s for s in mixed.evaluation.strategies}
+    led = mixed.log.applies > 0
+    rows = []
+    for name, s in got.items():
+        mine = led[np.array(mixed.log.strategy) == name]
+        alone = runs.get(name)
+        alone_value = (mean_estimate((alone.log.applies > 0).astype(float))
+                       if alone is not None else None)
+        rows.append([f"`{name}`", f"{s.feeds:,}",
+                     interval(s.logged.value, s.logged.low, s.logged.high),
+                     f"{mine.mean():.4f}",
+                     interval(s.ips.value, s.ips.low, s.ips.high),
+                     interval(s.snips.value, s.snips.low, s.snips.high),
+                     interval(alone_value.value, alone_value.low, alone_value.high)
+                     if alone_value else "(not run alone)"])
+    return "".join([
+        "\n## Off-policy evaluation of the `thompson+strategies` log\n\n",
+        "`pipeline.evaluate.evaluate` (what `flask --app webapp evaluate` runs) on this run's "
+        "own store: the `served` log joined with the events, a feed's reward being 1 if it led "
+        "to an apply. Beside it, the same share as the clients saw it, and, for the strategies "
+        "that also ran alone, the share of that run's feeds that led to an apply: what IPS "
+        "and SNIPS estimate from the mixed log (a strategy alone learnt from all its run's "
+        "feeds, in the mixed run they shared them, so agreement is approximate). Values with "
+        "95 % "
+        "intervals.\n\n",
+        table(["strategy", "feeds in the mixed log", "logged value", "clients' count",
+               "IPS: always this strategy", "SNIPS", "measured when run alone"], rows),
+        f"\nFeeds used: {mixed.evaluation.feeds:,}; logging policy "
+        f"{mixed.evaluation.policy.value:.4f} (clients: {led.mean():.4f}).\n"])
+
+
 def real_markdown(result: dict, runs: dict, summaries: Sequence[report.Summary],
                   twin: Sequence[report.Summary], world: World, settings: Settings,
                   spec: RealSpec, overrides: dict[str, str]) -> str:
@@ -396,7 +438,7 @@ def real_markdown(result: dict, runs: dict, summaries: Sequence[report.Summary],
         "ad and type by type with what the clients sent (and, for the 10 ads with the most "
         "applies, GET /v1/stats/ads/{id} showing the same); served: entries in the `served` "
         "stream / feeds counted into the strategy bandit's (decayed) served sums by the "
-        "rollup.\n\n", real_checks(runs),
+        "rollup.\n\n", real_checks(runs), evaluation_section(runs),
         "\n## Plots\n\n", *[f"![{p.stem}]({p.name})\n" for p in result["plot_paths"]],
         "\n## The world\n\n",
         world_table(world, Traffic(spec.feeds, spec.limit, spec.radius_km)),

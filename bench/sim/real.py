@@ -25,6 +25,7 @@ from bench.sim.fast import ORACLE, Track
 from bench.sim.world import World, top_valid
 from devtools.procs import Proc, service_env, start_beat, start_web, start_worker
 from devtools.redis_server import RedisServer
+from pipeline.evaluate import Report, evaluate
 from store import GLOBAL_CELL, Keys, Store
 
 ADMIN_TOKEN = "simulation-admin-token-0123456789"
@@ -35,6 +36,7 @@ REAL_POLICIES = {"thompson+strategies": "thompson,popular,newest,nearest",
                  "random": "random"}
 COUNTED = ("impressions", "views", "saves", "applies")
 API_SAMPLE = 10  # ads whose counters are also read through GET /v1/stats/ads/{id}
+EVALUATION_WINDOW_S = 600.0  # the evaluation's attribution window (users act at once here)
 COUNTER_OF = dict(zip(("impression", "view", "save", "apply"), COUNTED))  # event type: counter
 
 
@@ -110,6 +112,7 @@ class PolicyRun:
     startup_s: float
     load_s: float
     settle_s: float
+    evaluation: Report | None = None   # the service's off-policy evaluation of this run's log
 
     def strategy_counts(self) -> dict[str, int]:
         names, counts = np.unique(self.log.strategy, return_counts=True)
@@ -129,7 +132,9 @@ class PolicyRun:
                 "propensity_min": float(self.log.propensity.min()),
                 "propensity_max": float(self.log.propensity.max()),
                 "feed_age_median_s": float(np.median(self.log.age_s)),
-                "cache_misses": self.log.cache.count("miss")}
+                "cache_misses": self.log.cache.count("miss"),
+                "feeds_with_apply": int((self.log.applies > 0).sum()),
+                "evaluation": self.evaluation.as_dict() if self.evaluation else None}
 
     @property
     def all_counted(self) -> bool:
@@ -306,10 +311,13 @@ def run_policy(redis_server: RedisServer, world: World, spec: RealSpec, policy: 
         load_s = load_ads(base, world, time.time(), spec.threads)
         say(f"  {policy}: processes up in {startup_s:.1f} s, {len(world):,} ads loaded in "
             f"{load_s:.1f} s; serving {len(lat):,} feeds")
+        since = time.time() - 1
         log, sent, drive_s = drive(base, world, spec, lat, lon, seed, policy.replace("+", "-"))
         tick = time.perf_counter()
         counted = settle(store, sent, world.ad_ids)
         settle_s = time.perf_counter() - tick
+        # what `flask --app webapp evaluate` says of this run's log (served log x events)
+        evaluation = evaluate(store, since, time.time(), EVALUATION_WINDOW_S)
         stats = store.strategy_stats([GLOBAL_CELL], 2 * len(STRATEGIES)).values[0]
         api = {}
         for i in np.argsort(-sent.by_type["applies"], kind="stable")[:API_SAMPLE].tolist():
@@ -320,7 +328,7 @@ def run_policy(redis_server: RedisServer, world: World, spec: RealSpec, policy: 
                         served_counted=float(stats[:len(STRATEGIES)].sum()),
                         served_logged=int(store.r.xlen(Keys.served)), api_sample=api,
                         drive_s=drive_s, feeds_per_s=len(lat) / drive_s, startup_s=startup_s,
-                        load_s=load_s, settle_s=settle_s)
+                        load_s=load_s, settle_s=settle_s, evaluation=evaluation)
         say(f"  {policy}: {run.feeds_per_s:.0f} feeds/s; {sent.events:,} events sent, "
             f"{sent.accepted:,} accepted; counted by the rollup: "
             f"{'all' if run.all_counted else 'NOT ALL'} (settled in {settle_s:.1f} s)")

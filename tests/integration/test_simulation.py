@@ -28,6 +28,13 @@ def test_real_mode_serves_learns_from_and_counts_every_event(tmp_path: Path):
     assert plain["strategies"] == {"thompson": FEEDS}
     assert plain["propensity_min"] == plain["propensity_max"] == 1.0
 
+    # the service's own evaluation of the mixed log sees exactly the feeds and applies the
+    # clients saw (served log joined with the events)
+    evaluation = mixed["evaluation"]
+    assert evaluation["feeds"] == FEEDS and evaluation["skipped"] == 0
+    assert round(evaluation["policy"]["value"] * FEEDS) == mixed["feeds_with_apply"]
+    assert set(evaluation["strategies"]) == set(mixed["strategies"])
+
     rows = {r["policy"]: r for r in result["summary"]}
     for name, run in (("thompson+strategies", mixed), ("thompson", plain)):
         assert run["all_counted"]
