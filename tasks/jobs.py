@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -34,7 +36,6 @@ WRITES = {
     "retry_backoff_max": 30,
     "max_retries": 20,
 }
-RUN_SHARE = 0.9  # a periodic job runs at most once per this share of its interval
 
 
 @cache
@@ -62,22 +63,43 @@ def ingest_events(batch_id: str) -> int:
     return roll_in(store(), batch_id)
 
 
-@app.task(name="rollup.run", **WRITES)
-def rollup(forced: bool = False) -> dict[str, Any]:
-    """Count new events exactly once. Beat-fired runs are deduplicated across beats."""
-    s = settings()
-    if not forced and not store().claim_run("rollup", s.rollup_interval_s * RUN_SHARE):
-        return {"skipped": "a rollup already ran in this interval"}
-    return run_rollup(store(), s, time.time())
+def fired_at(request: Any, interval_s: float) -> float:
+    """When beat sent this run: its message expires one interval after (the schedule's
+    ``expires``), so two beats' runs of one slot agree on it however late a worker takes
+    them. A message without expiry counts as sent now."""
+    expires = getattr(request, "expires", None)
+    if isinstance(expires, str):
+        try:
+            return datetime.fromisoformat(expires).timestamp() - interval_s
+        except ValueError:
+            pass
+    return time.time()
 
 
-@app.task(name="regenerate.run", **WRITES)
-def regenerate(forced: bool = False) -> dict[str, Any]:
-    """Rebuild every active cell's feed. Beat-fired runs are deduplicated across beats."""
+def periodic(job: str, interval_s: float, request: Any, forced: bool,
+             run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a periodic job once per schedule slot (``forced``: now, whatever the slot)."""
+    slot = int(fired_at(request, interval_s) // interval_s)
+    if not forced and not store().claim_slot(job, slot, interval_s):
+        return {"skipped_run": f"{job} already ran in schedule slot {slot}", "slot": slot}
+    return {**run(), "slot": slot}
+
+
+@app.task(name="rollup.run", bind=True, **WRITES)
+def rollup(self: Any, forced: bool = False) -> dict[str, Any]:
+    """Count new events exactly once. Beat-fired runs run once per schedule slot, however
+    many beats fire them."""
     s = settings()
-    if not forced and not store().claim_run("regenerate", s.regen_interval_s * RUN_SHARE):
-        return {"skipped": "a regeneration already ran in this interval"}
-    return run_regenerate(store(), s, time.time(), rng())
+    return periodic("rollup", s.rollup_interval_s, self.request, forced,
+                    lambda: run_rollup(store(), s, time.time()))
+
+
+@app.task(name="regenerate.run", bind=True, **WRITES)
+def regenerate(self: Any, forced: bool = False) -> dict[str, Any]:
+    """Rebuild every active cell's feed. Beat-fired runs run once per schedule slot."""
+    s = settings()
+    return periodic("regenerate", s.regen_interval_s, self.request, forced,
+                    lambda: run_regenerate(store(), s, time.time(), rng()))
 
 
 @signals.setup_logging.connect

@@ -123,10 +123,18 @@ def test_drop_expired_takes_ads_out_of_the_index_but_keeps_the_record(fake_store
     assert fake_store.r.zscore(Keys.ads_expiry, "new") == NO_EXPIRY
 
 
-def test_claim_run_admits_one_caller_per_window(fake_store: Store):
-    assert fake_store.claim_run("rollup", 5)
-    assert not fake_store.claim_run("rollup", 5)
-    assert fake_store.claim_run("regenerate", 5)
+def test_claim_slot_admits_one_caller_per_schedule_slot(fake_store: Store):
+    assert fake_store.claim_slot("rollup", 7, 10.0)
+    assert not fake_store.claim_slot("rollup", 7, 10.0)            # the same slot
+    assert fake_store.claim_slot("rollup", 8, 10.0)                # the next one
+    assert fake_store.claim_slot("regenerate", 7, 10.0)            # another job
+    assert 10_000 < fake_store.r.pttl(Keys.lock("rollup:8")) <= 20_000
+
+
+def test_each_recorded_run_is_counted(fake_store: Store):
+    fake_store.record_job("rollup", {"counted": 3})
+    fake_store.record_job("rollup", {"counted": 0})
+    assert fake_store.job_status("rollup") == {"counted": "0", "runs": "2"}
 
 
 def test_excluded_ads_are_read_per_user_with_their_location_in_one_call(fake_store: Store):

@@ -55,3 +55,17 @@ def test_flower_refuses_to_start_without_basic_auth(monkeypatch):
                         lambda: load_settings({"FLOWER_BASIC_AUTH": "ops:s3cret"}))
     command = flower.flower_command()
     assert not any("s3cret" in part for part in command)
+
+
+def test_a_beat_fired_run_knows_its_slot_from_its_expiry():
+    from types import SimpleNamespace
+
+    from tasks.jobs import fired_at
+    sent = SimpleNamespace(expires="2027-01-15T08:00:10+00:00")     # sent at 08:00:00
+    assert fired_at(sent, 10.0) == 1_800_000_000.0
+    schedule = beat_schedule(load_settings({"ROLLUP_INTERVAL_S": "7"}))
+    assert schedule["rollup"]["options"]["expires"] == 7.0        # what fired_at relies on
+    import time
+    for request in (SimpleNamespace(expires=None), SimpleNamespace(expires="not a time"),
+                    SimpleNamespace()):
+        assert abs(fired_at(request, 10.0) - time.time()) < 5
