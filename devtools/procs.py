@@ -34,10 +34,14 @@ class Proc:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the main process only (a crash of the worker's parent, for example)."""
+    def kill(self, sig: int = signal.SIGKILL, group: bool = False) -> None:
+        """Signal the main process only (a crash of the worker's parent, for example), or
+        with ``group`` every process it started too (a machine losing the whole worker)."""
         if self.alive():
-            os.kill(self.proc.pid, sig)
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                os.kill(self.proc.pid, sig)
             self.proc.wait(30)
 
     def stop(self, timeout_s: float = 15.0) -> None:
