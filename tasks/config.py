@@ -44,6 +44,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",
     }
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        conf["broker_transport"] = "tasks.broker:Transport"   # survives a Redis restart
     if settings.broker_url.startswith("rediss://") and "ssl_cert_reqs" not in settings.broker_url:
         conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return conf

@@ -69,3 +69,21 @@ def test_a_beat_fired_run_knows_its_slot_from_its_expiry():
     for request in (SimpleNamespace(expires=None), SimpleNamespace(expires="not a time"),
                     SimpleNamespace()):
         assert abs(fired_at(request, 10.0) - time.time()) < 5
+
+
+def test_a_redis_broker_uses_the_transport_that_survives_a_redis_restart():
+    for url in ("redis://127.0.0.1:6390/0", "rediss://example.com:6390/0"):
+        conf = celery_config(load_settings({"REDIS_URL": url}))
+        assert conf["broker_transport"] == "tasks.broker:Transport"
+    rabbit = celery_config(load_settings({"CELERY_BROKER_URL": "amqp://guest@localhost//"}))
+    assert "broker_transport" not in rabbit
+
+
+def test_the_guarded_channel_turns_a_collected_connection_into_a_connection_error():
+    import redis as redis_py
+
+    from tasks.broker import Channel
+    channel = Channel.__new__(Channel)          # the state it is in after collect()
+    channel.connection = type("CollectedTransport", (), {"client": None})()
+    with pytest.raises(redis_py.ConnectionError):
+        channel._connparams()
