@@ -15,7 +15,13 @@ $(BIN)/.installed: requirements.txt
 run: $(BIN)/.installed
 	$(BIN)/python -m devtools.run
 
+# Debian tools the tests drive (wrk for the load test); installed when missing and root
+TEST_TOOLS := wrk
+
 test: $(BIN)/.installed
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	$(BIN)/python -m pytest
 
 test-quick: $(BIN)/.installed
@@ -25,6 +31,7 @@ bench: $(BIN)/.installed
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.regen
+	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.simulate --fast --core 0 --seeds 8
 	$(BIN)/python -m bench.explain
 

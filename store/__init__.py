@@ -404,6 +404,15 @@ class Store:
             p.zremrangebyrank(key, 0, -memory.max_ads - 1)
             p.expire(key, memory.ttl_s)
 
+    def accepted_count(self, now: float, window_s: int) -> int:
+        """How many event ids were accepted in this dedupe window and the last (each
+        accepted event's id is in exactly one of the two seen sets)."""
+        bucket = int(now // window_s)
+        with self.r.pipeline(transaction=False) as p:
+            p.scard(Keys.seen(bucket))
+            p.scard(Keys.seen(bucket - 1))
+            return sum(p.execute())
+
     def roll_in(self, batch_id: str) -> int:
         """Move an accepted batch into the events stream; 0 if it was already moved."""
         return int(self._roll_in(keys=[Keys.inbox, Keys.inbox_due, Keys.events], args=[batch_id]))

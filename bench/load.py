@@ -1,0 +1,201 @@
+"""A mixed load at capacity on the real processes, then an account of every event.
+
+A redis-server of our own, gunicorn (2 workers), a Celery worker (2 processes) and beat
+(rollup every second, regeneration every 10 s), 5,000 demo ads; wrk with 8 connections for
+``--seconds`` (default 60) sends GET /v1/feed at 500 points spread like the ads and, every
+fifth request, POST /v1/events with 50 new events (unique ids). wrk's Lua counts, per thread,
+the feeds answered 200 and the events each 202 accepted. Afterwards the rollup must have
+counted exactly the accepted events: no more, no fewer. Everything, wrk included, shares the
+machine's cores, so the rate is this machine's capacity for the mix.
+
+    python -m bench.load                   # writes bench/results/load.{json,md}
+    python -m bench.load --seconds 10 --out /tmp/load
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import RESULTS, load_catalogue, machine, request_points, say, table
+from devtools.procs import service_env, start_beat, start_web, start_worker
+from devtools.redis_server import RedisServer
+from store import STAT_FIELDS, Store
+
+ADS, POINTS, CONNECTIONS, THREADS = 5_000, 500, 8, 2
+POST_EVERY, PER_POST = 5, 50
+ADMIN_TOKEN = "load-admin-token-0123456789"
+SETTINGS = {"ROLLUP_INTERVAL_S": "1", "REGEN_INTERVAL_S": "10"}
+
+LUA = """
+local paths = {%(paths)s}
+local ads = {%(ads)s}
+local kinds = {"impression", "impression", "impression", "view", "save", "apply", "hide"}
+local threads = {}
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  n, feeds, posts, accepted, bad = 0, 0, 0, 0, 0
+end
+
+function request()
+  n = n + 1
+  if n %% %(every)d == 0 then
+    local events = {}
+    for i = 1, %(per_post)d do
+      local k = (n * 7 + i) %% #kinds + 1
+      events[i] = string.format('{"event_id":"w%%d-%%d-%%d","ad_id":"%%s","type":"%%s","position":%%d}',
+                                tid, n, i, ads[(n + i) %% #ads + 1], kinds[k], i %% 10 + 1)
+    end
+    return wrk.format("POST", "/v1/events", {["Content-Type"] = "application/json"},
+                      '{"events":[' .. table.concat(events, ",") .. ']}')
+  end
+  return wrk.format("GET", paths[(n + tid * 131) %% #paths + 1])
+end
+
+function response(status, headers, body)
+  if status == 202 then
+    posts = posts + 1
+    accepted = accepted + tonumber(string.match(body, '"accepted":(%%d+)'))
+  elseif status == 200 then
+    feeds = feeds + 1
+  else
+    bad = bad + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local f, p, a, b = 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    f, p, a, b = f + t:get("feeds"), p + t:get("posts"), a + t:get("accepted"), b + t:get("bad")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %%d, "duration_us": %%d, "socket_errors": %%d, "status_errors": %%d, ' ..
+    '"timeouts": %%d, "feeds": %%d, "posts": %%d, "accepted": %%d, "bad": %%d, ' ..
+    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "max_us": %%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write, e.status, e.timeout,
+    f, p, a, b, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max))
+end
+"""
+
+
+def run(seconds: float, work: Path) -> dict:
+    """The whole run; returns its figures (``accounted``: the rollup counted exactly what
+    was accepted)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not on PATH (Debian package wrk; `make test` installs it)")
+    server = RedisServer(work / "redis").start()
+    procs = []
+    try:
+        store = Store.from_url(server.url)
+        now = time.time()
+        load_catalogue(store, ADS, now)
+        env = service_env(server.url, ADMIN_TOKEN=ADMIN_TOKEN, **SETTINGS)
+        procs += [start_worker(env, work), start_beat(env, work)]
+        web, base = start_web({**env, "LOG_LEVEL": "WARNING"}, work)   # no line per request
+        procs.append(web)
+        ad_ids = [a.decode() for a in store.ad_summaries().ids]
+        paths = [f"/v1/feed?lat={lat:.6f}&lon={lon:.6f}&limit=20"
+                 for lat, lon in request_points(POINTS, now)]
+        script = work / "load.lua"
+        script.write_text(LUA % {"paths": ", ".join(json.dumps(p) for p in paths),
+                                 "ads": ", ".join(json.dumps(a) for a in ad_ids[:500]),
+                                 "every": POST_EVERY, "per_post": PER_POST})
+        say(f"wrk: {CONNECTIONS} connections for {seconds:g} s against {base}")
+        done = subprocess.run([wrk, "-t", str(THREADS), "-c", str(CONNECTIONS), "--timeout",
+                               "10s", "-d", f"{seconds:g}s", "-s", str(script), base],
+                              capture_output=True, text=True, timeout=seconds + 120)
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+        if done.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        out = json.loads(line[len("WRKJSON "):])
+        settle_started = time.perf_counter()
+        window_s = int(env.get("DEDUPE_WINDOW_S", 172_800))
+        time.sleep(1.0)                  # the last posts wrk left in flight finish meanwhile
+        counted = settle(store, ad_ids, store.accepted_count(time.time(), window_s))
+        # nothing posts any more: what the server accepted is what wrk saw answered plus
+        # what was in flight when it stopped
+        accepted = store.accepted_count(time.time(), window_s)
+        in_flight = accepted - out["accepted"]
+        out.update({
+            "seconds": seconds, "rps": out["requests"] / (out["duration_us"] / 1e6),
+            "p50_ms": out["p50_us"] / 1e3, "p90_ms": out["p90_us"] / 1e3,
+            "p99_ms": out["p99_us"] / 1e3, "max_ms": out["max_us"] / 1e3,
+            "errors": out["socket_errors"] + out["status_errors"] + out["timeouts"] + out["bad"],
+            "accepted_by_server": accepted, "in_flight_at_stop": in_flight, "counted": counted,
+            "accounted": counted == accepted and 0 <= in_flight <= CONNECTIONS * PER_POST,
+            "settle_s": time.perf_counter() - settle_started, "machine": machine(server),
+        })
+        return out
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        server.stop()
+
+
+def settle(store: Store, ad_ids: list[str], accepted: int, timeout_s: float = 120.0) -> int:
+    """Every event the rollup counted, once nothing is left to count (or after a timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counted = sum(sum(v) for v in store.ad_stats(ad_ids, STAT_FIELDS).values())
+        backlog = store.backlog()
+        idle = backlog == {"pending": 0, "lag": 0, "inbox": 0}
+        if (counted >= accepted and idle) or time.monotonic() > deadline:
+            time.sleep(2.0)                 # anything counted twice would show by now
+            return sum(sum(v) for v in store.ad_stats(ad_ids, STAT_FIELDS).values())
+        time.sleep(0.5)
+
+
+def markdown(r: dict, command: str) -> str:
+    m = r["machine"]
+    return "".join([
+        f"# Mixed load at capacity: {r['seconds']:g} s\n\n",
+        f"{m['date']}, os.cpu_count() = {m['os_cpu_count']}; `{command}`. gunicorn (2 workers), "
+        "a Celery worker (2 processes), beat, redis-server and wrk "
+        f"(-t{THREADS} -c{CONNECTIONS}) all share the machine. {ADS:,} ads; GET /v1/feed at "
+        f"{POINTS} points, and every {POST_EVERY}th request POST /v1/events with {PER_POST} "
+        "new events.\n\n",
+        table(["figure", "value"], [
+            ["requests (rate)", f"{r['requests']:,} ({r['rps']:,.0f}/s)"],
+            ["feeds answered 200 / posts answered 202", f"{r['feeds']:,} / {r['posts']:,}"],
+            ["errors (socket, non-2xx, timeouts)", f"{r['errors']}"],
+            ["latency p50 / p90 / p99 / max", f"{r['p50_ms']:.1f} / {r['p90_ms']:.1f} / "
+             f"{r['p99_ms']:.1f} / {r['max_ms']:.1f} ms"],
+            ["events accepted (202s wrk read + in flight when it stopped) / counted",
+             f"{r['accepted_by_server']:,} ({r['accepted']:,} + {r['in_flight_at_stop']:,}) / "
+             f"{r['counted']:,}: {'every one' if r['accounted'] else 'NOT'} accounted for "
+             f"(settled {r['settle_s']:.1f} s after the load)"],
+        ]), "\n"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    command = "python -m bench.load " + " ".join(argv if argv is not None else sys.argv[1:])
+    with tempfile.TemporaryDirectory(prefix="load-") as work:
+        result = run(args.seconds, Path(work))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "load.json").write_text(json.dumps(result, indent=2))
+    md = markdown(result, command.strip())
+    (args.out / "load.md").write_text(md)
+    print(md)
+    return 0 if result["accounted"] and result["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""A 60 s mixed load at capacity (bench/load.py): zero errors, and every event the server
+accepted counted by the rollup exactly once."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import load
+
+
+@pytest.mark.slow
+def test_a_minute_at_capacity_has_no_errors_and_accounts_for_every_event(tmp_path: Path):
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("wrk is not on PATH: `make test` installs the Debian package wrk")
+        pytest.skip("needs wrk (Debian package wrk; `make test` installs it when run as root)")
+    result = load.run(60.0, tmp_path)
+    assert result["errors"] == 0, result
+    assert result["requests"] > 10_000 and result["posts"] > 1_000
+    assert result["accounted"], result
+    assert result["counted"] == result["accepted_by_server"] >= result["accepted"] > 0
