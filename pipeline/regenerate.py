@@ -143,6 +143,13 @@ def stored_priors(store: Store, settings: Settings, categories: np.ndarray) -> P
     return PriorRates(settings.reward_model, np.where(np.isnan(rows), overall, rows), overall)
 
 
+def nearest_key_km(lat: np.ndarray, lon: np.ndarray, cell: str) -> np.ndarray:
+    """What the nearest strategy orders a cell's candidates by: distance from the cell's
+    box, and, for ads inside it (0), distance from its centre."""
+    return (geo.distance_from_box_km(lat, lon, geo.decode_box(cell))
+            + NEAREST_TIE_BREAK * geo.haversine_km(*geo.decode(cell), lat, lon))
+
+
 def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndarray,
                 rates: PriorRates, settings: Settings, rng: np.random.Generator,
                 now: float) -> dict[str, bytes]:
@@ -159,13 +166,10 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     for cell, radius_km, probs in zip(cells, reach_km, probabilities):
         lat, lon = geo.decode(cell)
         candidates = index.query(lat, lon, radius_km)
-        # ads inside the cell (box distance 0) are ranked by distance from its centre
-        box_km = geo.distance_from_box_km(snapshot.lat[candidates], snapshot.lon[candidates],
-                                          geo.decode_box(cell))
-        box_km += NEAREST_TIE_BREAK * geo.dot_to_km(snapshot.xyz[candidates]
-                                                    @ geo.unit_vector(lat, lon))
         cand = Candidates(draws[candidates], mean[candidates],
-                          snapshot.created_at[candidates], box_km)
+                          snapshot.created_at[candidates],
+                          nearest_key_km(snapshot.lat[candidates], snapshot.lon[candidates],
+                                         cell))
         orders = strategy_orders(settings.feed_strategies, cand, settings.feed_length, rng,
                                  settings.epsilon)
         feeds[cell] = build_cell(snapshot, candidates, orders, cell, settings, probs, now).pack()

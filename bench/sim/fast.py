@@ -29,7 +29,7 @@ from bandit import (Candidates, Evidence, PriorRates, StrategyPrior, ad_posterio
 from bandit.posterior import AdPosterior
 from bench.sim.world import Outcomes, World, top_valid
 from config import Settings
-from pipeline.regenerate import (NEAREST_TIE_BREAK, STRATEGY_DRAWS, candidate_radius_km,
+from pipeline.regenerate import (STRATEGY_DRAWS, candidate_radius_km, nearest_key_km,
                                  prior_spec)
 
 START = 1_800_000_000.0  # the simulated clock's start (epoch seconds)
@@ -82,17 +82,11 @@ class Cells:
         reach = [candidate_radius_km(c, settings) for c in names]
         index = geo.PointIndex(world.lat, world.lon, query_radius_km=max(reach))
         found = [index.query(*geo.decode(c), r) for c, r in zip(names, reach)]
-        return cls(list(names), found, [box_km(world, f, c) for f, c in zip(found, names)])
+        return cls(list(names), found,
+                   [nearest_key_km(world.lat[f], world.lon[f], c) for f, c in zip(found, names)])
 
     def __len__(self) -> int:
         return len(self.names)
-
-
-def box_km(world: World, candidates: np.ndarray, cell: str) -> np.ndarray:
-    """The nearest strategy's key, as ``pipeline.regenerate.build_feeds`` computes it."""
-    lat, lon = world.lat[candidates], world.lon[candidates]
-    return (geo.distance_from_box_km(lat, lon, geo.decode_box(cell))
-            + NEAREST_TIE_BREAK * geo.haversine_km(*geo.decode(cell), lat, lon))
 
 
 @dataclass
