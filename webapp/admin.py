@@ -7,24 +7,20 @@ from pipeline.feedid import parse_feed_id
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup
 from webapp.auth import require_admin
+from webapp.apidoc import RegenerationReport, RollupReport, ServedFeed, TaskSent, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
-from webapp.validation import ApiError, identifier
+from webapp.validation import ApiError, WaitQuery, identifier, parse
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
 
-_TRUE = {"1", "true", "yes"}
-_BOOL = _TRUE | {"0", "false", "no", ""}
-
-
 def _wait() -> bool:
-    value = request.args.get("wait", "").lower()
-    if value not in _BOOL:
-        raise ApiError(400, "invalid_parameter", "wait: must be true or false", "wait")
-    return value in _TRUE
+    return parse(WaitQuery, request.args.to_dict()).wait
 
 
 @bp.post("/admin/rollup")
+@documented("Run the stats rollup now (202 with the task, or 200 with its report when wait)",
+            "admin", ok=202, query=WaitQuery, response=TaskSent, answers={200: RollupReport})
 @require_admin
 def rollup() -> Response:
     rt = runtime()
@@ -35,6 +31,9 @@ def rollup() -> Response:
 
 
 @bp.post("/admin/regenerate")
+@documented("Rebuild the feeds now (202 with the task, or 200 with its report when wait)",
+            "admin", ok=202, query=WaitQuery, response=TaskSent,
+            answers={200: RegenerationReport})
 @require_admin
 def regenerate() -> Response:
     rt = runtime()
@@ -45,6 +44,8 @@ def regenerate() -> Response:
 
 
 @bp.get("/feeds/<feed_id>")
+@documented("A served feed's provenance", "admin", response=ServedFeed,
+            errors={404: ("not_found",)})
 @require_admin
 def served_feed(feed_id: str) -> Response:
     feed_id = identifier(feed_id, "feed_id")
@@ -56,5 +57,9 @@ def served_feed(feed_id: str) -> Response:
         entry = rt.store.served_feed(feed_id, ref.served_ms)
     if entry is None:
         raise ApiError(404, "not_found", f"no served feed {feed_id}", "feed_id")
-    entry["ads"] = entry.get("ads", "").split()
-    return json_response(entry)
+    return json_response({
+        "feed_id": feed_id, "served_at": float(entry["ts"]), "cell": entry["cell"],
+        "strategy": entry["strategy"], "propensity": float(entry["propensity"]),
+        "variant": int(entry["variant"]), "generated_at": float(entry["generated_at"]),
+        "cache": entry["cache"], "user_id": entry.get("user_id") or None,
+        "ads": entry.get("ads", "").split()})

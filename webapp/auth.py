@@ -25,4 +25,5 @@ def require_admin(view: F) -> F:
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
             raise ApiError(401, "unauthorized", "this call needs Authorization: Bearer <ADMIN_TOKEN>")
         return view(*args, **kwargs)
+    wrapped.requires_admin = True  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]

@@ -43,7 +43,7 @@ def read_lines(path: Path, now: float, rejected: list[tuple[int, str]]) -> Itera
                 continue
             try:
                 data = orjson.loads(line)
-                ad = parse(AdLine, data)
+                ad = parse(AdLine, data, strict=True)
                 yield offset, ad_record(ad.ad_id, ad, now)
             except orjson.JSONDecodeError as exc:
                 rejected.append((number, f"invalid JSON: {exc}"))

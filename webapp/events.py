@@ -8,9 +8,10 @@ from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
 from pipeline.ingest import Event, accept_batch
+from webapp.apidoc import EventsAccepted, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
-from webapp.validation import ApiError, EventIn, first_error, json_body
+from webapp.validation import ApiError, EventBatch, EventIn, first_error, json_body
 
 bp = Blueprint("events", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
@@ -19,6 +20,9 @@ FUTURE_SLACK_S = 300
 
 
 @bp.post("/events")
+@documented("Report what happened to ads: impressions, views, saves, applies, hides",
+            "events", ok=202, body=EventBatch, body_whole=False, response=EventsAccepted,
+            errors={400: ("invalid_body", "no_valid_events"), 413: ("too_many_events",)})
 def post_events() -> Response:
     rt = runtime()
     s = rt.settings
@@ -47,7 +51,7 @@ def validate_events(raw: list, now: float, max_age_s: int) -> tuple[list[Event],
     rejected: list[dict] = []
     for index, item in enumerate(raw):
         try:
-            e = EventIn.model_validate(item)
+            e = EventIn.model_validate(item, strict=True)
         except ValidationError as exc:
             code, message, field = first_error(exc)
             rejected.append({"index": index, "code": code, "message": message, "field": field})

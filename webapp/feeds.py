@@ -8,6 +8,7 @@ import geo
 from pipeline.adstats import ad_report
 from pipeline.feed import FeedRequest, parse_location, serve_feed
 from pipeline.regenerate import SEARCH_SLACK
+from webapp.apidoc import AdStats, Feed, Nearby, UserFeed, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
 from webapp.validation import ApiError, FeedQuery, NearbyQuery, RecommendQuery, identifier, parse
@@ -25,6 +26,8 @@ def _radius_km(given: float | None) -> float:
 
 
 @bp.get("/feed")
+@documented("The feed of ads near a point", "feeds", query=FeedQuery, response=Feed,
+            errors={503: ("feed_rebuilding",)})
 def feed() -> Response:
     q = parse(FeedQuery, request.args.to_dict())
     rt = runtime()
@@ -36,6 +39,10 @@ def feed() -> Response:
 
 
 @bp.get("/recommend/<user_id>")
+@documented("A user's feed, at the location given or their last known one", "feeds",
+            query=RecommendQuery, response=UserFeed,
+            errors={400: ("missing_parameter",), 404: ("location_unknown",),
+                    503: ("feed_rebuilding",)})
 def recommend(user_id: str) -> Response:
     """The feed for a user: at the location given, else at their last known one. Ads they
     applied to or hid are left out. One round trip reads the location and the exclusions."""
@@ -65,6 +72,8 @@ def recommend(user_id: str) -> Response:
 
 
 @bp.get("/ads/nearby")
+@documented("The live ads within a radius, nearest first", "ads", query=NearbyQuery,
+            response=Nearby)
 def nearby() -> Response:
     q = parse(NearbyQuery, request.args.to_dict())
     radius_km = _radius_km(q.radius_km)
@@ -80,6 +89,8 @@ def nearby() -> Response:
 
 
 @bp.get("/stats/ads/<ad_id>")
+@documented("An ad's counters and posterior", "stats", response=AdStats,
+            errors={404: ("not_found",)})
 def ad_stats(ad_id: str) -> Response:
     ad_id = identifier(ad_id, "ad_id")
     rt = runtime()

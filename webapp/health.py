@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from webapp.apidoc import Health, Readiness, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
 
@@ -10,11 +11,14 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@documented("Liveness: the process answers", "meta", response=Health, uses_store=False)
 def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
 @bp.get("/readyz")
+@documented("Readiness: Redis and the broker answer", "meta", response=Readiness,
+            answers={503: Readiness}, uses_store=False)
 def readyz() -> Response:
     rt = runtime()
     checks = {"redis": _check(rt.store.ping), "broker": _check(_broker_ping)}

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
-                      TypeAdapter, ValidationError)
+                      TypeAdapter, ValidationError, WithJsonSchema)
 
 from store import GEO_LAT_LIMIT
 
@@ -36,6 +36,9 @@ class ApiError(Exception):
         return {"error": err, **self.extra}
 
 
+MAX_EPOCH_S = 253402300799  # 9999-12-31T23:59:59Z
+
+
 def epoch_seconds(value: Any) -> Any:
     """Epoch seconds (number or numeric string) or ISO 8601 with a zone -> float seconds."""
     if isinstance(value, bool):
@@ -55,42 +58,61 @@ def epoch_seconds(value: Any) -> Any:
             seconds = parsed.timestamp()
     else:
         raise ValueError("a time must be epoch seconds or ISO 8601 with a zone")
-    if not math.isfinite(seconds) or not 0 <= seconds < 253402300799:
+    if not math.isfinite(seconds) or not 0 <= seconds < MAX_EPOCH_S:
         raise ValueError("time out of range")
     return seconds
 
 
-Timestamp = Annotated[float, BeforeValidator(epoch_seconds)]
+Timestamp = Annotated[float, BeforeValidator(epoch_seconds), WithJsonSchema({
+    "anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH_S},
+              {"type": "string", "format": "date-time"}],
+    "description": "epoch seconds, or ISO 8601 with a zone"})]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+RADIUS_DOC = "at most FEED_RADIUS_KM (5 by default), which is also the default"
+
+
 class FeedQuery(_Strict):
+    """GET /v1/feed."""
     model_config = ConfigDict(extra="ignore", frozen=True)
     lat: Latitude
     lon: Longitude
-    limit: int = Field(20, ge=1, le=100)
-    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False)
-    user_id: Identifier | None = None
+    limit: int = Field(20, ge=1, le=100, description="how many ads")
+    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False,
+                                    description=RADIUS_DOC)
+    user_id: Identifier | None = Field(None, description="leaves out the ads this user applied "
+                                                         "to or hid, and keeps their location")
 
 
 class RecommendQuery(_Strict):
     """GET /v1/recommend/{user_id}: the location is optional (the user's last known one)."""
     model_config = ConfigDict(extra="ignore", frozen=True)
-    lat: Latitude | None = None
-    lon: Longitude | None = None
-    limit: int = Field(20, ge=1, le=100)
-    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False)
+    lat: Latitude | None = Field(None, description="with lon; else the last known location")
+    lon: Longitude | None = Field(None, description="with lat")
+    limit: int = Field(20, ge=1, le=100, description="how many ads")
+    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False,
+                                    description=RADIUS_DOC)
 
 
 class NearbyQuery(_Strict):
+    """GET /v1/ads/nearby."""
     model_config = ConfigDict(extra="ignore", frozen=True)
     lat: Latitude
     lon: Longitude
-    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False)
-    limit: int = Field(100, ge=1, le=1000)
+    radius_km: float | None = Field(None, gt=0, le=50.0, allow_inf_nan=False,
+                                    description=RADIUS_DOC)
+    limit: int = Field(100, ge=1, le=1000, description="how many ads")
+
+
+class WaitQuery(_Strict):
+    """POST /v1/admin/rollup and /v1/admin/regenerate."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    wait: bool = Field(False, description="run here and answer with the report, instead of "
+                                          "sending the task")
 
 
 class AdIn(_Strict):
@@ -111,13 +133,21 @@ class AdLine(AdIn):
 
 
 class EventIn(_Strict):
-    event_id: Identifier
+    """What happened to one ad on a user's device."""
+    event_id: Identifier = Field(description="unique per event: a repeat is a duplicate")
     ad_id: Identifier
     type: Literal["impression", "view", "save", "apply", "hide"]
     user_id: Identifier | None = None
-    feed_id: Identifier | None = None
-    position: int | None = Field(None, ge=1, le=1000)
-    ts: Timestamp | None = None
+    feed_id: Identifier | None = Field(None, description="the feed the ad was shown in")
+    position: int | None = Field(None, ge=1, le=1000, description="the ad's place in that feed")
+    ts: Timestamp | None = Field(None, description="when it happened; now if absent")
+
+
+class EventBatch(BaseModel):
+    """POST /v1/events. Each event is checked on its own: the invalid ones are rejected and
+    listed, the rest kept. At most MAX_EVENTS_PER_POST (1,000 by default) events."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    events: list[EventIn] = Field(min_length=1)
 
 
 def first_error(exc: ValidationError) -> tuple[str, str, str | None]:
@@ -131,10 +161,11 @@ def first_error(exc: ValidationError) -> tuple[str, str, str | None]:
     return code, message, field
 
 
-def parse(model: type[BaseModel], data: Any) -> Any:
-    """``model`` validated from ``data``, or a 400 ApiError naming the offending field."""
+def parse(model: type[BaseModel], data: Any, strict: bool = False) -> Any:
+    """``model`` validated from ``data``, or a 400 ApiError naming the offending field.
+    ``strict`` for JSON bodies: a number must be a number there (not a string, not false)."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         code, message, field = first_error(exc)
         raise ApiError(400, code, message, field) from None

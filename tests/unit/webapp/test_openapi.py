@@ -1,0 +1,287 @@
+"""/openapi.json documents every route, and says the truth: every error it lists for an
+operation is one a request makes the app answer (status and code), and every body answered
+matches the operation's schema. (That the app answers nothing the document leaves out is what
+the schemathesis run of tests/integration/test_openapi_fuzz.py checks.)"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema_rs
+import pytest
+
+from config import load_settings
+from pipeline.regenerate import CellUnavailable
+from tests.conftest import ADMIN_TOKEN
+from tests.unit.webapp.conftest import RecordingCelery
+from tests.unit.webapp.support import put_ad
+from webapp import create_app
+from webapp.apidoc import documented_errors
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+HERE = {"lat": "52.52", "lon": "13.405"}
+AD = {"lat": 52.52, "lon": 13.405, "title": "Barista", "company": "Blue Leaf Ltd"}
+EVENT = {"event_id": "e-1", "ad_id": "ad-1", "type": "view"}
+UNDOCUMENTED = {"static", "docs.show"}   # Flask's static files, Swagger UI's own files
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    query: dict[str, str] = field(default_factory=dict)
+    body: Any = None                  # JSON, or bytes sent as they are
+    headers: dict[str, str] = field(default_factory=dict)
+    setup: str | None = None          # store_down, no_admin_token, rebuilding
+
+
+def case(method: str, path: str, **kw: Any) -> Case:
+    return Case(method, path, **kw)
+
+
+def admin_case(method: str, path: str, **kw: Any) -> Case:
+    return Case(method, path, headers={**ADMIN, **kw.pop("headers", {})}, **kw)
+
+
+BIG = b'{"x": "' + b"x" * (2 << 20) + b'"}'
+JSON = {"Content-Type": "application/json"}
+
+# (operationId, status, code) -> a request answered with it
+ERROR_CASES: dict[tuple[str, int, str], Case] = {
+    ("feeds.feed", 400, "invalid_parameter"): case("GET", "/v1/feed", query={**HERE, "limit": "0"}),
+    ("feeds.feed", 400, "missing_parameter"): case("GET", "/v1/feed", query={"lat": "52.5"}),
+    ("feeds.feed", 503, "store_unavailable"): case("GET", "/v1/feed", query=HERE, setup="store_down"),
+    ("feeds.feed", 503, "feed_rebuilding"): case("GET", "/v1/feed", query=HERE, setup="rebuilding"),
+    ("feeds.recommend", 400, "invalid_identifier"): case("GET", "/v1/recommend/a b"),
+    ("feeds.recommend", 400, "invalid_parameter"): case("GET", "/v1/recommend/u1", query={"lat": "91", "lon": "0"}),
+    ("feeds.recommend", 400, "missing_parameter"): case("GET", "/v1/recommend/u1", query={"lat": "52.5"}),
+    ("feeds.recommend", 404, "location_unknown"): case("GET", "/v1/recommend/nobody"),
+    ("feeds.recommend", 503, "store_unavailable"): case("GET", "/v1/recommend/u1", setup="store_down"),
+    ("feeds.recommend", 503, "feed_rebuilding"): case("GET", "/v1/recommend/u1", query=HERE, setup="rebuilding"),
+    ("feeds.nearby", 400, "invalid_parameter"): case("GET", "/v1/ads/nearby", query={**HERE, "radius_km": "-1"}),
+    ("feeds.nearby", 400, "missing_parameter"): case("GET", "/v1/ads/nearby", query={"lon": "13"}),
+    ("feeds.nearby", 503, "store_unavailable"): case("GET", "/v1/ads/nearby", query=HERE, setup="store_down"),
+    ("feeds.ad_stats", 400, "invalid_identifier"): case("GET", "/v1/stats/ads/{x}"),
+    ("feeds.ad_stats", 404, "not_found"): case("GET", "/v1/stats/ads/never-seen"),
+    ("feeds.ad_stats", 503, "store_unavailable"): case("GET", "/v1/stats/ads/a1", setup="store_down"),
+    ("events.post_events", 400, "invalid_json"): case("POST", "/v1/events", body=b"{", headers=JSON),
+    ("events.post_events", 400, "invalid_body"): case("POST", "/v1/events", body={"event": []}),
+    ("events.post_events", 400, "no_valid_events"): case("POST", "/v1/events", body={"events": [{"type": "x"}]}),
+    ("events.post_events", 413, "too_many_events"): case("POST", "/v1/events", body={"events": [EVENT] * 1001}),
+    ("events.post_events", 413, "request_entity_too_large"): case("POST", "/v1/events", body=BIG, headers=JSON),
+    ("events.post_events", 415, "unsupported_media_type"): case("POST", "/v1/events", body=b"{}", headers={"Content-Type": "text/plain"}),
+    ("events.post_events", 503, "store_unavailable"): case("POST", "/v1/events", body={"events": [EVENT]}, setup="store_down"),
+    ("ads.put_ad", 400, "invalid_identifier"): admin_case("PUT", "/v1/ads/caf\u00e9", body=AD),
+    ("ads.put_ad", 400, "invalid_json"): admin_case("PUT", "/v1/ads/a1", body=b"{,}", headers=JSON),
+    ("ads.put_ad", 400, "invalid_parameter"): admin_case("PUT", "/v1/ads/a1", body={**AD, "lon": False}),
+    ("ads.put_ad", 400, "missing_parameter"): admin_case("PUT", "/v1/ads/a1", body={"lat": 1, "lon": 2}),
+    ("ads.put_ad", 400, "unknown_field"): admin_case("PUT", "/v1/ads/a1", body={**AD, "salary": 1}),
+    ("ads.put_ad", 401, "unauthorized"): case("PUT", "/v1/ads/a1", body=AD),
+    ("ads.put_ad", 401, "admin_disabled"): admin_case("PUT", "/v1/ads/a1", body=AD, setup="no_admin_token"),
+    ("ads.put_ad", 413, "request_entity_too_large"): admin_case("PUT", "/v1/ads/a1", body=BIG, headers=JSON),
+    ("ads.put_ad", 415, "unsupported_media_type"): admin_case("PUT", "/v1/ads/a1", body=b"lat=1", headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    ("ads.put_ad", 503, "store_unavailable"): admin_case("PUT", "/v1/ads/a1", body=AD, setup="store_down"),
+    ("ads.get_ad", 400, "invalid_identifier"): case("GET", "/v1/ads/" + "a" * 65),
+    ("ads.get_ad", 404, "not_found"): case("GET", "/v1/ads/never-seen"),
+    ("ads.get_ad", 503, "store_unavailable"): case("GET", "/v1/ads/a1", setup="store_down"),
+    ("ads.remove_ad", 400, "invalid_identifier"): admin_case("DELETE", "/v1/ads/a,b"),
+    ("ads.remove_ad", 401, "unauthorized"): case("DELETE", "/v1/ads/a1", headers={"Authorization": "Bearer wrong"}),
+    ("ads.remove_ad", 401, "admin_disabled"): admin_case("DELETE", "/v1/ads/a1", setup="no_admin_token"),
+    ("ads.remove_ad", 404, "not_found"): admin_case("DELETE", "/v1/ads/never-seen"),
+    ("ads.remove_ad", 503, "store_unavailable"): admin_case("DELETE", "/v1/ads/a1", setup="store_down"),
+    ("admin.rollup", 400, "invalid_parameter"): admin_case("POST", "/v1/admin/rollup", query={"wait": "maybe"}),
+    ("admin.rollup", 401, "unauthorized"): case("POST", "/v1/admin/rollup"),
+    ("admin.rollup", 401, "admin_disabled"): admin_case("POST", "/v1/admin/rollup", setup="no_admin_token"),
+    ("admin.rollup", 503, "store_unavailable"): admin_case("POST", "/v1/admin/rollup", query={"wait": "true"}, setup="store_down"),
+    ("admin.regenerate", 400, "invalid_parameter"): admin_case("POST", "/v1/admin/regenerate", query={"wait": "2"}),
+    ("admin.regenerate", 401, "unauthorized"): case("POST", "/v1/admin/regenerate", headers={"Authorization": "Basic eDp5"}),
+    ("admin.regenerate", 401, "admin_disabled"): admin_case("POST", "/v1/admin/regenerate", setup="no_admin_token"),
+    ("admin.regenerate", 503, "store_unavailable"): admin_case("POST", "/v1/admin/regenerate", query={"wait": "1"}, setup="store_down"),
+    ("admin.served_feed", 400, "invalid_identifier"): admin_case("GET", "/v1/feeds/a%0Ab"),
+    ("admin.served_feed", 401, "unauthorized"): case("GET", "/v1/feeds/f1"),
+    ("admin.served_feed", 401, "admin_disabled"): admin_case("GET", "/v1/feeds/f1", setup="no_admin_token"),
+    ("admin.served_feed", 404, "not_found"): admin_case("GET", "/v1/feeds/1800000000000-u33db-thompson-00000000000000000000"),
+    ("admin.served_feed", 503, "store_unavailable"): admin_case("GET", "/v1/feeds/{served}", setup="store_down"),
+}
+
+# (operationId, status) -> a request answered with it, the body checked against the schema
+OK_CASES: dict[tuple[str, int], Case] = {
+    ("health.healthz", 200): case("GET", "/healthz"),
+    ("health.readyz", 503): case("GET", "/readyz"),        # the recording broker has no connection
+    ("apidoc.openapi_json", 200): case("GET", "/openapi.json"),
+    ("feeds.feed", 200): case("GET", "/v1/feed", query={**HERE, "user_id": "u1"}),
+    ("feeds.recommend", 200): case("GET", "/v1/recommend/u1"),
+    ("feeds.nearby", 200): case("GET", "/v1/ads/nearby", query=HERE),
+    ("feeds.ad_stats", 200): case("GET", "/v1/stats/ads/seed-1"),
+    ("events.post_events", 202): case("POST", "/v1/events", body={"events": [EVENT, {"x": 1}]}),
+    ("ads.put_ad", 201): admin_case("PUT", "/v1/ads/new-1", body=AD),
+    ("ads.put_ad", 200): admin_case("PUT", "/v1/ads/seed-1", body=AD),
+    ("ads.get_ad", 200): case("GET", "/v1/ads/seed-1"),
+    ("ads.remove_ad", 204): admin_case("DELETE", "/v1/ads/seed-1"),
+    ("admin.rollup", 202): admin_case("POST", "/v1/admin/rollup"),
+    ("admin.rollup", 200): admin_case("POST", "/v1/admin/rollup", query={"wait": "true"}),
+    ("admin.regenerate", 202): admin_case("POST", "/v1/admin/regenerate"),
+    ("admin.regenerate", 200): admin_case("POST", "/v1/admin/regenerate", query={"wait": "yes"}),
+    ("admin.served_feed", 200): admin_case("GET", "/v1/feeds/{served}"),
+}
+
+
+@pytest.fixture
+def document(app) -> dict:
+    response = app.test_client().get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def operations(document: dict) -> dict[str, tuple[str, str, dict]]:
+    return {op["operationId"]: (method, path, op)
+            for path, ops in document["paths"].items() for method, op in ops.items()}
+
+
+def test_every_route_is_documented_with_its_methods(app, document):
+    documented = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in UNDOCUMENTED:
+            continue
+        path = rule.rule.replace("<ad_id:ad_id>", "<ad_id>").replace("<", "{").replace(">", "}")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (method, path) in documented, (method, rule.rule)
+    assert len(documented) == 14
+
+
+def test_the_document_is_valid_openapi_with_resolvable_references(document):
+    assert document["openapi"].startswith("3.1")
+    text = str(document)
+    for name in document["components"]["schemas"]:
+        assert f"#/components/schemas/{name}" in text
+    refs = {part.split("'")[0] for part in text.split("#/components/schemas/")[1:]}
+    assert refs <= set(document["components"]["schemas"])
+    ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_settings_limits_are_the_apps_own(app, document):
+    feed = operations(document)["feeds.feed"][2]
+    radius = next(p for p in feed["parameters"] if p["name"] == "radius_km")
+    assert radius["schema"]["maximum"] == app.extensions["runtime"].settings.feed_radius_km
+    batch = document["components"]["schemas"]["EventBatch"]["properties"]["events"]
+    assert batch["maxItems"] == app.extensions["runtime"].settings.max_events_per_post
+
+
+def test_the_error_cases_cover_exactly_the_documented_errors(document):
+    listed = set()
+    for op_id, (_, _, op) in operations(document).items():
+        for status, response in op["responses"].items():
+            error = response["content"]["application/json"]["schema"]["properties"].get("error") \
+                if "content" in response and "error" in str(response["content"]) else None
+            if error is not None:
+                listed |= {(op_id, int(status), code) for code in error["properties"]["code"]["enum"]}
+    assert listed == set(ERROR_CASES)
+
+
+def test_documented_errors_follow_from_the_inputs():
+    from webapp.apidoc import Doc
+    from webapp.validation import AdIn, FeedQuery
+    plain = documented_errors(Doc("x", "t", uses_store=False), [], admin=False)
+    assert plain == {}
+    ad = documented_errors(Doc("x", "t", body=AdIn), ["ad_id"], admin=True)
+    assert ad == {400: {"invalid_identifier", "invalid_parameter", "missing_parameter",
+                        "unknown_field", "invalid_json"},
+                  401: {"unauthorized", "admin_disabled"}, 413: {"request_entity_too_large"},
+                  415: {"unsupported_media_type"}, 503: {"store_unavailable"}}
+    assert documented_errors(Doc("x", "t", query=FeedQuery), [], False)[400] == \
+        {"invalid_parameter", "missing_parameter"}
+
+
+@pytest.fixture
+def served_app(settings, fake_store):
+    """An app whose store holds an ad, a built feed and a served feed, with its feed id."""
+    def build(setup: str | None, monkeypatch) -> tuple[Any, str]:
+        from pipeline.serving import ServingLog
+        def make(s):
+            app = create_app(s)
+            app.extensions["runtime"].__dict__.update(
+                store=fake_store, celery=RecordingCelery(),
+                serving_log=ServingLog(fake_store, s.served_maxlen, flush_s=None))
+            return app, app.extensions["runtime"]
+
+        app, rt = make(settings)
+        client = app.test_client()
+        put_ad(client, ADMIN, "seed-1", 52.52, 13.405)
+        feed = client.get("/v1/feed", query_string={**HERE, "user_id": "u1"}).get_json()
+        rt.serving_log.flush()
+        if setup == "no_admin_token":
+            app, rt = make(load_settings({}, admin_token=None))
+        if setup == "store_down":
+            fake_store.r.connection_pool.connection_kwargs["server"].connected = False
+            rt.__dict__.pop("feed_cache", None)      # forget the feeds cached in memory
+        if setup == "rebuilding":
+            def unavailable(*args, **kwargs):
+                raise CellUnavailable("u33dc")
+            monkeypatch.setattr("pipeline.feed.build_one_cell", unavailable)
+            fake_store.r.delete(*fake_store.r.keys("feed:*"))
+            rt.__dict__.pop("feed_cache", None)      # forget the feeds cached in memory
+        return app, feed["feed_id"]
+    return build
+
+
+def send(app, c: Case, served: str):
+    kwargs: dict[str, Any] = {"query_string": c.query, "headers": c.headers}
+    if isinstance(c.body, bytes):
+        kwargs["data"] = c.body
+    elif c.body is not None:
+        kwargs["json"] = c.body
+    return app.test_client().open(c.path.replace("{served}", served), method=c.method, **kwargs)
+
+
+def response_schema(document: dict, op: dict, status: int) -> dict | None:
+    content = op["responses"][str(status)].get("content")
+    if content is None:
+        return None
+    return {**next(iter(content.values()))["schema"], "components": document["components"]}
+
+
+def schema_errors(schema: dict, body: Any) -> list[str]:
+    validator = jsonschema_rs.Draft202012Validator(schema)
+    return [f"{'/'.join(map(str, e.instance_path))}: {e.message[:300]}"
+            for e in validator.iter_errors(body)]
+
+
+@pytest.mark.parametrize("key", list(ERROR_CASES), ids=lambda k: "-".join(map(str, k)))
+def test_each_documented_error_is_what_the_app_answers(key, served_app, document, monkeypatch):
+    op_id, status, code = key
+    c = ERROR_CASES[key]
+    app, served = served_app(c.setup, monkeypatch)
+    method, path, op = operations(document)[op_id]
+    assert c.method == method.upper()
+    response = send(app, c, served)
+    body = response.get_json()
+    assert (response.status_code, body["error"]["code"]) == (status, code), body
+    assert schema_errors(response_schema(document, op, status), body) == []
+    if status == 503:
+        assert response.headers["Retry-After"].isdigit()
+
+
+@pytest.mark.parametrize("key", list(OK_CASES), ids=lambda k: "-".join(map(str, k)))
+def test_each_answer_matches_its_schema(key, served_app, document, monkeypatch):
+    op_id, status = key
+    c = OK_CASES[key]
+    app, served = served_app(c.setup, monkeypatch)
+    _, _, op = operations(document)[op_id]
+    response = send(app, c, served)
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    schema = response_schema(document, op, status)
+    if schema is None:
+        assert response.data == b""
+    else:
+        assert schema_errors(schema, response.get_json()) == []
+
+
+def test_docs_page_and_its_scripts_are_served_by_the_app(client):
+    page = client.get("/docs/")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "/openapi.json" in html and "http" not in html.split("<body>")[1].split("var user_config")[0]
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+        assert f"/docs/{asset}" in html
+        assert client.get(f"/docs/{asset}").status_code == 200

@@ -1,0 +1,355 @@
+"""The OpenAPI document, /openapi.json and /docs.
+
+The document is built from the models that validate requests (webapp/validation.py), the
+response models below and the ``documented`` mark on each view. The errors an operation can
+answer follow from what it takes (a path identifier, a query, a JSON body, the admin token)
+plus the few it names itself, so the document and the code cannot drift apart:
+tests/unit/webapp/test_openapi.py checks every route is here and every error listed is one the
+app answers, and a schemathesis run checks the answers against the document.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Literal, TypeVar
+
+from flask import Blueprint, Flask, Response
+from flask_swagger_ui import get_swaggerui_blueprint
+from pydantic import BaseModel, Field
+
+from bandit import STRATEGIES
+from store import EVIDENCE_FIELDS, STAT_FIELDS
+from webapp.errors import json_response
+from webapp.validation import IDENTIFIER_PATTERN
+
+F = TypeVar("F", bound=Callable)
+
+OPENAPI_PATH = "/openapi.json"
+URI_TOO_LONG = {"description": "URI Too Long: the request line is over the HTTP server's limit "
+                               "(gunicorn's limit_request_line, 4,094 bytes by default), "
+                               "answered by the server before the app sees it",
+                "content": {"text/html": {"schema": {"type": "string"}}}}
+DOCS_PATH = "/docs"
+
+
+@dataclass(frozen=True)
+class Doc:
+    """What the document says of one view beyond what follows from its inputs."""
+
+    summary: str
+    tag: str
+    ok: int = 200
+    response: type[BaseModel] | dict[str, Any] | None = None   # a model, or a JSON schema
+    media_type: str = "application/json"
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    body_whole: bool = True        # False: the view checks the body's items one by one
+    errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
+    answers: Mapping[int, type[BaseModel]] = field(default_factory=dict)
+    uses_store: bool = True
+    description: str = ""
+
+
+def documented(summary: str, tag: str, **kwargs: Any) -> Callable[[F], F]:
+    """Marks a view with what /openapi.json says of it."""
+    def mark(view: F) -> F:
+        view.apidoc = Doc(summary, tag, **kwargs)  # type: ignore[attr-defined]
+        return view
+    return mark
+
+
+def documented_errors(doc: Doc, path_params: list[str], admin: bool) -> dict[int, set[str]]:
+    """Every (status, code) the operation can answer with the error shape."""
+    errors: dict[int, set[str]] = {}
+
+    def add(status: int, *codes: str) -> None:
+        errors.setdefault(status, set()).update(codes)
+
+    if path_params:
+        add(400, "invalid_identifier")
+    checked = [doc.query] + ([doc.body] if doc.body_whole else [])
+    for model in (m for m in checked if m is not None):
+        add(400, "invalid_parameter")
+        if any(f.is_required() for f in model.model_fields.values()):
+            add(400, "missing_parameter")
+        if model.model_config.get("extra") == "forbid":
+            add(400, "unknown_field")
+    if doc.body is not None:
+        add(400, "invalid_json")
+        add(413, "request_entity_too_large")
+        add(415, "unsupported_media_type")
+    if admin:
+        add(401, "unauthorized", "admin_disabled")
+    if doc.uses_store:
+        add(503, "store_unavailable")
+    for status, codes in doc.errors.items():
+        add(status, *codes)
+    return errors
+
+
+# ---- response models (the shapes the views answer) --------------------------------------
+
+Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
+
+
+class FeedAd(BaseModel):
+    ad_id: str
+    title: str
+    company: str
+    position: int = Field(ge=1, description="1 for the first ad of the feed")
+    distance_km: float = Field(ge=0)
+
+
+class Feed(BaseModel):
+    """A feed: the ads near a point in the order one strategy chose."""
+    feed_id: str = Field(description="quote it in the events of this feed's ads")
+    cell: str = Field(description="the geohash cell the feed was built for")
+    strategy: Strategy
+    propensity: float = Field(gt=0, le=1, description="the probability this strategy had")
+    generated_at: float = Field(description="when the cell's feed was built (epoch seconds)")
+    cache: Literal["hit", "miss"] = Field(description="hit: precomputed; miss: built now")
+    ads: list[FeedAd]
+
+
+class UserFeed(Feed):
+    user_id: str
+    location_source: Literal["given", "last_known"]
+
+
+class NearbyAd(BaseModel):
+    ad_id: str
+    distance_km: float = Field(ge=0)
+
+
+class Nearby(BaseModel):
+    ads: list[NearbyAd] = Field(description="nearest first")
+
+
+class Ad(BaseModel):
+    ad_id: str
+    lat: float
+    lon: float
+    title: str
+    company: str
+    category: str
+    description: str
+    created_at: float
+    expires_at: float | None
+    live: bool = Field(description="not expired now")
+
+
+class Stage(BaseModel):
+    stage: str
+    alpha: float = Field(gt=0)
+    beta: float = Field(gt=0)
+    prior_mean: float = Field(ge=0, le=1)
+
+
+class Posterior(BaseModel):
+    model: Literal["funnel", "direct"]
+    mean: float = Field(ge=0, le=1, description="posterior mean of P(apply | impression)")
+    stages: list[Stage]
+
+
+class AdStats(BaseModel):
+    ad_id: str
+    counters: dict[Literal[STAT_FIELDS], int]  # type: ignore[valid-type]
+    evidence: dict[Literal[EVIDENCE_FIELDS], float]  # type: ignore[valid-type]
+    posterior: Posterior
+
+
+class Rejection(BaseModel):
+    index: int = Field(ge=0, description="the event's place in the post")
+    code: str
+    message: str
+    field: str | None
+
+
+class EventsAccepted(BaseModel):
+    accepted: int = Field(ge=0)
+    duplicates: int = Field(ge=0, description="events whose event_id was accepted before")
+    rejected: list[Rejection]
+    task_id: str | None = Field(description="the ingest task; null when the broker was down "
+                                            "(the rollup's sweep rolls the batch in)")
+
+
+class TaskSent(BaseModel):
+    task_id: str
+
+
+class RollupReport(BaseModel):
+    counted: int
+    reclaimed: int
+    recovered_events: int
+    served_feeds: int
+    expired_ads: int
+    duration_s: float
+    finished_at: float
+
+
+class RegenerationReport(BaseModel):
+    cells: int
+    written: int
+    skipped: int
+    ads: int
+    duration_s: float
+    finished_at: float
+
+
+class ServedFeed(BaseModel):
+    """A served feed as the served log holds it."""
+    feed_id: str
+    served_at: float = Field(description="epoch seconds")
+    cell: str
+    strategy: Strategy
+    propensity: float = Field(gt=0, le=1)
+    variant: int = Field(ge=0, description="which of the cell's Thompson variants")
+    generated_at: float = Field(description="the generation of the cell's feed it came from")
+    cache: Literal["hit", "miss"]
+    user_id: str | None
+    ads: list[str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Whether Redis and the broker answer."""
+    status: Literal["ready", "unavailable"]
+    checks: dict[Literal["redis", "broker"], str] = Field(description='"ok" or the error')
+
+
+# ---- the document -----------------------------------------------------------------------
+
+def openapi_document(app: Flask) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every documented view of ``app``; the limits that are
+    settings (FEED_RADIUS_KM, MAX_EVENTS_PER_POST) carry this app's values."""
+    schemas: dict[str, Any] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        doc = getattr(app.view_functions[rule.endpoint], "apidoc", None)
+        if doc is None:
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        params = [a for a in rule.arguments]
+        admin = getattr(app.view_functions[rule.endpoint], "requires_admin", False)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = _operation(doc, rule.endpoint, params,
+                                                                    admin, schemas)
+    settings = app.extensions["runtime"].settings
+    for operation in (op for ops in paths.values() for op in ops.values()):
+        for param in operation.get("parameters", ()):
+            if param["name"] == "radius_km":
+                param["schema"]["maximum"] = settings.feed_radius_km
+    if "EventBatch" in schemas:
+        schemas["EventBatch"]["properties"]["events"]["maxItems"] = settings.max_events_per_post
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Job-ad recommender", "version": "1",
+                 "description": "Feeds of job ads near a point, ranked by a bandit that learns "
+                                "which ads people apply to. Errors are "
+                                '{"error": {"code", "message", "field"?}}.'},
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer",
+                                          "description": "ADMIN_TOKEN"}},
+        },
+    }
+
+
+def _operation(doc: Doc, endpoint: str, path_params: list[str], admin: bool,
+               schemas: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": endpoint, "summary": doc.summary, "tags": [doc.tag]}
+    if doc.description:
+        op["description"] = doc.description
+    parameters = [{"name": p, "in": "path", "required": True,
+                   "schema": {"type": "string", "pattern": IDENTIFIER_PATTERN}}
+                  for p in path_params]
+    if doc.query is not None:
+        parameters += _query_parameters(doc.query)
+    if parameters:
+        op["parameters"] = parameters
+    if doc.body is not None:
+        op["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": _ref(doc.body, schemas, "validation")}}}
+    if admin:
+        op["security"] = [{"admin": []}]
+    ok: dict[str, Any] = {"description": HTTPStatus(doc.ok).phrase}
+    if isinstance(doc.response, dict):
+        ok["content"] = {doc.media_type: {"schema": doc.response}}
+    elif doc.response is not None:
+        ok["content"] = {doc.media_type: {"schema": _ref(doc.response, schemas, "serialization")}}
+    responses: dict[str, Any] = {str(doc.ok): ok}
+    for status, model in doc.answers.items():
+        responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": {
+            "application/json": {"schema": _ref(model, schemas, "serialization")}}}
+    for status, codes in sorted(documented_errors(doc, path_params, admin).items()):
+        error = {"description": ", ".join(sorted(codes)),
+                 "content": {"application/json": {"schema": _error_schema(sorted(codes))}}}
+        if status == 503:
+            error["headers"] = {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"},
+                                                "required": True}}
+        responses[str(status)] = error
+    responses["414"] = URI_TOO_LONG
+    op["responses"] = responses
+    return op
+
+
+def _error_schema(codes: list[str]) -> dict[str, Any]:
+    return {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"enum": codes}, "message": {"type": "string"},
+                       "field": {"type": "string"}}}}}
+
+
+def _ref(model: type[BaseModel], schemas: dict[str, Any], mode: str) -> dict[str, str]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        prop.pop("title", None)
+        if prop.get("default", 0) is None:
+            del prop["default"]
+        branches = prop.pop("anyOf", None)
+        if branches:                       # Optional[X]: a query parameter is absent, not null
+            prop.update(next(b for b in branches if b.get("type") != "null"))
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        out.append(param)
+    return out
+
+
+# ---- the routes -------------------------------------------------------------------------
+
+bp = Blueprint("apidoc", __name__)
+
+
+@bp.get(OPENAPI_PATH)
+@documented("This document", "meta", uses_store=False,
+            response={"type": "object", "required": ["openapi", "paths"]})
+def openapi_json() -> Response:
+    from flask import current_app
+    doc = current_app.extensions.get("openapi")
+    if doc is None:
+        doc = current_app.extensions["openapi"] = openapi_document(current_app)
+    return json_response(doc)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.register_blueprint(get_swaggerui_blueprint(
+        DOCS_PATH, OPENAPI_PATH, config={"app_name": "Job-ad recommender API"},
+        blueprint_name="docs"))
