@@ -15,13 +15,18 @@ $(BIN)/.installed: requirements.txt
 run: $(BIN)/.installed
 	$(BIN)/python -m devtools.run
 
-# Debian tools the tests drive (wrk for the load test); installed when missing and root
-TEST_TOOLS := wrk
+# Debian tools the tests drive, as command:package; installed when missing and run as root
+# (wrk: load test; prometheus, promtool, the Redis exporter: metrics and alert tests;
+# chromium and its driver: the browser tests of /dashboard and /docs)
+TEST_TOOLS := wrk:wrk prometheus:prometheus promtool:prometheus \
+	prometheus-redis-exporter:prometheus-redis-exporter chromium:chromium \
+	chromedriver:chromium-driver
 
 test: $(BIN)/.installed
-	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
-		echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+		echo "installing$$missing"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	$(BIN)/python -m pytest
 
 test-quick: $(BIN)/.installed

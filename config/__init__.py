@@ -44,6 +44,10 @@ class Settings(BaseModel):
     local_demo: bool = False
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    # where gunicorn's workers keep their metrics for /metrics to sum (gunicorn.conf.py
+    # empties it at start); unset: each process reports its own
+    prometheus_multiproc_dir: str | None = None
 
     feed_radius_km: float = Field(5.0, gt=0, le=50)
     geohash_precision: int = Field(6, ge=4, le=7)

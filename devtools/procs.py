@@ -79,11 +79,15 @@ def service_env(redis_url: str, **settings: str) -> dict[str, str]:
 
 
 def start_worker(env: Mapping[str, str], log_dir: Path, concurrency: int = 2,
-                 name: str = "worker", queues: str = "ingest,rollup,regen") -> Proc:
+                 name: str = "worker", queues: str = "ingest,rollup,regen",
+                 heartbeat: bool = False) -> Proc:
+    """A Celery worker; with ``heartbeat`` it sends heartbeats (Flower sees it alive), as
+    the Procfile's worker does."""
     hostname = f"{name}-{free_port()}@%h"
     proc = Proc(name, [sys.executable, "-m", "celery", "-A", "tasks", "worker", "-Q", queues,
                        "-c", str(concurrency), "-n", hostname, "--without-gossip",
-                       "--without-mingle", "--without-heartbeat", "-l", "INFO"], env, log_dir)
+                       "--without-mingle", *([] if heartbeat else ["--without-heartbeat"]),
+                       "-l", "INFO"], env, log_dir)
     proc.wait_for_log("ready.", 60)
     return proc
 
@@ -92,6 +96,28 @@ def start_beat(env: Mapping[str, str], log_dir: Path, name: str = "beat") -> Pro
     schedule = Path(log_dir) / f"{name}-schedule"
     return Proc(name, [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-l", "INFO",
                        "--schedule", str(schedule)], env, log_dir)
+
+
+def start_flower(env: Mapping[str, str], log_dir: Path) -> tuple[Proc, str]:
+    """Flower as the Procfile starts it (FLOWER_PORT, FLOWER_BASIC_AUTH from ``env``)."""
+    proc = Proc("flower", [sys.executable, "-m", "tasks.flower"], env, log_dir)
+    base = f"http://127.0.0.1:{env.get('FLOWER_PORT', '5555')}"
+    wait_for_http(base + "/", proc)
+    return proc, base
+
+
+def wait_for_http(url: str, proc: Proc, timeout_s: float = 60.0) -> None:
+    """Returns once ``url`` answers anything at all; raises if ``proc`` dies first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            if not proc.alive() or time.monotonic() > deadline:
+                proc.stop()
+                raise RuntimeError(f"{proc.name} did not start:\n{proc.log()[-2000:]}") from None
+            time.sleep(0.2)
 
 
 def start_web(env: Mapping[str, str], log_dir: Path, workers: int = 2,

@@ -39,6 +39,7 @@ class Accepted:
     batch_id: str | None     # None when every event was a duplicate
     accepted: int
     duplicates: int
+    new: tuple[bool, ...] = ()   # per event: accepted (True) or a duplicate
 
 
 EXCLUDING = ("apply", "hide")   # event types after which a user never sees the ad again
@@ -58,7 +59,8 @@ def accept_batch(store: Store, settings: Settings, events: Sequence[Event],
                                 settings.dedupe_window_s, exclusions,
                                 UserMemory(settings.user_memory_ttl_s, settings.user_memory_max))
     accepted = sum(flags)
-    return Accepted(batch_id if accepted else None, accepted, len(flags) - accepted)
+    return Accepted(batch_id if accepted else None, accepted, len(flags) - accepted,
+                    tuple(bool(f) for f in flags))
 
 
 def roll_in(store: Store, batch_id: str) -> int:

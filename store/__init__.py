@@ -32,6 +32,7 @@ EVENT_TYPES = ("impression", "view", "save", "apply", "hide")
 STAT_FIELDS = ("impressions", "views", "saves", "applies", "hides")
 EVIDENCE_FIELDS = ("exposure", "views", "saves", "applies")  # the decayed sums, per ad
 ROLLUP_GROUP = "rollup"
+STRATEGY_HISTORY_LEN = 20_000   # regenerations kept: two weeks at one a minute
 GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
 FLUSH_MARKER_TTL_S = 3600  # a served-feed flush retried within this is recognised
 
@@ -63,6 +64,17 @@ class Summaries:
 class StreamEntry:
     entry_id: str
     payload: bytes
+
+
+@dataclass(frozen=True)
+class Unrolled:
+    """Accepted events the rollup has not counted yet, and the oldest of them."""
+
+    inbox_batches: int               # accepted batches not yet moved to the stream
+    oldest_inbox_at: float | None    # when the oldest of them was accepted (epoch s)
+    pending: int                     # delivered to a rollup consumer, not acknowledged
+    undelivered: int                 # in the stream, never delivered (-1: Redis cannot tell)
+    oldest_entry_ms: int | None      # stream id time of the oldest pending or undelivered entry
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,10 @@ class Keys:
     @staticmethod
     def ctr(day: str) -> str:
         return f"{{ev}}:ctr:{day}"
+
+    ctr_all = "{ev}:ctr:all"     # the per-day counters' fields, summed over all time
+    strategy_current = "strategy:probability"
+    strategy_history = "strategy:history"
 
     @staticmethod
     def feed(cell: str) -> str:
@@ -350,6 +366,15 @@ class Store:
     def live_ad_ids(self) -> list[str]:
         return [_s(a) for a in self.r.zrange(Keys.ads_geo, 0, -1)]
 
+    def live_ad_count(self, now: float) -> int:
+        """Ads in the geo index not past their expiry (the rollup takes those out), in one
+        round trip and without reading the ads."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zcard(Keys.ads_geo)
+            p.zcount(Keys.ads_expiry, "-inf", now)
+            indexed, expired = p.execute()
+        return max(0, int(indexed) - int(expired))
+
     def ad_summaries(self, ad_ids: Sequence[str] | None = None) -> Summaries:
         """The listed ads that exist (default: every indexed ad), read in one command and
         decoded without a Python object per number or string."""
@@ -453,7 +478,7 @@ class Store:
         days = sorted({row.day for row in rows})
         feed_days = sorted({row.feed_day for row in rows if row.strategy})
         fixed = [Keys.events, *(Keys.stats(f) for f in STAT_FIELDS), Keys.decayed,
-                 Keys.strategies]
+                 Keys.strategies, Keys.ctr_all]
         day_index = {d: len(fixed) + 1 + i for i, d in enumerate(days)}
         credit_index = {d: len(fixed) + len(days) + 1 + i for i, d in enumerate(feed_days)}
         strategy_index = {name: i for i, name in enumerate(strategies, start=1)}
@@ -570,6 +595,38 @@ class Store:
         return {"pending": pending, "lag": int(lag) if lag is not None else -1,
                 "inbox": self.inbox_size()}
 
+    def unrolled(self) -> Unrolled:
+        """Accepted events not counted yet: batches in the inbox, stream entries pending with
+        a rollup consumer or never delivered, and the oldest of each (two round trips at
+        most; nothing is read or changed)."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zcard(Keys.inbox_due)
+            p.zrange(Keys.inbox_due, 0, 0, withscores=True)
+            p.xlen(Keys.events)
+            p.xinfo_groups(Keys.events)
+            p.xpending(Keys.events, ROLLUP_GROUP)
+            batches, first_batch, length, groups, pending = p.execute(raise_on_error=False)
+        oldest_inbox_at = float(first_batch[0][1]) if first_batch else None
+        group = None
+        if int(length):   # with no stream or no group yet, XINFO and XPENDING fail
+            if isinstance(groups, Exception):
+                raise groups
+            group = next((g for g in groups if _s(g["name"]) == ROLLUP_GROUP), None)
+        if group is None:
+            first = self.r.xrange(Keys.events, "-", "+", count=1) if int(length) else []
+            return Unrolled(int(batches), oldest_inbox_at, 0, int(length),
+                            _entry_ms(first[0][0]) if first else None)
+        if isinstance(pending, Exception):
+            raise pending
+        lag = group.get("lag")
+        oldest = [_entry_ms(pending["min"])] if pending["pending"] else []
+        if lag != 0:
+            after = self.r.xrange(Keys.events, f"({_s(group['last-delivered-id'])}", "+",
+                                  count=1)
+            oldest += [_entry_ms(after[0][0])] if after else []
+        return Unrolled(int(batches), oldest_inbox_at, int(pending["pending"]),
+                        int(lag) if lag is not None else -1, min(oldest, default=None))
+
     def ad_stats(self, ad_ids: Sequence[str], fields: Sequence[str] = STAT_FIELDS,
                  chunk: int = 20_000) -> dict[str, list[int]]:
         """Each stat field as a list aligned with ad_ids (0 where an ad has none)."""
@@ -583,6 +640,11 @@ class Store:
             for field, row in zip(fields, rows):
                 out[field].extend(int(v) if v is not None else 0 for v in row)
         return out
+
+    def ctr_all_time(self) -> dict[str, int]:
+        """The per-day counters' fields (impressions, ..., thompson:applies, ...) summed over
+        all time: monotonic, for Prometheus counters."""
+        return {_s(k): int(v) for k, v in self.r.hgetall(Keys.ctr_all).items()}
 
     def ctr_days(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
         with self.r.pipeline(transaction=False) as p:
@@ -603,6 +665,11 @@ class Store:
 
     def mark_active(self, cells: Mapping[str, float]) -> None:
         self.r.zadd(Keys.cells_active, dict(cells))
+
+    def active_cell_count(self, since: float) -> int:
+        """How many cells were requested since ``since`` (read only: unlike
+        ``active_cells``, it forgets none)."""
+        return int(self.r.zcount(Keys.cells_active, since, "+inf"))
 
     def write_feeds(self, epoch: str, feeds: Mapping[str, bytes], ttl_s: int) -> bool:
         """Store packed feeds unless the catalogue changed since ``epoch``."""
@@ -695,6 +762,30 @@ class Store:
             p.hincrby(Keys.job(job), "runs", 1)
             p.execute()
 
+    def record_strategy_probabilities(self, chances: Mapping[str, float], now: float,
+                                      keep: int = STRATEGY_HISTORY_LEN) -> None:
+        """The strategy bandit's overall probabilities, as the last regeneration found them,
+        appended to a capped history (for the dashboard) and kept as the current ones."""
+        with self.r.pipeline(transaction=False) as p:
+            p.xadd(Keys.strategy_history, {"ts": repr(now), **chances}, maxlen=keep,
+                   approximate=True)
+            p.delete(Keys.strategy_current)
+            p.hset(Keys.strategy_current, mapping=dict(chances))
+            p.execute()
+
+    def strategy_probabilities(self) -> dict[str, float]:
+        """Each strategy's current probability of being served (overall)."""
+        return {_s(k): float(v) for k, v in self.r.hgetall(Keys.strategy_current).items()}
+
+    def strategy_history(self, since: float) -> list[tuple[float, dict[str, float]]]:
+        """(time, probabilities) of each regeneration since ``since``, oldest first."""
+        rows = self.r.xrange(Keys.strategy_history, f"{int(since * 1000)}-0", "+")
+        out = []
+        for _, fields in rows:
+            values = {_s(k): float(v) for k, v in fields.items()}
+            out.append((values.pop("ts"), values))
+        return out
+
     def job_status(self, job: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(Keys.job(job)).items()}
 
@@ -732,6 +823,11 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _entry_ms(entry_id: bytes | str) -> int:
+    """The time part of a stream id: milliseconds since the epoch."""
+    return int(_s(entry_id).split("-")[0])
+
+
 def stat_type_index(event_type: str) -> int:
     """1-based index of an event type in STAT_FIELDS; 0 for a type the rollup ignores."""
     try:
@@ -740,8 +836,8 @@ def stat_type_index(event_type: str) -> int:
         return 0
 
 
-__all__ = ["Store", "Keys", "StreamEntry", "AdRow", "RollupRow", "Decayed", "UserMemory",
-           "NO_EXPIRY",
+__all__ = ["Store", "Keys", "StreamEntry", "Unrolled", "AdRow", "RollupRow", "Decayed",
+           "UserMemory", "NO_EXPIRY",
            "EVENT_TYPES", "STAT_FIELDS", "EVIDENCE_FIELDS", "GLOBAL_CELL", "consumer_name",
            "float_rows",
            "stat_type_index"]

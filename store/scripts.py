@@ -79,7 +79,8 @@ end
 # The same step adds to each ad's decayed evidence and credits the strategy (and cell) of
 # the feed an apply came from, once per feed: a feed earns 1 if it led to any apply.
 # KEYS: events, 5 stats hashes (impressions views saves applies hides), decayed, strategies,
-#       then ctr day keys and credited-feed day keys (each entry says which)
+#       the all-time ctr hash, then ctr day keys and credited-feed day keys (each entry says
+#       which)
 # ARGV: group, now, half_life, credited_ttl_s, n strategy names, the names, then per entry 9
 #       values: entry_id, ad_id, type_index 0..5, ctr_key_index, weight, cell,
 #       strategy_index (0: no feed), feed_id, credited_key_index.
@@ -105,9 +106,11 @@ for i = 6 + nstrat, #ARGV, 9 do
       local cell, s = ARGV[i + 5], tonumber(ARGV[i + 6])
       add(counts, KEYS[1 + t], ad, 1)
       add(counts, day_key, names[t], 1)
+      add(counts, KEYS[9], names[t], 1)
       if t <= 4 then add(evidence, ad, t, weight) end
       if s > 0 then
         add(counts, day_key, strategy[s] .. ':' .. names[t], 1)
+        add(counts, KEYS[9], strategy[s] .. ':' .. names[t], 1)
         local credited_key = KEYS[tonumber(ARGV[i + 8])]
         if t == 4 and redis.call('SADD', credited_key, ARGV[i + 7]) == 1 then
           credited_keys[credited_key] = true

@@ -41,6 +41,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                                       "interval_step": 0.2, "interval_max": 0.5},
         "worker_prefetch_multiplier": 4,
         "worker_hijack_root_logger": False,
+        # task events feed Flower, whose /metrics gives task counts and durations by task
+        # and outcome (summed over every worker and prefork child)
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
         "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",
     }

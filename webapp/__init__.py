@@ -11,7 +11,8 @@ from config import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from webapp import admin, ads, apidoc, cli, errors, events, feeds, health, logs, runtime
+    from webapp import (admin, ads, apidoc, cli, errors, events, feeds, health, logs, metrics,
+                        runtime, stats)
 
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -19,12 +20,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["runtime"] = runtime.Runtime(settings)
 
     logs.init_app(app, settings)
+    metrics.init_app(app)
     errors.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(feeds.bp)
     app.register_blueprint(events.bp)
     app.url_map.converters["ad_id"] = ads.AdIdConverter
     app.register_blueprint(ads.bp)
+    app.register_blueprint(stats.bp)
     app.register_blueprint(admin.bp)
     apidoc.init_app(app)
     cli.init_app(app)

@@ -160,6 +160,41 @@ class AdStats(BaseModel):
     posterior: Posterior
 
 
+class Rate(BaseModel):
+    """A rate with its Wilson score interval."""
+    rate: float | None = Field(ge=0, le=1, description="null when the denominator is 0 (then "
+                                                        "the interval is [0, 1])")
+    low: float = Field(ge=0, le=1)
+    high: float = Field(ge=0, le=1)
+
+
+class CtrCounts(BaseModel):
+    impressions: int = Field(ge=0)
+    views: int = Field(ge=0)
+    saves: int = Field(ge=0)
+    applies: int = Field(ge=0)
+    view_rate: Rate = Field(description="views / impressions")
+    save_rate: Rate = Field(description="saves / impressions")
+    apply_rate: Rate = Field(description="applies / impressions")
+    apply_per_view: Rate = Field(description="applies / views")
+
+
+class CtrDay(CtrCounts):
+    day: str = Field(description="UTC day of the events' own times, YYYY-MM-DD",
+                     json_schema_extra={"format": "date"})
+
+
+class CtrReport(BaseModel):
+    """Daily counts and rates, with intervals at ``level``. A rate whose numerator exceeds
+    its denominator on a day (an apply after midnight, its view before) is taken as 1."""
+    start: str = Field(alias="from", json_schema_extra={"format": "date"})
+    end: str = Field(alias="to", json_schema_extra={"format": "date"})
+    strategy: Strategy | None = Field(description="null: every feed and event")
+    level: float = Field(gt=0, lt=1, description="the intervals' confidence level")
+    days: list[CtrDay] = Field(description="every day from `from` to `to`, oldest first")
+    totals: CtrCounts = Field(description="the whole range")
+
+
 class Rejection(BaseModel):
     index: int = Field(ge=0, description="the event's place in the post")
     code: str
@@ -196,6 +231,8 @@ class RegenerationReport(BaseModel):
     ads: int
     duration_s: float
     finished_at: float
+    strategy_probability: dict[Strategy, float] = Field(  # type: ignore[valid-type]
+        description="each strategy's overall probability of being served from now on")
 
 
 class ServedFeed(BaseModel):

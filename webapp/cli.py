@@ -1,5 +1,5 @@
-"""Command line: ``flask --app webapp ads import FILE.jsonl``, ``ads demo`` and
-``evaluate``."""
+"""Command line: ``flask --app webapp ads import FILE.jsonl``, ``ads demo``,
+``evaluate`` and ``report ctr`` (webapp/report.py)."""
 from __future__ import annotations
 
 import math
@@ -20,7 +20,9 @@ from pipeline.catalogue import reindex, upsert_ads
 from pipeline.demo import demo_ads
 from pipeline.evaluate import Report, evaluate
 from webapp.ads import ad_record
+from webapp.report import report_cli
 from webapp.runtime import runtime
+from webapp.status import status_command
 from webapp.validation import AdLine, ApiError, epoch_seconds, parse
 
 ads_cli = AppGroup("ads", help="The ad catalogue.")
@@ -30,6 +32,8 @@ CHUNK = 500
 def init_app(app: Flask) -> None:
     app.cli.add_command(ads_cli)
     app.cli.add_command(evaluate_command)
+    app.cli.add_command(report_cli)
+    app.cli.add_command(status_command)
 
 
 def read_lines(path: Path, now: float, rejected: list[tuple[int, str]]) -> Iterator[tuple[int, object]]:

@@ -8,6 +8,7 @@ import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
+from obs.metrics import observe_redis_error
 from pipeline.regenerate import CellUnavailable
 from webapp.validation import ApiError
 
@@ -42,6 +43,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(redis.BusyLoadingError)
     def store_down(exc: Exception) -> Response:
         log.warning("store unavailable: %s", type(exc).__name__)
+        observe_redis_error(exc)
         return json_response({"error": {"code": "store_unavailable",
                                         "message": "the store is unreachable; retry shortly"}},
                              503, {"Retry-After": str(RETRY_AFTER_S)})

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, g, request
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
+from obs.metrics import observe_events
 from pipeline.ingest import Event, accept_batch
 from webapp.apidoc import EventsAccepted, documented
 from webapp.errors import json_response
@@ -35,15 +36,23 @@ def post_events() -> Response:
                        f"at most {s.max_events_per_post} events per post", "events")
     now = rt.now()
     valid, rejected = validate_events(raw, now, s.event_max_age_s)
+    observe_events((_type_of(raw[r["index"]]), "rejected") for r in rejected)
     if not valid:
         raise ApiError(400, "no_valid_events", "no event in the body is usable", "events",
                        {"rejected": rejected})
     result = accept_batch(rt.store, s, valid, now)
+    observe_events((e.type, "accepted" if new else "duplicate")
+                   for e, new in zip(valid, result.new))
     task_id = None
     if result.batch_id is not None:
         task_id = publish_ingest(result.batch_id)
     return json_response({"accepted": result.accepted, "duplicates": result.duplicates,
                           "rejected": rejected, "task_id": task_id}, 202)
+
+
+def _type_of(item: object) -> str:
+    event_type = item.get("type") if isinstance(item, dict) else None
+    return event_type if isinstance(event_type, str) else "invalid"
 
 
 def validate_events(raw: list, now: float, max_age_s: int) -> tuple[list[Event], list[dict]]:

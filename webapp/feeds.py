@@ -6,7 +6,8 @@ from flask import Blueprint, Response, g, request
 
 import geo
 from pipeline.adstats import ad_report
-from pipeline.feed import FeedRequest, parse_location, serve_feed
+from obs.metrics import observe_feed
+from pipeline.feed import FeedRequest, ServedFeed, parse_location, serve_feed
 from pipeline.regenerate import SEARCH_SLACK
 from webapp.apidoc import AdStats, Feed, Nearby, UserFeed, documented
 from webapp.errors import json_response
@@ -32,10 +33,16 @@ def feed() -> Response:
     q = parse(FeedQuery, request.args.to_dict())
     rt = runtime()
     req = FeedRequest(q.lat, q.lon, q.limit, _radius_km(q.radius_km), q.user_id)
-    served = serve_feed(rt.store, rt.settings, req, rt.now(), rt.rng, rt.feed_cache,
+    now = rt.now()
+    served = serve_feed(rt.store, rt.settings, req, now, rt.rng, rt.feed_cache,
                         rt.serving_log, secret=rt.feed_id_secret)
-    g.feed_id = served.feed_id
+    _observe(served, now)
     return Response(served.json(), mimetype="application/json")
+
+
+def _observe(served: ServedFeed, now: float) -> None:
+    g.feed_id = served.feed_id
+    observe_feed(served.strategy, served.cache, now - served.generated_at)
 
 
 @bp.get("/recommend/<user_id>")
@@ -63,9 +70,10 @@ def recommend(user_id: str) -> Response:
                            "pass lat and lon", "user_id")
         (lat, lon), source = known, "last_known"
     req = FeedRequest(lat, lon, q.limit, _radius_km(q.radius_km), user_id)
-    served = serve_feed(rt.store, rt.settings, req, rt.now(), rt.rng, rt.feed_cache,
+    now = rt.now()
+    served = serve_feed(rt.store, rt.settings, req, now, rt.rng, rt.feed_cache,
                         rt.serving_log, excluded, rt.feed_id_secret)
-    g.feed_id = served.feed_id
+    _observe(served, now)
     # the location itself is not echoed: anyone who knows a user_id would learn where they are
     return Response(served.json(user_id=user_id, location_source=source),
                     mimetype="application/json")

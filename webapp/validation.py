@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+import re
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
-                      TypeAdapter, ValidationError, WithJsonSchema)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
+                      StringConstraints, TypeAdapter, ValidationError, WithJsonSchema)
 
+from bandit import STRATEGIES
+from pipeline.ctr import DEFAULT_DAYS, MAX_DAYS
 from store import GEO_LAT_LIMIT
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -113,6 +116,53 @@ class WaitQuery(_Strict):
     model_config = ConfigDict(extra="ignore", frozen=True)
     wait: bool = Field(False, description="run here and answer with the report, instead of "
                                           "sending the task")
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+FIRST_DAY = date(1970, 1, 1)
+
+
+def iso_day(value: Any) -> Any:
+    """Only YYYY-MM-DD is a day here (pydantic alone also takes epoch seconds and times)."""
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("a day must be YYYY-MM-DD")
+    return value
+
+
+def since_epoch(day: date) -> date:
+    if day < FIRST_DAY:
+        raise ValueError(f"a day must be {FIRST_DAY.isoformat()} or later")
+    return day
+
+
+Day = Annotated[date, BeforeValidator(iso_day), AfterValidator(since_epoch)]
+
+
+class CtrQuery(_Strict):
+    """GET /v1/stats/ctr."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    start: Day | None = Field(None, alias="from",
+                              description=f"first UTC day, YYYY-MM-DD (1970-01-01 or later); "
+                                          f"default: to minus {DEFAULT_DAYS - 1} days")
+    end: Day | None = Field(None, alias="to",
+                            description=f"last UTC day, YYYY-MM-DD; default: today. The range "
+                                        f"spans at most {MAX_DAYS} days, both ends included")
+    strategy: Literal[STRATEGIES] | None = Field(  # type: ignore[valid-type]
+        None, description="only the events naming a feed this strategy served; default: all")
+
+    def span(self, today: date) -> tuple[date, date]:
+        """The first and last day, with the defaults filled in, or a 400 ApiError."""
+        end = self.end or today
+        start = self.start or max(FIRST_DAY, end - timedelta(days=DEFAULT_DAYS - 1))
+        if start > end:
+            raise ApiError(400, "invalid_parameter",
+                           f"from: must not be after to ({end.isoformat()})", "from")
+        days = (end - start).days + 1
+        if days > MAX_DAYS:
+            raise ApiError(400, "invalid_parameter",
+                           f"from: the range may span at most {MAX_DAYS} days, not {days}",
+                           "from")
+        return start, end
 
 
 class AdIn(_Strict):

@@ -4,30 +4,17 @@ sent, and no secret shows in an error body or a log line."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from devtools.procs import Proc, start_web
+from devtools.procs import Proc, start_web, wait_for_http
 from devtools.redis_server import free_port
 from tests.conftest import ADMIN_TOKEN
 
 FLOWER_PASSWORD = "flower-pw-9f8e7d6c5b"
 HERE = {"lat": 52.52, "lon": 13.405}
-
-
-def wait_for_http(url: str, proc: Proc, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            requests.get(url, timeout=2)
-            return
-        except requests.RequestException:
-            if not proc.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"{proc.name} did not start:\n{proc.log()[-2000:]}") from None
-            time.sleep(0.2)
 
 
 @pytest.mark.slow

@@ -1,0 +1,118 @@
+"""Daily CTR: what the rollup counted per UTC day, as counts and rates with 95 % Wilson
+intervals, overall or for one feed strategy. GET /v1/stats/ctr and ``flask report ctr``
+both answer with this.
+
+Days are those of the events' own times (``ts``), as the rollup files them. A strategy's
+figures count the events that name a feed it served (and came within EVENT_MAX_AGE_S of
+the serving); events naming no feed count only overall.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+
+from bandit import Proportion, wilson_interval
+from bandit.ope import LEVEL
+from store import Store
+
+COUNTS = ("impressions", "views", "saves", "applies")
+# rate name -> (numerator, denominator), among COUNTS
+RATES: dict[str, tuple[str, str]] = {
+    "view_rate": ("views", "impressions"),
+    "save_rate": ("saves", "impressions"),
+    "apply_rate": ("applies", "impressions"),
+    "apply_per_view": ("applies", "views"),
+}
+DEFAULT_DAYS = 14
+MAX_DAYS = 92        # one read of a day's hash each: a quarter at most
+DECIMALS = 6
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate and its interval; ``rate`` is None when its denominator is 0 (then the
+    interval is [0, 1]: no rate is ruled out)."""
+
+    rate: float | None
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class CtrRow:
+    """One day's (or the range's) counts and rates."""
+
+    impressions: int
+    views: int
+    saves: int
+    applies: int
+    view_rate: Rate
+    save_rate: Rate
+    apply_rate: Rate
+    apply_per_view: Rate
+
+
+@dataclass(frozen=True)
+class DailyCtr:
+    start: date
+    end: date
+    strategy: str | None
+    level: float
+    days: tuple[str, ...]       # YYYY-MM-DD, every day from start to end
+    rows: tuple[CtrRow, ...]    # aligned with days
+    totals: CtrRow
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"from": self.start.isoformat(), "to": self.end.isoformat(),
+                "strategy": self.strategy, "level": self.level,
+                "days": [{"day": d, **asdict(r)} for d, r in zip(self.days, self.rows)],
+                "totals": asdict(self.totals)}
+
+
+def utc_today(now: float) -> date:
+    return datetime.fromtimestamp(now, tz=timezone.utc).date()
+
+
+def days_between(start: date, end: date) -> tuple[str, ...]:
+    """Every day from ``start`` to ``end`` inclusive, in the rollup's day format.
+
+    >>> days_between(date(2026, 12, 31), date(2027, 1, 2))
+    ('2026-12-31', '2027-01-01', '2027-01-02')
+    """
+    return tuple((start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1))
+
+
+def daily_ctr(store: Store, start: date, end: date, strategy: str | None = None,
+              level: float = LEVEL) -> DailyCtr:
+    """The counts and rates of each day from ``start`` to ``end`` (UTC, inclusive; days
+    without events are zeros) and of the whole range, of every feed or of ``strategy``'s."""
+    if start > end:
+        raise ValueError("start must not be after end")
+    days = days_between(start, end)
+    found = store.ctr_days(days)
+    prefix = f"{strategy}:" if strategy else ""
+    counts = np.array([[found[d].get(prefix + f, 0) for f in COUNTS] for d in days],
+                      dtype=np.int64).reshape(len(days), len(COUNTS))
+    table = np.vstack([counts, counts.sum(axis=0, keepdims=True)])
+    rates = {name: capped_interval(table[:, COUNTS.index(k)], table[:, COUNTS.index(n)], level)
+             for name, (k, n) in RATES.items()}
+    rows = [CtrRow(**dict(zip(COUNTS, map(int, table[i]))),
+                   **{name: _rate(p, i) for name, p in rates.items()})
+            for i in range(len(table))]
+    return DailyCtr(start, end, strategy, level, days, tuple(rows[:-1]), rows[-1])
+
+
+def capped_interval(successes: np.ndarray, trials: np.ndarray, level: float) -> Proportion:
+    """The Wilson interval, with successes above trials taken as trials: a day can count
+    more applies than views (a view before midnight, its apply after; a client that reports
+    no view), and a rate is still at most 1."""
+    return wilson_interval(np.minimum(successes, trials), trials, level)
+
+
+def _rate(p: Proportion, i: int) -> Rate:
+    rate = float(p.rate[i])
+    return Rate(None if np.isnan(rate) else round(rate, DECIMALS),
+                round(float(p.low[i]), DECIMALS), round(float(p.high[i]), DECIMALS))

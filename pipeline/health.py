@@ -1,0 +1,261 @@
+"""The service's health: what the store says about the pipeline, what the broker says about
+the queues and workers, and a pure verdict on both (``flask --app webapp status``).
+
+``pipeline_state`` is cheap (six Redis round trips at most, nothing scanned), so a metrics
+exporter can call it on every scrape; it returns numbers only.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from config import Settings
+from store import Store
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+JOBS = ("rollup", "regenerate")
+PROCESSED = {"rollup": "counted", "regenerate": "written"}   # each job's main count
+LATE_FACTOR = 3.0   # a job or the lag over this many intervals fails the check
+QUEUE_WARN_DEPTH = {"ingest": 1000, "rollup": 5, "regen": 5}   # messages waiting
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A periodic job's last report (``Store.record_job``)."""
+
+    runs: int                   # 0: never run
+    finished_at: float | None   # the time the last run worked at (epoch s)
+    age_s: float | None         # now - finished_at
+    duration_s: float | None
+    processed: int              # rollup: events counted; regenerate: feeds written
+    report: Mapping[str, float] = field(default_factory=dict)   # every number it recorded
+
+
+@dataclass(frozen=True)
+class PipelineState:
+    """The pipeline as the store shows it at ``at``."""
+
+    at: float
+    lag_s: float                # age of the oldest accepted event not rolled up; 0: none
+    inbox_batches: int          # accepted batches not yet in the events stream
+    pending_events: int         # delivered to a rollup consumer, not acknowledged
+    undelivered_events: int     # in the stream, not yet read by the rollup (-1: unknown)
+    rollup: JobState
+    regenerate: JobState
+    active_cells: int           # cells requested within ACTIVE_CELL_TTL_S
+    live_ads: int               # ads in the geo index not past their expiry
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to work on yet: no live ad, no active cell, no event waiting."""
+        return not (self.live_ads or self.active_cells or self.inbox_batches
+                    or self.pending_events or self.undelivered_events > 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def job_state(status: Mapping[str, str], now: float, job: str) -> JobState:
+    """A job's status hash (all strings) as numbers; a field that is not a number is left
+    out of ``report``."""
+    report: dict[str, float] = {}
+    for name, value in status.items():
+        try:
+            report[name] = float(value)
+        except ValueError:
+            continue
+    finished_at = report.get("finished_at")
+    return JobState(runs=int(report.get("runs", 0)), finished_at=finished_at,
+                    age_s=None if finished_at is None else max(0.0, now - finished_at),
+                    duration_s=report.get("duration_s"),
+                    processed=int(report.get(PROCESSED[job], 0)), report=report)
+
+
+def pipeline_state(store: Store, settings: Settings, now: float) -> PipelineState:
+    """Read the pipeline's state: backlog and lag, the periodic jobs, active cells, live ads."""
+    unrolled = store.unrolled()
+    oldest = [t for t in (unrolled.oldest_inbox_at,
+                          None if unrolled.oldest_entry_ms is None
+                          else unrolled.oldest_entry_ms / 1000) if t is not None]
+    jobs = {job: job_state(store.job_status(job), now, job) for job in JOBS}
+    return PipelineState(
+        at=now,
+        lag_s=max(0.0, now - min(oldest)) if oldest else 0.0,
+        inbox_batches=unrolled.inbox_batches,
+        pending_events=unrolled.pending,
+        undelivered_events=unrolled.undelivered,
+        rollup=jobs["rollup"],
+        regenerate=jobs["regenerate"],
+        active_cells=store.active_cell_count(since=now - settings.active_cell_ttl_s),
+        live_ads=store.live_ad_count(now),
+    )
+
+
+@dataclass(frozen=True)
+class BrokerState:
+    queues: Mapping[str, int]   # messages waiting per queue (a queue never used: 0)
+    workers: tuple[str, ...]    # the workers that answered a ping
+
+
+def broker_state(celery: Celery, queues: Sequence[str], timeout_s: float = 1.0) -> BrokerState:
+    """Queue depths and the workers that answer a ping within ``timeout_s``; raises when
+    the broker cannot be reached. Works for Redis and AMQP brokers alike."""
+    from kombu.exceptions import ChannelError
+
+    options = {"socket_connect_timeout": 2 * timeout_s, "socket_timeout": 2 * timeout_s}
+    with celery.connection_for_write(connect_timeout=2 * timeout_s,
+                                     transport_options=options) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0.2, interval_step=0.2,
+                               timeout=2 * timeout_s)
+        depths: dict[str, int] = {}
+        for name in queues:
+            channel = conn.channel()
+            try:
+                depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+            except ChannelError:   # never declared: nothing waits in it
+                depths[name] = 0
+            finally:
+                try:
+                    channel.close()
+                except Exception:  # an AMQP channel closed by the failed declare
+                    pass
+        replies = celery.control.ping(timeout=timeout_s, connection=conn) or []
+    return BrokerState(depths, tuple(sorted(name for reply in replies for name in reply)))
+
+
+class Level(IntEnum):
+    OK = 0
+    WARN = 1
+    FAIL = 2
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    value: str          # what was found, for people
+    detail: str = ""    # the limit it was held to, or why it could not be read
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The limits the checks hold the service to."""
+
+    lag_s: float                      # oldest unrolled event older: FAIL
+    rollup_age_s: float               # last rollup older: FAIL
+    regenerate_age_s: float           # last regeneration older: FAIL
+    queue_depth: Mapping[str, int]    # more messages waiting: WARN
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Thresholds:
+        return cls(lag_s=LATE_FACTOR * settings.rollup_interval_s,
+                   rollup_age_s=LATE_FACTOR * settings.rollup_interval_s,
+                   regenerate_age_s=LATE_FACTOR * settings.regen_interval_s,
+                   queue_depth=dict(QUEUE_WARN_DEPTH))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything a status check found. A part that could not be read is None, with the
+    error that stopped it."""
+
+    state: PipelineState | None
+    broker: BrokerState | None
+    redis_error: str | None = None
+    broker_error: str | None = None
+
+
+def observe(store: Store, celery: Celery, settings: Settings, now: float,
+            queues: Sequence[str], timeout_s: float = 1.0) -> Observation:
+    """Read the store and the broker; a failure becomes part of the observation."""
+    state = broker = None
+    redis_error = broker_error = None
+    try:
+        state = pipeline_state(store, settings, now)
+    except Exception as exc:  # any failure to read is reported, never raised
+        redis_error = _error(exc)
+    try:
+        broker = broker_state(celery, queues, timeout_s)
+    except Exception as exc:  # as above
+        broker_error = _error(exc)
+    return Observation(state, broker, redis_error, broker_error)
+
+
+def _error(exc: Exception) -> str:
+    """The error's type and the first line of its message, short enough for one screen."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}"[:200] if lines else type(exc).__name__
+
+
+def assess(seen: Observation, limits: Thresholds) -> list[Check]:
+    """The verdict on each part of the service, in a fixed order. A part that could not
+    be read fails."""
+    checks = [
+        Check("redis", Level.FAIL, "unreachable", seen.redis_error or "")
+        if seen.state is None else Check("redis", Level.OK, "reachable"),
+        Check("broker", Level.FAIL, "unreachable", seen.broker_error or "")
+        if seen.broker is None else Check("broker", Level.OK, "reachable"),
+    ]
+    if seen.broker is None:
+        checks += [Check(name, Level.FAIL, "unknown", "broker unreachable")
+                   for name in ("workers", "queues")]
+    else:
+        checks += [workers_check(seen.broker.workers),
+                   queues_check(seen.broker.queues, limits.queue_depth)]
+    state = seen.state
+    if state is None:
+        return checks + [Check(name, Level.FAIL, "unknown", "Redis unreachable")
+                         for name in ("pipeline lag", "rollup", "regenerate", "active cells",
+                                      "live ads")]
+    return checks + [
+        lag_check(state, limits.lag_s),
+        job_check("rollup", state.rollup, limits.rollup_age_s, state.empty),
+        job_check("regenerate", state.regenerate, limits.regenerate_age_s, state.empty),
+        Check("active cells", Level.OK, str(state.active_cells)),
+        Check("live ads", Level.OK if state.live_ads else Level.WARN, str(state.live_ads),
+              "" if state.live_ads else "no live ads: every feed is empty"),
+    ]
+
+
+def workers_check(workers: Sequence[str]) -> Check:
+    if not workers:
+        return Check("workers", Level.FAIL, "none", "no worker answered a ping")
+    return Check("workers", Level.OK, f"{len(workers)}: {', '.join(workers)}")
+
+
+def queues_check(depths: Mapping[str, int], limits: Mapping[str, int]) -> Check:
+    value = ", ".join(f"{name} {depth}" for name, depth in depths.items())
+    over = [f"{name} > {limits[name]}" for name, depth in depths.items()
+            if name in limits and depth > limits[name]]
+    limit = ", ".join(f"{name} {depth}" for name, depth in limits.items())
+    return Check("queues", Level.WARN if over else Level.OK, value,
+                 f"over: {', '.join(over)}" if over else f"limit {limit}")
+
+
+def lag_check(state: PipelineState, limit_s: float) -> Check:
+    undelivered = "?" if state.undelivered_events < 0 else str(state.undelivered_events)
+    value = (f"{state.lag_s:.1f} s (inbox {state.inbox_batches} batches, pending "
+             f"{state.pending_events}, undelivered {undelivered} events)")
+    return Check("pipeline lag", Level.FAIL if state.lag_s > limit_s else Level.OK, value,
+                 f"limit {limit_s:g} s")
+
+
+def job_check(name: str, job: JobState, limit_s: float, empty: bool) -> Check:
+    """Late (older than ``limit_s``) fails. Never run warns on an empty store (a fresh
+    install), and fails otherwise."""
+    if job.age_s is None:
+        if empty:
+            return Check(name, Level.WARN, "never run", "store empty")
+        return Check(name, Level.FAIL, "never run", f"limit {limit_s:g} s")
+    value = (f"{job.age_s:.1f} s ago, took {job.duration_s or 0:.2f} s, "
+             f"{PROCESSED[name]} {job.processed}, runs {job.runs}")
+    return Check(name, Level.FAIL if job.age_s > limit_s else Level.OK, value,
+                 f"limit {limit_s:g} s")
+
+
+def overall(checks: Sequence[Check]) -> Level:
+    return max((c.level for c in checks), default=Level.OK)

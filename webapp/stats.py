@@ -1,0 +1,28 @@
+"""Service-wide stats: daily CTR. (An ad's own stats are GET /v1/stats/ads/{ad_id}.)"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from pipeline.ctr import daily_ctr, utc_today
+from webapp.apidoc import CtrReport, documented
+from webapp.errors import json_response
+from webapp.runtime import runtime
+from webapp.validation import CtrQuery, parse
+
+bp = Blueprint("stats", __name__, url_prefix="/v1/stats")
+
+
+@bp.get("/ctr")
+@documented("Daily impressions, views, saves and applies, with rates and 95 % intervals",
+            "stats", query=CtrQuery, response=CtrReport,
+            description="Per UTC day from `from` to `to` (every day, zeros included) and in "
+                        "total: the counts the rollup made and the view, save and apply rates "
+                        "per impression and applies per view, each with its 95 % Wilson score "
+                        "interval. A rate with a zero denominator is null, its interval "
+                        "[0, 1]. With `strategy`, only the events naming a feed that strategy "
+                        "served count.")
+def ctr() -> Response:
+    q = parse(CtrQuery, request.args.to_dict())
+    rt = runtime()
+    start, end = q.span(utc_today(rt.now()))
+    return json_response(daily_ctr(rt.store, start, end, q.strategy).as_dict())
