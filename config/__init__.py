@@ -41,6 +41,8 @@ class Settings(BaseModel):
     admin_token: str | None = Field(None, min_length=16)
     flower_basic_auth: str | None = Field(None, pattern=r"^[^:,]+:[^,]+(,[^:,]+:[^,]+)*$")
     flower_port: int = Field(5555, ge=1, le=65535)
+    # user:password for /dashboard; unset: the dashboard is closed, unless LOCAL_DEMO
+    dashboard_basic_auth: str | None = Field(None, pattern=r"^[^:]+:.+$")
     local_demo: bool = False
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -78,6 +78,11 @@ The recommender is starting. Try:
                           -d '{{"events": [{{"event_id": "e1", "ad_id": "{ad_id}", "type": "apply"}}]}}'
   roll up now (admin)   curl -X POST '{base}/v1/admin/rollup?wait=true' -H 'Authorization: Bearer {env['ADMIN_TOKEN']}'
   readiness             curl '{base}/readyz'
+  daily CTR             curl '{base}/v1/stats/ctr'
+  metrics               curl '{base}/metrics'
+  the dashboard         {base}/dashboard   (open in the local demo)
+  the API's docs        {base}/docs/
+  health check          .venv/bin/flask --app webapp status
   Flower                http://{flower_user}@127.0.0.1:{env.get('FLOWER_PORT', '5555')}/
 Ctrl-C stops everything.
 """, flush=True)

@@ -12,6 +12,24 @@ from store import EVIDENCE_FIELDS, STAT_FIELDS, Store
 STAGE_NAMES = {"direct": ("apply",), "funnel": ("view", "apply_given_view")}
 
 
+def top_ads(store: Store, settings: Settings, now: float, n: int = 20) -> list[dict]:
+    """The ``n`` catalogue ads shown at least once with the highest posterior mean of
+    P(apply | impression), with their counters, best first."""
+    found = store.ad_summaries(store.ads_with_impressions())
+    if not found.ids:
+        return []
+    ids = [a.decode() for a in found.ids]
+    sums = decayed_now(store.decayed_evidence(ids), now, settings)
+    evidence = Evidence(*(sums[:, i] for i in range(len(EVIDENCE_FIELDS))))
+    prior_means = stored_priors(store, settings, found.rows["cat"]).for_ads(np.arange(len(ids)))
+    mean = ad_posterior(evidence, prior_means, settings.reward_model, settings.save_weight,
+                        prior_spec(settings)).mean()
+    best = np.argsort(-mean, kind="stable")[:n]
+    counts = store.ad_stats([ids[i] for i in best], STAT_FIELDS)
+    return [{"ad_id": ids[i], "posterior_mean": round(float(mean[i]), 6),
+             **{f: counts[f][k] for f in STAT_FIELDS}} for k, i in enumerate(best)]
+
+
 def ad_report(store: Store, settings: Settings, ad_id: str, now: float) -> dict | None:
     """The ad's counters and posterior, or None when the service has never heard of it."""
     counts = {k: v[0] for k, v in store.ad_stats([ad_id], STAT_FIELDS).items()}

@@ -641,6 +641,17 @@ class Store:
                 out[field].extend(int(v) if v is not None else 0 for v in row)
         return out
 
+    def ads_with_impressions(self) -> list[str]:
+        """Every ad that has been shown at least once (deleted ones included)."""
+        return [_s(a) for a in self.r.hkeys(Keys.stats("impressions"))]
+
+    def active_cells_since(self, since: float, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` cells requested since ``since``, most recent first, with when
+        (read only: unlike ``active_cells``, it forgets none)."""
+        rows = self.r.zrevrangebyscore(Keys.cells_active, "+inf", since, start=0, num=limit,
+                                       withscores=True)
+        return [(_s(c), float(t)) for c, t in rows]
+
     def ctr_all_time(self) -> dict[str, int]:
         """The per-day counters' fields (impressions, ..., thompson:applies, ...) summed over
         all time: monotonic, for Prometheus counters."""

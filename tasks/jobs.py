@@ -104,7 +104,7 @@ def regenerate(self: Any, forced: bool = False) -> dict[str, Any]:
 
 @signals.setup_logging.connect
 def _logging(**_: Any) -> None:
-    configure_logging(settings().log_level)
+    configure_logging(settings().log_level, settings().log_format)
 
 
 _started: dict[str, float] = {}

@@ -11,8 +11,8 @@ from config import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from webapp import (admin, ads, apidoc, cli, errors, events, feeds, health, logs, metrics,
-                        runtime, stats)
+    from webapp import (admin, ads, apidoc, cli, dashboard, errors, events, feeds, health, logs,
+                        metrics, runtime, stats)
 
     settings = settings or load_settings()
     app = Flask(__name__)
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(ads.bp)
     app.register_blueprint(stats.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(dashboard.bp)
     apidoc.init_app(app)
     cli.init_app(app)
     return app

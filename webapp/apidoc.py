@@ -249,6 +249,17 @@ class ServedFeed(BaseModel):
     ads: list[str]
 
 
+class DashboardData(BaseModel):
+    """What /dashboard draws."""
+    generated_at: float
+    ctr: dict[str, dict[str, list[Any]]] = Field(
+        description='"all" and each strategy: days, impressions, apply_rate, view_rate')
+    probabilities: dict[str, Any] = Field(description="ts, and each strategy's probabilities")
+    pipeline: dict[str, Any]
+    cells: list[dict[str, Any]] = Field(description="active cells: box and feeds served")
+    top_ads: list[dict[str, Any]]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 

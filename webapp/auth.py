@@ -1,4 +1,5 @@
-"""Admin access: a bearer token compared in constant time."""
+"""Access: the admin bearer token, and the dashboard's basic auth, both compared in constant
+time."""
 from __future__ import annotations
 
 import hmac
@@ -7,11 +8,13 @@ from functools import wraps
 from typing import TypeVar
 
 from flask import request
+from werkzeug.datastructures import Authorization
 
 from webapp.runtime import runtime
 from webapp.validation import ApiError
 
 F = TypeVar("F", bound=Callable)
+BASIC = {"WWW-Authenticate": 'Basic realm="dashboard"'}
 
 
 def require_admin(view: F) -> F:
@@ -27,3 +30,33 @@ def require_admin(view: F) -> F:
         return view(*args, **kwargs)
     wrapped.requires_admin = True  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]
+
+
+def require_dashboard(view: F) -> F:
+    """DASHBOARD_BASIC_AUTH (user:password); without it the dashboard is closed, except in
+    the local demo (LOCAL_DEMO), where it is open."""
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        settings = runtime().settings
+        expected = settings.dashboard_basic_auth
+        if expected is None:
+            if settings.local_demo:
+                return view(*args, **kwargs)
+            raise ApiError(401, "dashboard_disabled",
+                           "the dashboard is closed: DASHBOARD_BASIC_AUTH is not set",
+                           headers=BASIC)
+        if not _basic_matches(request.authorization, expected):
+            raise ApiError(401, "unauthorized", "the dashboard needs its user and password",
+                           headers=BASIC)
+        return view(*args, **kwargs)
+    wrapped.requires_dashboard = True  # type: ignore[attr-defined]
+    return wrapped  # type: ignore[return-value]
+
+
+def _basic_matches(given: Authorization | None, expected: str) -> bool:
+    user, _, password = expected.partition(":")
+    if given is None or given.type != "basic":
+        return False
+    user_ok = hmac.compare_digest((given.username or "").encode(), user.encode())
+    password_ok = hmac.compare_digest((given.password or "").encode(), password.encode())
+    return user_ok and password_ok

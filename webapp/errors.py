@@ -25,7 +25,9 @@ def json_response(body: object, status: int = 200, headers: dict[str, str] | Non
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="admin"'} if exc.status == 401 else None
+        headers = exc.headers
+        if headers is None and exc.status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="admin"'}
         return json_response(exc.body(), exc.status, headers)
 
     @app.errorhandler(HTTPException)

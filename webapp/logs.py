@@ -16,7 +16,7 @@ log = logging.getLogger("webapp.request")
 
 
 def init_app(app: Flask, settings: Settings) -> None:
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     @app.before_request
     def start() -> None:

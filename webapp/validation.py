@@ -27,10 +27,12 @@ class ApiError(Exception):
     """An error answered as {"error": {"code", "message", "field"?}} with its HTTP status."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.extra = extra or {}
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}

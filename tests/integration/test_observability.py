@@ -16,12 +16,11 @@ import yaml
 
 from devtools.procs import Proc, start_beat, start_flower, start_web, start_worker, wait_for_http
 from devtools.redis_server import free_port
-from tests.conftest import ADMIN_TOKEN, ROOT
+from tests.conftest import ROOT
+from tests.integration.traffic import drive_load
 from tests.tools import require_tool
 
 FLOWER_USER, FLOWER_PASSWORD = "ops", "flower-pw-31c4e9"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-POINTS = [(52.52, 13.405), (52.50, 13.42), (52.53, 13.38)]
 
 
 def prometheus_config(tmp_path: Path, web: str, flower: str, exporter: str) -> Path:
@@ -45,33 +44,6 @@ def panel_queries() -> list[tuple[str, str]]:
     dashboard = json.loads((ROOT / "deploy/grafana/recommender.json").read_text())
     return [(panel["title"], target["expr"]) for panel in dashboard["panels"]
             for target in panel["targets"]]
-
-
-def drive_load(web: str, seconds: float) -> int:
-    """Ads, feeds, events with their feed ids (applies among them), a few bad requests."""
-    with requests.Session() as s:
-        for i in range(60):
-            lat, lon = POINTS[i % len(POINTS)]
-            s.put(f"{web}/v1/ads/obs-{i}", headers=ADMIN, timeout=10,
-                  json={"lat": lat + (i % 7) * 1e-3, "lon": lon, "title": f"job {i}",
-                        "company": "co", "category": ["retail", "care"][i % 2]})
-        n, deadline = 0, time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            lat, lon = POINTS[n % len(POINTS)]
-            feed = s.get(f"{web}/v1/feed", params={"lat": lat, "lon": lon, "limit": 5},
-                         timeout=10).json()
-            events = [{"event_id": f"o{n}-{a['position']}", "ad_id": a["ad_id"],
-                       "type": "impression", "position": a["position"],
-                       "feed_id": feed["feed_id"]} for a in feed["ads"]]
-            if feed["ads"] and n % 3 == 0:
-                events.append({"event_id": f"o{n}-apply", "ad_id": feed["ads"][0]["ad_id"],
-                               "type": "apply", "feed_id": feed["feed_id"]})
-            events.append({"event_id": f"o{n} bad", "ad_id": "x", "type": "view"})
-            s.post(f"{web}/v1/events", json={"events": events}, timeout=10)
-            s.get(f"{web}/v1/feed", params={"lat": "north", "lon": lon}, timeout=10)
-            n += 1
-            time.sleep(0.02)
-    return n
 
 
 def query(prometheus: str, expr: str) -> dict:

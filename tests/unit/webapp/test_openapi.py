@@ -4,6 +4,7 @@ matches the operation's schema. (That the app answers nothing the document leave
 the schemathesis run of tests/integration/test_openapi_fuzz.py checks.)"""
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,12 +107,24 @@ ERROR_CASES: dict[tuple[str, int, str], Case] = {
     ("admin.served_feed", 503, "store_unavailable"): admin_case("GET", "/v1/feeds/{served}", setup="store_down"),
 }
 
+OWNER = {"Authorization": "Basic " + base64.b64encode(b"owner:secret-pw").decode()}
+ERROR_CASES.update({
+    ("dashboard.page", 401, "unauthorized"): case("GET", "/dashboard", setup="dashboard"),
+    ("dashboard.page", 401, "dashboard_disabled"): case("GET", "/dashboard", headers=OWNER),
+    ("dashboard.data", 401, "unauthorized"): case("GET", "/dashboard/data", headers={"Authorization": "Basic b3duZXI6bm8="}, setup="dashboard"),
+    ("dashboard.data", 401, "dashboard_disabled"): case("GET", "/dashboard/data"),
+    ("dashboard.data", 503, "store_unavailable"): case("GET", "/dashboard/data", headers=OWNER, setup="dashboard+store_down"),
+})
+
 # (operationId, status) -> a request answered with it, the body checked against the schema
 OK_CASES: dict[tuple[str, int], Case] = {
     ("health.healthz", 200): case("GET", "/healthz"),
     ("health.readyz", 503): case("GET", "/readyz"),        # the recording broker has no connection
     ("apidoc.openapi_json", 200): case("GET", "/openapi.json"),
     ("metrics.metrics", 200): case("GET", "/metrics"),
+    ("dashboard.page", 200): case("GET", "/dashboard", headers=OWNER, setup="dashboard"),
+    ("dashboard.data", 200): case("GET", "/dashboard/data", headers=OWNER, setup="dashboard"),
+    ("dashboard.plotly_js", 200): case("GET", "/dashboard/plotly.min.js"),
     ("feeds.feed", 200): case("GET", "/v1/feed", query={**HERE, "user_id": "u1"}),
     ("feeds.recommend", 200): case("GET", "/v1/recommend/u1"),
     ("feeds.nearby", 200): case("GET", "/v1/ads/nearby", query=HERE),
@@ -217,7 +230,9 @@ def served_app(settings, fake_store):
         rt.serving_log.flush()
         if setup == "no_admin_token":
             app, rt = make(load_settings({}, admin_token=None))
-        if setup == "store_down":
+        if setup and setup.startswith("dashboard"):
+            app, rt = make(settings.model_copy(update={"dashboard_basic_auth": "owner:secret-pw"}))
+        if setup and setup.endswith("store_down"):
             fake_store.r.connection_pool.connection_kwargs["server"].connected = False
             rt.__dict__.pop("feed_cache", None)      # forget the feeds cached in memory
         if setup == "rebuilding":
