@@ -16,8 +16,12 @@ from webapp import create_app
 
 @pytest.fixture(autouse=True)
 def restore_root():
+    """Our handler made afresh (writing to this test's captured stderr), then the root
+    logger as it was."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    root.handlers[:] = [h for h in handlers
+                        if not isinstance(h.formatter, (JsonFormatter, TextFormatter))]
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
