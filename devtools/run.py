@@ -82,7 +82,7 @@ The recommender is starting. Try:
   metrics               curl '{base}/metrics'
   the dashboard         {base}/dashboard   (open in the local demo)
   the API's docs        {base}/docs/
-  health check          .venv/bin/flask --app webapp status
+  health check          REDIS_URL={env['REDIS_URL']} .venv/bin/flask --app webapp status
   Flower                http://{flower_user}@127.0.0.1:{env.get('FLOWER_PORT', '5555')}/
 Ctrl-C stops everything.
 """, flush=True)
