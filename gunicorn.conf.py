@@ -1,9 +1,11 @@
 """gunicorn's hooks for the web (gunicorn reads this file from the working directory).
 
-Metrics: each worker writes its counters to files in PROMETHEUS_MULTIPROC_DIR and /metrics
-sums them over every worker, so a scrape answered by any one worker counts the requests of
-all. The directory is emptied when gunicorn starts (stale files would be summed too); without
-the setting, a private temporary one is made and removed at exit.
+Metrics: each worker writes its counters to files in METRICS_DIR/gunicorn-metrics and
+/metrics sums them over every worker, so a scrape answered by any one worker counts the
+requests of all. That directory is emptied when gunicorn starts (stale files would be summed
+too); without the setting, a private temporary directory is made and removed at exit. prometheus-client finds
+the directory in PROMETHEUS_MULTIPROC_DIR, set here for gunicorn's workers only: a flask
+command run beside them writes no metric files.
 """
 from __future__ import annotations
 
@@ -18,14 +20,14 @@ _made_here: list[str] = []
 
 
 def on_starting(server) -> None:
-    path = load_settings().prometheus_multiproc_dir
+    path = load_settings().metrics_dir
     if path is None:
         path = tempfile.mkdtemp(prefix="recommender-metrics-")
         _made_here.append(path)
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+    # a directory of our own inside it: prometheus-client reads every *.db file it finds
+    directory = Path(path) / "gunicorn-metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
     # prometheus-client reads it from the environment when a worker imports it
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 

@@ -48,7 +48,9 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     # where gunicorn's workers keep their metrics for /metrics to sum (gunicorn.conf.py
-    # empties it at start); unset: each process reports its own
+    # clears it at start; unset: a temporary directory)
+    metrics_dir: str | None = None
+    # set by gunicorn.conf.py for its workers only; unset: each process reports its own
     prometheus_multiproc_dir: str | None = None
 
     feed_radius_km: float = Field(5.0, gt=0, le=50)

@@ -15,6 +15,7 @@ outcomes, event types, jobs. Never an ad, user, feed, cell or request id.
 """
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -24,6 +25,10 @@ from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry,
                                multiprocess)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+log = logging.getLogger(__name__)
+STORE_DOWN = (ConnectionError, TimeoutError, BusyLoadingError)
 
 disable_created_metrics()   # no *_created series: they double the series for no use here
 
@@ -85,7 +90,9 @@ def observe_redis_error(exc: BaseException) -> None:
 
 class StoreCollector(Collector):
     """Gauges read from the store at scrape time. ``read`` returns the figures as a dict
-    (see ``store_figures``); when it fails, only ``recommender_store_up 0`` is reported."""
+    (see ``store_metrics``). When Redis cannot be reached, only ``recommender_store_up 0``
+    is reported; any other failure is a bug, logged, and fails the scrape (so it shows as
+    the target down, not as Redis down)."""
 
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self._read = read
@@ -93,7 +100,8 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         try:
             figures = self._read()
-        except Exception:           # a scrape must answer even with the store down
+        except STORE_DOWN as exc:       # a scrape answers with the store down
+            log.warning("metrics: store unreachable: %s", type(exc).__name__)
             figures = None
         up = GaugeMetricFamily(f"{PREFIX}_store_up", "1 when the scrape could read Redis")
         up.add_metric([], 0.0 if figures is None else 1.0)

@@ -15,6 +15,7 @@ from webapp.validation import ApiError
 
 F = TypeVar("F", bound=Callable)
 BASIC = {"WWW-Authenticate": 'Basic realm="dashboard"'}
+LOOPBACK = {"127.0.0.1", "::1"}
 
 
 def require_admin(view: F) -> F:
@@ -34,13 +35,13 @@ def require_admin(view: F) -> F:
 
 def require_dashboard(view: F) -> F:
     """DASHBOARD_BASIC_AUTH (user:password); without it the dashboard is closed, except in
-    the local demo (LOCAL_DEMO), where it is open."""
+    the local demo (LOCAL_DEMO), where it is open to this machine only."""
     @wraps(view)
     def wrapped(*args, **kwargs):
         settings = runtime().settings
         expected = settings.dashboard_basic_auth
         if expected is None:
-            if settings.local_demo:
+            if settings.local_demo and request.remote_addr in LOOPBACK:
                 return view(*args, **kwargs)
             raise ApiError(401, "dashboard_disabled",
                            "the dashboard is closed: DASHBOARD_BASIC_AUTH is not set",

@@ -70,8 +70,9 @@ def epoch_seconds(value: Any) -> Any:
 
 Timestamp = Annotated[float, BeforeValidator(epoch_seconds), WithJsonSchema({
     "anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": MAX_EPOCH_S},
+              {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]+)?$"},
               {"type": "string", "format": "date-time"}],
-    "description": "epoch seconds, or ISO 8601 with a zone"})]
+    "description": "epoch seconds (a number, or a string of one), or ISO 8601 with a zone"})]
 
 
 class _Strict(BaseModel):

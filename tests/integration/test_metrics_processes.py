@@ -27,9 +27,10 @@ def healthz_count(base: str) -> float:
 def test_counters_are_summed_over_every_gunicorn_worker(env: dict[str, str], tmp_path: Path):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
-    (metrics_dir / "counter_1.db").write_bytes(b"stale")        # emptied at start
-    proc, base = start_web({**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, tmp_path,
-                           workers=3)
+    (metrics_dir / "gunicorn-metrics").mkdir()
+    (metrics_dir / "gunicorn-metrics" / "counter_1.db").write_bytes(b"stale")  # removed
+    (metrics_dir / "notes.db").write_bytes(b"not a metric file")  # left alone
+    proc, base = start_web({**env, "METRICS_DIR": str(metrics_dir)}, tmp_path, workers=3)
     try:
         start = healthz_count(base)        # the start-up probes of start_web
         sent = 600
@@ -42,7 +43,9 @@ def test_counters_are_summed_over_every_gunicorn_worker(env: dict[str, str], tmp
             assert set(pool.map(hit, range(sent))) == {200}
         counts = {healthz_count(base) for _ in range(12)}   # scrapes answered by any worker
         assert counts == {start + sent}
-        writers = {p.name.split("_")[-1] for p in metrics_dir.glob("counter_*.db")}
+        writers = {p.name.split("_")[-1]
+                   for p in (metrics_dir / "gunicorn-metrics").glob("counter_*.db")}
         assert len(writers) >= 2, writers   # the load reached more than one worker
+        assert (metrics_dir / "notes.db").read_bytes() == b"not a metric file"
     finally:
         proc.stop()

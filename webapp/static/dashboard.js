@@ -87,7 +87,8 @@ function drawTopAds(ads) {
     type: "bar", orientation: "h", x: rows.map((a) => a.posterior_mean), y: rows.map((a) => a.ad_id),
     text: rows.map((a) => `${a.impressions} impressions, ${a.views} views, ${a.applies} applies`),
     textposition: "none", hovertemplate: "%{y}: %{x:.2%}<br>%{text}<extra></extra>",
-  }], { ...LAYOUT, margin: { ...LAYOUT.margin, l: 110 }, xaxis: { tickformat: ".1%" } }, CONFIG);
+  }], { ...LAYOUT, margin: { ...LAYOUT.margin, l: 110 }, xaxis: { tickformat: ".1%" },
+        yaxis: { type: "category", automargin: true } }, CONFIG);
 }
 
 async function load() {

@@ -35,7 +35,7 @@ def test_every_alert_is_tested_firing_and_silent():
     alerts = {r["alert"] for g in yaml.safe_load((DEPLOY / "alerts.yml").read_text())["groups"]
               for r in g["rules"] if "alert" in r}
     assert alerts >= {"PipelineLagHigh", "FeedsStale", "HighErrorRate", "NoWorkerAlive",
-                      "BeatSilent", "RedisDown"}
+                      "BeatSilent", "RedisDown", "PeriodicJobLate", "FlowerDown"}
     fired, silent = set(), set()
     for test in yaml.safe_load((DEPLOY / "alerts_test.yml").read_text())["tests"]:
         for case in test["alert_rule_test"]:

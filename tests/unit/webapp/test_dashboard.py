@@ -47,6 +47,8 @@ def test_access_needs_the_owners_password_unless_local_demo(fake_store, path):
     assert guarded.get(path, headers=basic("owner", "s3cret")).status_code == 200
     demo = app_with(fake_store, local_demo=True).test_client()
     assert demo.get(path).status_code == 200
+    from_afar = demo.get(path, environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert from_afar.status_code == 401                # the demo opens it to this machine only
 
 
 def test_the_page_loads_its_scripts_from_the_app_only(fake_store):

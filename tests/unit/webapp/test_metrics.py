@@ -188,3 +188,13 @@ def test_labels_are_bounded_whatever_the_ids(app, client, admin, fake_store, set
     grown = len(many) - len(few)
     assert grown <= 40, sorted(set(many) - set(few))[:20]   # new statuses or outcomes at most
     assert len(series) < 60
+
+
+def test_a_bug_in_the_store_figures_fails_the_scrape_instead_of_blaming_redis(client,
+                                                                             monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("finished_at")
+    monkeypatch.setattr("webapp.metrics.pipeline_state", broken)
+    response = client.get("/metrics")
+    assert response.status_code == 500
+    assert b"recommender_store_up 0" not in response.data
