@@ -32,6 +32,7 @@ EVENT_TYPES = ("impression", "view", "save", "apply", "hide")
 STAT_FIELDS = ("impressions", "views", "saves", "applies", "hides")
 EVIDENCE_FIELDS = ("exposure", "views", "saves", "applies")  # the decayed sums, per ad
 ROLLUP_GROUP = "rollup"
+SUMMARY_CHUNK = 20_000          # ads read by one HMGET of ads:summary
 STRATEGY_HISTORY_LEN = 20_000   # regenerations kept: two weeks at one a minute
 GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
 FLUSH_MARKER_TTL_S = 3600  # a served-feed flush retried within this is recognised
@@ -382,7 +383,9 @@ class Store:
             raw = self.r.hgetall(Keys.ads_summary)
             ids, values = list(raw), list(raw.values())
         else:
-            found = self.r.hmget(Keys.ads_summary, list(ad_ids)) if ad_ids else []
+            found = []
+            for i in range(0, len(ad_ids), SUMMARY_CHUNK):     # bounded commands
+                found += self.r.hmget(Keys.ads_summary, list(ad_ids[i:i + SUMMARY_CHUNK]))
             ids = [a.encode() for a, v in zip(ad_ids, found) if v is not None]
             values = [v for v in found if v is not None]
         return Summaries.decode(ids, values)

@@ -321,3 +321,16 @@ def test_rows_of_mixed_widths_are_read_one_by_one_never_misaligned():
     assert rows[[0, 1, 3]].tolist()[0] == [1, 2, 3]
     assert rows[1][:2].tolist() == [4, 5] and np.isnan(rows[1][2])
     assert rows[3].tolist() == [6, 7, 8]
+
+
+def test_ad_summaries_of_a_long_list_are_read_in_bounded_chunks(fake_store: Store,
+                                                                monkeypatch):
+    import store as store_module
+    monkeypatch.setattr(store_module, "SUMMARY_CHUNK", 3)
+    for i in range(8):
+        put(fake_store, f"ad{i}", 48.0 + i * 0.01, 2.0)
+    asked = [f"ad{i}" for i in (7, 0, 5)] + ["gone"] + [f"ad{i}" for i in (1, 2, 3, 4, 6)]
+    found = fake_store.ad_summaries(asked)
+    assert [a.decode() for a in found.ids] == [a for a in asked if a != "gone"]
+    assert found.rows["lat"].tolist() == pytest.approx([48.07, 48.0, 48.05, 48.01, 48.02,
+                                                        48.03, 48.04, 48.06])
