@@ -106,6 +106,17 @@ def start_flower(env: Mapping[str, str], log_dir: Path) -> tuple[Proc, str]:
     return proc, base
 
 
+def wait_until(predicate, timeout_s: float = 30.0, what: str = "condition",
+               poll_s: float = 0.1) -> None:
+    """Returns once ``predicate()`` is true; AssertionError naming ``what`` after
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(poll_s)
+
+
 def wait_for_http(url: str, proc: Proc, timeout_s: float = 60.0) -> None:
     """Returns once ``url`` answers anything at all; raises if ``proc`` dies first."""
     deadline = time.monotonic() + timeout_s

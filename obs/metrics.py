@@ -59,7 +59,8 @@ _UNBOUND = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 def route_label(rule: str | None) -> str:
-    """A route template as a label ("/v1/ads/{ad_id}"); "unmatched" for a 404 of no route."""
+    """A Flask rule as an OpenAPI path template, also the route label ("/v1/ads/{ad_id}");
+    "unmatched" for a 404 of no route."""
     return _UNBOUND.sub(r"{\1}", rule) if rule else "unmatched"
 
 

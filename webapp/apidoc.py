@@ -9,7 +9,6 @@ app answers, and a schemathesis run checks the answers against the document.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -20,6 +19,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel, Field
 
 from bandit import STRATEGIES
+from obs.metrics import route_label
 from store import EVIDENCE_FIELDS, STAT_FIELDS
 from webapp.errors import json_response
 from webapp.validation import IDENTIFIER_PATTERN
@@ -281,7 +281,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         doc = getattr(app.view_functions[rule.endpoint], "apidoc", None)
         if doc is None:
             continue
-        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        path = route_label(rule.rule)
         params = [a for a in rule.arguments]
         admin = getattr(app.view_functions[rule.endpoint], "requires_admin", False)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

@@ -2,13 +2,13 @@
 regeneration, and the ad people apply to rises to the top."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
 import requests
 
 import geo
+from devtools.procs import wait_until
 from store import Keys, Store
 from tests.conftest import ADMIN_TOKEN
 
@@ -34,14 +34,6 @@ def post_events(base: str, events: list[dict]) -> None:
         r = requests.post(f"{base}/v1/events", json={"events": events[i:i + 500]}, timeout=10)
         assert r.status_code == 202, r.text
         assert r.json()["accepted"] == len(events[i:i + 500])
-
-
-def wait_until(predicate, timeout_s: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def feed(base: str, **params) -> dict:

@@ -2,21 +2,17 @@
 accepted counted by the rollup exactly once."""
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from bench import load
+from tests.tools import require_tool
 
 
 @pytest.mark.slow
 def test_a_minute_at_capacity_has_no_errors_and_accounts_for_every_event(tmp_path: Path):
-    if shutil.which("wrk") is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("wrk is not on PATH: `make test` installs the Debian package wrk")
-        pytest.skip("needs wrk (Debian package wrk; `make test` installs it when run as root)")
+    require_tool("wrk")
     result = load.run(60.0, tmp_path)
     assert result["errors"] == 0, result
     assert result["requests"] > 10_000 and result["posts"] > 1_000

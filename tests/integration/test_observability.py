@@ -14,7 +14,8 @@ import pytest
 import requests
 import yaml
 
-from devtools.procs import Proc, start_beat, start_flower, start_web, start_worker, wait_for_http
+from devtools.procs import (Proc, start_beat, start_flower, start_web, start_worker,
+                            wait_for_http, wait_until)
 from devtools.redis_server import free_port
 from tests.conftest import ROOT
 from tests.integration.traffic import drive_load
@@ -48,14 +49,6 @@ def panel_queries() -> list[tuple[str, str]]:
 
 def query(prometheus: str, expr: str) -> dict:
     return requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()
-
-
-def wait_until(check, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.mark.slow
@@ -106,7 +99,8 @@ def test_prometheus_scrapes_everything_and_every_panel_has_data(env: dict[str, s
 
         # every target up, the rules loaded and healthy
         wait_until(lambda: {r["metric"]["job"] for r in query(prometheus, "up == 1")["data"]
-                            ["result"]} == {"web", "flower", "redis"}, 60, "every target up")
+                            ["result"]} == {"web", "flower", "redis"}, 60, "every target up",
+                   poll_s=0.5)
         rules = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
         loaded = {r["name"]: r["health"] for g in rules for r in g["rules"]}
         assert len(loaded) >= 8 and set(loaded.values()) == {"ok"}, loaded

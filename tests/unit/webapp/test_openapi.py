@@ -17,6 +17,7 @@ from tests.conftest import ADMIN_TOKEN
 from tests.unit.webapp.conftest import RecordingCelery
 from tests.unit.webapp.support import put_ad
 from webapp import create_app
+from obs.metrics import route_label
 from webapp.apidoc import documented_errors
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -161,7 +162,7 @@ def test_every_route_is_documented_with_its_methods(app, document):
     for rule in app.url_map.iter_rules():
         if rule.endpoint in UNDOCUMENTED:
             continue
-        path = rule.rule.replace("<ad_id:ad_id>", "<ad_id>").replace("<", "{").replace(">", "}")
+        path = route_label(rule.rule)
         routes |= {(method, path) for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert routes == documented
     assert ("GET", "/v1/feed") in documented and ("GET", "/metrics") in documented
