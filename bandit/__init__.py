@@ -7,20 +7,22 @@ from bandit.decay import decay_factor, decay_to, exposure_weight
 from bandit.intervals import Proportion, wilson_interval
 from bandit.ope import (Estimate, check_propensities, importance_weights, ips, logged_value,
                         mean_estimate, snips, z_score)
-from bandit.posterior import (REWARD_MODELS, AdPosterior, Evidence, PriorRates, PriorSpec,
-                              ad_posterior, beta_posterior, empirical_rates, group_rates,
-                              posterior_mean)
-from bandit.strategies import (DEFAULT_STRATEGIES, STRATEGIES, Candidates, StrategyPrior,
-                               choose, epsilon_greedy_orders, probability_best,
-                               strategy_orders, strategy_probabilities, with_floor)
+from bandit.posterior import (REWARD_MODELS, AdPosterior, Evidence, ad_posterior,
+                              beta_posterior, empirical_rates, posterior_mean, stage_evidence)
+from bandit.priors import AdPriors, PriorRates, PriorSpec, StagePrior, fit_priors, fit_stage
+from bandit.strategies import (DEFAULT_STRATEGIES, SCREEN, SCREENED, STRATEGIES, Candidates,
+                               StrategyPrior, choose, epsilon_greedy_orders, order_sources,
+                               probability_best, screen_keys, screen_orders, strategy_orders,
+                               strategy_probabilities, with_floor)
 from bandit.thompson import rank_variants, sample_scores
 
 __all__ = [
-    "DEFAULT_STRATEGIES", "REWARD_MODELS", "STRATEGIES", "AdPosterior", "Candidates", "Estimate",
-    "Evidence", "PriorRates", "PriorSpec", "Proportion", "StrategyPrior", "ad_posterior",
-    "beta_posterior", "choose",
-    "check_propensities", "decay_factor", "decay_to", "empirical_rates", "epsilon_greedy_orders",
-    "exposure_weight", "group_rates", "importance_weights", "ips", "logged_value", "mean_estimate",
-    "posterior_mean", "probability_best", "rank_variants", "sample_scores", "strategy_orders",
-    "snips", "strategy_probabilities", "wilson_interval", "with_floor", "z_score",
+    "DEFAULT_STRATEGIES", "REWARD_MODELS", "SCREEN", "SCREENED", "STRATEGIES", "ad_posterior",
+    "AdPosterior", "AdPriors", "beta_posterior", "Candidates", "check_propensities", "choose",
+    "decay_factor", "decay_to", "empirical_rates", "epsilon_greedy_orders", "Estimate", "Evidence",
+    "exposure_weight", "fit_priors", "fit_stage", "importance_weights", "ips", "logged_value",
+    "mean_estimate", "order_sources", "posterior_mean", "PriorRates", "PriorSpec",
+    "probability_best", "Proportion", "rank_variants", "sample_scores", "screen_keys",
+    "screen_orders", "snips", "stage_evidence", "StagePrior", "strategy_orders",
+    "strategy_probabilities", "StrategyPrior", "wilson_interval", "with_floor", "z_score",
 ]

@@ -1,21 +1,20 @@
 """Feed strategies, and the second bandit that picks one for each feed.
 
-A strategy orders a cell's candidate ads one way:
+A strategy orders what a user sees of a cell's candidate ads:
 
 - ``thompson``: by one independent draw from each ad's posterior (K variants, so users of
   one cell see different orders); explores new ads in proportion to how likely they are
   to be the best.
-- ``popular``: by posterior mean, the best guess today (no exploration).
-- ``newest``: by creation time, newest first.
-- ``nearest``: by distance; the cell keeps the ads nearest to any point of the cell (by
-  distance to the cell's box) and serving sorts them by distance from the user's exact
-  point. Every ad within D of the user, wherever the user is in the cell, is among them (D:
-  the box distance of the last ad kept), so the user's nearest ads out to D are exact. (A
-  cell holding more ads than it keeps has D = 0: it keeps those nearest its centre.)
+- ``popular``, ``newest``, ``nearest``: the ads of a Thompson variant, each screen of
+  SCREEN ads reordered by posterior mean (the best guess today), by creation time, or by
+  distance from the user. They choose how a screen is ordered, never which ads are on it,
+  so whichever strategy the second bandit favours, every screen explores as Thompson
+  sampling would: a greedy or a performance-blind order cannot starve the exploration the
+  first bandit depends on (the "trap" of a few strong ads among many weak ones).
 - ``random``: uniformly random orders (K variants); a baseline, and the cleanest data
   for off-policy evaluation.
-- ``egreedy``: the popular order, each slot replaced with probability epsilon by a
-  random other candidate (K variants).
+- ``egreedy``: the popular order over all candidates, each slot replaced with probability
+  epsilon by a random other candidate (K variants); a baseline.
 
 "Bandit Master": each strategy is an arm of a second Thompson bandit, with a Beta
 posterior on the applies per feed it served. The probability that each strategy is the
@@ -34,6 +33,8 @@ from bandit.thompson import rank_variants
 
 STRATEGIES = ("thompson", "popular", "newest", "nearest", "random", "egreedy")
 DEFAULT_STRATEGIES = ("thompson", "popular", "newest", "nearest")
+SCREENED = ("popular", "newest", "nearest")   # reorder the screens of a Thompson variant
+SCREEN = 10                                   # ads a phone shows at once
 PROBABILITY_DRAWS = 1000
 
 
@@ -44,40 +45,67 @@ class Candidates:
     draws: np.ndarray        # (n, K) posterior draws
     mean: np.ndarray         # (n,) posterior means
     created_at: np.ndarray   # (n,)
-    box_km: np.ndarray       # (n,) distance from the cell's box (0 inside it)
 
     def __len__(self) -> int:
         return len(self.mean)
 
 
+def order_sources(strategies: Sequence[str]) -> list[str]:
+    """The strategies whose orders a cell's feed keeps: the screened ones serve from
+    Thompson's.
+
+    >>> order_sources(["popular", "nearest", "random"])
+    ['thompson', 'random']
+    """
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        raise ValueError(f"unknown strategy {sorted(unknown)[0]!r}; expected one of {STRATEGIES}")
+    sources = ["thompson"] if any(s == "thompson" or s in SCREENED for s in strategies) else []
+    return sources + [s for s in strategies if s not in SCREENED and s != "thompson"]
+
+
+def screen_keys(strategies: Sequence[str], cand: Candidates) -> dict[str, np.ndarray]:
+    """What each screened strategy that orders by a property of the ad sorts by (higher
+    first): ``nearest`` sorts by the distance from the user, known only at serve time."""
+    keys = {"popular": cand.mean, "newest": cand.created_at}
+    return {s: keys[s] for s in strategies if s in keys}
+
+
+def screen_orders(keys: np.ndarray, screen: int = SCREEN) -> np.ndarray:
+    """For each row of ``keys``, the permutation that sorts every run of ``screen``
+    consecutive entries by key, highest first, ties in their given order: what is on each
+    screen stays, only its order changes.
+
+    >>> screen_orders(np.array([[1.0, 3.0, 2.0, 9.0, 8.0]]), screen=3).tolist()
+    [[1, 2, 0, 3, 4]]
+    """
+    keys = np.asarray(keys, dtype=np.float64)
+    rows, n = keys.shape
+    block = np.broadcast_to(np.arange(n) // screen, (rows, n))
+    row = np.broadcast_to(np.arange(rows)[:, None], (rows, n))
+    flat = np.lexsort((-keys.ravel(), block.ravel(), row.ravel()))
+    return flat.reshape(rows, n) - np.arange(rows)[:, None] * n
+
+
 def strategy_orders(strategies: Sequence[str], cand: Candidates, length: int,
                     rng: np.random.Generator, epsilon: float = 0.1) -> dict[str, np.ndarray]:
-    """For each strategy, a (rows, min(length, n)) array of candidate positions, best first:
-    K rows for the randomised strategies, one for the others.
+    """The orders a cell's feed keeps (``order_sources``): for each, a (K, min(length, n))
+    array of candidate positions, best first.
 
-    >>> c = Candidates(np.array([[0.1], [0.3]]), np.array([0.2, 0.1]), np.array([5.0, 9.0]),
-    ...                np.array([2.0, 1.0]))
+    >>> c = Candidates(np.array([[0.1], [0.3]]), np.array([0.2, 0.1]), np.array([5.0, 9.0]))
     >>> {k: v.tolist() for k, v in strategy_orders(["thompson", "popular", "newest", "nearest"],
     ...                                            c, 10, np.random.default_rng(0)).items()}
-    {'thompson': [[1, 0]], 'popular': [[0, 1]], 'newest': [[1, 0]], 'nearest': [[1, 0]]}
+    {'thompson': [[1, 0]]}
     """
     variants = cand.draws.shape[1]
     out: dict[str, np.ndarray] = {}
-    for name in strategies:
+    for name in order_sources(strategies):
         if name == "thompson":
             out[name] = rank_variants(cand.draws.T, length)
-        elif name == "popular":
-            out[name] = rank_variants(cand.mean[None, :], length)
-        elif name == "newest":
-            out[name] = rank_variants(cand.created_at[None, :], length)
-        elif name == "nearest":
-            out[name] = rank_variants(-cand.box_km[None, :], length)
         elif name == "random":
             out[name] = rank_variants(rng.random((variants, len(cand))), length)
-        elif name == "egreedy":
-            out[name] = epsilon_greedy_orders(cand.mean, variants, length, epsilon, rng)
         else:
-            raise ValueError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+            out[name] = epsilon_greedy_orders(cand.mean, variants, length, epsilon, rng)
     return out
 
 

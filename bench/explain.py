@@ -42,7 +42,7 @@ def main() -> None:
     evidence = Evidence(exposure, np.zeros_like(exposure), np.zeros_like(exposure), applies)
     groups = np.zeros(len(exposure), dtype=int)
     rates = empirical_rates(evidence, groups, "direct", 0.0, prior)
-    post = ad_posterior(evidence, rates.for_ads(groups), "direct", 0.0, prior)
+    post = ad_posterior(evidence, rates.for_ads(groups), "direct", 0.0)
     draws = post.sample(8, np.random.default_rng(4))[:len(ADS)]
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))

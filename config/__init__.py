@@ -78,7 +78,9 @@ class Settings(BaseModel):
 
     reward_model: Literal[REWARD_MODELS] = "funnel"  # type: ignore[valid-type]
     save_weight: float = Field(0.25, ge=0, le=1)
-    position_bias_exponent: float = Field(0.5, ge=0, le=3)
+    # unset: the examination curve is learnt from the data (bandit.position); a number
+    # overrides it with p ** -exponent
+    position_bias_exponent: float | None = Field(None, ge=0, le=3)
     stats_half_life_s: float = Field(7 * 86_400, ge=60)
     prior_mean: float = Field(0.02, gt=0, lt=1)
     prior_view_rate: float = Field(0.10, gt=0, lt=1)

@@ -6,7 +6,7 @@ import numpy as np
 
 from bandit import Evidence, ad_posterior
 from config import Settings
-from pipeline.regenerate import decayed_now, prior_spec, stored_priors
+from pipeline.regenerate import decayed_now, stored_priors
 from store import EVIDENCE_FIELDS, STAT_FIELDS, Store
 
 STAGE_NAMES = {"direct": ("apply",), "funnel": ("view", "apply_given_view")}
@@ -21,9 +21,8 @@ def top_ads(store: Store, settings: Settings, now: float, n: int = 20) -> list[d
     ids = [a.decode() for a in found.ids]
     sums = decayed_now(store.decayed_evidence(ids), now, settings)
     evidence = Evidence(*(sums[:, i] for i in range(len(EVIDENCE_FIELDS))))
-    prior_means = stored_priors(store, settings, found.rows["cat"]).for_ads(np.arange(len(ids)))
-    mean = ad_posterior(evidence, prior_means, settings.reward_model, settings.save_weight,
-                        prior_spec(settings)).mean()
+    priors = stored_priors(store, settings, found.rows["cat"]).for_ads(np.arange(len(ids)))
+    mean = ad_posterior(evidence, priors, settings.reward_model, settings.save_weight).mean()
     best = np.argsort(-mean, kind="stable")[:n]
     counts = store.ad_stats([ids[i] for i in best], STAT_FIELDS)
     return [{"ad_id": ids[i], "posterior_mean": round(float(mean[i]), 6),
@@ -40,11 +39,11 @@ def ad_report(store: Store, settings: Settings, ad_id: str, now: float) -> dict 
     evidence = Evidence(*(sums[:, i] for i in range(len(EVIDENCE_FIELDS))))
     codes = found.rows["cat"] if found.ids else np.zeros(0, dtype=np.uint64)
     rates = stored_priors(store, settings, codes)
-    prior_means = rates.for_ads(np.array([0 if found.ids else -1]))
-    post = ad_posterior(evidence, prior_means, settings.reward_model, settings.save_weight,
-                        prior_spec(settings))
+    priors = rates.for_ads(np.array([0 if found.ids else -1]))
+    post = ad_posterior(evidence, priors, settings.reward_model, settings.save_weight)
     stages = [{"stage": name, "alpha": float(post.alpha[i, 0]), "beta": float(post.beta[i, 0]),
-               "prior_mean": float(prior_means[0, i])}
+               "prior_mean": float(priors.means[0, i]),
+               "prior_strength": float(priors.strengths[0, i])}
               for i, name in enumerate(STAGE_NAMES[settings.reward_model])]
     return {"ad_id": ad_id, "counters": counts,
             "evidence": {f: round(float(sums[0, i]), 4) for i, f in enumerate(EVIDENCE_FIELDS)},

@@ -1,6 +1,6 @@
 """What /dashboard shows the feed's owners, read from the store in one pass: apply rate and
 CTR per day by strategy, the strategy bandit's probabilities over time, the pipeline's state,
-the active cells with their traffic, and the top ads."""
+the active cells with their traffic, the top ads and the examination curve."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,6 +11,7 @@ import numpy as np
 import geo
 from bandit import STRATEGIES
 from config import Settings
+from pipeline import examination
 from pipeline.adstats import top_ads
 from pipeline.ctr import daily_ctr, utc_today
 from pipeline.health import pipeline_state
@@ -39,6 +40,7 @@ def dashboard_data(store: Store, settings: Settings, now: float) -> dict[str, An
                      "active_cells": state.active_cells, "live_ads": state.live_ads},
         "cells": active_cells(store, settings, now),
         "top_ads": top_ads(store, settings, now, 20),
+        "position_bias": examination.report(store, settings),
     }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 
 import geo
-from bandit import choose
+from bandit import SCREENED, choose, screen_orders
 from config import Settings
 from pipeline.feedid import make_feed_id
 from pipeline.feedpack import CellFeed
@@ -98,10 +98,11 @@ class Pick:
 
 
 def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
-    """Draw a strategy with the cell's probabilities, then one of its variants uniformly."""
+    """Draw a strategy with the cell's probabilities, then one of its variants uniformly (a
+    screened strategy's variants are Thompson's)."""
     s = choose(feed.probabilities, rng.random()) if len(feed.strategies) > 1 else 0
     strategy = feed.strategies[s]
-    rows = feed.orders[strategy]
+    rows = feed.orders["thompson" if strategy in SCREENED else strategy]
     variant = int(rng.integers(rows.shape[0])) if rows.shape[0] > 1 else 0
     return Pick(strategy, float(feed.probabilities[s]), variant, rows[variant])
 
@@ -120,13 +121,13 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     pick = pick_order(feed, rng)
     order = pick.order
     dot = feed.xyz[order] @ geo.unit_vector(req.lat, req.lon)
-    if pick.strategy == "nearest":
-        by_distance = np.argsort(-dot, kind="stable")
-        order, dot = order[by_distance], dot[by_distance]
     keep = (dot >= geo.km_to_dot(req.radius_km)) & (feed.expires_at[order] > now)
     if excluded:
         keep &= np.fromiter((feed.ad_ids[i] not in excluded for i in order), bool, len(order))
     shown = np.flatnonzero(keep)[:req.limit]
+    if pick.strategy in SCREENED:
+        key = dot[shown] if pick.strategy == "nearest" else feed.keys[pick.strategy][order[shown]]
+        shown = shown[screen_orders(key[None, :])[0]]
     chosen = order[shown].tolist()
     chosen_km = geo.dot_to_km(dot[shown]).tolist()
     ad_ids = feed.ad_ids.take(chosen)

@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 import orjson
 
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,9 @@ def ad_card(ad_id: str, title: str, company: str) -> bytes:
 
 @dataclass(frozen=True)
 class CellFeed:
-    """A cell's precomputed feed: the ads it can show, each strategy's orders over them, and
-    the probability each strategy is served with."""
+    """A cell's precomputed feed: the ads it can show, the orders kept over them
+    (``bandit.order_sources``), what the screened strategies sort each screen by, and the
+    probability each strategy is served with."""
 
     cell: str
     generated_at: float
@@ -98,6 +99,7 @@ class CellFeed:
     strategies: tuple[str, ...]
     probabilities: np.ndarray  # float64, one per strategy
     orders: dict[str, np.ndarray]  # strategy -> int32 (rows, L): positions into the ads
+    keys: dict[str, np.ndarray]    # screened strategy -> float64 (n): its sort key per ad
 
     def __len__(self) -> int:
         return len(self.ad_ids)
@@ -114,6 +116,7 @@ class CellFeed:
             "probs": np.asarray(self.probabilities, dtype="<f8").tobytes(),
             "orders": {k: [int(v.shape[0]), v.astype("<i4").tobytes()]
                        for k, v in self.orders.items()},
+            "keys": {k: np.asarray(v, dtype="<f8").tobytes() for k, v in self.keys.items()},
         }, use_bin_type=True)
 
     @classmethod
@@ -131,4 +134,5 @@ class CellFeed:
                    strategies=tuple(d["strategies"]),
                    probabilities=np.frombuffer(d["probs"], dtype="<f8"),
                    orders={k: np.frombuffer(v, dtype="<i4").reshape(rows, -1)
-                           for k, (rows, v) in d["orders"].items()})
+                           for k, (rows, v) in d["orders"].items()},
+                   keys={k: np.frombuffer(v, dtype="<f8") for k, v in d["keys"].items()})

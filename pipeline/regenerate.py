@@ -17,7 +17,7 @@ import numpy as np
 
 import geo
 from bandit import (STRATEGIES, Candidates, Evidence, PriorRates, PriorSpec, StrategyPrior,
-                    ad_posterior, decay_to, empirical_rates, strategy_orders,
+                    ad_posterior, decay_to, empirical_rates, screen_keys, strategy_orders,
                     strategy_probabilities)
 from config import Settings
 from pipeline.feedpack import CellFeed, StringTable
@@ -31,7 +31,6 @@ MAX_ATTEMPTS = 3
 # searching a touch wider and filtering exactly keeps every ad our own distance admits.
 SEARCH_SLACK = 1.001
 STRATEGY_DRAWS = 500   # Monte Carlo draws for each cell's strategy probabilities
-NEAREST_TIE_BREAK = 1e-6  # km of box distance per km from the centre (a few mm at most)
 
 
 @dataclass(frozen=True)
@@ -100,10 +99,10 @@ def cell_probabilities(store: Store, settings: Settings, cells: Sequence[str], n
 
 
 def build_cell(snapshot: Snapshot, candidates: np.ndarray, orders: dict[str, np.ndarray],
-               cell: str, settings: Settings, probabilities: np.ndarray,
-               now: float) -> CellFeed:
-    """One cell's feed from its candidates (positions in the snapshot) and each strategy's
-    orders over them."""
+               keys: dict[str, np.ndarray], cell: str, settings: Settings,
+               probabilities: np.ndarray, now: float) -> CellFeed:
+    """One cell's feed from its candidates (positions in the snapshot), the orders kept over
+    them and the screened strategies' sort keys (one per candidate)."""
     listed = np.zeros(len(candidates), dtype=bool)
     for order in orders.values():
         listed[order] = True
@@ -115,7 +114,8 @@ def build_cell(snapshot: Snapshot, candidates: np.ndarray, orders: dict[str, np.
                     cards=snapshot.cards.gather(shown), xyz=snapshot.xyz[shown],
                     expires_at=snapshot.expires_at[shown],
                     strategies=tuple(settings.feed_strategies), probabilities=probabilities,
-                    orders={name: slot[order] for name, order in orders.items()})
+                    orders={name: slot[order] for name, order in orders.items()},
+                    keys={name: key[local] for name, key in keys.items()})
 
 
 def prior_spec(settings: Settings) -> PriorSpec:
@@ -127,27 +127,20 @@ def learn_priors(store: Store, settings: Settings, snapshot: Snapshot) -> PriorR
     evidence; stored for cells built on a miss and for the stats endpoint."""
     rates = empirical_rates(snapshot.evidence, snapshot.groups, settings.reward_model,
                             settings.save_weight, prior_spec(settings))
+    rows, overall = rates.rows()
     store.write_priors(settings.reward_model,
-                       {int(c): row.tolist() for c, row in zip(snapshot.categories, rates.groups)},
-                       rates.overall.tolist())
+                       {int(c): row.tolist() for c, row in zip(snapshot.categories, rows)},
+                       overall.tolist())
     return rates
 
 
 def stored_priors(store: Store, settings: Settings, categories: np.ndarray) -> PriorRates:
-    """The prior means the last regeneration learnt, for these category codes; a category
-    it has not seen takes the overall mean (before any regeneration: the settings')."""
+    """The priors the last regeneration learnt, for these category codes; a category it has
+    not seen takes the overall prior (before any regeneration: the settings')."""
     fallback = PriorRates.fallback(settings.reward_model, prior_spec(settings))
     rows, overall = store.prior_rows(settings.reward_model, categories.tolist(),
-                                     len(fallback.overall))
-    overall = np.where(np.isnan(overall), fallback.overall, overall)
-    return PriorRates(settings.reward_model, np.where(np.isnan(rows), overall, rows), overall)
-
-
-def nearest_key_km(lat: np.ndarray, lon: np.ndarray, cell: str) -> np.ndarray:
-    """What the nearest strategy orders a cell's candidates by: distance from the cell's
-    box, and, for ads inside it (0), distance from its centre."""
-    return (geo.distance_from_box_km(lat, lon, geo.decode_box(cell))
-            + NEAREST_TIE_BREAK * geo.haversine_km(*geo.decode(cell), lat, lon))
+                                     2 * len(fallback.overall))
+    return PriorRates.from_rows(settings.reward_model, rows, overall, fallback)
 
 
 def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndarray,
@@ -157,7 +150,7 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     per snapshot category). One set of K draws per ad serves every cell: each cell's
     Thompson variant k orders its own candidates by draw k."""
     posterior = ad_posterior(snapshot.evidence, rates.for_ads(snapshot.groups),
-                             settings.reward_model, settings.save_weight, prior_spec(settings))
+                             settings.reward_model, settings.save_weight)
     draws = posterior.sample(settings.feed_variants, rng)     # one row of K draws per ad
     mean = posterior.mean()
     reach_km = [candidate_radius_km(c, settings) for c in cells]
@@ -166,13 +159,12 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     for cell, radius_km, probs in zip(cells, reach_km, probabilities):
         lat, lon = geo.decode(cell)
         candidates = index.query(lat, lon, radius_km)
-        cand = Candidates(draws[candidates], mean[candidates],
-                          snapshot.created_at[candidates],
-                          nearest_key_km(snapshot.lat[candidates], snapshot.lon[candidates],
-                                         cell))
+        cand = Candidates(draws[candidates], mean[candidates], snapshot.created_at[candidates])
         orders = strategy_orders(settings.feed_strategies, cand, settings.feed_length, rng,
                                  settings.epsilon)
-        feeds[cell] = build_cell(snapshot, candidates, orders, cell, settings, probs, now).pack()
+        keys = screen_keys(settings.feed_strategies, cand)
+        feeds[cell] = build_cell(snapshot, candidates, orders, keys, cell, settings, probs,
+                                 now).pack()
     return feeds
 
 

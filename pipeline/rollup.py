@@ -2,7 +2,8 @@
 
 Each block of events goes to the store in one atomic step that acknowledges it and adds
 it to the raw counters, the per-day counters, each ad's decayed evidence (impressions
-weighted by position) and the strategy credit of the feeds the applies came from. Served
+weighed by the examination curve) and position counts, and the strategy credit of the feeds
+the applies came from. Served
 feeds are counted per cell and strategy from the served log, behind a cursor that moves in
 the same step.
 """
@@ -16,8 +17,11 @@ from datetime import datetime, timezone
 import numpy as np
 import orjson
 
-from bandit import STRATEGIES, decay_factor, exposure_weight
+from bandit import STRATEGIES, decay_factor
 from config import Settings
+from pipeline.examination import EPOCH_TTL_S, Examination, current, epoch_of, fold_epochs
+from pipeline.examination import WIDTH as POSITION_WIDTH
+from pipeline.examination import position_column
 from pipeline.feedid import FeedRef, parse_feed_id
 from pipeline.ingest import sweep_inbox
 from store import RollupRow, StreamEntry, Store, consumer_name, stat_type_index
@@ -65,8 +69,9 @@ def parse_entry(entry: StreamEntry, secret: bytes) -> Parsed | None:
 
 
 def count_block(store: Store, settings: Settings, entries: list[StreamEntry], now: float,
-                secret: bytes) -> int:
-    """Count one block of entries and acknowledge it, atomically. Returns events counted."""
+                secret: bytes, examination: Examination) -> int:
+    """Count one block of entries and acknowledge it, atomically, impressions weighed by
+    ``examination``. Returns events counted."""
     parsed: list[Parsed] = []
     rows: list[RollupRow] = []
     for entry in entries:
@@ -80,21 +85,23 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     ts = np.array([e.ts for e in parsed])
     positions = np.array([e.position for e in parsed])
     impression = np.array([e.type_index == IMPRESSION for e in parsed], dtype=bool)
-    weights = decay_factor(now - ts, settings.stats_half_life_s)
-    weights = np.where(impression, weights * exposure_weight(positions,
-                                                             settings.position_bias_exponent),
-                       weights).tolist()
+    decay = decay_factor(now - ts, settings.stats_half_life_s)
+    weights = np.where(impression, decay * examination.weights(positions), decay).tolist()
     for e, weight in zip(parsed, weights):
         feed = e.feed
+        column = position_column(e.type_index, e.position)
+        served_s = e.ts if feed is None else feed.served_ms / 1000
+        epoch = epoch_of(served_s, settings)
         # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
         # credits no strategy (the evaluation's default attribution window is the same)
-        if feed is None or e.ts - feed.served_ms / 1000 > settings.event_max_age_s:
-            rows.append(RollupRow(e.entry_id, e.ad_id, e.type_index, e.day, weight))
+        if feed is None or e.ts - served_s > settings.event_max_age_s:
+            rows.append(RollupRow(e.entry_id, e.ad_id, e.type_index, e.day, weight,
+                                  position_column=column, epoch=epoch))
         else:
             rows.append(RollupRow(e.entry_id, e.ad_id, e.type_index, e.day, weight, feed.cell,
-                                  feed.strategy, feed.feed_id, day_of(feed.served_ms / 1000)))
+                                  feed.strategy, feed.feed_id, day_of(served_s), column, epoch))
     return store.apply_rollup(rows, now, settings.stats_half_life_s, STRATEGIES,
-                              CREDITED_TTL_S)
+                              CREDITED_TTL_S, POSITION_WIDTH, EPOCH_TTL_S)
 
 
 def count_served(store: Store, settings: Settings, now: float, secret: bytes) -> int:
@@ -120,13 +127,15 @@ def count_served(store: Store, settings: Settings, now: float, secret: bytes) ->
 
 
 def run_rollup(store: Store, settings: Settings, now: float,
-               consumer: str | None = None) -> dict[str, float | int]:
+               consumer: str | None = None,
+               rng: np.random.Generator | None = None) -> dict[str, float | int]:
     """Roll in lost batches, reclaim entries a dead worker left pending, count every new
-    entry and every feed served, take expired ads out of the index and trim the stream past
-    its retention."""
+    entry and every feed served, fold the position epochs that are over into the examination
+    curve, take expired ads out of the index and trim the stream past its retention."""
     started = time.perf_counter()
     consumer = consumer or consumer_name()
     secret = store.feed_id_secret()
+    examination = current(store, settings)
     recovered = sweep_inbox(store, settings, now)
     store.ensure_group()
     counted = 0
@@ -134,15 +143,17 @@ def run_rollup(store: Store, settings: Settings, now: float,
     reclaimed = len(entries)
     for _ in range(MAX_BLOCKS):
         if entries:
-            counted += count_block(store, settings, entries, now, secret)
+            counted += count_block(store, settings, entries, now, secret, examination)
         entries = store.read_new(consumer, settings.rollup_batch)
         if not entries:
             break
     served = count_served(store, settings, now, secret)
+    folded = fold_epochs(store, settings, now, rng or np.random.default_rng())
     expired = store.drop_expired(now)
     store.trim_events(int((now - settings.events_retention_s) * 1000))
     report = {"counted": counted, "reclaimed": reclaimed, "recovered_events": recovered,
               "served_feeds": served, "expired_ads": len(expired),
+              "position_epochs_folded": folded,
               "duration_s": round(time.perf_counter() - started, 4), "finished_at": now}
     store.record_job("rollup", report)
     return report

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import redis
 
 import geo
@@ -113,6 +114,8 @@ class RollupRow:
     strategy: str = ""       # ("" also when it came too late to credit the strategy)
     feed_id: str = ""
     feed_day: str = ""       # YYYY-MM-DD the feed was served: its credit is kept per day
+    position_column: int = 0  # 1-based column of the ad's position counts (0: none)
+    epoch: int = 0           # the position epoch its feed was served in
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,9 @@ class Keys:
     inbox_due = "{ev}:inbox:due"
     events = "{ev}:events"
     decayed = "{ev}:decayed"            # ad -> decayed evidence
+    position_epochs = "{ev}:positions:epochs"   # epoch keys -> when last added to
+    position_pairs = "{ev}:position-pairs"      # "pairs" -> decayed pair counts
+    position_curve = "position:curve"           # the learnt examination curve (JSON)
     strategies = "{ev}:strategies"      # cell (or "*") -> decayed served feeds and applies
     served_cursor = "{ev}:served:cursor"  # the last served entry counted into strategies
 
@@ -205,6 +211,11 @@ class Keys:
         return f"user:{user_id}:loc"
 
     @staticmethod
+    def position_epoch(epoch: int) -> str:
+        """An epoch's impressions and views by ad and position."""
+        return f"{{ev}}:positions:{epoch}"
+
+    @staticmethod
     def priors(model: str) -> str:
         return f"priors:{model}"
 
@@ -236,6 +247,7 @@ class Store:
         self._nearby = client.register_script(scripts.NEARBY)
         self._append_served = client.register_script(scripts.APPEND_SERVED)
         self._drop_expired = client.register_script(scripts.DROP_EXPIRED)
+        self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Store:
@@ -474,25 +486,32 @@ class Store:
         return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
 
     def apply_rollup(self, rows: Sequence[RollupRow], now: float, half_life_s: float,
-                     strategies: Sequence[str], credited_ttl_s: int = 8 * 86_400) -> int:
+                     strategies: Sequence[str], credited_ttl_s: int = 8 * 86_400,
+                     position_width: int = 0, epoch_ttl_s: int = 86_400) -> int:
         """Count a block of events and XACK it, atomically: raw counters, per-day counters
-        (also per strategy), each ad's decayed evidence, and, once per feed, the strategy and
-        cell of the feed an apply came from. Returns the events counted."""
+        (also per strategy), each ad's decayed evidence and its position counts in its
+        epoch (rows of ``position_width``), and, once per feed, the strategy and cell of the
+        feed an apply came from. Returns the events counted."""
         days = sorted({row.day for row in rows})
         feed_days = sorted({row.feed_day for row in rows if row.strategy})
+        epochs = sorted({row.epoch for row in rows if row.position_column})
         fixed = [Keys.events, *(Keys.stats(f) for f in STAT_FIELDS), Keys.decayed,
-                 Keys.strategies, Keys.ctr_all]
+                 Keys.strategies, Keys.ctr_all, Keys.position_epochs]
         day_index = {d: len(fixed) + 1 + i for i, d in enumerate(days)}
         credit_index = {d: len(fixed) + len(days) + 1 + i for i, d in enumerate(feed_days)}
+        epoch_index = {e: len(fixed) + len(days) + len(feed_days) + 1 + i
+                       for i, e in enumerate(epochs)}
         strategy_index = {name: i for i, name in enumerate(strategies, start=1)}
         args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
-                              len(strategies), *strategies]
+                              position_width, epoch_ttl_s, len(strategies), *strategies]
         for row in rows:
             s = strategy_index.get(row.strategy, 0)
             args += [row.entry_id, row.ad_id, row.type_index, day_index[row.day],
                      repr(row.weight), row.cell, s, row.feed_id,
-                     credit_index[row.feed_day] if s else 0]
-        keys = [*fixed, *(Keys.ctr(d) for d in days), *(Keys.credited(d) for d in feed_days)]
+                     credit_index[row.feed_day] if s else 0, row.position_column,
+                     epoch_index[row.epoch] if row.position_column else 0]
+        keys = [*fixed, *(Keys.ctr(d) for d in days), *(Keys.credited(d) for d in feed_days),
+                *(Keys.position_epoch(e) for e in epochs)]
         return int(self._rollup(keys=keys, args=args))
 
     def feed_id_secret(self) -> bytes:
@@ -508,6 +527,39 @@ class Store:
         for i in range(0, len(ad_ids), chunk):
             values.extend(self.r.hmget(Keys.decayed, list(ad_ids[i:i + chunk])))
         return Decayed.parse(values, len(EVIDENCE_FIELDS))
+
+    def position_epochs(self, before: int) -> list[int]:
+        """The epochs with position counts not folded yet, older than ``before``."""
+        prefix = len(Keys.position_epoch(0)) - 1
+        epochs = [int(k[prefix:]) for k in self.r.zrange(Keys.position_epochs, 0, -1)]
+        return sorted(e for e in epochs if e < before)
+
+    def epoch_counts(self, epoch: int, width: int, chunk: int = 10_000) -> np.ndarray:
+        """An epoch's impressions and views by position, a row per ad (width columns)."""
+        values = [v for _, v in self.r.hscan_iter(Keys.position_epoch(epoch), count=chunk)]
+        return Decayed.parse(values, width).values
+
+    def fold_positions(self, epoch: int, pairs: Sequence[float], now: float,
+                       half_life_s: float) -> bool:
+        """Add an epoch's pair counts to the decayed ones and drop the epoch, once."""
+        keys = [Keys.position_epoch(epoch), Keys.position_pairs, Keys.position_epochs]
+        args = [repr(now), repr(half_life_s), len(pairs), *map(repr, pairs)]
+        return bool(self._fold_positions(keys=keys, args=args))
+
+    def position_pairs(self, width: int) -> Decayed:
+        """The decayed pair counts, as last updated, and when."""
+        return Decayed.parse([self.r.hget(Keys.position_pairs, "pairs")], width)
+
+    def write_position_curve(self, curve: Mapping[str, object]) -> None:
+        self.r.set(Keys.position_curve, orjson.dumps(curve))
+
+    def position_curve(self) -> dict | None:
+        """The last examination curve the rollup learnt, or None before the first."""
+        raw = self.r.get(Keys.position_curve)
+        try:
+            return orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            return None
 
     def strategy_stats(self, cells: Sequence[str], width: int) -> Decayed:
         """Each cell's (or GLOBAL_CELL's) decayed served feeds then applies, ``width`` / 2

@@ -52,7 +52,8 @@ return n
 # multiplied by 2^(-age / half_life), so no periodic pass over every field is needed.
 # (bandit.decay.decay_to applies the same formula when the sums are read.)
 DECAY_LIB = """
-local function decayed_add(key, field, width, adds, now, half_life)
+local function decayed_add(key, field, width, adds, now, half_life, fmt)
+  fmt = fmt or '%.17g'
   local sums = {}
   local t = now
   local cur = redis.call('HGET', key, field)
@@ -68,7 +69,7 @@ local function decayed_add(key, field, width, adds, now, half_life)
   local fresh = 2 ^ (-(at - now) / half_life)
   local out = {string.format('%.17g', at)}
   for i = 1, width do
-    out[i + 1] = string.format('%.17g', (sums[i] or 0) * keep + (adds[i] or 0) * fresh)
+    out[i + 1] = string.format(fmt, (sums[i] or 0) * keep + (adds[i] or 0) * fresh)
   end
   redis.call('HSET', key, field, table.concat(out, ' '))
 end
@@ -76,29 +77,33 @@ end
 
 # Count a block of events and XACK them in one step. An entry counts only if this
 # XACK acknowledged it, so an entry reclaimed and counted elsewhere is never counted twice.
-# The same step adds to each ad's decayed evidence and credits the strategy (and cell) of
-# the feed an apply came from, once per feed: a feed earns 1 if it led to any apply.
+# The same step adds to each ad's decayed evidence and to its impressions and views by
+# position in the epoch its feed was served in (for the examination curve), and credits the
+# strategy (and cell) of the feed an apply came from, once per feed: a feed earns 1 if it
+# led to any apply.
 # KEYS: events, 5 stats hashes (impressions views saves applies hides), decayed, strategies,
-#       the all-time ctr hash, then ctr day keys and credited-feed day keys (each entry says
-#       which)
-# ARGV: group, now, half_life, credited_ttl_s, n strategy names, the names, then per entry 9
-#       values: entry_id, ad_id, type_index 0..5, ctr_key_index, weight, cell,
-#       strategy_index (0: no feed), feed_id, credited_key_index.
+#       the all-time ctr hash, the position epochs' set, then ctr day keys, credited-feed day
+#       keys and position epoch keys (each entry says which)
+# ARGV: group, now, half_life, credited_ttl_s, position_width, epoch_ttl_s, n strategy
+#       names, the names, then per entry 11 values: entry_id, ad_id, type_index 0..5,
+#       ctr_key_index, weight, cell, strategy_index (0: no feed), feed_id,
+#       credited_key_index, position_column (0: none), epoch_key_index.
 #       type_index 0 acknowledges an unusable entry without counting it.
 ROLLUP = DECAY_LIB + """
 local names = {'impressions', 'views', 'saves', 'applies', 'hides'}
 local group, now, half_life = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local credited_ttl, nstrat = ARGV[4], tonumber(ARGV[5])
+local credited_ttl, position_width = ARGV[4], tonumber(ARGV[5])
+local epoch_ttl, nstrat = ARGV[6], tonumber(ARGV[7])
 local strategy = {}
-for i = 1, nstrat do strategy[i] = ARGV[5 + i] end
-local counts, evidence, credit, credited_keys = {}, {}, {}, {}
+for i = 1, nstrat do strategy[i] = ARGV[7 + i] end
+local counts, evidence, credit, credited_keys, positions = {}, {}, {}, {}, {}
 local function add(tbl, key, field, n)
   local t = tbl[key]
   if not t then t = {}; tbl[key] = t end
   t[field] = (t[field] or 0) + n
 end
 local counted = 0
-for i = 6 + nstrat, #ARGV, 9 do
+for i = 8 + nstrat, #ARGV, 11 do
   if redis.call('XACK', KEYS[1], group, ARGV[i]) == 1 then
     local t = tonumber(ARGV[i + 2])
     if t > 0 then
@@ -108,6 +113,13 @@ for i = 6 + nstrat, #ARGV, 9 do
       add(counts, day_key, names[t], 1)
       add(counts, KEYS[9], names[t], 1)
       if t <= 4 then add(evidence, ad, t, weight) end
+      local column = tonumber(ARGV[i + 9])
+      if column > 0 then
+        local epoch_key = KEYS[tonumber(ARGV[i + 10])]
+        local by_ad = positions[epoch_key]
+        if not by_ad then by_ad = {}; positions[epoch_key] = by_ad end
+        add(by_ad, ad, column, 1)
+      end
       if s > 0 then
         add(counts, day_key, strategy[s] .. ':' .. names[t], 1)
         add(counts, KEYS[9], strategy[s] .. ':' .. names[t], 1)
@@ -126,6 +138,13 @@ for key, fields in pairs(counts) do
   for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
 end
 for ad, adds in pairs(evidence) do decayed_add(KEYS[7], ad, 4, adds, now, half_life) end
+for epoch_key, by_ad in pairs(positions) do
+  for ad, adds in pairs(by_ad) do
+    decayed_add(epoch_key, ad, position_width, adds, now, math.huge, '%.10g')
+  end
+  redis.call('EXPIRE', epoch_key, epoch_ttl)
+  redis.call('ZADD', KEYS[10], now, epoch_key)
+end
 for cell, adds in pairs(credit) do decayed_add(KEYS[8], cell, 2 * nstrat, adds, now, half_life) end
 for key in pairs(credited_keys) do redis.call('EXPIRE', key, credited_ttl) end
 return counted
@@ -153,6 +172,24 @@ end
 for cell, adds in pairs(served) do decayed_add(KEYS[2], cell, 2 * nstrat, adds, now, half_life) end
 redis.call('SET', KEYS[1], ARGV[2])
 return n
+"""
+
+# Fold one complete epoch of position counts into the decayed pair counts, once: the step
+# applies only if the epoch's key is still there, and deletes it.
+# KEYS: epoch key, pairs hash, the position epochs' set
+# ARGV: now, half_life, width, then the epoch's pair counts (width numbers)
+# Returns 1 if folded, 0 if another run had folded it.
+FOLD_POSITIONS = DECAY_LIB + """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[3], KEYS[1])
+  return 0
+end
+local adds = {}
+for i = 4, #ARGV do adds[i - 3] = tonumber(ARGV[i]) end
+decayed_add(KEYS[2], 'pairs', tonumber(ARGV[3]), adds, tonumber(ARGV[1]), tonumber(ARGV[2]))
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], KEYS[1])
+return 1
 """
 
 # Store cell feeds only if no ad was removed or moved since the snapshot they were built from.

@@ -195,6 +195,27 @@ class CtrReport(BaseModel):
     totals: CtrCounts = Field(description="the whole range")
 
 
+class LearntCurve(BaseModel):
+    bins: list[str]
+    curve: list[float] = Field(description="examination at each bin relative to position 1")
+    low: list[float] = Field(description="95 % interval, lower ends")
+    high: list[float] = Field(description="95 % interval, upper ends")
+    comparisons: float = Field(ge=0, description="the (decayed) views it was learnt from, as "
+                                                 "comparisons of an ad with itself")
+    updated_at: float = Field(description="when the rollup last learnt it (epoch seconds)")
+
+
+class PositionBias(BaseModel):
+    """How much an impression counts for, by its position in the feed."""
+    source: Literal["learnt", "setting"] = Field(
+        description="learnt from the data, or POSITION_BIAS_EXPONENT")
+    exponent: float | None = Field(description="POSITION_BIAS_EXPONENT, when set")
+    bins: list[str] = Field(description="positions 1 to 10, then 11-20 and 21+")
+    weights: list[float] = Field(description="what an impression at each bin's first "
+                                             "position counts for, as the rollup weighs it")
+    learnt: LearntCurve | None = Field(description="null until the first epoch is folded")
+
+
 class Rejection(BaseModel):
     index: int = Field(ge=0, description="the event's place in the post")
     code: str
@@ -258,6 +279,7 @@ class DashboardData(BaseModel):
     pipeline: dict[str, Any]
     cells: list[dict[str, Any]] = Field(description="active cells: box and feeds served")
     top_ads: list[dict[str, Any]]
+    position_bias: PositionBias
 
 
 class Health(BaseModel):

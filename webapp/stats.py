@@ -1,10 +1,12 @@
-"""Service-wide stats: daily CTR. (An ad's own stats are GET /v1/stats/ads/{ad_id}.)"""
+"""Service-wide stats: daily CTR, the examination curve. (An ad's own stats are
+GET /v1/stats/ads/{ad_id}.)"""
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from pipeline import examination
 from pipeline.ctr import daily_ctr, utc_today
-from webapp.apidoc import CtrReport, documented
+from webapp.apidoc import CtrReport, PositionBias, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
 from webapp.validation import CtrQuery, parse
@@ -26,3 +28,17 @@ def ctr() -> Response:
     rt = runtime()
     start, end = q.span(utc_today(rt.now()))
     return json_response(daily_ctr(rt.store, start, end, q.strategy).as_dict())
+
+
+@bp.get("/position-bias")
+@documented("The examination curve: how much an impression counts for, by position", "stats",
+            response=PositionBias,
+            description="Learnt by the rollup from the same ad shown at different positions "
+                        "within one regeneration's feeds (its K variants randomise where an "
+                        "ad lands), pooled over ads, with a 95 % interval; refreshed as each "
+                        "epoch of REGEN_INTERVAL_S is folded in. `weights` is what the rollup "
+                        "uses now: the learnt curve, or p ** -POSITION_BIAS_EXPONENT when that "
+                        "is set.")
+def position_bias() -> Response:
+    rt = runtime()
+    return json_response(examination.report(rt.store, rt.settings))

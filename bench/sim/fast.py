@@ -23,31 +23,66 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import geo
-from bandit import (Candidates, Evidence, PriorRates, StrategyPrior, ad_posterior,
-                    decay_factor, empirical_rates, exposure_weight, strategy_orders,
-                    strategy_probabilities)
+from bandit import (SCREENED, Candidates, Evidence, PriorRates, PriorSpec, StrategyPrior,
+                    ad_posterior, decay_factor, empirical_rates, exposure_weight, order_sources,
+                    screen_keys, screen_orders, strategy_orders, strategy_probabilities)
+from bandit.position import BINS, effective_pairs, fit_curve, pair_counts, position_bin
 from bandit.posterior import AdPosterior
 from bench.sim.world import Outcomes, World, top_valid
 from config import Settings
-from pipeline.regenerate import (STRATEGY_DRAWS, candidate_radius_km, nearest_key_km,
-                                 prior_spec)
+from pipeline.regenerate import STRATEGY_DRAWS, candidate_radius_km, prior_spec
 
 START = 1_800_000_000.0  # the simulated clock's start (epoch seconds)
 THOMPSON_WITH_STRATEGIES = "thompson+strategies"
 PER_REQUEST = "thompson-per-request"
 PER_REQUEST_AT_REGEN = "thompson-per-request-regen"
+BETA11 = "beta11-per-request"
+BETA11_AT_REGEN = "beta11-per-request-regen"
+GREEDY = "greedy"
 ORACLE = "oracle"
 RANDOM = "random"
-# policy: the FEED_STRATEGIES it runs with (None: fresh posterior draws for every request)
-POLICIES: dict[str, tuple[str, ...] | None] = {
-    THOMPSON_WITH_STRATEGIES: (),          # (): the settings' FEED_STRATEGIES
-    "thompson": ("thompson",),
-    PER_REQUEST: None,
-    PER_REQUEST_AT_REGEN: None,
-    "popular": ("popular",),
-    "egreedy": ("egreedy",),
-    RANDOM: ("random",),
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a twin serves. With ``strategies``, the service's way: precomputed feeds per cell,
+    ordered by those FEED_STRATEGIES (``()``: the settings' own). Without, a baseline that
+    ranks every request afresh over every ad in reach: by a Thompson draw, or by the
+    posterior mean (``greedy``), from a posterior refreshed at every rollup (``fresh``) or only
+    at each regeneration; ``plain`` takes Beta(1, 1) on applies per impression instead of the
+    service's model (no funnel, no position weights, no learnt priors, no decay)."""
+
+    strategies: tuple[str, ...] | None = None
+    greedy: bool = False
+    fresh: bool = True
+    plain: bool = False
+
+    @property
+    def per_request(self) -> bool:
+        return self.strategies is None
+
+
+POLICIES: dict[str, Policy] = {
+    THOMPSON_WITH_STRATEGIES: Policy(()),
+    "thompson": Policy(("thompson",)),
+    PER_REQUEST: Policy(),
+    PER_REQUEST_AT_REGEN: Policy(fresh=False),
+    BETA11: Policy(plain=True),
+    BETA11_AT_REGEN: Policy(plain=True, fresh=False),
+    GREEDY: Policy(greedy=True),
+    "popular": Policy(("popular",)),
+    "egreedy": Policy(("egreedy",)),
+    RANDOM: Policy(("random",)),
 }
+PLAIN_PRIOR = PriorSpec(apply_rate=0.5, view_rate=0.75, strength=2.0)   # Beta(1, 1)
+NO_DECAY_S = 1e15
+
+
+def plain_settings(settings: Settings) -> Settings:
+    """The settings of the plain Beta(1, 1) baseline: applies per impression, every
+    impression counted fully, nothing forgotten."""
+    return settings.model_copy(update={"reward_model": "direct", "position_bias_exponent": 0.0,
+                                       "stats_half_life_s": NO_DECAY_S})
 
 
 @dataclass(frozen=True)
@@ -70,20 +105,17 @@ class Traffic:
 
 @dataclass(frozen=True)
 class Cells:
-    """The geohash cells the users ask from, and each one's candidates (fixed: the simulated
-    catalogue does not change)."""
+    """The geohash cells the users ask from, and each one's candidates (every ad within
+    reach of the cell, as the service's regeneration finds them)."""
 
     names: list[str]
     candidates: list[np.ndarray]      # ad positions within reach of the cell, as the service
-    box_km: list[np.ndarray]          # their distance from the cell's box
 
     @classmethod
     def around(cls, world: World, names: Sequence[str], settings: Settings) -> Cells:
         reach = [candidate_radius_km(c, settings) for c in names]
         index = geo.PointIndex(world.lat, world.lon, query_radius_km=max(reach))
-        found = [index.query(*geo.decode(c), r) for c, r in zip(names, reach)]
-        return cls(list(names), found,
-                   [nearest_key_km(world.lat[f], world.lon[f], c) for f, c in zip(found, names)])
+        return cls(list(names), [index.query(*geo.decode(c), r) for c, r in zip(names, reach)])
 
     def __len__(self) -> int:
         return len(self.names)
@@ -116,15 +148,14 @@ def choose_many(probabilities: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(index, probabilities.shape[1] - 1)
 
 
-def first_kept(order: np.ndarray, keep: np.ndarray, limit: int) -> np.ndarray:
-    """(rows, limit): each row's first ``limit`` entries of ``order`` where ``keep``, -1 pads.
+def first_kept(keep: np.ndarray, limit: int) -> np.ndarray:
+    """(rows, limit): where each row's first ``limit`` True entries are, -1 pads.
 
-    >>> first_kept(np.array([[5, 6, 7]]), np.array([[True, False, True]]), 3).tolist()
-    [[5, 7, -1]]
+    >>> first_kept(np.array([[True, False, True], [False, False, True]]), 3).tolist()
+    [[0, 2, -1], [2, -1, -1]]
     """
     picks = np.argsort(~keep, axis=1, kind="stable")[:, :limit]
-    out = np.where(np.take_along_axis(keep, picks, axis=1),
-                   np.take_along_axis(order, picks, axis=1), -1)
+    out = np.where(np.take_along_axis(keep, picks, axis=1), picks, -1)
     if out.shape[1] < limit:
         out = np.pad(out, ((0, 0), (0, limit - out.shape[1])), constant_values=-1)
     return out
@@ -140,39 +171,60 @@ class Served:
 class Twin:
     """One policy's copy of the service's state and steps."""
 
-    def __init__(self, world: World, settings: Settings, cells: Cells,
-                 strategies: tuple[str, ...] | None, rng: np.random.Generator,
-                 fresh_at_rollup: bool = True) -> None:
-        self.world, self.settings, self.cells, self.rng = world, settings, cells, rng
-        self.per_request = strategies is None
-        self.fresh_at_rollup = fresh_at_rollup
-        self.strategies = ("thompson",) if strategies is None else strategies
+    def __init__(self, world: World, settings: Settings, cells: Cells, policy: Policy,
+                 rng: np.random.Generator, run_s: float = 0.0) -> None:
+        self.world, self.cells, self.rng, self.policy = world, cells, rng, policy
+        self.settings = plain_settings(settings) if policy.plain else settings
+        self.prior = PLAIN_PRIOR if policy.plain else prior_spec(settings)
+        self.strategies = (policy.strategies or tuple(settings.feed_strategies)
+                           if not policy.per_request else ("thompson",))
+        self.sources = order_sources(self.strategies)
+        self.source_of = np.array([self.sources.index("thompson" if name in SCREENED else name)
+                                   for name in self.strategies])
         n, s = len(world), len(self.strategies)
         self.evidence = Decayed(np.zeros((4, n)), START)
+        self.epoch = np.zeros((2, n, BINS))     # this epoch's impressions and views by bin
+        self.ended = np.zeros((2, n, BINS))     # the last epoch's, folded at the next end
+        self.pairs = Decayed(np.zeros((2, BINS, BINS)), START)
+        self.curve = np.ones(BINS)              # the learnt examination curve
         self.strategy_sums = Decayed(np.zeros((len(cells) + 1, 2 * s)), START)  # last: global
-        self.rates = PriorRates.fallback(settings.reward_model, prior_spec(settings))
-        self.created_at = world.created_at(START)
-        k, length = settings.feed_variants, settings.feed_length
-        self.orders = np.full((len(cells), s, k, length), -1, dtype=np.int32)
+        self.rates = PriorRates.fallback(self.settings.reward_model, self.prior)
+        # an ad arriving during the run is created then; one that leaves expires then
+        arrives, leaves = np.isfinite(world.arrive), np.isfinite(world.leave)
+        self.live_from = np.where(arrives, START + np.where(arrives, world.arrive, 0) * run_s,
+                                  -np.inf)
+        self.live_until = np.where(leaves, START + np.where(leaves, world.leave, 0) * run_s,
+                                   np.inf)
+        self.created_at = np.where(arrives, self.live_from, world.created_at(START))
+        k, length = self.settings.feed_variants, self.settings.feed_length
+        self.orders = np.full((len(cells), len(self.sources), k, length), -1, dtype=np.int32)
+        # what the screened strategies sort by, as the cells' feeds were built
+        self.keys = {name: np.zeros((len(cells), k, length))
+                     for name in screen_keys(self.strategies, Candidates(*np.zeros((3, 0))))}
         self.probabilities = np.zeros((len(cells), s))
         self.generated_at = np.full(len(cells), -np.inf)
         self.last_request = np.full(len(cells), -np.inf)
         self.posterior: AdPosterior | None = None
+
+    def live(self, now: float) -> np.ndarray:
+        return (self.live_from <= now) & (now < self.live_until)
 
     # -- the evidence and the posterior ------------------------------------------------
     def current_evidence(self, now: float) -> Evidence:
         return Evidence(*self.evidence.at(now, self.settings.stats_half_life_s))
 
     def learn_priors(self, now: float) -> PriorRates:
+        if self.policy.plain:
+            return self.rates
         s = self.settings
         self.rates = empirical_rates(self.current_evidence(now), self.world.category,
-                                     s.reward_model, s.save_weight, prior_spec(s))
+                                     s.reward_model, s.save_weight, self.prior)
         return self.rates
 
     def ad_posterior(self, now: float) -> AdPosterior:
         s = self.settings
         return ad_posterior(self.current_evidence(now), self.rates.for_ads(self.world.category),
-                            s.reward_model, s.save_weight, prior_spec(s))
+                            s.reward_model, s.save_weight)
 
     # -- regeneration ------------------------------------------------------------------
     def probabilities_for(self, cells: np.ndarray, now: float) -> np.ndarray:
@@ -194,27 +246,33 @@ class Twin:
 
     def build_orders(self, cells: np.ndarray, now: float) -> None:
         """``build_feeds``: one set of K posterior draws per ad serves every cell; each
-        strategy orders a cell's candidates, keeping the top FEED_LENGTH."""
+        strategy orders a cell's live candidates, keeping the top FEED_LENGTH."""
         s = self.settings
         posterior = self.ad_posterior(now)
         draws = posterior.sample(s.feed_variants, self.rng)
         mean = posterior.mean()
+        live = self.live(now)
         for c in cells.tolist():
-            cand = self.cells.candidates[c]
-            orders = strategy_orders(self.strategies,
-                                     Candidates(draws[cand], mean[cand], self.created_at[cand],
-                                                self.cells.box_km[c]),
-                                     s.feed_length, self.rng, s.epsilon)
+            found = self.cells.candidates[c]
+            cand = found[live[found]]
+            candidates = Candidates(draws[cand], mean[cand], self.created_at[cand])
+            orders = strategy_orders(self.strategies, candidates, s.feed_length, self.rng,
+                                     s.epsilon)
             self.orders[c] = -1
-            for i, name in enumerate(self.strategies):
-                rows = cand[orders[name]]
-                self.orders[c, i, :, :rows.shape[1]] = rows
+            for i, name in enumerate(self.sources):
+                rows = orders[name]
+                self.orders[c, i, :rows.shape[0], :rows.shape[1]] = cand[rows]
+            thompson = orders.get("thompson")
+            for name, key in screen_keys(self.strategies, candidates).items():
+                self.keys[name][c, :, :thompson.shape[1]] = key[thompson]
         self.generated_at[cells] = now
 
     def regenerate(self, now: float) -> None:
         """The beat's regeneration: priors learnt again, every active cell rebuilt."""
+        if self.settings.position_bias_exponent is None:
+            self.fold_epoch(now)
         self.learn_priors(now)
-        if self.per_request:
+        if self.policy.per_request:
             self.posterior = self.ad_posterior(now)
             return
         active = np.flatnonzero(self.last_request >= now - self.settings.active_cell_ttl_s)
@@ -226,8 +284,8 @@ class Twin:
         """A batch of feed requests: ``cell`` (index into the cells), the users' unit
         vectors and which ads are within their radius."""
         self.last_request[cell] = now
-        if self.per_request:
-            return self._serve_per_request(within, limit, now)
+        if self.policy.per_request:
+            return self._serve_per_request(within & self.live(now)[None, :], limit, now)
         stale = np.unique(cell[self.generated_at[cell] < now - self.settings.feed_ttl_s])
         self.build(stale, now)                                   # a miss: built at once
         feeds = len(cell)
@@ -235,46 +293,83 @@ class Twin:
         strategy = (choose_many(probabilities, self.rng.random(feeds))
                     if len(self.strategies) > 1 else np.zeros(feeds, dtype=np.int64))
         variant = self.rng.integers(self.settings.feed_variants, size=feeds)
-        order = self.orders[cell, strategy, variant]             # (feeds, FEED_LENGTH)
+        order = self.orders[cell, self.source_of[strategy], variant]   # (feeds, FEED_LENGTH)
         dot = np.einsum("fld,fd->fl", self.world.xyz[np.maximum(order, 0)], user_xyz)
-        if "nearest" in self.strategies:
-            nearest = strategy == self.strategies.index("nearest")
-            by_distance = np.argsort(-np.where(order >= 0, dot, -2.0), axis=1, kind="stable")
-            order[nearest] = np.take_along_axis(order, by_distance, axis=1)[nearest]
-            dot[nearest] = np.take_along_axis(dot, by_distance, axis=1)[nearest]
-        keep = (order >= 0) & (dot >= geo.km_to_dot(radius_km))
-        return Served(first_kept(order, keep, limit), strategy,
-                      probabilities[np.arange(feeds), strategy])
+        keep = ((order >= 0) & (dot >= geo.km_to_dot(radius_km))
+                & (self.live_until[np.maximum(order, 0)] > now))
+        picks = first_kept(keep, limit)
+        shown = np.where(picks >= 0, np.take_along_axis(order, np.maximum(picks, 0), axis=1), -1)
+        for i, name in enumerate(self.strategies):
+            rows = np.flatnonzero(strategy == i)
+            if name not in SCREENED or len(rows) == 0:
+                continue
+            where = np.maximum(picks[rows], 0)
+            key = (np.take_along_axis(dot[rows], where, axis=1) if name == "nearest"
+                   else np.take_along_axis(self.keys[name][cell[rows], variant[rows]], where,
+                                           axis=1))
+            by = screen_orders(np.where(picks[rows] >= 0, key, -np.inf))
+            shown[rows] = np.take_along_axis(shown[rows], by, axis=1)
+        return Served(shown, strategy, probabilities[np.arange(feeds), strategy])
 
-    def _serve_per_request(self, within: np.ndarray, limit: int, now: float) -> Served:
+    def _serve_per_request(self, reachable: np.ndarray, limit: int, now: float) -> Served:
         if self.posterior is None:
             self.posterior = self.ad_posterior(now)
-        draws = self.posterior.sample(len(within), self.rng).T    # (feeds, ads)
-        shown = top_valid(np.where(within, draws, -1.0), limit)
-        return Served(shown, np.zeros(len(within), dtype=np.int64), np.ones(len(within)))
+        if self.policy.greedy:
+            scores = np.broadcast_to(self.posterior.mean(), reachable.shape)
+        else:
+            scores = self.posterior.sample(len(reachable), self.rng).T    # (feeds, ads)
+        shown = top_valid(np.where(reachable, scores, -1.0), limit)
+        return Served(shown, np.zeros(len(reachable), dtype=np.int64), np.ones(len(reachable)))
 
     # -- rollup ------------------------------------------------------------------------
+    def exposure(self, positions: np.ndarray) -> np.ndarray:
+        """What an impression at each position counts for: the learnt curve, unless
+        POSITION_BIAS_EXPONENT fixes it."""
+        exponent = self.settings.position_bias_exponent
+        if exponent is None:
+            return self.curve[position_bin(positions)]
+        return exposure_weight(positions, exponent)
+
+    def learn_positions(self, shown: np.ndarray, positions: np.ndarray, impressed: np.ndarray,
+                        viewed: np.ndarray) -> None:
+        """Count this epoch's impressions and views by ad and position, as the rollup does."""
+        n = len(self.world)
+        cell = shown * BINS + position_bin(positions)
+        self.epoch += np.stack([np.bincount(cell[mask], minlength=n * BINS)
+                                for mask in (impressed, viewed)]).reshape(2, n, BINS)
+
+    def fold_epoch(self, now: float) -> None:
+        """At the end of an epoch (a regeneration), the epoch before it is over (its events
+        are in): its pairs join the decayed ones, and the examination curve is fitted again,
+        as ``pipeline.examination.fold_epochs`` does."""
+        self.pairs.add(now, self.settings.stats_half_life_s, pair_counts(*self.ended))
+        self.ended, self.epoch = self.epoch, np.zeros_like(self.epoch)
+        self.curve = fit_curve(effective_pairs(self.pairs.at(now, self.settings.stats_half_life_s)))
+
+
     def rollup(self, cell: np.ndarray, served: Served, outcomes: Outcomes, served_at: np.ndarray,
                now: float) -> None:
         """Count a batch's events and feeds at ``now``, as ``run_rollup`` does: impressions
-        weighted by position and age, views, saves and applies by age; served feeds and the
-        applies of each feed credited to its cell's and the global strategy counts."""
+        (the slots the devices posted one for) weighted by position and age, views, saves
+        and applies by age; served feeds and the applies of each feed credited to its cell's
+        and the global strategy counts."""
         s = self.settings
         shown = served.shown
-        slot = shown >= 0
+        impressed = outcomes.impressed
         age = decay_factor(now - served_at, s.stats_half_life_s)[:, None] * np.ones(shown.shape)
         positions = np.broadcast_to(np.arange(1, shown.shape[1] + 1), shown.shape)
         n = len(self.world)
-        ads = shown[slot]
         adds = np.stack([
-            np.bincount(ads, (age * exposure_weight(positions, s.position_bias_exponent))[slot],
+            np.bincount(shown[impressed], (age * self.exposure(positions))[impressed],
                         minlength=n),
             np.bincount(shown[outcomes.viewed], age[outcomes.viewed], minlength=n),
             np.bincount(shown[outcomes.saved], age[outcomes.saved], minlength=n),
             np.bincount(shown[outcomes.applied], age[outcomes.applied], minlength=n)])
         self.evidence.add(now, s.stats_half_life_s, adds)
-        if self.per_request:
-            if self.fresh_at_rollup:
+        if s.position_bias_exponent is None:
+            self.learn_positions(shown, positions, impressed, outcomes.viewed)
+        if self.policy.per_request:
+            if self.policy.fresh:
                 self.posterior = self.ad_posterior(now)
             return
         width = len(self.strategies)
@@ -304,8 +399,8 @@ class Track:
     seconds: float = 0.0
 
     def record(self, world: World, shown: np.ndarray, outcomes: Outcomes | None,
-               served: Served | None = None, strategies: int = 0) -> None:
-        value = world.slot_value(shown)
+               served: Served | None = None, strategies: int = 0, phase: int = 0) -> None:
+        value = world.slot_value(shown, phase)
         self.impressions.append(int((shown >= 0).sum()))
         self.expected.append(float(value.sum()))
         self.applies.append(int(outcomes.applied.sum()) if outcomes else 0)
@@ -328,18 +423,12 @@ class FastRun:
     regen_every: int
     cells: int
     seconds: float
+    curve: np.ndarray | None = None      # thompson+strategies' learnt examination curve
 
 
 def user_points(world: World, feeds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The users of a run, in order: the same for every policy and for both modes."""
     return world.users(feeds, np.random.default_rng([seed, 1]))
-
-
-def policy_strategies(name: str, settings: Settings) -> tuple[str, ...] | None:
-    strategies = POLICIES[name]
-    if strategies == ():
-        return tuple(settings.feed_strategies)
-    return strategies
 
 
 def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
@@ -355,33 +444,36 @@ def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
     names, cell_of = np.unique(geo.encode_many(lat, lon, settings.geohash_precision),
                                return_inverse=True)
     cells = Cells.around(world, names.tolist(), settings)
-    twins = {name: Twin(world, settings, cells, policy_strategies(name, settings),
-                        np.random.default_rng([seed, 2, i]),
-                        fresh_at_rollup=name != PER_REQUEST_AT_REGEN)
+    batch = traffic.batch(settings)
+    regen_every = traffic.regen_every(settings)
+    interval_s = settings.rollup_interval_s
+    batches = -(-traffic.feeds // batch)
+    run_s = batches * interval_s
+    twins = {name: Twin(world, settings, cells, POLICIES[name],
+                        np.random.default_rng([seed, 2, i]), run_s)
              for i, name in enumerate(policies)}
     behaviour = {name: np.random.default_rng([seed, 3, i]) for i, name in enumerate(policies)}
     oracle_behaviour = np.random.default_rng([seed, 3, len(POLICIES)])
     tracks = {name: Track() for name in [*policies, ORACLE]}
     probabilities: list[list[float]] = []
-    batch = traffic.batch(settings)
-    regen_every = traffic.regen_every(settings)
-    interval_s = settings.rollup_interval_s
-    batches = -(-traffic.feeds // batch)
     report_every = max(1, batches // 10)
     for b in range(batches):
         lo, hi = b * batch, min(traffic.feeds, (b + 1) * batch)
         t0 = START + b * interval_s
+        share = b / batches
+        phase = world.phase_at(share)
         served_at = t0 + (np.arange(hi - lo) + 0.5) * interval_s / batch
         xyz, cell = user_xyz[lo:hi], cell_of[lo:hi]
         within = world.within(xyz, traffic.radius_km)
-        best = top_valid(np.where(within, world.value[None, :], -1.0), traffic.limit)
-        tracks[ORACLE].record(world, best, world.act(best, oracle_behaviour))
+        best = world.oracle(within & world.live_at(share)[None, :], traffic.limit, phase)
+        tracks[ORACLE].record(world, best, world.act(best, oracle_behaviour, phase), phase=phase)
         now = t0 + interval_s
         for name, twin in twins.items():
             tick = time.perf_counter()
             served = twin.serve(cell, xyz, within, traffic.limit, traffic.radius_km, t0)
-            outcomes = world.act(served.shown, behaviour[name])
-            tracks[name].record(world, served.shown, outcomes, served, len(twin.strategies))
+            outcomes = world.act(served.shown, behaviour[name], phase)
+            tracks[name].record(world, served.shown, outcomes, served, len(twin.strategies),
+                                phase)
             if name == THOMPSON_WITH_STRATEGIES:
                 probabilities.append(twin.probabilities[cell].mean(axis=0).tolist())
             twin.rollup(cell, served, outcomes, served_at, now)
@@ -391,11 +483,12 @@ def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
         if progress and ((b + 1) % report_every == 0 or b + 1 == batches):
             progress(f"  {hi:,}/{traffic.feeds:,} feeds "
                      f"({time.perf_counter() - started:.0f} s)")
-    strategies = (policy_strategies(THOMPSON_WITH_STRATEGIES, settings)
-                  if THOMPSON_WITH_STRATEGIES in twins else ())
-    return FastRun(tracks, strategies or (), probabilities, batch, regen_every, len(cells),
-                   time.perf_counter() - started)
+    default = twins.get(THOMPSON_WITH_STRATEGIES)
+    learnt = default is not None and default.settings.position_bias_exponent is None
+    return FastRun(tracks, default.strategies if default else (), probabilities, batch,
+                   regen_every, len(cells), time.perf_counter() - started,
+                   default.curve.copy() if learnt else None)
 
 
-__all__ = ["POLICIES", "FastRun", "Traffic", "Twin", "choose_many", "first_kept",
+__all__ = ["POLICIES", "FastRun", "Policy", "Traffic", "Twin", "choose_many", "first_kept",
            "run_fast", "user_points"]

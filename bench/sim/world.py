@@ -1,11 +1,18 @@
-"""The simulated city: job ads at real Berlin neighbourhoods, each with hidden true rates,
-users who ask for feeds near where they are, and what they do with each ad shown.
+"""A simulated city: job ads with hidden true rates, users who ask for feeds near where they
+are, and what they do with each ad shown.
 
-A user shown an ad at position p examines it with probability ``b(p) = p ** -position_bias``;
-an examined ad is viewed with the ad's view rate, a viewed ad applied to with its apply rate
-(and saved with a rate tied to it). The rates are heterogeneous: most ads are ordinary, a
-minority are clearly better, and categories differ, so that the service's empirical-Bayes
-category priors have something to find. The whole world follows from one seed.
+A user shown a feed scrolls down it: the ad at position p is examined with probability
+``b(p) = p ** -position_bias`` (one scroll depth per feed, so whoever examined position 5
+examined 1 to 4 too). An examined ad is viewed with the ad's view rate, a viewed ad applied
+to with its apply rate (and saved with a rate tied to it). Two ways a device reports what it
+showed: an impression for every slot of the feed (``impressions="shown"``), or only for the
+slots the user scrolled to (``"scrolled"``: then an impression already means "examined").
+
+Where the ads differ is a property of the world (``signal``): in how often they are viewed,
+in how often a viewer applies, or both. A minority of "standout" ads is clearly better than
+the rest; categories differ by a lift on the rate that carries the signal. A world may also
+change while it runs: ads arriving and expiring (``lifetime``), or a share of them taking new
+rates at some point (``drift_share``). Every world follows from its spec and one seed.
 """
 from __future__ import annotations
 
@@ -29,41 +36,75 @@ NEIGHBOURHOODS: dict[str, tuple[float, float, float, float]] = {
     "koepenick": (52.4450, 13.5750, 1.5, 3), "marzahn": (52.5440, 13.5640, 1, 4),
     "reinickendorf": (52.5880, 13.3280, 1.5, 3), "zehlendorf": (52.4340, 13.2590, 1.5, 2),
 }
+TOWN_CENTRE = (51.3397, 12.3731)   # a town of its own (Leipzig's market square)
+LAYOUTS = ("berlin", "town")
+SIGNALS = ("both", "view", "apply")
+IMPRESSIONS = ("shown", "scrolled")
 CATEGORIES = tuple(ROLES)
-# How much more (or less) often a viewer applies, by category (hospitality hires on the spot,
-# engineering candidates look around).
-APPLY_LIFT = {"engineering": 0.6, "hospitality": 1.3, "logistics": 1.2, "retail": 1.1,
-              "care": 1.0, "office": 0.8}
+# How much more (or less) often ads of a category carry the world's signal (hospitality
+# hires on the spot, engineering candidates look around).
+CATEGORY_LIFT = {"engineering": 0.6, "hospitality": 1.3, "logistics": 1.2, "retail": 1.1,
+                 "care": 1.0, "office": 0.8}
 KM_PER_DEG_LAT = 111.2
+MAX_RATE = 0.95
 
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """What the city is made of. Defaults give about 10 % views and 2 % applies per
-    impression for an average ad at an average position of a 10-ad feed."""
+    """What the city is made of. The defaults are the Berlin world: about 10 % views and 2 %
+    applies per impression for an average ad at an average position of a 10-ad feed."""
 
     ads: int = 1000
-    view_mean: float = 0.22            # P(view | examined), mean over ads
-    view_concentration: float = 12.0   # Beta(mean * c, (1 - mean) * c): sd about 0.11
-    apply_mean: float = 0.15           # P(apply | view) of an ordinary ad
-    standout_share: float = 0.10       # the minority of clearly better ads ...
-    standout_apply_mean: float = 0.45  # ... and their P(apply | view)
-    apply_concentration: float = 15.0
-    save_ratio: float = 0.5            # P(save | view) = save_ratio x P(apply | view)
+    layout: str = "berlin"             # berlin: twenty districts; town: one centre
+    signal: str = "both"               # where ads differ: view, apply (given a view) or both
+    impressions: str = "shown"         # shown: every slot posts one; scrolled: examined only
     position_bias: float = 0.6         # b(p) = p ** -position_bias
-    ad_spread_km: float = 1.2          # ads scatter this far (sd) around their neighbourhood
+    view_mean: float = 0.22            # P(view | examined) of an ordinary ad
+    view_concentration: float = 12.0   # Beta(mean * c, (1 - mean) * c)
+    apply_mean: float = 0.15           # P(apply | view) of an ordinary ad
+    apply_concentration: float = 15.0
+    standout_share: float = 0.10       # the minority of clearly better ads ...
+    standout_lift: float = 3.0         # ... whose signal rate is this many times the mean
+    save_ratio: float = 0.5            # P(save | view) = save_ratio x P(apply | view)
+    ad_spread_km: float = 1.2          # berlin: ads scatter this far (sd) around a district
     user_spread_km: float = 1.5
+    town_radius_km: float = 3.5        # town: ads within this of the centre ...
+    town_user_radius_km: float = 1.0   # ... users within this
     max_age_days: float = 30.0
+    lifetime: float = 0.0              # > 0: each ad is live for this share of the run
+    drift_share: float = 0.0           # this share of the ads takes new rates ...
+    drift_at: float = 0.5              # ... at this point of the run
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("layout", self.layout, LAYOUTS),
+                                     ("signal", self.signal, SIGNALS),
+                                     ("impressions", self.impressions, IMPRESSIONS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        if not 0 <= self.lifetime <= 1 or not 0 <= self.drift_share <= 1:
+            raise ValueError("lifetime and drift_share are shares of the run, in [0, 1]")
 
     def examine(self, positions: np.ndarray) -> np.ndarray:
         """b(p): the probability that a user examines the ad at (1-based) position p."""
         return np.asarray(positions, dtype=np.float64) ** -self.position_bias
+
+    def impression_curve(self, positions: np.ndarray) -> np.ndarray:
+        """P(view | impression at p) / P(view | impression at 1): the examination curve as
+        the service can see it in its impressions (flat when only examined slots post one)."""
+        if self.impressions == "scrolled":
+            return np.ones(len(np.asarray(positions)))
+        return self.examine(positions)
+
+    @property
+    def changes(self) -> bool:
+        return self.lifetime > 0 or self.drift_share > 0
 
 
 @dataclass(frozen=True)
 class Outcomes:
     """What users did with each shown slot (aligned with the shown (feeds, limit) array)."""
 
+    impressed: np.ndarray    # the device posted an impression for the slot
     viewed: np.ndarray
     saved: np.ndarray
     applied: np.ndarray
@@ -79,10 +120,11 @@ class World:
     xyz: np.ndarray              # (n, 3) unit vectors
     category: np.ndarray         # index into CATEGORIES
     age_s: np.ndarray            # how long before the start each ad was created
-    view_rate: np.ndarray        # P(view | examined)
-    apply_rate: np.ndarray       # P(apply | view)
-    save_rate: np.ndarray        # P(save | view)
-    standout: np.ndarray         # bool: one of the clearly better ads
+    view_rates: np.ndarray       # (phases, n) P(view | examined), before and after a drift
+    apply_rates: np.ndarray      # (phases, n) P(apply | view)
+    standouts: np.ndarray        # (phases, n) bool: one of the clearly better ads
+    arrive: np.ndarray           # when each ad goes live, as a share of the run
+    leave: np.ndarray            # when it expires (inf: never)
     titles: list[str] = field(repr=False)
     companies: list[str] = field(repr=False)
 
@@ -90,9 +132,31 @@ class World:
         return len(self.lat)
 
     @property
+    def view_rate(self) -> np.ndarray:
+        return self.view_rates[0]
+
+    @property
+    def apply_rate(self) -> np.ndarray:
+        return self.apply_rates[0]
+
+    @property
+    def standout(self) -> np.ndarray:
+        return self.standouts[0]
+
+    @property
     def value(self) -> np.ndarray:
-        """P(apply | examined impression): what the oracle ranks by."""
-        return self.view_rate * self.apply_rate
+        """P(apply | examined impression) at the start: what the oracle ranks by."""
+        return self.value_at(0)
+
+    def value_at(self, phase: int) -> np.ndarray:
+        return self.view_rates[phase] * self.apply_rates[phase]
+
+    def phase_at(self, share: float) -> int:
+        """The rates in force at this point of the run (0 before a drift, 1 after)."""
+        return int(self.spec.drift_share > 0 and share >= self.spec.drift_at)
+
+    def live_at(self, share: float) -> np.ndarray:
+        return (self.arrive <= share) & (share < self.leave)
 
     def created_at(self, start: float) -> np.ndarray:
         return start - self.age_s
@@ -102,31 +166,36 @@ class World:
         matrix product: BLAS threads left spinning would slow the single-core run.)"""
         return np.einsum("ud,ad->ua", user_xyz, self.xyz) >= geo.km_to_dot(radius_km)
 
-    def oracle(self, user_xyz: np.ndarray, radius_km: float, limit: int) -> np.ndarray:
-        """(users, limit) ads by true value among those within the radius, best first (-1 pads
-        where fewer are in reach). Best first is optimal, since b(p) falls with p."""
-        scores = np.where(self.within(user_xyz, radius_km), self.value[None, :], -1.0)
-        return top_valid(scores, limit)
+    def oracle(self, reachable: np.ndarray, limit: int, phase: int = 0) -> np.ndarray:
+        """(users, limit) ads by true value among those ``reachable`` (users x ads), best
+        first (-1 pads where fewer are in reach). Best first is optimal, since b(p) falls."""
+        return top_valid(np.where(reachable, self.value_at(phase)[None, :], -1.0), limit)
 
-    def slot_value(self, shown: np.ndarray) -> np.ndarray:
+    def slot_value(self, shown: np.ndarray, phase: int = 0) -> np.ndarray:
         """(feeds, limit) expected applies of each slot: b(p) x view rate x apply rate."""
         positions = np.arange(1, shown.shape[1] + 1)
         return np.where(shown >= 0, self.spec.examine(positions)[None, :]
-                        * self.value[np.maximum(shown, 0)], 0.0)
+                        * self.value_at(phase)[np.maximum(shown, 0)], 0.0)
 
-    def act(self, shown: np.ndarray, rng: np.random.Generator) -> Outcomes:
+    def act(self, shown: np.ndarray, rng: np.random.Generator, phase: int = 0) -> Outcomes:
         """Sample what users do with the shown slots (-1: an empty slot, nothing happens)."""
         ads = np.maximum(shown, 0)
         positions = np.arange(1, shown.shape[1] + 1)
-        u = rng.random((4, *shown.shape))
-        viewed = ((shown >= 0) & (u[0] < self.spec.examine(positions)[None, :])
-                  & (u[1] < self.view_rate[ads]))
-        return Outcomes(viewed=viewed, saved=viewed & (u[2] < self.save_rate[ads]),
-                        applied=viewed & (u[3] < self.apply_rate[ads]))
+        depth = rng.random(len(shown))[:, None]      # one scroll depth per feed
+        u = rng.random((3, *shown.shape))
+        slot = shown >= 0
+        examined = slot & (depth < self.spec.examine(positions)[None, :])
+        viewed = examined & (u[0] < self.view_rates[phase][ads])
+        apply_rate = self.apply_rates[phase][ads]
+        return Outcomes(impressed=slot if self.spec.impressions == "shown" else examined,
+                        viewed=viewed,
+                        saved=viewed & (u[1] < np.minimum(self.spec.save_ratio * apply_rate, 1)),
+                        applied=viewed & (u[2] < apply_rate))
 
     def users(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Where ``count`` users stand when they ask for a feed: near a neighbourhood chosen
-        by its share of users."""
+        """Where ``count`` users stand when they ask for a feed."""
+        if self.spec.layout == "town":
+            return _disk(count, self.spec.town_user_radius_km, rng)
         shares = np.array([v[3] for v in NEIGHBOURHOODS.values()])
         return _scatter(rng.choice(len(shares), size=count, p=shares / shares.sum()),
                         self.spec.user_spread_km, rng)
@@ -165,35 +234,86 @@ def _beta(mean: float, concentration: float, size: int, rng: np.random.Generator
 def _scatter(hood: np.ndarray, spread_km: float,
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     centres = np.array([(v[0], v[1]) for v in NEIGHBOURHOODS.values()])
-    lat0, lon0 = centres[hood, 0], centres[hood, 1]
-    north, east = rng.normal(0.0, spread_km, (2, len(hood)))
-    lat = lat0 + north / KM_PER_DEG_LAT
-    return lat, lon0 + east / (KM_PER_DEG_LAT * np.cos(np.radians(lat0)))
+    return _offset(centres[hood, 0], centres[hood, 1], *rng.normal(0.0, spread_km, (2, len(hood))))
+
+
+def _disk(count: int, radius_km: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Points spread evenly over a disk around the town's centre."""
+    r = radius_km * np.sqrt(rng.random(count))
+    angle = rng.uniform(0.0, 2 * np.pi, count)
+    return _offset(np.full(count, TOWN_CENTRE[0]), np.full(count, TOWN_CENTRE[1]),
+                   r * np.cos(angle), r * np.sin(angle))
+
+
+def _offset(lat0: np.ndarray, lon0: np.ndarray, north_km: np.ndarray,
+            east_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lat = lat0 + north_km / KM_PER_DEG_LAT
+    return lat, lon0 + east_km / (KM_PER_DEG_LAT * np.cos(np.radians(lat0)))
+
+
+def _rates(spec: WorldSpec, category: np.ndarray,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(view rate, apply rate, standout) of ``len(category)`` ads: the signal's stage varies
+    by ad (standouts ``standout_lift`` times the mean) and by category; a stage that carries
+    no signal is the same for every ad."""
+    n = len(category)
+    standout = rng.random(n) < spec.standout_share
+    lift = np.array([CATEGORY_LIFT[c] for c in CATEGORIES])[category]
+
+    def varied(mean: float, concentration: float) -> np.ndarray:
+        high = min(spec.standout_lift * mean, 0.9)
+        base = np.where(standout, _beta(high, concentration, n, rng),
+                        _beta(mean, concentration, n, rng))
+        return np.clip(base * lift, 1e-4, MAX_RATE)
+
+    if spec.signal == "both":
+        apply_rate = varied(spec.apply_mean, spec.apply_concentration)
+        view_rate = np.clip(_beta(spec.view_mean, spec.view_concentration, n, rng), 1e-4, MAX_RATE)
+    elif spec.signal == "view":
+        view_rate = varied(spec.view_mean, spec.view_concentration)
+        apply_rate = np.full(n, spec.apply_mean)
+    else:
+        apply_rate = varied(spec.apply_mean, spec.apply_concentration)
+        view_rate = np.full(n, spec.view_mean)
+    return view_rate, apply_rate, standout
 
 
 def make_world(spec: WorldSpec = WorldSpec(), seed: int = 1) -> World:
     """The city for ``seed``: the same ads, places and hidden rates every time."""
     rng = np.random.default_rng([seed, 0])
     n = spec.ads
-    shares = np.array([v[2] for v in NEIGHBOURHOODS.values()])
-    lat, lon = _scatter(rng.choice(len(shares), size=n, p=shares / shares.sum()),
-                        spec.ad_spread_km, rng)
+    if spec.layout == "town":
+        lat, lon = _disk(n, spec.town_radius_km, rng)
+    else:
+        shares = np.array([v[2] for v in NEIGHBOURHOODS.values()])
+        lat, lon = _scatter(rng.choice(len(shares), size=n, p=shares / shares.sum()),
+                            spec.ad_spread_km, rng)
     category = rng.integers(len(CATEGORIES), size=n)
-    standout = rng.random(n) < spec.standout_share
-    base = np.where(standout, _beta(spec.standout_apply_mean, spec.apply_concentration, n, rng),
-                    _beta(spec.apply_mean, spec.apply_concentration, n, rng))
-    lift = np.array([APPLY_LIFT[c] for c in CATEGORIES])[category]
-    apply_rate = np.clip(base * lift, 1e-4, 0.95)
-    view_rate = np.clip(_beta(spec.view_mean, spec.view_concentration, n, rng), 1e-4, 0.95)
+    view_rate, apply_rate, standout = _rates(spec, category, rng)
     roles = [ROLES[c] for c in CATEGORIES]
     titles = [SENIORITY[rng.integers(len(SENIORITY))] + roles[k][rng.integers(len(roles[k]))]
               for k in category]
     companies = [" ".join((COMPANY_A[rng.integers(len(COMPANY_A))],
                            COMPANY_B[rng.integers(len(COMPANY_B))],
                            COMPANY_C[rng.integers(len(COMPANY_C))])) for _ in range(n)]
+    age_s = rng.uniform(0.0, spec.max_age_days * 86_400, n)
+    # what changes while the world runs draws from generators of its own, so a world without
+    # changes is the same whatever these settings
+    later = np.random.default_rng([seed, 6])
+    views, applies, standouts = [view_rate], [apply_rate], [standout]
+    if spec.drift_share > 0:
+        v2, a2, s2 = _rates(spec, category, later)
+        moved = later.random(n) < spec.drift_share
+        views.append(np.where(moved, v2, view_rate))
+        applies.append(np.where(moved, a2, apply_rate))
+        standouts.append(np.where(moved, s2, standout))
+    if spec.lifetime > 0:
+        arrive = later.uniform(-spec.lifetime, 1.0, n)
+        leave = arrive + spec.lifetime
+    else:
+        arrive, leave = np.full(n, -np.inf), np.full(n, np.inf)
     return World(spec=spec, seed=seed, ad_ids=[f"sim-{i:05d}" for i in range(n)],
                  lat=lat, lon=lon, xyz=geo.unit_vectors(lat, lon), category=category,
-                 age_s=rng.uniform(0.0, spec.max_age_days * 86_400, n),
-                 view_rate=view_rate, apply_rate=apply_rate,
-                 save_rate=np.clip(spec.save_ratio * apply_rate, 0.0, 1.0),
-                 standout=standout, titles=titles, companies=companies)
+                 age_s=age_s, view_rates=np.stack(views), apply_rates=np.stack(applies),
+                 standouts=np.stack(standouts), arrive=arrive, leave=leave,
+                 titles=titles, companies=companies)

@@ -20,7 +20,8 @@ from tests.integration.traffic import drive_load
 from tests.tools import require_tool
 
 OWNER = ("owner", "dash-pw-5e1f")
-CHARTS = ("apply-rate", "view-rate", "probabilities", "jobs", "map", "top-ads")
+CHARTS = ("apply-rate", "view-rate", "probabilities", "jobs", "map", "top-ads",
+          "position-bias")
 POINTS_DRAWN = """
 return arguments[0].map((id) => {
   const el = document.getElementById(id);

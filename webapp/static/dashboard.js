@@ -91,6 +91,27 @@ function drawTopAds(ads) {
         yaxis: { type: "category", automargin: true } }, CONFIG);
 }
 
+function drawPositionBias(bias) {
+  const traces = [{
+    x: bias.bins, y: bias.weights, name: `in use (${bias.source})`, type: "scatter",
+    mode: "lines+markers", line: { width: 3 },
+  }];
+  if (bias.learnt) {
+    const l = bias.learnt;
+    traces.push({ x: l.bins, y: l.high, type: "scatter", mode: "lines", line: { width: 0 },
+                  showlegend: false, hoverinfo: "skip" });
+    traces.push({ x: l.bins, y: l.low, type: "scatter", mode: "lines", line: { width: 0 },
+                  fill: "tonexty", fillcolor: "rgba(31, 119, 180, 0.2)", name: "95 % interval",
+                  hoverinfo: "skip" });
+    traces.push({ x: l.bins, y: l.curve, name: "learnt", type: "scatter", mode: "lines",
+                  line: { dash: "dot" } });
+  }
+  Plotly.newPlot("position-bias", traces, {
+    ...LAYOUT, xaxis: { title: "position", type: "category" },
+    yaxis: { title: "examined, relative to position 1", rangemode: "tozero" },
+  }, CONFIG);
+}
+
 async function load() {
   const response = await fetch(document.body.dataset.source, { credentials: "same-origin" });
   if (!response.ok) throw new Error(`dashboard data: HTTP ${response.status}`);
@@ -100,6 +121,7 @@ async function load() {
   drawPipeline(data.pipeline);
   drawMap(data.cells);
   drawTopAds(data.top_ads);
+  drawPositionBias(data.position_bias);
   document.getElementById("updated").textContent =
     `as of ${new Date(data.generated_at * 1000).toISOString()}`;
   document.body.dataset.ready = "true";

@@ -5,8 +5,8 @@ import pytest
 
 import bandit.posterior
 import bandit.thompson
-from bandit import (AdPosterior, Evidence, PriorRates, PriorSpec, ad_posterior, beta_posterior,
-                    empirical_rates, posterior_mean, rank_variants, sample_scores)
+from bandit import (AdPosterior, AdPriors, Evidence, PriorRates, PriorSpec, ad_posterior,
+                    beta_posterior, posterior_mean, rank_variants, sample_scores)
 
 
 @pytest.mark.parametrize("module", [bandit.posterior, bandit.thompson])
@@ -34,6 +34,8 @@ def test_bad_priors_are_refused():
         beta_posterior(np.zeros(1), np.zeros(1), 1.0, 50.0)
     with pytest.raises(ValueError):
         beta_posterior(np.zeros(1), np.zeros(1), 0.1, 0.0)
+    with pytest.raises(ValueError):
+        beta_posterior(np.zeros(2), np.zeros(2), 0.1, np.array([5.0, -1.0]))
 
 
 def test_draws_are_reproducible_for_a_seed_and_independent_across_variants():
@@ -70,16 +72,19 @@ def test_thompson_puts_the_clearly_better_ad_first_and_still_explores():
     assert min(second[0], second[1]) > 0.3   # and both unknown ones get their turn
 
 
+def priors(means: list[float], strengths: list[float]) -> AdPriors:
+    return AdPriors(np.array([means]), np.array([strengths]))
+
+
 def test_the_funnel_multiplies_the_view_rate_and_the_apply_rate_given_a_view():
     ev = Evidence(exposure=np.array([10_000.0]), views=np.array([1_000.0]),
                   saves=np.array([100.0]), applies=np.array([200.0]))
-    prior = PriorSpec(0.02, 0.1, 50.0)
-    funnel = ad_posterior(ev, np.array([[0.1, 0.2]]), "funnel", 0.0, prior)
+    funnel = ad_posterior(ev, priors([0.1, 0.2], [50.0, 5.0]), "funnel", 0.0)
     assert funnel.alpha.shape == (2, 1)
     assert funnel.mean()[0] == pytest.approx((1005 / 10050) * (201 / 1005), rel=1e-9)
-    direct = ad_posterior(ev, np.array([[0.02]]), "direct", 0.0, prior)
+    direct = ad_posterior(ev, priors([0.02], [50.0]), "direct", 0.0)
     assert direct.mean()[0] == pytest.approx(201 / 10050)
-    with_saves = ad_posterior(ev, np.array([[0.02]]), "direct", 0.5, prior)
+    with_saves = ad_posterior(ev, priors([0.02], [50.0]), "direct", 0.5)
     assert with_saves.mean()[0] == pytest.approx(251 / 10050)
 
 
@@ -91,25 +96,13 @@ def test_funnel_draws_are_products_of_the_stages_draws():
     assert draws[1].std() > draws[0].std()         # less evidence, wider
 
 
-def test_the_prior_is_the_rate_of_the_ads_category_not_beta_1_1():
-    ev = Evidence(exposure=np.array([5000.0, 5000.0, 0.0, 0.0]),
-                  views=np.array([500.0, 500.0, 0.0, 0.0]), saves=np.zeros(4),
-                  applies=np.array([250.0, 25.0, 0.0, 0.0]))
-    groups = np.array([0, 1, 0, 1])                 # two categories, a new ad in each
-    rates = empirical_rates(ev, groups, "direct", 0.0, PriorSpec(0.02, 0.1, 50.0))
-    means = ad_posterior(ev, rates.for_ads(groups), "direct", 0.0, PriorSpec()).mean()
-    assert means[2] == pytest.approx(0.05, abs=0.002)      # the category's rate
-    assert means[3] == pytest.approx(0.005, abs=0.001)
-    unseen = rates.for_ads(np.array([-1, 7]))                # unknown categories: overall
-    assert unseen.tolist() == [[rates.overall[0]]] * 2
-    assert rates.overall[0] == pytest.approx((275 + 1) / 10_050)
-
-
-def test_the_fallback_rates_before_any_evidence_are_the_settings():
+def test_the_fallback_priors_before_any_evidence_are_the_settings():
     prior = PriorSpec(0.02, 0.1, 50.0)
-    assert PriorRates.fallback("funnel", prior).overall.tolist() == pytest.approx([0.1, 0.2])
+    funnel = PriorRates.fallback("funnel", prior)
+    assert funnel.overall.tolist() == pytest.approx([0.1, 0.2])
+    assert funnel.overall_strength.tolist() == pytest.approx([50.0, 5.0])
     assert PriorRates.fallback("direct", prior).overall.tolist() == [0.02]
     with pytest.raises(ValueError):
         PriorSpec(0.2, 0.1, 50.0)
     with pytest.raises(ValueError):
-        ad_posterior(Evidence.none(1), np.array([[0.1]]), "clicks", 0.0, prior)
+        ad_posterior(Evidence.none(1), priors([0.1], [50.0]), "clicks", 0.0)

@@ -8,9 +8,10 @@ import pytest
 
 import bandit.decay
 import bandit.strategies
-from bandit import (STRATEGIES, Candidates, StrategyPrior, choose, decay_factor, decay_to,
-                    epsilon_greedy_orders, exposure_weight, probability_best, strategy_orders,
-                    strategy_probabilities, with_floor)
+from bandit import (SCREEN, SCREENED, STRATEGIES, Candidates, StrategyPrior, choose,
+                    decay_factor, decay_to, epsilon_greedy_orders, exposure_weight,
+                    order_sources, probability_best, screen_keys, screen_orders,
+                    strategy_orders, strategy_probabilities, with_floor)
 
 
 @pytest.mark.parametrize("module", [bandit.strategies, bandit.decay])
@@ -20,21 +21,44 @@ def test_docstring_examples_run(module):
 
 def candidates(n: int, rng: np.random.Generator, variants: int = 4) -> Candidates:
     return Candidates(draws=rng.random((n, variants)), mean=rng.random(n),
-                      created_at=rng.uniform(0, 1e6, n), box_km=rng.uniform(0, 6, n))
+                      created_at=rng.uniform(0, 1e6, n))
 
 
-def test_each_strategy_orders_by_what_it_names(rng):
+def test_each_kept_order_sorts_by_what_it_names(rng):
     cand = candidates(300, rng)
     orders = strategy_orders(STRATEGIES, cand, 50, rng)
-    assert orders["thompson"].shape == (4, 50) and orders["random"].shape == (4, 50)
-    assert orders["egreedy"].shape == (4, 50)
+    assert set(orders) == {"thompson", "random", "egreedy"}    # the screened ones use Thompson's
+    assert all(rows.shape == (4, 50) for rows in orders.values())
     for k in range(4):
         assert orders["thompson"][k].tolist() == np.argsort(-cand.draws[:, k])[:50].tolist()
-    assert orders["popular"][0].tolist() == np.argsort(-cand.mean)[:50].tolist()
-    assert orders["newest"][0].tolist() == np.argsort(-cand.created_at)[:50].tolist()
-    assert orders["nearest"][0].tolist() == np.argsort(cand.box_km)[:50].tolist()
     for name, rows in orders.items():
         assert all(len(set(row.tolist())) == 50 for row in rows), name
+    keys = screen_keys(STRATEGIES, cand)
+    assert set(keys) == {"popular", "newest"}                   # nearest: known when served
+    assert keys["popular"] is cand.mean and keys["newest"] is cand.created_at
+
+
+def test_the_screened_strategies_keep_thompson_orders_even_alone(rng):
+    assert order_sources(["popular"]) == ["thompson"]
+    assert order_sources(["nearest", "egreedy"]) == ["thompson", "egreedy"]
+    assert order_sources(["random"]) == ["random"]
+    assert set(strategy_orders(["newest"], candidates(20, rng), 10, rng)) == {"thompson"}
+    assert set(SCREENED) == {"popular", "newest", "nearest"}
+
+
+def test_a_screened_order_keeps_each_screen_and_sorts_within_it(rng):
+    """Whatever a screened strategy sorts by, screen k shows exactly the ads of screen k of
+    the Thompson variant: only the order within it changes."""
+    keys = rng.random((50, 35))
+    by = screen_orders(keys)
+    for row, key in zip(by, keys):
+        assert sorted(row.tolist()) == list(range(35))
+        for start in range(0, 35, SCREEN):
+            screen = row[start:start + SCREEN]
+            assert set(screen.tolist()) == set(range(start, min(start + SCREEN, 35)))
+            assert (np.diff(key[screen]) <= 0).all()        # highest key first
+    ties = screen_orders(np.zeros((1, 12)), screen=5)
+    assert ties.tolist() == [list(range(12))]              # ties keep Thompson's order
 
 
 def test_random_orders_differ_between_variants_and_cover_the_candidates(rng):

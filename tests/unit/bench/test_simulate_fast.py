@@ -13,7 +13,7 @@ import geo
 from bandit import Evidence, choose, empirical_rates
 from bench import simulate
 from bench.sim import fast, report, world
-from bench.sim.fast import Cells, Traffic, Twin, choose_many, run_fast
+from bench.sim.fast import Cells, Policy, Traffic, Twin, choose_many, run_fast
 from bench.sim.world import WorldSpec, make_world
 from config import load_settings
 from pipeline.catalogue import AdRecord, upsert_ads
@@ -82,7 +82,8 @@ def test_the_twin_builds_the_orders_build_feeds_builds():
     lat, lon = w.users(30, np.random.default_rng(1))
     names = sorted(set(geo.encode_many(lat, lon, settings.geohash_precision).tolist()))
     cells = Cells.around(w, names, settings)
-    twin = Twin(w, settings, cells, tuple(settings.feed_strategies), np.random.default_rng(9))
+    twin = Twin(w, settings, cells, Policy(tuple(settings.feed_strategies)),
+                np.random.default_rng(9))
     rng = np.random.default_rng(3)
     exposure = rng.uniform(0, 500, len(w))
     views = rng.binomial(exposure.astype(int), w.view_rate).astype(float)
@@ -104,17 +105,24 @@ def test_the_twin_builds_the_orders_build_feeds_builds():
     for c, name in enumerate(names):
         feed = CellFeed.unpack(packed[name])
         ids = np.array([index[a] for a in feed.ad_ids.all()])
-        for s, strategy in enumerate(settings.feed_strategies):
-            theirs = ids[feed.orders[strategy]]
+        assert list(feed.orders) == twin.sources == ["thompson", "random", "egreedy"]
+        for s, source in enumerate(twin.sources):
+            theirs = ids[feed.orders[source]]
             ours = twin.orders[c, s, :theirs.shape[0], :theirs.shape[1]]
-            assert np.array_equal(ours, theirs), (name, strategy)
+            assert np.array_equal(ours, theirs), (name, source)
             assert (twin.orders[c, s, :, theirs.shape[1]:] == -1).all()
+        thompson = feed.orders["thompson"]
+        for strategy, key in feed.keys.items():          # what popular and newest sort by
+            ours = twin.keys[strategy][c, :thompson.shape[0], :thompson.shape[1]]
+            assert np.allclose(ours, key[thompson]), (name, strategy)
 
 
-@pytest.mark.parametrize("strategy", ["nearest", "newest"])
+@pytest.mark.parametrize("strategy", ["nearest", "newest", "popular", "thompson"])
 def test_the_twin_serves_what_serve_feed_serves(fake_store: Store, strategy: str):
-    """One deterministic strategy and one variant: the pipeline (ads in a store, the cell
-    built on a miss, served) and the twin show the same ads in the same order."""
+    """One strategy and one variant: the pipeline (ads in a store, each cell built on a
+    miss, served) and the twin, given the cells' feeds as the pipeline built them, show
+    the same ads in the same order: the exact distance filter, the first ``limit``, and a
+    screened strategy's order within the screen."""
     w = make_world(SMALL, 6)
     settings = load_settings({}, feed_strategies=strategy, feed_variants=1)
     upsert_ads(fake_store, settings, [
@@ -124,17 +132,27 @@ def test_the_twin_serves_what_serve_feed_serves(fake_store: Store, strategy: str
     lat, lon = w.users(40, np.random.default_rng(2))
     names, cell = np.unique(geo.encode_many(lat, lon, settings.geohash_precision),
                             return_inverse=True)
-    twin = Twin(w, settings, Cells.around(w, names.tolist(), settings), (strategy,),
-                np.random.default_rng(0))
-    xyz = geo.unit_vectors(lat, lon)
-    ours = twin.serve(cell, xyz, w.within(xyz, 5.0), 10, 5.0, fast.START).shown
     log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
     index = {a: i for i, a in enumerate(w.ad_ids)}
+    theirs = []
     for i, point in enumerate(zip(lat, lon)):
         body = serve_feed(fake_store, settings, FeedRequest(*point, 10, 5.0), fast.START,
                           np.random.default_rng(i), None, log).as_dict()
-        theirs = [index[a["ad_id"]] for a in body["ads"]]
-        assert ours[i].tolist() == theirs + [-1] * (10 - len(theirs))
+        theirs.append([index[a["ad_id"]] for a in body["ads"]])
+    twin = Twin(w, settings, Cells.around(w, names.tolist(), settings), Policy((strategy,)),
+                np.random.default_rng(0))
+    for c, name in enumerate(names):                # the feeds the pipeline built
+        feed = CellFeed.unpack(fake_store.feed_value(name))
+        ids = np.array([index[a] for a in feed.ad_ids.all()])
+        order = feed.orders["thompson"][0]
+        twin.orders[c, 0, 0, :len(order)] = ids[order]
+        for key, values in feed.keys.items():
+            twin.keys[key][c, 0, :len(order)] = values[order]
+        twin.probabilities[c], twin.generated_at[c] = 1.0, fast.START
+    xyz = geo.unit_vectors(lat, lon)
+    ours = twin.serve(cell, xyz, w.within(xyz, 5.0), 10, 5.0, fast.START).shown
+    for i, row in enumerate(theirs):
+        assert ours[i].tolist() == row + [-1] * (10 - len(row)), i
 
 
 def test_every_shown_ad_is_within_reach_and_no_policy_beats_the_oracle():
@@ -147,7 +165,7 @@ def test_every_shown_ad_is_within_reach_and_no_policy_beats_the_oracle():
     lat, lon = fast.user_points(w, 3000, 2)
     names, cell = np.unique(geo.encode_many(lat, lon, 6), return_inverse=True)
     twin = Twin(w, settings, Cells.around(w, names.tolist(), settings),
-                tuple(settings.feed_strategies), np.random.default_rng(0))
+                Policy(tuple(settings.feed_strategies)), np.random.default_rng(0))
     xyz = geo.unit_vectors(lat, lon)
     within = w.within(xyz, 5.0)
     shown = twin.serve(cell, xyz, within, 10, 5.0, fast.START).shown

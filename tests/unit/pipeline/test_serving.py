@@ -22,7 +22,7 @@ class Clock:
 def a_feed(cell: str = "u33dc0") -> CellFeed:
     ids = StringTable.of(["a", "b"]).gather(np.array([0, 1]))
     return CellFeed(cell, 1.0, ids, ids, np.zeros((2, 3)), np.ones(2), ("thompson",),
-                    np.array([1.0]), {"thompson": np.array([[0, 1]], dtype=np.int32)})
+                    np.array([1.0]), {"thompson": np.array([[0, 1]], dtype=np.int32)}, {})
 
 
 @pytest.fixture

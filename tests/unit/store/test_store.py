@@ -334,3 +334,31 @@ def test_ad_summaries_of_a_long_list_are_read_in_bounded_chunks(fake_store: Stor
     assert [a.decode() for a in found.ids] == [a for a in asked if a != "gone"]
     assert found.rows["lat"].tolist() == pytest.approx([48.07, 48.0, 48.05, 48.01, 48.02,
                                                         48.03, 48.04, 48.06])
+
+
+def test_rollup_counts_positions_by_epoch_and_each_epoch_is_folded_once(fake_store: Store):
+    entries = rolled_entries(fake_store, 5, "p1")
+    rows = [RollupRow(entries[0].entry_id, "ad1", 1, "2027-01-15", position_column=1, epoch=7),
+            RollupRow(entries[1].entry_id, "ad1", 1, "2027-01-15", position_column=2, epoch=7),
+            RollupRow(entries[2].entry_id, "ad1", 2, "2027-01-15", position_column=14, epoch=7),
+            RollupRow(entries[3].entry_id, "ad2", 1, "2027-01-15", position_column=1, epoch=8),
+            RollupRow(entries[4].entry_id, "ad2", 4, "2027-01-15")]         # no position
+    assert fake_store.apply_rollup(rows, NOW, 3600.0, ("thompson",), position_width=24) == 5
+    assert fake_store.position_epochs(before=8) == [7]
+    assert fake_store.position_epochs(before=100) == [7, 8]
+    counts = fake_store.epoch_counts(7, 24)
+    assert counts.tolist() == [[1, 1] + [0] * 11 + [1] + [0] * 10]       # ad1 only
+    assert 0 < fake_store.r.ttl(Keys.position_epoch(7)) <= 86_400
+    pairs = [0.0] * 287 + [2.0]
+    assert fake_store.fold_positions(7, pairs, NOW, 3600.0)
+    assert not fake_store.fold_positions(7, pairs, NOW, 3600.0)          # once
+    assert fake_store.position_epochs(before=100) == [8]
+    folded = fake_store.position_pairs(288)
+    assert folded.updated_at[0] == NOW and folded.values[0].tolist() == pairs
+    assert fake_store.epoch_counts(7, 24).shape == (0, 24)
+
+
+def test_the_position_curve_is_stored_whole(fake_store: Store):
+    assert fake_store.position_curve() is None
+    fake_store.write_position_curve({"curve": [1.0, 0.5], "updated_at": NOW})
+    assert fake_store.position_curve() == {"curve": [1.0, 0.5], "updated_at": NOW}

@@ -68,6 +68,7 @@ ERROR_CASES: dict[tuple[str, int, str], Case] = {
     ("feeds.ad_stats", 503, "store_unavailable"): case("GET", "/v1/stats/ads/a1", setup="store_down"),
     ("stats.ctr", 400, "invalid_parameter"): case("GET", "/v1/stats/ctr", query={"from": "2027-02-30"}),
     ("stats.ctr", 503, "store_unavailable"): case("GET", "/v1/stats/ctr", setup="store_down"),
+    ("stats.position_bias", 503, "store_unavailable"): case("GET", "/v1/stats/position-bias", setup="store_down"),
     ("events.post_events", 400, "invalid_json"): case("POST", "/v1/events", body=b"{", headers=JSON),
     ("events.post_events", 400, "invalid_body"): case("POST", "/v1/events", body={"event": []}),
     ("events.post_events", 400, "no_valid_events"): case("POST", "/v1/events", body={"events": [{"type": "x"}]}),

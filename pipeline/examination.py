@@ -1,0 +1,117 @@
+"""The examination curve: learnt by the rollup from impressions and views by position
+within each epoch (``bandit.position``), and used to weigh each impression's exposure.
+
+An epoch is a REGEN_INTERVAL_S slice of time by when the event's feed was served (its feed
+id says; an event without one, by its own time): feeds of one epoch come from one set of
+precomputed variants. The rollup counts each epoch's impressions and views by ad and
+position; once an epoch is over (two intervals on, so its events are in), its counts become
+pair counts (a few hundred numbers, whatever the catalogue's size), added to the decayed
+ones, and the curve is fitted again. POSITION_BIAS_EXPONENT, when set, overrides the learnt
+curve with p ** -exponent.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from bandit import exposure_weight
+from bandit.position import (BIN_LABELS, BINS, PositionCurve, pair_counts, position_bin,
+                             position_curve)
+from config import Settings
+from pipeline.regenerate import decayed_now
+from store import Store
+
+log = logging.getLogger(__name__)
+
+WIDTH = 2 * BINS                 # an ad's epoch row: impressions by bin, then views by bin
+PAIRS_WIDTH = 2 * BINS * BINS    # the pair counts and their squares (bandit.pair_counts)
+IMPRESSION, VIEW = 1, 2          # store type indexes
+EPOCH_TTL_S = 86_400             # an epoch's counts are dropped if never folded
+
+
+@dataclass(frozen=True)
+class Examination:
+    """How the rollup weighs an impression by its position, for one run."""
+
+    curve: PositionCurve
+    exponent: float | None       # POSITION_BIAS_EXPONENT, when set
+
+    def weights(self, positions: np.ndarray) -> np.ndarray:
+        if self.exponent is not None:
+            return exposure_weight(positions, self.exponent)
+        return self.curve.weights(positions)
+
+
+def stored_curve(store: Store) -> tuple[PositionCurve, float | None]:
+    """The last learnt curve and when it was learnt (flat and None before the first)."""
+    stored = store.position_curve()
+    if not stored:
+        return PositionCurve.flat(), None
+    return PositionCurve.from_dict(stored), float(stored["updated_at"])
+
+
+def current(store: Store, settings: Settings) -> Examination:
+    """The weighting in force: POSITION_BIAS_EXPONENT, else the learnt curve."""
+    return Examination(stored_curve(store)[0], settings.position_bias_exponent)
+
+
+def report(store: Store, settings: Settings) -> dict:
+    """What GET /v1/stats/position-bias answers: the weight an impression gets at each
+    position bin (at the bin's first position), where it comes from, and the learnt curve
+    with its interval (null before the first epoch is folded)."""
+    curve, learnt_at = stored_curve(store)
+    firsts = np.array([*range(1, 11), 11, 21])
+    used = Examination(curve, settings.position_bias_exponent).weights(firsts)
+    learnt = None if learnt_at is None else {**curve.as_dict(), "updated_at": learnt_at}
+    return {"source": "learnt" if settings.position_bias_exponent is None else "setting",
+            "exponent": settings.position_bias_exponent, "bins": list(BIN_LABELS),
+            "weights": used.round(5).tolist(), "learnt": learnt}
+
+
+def epoch_of(served_s: float, settings: Settings) -> int:
+    """
+    >>> from config import load_settings
+    >>> epoch_of(125.0, load_settings({}, regen_interval_s=60))
+    2
+    """
+    return int(served_s // settings.regen_interval_s)
+
+
+def position_column(type_index: int, position: float) -> int:
+    """The 1-based column an event adds to in its ad's epoch row: impressions then views by
+    position bin; 0 for other events and unknown positions.
+
+    >>> position_column(1, 3), position_column(2, 3), position_column(4, 3), position_column(1, 0)
+    (3, 15, 0, 0)
+    """
+    if type_index not in (IMPRESSION, VIEW) or position < 1:
+        return 0
+    return int(position_bin(np.array([position]))[0]) + 1 + (type_index - 1) * BINS
+
+
+def fold_epochs(store: Store, settings: Settings, now: float,
+                rng: np.random.Generator) -> int:
+    """Fold every epoch that is over into the decayed pair counts, then fit the curve again
+    and store it. Returns the epochs folded."""
+    folded = 0
+    for epoch in store.position_epochs(before=epoch_of(now, settings) - 1):
+        counts = store.epoch_counts(epoch, WIDTH)
+        pairs = pair_counts(counts[:, :BINS], counts[:, BINS:])
+        folded += store.fold_positions(epoch, pairs.ravel().tolist(), now,
+                                       settings.stats_half_life_s)
+    if folded:
+        learn_curve(store, settings, now, rng)
+    return folded
+
+
+def learn_curve(store: Store, settings: Settings, now: float,
+                rng: np.random.Generator) -> PositionCurve:
+    """Fit the curve to the decayed pair counts and store it with when it was learnt."""
+    pairs = decayed_now(store.position_pairs(PAIRS_WIDTH), now, settings)[0]
+    curve = position_curve(pairs.reshape(2, BINS, BINS), rng)
+    store.write_position_curve({**curve.as_dict(), "updated_at": now})
+    log.info("examination curve from %.0f comparisons: %s", curve.comparisons,
+             " ".join(f"{v:.3f}" for v in curve.curve[:10]))
+    return curve
