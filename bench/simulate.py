@@ -49,7 +49,8 @@ import numpy as np
 import geo
 from bench.common import RESULTS, code_check, machine, say, table
 from bench.sim import report
-from bench.sim.fast import (ORACLE, PER_REQUEST, PER_REQUEST_AT_REGEN, POLICIES,
+from bench.sim.family import FAMILY
+from bench.sim.fast import (BETA11, ORACLE, PER_REQUEST, PER_REQUEST_AT_REGEN, POLICIES,
                             THOMPSON_WITH_STRATEGIES, FastRun, Traffic, run_fast, user_points)
 from bench.sim.real import REAL_POLICIES, RealSpec, run_policy, strategy_shares, tracks_of
 from bench.sim.world import NEIGHBOURHOODS, World, WorldSpec, make_world
@@ -89,17 +90,26 @@ def service_settings(values: dict[str, str]) -> Settings:
 def world_table(world: World, traffic: Traffic) -> str:
     spec = world.spec
     examined = spec.examine(np.arange(1, traffic.limit + 1)).mean()
+    where = (f"{len(world):,}; {len(NEIGHBOURHOODS)} (Mitte, Kreuzberg, Prenzlauer Berg, ... "
+             f"Spandau, Zehlendorf), ads scattered with sd {spec.ad_spread_km} km, users "
+             f"{spec.user_spread_km} km" if spec.layout == "berlin" else
+             f"{len(world):,} within {spec.town_radius_km:g} km of a town's centre, users "
+             f"within {spec.town_user_radius_km:g} km")
     rows = [
-        ["ads; neighbourhoods", f"{len(world):,}; {len(NEIGHBOURHOODS)} (Mitte, Kreuzberg, "
-         "Prenzlauer Berg, ... Spandau, Zehlendorf), ads scattered with sd "
-         f"{spec.ad_spread_km} km, users {spec.user_spread_km} km"],
+        ["ads; where", where],
+        ["impressions", "one for every slot shown" if spec.impressions == "shown"
+         else "one for each slot the user scrolled to"],
         ["position bias b(p)", f"p ** -{spec.position_bias}; mean over {traffic.limit} "
          f"positions {examined:.3f}"],
-        ["P(view \\| examined)", f"Beta, mean {world.view_rate.mean():.3f}, "
+        ["where ads differ", {"both": "in both stages", "view": "in P(view \\| examined) only",
+                              "apply": "in P(apply \\| view) only"}[spec.signal]],
+        ["P(view \\| examined)", f"mean {world.view_rate.mean():.3f}, "
          f"sd {world.view_rate.std():.3f}"],
-        ["P(apply \\| view)", f"mean {world.apply_rate.mean():.3f}; "
-         f"{world.standout.mean():.0%} clearly better ads (mean {world.apply_rate[world.standout].mean():.3f}) "
-         f"vs the rest ({world.apply_rate[~world.standout].mean():.3f}); category lift 0.6 to 1.3"],
+        ["P(apply \\| view)", f"mean {world.apply_rate.mean():.3f}, "
+         f"sd {world.apply_rate.std():.3f}"],
+        ["standout ads", f"{world.standout.mean():.0%}: P(apply \\| examined) "
+         f"{world.value[world.standout].mean():.3f} against {world.value[~world.standout].mean():.3f}"
+         " for the rest; category lift 0.6 to 1.3 on the stage that differs"],
         ["P(save \\| view)", f"{spec.save_ratio} x P(apply \\| view)"],
         ["an average ad at an average position", f"{examined * world.view_rate.mean():.1%} views "
          f"and {examined * world.value.mean():.2%} applies per impression"],
@@ -116,7 +126,7 @@ def settings_table(settings: Settings, overrides: dict[str, str]) -> str:
              "strategy_prior_strength", "epsilon", "rollup_interval_s", "regen_interval_s",
              "geohash_precision", "feed_radius_km"]
     return table(["setting", "value"], [
-        [f"`{n.upper()}`", f"{','.join(v) if isinstance(v := getattr(settings, n), tuple) else v}"
+        [f"`{n.upper()}`", f"{','.join(v) if isinstance(v := getattr(settings, n), tuple) else 'unset (learnt)' if v is None else v}"
          + (" (set)" if n.upper() in overrides else "")] for n in names])
 
 
@@ -407,9 +417,10 @@ def real_markdown(result: dict, runs: dict, summaries: Sequence[report.Summary],
                   spec: RealSpec, overrides: dict[str, str]) -> str:
     twin_rows = {s.policy: s for s in twin}
     info = result["machine"]
+    place = f"the `{result['world_name']}` world" if result["world_name"] else "Berlin"
     return "".join([
-        f"# Simulation, real mode: {len(world):,} ads in Berlin, {spec.feeds:,} feeds per policy "
-        "over HTTP\n\n",
+        f"# Simulation, real mode: {len(world):,} ads in {place}, {spec.feeds:,} feeds per "
+        "policy over HTTP\n\n",
         f"{info['date']}, seed {result['seed']}; `{result['command']}`. {result['wall_s']:.0f} s "
         "in all. For each policy a fresh store (FLUSHALL on a redis-server of our own) and "
         "fresh processes: a Celery worker (2 processes), beat and gunicorn (2 workers), with "
@@ -433,6 +444,7 @@ def real_markdown(result: dict, runs: dict, summaries: Sequence[report.Summary],
                 report.pct(twin_rows[s.policy].rate_last), f"{s.regret:,.0f}",
                 f"{twin_rows[s.policy].regret:,.0f}"]
                for s in summaries if s.policy in twin_rows]),
+        baselines_section(result.get("last_quarter")),
         "\n## Every event sent was accepted and counted\n\n",
         "Counted: the store's per-ad counters after the rollup (`{ev}:stats:*`), compared ad by "
         "ad and type by type with what the clients sent (and, for the 10 ads with the most "
@@ -446,14 +458,62 @@ def real_markdown(result: dict, runs: dict, summaries: Sequence[report.Summary],
     ])
 
 
+def real_world(args: argparse.Namespace, settings: Settings) -> tuple[World, int, float]:
+    """The world, the feeds per policy and the clients' pace: a member of the family (its
+    traffic, at the same feeds per regeneration as in fast mode) or the Berlin world of
+    ``--ads``."""
+    if not args.world:
+        spec = WorldSpec(ads=args.ads, position_bias=args.position_bias)
+        return make_world(spec, args.seed), args.feeds, args.feeds_per_s
+    member = FAMILY.get(args.world)
+    if member is None:
+        raise SystemExit(f"unknown world {args.world!r}; expected one of {list(FAMILY)}")
+    if member.spec.changes:
+        raise SystemExit(f"real mode runs worlds whose ads and rates stay put; {args.world} "
+                         "changes while it runs (fast mode only)")
+    traffic = member.traffic(args.scale)
+    fast_regen_s = Settings.model_fields["regen_interval_s"].default
+    pace = member.feeds_per_s * fast_regen_s / settings.regen_interval_s
+    return make_world(member.spec, args.seed), traffic.feeds, pace
+
+
+def last_quarter(tracks: dict, twin: FastRun) -> dict[str, float]:
+    """The last quarter's share of the oracle: each real policy's, and the fast twin's
+    policies' on the same users and pace (``fast:`` names)."""
+    out = {p: report.last_share(t, tracks[ORACLE]) for p, t in tracks.items() if p != ORACLE}
+    oracle = twin.policies[ORACLE]
+    out.update({f"fast:{p}": report.last_share(t, oracle)
+                for p, t in twin.policies.items() if p != ORACLE})
+    return out
+
+
+def baselines_section(shares: dict[str, float] | None) -> str:
+    """The real default against the baselines the fast mode ran on the same users: does the
+    pipeline lose any of the signal?"""
+    if not shares or f"fast:{PER_REQUEST}" not in shares or THOMPSON_WITH_STRATEGIES not in shares:
+        return ""
+    real = shares[THOMPSON_WITH_STRATEGIES]
+    rows = [[f"`{name}`", f"{shares[key]:.3f}", f"{real / shares[key]:.3f}"]
+            for name, key in ((f"{THOMPSON_WITH_STRATEGIES} (fast twin)",
+                               f"fast:{THOMPSON_WITH_STRATEGIES}"),
+                              (f"{PER_REQUEST} (fast)", f"fast:{PER_REQUEST}"),
+                              (f"{BETA11} (fast)", f"fast:{BETA11}")) if key in shares]
+    return ("\n## The real system against the baselines, last quarter\n\n"
+            f"The real `{THOMPSON_WITH_STRATEGIES}` reached **{real:.3f}** of the oracle's "
+            "applies in the last quarter of its feeds. Beside it, fast mode on the same world, "
+            "users and pace:\n\n"
+            + table(["policy", "share of the oracle, last quarter", "real / this"], rows))
+
+
 def real(args: argparse.Namespace, command: str) -> int:
     overrides = {**REAL_DEFAULTS, **parse_sets(args.set)}
     settings = service_settings(overrides)
-    world = make_world(WorldSpec(ads=args.ads, position_bias=args.position_bias), args.seed)
-    spec = RealSpec(feeds=args.feeds, limit=args.limit, radius_km=args.radius_km,
-                    threads=args.threads, feeds_per_s=args.feeds_per_s,
-                    window_feeds=max(1, args.feeds // 50), settings=overrides)
-    policies = args.policies.split(",") if args.policies else list(REAL_POLICIES)
+    world, feeds, pace = real_world(args, settings)
+    spec = RealSpec(feeds=feeds, limit=args.limit, radius_km=args.radius_km,
+                    threads=args.threads, feeds_per_s=pace,
+                    window_feeds=max(1, feeds // 50), settings=overrides)
+    policies = (args.policies.split(",") if args.policies
+                else [THOMPSON_WITH_STRATEGIES] if args.world else list(REAL_POLICIES))
     unknown = set(policies) - set(REAL_POLICIES)
     if unknown:
         raise SystemExit(f"unknown real-mode policies {sorted(unknown)}; "
@@ -484,17 +544,19 @@ def real(args: argparse.Namespace, command: str) -> int:
     tracks = tracks_of(runs, world, geo.unit_vectors(lat, lon), spec, args.seed)
     summaries = report.summarise(tracks)
     pace = float(np.mean([r.feeds_per_s for r in runs.values()]))
+    baselines = [PER_REQUEST, BETA11] if args.world else []
     twin = run_fast(world, settings, Traffic(spec.feeds, spec.limit, spec.radius_km, pace),
-                    args.seed, [p for p in policies if p in POLICIES])
+                    args.seed, [p for p in policies if p in POLICIES] + baselines)
     twin_summaries = report.summarise(twin.policies)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = REAL_POLICIES[THOMPSON_WITH_STRATEGIES].split(",")
     shares = (strategy_shares(runs[THOMPSON_WITH_STRATEGIES], names, spec.window_feeds)
               if THOMPSON_WITH_STRATEGIES in runs else [])
-    prefix = "real_simulation"
+    prefix = f"real_{args.world}" if args.world else "real_simulation"
     result = {
         "mode": "real", "command": command, "seed": args.seed, "machine": info, "wall_s": wall,
+        "world_name": args.world, "last_quarter": last_quarter(tracks, twin),
         "settings_set": overrides, "world": asdict(world.spec), "spec": asdict(spec),
         "summary": [asdict(s) for s in summaries],
         "fast_twin": {"feeds_per_s": pace, "regen_every": twin.regen_every,
@@ -527,6 +589,10 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--real", action="store_true", help="the real processes over HTTP")
     parser.add_argument("--sweep", action="store_true",
                         help="with --fast: the service's settings changed one at a time")
+    parser.add_argument("--world", help=f"--real: a world of the family {list(FAMILY)} "
+                                        "(its ads, rates and traffic) instead of Berlin")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="--real --world: the world's traffic, as a share of its own")
     parser.add_argument("--ads", type=int, default=1000)
     parser.add_argument("--impressions", type=int, default=2_000_000,
                         help="--fast: impressions per policy (feeds x limit)")

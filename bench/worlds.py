@@ -35,9 +35,10 @@ import numpy as np
 
 from bench.common import RESULTS, code_check, machine, say, table
 from bench.sim import report
+from bench.sim.report import last_share
 from bench.sim.family import FAMILY, TRAPS, Member
 from bench.sim.fast import (BETA11, BETA11_AT_REGEN, GREEDY, ORACLE, PER_REQUEST, RANDOM,
-                            THOMPSON_WITH_STRATEGIES, Track, run_fast)
+                            THOMPSON_WITH_STRATEGIES, run_fast)
 from bench.sim.world import make_world
 from bench.simulate import parse_sets
 from config import Settings, load_settings
@@ -45,7 +46,6 @@ from config import Settings, load_settings
 DEFAULT = THOMPSON_WITH_STRATEGIES
 POLICIES = (DEFAULT, "thompson", PER_REQUEST, BETA11, BETA11_AT_REGEN, GREEDY, RANDOM)
 SWEEP_POLICIES = (DEFAULT, PER_REQUEST, BETA11)
-LAST_SHARE = 0.25
 CURVE_POSITIONS = 10
 # the targets: the default against per-request Thompson with the same priors, in every
 # world and on average; against per-request Beta(1, 1); against Thompson alone in the traps
@@ -54,17 +54,10 @@ CURVE_TOLERANCE = 0.10
 # two-sided 95 % quantiles of Student's t, by degrees of freedom
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
        9: 2.262, 10: 2.228}
-SWEEP = {"REWARD_MODEL": ["direct"], "POSITION_BIAS_EXPONENT": ["0", "0.5", "1"],
-         "PRIOR_STRENGTH": ["10", "200"], "FEED_VARIANTS": ["1", "32"],
-         "STRATEGY_FLOOR": ["0.05"],
-         "FEED_STRATEGIES": ["thompson", "thompson,popular,newest,nearest"]}
-
-
-def last_share(track: Track, oracle: Track, share: float = LAST_SHARE) -> float:
-    """Expected applies over the last ``share`` of the run's batches, as a share of the
-    oracle's for the same users."""
-    start = int(len(oracle.expected) * (1 - share))
-    return float(np.sum(track.expected[start:]) / np.sum(oracle.expected[start:]))
+SWEEP = {"REWARD_MODEL": ["direct"], "POSITION_BIAS_EXPONENT": ["0", "0.5"],
+         "PRIOR_STRENGTH": ["10", "200"], "FEED_VARIANTS": ["16", "32"],
+         "STRATEGY_FLOOR": ["0.01", "0.05"], "STRATEGY_CELL_MIN_FEEDS": ["1000000000"],
+         "FEED_STRATEGIES": ["thompson", "thompson,popular"]}
 
 
 def curve_error(curve: np.ndarray | None, member: Member) -> float | None:

@@ -229,14 +229,16 @@ def drive(base: str, world: World, spec: RealSpec, lat: np.ndarray, lon: np.ndar
 
 
 def feed_events(feed_id: str, user_id: str, shown: np.ndarray, world: World, acted) -> list[dict]:
-    """The events a device would send for one feed: an impression per ad shown (with its
-    position and the feed), then views, saves and applies."""
+    """The events a device would send for one feed: an impression per ad shown (or, in a
+    world whose devices report only what was scrolled to, per ad scrolled to), with its
+    position and the feed, then views, saves and applies."""
     out = []
     for p, ad in enumerate(shown.tolist(), start=1):
         if ad < 0:
             continue
         ad_id = world.ad_ids[ad]
-        for kind, happened in (("impression", True), ("view", acted.viewed[0, p - 1]),
+        for kind, happened in (("impression", acted.impressed[0, p - 1]),
+                               ("view", acted.viewed[0, p - 1]),
                                ("save", acted.saved[0, p - 1]),
                                ("apply", acted.applied[0, p - 1])):
             if happened:

@@ -13,6 +13,7 @@ from bench.common import table
 from bench.sim.fast import ORACLE, PER_REQUEST, PER_REQUEST_AT_REGEN, RANDOM, Track
 
 LAST_SHARE = 0.10   # "the last 10 % of impressions"
+LAST_QUARTER = 0.25
 WINDOWS = 50        # points on the apply-rate plot
 COLOURS = {"thompson+strategies": "tab:blue", "thompson": "tab:cyan",
            PER_REQUEST: "tab:purple", PER_REQUEST_AT_REGEN: "tab:pink", "popular": "tab:orange",
@@ -103,6 +104,13 @@ def regret_ratios(summaries: Sequence[Summary]) -> dict[str, float]:
     if PER_REQUEST_AT_REGEN in regret and PER_REQUEST in regret:
         out["posterior_age_only"] = regret[PER_REQUEST_AT_REGEN] / regret[PER_REQUEST]
     return out
+
+
+def last_share(track: Track, oracle: Track, share: float = LAST_QUARTER) -> float:
+    """Expected applies over the last ``share`` of the run's batches (or windows), as a
+    share of the oracle's for the same users."""
+    start = int(len(oracle.expected) * (1 - share))
+    return float(np.sum(track.expected[start:]) / np.sum(oracle.expected[start:]))
 
 
 def pct(v: float | None, digits: int = 3) -> str:
