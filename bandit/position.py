@@ -16,8 +16,9 @@ that for position bias.
 
 Positions are binned: 1 to 10 one by one, then 11-20 and 21 and beyond. The pairs are
 counted as the independent views they are worth (``effective_pairs``), and each bin is
-tied to the next by TIE_PAIRS pseudo-comparisons of equal odds, so a bin with little data
-follows its neighbours rather than noise. The interval comes from a Poisson bootstrap of
+tied to the next by TIE_PAIRS pseudo-comparisons at the odds of a steep prior curve
+(PRIOR_CURVE), so a bin with little data follows its neighbours, and the prior's shape,
+rather than noise. The interval comes from a Poisson bootstrap of
 the effective comparisons.
 """
 from __future__ import annotations
@@ -29,6 +30,11 @@ import numpy as np
 BINS = 12
 BIN_LABELS = tuple(str(p) for p in range(1, 11)) + ("11-20", "21+")
 TIE_PAIRS = 5.0          # pseudo-comparisons tying each bin to the next
+# Before the data say otherwise, a steep curve: each bin's representative position ** -1.
+# Erring steep errs towards exploring: an impression far down that was in fact looked at
+# counts for too little, so its ad looks better than it is and gets shown higher, where the
+# truth comes out; erring flat would count unseen impressions against an ad and bury it.
+PRIOR_CURVE = np.array([*range(1, 11), 15, 30], dtype=np.float64) ** -1.0
 ITERATIONS = 50
 REPLICATES = 200         # bootstrap replicates for the interval
 
@@ -95,7 +101,9 @@ def fit_curve(comparisons: np.ndarray) -> np.ndarray:
     """
     wins = np.array(comparisons, dtype=np.float64)
     bins = wins.shape[-1]
-    wins = wins + TIE_PAIRS / 2 * (np.eye(bins, k=1) + np.eye(bins, k=-1))
+    prior = PRIOR_CURVE[:bins]
+    share = prior[:, None] / (prior[:, None] + prior[None, :])     # P(p beats q) a priori
+    wins = wins + TIE_PAIRS * share * (np.eye(bins, k=1) + np.eye(bins, k=-1))
     games = wins + np.swapaxes(wins, -1, -2)
     won = wins.sum(axis=-1)
     theta = np.zeros(wins.shape[:-1])          # log b, with log b(first bin) = 0
@@ -131,9 +139,14 @@ class PositionCurve:
 
     @classmethod
     def flat(cls) -> PositionCurve:
-        """Before any evidence: every position examined alike."""
+        """Every position examined alike."""
         ones = np.ones(BINS)
         return cls(ones, ones, ones, 0.0)
+
+    @classmethod
+    def prior(cls) -> PositionCurve:
+        """Before any evidence: PRIOR_CURVE, with an interval as wide as it can be."""
+        return cls(PRIOR_CURVE.copy(), np.zeros(BINS), np.ones(BINS), 0.0)
 
     def as_dict(self) -> dict:
         return {"bins": list(BIN_LABELS), "curve": self.curve.round(5).tolist(),

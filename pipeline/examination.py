@@ -45,10 +45,11 @@ class Examination:
 
 
 def stored_curve(store: Store) -> tuple[PositionCurve, float | None]:
-    """The last learnt curve and when it was learnt (flat and None before the first)."""
+    """The last learnt curve and when it was learnt (the prior curve and None before the
+    first)."""
     stored = store.position_curve()
     if not stored:
-        return PositionCurve.flat(), None
+        return PositionCurve.prior(), None
     return PositionCurve.from_dict(stored), float(stored["updated_at"])
 
 

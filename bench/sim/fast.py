@@ -26,7 +26,8 @@ import geo
 from bandit import (SCREENED, Candidates, Evidence, PriorRates, PriorSpec, StrategyPrior,
                     ad_posterior, decay_factor, empirical_rates, exposure_weight, order_sources,
                     screen_keys, screen_orders, strategy_orders, strategy_probabilities)
-from bandit.position import BINS, effective_pairs, fit_curve, pair_counts, position_bin
+from bandit.position import (BINS, PositionCurve, effective_pairs, fit_curve, pair_counts,
+                             position_bin)
 from bandit.posterior import AdPosterior
 from bench.sim.world import Outcomes, World, top_valid
 from config import Settings
@@ -186,7 +187,7 @@ class Twin:
         self.epoch = np.zeros((2, n, BINS))     # this epoch's impressions and views by bin
         self.ended = np.zeros((2, n, BINS))     # the last epoch's, folded at the next end
         self.pairs = Decayed(np.zeros((2, BINS, BINS)), START)
-        self.curve = np.ones(BINS)              # the learnt examination curve
+        self.curve = PositionCurve.prior().curve   # the learnt examination curve
         self.strategy_sums = Decayed(np.zeros((len(cells) + 1, 2 * s)), START)  # last: global
         self.rates = PriorRates.fallback(self.settings.reward_model, self.prior)
         # an ad arriving during the run is created then; one that leaves expires then

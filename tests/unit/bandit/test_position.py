@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import bandit.position
-from bandit.position import (BINS, PositionCurve, effective_pairs, fit_curve, pair_counts,
-                             position_bin, position_curve)
+from bandit.position import (BINS, PRIOR_CURVE, PositionCurve, effective_pairs, fit_curve,
+                             pair_counts, position_bin, position_curve)
 
 
 def test_docstring_examples_run():
@@ -72,15 +72,20 @@ def test_an_ad_shown_to_many_counts_for_its_views_not_its_impressions_times_view
     assert pairs[0, 0, 0] == pairs[0, 1, 1] == 100.0        # the views compared
 
 
-def test_bins_without_data_follow_their_neighbours():
-    """Only positions 1 and 2 were ever compared: every later bin takes position 2's value
-    instead of noise or the flat default."""
+def test_without_data_the_curve_is_the_steep_prior_and_data_overrule_it():
+    """No comparisons: the prior curve, 1/p (steep errs towards exploring). Plenty of
+    comparisons of a flat world: flat. Only positions 1 and 2 compared: 2 is what the data
+    say, and the later bins keep the prior's shape below it."""
+    assert fit_curve(np.zeros((BINS, BINS))) == pytest.approx(PRIOR_CURVE)
+    assert PositionCurve.prior().curve.tolist() == pytest.approx(PRIOR_CURVE.tolist())
+    flat = np.full((BINS, BINS), 5000.0)
+    np.fill_diagonal(flat, 0.0)
+    assert fit_curve(flat) == pytest.approx(np.ones(BINS), abs=0.01)
     pairs = np.zeros((BINS, BINS))
-    pairs[0, 1], pairs[1, 0] = 4000.0, 2000.0
+    pairs[0, 1], pairs[1, 0] = 4000.0, 3000.0
     curve = fit_curve(pairs)
-    assert curve[1] == pytest.approx(0.5, abs=0.01)
-    assert np.allclose(curve[2:], curve[1], atol=0.01)
-    assert fit_curve(np.zeros((BINS, BINS))).tolist() == [1.0] * BINS   # no data: flat
+    assert curve[1] == pytest.approx(0.75, abs=0.01)
+    assert curve[2:] == pytest.approx(0.75 * PRIOR_CURVE[2:] / PRIOR_CURVE[1], rel=0.05)
 
 
 def test_positions_map_to_bins_and_weights():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from bandit.position import PRIOR_CURVE
 from config import load_settings
 from store import Store
 from tests.conftest import ADMIN_TOKEN, NOW
@@ -13,11 +14,11 @@ from webapp import create_app
 CURVE = [1.0, 0.6, 0.45, 0.38, 0.33, 0.3, 0.28, 0.26, 0.25, 0.24, 0.2, 0.15]
 
 
-def test_before_anything_is_learnt_every_position_counts_fully(client):
+def test_before_anything_is_learnt_the_prior_curve_is_used(client):
     body = client.get("/v1/stats/position-bias").get_json()
     assert body["source"] == "learnt" and body["exponent"] is None and body["learnt"] is None
     assert body["bins"][:3] == ["1", "2", "3"] and body["bins"][-2:] == ["11-20", "21+"]
-    assert body["weights"] == [1.0] * 12
+    assert body["weights"] == pytest.approx(PRIOR_CURVE.tolist(), abs=1e-5)
 
 
 def test_the_learnt_curve_is_what_the_rollup_uses(client, fake_store: Store):
