@@ -53,3 +53,26 @@ def test_real_mode_serves_learns_from_and_counts_every_event(tmp_path: Path):
     for plot in ("apply_rate", "regret", "strategies"):
         assert (tmp_path / f"real_simulation_{plot}.png").stat().st_size > 10_000
 
+
+
+@pytest.mark.slow
+def test_real_mode_runs_a_world_of_the_family_against_its_baselines(tmp_path: Path):
+    """The new user's town through HTTP: devices post impressions only for what was
+    scrolled to, every event is counted, and the report sets the real default against fast
+    mode's per-request baselines on the same users."""
+    code = simulate.main(["--real", "--world", "town-scrolled", "--scale", "0.05",
+                          "--out", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "real_town-scrolled.json").read_text())
+    run = result["policies"]["thompson+strategies"]
+    assert run["all_counted"] and run["served_logged"] == 450
+    shown = {r["policy"]: r for r in result["summary"]}["thompson+strategies"]["impressions"]
+    assert 0 < run["counted"]["impressions"] < shown          # only the slots scrolled to
+    shares = result["last_quarter"]
+    for key in ("thompson+strategies", "fast:thompson+strategies", "fast:thompson-per-request",
+                "fast:beta11-per-request"):
+        assert 0 < shares[key] <= 1.0 + 1e-9, key
+    markdown = (tmp_path / "real_town-scrolled.md").read_text()
+    assert "the `town-scrolled` world" in markdown and "real / this" in markdown
+    with pytest.raises(SystemExit, match="changes while it runs"):
+        simulate.main(["--real", "--world", "churn", "--out", str(tmp_path)])
