@@ -36,6 +36,7 @@ TIE_PAIRS = 5.0          # pseudo-comparisons tying each bin to the next
 # truth comes out; erring flat would count unseen impressions against an ad and bury it.
 PRIOR_CURVE = np.array([*range(1, 11), 15, 30], dtype=np.float64) ** -1.0
 ITERATIONS = 50
+CURVE_BOUNDS = (0.01, 10.0)   # no position counts for nothing, none for more than ten
 REPLICATES = 200         # bootstrap replicates for the interval
 
 
@@ -116,7 +117,7 @@ def fit_curve(comparisons: np.ndarray) -> np.ndarray:
         theta[..., 1:] += np.clip(step, -2.0, 2.0)
         if np.abs(step).max() < 1e-10:
             break
-    return np.exp(theta)
+    return np.clip(np.exp(theta), *CURVE_BOUNDS)
 
 
 @dataclass(frozen=True)

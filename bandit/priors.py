@@ -145,13 +145,14 @@ def _spread(trials: np.ndarray, rates: np.ndarray, groups: np.ndarray, size: int
     binomial = mean * (1.0 - mean)
     numerator = (np.divide(squares, binomial, out=np.zeros(size), where=binomial > 0)
                  - np.bincount(groups, a / n, size))
-    # dispersion below the binomial's is noise: it says "no spread", not "less than none"
-    return np.maximum(numerator, 0.0), np.bincount(groups, a * (1.0 - 1.0 / n), size)
+    return numerator, np.bincount(groups, a * (1.0 - 1.0 / n), size)
 
 
 def _strength(numerator: float | np.ndarray, denominator: float | np.ndarray) -> np.ndarray:
+    """The strength from a moment estimate of rho (numerator / denominator); a dispersion
+    below the binomial's (a negative numerator) is noise: it says "no spread"."""
     lo, hi = 1.0 / (STRENGTH_BOUNDS[1] + 1.0), 1.0 / (STRENGTH_BOUNDS[0] + 1.0)
-    rho = np.clip(np.asarray(numerator) / np.asarray(denominator), lo, hi)
+    rho = np.clip(np.maximum(np.asarray(numerator), 0.0) / np.asarray(denominator), lo, hi)
     return 1.0 / rho - 1.0
 
 
@@ -167,7 +168,7 @@ def fit_stage(trials: np.ndarray, successes: np.ndarray, groups: np.ndarray,
     >>> differ = fit_stage(n, np.tile([20.0, 100.0], 2000), np.zeros(4000, int), 0.1, 50.0)
     >>> alike = fit_stage(n, np.full(4000, 40.0), np.zeros(4000, int), 0.1, 50.0)
     >>> round(float(differ.strengths[0])), round(float(alike.strengths[0]))
-    (12, 10000)
+    (13, 10000)
     >>> round(float(differ.means[0]), 3), round(float(alike.means[0]), 3)
     (0.146, 0.1)
     """
@@ -176,14 +177,19 @@ def fit_stage(trials: np.ndarray, successes: np.ndarray, groups: np.ndarray,
     n = np.clip(np.asarray(trials, dtype=np.float64), 0.0, None)
     k = np.minimum(np.clip(np.asarray(successes, dtype=np.float64), 0.0, None), n)
     rates = np.divide(k, n, out=np.zeros_like(n), where=n > 0)
-    # the fallback as pseudo-evidence: PRIOR_ADS ads with as many trials as its strength
+    # the fallback as pseudo-evidence: PRIOR_ADS ads with as many trials as its strength;
+    # a group's own evidence then starts from the other groups' (so none counts twice)
     pseudo = PRIOR_ADS * float(fallback_strength)
+    fallback_rho = 1.0 / (fallback_strength + 1.0)
     overall_strength = float(fallback_strength)
     for _ in range(4):                      # the weights depend on the strength they estimate
         numerator, denominator = _spread(n, rates, groups, size, 1.0 / (overall_strength + 1))
-        overall_strength = float(_strength(numerator.sum() + pseudo / (fallback_strength + 1),
+        overall_strength = float(_strength(max(numerator.sum(), 0.0) + pseudo * fallback_rho,
                                            denominator.sum() + pseudo))
-    strength = _strength(numerator + pseudo / (overall_strength + 1), denominator + pseudo)
+    others = 1.0 / (_strength(np.maximum(numerator.sum() - numerator, 0.0)
+                              + pseudo * fallback_rho,
+                              denominator.sum() - denominator + pseudo) + 1.0)
+    strength = _strength(np.maximum(numerator, 0.0) + pseudo * others, denominator + pseudo)
     # means: each ad's rate weighed by its precision about the mean, in trials: its trials
     # while it has few, at most strength + 1 (an ad is one draw from its group, however
     # long it runs), with pseudo-evidence at the fallback; a group's own mean is drawn

@@ -1,13 +1,15 @@
 """The examination curve: learnt by the rollup from impressions and views by position
 within each epoch (``bandit.position``), and used to weigh each impression's exposure.
 
-An epoch is a REGEN_INTERVAL_S slice of time by when the event's feed was served (its feed
-id says; an event without one, by its own time): feeds of one epoch come from one set of
-precomputed variants. The rollup counts each epoch's impressions and views by ad and
-position; once an epoch is over (two intervals on, so its events are in), its counts become
-pair counts (a few hundred numbers, whatever the catalogue's size), added to the decayed
-ones, and the curve is fitted again. POSITION_BIAS_EXPONENT, when set, overrides the learnt
-curve with p ** -exponent.
+An epoch is one generation of feeds: from when a regeneration wrote its feeds to when the
+next one did, placed by when the event's feed was served (its feed id says; an event
+without one, by its own time), so the feeds of an epoch come from one set of precomputed
+variants. The rollup counts each epoch's impressions and views by ad and position. Once the
+next generation has run for EPOCH_SETTLE_S (so the epoch's events are in), the epoch's
+counts are set aside (events still arriving start a fresh key, folded later on their own),
+turned into pair counts (a few hundred numbers, whatever the catalogue's size), added to
+the decayed ones exactly once, and the curve is fitted again. POSITION_BIAS_EXPONENT, when
+set, overrides the learnt curve with p ** -exponent.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 WIDTH = 2 * BINS                 # an ad's epoch row: impressions by bin, then views by bin
 PAIRS_WIDTH = 2 * BINS * BINS    # the pair counts and their squares (bandit.pair_counts)
 IMPRESSION, VIEW = 1, 2          # store type indexes
-EPOCH_TTL_S = 86_400             # an epoch's counts are dropped if never folded
+MIN_SETTLE_S = 120.0             # events lag: device posts, inbox redelivery, reclaims
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,33 @@ def report(store: Store, settings: Settings) -> dict:
             "weights": used.round(5).tolist(), "learnt": learnt}
 
 
-def epoch_of(served_s: float, settings: Settings) -> int:
+def settle_s(settings: Settings) -> float:
+    """How long after the next generation starts an epoch is folded."""
+    return max(MIN_SETTLE_S, 2 * settings.regen_interval_s)
+
+
+def epoch_ttl_s(settings: Settings) -> int:
+    """An epoch's counts are dropped if never folded within this (a stopped rollup)."""
+    return int(max(86_400, 4 * (settings.regen_interval_s + settle_s(settings))))
+
+
+def generations(store: Store, settings: Settings, now: float) -> np.ndarray:
+    """When each regeneration within reach of an event's feed wrote its feeds."""
+    return store.generations(now - settings.event_max_age_s - 2 * settings.regen_interval_s)
+
+
+def epoch_of(served_s: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The epoch (its generation's start, in ms; 0 before the first) of feeds served at
+    ``served_s``, given the generations' ``starts``.
+
+    >>> epoch_of(np.array([5.0, 61.0, 130.5]), np.array([60.0, 120.25])).tolist()
+    [0, 60000, 120250]
     """
-    >>> from config import load_settings
-    >>> epoch_of(125.0, load_settings({}, regen_interval_s=60))
-    2
-    """
-    return int(served_s // settings.regen_interval_s)
+    served_s = np.asarray(served_s, dtype=np.float64)
+    if not len(starts):
+        return np.zeros(len(served_s), dtype=np.int64)
+    at = np.searchsorted(starts, served_s, side="right") - 1
+    return np.where(at >= 0, np.round(starts[np.maximum(at, 0)] * 1000), 0).astype(np.int64)
 
 
 def position_column(type_index: int, position: float) -> int:
@@ -92,16 +114,22 @@ def position_column(type_index: int, position: float) -> int:
     return int(position_bin(np.array([position]))[0]) + 1 + (type_index - 1) * BINS
 
 
-def fold_epochs(store: Store, settings: Settings, now: float,
+def fold_epochs(store: Store, settings: Settings, now: float, starts: np.ndarray,
                 rng: np.random.Generator) -> int:
     """Fold every epoch that is over into the decayed pair counts, then fit the curve again
     and store it. Returns the epochs folded."""
     folded = 0
-    for epoch in store.position_epochs(before=epoch_of(now, settings) - 1):
-        counts = store.epoch_counts(epoch, WIDTH)
-        pairs = pair_counts(counts[:, :BINS], counts[:, BINS:])
-        folded += store.fold_positions(epoch, pairs.ravel().tolist(), now,
-                                       settings.stats_half_life_s)
+    for epoch in store.position_epochs():
+        later = starts[starts * 1000 > epoch]
+        if not len(later) or now - later[0] < settle_s(settings):
+            continue                                          # its generation, or too soon
+        while (state := store.begin_fold(epoch)) > 0:
+            counts = store.folding_counts(epoch, WIDTH)
+            pairs = pair_counts(counts[:, :BINS], counts[:, BINS:])
+            folded += store.fold_positions(epoch, pairs.ravel().tolist(), now,
+                                           settings.stats_half_life_s)
+            if state == 1:
+                break
     if folded:
         learn_curve(store, settings, now, rng)
     return folded

@@ -202,6 +202,8 @@ def run_regenerate(store: Store, settings: Settings, now: float,
     overall = cell_probabilities(store, settings, [GLOBAL_CELL], now, rng)[0]
     chances = {s: round(float(p), 4) for s, p in zip(settings.feed_strategies, overall)}
     store.record_strategy_probabilities(chances, now)
+    if written:
+        store.record_generation(now)
     report = {"cells": cells_total, "written": written, "skipped": len(todo), "ads": ads,
               "duration_s": round(time.perf_counter() - started, 4), "finished_at": now}
     store.record_job("regenerate", report)

@@ -19,7 +19,8 @@ import orjson
 
 from bandit import STRATEGIES, decay_factor
 from config import Settings
-from pipeline.examination import EPOCH_TTL_S, Examination, current, epoch_of, fold_epochs
+from pipeline.examination import (Examination, current, epoch_of, epoch_ttl_s, fold_epochs,
+                                  generations)
 from pipeline.examination import WIDTH as POSITION_WIDTH
 from pipeline.examination import position_column
 from pipeline.feedid import FeedRef, parse_feed_id
@@ -69,9 +70,10 @@ def parse_entry(entry: StreamEntry, secret: bytes) -> Parsed | None:
 
 
 def count_block(store: Store, settings: Settings, entries: list[StreamEntry], now: float,
-                secret: bytes, examination: Examination) -> int:
+                secret: bytes, examination: Examination, starts: np.ndarray) -> int:
     """Count one block of entries and acknowledge it, atomically, impressions weighed by
-    ``examination``. Returns events counted."""
+    ``examination`` and position counts kept by epoch (``starts``: the generations').
+    Returns events counted."""
     parsed: list[Parsed] = []
     rows: list[RollupRow] = []
     for entry in entries:
@@ -87,11 +89,11 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     impression = np.array([e.type_index == IMPRESSION for e in parsed], dtype=bool)
     decay = decay_factor(now - ts, settings.stats_half_life_s)
     weights = np.where(impression, decay * examination.weights(positions), decay).tolist()
-    for e, weight in zip(parsed, weights):
+    served = np.array([e.ts if e.feed is None else e.feed.served_ms / 1000 for e in parsed])
+    epochs = epoch_of(served, starts).tolist()
+    for e, weight, served_s, epoch in zip(parsed, weights, served.tolist(), epochs):
         feed = e.feed
         column = position_column(e.type_index, e.position)
-        served_s = e.ts if feed is None else feed.served_ms / 1000
-        epoch = epoch_of(served_s, settings)
         # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
         # credits no strategy (the evaluation's default attribution window is the same)
         if feed is None or e.ts - served_s > settings.event_max_age_s:
@@ -101,7 +103,7 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
             rows.append(RollupRow(e.entry_id, e.ad_id, e.type_index, e.day, weight, feed.cell,
                                   feed.strategy, feed.feed_id, day_of(served_s), column, epoch))
     return store.apply_rollup(rows, now, settings.stats_half_life_s, STRATEGIES,
-                              CREDITED_TTL_S, POSITION_WIDTH, EPOCH_TTL_S)
+                              CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings))
 
 
 def count_served(store: Store, settings: Settings, now: float, secret: bytes) -> int:
@@ -136,6 +138,7 @@ def run_rollup(store: Store, settings: Settings, now: float,
     consumer = consumer or consumer_name()
     secret = store.feed_id_secret()
     examination = current(store, settings)
+    starts = generations(store, settings, now)
     recovered = sweep_inbox(store, settings, now)
     store.ensure_group()
     counted = 0
@@ -143,12 +146,12 @@ def run_rollup(store: Store, settings: Settings, now: float,
     reclaimed = len(entries)
     for _ in range(MAX_BLOCKS):
         if entries:
-            counted += count_block(store, settings, entries, now, secret, examination)
+            counted += count_block(store, settings, entries, now, secret, examination, starts)
         entries = store.read_new(consumer, settings.rollup_batch)
         if not entries:
             break
     served = count_served(store, settings, now, secret)
-    folded = fold_epochs(store, settings, now, rng or np.random.default_rng())
+    folded = fold_epochs(store, settings, now, starts, rng or np.random.default_rng())
     expired = store.drop_expired(now)
     store.trim_events(int((now - settings.events_retention_s) * 1000))
     report = {"counted": counted, "reclaimed": reclaimed, "recovered_events": recovered,

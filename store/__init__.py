@@ -163,6 +163,7 @@ class Keys:
     events = "{ev}:events"
     decayed = "{ev}:decayed"            # ad -> decayed evidence
     position_epochs = "{ev}:positions:epochs"   # epoch keys -> when last added to
+    generations = "regen:generations"           # when each regeneration wrote its feeds
     position_pairs = "{ev}:position-pairs"      # "pairs" -> decayed pair counts
     position_curve = "position:curve"           # the learnt examination curve (JSON)
     strategies = "{ev}:strategies"      # cell (or "*") -> decayed served feeds and applies
@@ -212,8 +213,13 @@ class Keys:
 
     @staticmethod
     def position_epoch(epoch: int) -> str:
-        """An epoch's impressions and views by ad and position."""
+        """An epoch's impressions and views by ad and position (epoch: the generation's
+        start, in ms)."""
         return f"{{ev}}:positions:{epoch}"
+
+    @staticmethod
+    def position_folding(epoch: int) -> str:
+        return f"{{ev}}:positions:{epoch}:folding"
 
     @staticmethod
     def priors(model: str) -> str:
@@ -247,6 +253,7 @@ class Store:
         self._nearby = client.register_script(scripts.NEARBY)
         self._append_served = client.register_script(scripts.APPEND_SERVED)
         self._drop_expired = client.register_script(scripts.DROP_EXPIRED)
+        self._begin_fold = client.register_script(scripts.BEGIN_FOLD)
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
 
     @classmethod
@@ -528,23 +535,40 @@ class Store:
             values.extend(self.r.hmget(Keys.decayed, list(ad_ids[i:i + chunk])))
         return Decayed.parse(values, len(EVIDENCE_FIELDS))
 
-    def position_epochs(self, before: int) -> list[int]:
-        """The epochs with position counts not folded yet, older than ``before``."""
+    def position_epochs(self) -> list[int]:
+        """The epochs with position counts not folded yet, oldest first."""
         prefix = len(Keys.position_epoch(0)) - 1
-        epochs = [int(k[prefix:]) for k in self.r.zrange(Keys.position_epochs, 0, -1)]
-        return sorted(e for e in epochs if e < before)
+        return sorted(int(k[prefix:]) for k in self.r.zrange(Keys.position_epochs, 0, -1))
 
-    def epoch_counts(self, epoch: int, width: int, chunk: int = 10_000) -> np.ndarray:
-        """An epoch's impressions and views by position, a row per ad (width columns)."""
-        values = [v for _, v in self.r.hscan_iter(Keys.position_epoch(epoch), count=chunk)]
+    def begin_fold(self, epoch: int) -> int:
+        """Set an epoch's counts aside for folding (``scripts.BEGIN_FOLD``)."""
+        return int(self._begin_fold(keys=[Keys.position_epoch(epoch),
+                                          Keys.position_folding(epoch)]))
+
+    def folding_counts(self, epoch: int, width: int, chunk: int = 10_000) -> np.ndarray:
+        """An epoch's set-aside impressions and views by position, a row per ad."""
+        values = [v for _, v in self.r.hscan_iter(Keys.position_folding(epoch), count=chunk)]
         return Decayed.parse(values, width).values
 
     def fold_positions(self, epoch: int, pairs: Sequence[float], now: float,
                        half_life_s: float) -> bool:
-        """Add an epoch's pair counts to the decayed ones and drop the epoch, once."""
-        keys = [Keys.position_epoch(epoch), Keys.position_pairs, Keys.position_epochs]
+        """Add an epoch's set-aside pair counts to the decayed ones and drop them, once."""
+        keys = [Keys.position_folding(epoch), Keys.position_pairs, Keys.position_epochs,
+                Keys.position_epoch(epoch)]
         args = [repr(now), repr(half_life_s), len(pairs), *map(repr, pairs)]
         return bool(self._fold_positions(keys=keys, args=args))
+
+    def record_generation(self, now: float, keep: int = 10_000) -> None:
+        """A regeneration wrote its feeds at ``now``: the start of a position epoch."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zadd(Keys.generations, {repr(now): now})
+            p.zremrangebyrank(Keys.generations, 0, -keep - 1)
+            p.execute()
+
+    def generations(self, since: float) -> np.ndarray:
+        """When each regeneration since ``since`` wrote its feeds, oldest first."""
+        return np.array([s for _, s in self.r.zrangebyscore(Keys.generations, since, "+inf",
+                                                            withscores=True)])
 
     def position_pairs(self, width: int) -> Decayed:
         """The decayed pair counts, as last updated, and when."""

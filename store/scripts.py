@@ -174,21 +174,31 @@ redis.call('SET', KEYS[1], ARGV[2])
 return n
 """
 
-# Fold one complete epoch of position counts into the decayed pair counts, once: the step
-# applies only if the epoch's key is still there, and deletes it.
-# KEYS: epoch key, pairs hash, the position epochs' set
+# Set an epoch's position counts aside for folding: events still arriving for the epoch
+# start a fresh key, so nothing counted after the fold read them is lost with it.
+# KEYS: epoch key, its folding key
+# Returns 2 if a fold of the epoch was left unfinished (finish that first), 1 if set aside,
+# 0 if there is nothing to fold.
+BEGIN_FOLD = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 2 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+"""
+
+# Fold an epoch's set-aside position counts into the decayed pair counts, once: the step
+# applies only if the folding key is still there, and deletes it; the epoch leaves the set
+# of epochs to fold unless new counts came in meanwhile.
+# KEYS: folding key, pairs hash, the position epochs' set, epoch key
 # ARGV: now, half_life, width, then the epoch's pair counts (width numbers)
 # Returns 1 if folded, 0 if another run had folded it.
 FOLD_POSITIONS = DECAY_LIB + """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[3], KEYS[1])
-  return 0
-end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local adds = {}
 for i = 4, #ARGV do adds[i - 3] = tonumber(ARGV[i]) end
 decayed_add(KEYS[2], 'pairs', tonumber(ARGV[3]), adds, tonumber(ARGV[1]), tonumber(ARGV[2]))
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[3], KEYS[1])
+if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('ZREM', KEYS[3], KEYS[4]) end
 return 1
 """
 

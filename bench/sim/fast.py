@@ -31,6 +31,7 @@ from bandit.position import (BINS, PositionCurve, effective_pairs, fit_curve, pa
 from bandit.posterior import AdPosterior
 from bench.sim.world import Outcomes, World, top_valid
 from config import Settings
+from pipeline.examination import settle_s
 from pipeline.regenerate import STRATEGY_DRAWS, candidate_radius_km, prior_spec
 
 START = 1_800_000_000.0  # the simulated clock's start (epoch seconds)
@@ -185,7 +186,7 @@ class Twin:
         n, s = len(world), len(self.strategies)
         self.evidence = Decayed(np.zeros((4, n)), START)
         self.epoch = np.zeros((2, n, BINS))     # this epoch's impressions and views by bin
-        self.ended = np.zeros((2, n, BINS))     # the last epoch's, folded at the next end
+        self.ended: list[tuple[float, np.ndarray]] = []   # epochs over: (end, counts)
         self.pairs = Decayed(np.zeros((2, BINS, BINS)), START)
         self.curve = PositionCurve.prior().curve   # the learnt examination curve
         self.strategy_sums = Decayed(np.zeros((len(cells) + 1, 2 * s)), START)  # last: global
@@ -215,11 +216,14 @@ class Twin:
         return Evidence(*self.evidence.at(now, self.settings.stats_half_life_s))
 
     def learn_priors(self, now: float) -> PriorRates:
+        """The regeneration's empirical-Bayes priors, from the live ads (its snapshot's)."""
         if self.policy.plain:
             return self.rates
         s = self.settings
-        self.rates = empirical_rates(self.current_evidence(now), self.world.category,
-                                     s.reward_model, s.save_weight, self.prior)
+        live = self.live(now)
+        evidence = Evidence(*self.evidence.at(now, s.stats_half_life_s)[:, live])
+        self.rates = empirical_rates(evidence, self.world.category[live], s.reward_model,
+                                     s.save_weight, self.prior)
         return self.rates
 
     def ad_posterior(self, now: float) -> AdPosterior:
@@ -340,12 +344,19 @@ class Twin:
                                 for mask in (impressed, viewed)]).reshape(2, n, BINS)
 
     def fold_epoch(self, now: float) -> None:
-        """At the end of an epoch (a regeneration), the epoch before it is over (its events
-        are in): its pairs join the decayed ones, and the examination curve is fitted again,
-        as ``pipeline.examination.fold_epochs`` does."""
-        self.pairs.add(now, self.settings.stats_half_life_s, pair_counts(*self.ended))
-        self.ended, self.epoch = self.epoch, np.zeros_like(self.epoch)
-        self.curve = fit_curve(effective_pairs(self.pairs.at(now, self.settings.stats_half_life_s)))
+        """At a regeneration an epoch ends; those that ended at least ``settle_s`` ago are
+        folded: their pairs join the decayed ones, and the examination curve is fitted
+        again, as ``pipeline.examination.fold_epochs`` does."""
+        s = self.settings
+        self.ended.append((now, self.epoch))
+        self.epoch = np.zeros_like(self.epoch)
+        due = [counts for end, counts in self.ended if now - end >= settle_s(s)]
+        if not due:
+            return
+        self.ended = [(end, counts) for end, counts in self.ended if now - end < settle_s(s)]
+        for counts in due:
+            self.pairs.add(now, s.stats_half_life_s, pair_counts(*counts))
+        self.curve = fit_curve(effective_pairs(self.pairs.at(now, s.stats_half_life_s)))
 
 
     def rollup(self, cell: np.ndarray, served: Served, outcomes: Outcomes, served_at: np.ndarray,

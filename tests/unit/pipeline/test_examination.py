@@ -37,10 +37,12 @@ def shown(ad: str, position: int, feed: str, impressions: int, views: int) -> li
 
 def test_an_epoch_is_folded_once_it_is_over_and_the_curve_weighs_later_impressions(
         fake_store, rng):
-    """30 ads, each shown at positions 1 and 2 in one epoch's feeds and viewed half as often
-    at 2: two epochs on, the rollup folds that epoch and learns b(2) near 0.5; an impression
-    at position 2 then counts for about half an exposure."""
+    """30 ads, each shown at positions 1 and 2 in one generation's feeds and viewed half as
+    often at 2: once the next generation has run for the settling time, the rollup folds
+    that epoch and learns b(2) near 0.5; an impression at position 2 then counts for about
+    half an exposure."""
     settings = load_settings({}, regen_interval_s=60)
+    fake_store.record_generation(NOW - 30)                    # the feeds' generation
     secret = fake_store.feed_id_secret()
     feed = make_feed_id(NOW, "u09tvw", "thompson", rng, secret)
     events = []
@@ -48,9 +50,11 @@ def test_an_epoch_is_folded_once_it_is_over_and_the_curve_weighs_later_impressio
         events += shown(f"ad{i}", 1, feed, 10, 6) + shown(f"ad{i}", 2, feed, 10, 3)
     send(fake_store, settings, events, NOW)
     report = run_rollup(fake_store, settings, NOW, rng=rng)
-    assert report["position_epochs_folded"] == 0              # the epoch is not over yet
+    assert report["position_epochs_folded"] == 0              # its generation still serves
     assert stored_curve(fake_store)[1] is None
-    report = run_rollup(fake_store, settings, NOW + 150, rng=rng)
+    fake_store.record_generation(NOW + 30)                    # the next one
+    assert run_rollup(fake_store, settings, NOW + 140, rng=rng)["position_epochs_folded"] == 0
+    report = run_rollup(fake_store, settings, NOW + 150, rng=rng)   # 120 s settled
     assert report["position_epochs_folded"] == 1
     curve, learnt_at = stored_curve(fake_store)
     assert learnt_at == NOW + 150
@@ -58,6 +62,7 @@ def test_an_epoch_is_folded_once_it_is_over_and_the_curve_weighs_later_impressio
     assert curve.low[1] < curve.curve[1] < curve.high[1]
     assert curve.comparisons > 100
     assert run_rollup(fake_store, settings, NOW + 200, rng=rng)["position_epochs_folded"] == 0
+    assert fake_store.position_epochs() == []
     send(fake_store, settings, [Event("late", "new", "impression", NOW + 200, position=2)],
          NOW + 200)
     run_rollup(fake_store, settings, NOW + 200, rng=rng)

@@ -80,18 +80,18 @@ def in_category(ads: list, category: str) -> list:
 
 
 def test_a_new_ad_starts_from_the_rate_of_its_category(fake_store, rng):
-    """60 care ads at 8 % and 60 logistics ads at 1 % (applies per impression, 200
+    """100 care ads at 8 % and 100 logistics ads at 1 % (applies per impression, 200
     impressions each, written as the rollup would): a new ad of each starts near its
     category's rate, one of a category never seen near the rate of all ads; each with the
     prior strength the regeneration learnt. (A weak configured prior, PRIOR_STRENGTH 5, so
     that this much evidence outweighs it.)"""
     settings = load_settings({}, reward_model="direct", prior_strength=5.0)
     upsert_ads(fake_store, settings,
-               in_category(ads_around(*PARIS, 60, 1.0, rng, prefix="care-"), "care")
-               + in_category(ads_around(*PARIS, 60, 1.0, rng, prefix="log-"), "logistics"))
+               in_category(ads_around(*PARIS, 100, 1.0, rng, prefix="care-"), "care")
+               + in_category(ads_around(*PARIS, 100, 1.0, rng, prefix="log-"), "logistics"))
     fake_store.r.hset(Keys.decayed, mapping={
-        **{f"care-{i}": f"{NOW!r} 200 0 0 16" for i in range(60)},
-        **{f"log-{i}": f"{NOW!r} 200 0 0 2" for i in range(60)}})
+        **{f"care-{i}": f"{NOW!r} 200 0 0 16" for i in range(100)},
+        **{f"log-{i}": f"{NOW!r} 200 0 0 2" for i in range(100)}})
     fake_store.mark_active({geo.encode(*PARIS, settings.geohash_precision): NOW})
     run_regenerate(fake_store, settings, NOW, rng)             # learns the category priors
     new = ads_around(*PARIS, 1, 1.0, rng, prefix="new-")[0]

@@ -337,25 +337,54 @@ def test_ad_summaries_of_a_long_list_are_read_in_bounded_chunks(fake_store: Stor
 
 
 def test_rollup_counts_positions_by_epoch_and_each_epoch_is_folded_once(fake_store: Store):
-    entries = rolled_entries(fake_store, 5, "p1")
+    entries = rolled_entries(fake_store, 6, "p1")
     rows = [RollupRow(entries[0].entry_id, "ad1", 1, "2027-01-15", position_column=1, epoch=7),
             RollupRow(entries[1].entry_id, "ad1", 1, "2027-01-15", position_column=2, epoch=7),
             RollupRow(entries[2].entry_id, "ad1", 2, "2027-01-15", position_column=14, epoch=7),
             RollupRow(entries[3].entry_id, "ad2", 1, "2027-01-15", position_column=1, epoch=8),
             RollupRow(entries[4].entry_id, "ad2", 4, "2027-01-15")]         # no position
     assert fake_store.apply_rollup(rows, NOW, 3600.0, ("thompson",), position_width=24) == 5
-    assert fake_store.position_epochs(before=8) == [7]
-    assert fake_store.position_epochs(before=100) == [7, 8]
-    counts = fake_store.epoch_counts(7, 24)
-    assert counts.tolist() == [[1, 1] + [0] * 11 + [1] + [0] * 10]       # ad1 only
+    assert fake_store.position_epochs() == [7, 8]
     assert 0 < fake_store.r.ttl(Keys.position_epoch(7)) <= 86_400
+    assert fake_store.begin_fold(7) == 1                      # set aside ...
+    late = [RollupRow(entries[5].entry_id, "ad3", 1, "2027-01-15", position_column=3, epoch=7)]
+    fake_store.apply_rollup(late, NOW, 3600.0, ("thompson",), position_width=24)
+    counts = fake_store.folding_counts(7, 24)                 # ... so a late event is not in it
+    assert counts.tolist() == [[1, 1] + [0] * 11 + [1] + [0] * 10]       # ad1 only
     pairs = [0.0] * 287 + [2.0]
     assert fake_store.fold_positions(7, pairs, NOW, 3600.0)
     assert not fake_store.fold_positions(7, pairs, NOW, 3600.0)          # once
-    assert fake_store.position_epochs(before=100) == [8]
     folded = fake_store.position_pairs(288)
     assert folded.updated_at[0] == NOW and folded.values[0].tolist() == pairs
-    assert fake_store.epoch_counts(7, 24).shape == (0, 24)
+    assert fake_store.position_epochs() == [7, 8]             # the late event's epoch 7 waits
+    assert fake_store.begin_fold(7) == 1
+    assert fake_store.folding_counts(7, 24).tolist() == [[0, 0, 1] + [0] * 21]
+    assert fake_store.fold_positions(7, pairs, NOW, 3600.0)
+    assert fake_store.position_epochs() == [8]
+    assert fake_store.begin_fold(7) == 0                      # nothing left
+
+
+def test_a_fold_left_unfinished_is_finished_first(fake_store: Store):
+    entries = rolled_entries(fake_store, 2, "p2")
+    fake_store.apply_rollup([RollupRow(entries[0].entry_id, "ad1", 1, "2027-01-15",
+                                       position_column=1, epoch=9)], NOW, 3600.0,
+                            ("thompson",), position_width=24)
+    assert fake_store.begin_fold(9) == 1                      # and the folding process died
+    fake_store.apply_rollup([RollupRow(entries[1].entry_id, "ad2", 1, "2027-01-15",
+                                       position_column=2, epoch=9)], NOW, 3600.0,
+                            ("thompson",), position_width=24)
+    assert fake_store.begin_fold(9) == 2                      # the set-aside counts first
+    assert fake_store.folding_counts(9, 24).tolist() == [[1] + [0] * 23]
+    assert fake_store.fold_positions(9, [0.0] * 288, NOW, 3600.0)
+    assert fake_store.begin_fold(9) == 1
+    assert fake_store.folding_counts(9, 24).tolist() == [[0, 1] + [0] * 22]
+
+
+def test_generations_are_kept_in_order_and_capped(fake_store: Store):
+    for t in (NOW, NOW + 60, NOW + 120):
+        fake_store.record_generation(t, keep=2)
+    assert fake_store.generations(0).tolist() == [NOW + 60, NOW + 120]
+    assert fake_store.generations(NOW + 100).tolist() == [NOW + 120]
 
 
 def test_the_position_curve_is_stored_whole(fake_store: Store):
