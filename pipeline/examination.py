@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 WIDTH = 2 * BINS                 # an ad's epoch row: impressions by bin, then views by bin
 PAIRS_WIDTH = 2 * BINS * BINS    # the pair counts and their squares (bandit.pair_counts)
 IMPRESSION, VIEW = 1, 2          # store type indexes
-MIN_SETTLE_S = 120.0             # events lag: device posts, inbox redelivery, reclaims
+SETTLE_MARGIN_S = 30.0           # device posts and inbox redelivery lag behind serving
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,11 @@ def report(store: Store, settings: Settings) -> dict:
 
 
 def settle_s(settings: Settings) -> float:
-    """How long after the next generation starts an epoch is folded."""
-    return max(MIN_SETTLE_S, 2 * settings.regen_interval_s)
+    """How long after the next generation starts an epoch is folded: long enough for its
+    events to be posted and rolled up. A straggler after that is not lost: it starts a
+    fresh key for its epoch, folded later on its own (only its pairing with the epoch's
+    other counts is). Waiting longer would leave the curve behind for longer."""
+    return 2 * settings.rollup_interval_s + SETTLE_MARGIN_S
 
 
 def epoch_ttl_s(settings: Settings) -> int:

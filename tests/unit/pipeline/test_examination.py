@@ -53,8 +53,8 @@ def test_an_epoch_is_folded_once_it_is_over_and_the_curve_weighs_later_impressio
     assert report["position_epochs_folded"] == 0              # its generation still serves
     assert stored_curve(fake_store)[1] is None
     fake_store.record_generation(NOW + 30)                    # the next one
-    assert run_rollup(fake_store, settings, NOW + 140, rng=rng)["position_epochs_folded"] == 0
-    report = run_rollup(fake_store, settings, NOW + 150, rng=rng)   # 120 s settled
+    assert run_rollup(fake_store, settings, NOW + 70, rng=rng)["position_epochs_folded"] == 0
+    report = run_rollup(fake_store, settings, NOW + 150, rng=rng)   # 2 x 10 s + 30 s settled
     assert report["position_epochs_folded"] == 1
     curve, learnt_at = stored_curve(fake_store)
     assert learnt_at == NOW + 150
