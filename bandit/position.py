@@ -132,17 +132,11 @@ class PositionCurve:
     def weights(self, positions: np.ndarray) -> np.ndarray:
         """How much an impression at each position counts (unknown positions: fully).
 
-        >>> PositionCurve.flat().weights(np.array([1, 7, 0])).tolist()
-        [1.0, 1.0, 1.0]
+        >>> PositionCurve.prior().weights(np.array([1, 2, 0])).tolist()
+        [1.0, 0.5, 1.0]
         """
         bins = position_bin(positions)
         return np.where(bins >= 0, self.curve[np.maximum(bins, 0)], 1.0)
-
-    @classmethod
-    def flat(cls) -> PositionCurve:
-        """Every position examined alike."""
-        ones = np.ones(BINS)
-        return cls(ones, ones, ones, 0.0)
 
     @classmethod
     def prior(cls) -> PositionCurve:

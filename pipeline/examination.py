@@ -23,13 +23,13 @@ from bandit.position import (BIN_LABELS, BINS, PositionCurve, pair_counts, posit
                              position_curve)
 from config import Settings
 from pipeline.regenerate import decayed_now
-from store import Store
+from store import Store, stat_type_index
 
 log = logging.getLogger(__name__)
 
 WIDTH = 2 * BINS                 # an ad's epoch row: impressions by bin, then views by bin
 PAIRS_WIDTH = 2 * BINS * BINS    # the pair counts and their squares (bandit.pair_counts)
-IMPRESSION, VIEW = 1, 2          # store type indexes
+IMPRESSION, VIEW = stat_type_index("impression"), stat_type_index("view")
 SETTLE_MARGIN_S = 30.0           # device posts and inbox redelivery lag behind serving
 
 
@@ -105,16 +105,17 @@ def epoch_of(served_s: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.where(at >= 0, np.round(starts[np.maximum(at, 0)] * 1000), 0).astype(np.int64)
 
 
-def position_column(type_index: int, position: float) -> int:
-    """The 1-based column an event adds to in its ad's epoch row: impressions then views by
-    position bin; 0 for other events and unknown positions.
+def position_columns(type_index: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The 1-based column each event adds to in its ad's epoch row: impressions then views
+    by position bin; 0 for other events and unknown positions.
 
-    >>> position_column(1, 3), position_column(2, 3), position_column(4, 3), position_column(1, 0)
-    (3, 15, 0, 0)
+    >>> position_columns(np.array([1, 2, 4, 1]), np.array([3, 3, 3, 0])).tolist()
+    [3, 15, 0, 0]
     """
-    if type_index not in (IMPRESSION, VIEW) or position < 1:
-        return 0
-    return int(position_bin(np.array([position]))[0]) + 1 + (type_index - 1) * BINS
+    type_index = np.asarray(type_index)
+    bins = position_bin(positions)
+    counted = ((type_index == IMPRESSION) | (type_index == VIEW)) & (bins >= 0)
+    return np.where(counted, bins + 1 + (type_index == VIEW) * BINS, 0).astype(np.int64)
 
 
 def fold_epochs(store: Store, settings: Settings, now: float, starts: np.ndarray,

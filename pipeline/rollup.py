@@ -22,7 +22,7 @@ from config import Settings
 from pipeline.examination import (Examination, current, epoch_of, epoch_ttl_s, fold_epochs,
                                   generations)
 from pipeline.examination import WIDTH as POSITION_WIDTH
-from pipeline.examination import position_column
+from pipeline.examination import position_columns
 from pipeline.feedid import FeedRef, parse_feed_id
 from pipeline.ingest import sweep_inbox
 from store import RollupRow, StreamEntry, Store, consumer_name, stat_type_index
@@ -86,14 +86,16 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
             parsed.append(event)
     ts = np.array([e.ts for e in parsed])
     positions = np.array([e.position for e in parsed])
-    impression = np.array([e.type_index == IMPRESSION for e in parsed], dtype=bool)
+    types = np.array([e.type_index for e in parsed], dtype=np.int64)
+    impression = types == IMPRESSION
     decay = decay_factor(now - ts, settings.stats_half_life_s)
     weights = np.where(impression, decay * examination.weights(positions), decay).tolist()
     served = np.array([e.ts if e.feed is None else e.feed.served_ms / 1000 for e in parsed])
     epochs = epoch_of(served, starts).tolist()
-    for e, weight, served_s, epoch in zip(parsed, weights, served.tolist(), epochs):
+    columns = position_columns(types, positions).tolist()
+    for e, weight, served_s, epoch, column in zip(parsed, weights, served.tolist(), epochs,
+                                                  columns):
         feed = e.feed
-        column = position_column(e.type_index, e.position)
         # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
         # credits no strategy (the evaluation's default attribution window is the same)
         if feed is None or e.ts - served_s > settings.event_max_age_s:
