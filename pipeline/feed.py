@@ -110,14 +110,17 @@ def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                rng: np.random.Generator, cache: FeedCache | None, served: ServingLog,
                excluded: set[str] | None = None, secret: bytes | None = None) -> ServedFeed:
-    """The ordered ads for a point. A cached cell costs no Redis round trip (one to read the
-    user's excluded ads when a user_id is given and ``excluded`` is not); an uncached one a
-    single GET, whatever the size of the catalogue. The served feed is logged through
-    ``served``. ``secret`` signs the feed id (serving processes keep it: else it is read)."""
+    """The ordered ads for a point. A cached cell costs no Redis round trip; an uncached one
+    a single GET, whatever the size of the catalogue. With a user_id and no ``excluded``, one
+    more round trip keeps the point as the user's last location and reads their excluded
+    ads (given ``excluded``, the caller read the user's context, location included). The
+    served feed is logged through ``served``. ``secret`` signs the feed id (serving
+    processes keep it: else it is read)."""
     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)
     feed, outcome = load_cell(store, settings, cell, now, rng, cache)
     if excluded is None:
-        excluded = store.excluded_ads(req.user_id) if req.user_id else set()
+        excluded = (store.locate_user(req.user_id, location_text(req.lat, req.lon))
+                    if req.user_id else set())
     pick = pick_order(feed, rng)
     order = pick.order
     dot = feed.xyz[order] @ geo.unit_vector(req.lat, req.lon)
@@ -135,8 +138,7 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     served.add({"feed_id": feed_id, "ts": now, "cell": cell, "strategy": pick.strategy,
                 "propensity": pick.propensity, "variant": pick.variant,
                 "generated_at": feed.generated_at, "cache": outcome,
-                "user_id": req.user_id or "", "ads": " ".join(ad_ids)},
-               cell, now, req.user_id, location_text(req.lat, req.lon) if req.user_id else None)
+                "user_id": req.user_id or "", "ads": " ".join(ad_ids)}, cell, now)
     ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (feed.cards.raw(i), p, km)
                          for p, (i, km) in enumerate(zip(chosen, chosen_km), start=1))
     return ServedFeed(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,

@@ -7,9 +7,10 @@ waiting on Redis.
   non-blocking read), so a cell rebuilt, or voided by an ad deleted or moved, is dropped
   before the next request that could use it. While the subscription is down nothing is
   cached.
-- ``ServingLog`` buffers served feeds, active cells and users' last locations, and a
-  background thread writes them every SERVED_FLUSH_S in one round trip. A process that dies
-  loses at most that interval's log entries (never events or counters).
+- ``ServingLog`` buffers served feeds and active cells, and a background thread writes them
+  every SERVED_FLUSH_S in one round trip. A process that dies loses at most that interval's
+  log entries (never events or counters). Users' last locations are not buffered: the feed
+  writes them at once, so the user's next request sees them.
 """
 from __future__ import annotations
 
@@ -130,17 +131,13 @@ class ServingLog:
         self._served: list[dict] = []
         self._chunks: list[tuple[str, list[dict]]] = []   # failed writes, retried with their id
         self._active: dict[str, float] = {}
-        self._locations: dict[str, str] = {}
         self._flusher_pid = -1
 
-    def add(self, entry: Mapping[str, str | float | int], cell: str, now: float,
-            user_id: str | None = None, location: str | None = None) -> None:
+    def add(self, entry: Mapping[str, str | float | int], cell: str, now: float) -> None:
         self._ensure_flusher()
         with self._lock:
             self._served.append(dict(entry))
             self._active[cell] = now
-            if user_id is not None and location is not None:
-                self._locations[user_id] = location
             self._bound()
 
     def flush(self) -> int:
@@ -150,25 +147,24 @@ class ServingLog:
         with self._lock:
             chunks = self._chunks + [(uuid.uuid4().hex, self._served[i:i + FLUSH_CHUNK])
                                      for i in range(0, len(self._served), FLUSH_CHUNK)]
-            active, locations = self._active, self._locations
-            self._served, self._chunks, self._active, self._locations = [], [], {}, {}
-        if not chunks and (active or locations):
+            active = self._active
+            self._served, self._chunks, self._active = [], [], {}
+        if not chunks and active:
             chunks = [(uuid.uuid4().hex, [])]
         written = 0
         for i, (flush_id, chunk) in enumerate(chunks):
             try:
-                self.store.record_serving(chunk, active, locations, self.maxlen, flush_id)
+                self.store.record_serving(chunk, active, self.maxlen, flush_id)
             except redis.RedisError as exc:
                 with self._lock:
                     self._chunks[:0] = chunks[i:]
                     self._active = {**active, **self._active}
-                    self._locations = {**locations, **self._locations}
                     self._bound()
                 log.warning("serving log: flush failed (%s); %d entries kept",
                             type(exc).__name__, sum(len(c) for _, c in chunks[i:]))
                 break
             written += len(chunk)
-            active, locations = {}, {}
+            active = {}
         return written
 
     def _bound(self) -> None:

@@ -37,6 +37,7 @@ SUMMARY_CHUNK = 20_000          # ads read by one HMGET of ads:summary
 STRATEGY_HISTORY_LEN = 20_000   # regenerations kept: two weeks at one a minute
 GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
 FLUSH_MARKER_TTL_S = 3600  # a served-feed flush retried within this is recognised
+LOCATION_TTL_S = 30 * 86_400  # a user's last location is forgotten this long after their last feed
 
 
 StaleCells = Callable[[list[tuple[float, float]]], Iterable[str]]
@@ -780,21 +781,31 @@ class Store:
         """Ads the user applied to or hid: never shown to them again."""
         return {_s(a) for a in self.r.zrange(Keys.user_excluded(user_id), 0, -1)}
 
-    def user_context(self, user_id: str) -> tuple[str | None, set[str]]:
-        """The user's last location ("lat,lon") and excluded ads, in one round trip."""
+    def locate_user(self, user_id: str, location: str) -> set[str]:
+        """Keep ``location`` ("lat,lon") as the user's last one and read their excluded ads,
+        in one round trip: the user's next request, on any process, already sees it."""
         with self.r.pipeline(transaction=False) as p:
-            p.get(Keys.user_location(user_id))
+            p.set(Keys.user_location(user_id), location, ex=LOCATION_TTL_S)
+            p.zrange(Keys.user_excluded(user_id), 0, -1)
+            _, excluded = p.execute()
+        return {_s(a) for a in excluded}
+
+    def user_context(self, user_id: str) -> tuple[str | None, set[str]]:
+        """The user's last location ("lat,lon"), kept LOCATION_TTL_S longer since they are
+        served there again, and their excluded ads, in one round trip."""
+        with self.r.pipeline(transaction=False) as p:
+            p.getex(Keys.user_location(user_id), ex=LOCATION_TTL_S)
             p.zrange(Keys.user_excluded(user_id), 0, -1)
             location, excluded = p.execute()
         return _s(location), {_s(a) for a in excluded}
 
     def record_serving(self, served: Sequence[Mapping[str, str | float | int]],
-                       active: Mapping[str, float], locations: Mapping[str, str],
-                       maxlen: int, flush_id: str | None = None) -> None:
+                       active: Mapping[str, float], maxlen: int,
+                       flush_id: str | None = None) -> None:
         """Write what serving buffered, in one round trip: served feeds to the ``served``
         stream (entries with the same fields, in order; once per ``flush_id``, so a retry
-        of a write that happened adds nothing), cells to ``cells:active``, users' last
-        locations."""
+        of a write that happened adds nothing) and cells to ``cells:active``. (Users' last
+        locations are not buffered: ``locate_user`` writes them as they are served.)"""
         with self.r.pipeline(transaction=False) as p:
             if served:
                 names = list(served[0])
@@ -805,8 +816,6 @@ class Store:
                 self._append_served(keys=[Keys.served, marker], args=args, client=p)
             if active:
                 p.zadd(Keys.cells_active, dict(active), gt=True)   # a late flush never ages a cell
-            for user_id, location in locations.items():
-                p.set(Keys.user_location(user_id), location, ex=30 * 86_400)
             p.execute()
 
     def served_feed(self, feed_id: str, around_ms: int, window_ms: int = 60_000,
@@ -927,7 +936,7 @@ def stat_type_index(event_type: str) -> int:
 
 
 __all__ = ["Store", "Keys", "StreamEntry", "Unrolled", "AdRow", "RollupRow", "Decayed",
-           "UserMemory", "NO_EXPIRY",
+           "UserMemory", "NO_EXPIRY", "LOCATION_TTL_S",
            "EVENT_TYPES", "STAT_FIELDS", "EVIDENCE_FIELDS", "GLOBAL_CELL", "consumer_name",
            "float_rows",
            "stat_type_index"]

@@ -100,15 +100,14 @@ def test_the_cache_stays_within_its_byte_budget_dropping_the_least_recent(fake_s
     assert cache.get("huge") is None
 
 
-def test_the_serving_log_writes_feeds_cells_and_locations_in_one_flush(fake_store):
+def test_the_serving_log_writes_feeds_and_cells_in_one_flush(fake_store):
     log = ServingLog(fake_store, 1000, flush_s=None)
-    log.add({"feed_id": "f1", "ads": "a"}, "u33dc0", 10.0, "u1", "52.5,13.4")
+    log.add({"feed_id": "f1", "ads": "a"}, "u33dc0", 10.0)
     log.add({"feed_id": "f2", "ads": "b"}, "u33dc0", 11.0)
     assert fake_store.r.xlen(Keys.served) == 0
     assert log.flush() == 2
     assert fake_store.r.xlen(Keys.served) == 2
     assert fake_store.r.zscore(Keys.cells_active, "u33dc0") == 11.0
-    assert fake_store.user_location("u1") == "52.5,13.4"
     assert log.flush() == 0
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from store import NO_EXPIRY, AdRow, Keys, RollupRow, Store, UserMemory, float_rows
+from store import LOCATION_TTL_S, NO_EXPIRY, AdRow, Keys, RollupRow, Store, UserMemory, float_rows
 from tests.conftest import NOW
 
 
@@ -142,18 +142,30 @@ def test_excluded_ads_are_read_per_user_with_their_location_in_one_call(fake_sto
     assert fake_store.excluded_ads("u1") == {"a1", "a2"}
     assert fake_store.excluded_ads("u2") == set()
     assert 0 < fake_store.r.ttl(Keys.user_excluded("u1")) <= 60
-    fake_store.record_serving([], {}, {"u1": "52.5,13.4"}, 1000)
+    assert fake_store.locate_user("u1", "52.5,13.4") == {"a1", "a2"}
     assert fake_store.user_context("u1") == ("52.5,13.4", {"a1", "a2"})
     assert fake_store.user_context("u2") == (None, set())
+    assert not fake_store.r.exists(Keys.user_location("u2"))
 
 
-def test_recorded_serving_logs_feeds_marks_cells_and_locations(fake_store: Store):
+def test_a_location_is_kept_for_its_ttl_from_the_users_last_feed(fake_store: Store):
+    """Written with the exclusions' read, and kept LOCATION_TTL_S longer each time the
+    user is served there again (the recommendation from the last known location too)."""
+    assert fake_store.locate_user("u1", "52.5,13.4") == set()
+    assert fake_store.user_location("u1") == "52.5,13.4"
+    assert 0 < fake_store.r.ttl(Keys.user_location("u1")) <= LOCATION_TTL_S
+    fake_store.r.expire(Keys.user_location("u1"), 10)
+    assert fake_store.user_context("u1")[0] == "52.5,13.4"
+    assert fake_store.r.ttl(Keys.user_location("u1")) > LOCATION_TTL_S - 5
+    fake_store.locate_user("u1", "48.8,2.3")
+    assert fake_store.user_location("u1") == "48.8,2.3"
+
+
+def test_recorded_serving_logs_feeds_and_marks_cells(fake_store: Store):
     served_ms = int(time.time() * 1000)       # the served stream's ids carry the real time
     feed_id = f"{served_ms}-00000000000000aa"
-    fake_store.record_serving([{"feed_id": feed_id, "ads": "a b"}],
-                              {"u33dc0": NOW}, {"u1": "52.5,13.4"}, 1000)
+    fake_store.record_serving([{"feed_id": feed_id, "ads": "a b"}], {"u33dc0": NOW}, 1000)
     assert fake_store.active_cells(since=NOW - 1) == ["u33dc0"]
-    assert fake_store.user_location("u1") == "52.5,13.4"
     assert fake_store.served_feed(feed_id, served_ms) == {"feed_id": feed_id, "ads": "a b"}
     assert fake_store.served_feed(f"{served_ms}-00000000000000bb", served_ms) is None
     assert fake_store.served_feed(feed_id, served_ms - 120_000) is None   # outside the window
@@ -274,7 +286,7 @@ def test_rollup_credits_each_feed_once_to_its_strategy_and_cell_and_counts_ctr_p
 
 
 def test_served_feeds_are_counted_once_behind_a_cursor(fake_store: Store):
-    fake_store.record_serving([{"feed_id": f"f{i}", "ads": ""} for i in range(3)], {}, {}, 1000)
+    fake_store.record_serving([{"feed_id": f"f{i}", "ads": ""} for i in range(3)], {}, 1000)
     cursor = fake_store.served_cursor()
     assert cursor == "0-0"
     entries = fake_store.served_after(cursor, 10)

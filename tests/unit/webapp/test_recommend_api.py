@@ -50,16 +50,21 @@ def test_with_a_location_it_is_the_feed_there_for_that_user(client, app, ads):
     assert 0.02 <= body["propensity"] <= 1
 
 
-def test_without_a_location_it_uses_the_last_known_one(client, app, ads):
+def test_without_a_location_it_uses_the_last_known_one_from_the_very_next_request(client, ads):
+    """The location is written with the request that gives it, not with the buffered log:
+    the next request, straight after, already finds it (nothing is flushed here)."""
     assert recommend(client, "u2", lat=AWAY[0], lon=AWAY[1]).status_code == 200
-    flush(app)
     body = recommend(client, "u2").get_json()
     assert body["location_source"] == "last_known" and body["cell"] == geo.encode(*AWAY, 6)
     assert {a["ad_id"] for a in body["ads"]} == {f"away-{i}" for i in range(8)}
     # a feed asked with a user_id moves the user's last known location too
     client.get("/v1/feed", query_string={"lat": HOME[0], "lon": HOME[1], "user_id": "u2"})
-    flush(app)
     assert all(a["ad_id"].startswith("home-") for a in recommend(client, "u2").get_json()["ads"])
+
+
+def test_a_feed_without_a_user_id_stores_no_location(client, ads, keyspace):
+    client.get("/v1/feed", query_string={"lat": HOME[0], "lon": HOME[1]})
+    assert not [k for k in keyspace() if k.startswith(b"user:")]
 
 
 def test_a_user_with_no_known_location_is_a_404(client, ads):
@@ -86,7 +91,6 @@ def test_a_bad_user_id_is_a_400_and_never_a_key(client, ads, keyspace, user_id):
 
 def test_ads_applied_to_or_hidden_never_come_back_to_that_user(client, app, ads):
     recommend(client, "u4", lat=HOME[0], lon=HOME[1])
-    flush(app)
     events = [{"event_id": "a1", "ad_id": "home-0", "type": "apply", "user_id": "u4"},
               {"event_id": "h1", "ad_id": "home-3", "type": "hide", "user_id": "u4"},
               {"event_id": "v1", "ad_id": "home-5", "type": "view", "user_id": "u4"}]
@@ -101,9 +105,10 @@ def test_ads_applied_to_or_hidden_never_come_back_to_that_user(client, app, ads)
 
 def test_the_per_user_work_is_one_round_trip_whatever_the_catalogue(client, app, admin,
                                                                     fake_store, round_trips):
-    """With the cell cached in the web process: the feed with a user_id reads the user's
-    exclusions (one command) and the recommendation without a location reads location and
-    exclusions together (one pipeline), for a catalogue of 20 ads or of 2,000."""
+    """With the cell cached in the web process: the feed with a user_id writes the user's
+    location and reads their exclusions together (one pipeline), and the recommendation
+    without a location reads location and exclusions together (one pipeline), for a
+    catalogue of 20 ads or of 2,000."""
     rng = np.random.default_rng(3)
     fake_store.exclude_for_users({"u6": {f"gone-{i}" for i in range(500)}}, 0.0,
                                  UserMemory(3600))
