@@ -5,34 +5,41 @@ BIN    := $(VENV)/bin
 
 .PHONY: run test test-quick bench clean
 
+# what running needs (make run); the tests and benchmarks add requirements-dev.txt
 $(BIN)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	@echo "Installing what running needs into $(VENV) (requirements.txt; once)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on -r requirements.txt
 	@touch $@
 
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
+	@echo "Installing what the tests and benchmarks need (requirements-dev.txt; once)"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on -r requirements-dev.txt
+	@touch $@
+
+# FRESH=1 forgets the previous run's data and credentials (kept under .run/)
 run: $(BIN)/.installed
-	$(BIN)/python -m devtools.run
+	@$(BIN)/python -m devtools.run $(if $(FRESH),--fresh)
 
 # Debian tools the tests drive, as command:package; installed when missing and run as root
 # (wrk: load test; prometheus, promtool, the Redis exporter: metrics and alert tests;
 # chromium and its driver: the browser tests of /dashboard and /docs)
 TEST_TOOLS := wrk:wrk prometheus:prometheus promtool:prometheus \
 	prometheus-redis-exporter:prometheus-redis-exporter chromium:chromium \
-	chromedriver:chromium-driver
+	chromedriver:chromium-driver docker-compose:docker-compose shellcheck:shellcheck
 
-test: $(BIN)/.installed
+test: $(BIN)/.installed-dev
 	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 		echo "installing$$missing"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	$(BIN)/python -m pytest
 
-test-quick: $(BIN)/.installed
+test-quick: $(BIN)/.installed-dev
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed-dev
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.regen

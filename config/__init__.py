@@ -23,6 +23,13 @@ def _names(value: object) -> object:
     return value
 
 
+def _upper(value: object) -> object:
+    """Log levels in any case: gunicorn and Celery spell them in lower case."""
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                     BeforeValidator(_upper)]
 Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
 Strategies = Annotated[tuple[Strategy, ...], BeforeValidator(_names), Field(min_length=1)]
 
@@ -45,7 +52,11 @@ class Settings(BaseModel):
     dashboard_basic_auth: str | None = Field(None, pattern=r"^[^:]+:.+$")
     local_demo: bool = False
     port: int = Field(8000, ge=1, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # the address the web and Flower listen on; unset: every interface for the web (a
+    # platform routes to it), the loopback only for an unauthenticated local Flower.
+    # ``make run`` sets 127.0.0.1 unless HOST is given.
+    host: str | None = Field(None, pattern=r"^[0-9A-Za-z.:\-\[\]]+$")
+    log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
     # where gunicorn's workers keep their metrics for /metrics to sum (gunicorn.conf.py
     # clears it at start; unset: a temporary directory)

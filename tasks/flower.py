@@ -1,7 +1,7 @@
 """Start Flower behind basic auth. Flower reads FLOWER_BASIC_AUTH and FLOWER_PORT from the
 environment itself, so the credentials never show on a command line. Without
 FLOWER_BASIC_AUTH it refuses to start, unless LOCAL_DEMO is set, and then it listens on
-the loopback address only."""
+the loopback address only. HOST, when set, is the one address it listens on."""
 from __future__ import annotations
 
 import os
@@ -18,7 +18,10 @@ def flower_command() -> list[str]:
         if not settings.local_demo:
             raise SettingsError("FLOWER_BASIC_AUTH is not set (user:password): Flower would "
                                 "be open to anyone; set it, or LOCAL_DEMO=true for a local run")
-        command.append("--address=127.0.0.1")
+        if settings.host is None:
+            command.append("--address=127.0.0.1")
+    if settings.host is not None:
+        command.append(f"--address={settings.host}")
     return command
 
 

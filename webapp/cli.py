@@ -21,7 +21,7 @@ from pipeline.demo import demo_ads
 from pipeline.evaluate import Report, evaluate
 from webapp.ads import ad_record
 from webapp.report import report_cli
-from webapp.runtime import runtime
+from webapp.command_runtime import command_runtime
 from webapp.status import status_command
 from webapp.validation import AdLine, ApiError, epoch_seconds, parse
 
@@ -59,7 +59,7 @@ def read_lines(path: Path, now: float, rejected: list[tuple[int, str]]) -> Itera
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_ads(file: Path) -> None:
     """Create or replace the ads in FILE, one JSON object a line."""
-    rt = runtime()
+    rt = command_runtime()
     now = rt.now()
     total_bytes = file.stat().st_size
     created = updated = 0
@@ -93,7 +93,7 @@ def _last_wins(chunk: list) -> list:
 @ads_cli.command("reindex")
 def reindex_ads() -> None:
     """Rebuild every live ad's indexes from its record (after an upgrade changed them)."""
-    rt = runtime()
+    rt = command_runtime()
     done, expired = reindex(rt.store, rt.settings, rt.now())
     click.echo(f"reindexed {done} ads ({expired} expired left out)")
 
@@ -139,7 +139,7 @@ def evaluate_command(since: float | None, until: float | None, attribution_s: fl
     its logged value (the share of its feeds that led to an apply) and the IPS and
     self-normalised IPS estimates of that share had it served every feed, with 95 %
     intervals."""
-    rt = runtime()
+    rt = command_runtime()
     until = rt.now() if until is None else until
     since = until - 86_400 if since is None else since
     if since >= until:

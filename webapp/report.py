@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 
 from bandit import STRATEGIES
 from pipeline.ctr import COUNTS, DEFAULT_DAYS, MAX_DAYS, RATES, DailyCtr, daily_ctr, utc_today
-from webapp.runtime import runtime
+from webapp.command_runtime import command_runtime
 
 report_cli = AppGroup("report", help="Reports on what the rollup counted.")
 
@@ -33,7 +33,7 @@ def ctr_command(days: int, strategy: str | None, csv_path: str | None) -> None:
     Impressions, views, saves and applies per UTC day and in total, with the apply, view
     and save rates per impression and applies per view, in %, each with its 95 % Wilson
     score interval ("-" where nothing was shown or viewed)."""
-    rt = runtime()
+    rt = command_runtime()
     end = utc_today(rt.now())
     report = daily_ctr(rt.store, end - timedelta(days=days - 1), end, strategy)
     if csv_path is not None:

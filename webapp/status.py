@@ -13,7 +13,7 @@ from flask.cli import with_appcontext
 
 from pipeline.health import Check, Level, Observation, Thresholds, assess, observe, overall
 from tasks.config import QUEUES
-from webapp.runtime import runtime
+from webapp.command_runtime import command_runtime
 
 PING_TIMEOUT_S = 1.0
 COLOURS = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
@@ -28,7 +28,7 @@ def status_command(output: str, strict: bool) -> None:
     """Check Redis, the broker, the workers, the queues, the pipeline's lag, the last
     rollup and regeneration, active cells and live ads. Exits 1 when a check fails (with
     --strict, also when one warns), else 0."""
-    rt = runtime()
+    rt = command_runtime(check=False)
     now = rt.now()
     limits = Thresholds.from_settings(rt.settings)
     seen = observe(rt.store, rt.celery, rt.settings, now, QUEUES, PING_TIMEOUT_S)

@@ -461,10 +461,13 @@ def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
     interval_s = settings.rollup_interval_s
     batches = -(-traffic.feeds // batch)
     run_s = batches * interval_s
+    # each policy's random streams follow from its place in POLICIES, not in ``policies``,
+    # so that a policy's figures do not change with the baselines run beside it
+    stream = {name: list(POLICIES).index(name) for name in policies}
     twins = {name: Twin(world, settings, cells, POLICIES[name],
-                        np.random.default_rng([seed, 2, i]), run_s)
-             for i, name in enumerate(policies)}
-    behaviour = {name: np.random.default_rng([seed, 3, i]) for i, name in enumerate(policies)}
+                        np.random.default_rng([seed, 2, stream[name]]), run_s)
+             for name in policies}
+    behaviour = {name: np.random.default_rng([seed, 3, stream[name]]) for name in policies}
     oracle_behaviour = np.random.default_rng([seed, 3, len(POLICIES)])
     tracks = {name: Track() for name in [*policies, ORACLE]}
     probabilities: list[list[float]] = []

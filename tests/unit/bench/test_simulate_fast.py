@@ -176,6 +176,16 @@ def test_every_shown_ad_is_within_reach_and_no_policy_beats_the_oracle():
         assert len(set(kept.tolist())) == len(kept)
 
 
+def test_a_policys_figures_do_not_depend_on_the_baselines_run_beside_it():
+    w = make_world(SMALL, 2)
+    settings = load_settings({})
+    alone = run_fast(w, settings, Traffic(feeds=600), seed=5, policies=["thompson"])
+    beside = run_fast(w, settings, Traffic(feeds=600), seed=5,
+                      policies=["random", "greedy", "thompson"])
+    assert alone.policies["thompson"].expected == beside.policies["thompson"].expected
+    assert alone.policies["oracle"].expected == beside.policies["oracle"].expected
+
+
 def test_a_small_fast_run_learns_and_writes_its_report(tmp_path: Path):
     """200 ads, 150,000 impressions: Thompson must beat random clearly, approach the oracle,
     and its regret must grow sub-linearly."""

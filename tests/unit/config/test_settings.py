@@ -60,3 +60,15 @@ def test_config_is_the_only_module_reading_os_environ():
 def test_settings_that_contradict_each_other_are_refused(env, name):
     with pytest.raises(SettingsError, match=name):
         load_settings(env)
+
+
+@pytest.mark.parametrize("given,level", [("warning", "WARNING"), ("Info", "INFO"),
+                                         ("CRITICAL", "CRITICAL"), (" debug ", "DEBUG")])
+def test_log_level_is_taken_in_any_case(given, level):
+    """gunicorn and Celery spell levels in lower case; one LOG_LEVEL serves all three."""
+    assert load_settings({"LOG_LEVEL": given}).log_level == level
+
+
+def test_an_unknown_log_level_is_refused_by_name():
+    with pytest.raises(SettingsError, match="LOG_LEVEL"):
+        load_settings({"LOG_LEVEL": "verbose"})

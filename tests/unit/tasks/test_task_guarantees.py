@@ -55,6 +55,16 @@ def test_flower_refuses_to_start_without_basic_auth(monkeypatch):
                         lambda: load_settings({"FLOWER_BASIC_AUTH": "ops:s3cret"}))
     command = flower.flower_command()
     assert not any("s3cret" in part for part in command)
+    assert not any(part.startswith("--address") for part in command)   # flower's default
+
+
+def test_flower_listens_on_host_when_it_is_set(monkeypatch):
+    from tasks import flower
+    for extra in ({"LOCAL_DEMO": "true"}, {"FLOWER_BASIC_AUTH": "ops:s3cret"}):
+        monkeypatch.setattr(flower, "load_settings",
+                            lambda extra=extra: load_settings({"HOST": "10.1.2.3", **extra}))
+        addresses = [p for p in flower.flower_command() if p.startswith("--address")]
+        assert addresses == ["--address=10.1.2.3"]
 
 
 def test_a_beat_fired_run_knows_its_slot_from_its_expiry():
