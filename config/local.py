@@ -1,9 +1,10 @@
 """What ``make run`` keeps under ``.run/``, and how a command finds the demo's Redis.
 
 ``make run`` writes ``.run/demo.json`` (mode 0600): its URLs, the admin token, Flower's
-password and, while it runs, the embedded Redis's URL. A ``flask`` command run without
-REDIS_URL reads that URL from it, so it talks to the demo rather than to whatever listens
-on localhost:6379.
+password and, while it runs, the embedded Redis's URL and the settings it gave its
+processes. A ``flask`` command run without REDIS_URL reads them from it, so it talks to the
+demo (and judges it by the demo's own intervals) rather than to whatever listens on
+localhost:6379.
 """
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ def demo_redis_url(path: Path = DEMO_STATE) -> str | None:
     """The running demo's Redis URL, if ``make run`` recorded one."""
     url = read_state(path).get("redis_url")
     return url if isinstance(url, str) and url else None
+
+
+def demo_settings(path: Path = DEMO_STATE) -> dict[str, str]:
+    """The settings the running demo gave its processes (as environment variables), so a
+    command judges the demo by the intervals it runs with."""
+    given = read_state(path).get("settings")
+    return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
 
 
 def redacted(url: str) -> str:

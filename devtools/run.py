@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         ad_id = load_demo_ads(env, run_dir, args.demo_ads)
         urls = demo_urls(env, ad_id)
         write_state({"pid": os.getpid(), "redis_url": env["REDIS_URL"],
+                     "settings": demo_settings(env),
                      "admin_token": env["ADMIN_TOKEN"],
                      "flower_basic_auth": env["FLOWER_BASIC_AUTH"], "urls": urls,
                      "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
@@ -100,6 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         if saved.get("pid") == os.getpid():   # keep the credentials, drop what has stopped
             write_state({k: v for k, v in saved.items() if k not in ("pid", "redis_url")},
                         state_path)
+
+
+def demo_settings(env: dict[str, str]) -> dict[str, str]:
+    """The service settings this run gives its processes, but the secrets and the URL
+    (kept apart in the state file), for ``flask`` commands to judge the demo by."""
+    from config import Settings
+
+    names = {name.upper() for name in Settings.model_fields}
+    secret = {"REDIS_URL", "CELERY_BROKER_URL", "ADMIN_TOKEN", "FLOWER_BASIC_AUTH",
+              "DASHBOARD_BASIC_AUTH"}
+    return {k: v for k, v in env.items() if k in names - secret and v != ""}
 
 
 def busy_port(env: dict[str, str]) -> str | None:

@@ -7,19 +7,24 @@ import click
 import redis
 from flask import current_app
 
-from config.local import DEMO_STATE, demo_redis_url, redacted
+from config import load_settings
+from config.local import DEMO_STATE, demo_redis_url, demo_settings, redacted
 from webapp.runtime import Runtime, runtime
 
 
 def command_runtime(check: bool = True) -> Runtime:
     """The runtime a command works with. Without REDIS_URL, the Redis of a running
-    ``make run`` (found in .run/demo.json), else the default, saying which on stderr; with
+    ``make run`` (found in .run/demo.json, with the settings the demo runs with where the
+    environment gives none), else the default, saying which on stderr; with
     ``check``, a store that cannot be reached ends the command with one line and exit 1."""
     rt = runtime()
     if "redis_url" not in rt.settings.model_fields_set:
         found = demo_redis_url(DEMO_STATE)
         if found is not None and _answers(found):
-            rt = Runtime(rt.settings.model_copy(update={"redis_url": found}))
+            given = rt.settings.model_fields_set
+            settings = load_settings(demo_settings(DEMO_STATE), redis_url=found,
+                                     **{name: getattr(rt.settings, name) for name in given})
+            rt = Runtime(settings)
             current_app.extensions["runtime"] = rt
             click.echo(f"REDIS_URL is unset: using the demo's Redis at {redacted(found)} "
                        f"(from {DEMO_STATE})", err=True)

@@ -60,3 +60,18 @@ def test_without_redis_url_or_a_running_demo_the_command_says_which_redis_it_rea
     result = app.test_cli_runner().invoke(args=["report", "ctr"])
     assert "REDIS_URL is unset: reading redis://localhost:6379/0, the default" in result.output
     assert result.exit_code == 1 and "cannot reach Redis" in result.output
+
+
+def test_a_command_on_the_demo_judges_it_by_the_demos_own_intervals(redis_url, tmp_path,
+                                                                     monkeypatch):
+    """`flask status` in another shell: the demo regenerates every 15 s, so a regeneration
+    is late after 45 s, not after the default's 180 s."""
+    state = tmp_path / "demo.json"
+    write_state({"redis_url": redis_url, "settings": {"REGEN_INTERVAL_S": "15",
+                                                      "LOCAL_DEMO": "true"}}, state)
+    result = invoke(load_settings({}), ["status", "--format", "json"], state, monkeypatch)
+    assert json.loads(result.stdout)["thresholds"]["regenerate_age_s"] == 45
+    # an explicit setting still wins over the demo's
+    result = invoke(load_settings({"REGEN_INTERVAL_S": "30"}), ["status", "--format", "json"],
+                    state, monkeypatch)
+    assert json.loads(result.stdout)["thresholds"]["regenerate_age_s"] == 90
