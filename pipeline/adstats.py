@@ -12,6 +12,16 @@ from store import EVIDENCE_FIELDS, STAT_FIELDS, Store
 STAGE_NAMES = {"direct": ("apply",), "funnel": ("view", "apply_given_view")}
 
 
+def tidy(x: float) -> float:
+    """``x`` to 12 significant digits: what the arithmetic knows, without its last-bit noise
+    (0.9999999999999999 is 1.0 in a JSON answer).
+
+    >>> tidy(0.9999999999999999), tidy(0.19999999999999998), tidy(0.0333329913207543)
+    (1.0, 0.2, 0.0333329913208)
+    """
+    return float(f"{float(x):.12g}")
+
+
 def top_ads(store: Store, settings: Settings, now: float, n: int = 20) -> list[dict]:
     """The ``n`` catalogue ads shown at least once with the highest posterior mean of
     P(apply | impression), with their counters, best first."""
@@ -41,11 +51,11 @@ def ad_report(store: Store, settings: Settings, ad_id: str, now: float) -> dict 
     rates = stored_priors(store, settings, codes)
     priors = rates.for_ads(np.array([0 if found.ids else -1]))
     post = ad_posterior(evidence, priors, settings.reward_model, settings.save_weight)
-    stages = [{"stage": name, "alpha": float(post.alpha[i, 0]), "beta": float(post.beta[i, 0]),
-               "prior_mean": float(priors.means[0, i]),
-               "prior_strength": float(priors.strengths[0, i])}
+    stages = [{"stage": name, "alpha": tidy(post.alpha[i, 0]), "beta": tidy(post.beta[i, 0]),
+               "prior_mean": tidy(priors.means[0, i]),
+               "prior_strength": tidy(priors.strengths[0, i])}
               for i, name in enumerate(STAGE_NAMES[settings.reward_model])]
     return {"ad_id": ad_id, "counters": counts,
             "evidence": {f: round(float(sums[0, i]), 4) for i, f in enumerate(EVIDENCE_FIELDS)},
-            "posterior": {"model": settings.reward_model, "mean": float(post.mean()[0]),
+            "posterior": {"model": settings.reward_model, "mean": tidy(post.mean()[0]),
                           "stages": stages}}
