@@ -1,12 +1,14 @@
 """What /dashboard shows the feed's owners, read from the store in one pass: apply rate and
 CTR per day by strategy, the strategy bandit's probabilities over time, the pipeline's state,
-the active cells with their traffic, the top ads and the examination curve."""
+the active cells with their traffic grouped into regions (one map panel each), the top ads
+with their titles and the examination curve."""
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 
 import geo
 from bandit import STRATEGIES
@@ -22,6 +24,7 @@ DAYS = 14
 HISTORY_S = 7 * 86_400
 MAX_POINTS = 500        # of the probability history: evenly thinned beyond
 MAX_CELLS = 2000        # drawn on the map, the most recently requested
+REGION_STEP_DEG = 0.5   # cells in the same or touching squares this wide share a map panel
 
 
 def dashboard_data(store: Store, settings: Settings, now: float) -> dict[str, Any]:
@@ -39,27 +42,72 @@ def dashboard_data(store: Store, settings: Settings, now: float) -> dict[str, An
                      "rollup": _job(state.rollup), "regenerate": _job(state.regenerate),
                      "active_cells": state.active_cells, "live_ads": state.live_ads},
         "cells": active_cells(store, settings, now),
-        "top_ads": top_ads(store, settings, now, 20),
+        "top_ads": titled(store, top_ads(store, settings, now, 20)),
         "position_bias": examination.report(store, settings),
     }
 
 
 def active_cells(store: Store, settings: Settings, now: float) -> list[dict[str, Any]]:
-    """Each recently requested cell's box and its traffic: the feeds served there, decayed
-    with STATS_HALF_LIFE_S (the strategy bandit's own counts)."""
+    """Each recently requested cell's box, its traffic (the feeds served there, decayed with
+    STATS_HALF_LIFE_S: the strategy bandit's own counts) and its region: 0 for the region
+    with the most feeds, 1 for the next, and so on."""
     cells = [c for c, _ in store.active_cells_since(now - settings.active_cell_ttl_s,
                                                     MAX_CELLS)]
     if not cells:
         return []
     width = len(STRATEGIES)
-    served = decayed_now(store.strategy_stats(cells, 2 * width), now, settings)[:, :width]
-    out = []
-    for cell, feeds in zip(cells, served.sum(axis=1)):
-        box = geo.decode_box(cell)
-        out.append({"cell": cell, "feeds": round(float(feeds), 2),
-                    "lat_min": box.lat_min, "lat_max": box.lat_max,
-                    "lon_min": box.lon_min, "lon_max": box.lon_max})
-    return out
+    feeds = decayed_now(store.strategy_stats(cells, 2 * width), now, settings)[:, :width]
+    feeds = feeds.sum(axis=1)
+    boxes = [geo.decode_box(cell) for cell in cells]
+    region = regions(np.array([(b.lat_min + b.lat_max) / 2 for b in boxes]),
+                     np.array([(b.lon_min + b.lon_max) / 2 for b in boxes]))
+    busiest_first = np.argsort(-np.bincount(region, weights=feeds), kind="stable")
+    rank = np.empty_like(busiest_first)
+    rank[busiest_first] = np.arange(len(busiest_first))
+    return [{"cell": cell, "feeds": round(float(n), 2), "region": int(rank[r]),
+             "lat_min": b.lat_min, "lat_max": b.lat_max, "lon_min": b.lon_min,
+             "lon_max": b.lon_max} for cell, n, r, b in zip(cells, feeds, region, boxes)]
+
+
+def regions(lat: np.ndarray, lon: np.ndarray, step_deg: float = REGION_STEP_DEG) -> np.ndarray:
+    """Each point's region, numbered from 0 in order of first appearance: points whose
+    squares of ``step_deg`` degrees are the same or touch (chains of them included) share a
+    region, so a city's cells are drawn together and cities apart get panels of their own.
+
+    >>> regions(np.array([52.52, 52.50, 48.86, 35.68, 52.53]),
+    ...         np.array([13.40, 13.42, 2.35, 139.65, 13.38])).tolist()
+    [0, 0, 1, 2, 0]
+    """
+    squares = np.floor(np.stack([lat, lon], axis=1) / step_deg).astype(np.int64)
+    keys, square_of = np.unique(squares, axis=0, return_inverse=True)
+    index = {(int(r), int(c)): i for i, (r, c) in enumerate(keys)}
+    parent = list(range(len(keys)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for (r, c), i in index.items():
+        for j in (index.get((r + dr, c + dc)) for dr in (-1, 0, 1) for dc in (-1, 0, 1)):
+            if j is not None:
+                parent[root(j)] = root(i)
+    roots = np.array([root(i) for i in range(len(keys))])[square_of.ravel()]
+    _, first, label = np.unique(roots, return_index=True, return_inverse=True)
+    order = np.empty(len(first), dtype=np.int64)
+    order[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return order[label.ravel()]
+
+
+def titled(store: Store, ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ads with their titles and companies (from the catalogue's summaries, one read);
+    "" for an ad the catalogue no longer holds."""
+    found = store.ad_summaries([a["ad_id"] for a in ads])
+    cards = {ad_id.decode(): orjson.loads(found.buffer[start:start + length] + b"}")
+             for ad_id, start, length in zip(found.ids, found.card_starts, found.card_lengths)}
+    return [{**a, "title": cards.get(a["ad_id"], {}).get("title", ""),
+             "company": cards.get(a["ad_id"], {}).get("company", "")} for a in ads]
 
 
 def _series(report) -> dict[str, list]:
