@@ -10,12 +10,12 @@ from webapp.auth import require_admin
 from webapp.apidoc import RegenerationReport, RollupReport, ServedFeed, TaskSent, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
-from webapp.validation import ApiError, WaitQuery, identifier, parse
+from webapp.validation import ApiError, WaitQuery, identifier, parse_query
 
 bp = Blueprint("admin", __name__, url_prefix="/v1")
 
 def _wait() -> bool:
-    return parse(WaitQuery, request.args.to_dict()).wait
+    return parse_query(WaitQuery, request.args).wait
 
 
 @bp.post("/admin/rollup")

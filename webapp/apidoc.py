@@ -69,6 +69,8 @@ def documented_errors(doc: Doc, path_params: list[str], admin: bool) -> dict[int
 
     if path_params:
         add(400, "invalid_identifier")
+    if doc.query is not None:
+        add(400, "repeated_parameter")
     checked = [doc.query] + ([doc.body] if doc.body_whole else [])
     for model in (m for m in checked if m is not None):
         add(400, "invalid_parameter")
@@ -216,9 +218,18 @@ class PositionBias(BaseModel):
     learnt: LearntCurve | None = Field(description="null until the first epoch is folded")
 
 
+EVENT_REJECTIONS = ("missing_parameter", "invalid_parameter", "unknown_field", "invalid_ts",
+                    "unknown_ad")
+
+
 class Rejection(BaseModel):
     index: int = Field(ge=0, description="the event's place in the post")
-    code: str
+    code: Literal[EVENT_REJECTIONS] = Field(  # type: ignore[valid-type]
+        description="the event's fields break the schema (missing_parameter, "
+                    "invalid_parameter, unknown_field); its ts is more than EVENT_MAX_AGE_S "
+                    "old or in the future (invalid_ts); or the catalogue holds no ad with its "
+                    "ad_id (unknown_ad: never created, or deleted, even after its impression "
+                    "was served; an expired ad is still known)")
     message: str
     field: str | None
 
@@ -294,6 +305,18 @@ class Readiness(BaseModel):
 
 # ---- the document -----------------------------------------------------------------------
 
+# the tags in the order a user needs them (Swagger UI lists them in this order)
+TAGS = {
+    "feeds": "What the app's backend asks for: a feed near a point, or a user's",
+    "events": "What the device reports: impressions, views, saves, applies, hides",
+    "ads": "The ad catalogue, and the ads near a point",
+    "stats": "What the service has learnt, and the click-through rates",
+    "admin": "Run the rollup or the regeneration now; a served feed's provenance",
+    "dashboard": "The feed owners' page and its data",
+    "meta": "Liveness, readiness and this document",
+}
+
+
 def openapi_document(app: Flask) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every documented view of ``app``; the limits that are
     settings (FEED_RADIUS_KM, MAX_EVENTS_PER_POST) carry this app's values."""
@@ -316,12 +339,22 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                 param["schema"]["maximum"] = settings.feed_radius_km
     if "EventBatch" in schemas:
         schemas["EventBatch"]["properties"]["events"]["maxItems"] = settings.max_events_per_post
+    order = list(TAGS)
+
+    def rank(item: tuple[str, dict[str, Any]]) -> int:
+        tags = [op["tags"][0] for op in item[1].values()]
+        return min(order.index(t) if t in order else len(order) for t in tags)
+
+    paths = dict(sorted(paths.items(), key=rank))   # stable: by path within a tag
+    used = {op["tags"][0] for ops in paths.values() for op in ops.values()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Job-ad recommender", "version": "1",
                  "description": "Feeds of job ads near a point, ranked by a bandit that learns "
                                 "which ads people apply to. Errors are "
                                 '{"error": {"code", "message", "field"?}}.'},
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()
+                 if name in used],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),

@@ -12,7 +12,8 @@ from pipeline.regenerate import SEARCH_SLACK
 from webapp.apidoc import AdStats, Feed, Nearby, UserFeed, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
-from webapp.validation import ApiError, FeedQuery, NearbyQuery, RecommendQuery, identifier, parse
+from webapp.validation import (ApiError, FeedQuery, NearbyQuery, RecommendQuery, identifier,
+                               parse_query)
 
 bp = Blueprint("feeds", __name__, url_prefix="/v1")
 
@@ -30,7 +31,7 @@ def _radius_km(given: float | None) -> float:
 @documented("The feed of ads near a point", "feeds", query=FeedQuery, response=Feed,
             errors={503: ("feed_rebuilding",)})
 def feed() -> Response:
-    q = parse(FeedQuery, request.args.to_dict())
+    q = parse_query(FeedQuery, request.args)
     rt = runtime()
     req = FeedRequest(q.lat, q.lon, q.limit, _radius_km(q.radius_km), q.user_id)
     now = rt.now()
@@ -54,7 +55,7 @@ def recommend(user_id: str) -> Response:
     """The feed for a user: at the location given, else at their last known one. Ads they
     applied to or hid are left out. One round trip reads the location and the exclusions."""
     user_id = identifier(user_id, "user_id")
-    q = parse(RecommendQuery, request.args.to_dict())
+    q = parse_query(RecommendQuery, request.args)
     if (q.lat is None) != (q.lon is None):
         missing = "lon" if q.lon is None else "lat"
         raise ApiError(400, "missing_parameter", f"{missing}: lat and lon go together", missing)
@@ -83,7 +84,7 @@ def recommend(user_id: str) -> Response:
 @documented("The live ads within a radius, nearest first", "ads", query=NearbyQuery,
             response=Nearby)
 def nearby() -> Response:
-    q = parse(NearbyQuery, request.args.to_dict())
+    q = parse_query(NearbyQuery, request.args)
     radius_km = _radius_km(q.radius_km)
     rt = runtime()
     found = rt.store.nearby(q.lat, q.lon, radius_km * SEARCH_SLACK, q.limit, rt.now())

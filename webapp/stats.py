@@ -9,7 +9,7 @@ from pipeline.ctr import daily_ctr, utc_today
 from webapp.apidoc import CtrReport, PositionBias, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
-from webapp.validation import CtrQuery, parse
+from webapp.validation import CtrQuery, parse_query
 
 bp = Blueprint("stats", __name__, url_prefix="/v1/stats")
 
@@ -24,7 +24,7 @@ bp = Blueprint("stats", __name__, url_prefix="/v1/stats")
                         "[0, 1]. With `strategy`, only the events naming a feed that strategy "
                         "served count.")
 def ctr() -> Response:
-    q = parse(CtrQuery, request.args.to_dict())
+    q = parse_query(CtrQuery, request.args)
     rt = runtime()
     start, end = q.span(utc_today(rt.now()))
     return json_response(daily_ctr(rt.store, start, end, q.strategy).as_dict())

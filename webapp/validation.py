@@ -224,6 +224,19 @@ def parse(model: type[BaseModel], data: Any, strict: bool = False) -> Any:
         raise ApiError(400, code, message, field) from None
 
 
+def parse_query(model: type[BaseModel], args: Any) -> Any:
+    """``model`` from a query string (a werkzeug MultiDict). A parameter given twice is a
+    400 ``repeated_parameter`` (which one was meant?); one the model does not know is
+    ignored, as the API's documentation says (a cache-busting ``_=...`` must not break a
+    feed)."""
+    for name in args:
+        given = args.getlist(name)
+        if len(given) > 1:
+            raise ApiError(400, "repeated_parameter",
+                           f"{name}: given {len(given)} times; give it once", name)
+    return parse(model, args.to_dict())
+
+
 def identifier(value: str, field: str) -> str:
     """A path identifier checked before it can become part of a key."""
     try:

@@ -99,6 +99,22 @@ def test_a_bad_feed_only_parameter_is_a_400(client, unchanged, params, field):
     error_of(client.get("/v1/feed", query_string=params), 400, field)
 
 
+@pytest.mark.parametrize("path, string, field", [
+    ("/v1/feed", "lat=52.5&lon=13.4&lat=48.8", "lat"),
+    ("/v1/ads/nearby", "lat=52.5&lon=13.4&limit=5&limit=50", "limit"),
+    ("/v1/recommend/u1", "lat=52.5&lon=13.4&lon=2.3", "lon"),
+    ("/v1/stats/ctr", "strategy=thompson&strategy=popular", "strategy"),
+])
+def test_a_repeated_query_parameter_is_a_400_naming_it(client, unchanged, path, string, field):
+    assert error_of(client.get(f"{path}?{string}"), 400, field)["code"] == "repeated_parameter"
+
+
+def test_an_unknown_query_parameter_is_ignored_as_documented(client):
+    """A cache-buster or a tracking parameter must not break a feed (README: ignored)."""
+    assert client.get("/v1/feed?lat=52.5&lon=13.4&_=1712345&utm_source=app").status_code == 200
+    assert client.get("/v1/ads/nearby?lat=52.5&lon=13.4&debug=1").status_code == 200
+
+
 def test_nearby_limit_over_1000_is_a_400(client, unchanged):
     error_of(client.get("/v1/ads/nearby", query_string=query(limit="1001")), 400, "limit")
 

@@ -54,6 +54,12 @@ ERROR_CASES: dict[tuple[str, int, str], Case] = {
     ("feeds.feed", 400, "missing_parameter"): case("GET", "/v1/feed", query={"lat": "52.5"}),
     ("feeds.feed", 503, "store_unavailable"): case("GET", "/v1/feed", query=HERE, setup="store_down"),
     ("feeds.feed", 503, "feed_rebuilding"): case("GET", "/v1/feed", query=HERE, setup="rebuilding"),
+    ("feeds.feed", 400, "repeated_parameter"): case("GET", "/v1/feed", query={**HERE, "lat": ["52.5", "48.8"]}),
+    ("feeds.recommend", 400, "repeated_parameter"): case("GET", "/v1/recommend/u1", query={**HERE, "limit": ["5", "6"]}),
+    ("feeds.nearby", 400, "repeated_parameter"): case("GET", "/v1/ads/nearby", query={**HERE, "lon": ["13", "14"]}),
+    ("stats.ctr", 400, "repeated_parameter"): case("GET", "/v1/stats/ctr", query={"strategy": ["thompson", "popular"]}),
+    ("admin.rollup", 400, "repeated_parameter"): admin_case("POST", "/v1/admin/rollup", query={"wait": ["true", "false"]}),
+    ("admin.regenerate", 400, "repeated_parameter"): admin_case("POST", "/v1/admin/regenerate", query={"wait": ["true", "true"]}),
     ("feeds.recommend", 400, "invalid_identifier"): case("GET", "/v1/recommend/a b"),
     ("feeds.recommend", 400, "invalid_parameter"): case("GET", "/v1/recommend/u1", query={"lat": "91", "lon": "0"}),
     ("feeds.recommend", 400, "missing_parameter"): case("GET", "/v1/recommend/u1", query={"lat": "52.5"}),
@@ -210,7 +216,17 @@ def test_documented_errors_follow_from_the_inputs():
                   401: {"unauthorized", "admin_disabled"}, 413: {"request_entity_too_large"},
                   415: {"unsupported_media_type"}, 503: {"store_unavailable"}}
     assert documented_errors(Doc("x", "t", query=FeedQuery), [], False)[400] == \
-        {"invalid_parameter", "missing_parameter"}
+        {"invalid_parameter", "missing_parameter", "repeated_parameter"}
+
+
+def test_the_tags_come_in_the_order_a_user_needs_them(document):
+    """Swagger UI lists the tags in the document's order: the feed first."""
+    names = [t["name"] for t in document["tags"]]
+    assert names[:3] == ["feeds", "events", "ads"] and names[-1] == "meta"
+    used = [op["tags"][0] for ops in document["paths"].values() for op in ops.values()]
+    assert set(used) == set(names)
+    assert next(iter(document["paths"])) == "/v1/feed"
+    assert [names.index(t) for t in used] == sorted(names.index(t) for t in used)
 
 
 @pytest.fixture
