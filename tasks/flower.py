@@ -10,10 +10,15 @@ import sys
 from config import SettingsError, load_settings
 
 
+INSPECT_TIMEOUT_MS = 5000
+
+
 def flower_command() -> list[str]:
     settings = load_settings()
+    # a worker still starting (or busy on a loaded machine) answers Flower's first inspect
+    # calls after its 1 s default, which Flower logs as "Inspect method ... failed"
     command = [sys.executable, "-m", "celery", "-A", "tasks", "flower",
-               f"--port={settings.flower_port}"]
+               f"--port={settings.flower_port}", f"--inspect_timeout={INSPECT_TIMEOUT_MS}"]
     if settings.flower_basic_auth is None:
         if not settings.local_demo:
             raise SettingsError("FLOWER_BASIC_AUTH is not set (user:password): Flower would "
