@@ -68,6 +68,23 @@ class Demo:
         self._out.close()
 
 
+def banner_curls(output: str) -> list[str]:
+    """The curl commands the demo's banner prints, a continued line joined to the next."""
+    lines = output[output.index("Try:"):output.index("Ctrl-C stops")].splitlines()
+    commands, pending = [], ""
+    for line in lines:
+        text = pending + line.strip() if pending else line
+        if not pending and "curl " not in text:
+            continue
+        text = text[text.index("curl "):] if not pending else text
+        if text.endswith("\\"):
+            pending = text[:-1] + " "
+            continue
+        pending = ""
+        commands.append(text.split("   (")[0].strip())
+    return commands
+
+
 def listening(port: int) -> list[str]:
     """The local addresses that listen on ``port`` (from /proc/net/tcp and tcp6)."""
     found = []
@@ -96,12 +113,19 @@ def test_the_demo_is_local_refuses_a_busy_port_keeps_its_data_and_stops_cleanly(
         # only the loopback address, for the web and for Flower
         assert listening(port) == ["127.0.0.1"]
         assert listening(flower_port) == ["127.0.0.1"]
+        # every curl the banner offers answers 2xx with a body
+        for command in banner_curls(demo.output()):
+            run = subprocess.run(["bash", "-c", f"{command} -sS -w '\\n%{{http_code}}'"],
+                                 capture_output=True, text=True, timeout=120)
+            body, _, code = run.stdout.rpartition("\n")
+            assert run.returncode == 0 and code.startswith("2") and body.strip(), \
+                (command, run.stdout[-500:], run.stderr[-500:])
         state = json.loads((run_dir / "demo.json").read_text())
         assert (run_dir / "demo.json").stat().st_mode & 0o077 == 0
         assert str(run_dir / "demo.json") in demo.output()
         assert state["urls"]["api"] == demo.base
         admin = {"Authorization": f"Bearer {state['admin_token']}"}
-        ad_id = json.loads((run_dir / "demo-ads.jsonl").read_text().splitlines()[0])["ad_id"]
+        ad_id = json.loads((run_dir / "demo-ads.jsonl").read_text().splitlines()[1])["ad_id"]
         posted = requests.post(f"{demo.base}/v1/events", json={"events": [
             {"event_id": "kept-1", "ad_id": ad_id, "type": "apply"}]}, timeout=5)
         assert posted.status_code == 202, posted.text
