@@ -6,11 +6,12 @@ BIN    := $(VENV)/bin
 .PHONY: run test test-quick bench clean
 
 # what running needs (make run); the tests and benchmarks add requirements-dev.txt
-$(BIN)/.installed: requirements.txt
+$(BIN)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	@echo "Installing what running needs into $(VENV) (requirements.txt; once)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check --progress-bar on -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check --quiet --no-deps -e .
 	@touch $@
 
 $(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt

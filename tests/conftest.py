@@ -1,19 +1,16 @@
 """Fixtures shared by every test: settings, and a fakeredis-backed store for unit tests."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import fakeredis
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from config import Settings, load_settings
+from store import Store
 
-from config import Settings, load_settings  # noqa: E402
-from store import Store  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 NOW = 1_800_000_000.0  # a fixed "now" (2027-01-15) for reproducible tests
