@@ -40,3 +40,18 @@ def test_nothing_edits_sys_path():
                  if re.search(r"sys\.path\.(insert|append)|sys\.path \+?=", p.read_text())
                  and p.name != "test_project.py"]
     assert offenders == []
+
+
+def test_running_installs_no_test_or_benchmark_tool():
+    """`make run` installs requirements.txt alone: the tests' and benchmarks' tools are in
+    requirements-dev.txt, which `make test` adds."""
+    def names(path: Path) -> set[str]:
+        return {re.split(r"[=<>\[ ]", line)[0].lower()
+                for line in path.read_text().splitlines()
+                if line.strip() and not line.startswith(("#", "-"))}
+    run, dev = names(ROOT / "requirements.txt"), names(ROOT / "requirements-dev.txt")
+    assert not run & dev
+    assert {"pytest", "selenium", "schemathesis", "hypothesis", "matplotlib"} <= dev
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run: \$\(BIN\)/\.installed$", makefile, re.M)
+    assert re.search(r"^test: \$\(BIN\)/\.installed-dev$", makefile, re.M)
