@@ -1,21 +1,21 @@
 """Ingest: accept a batch of validated events durably, then move it into the events stream.
 
-The web calls ``accept_batch``: one atomic step drops event_ids already accepted and keeps
-the rest in the inbox, so the batch is safe in Redis before the 202 goes out. The ingest
-task calls ``roll_in`` to move it to the stream (idempotent); the rollup's sweep rolls in
-any batch whose task was lost.
+The web calls ``accept_batch``: one atomic step drops event_ids already accepted, rejects
+events for ads the catalogue does not hold, and keeps the rest in the inbox, so the batch is
+safe in Redis before the 202 goes out. The ingest task calls ``roll_in`` to move it to the
+stream (idempotent); the rollup's sweep rolls in any batch whose task was lost. The rollup
+counts every event accepted, even if its ad is deleted before it is counted.
 """
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
 
 from config import Settings
-from store import Store, UserMemory
+from store import ACCEPTED, DUPLICATE, UNKNOWN_AD, IngestRow, Store, UserMemory
 
 
 @dataclass(frozen=True)
@@ -36,31 +36,38 @@ class Event:
 
 @dataclass(frozen=True)
 class Accepted:
-    batch_id: str | None     # None when every event was a duplicate
-    accepted: int
-    duplicates: int
-    new: tuple[bool, ...] = ()   # per event: accepted (True) or a duplicate
+    batch_id: str | None     # None when no event was accepted
+    outcomes: tuple[str, ...] = ()   # per event: "accepted", "duplicate" or "unknown_ad"
+
+    @property
+    def accepted(self) -> int:
+        return self.outcomes.count("accepted")
+
+    @property
+    def duplicates(self) -> int:
+        return self.outcomes.count("duplicate")
 
 
 EXCLUDING = ("apply", "hide")   # event types after which a user never sees the ad again
+OUTCOMES = {ACCEPTED: "accepted", DUPLICATE: "duplicate", UNKNOWN_AD: "unknown_ad"}
 
 
 def accept_batch(store: Store, settings: Settings, events: Sequence[Event],
                  now: float) -> Accepted:
-    """Accept a batch in one round trip: the new events go to the inbox, and ads a user
-    applied to or hid join that user's exclusions at once (a retried post repeats that
-    harmlessly), so the next feed already leaves them out."""
+    """Accept a batch in one round trip. An event for an ad the catalogue does not hold
+    (never created, or deleted, even after its impression was served) is rejected alone
+    ("unknown_ad"): nothing of it is kept or counted, so invented ids cannot grow the store.
+    An ad that merely expired keeps its record, so its late events still count. The new
+    events go to the inbox, and ads a user applied to or hid join that user's exclusions
+    at once (a retried post repeats that harmlessly), so the next feed already leaves them
+    out."""
     batch_id = uuid.uuid4().hex
-    exclusions: dict[str, set[str]] = defaultdict(set)
-    for e in events:
-        if e.type in EXCLUDING and e.user_id:
-            exclusions[e.user_id].add(e.ad_id)
-    flags = store.accept_events(batch_id, [(e.event_id, e.encode(now)) for e in events], now,
-                                settings.dedupe_window_s, exclusions,
+    rows = [IngestRow(e.event_id, e.ad_id, e.encode(now),
+                      e.user_id if e.type in EXCLUDING else None) for e in events]
+    flags = store.accept_events(batch_id, rows, now, settings.dedupe_window_s,
                                 UserMemory(settings.user_memory_ttl_s, settings.user_memory_max))
-    accepted = sum(flags)
-    return Accepted(batch_id if accepted else None, accepted, len(flags) - accepted,
-                    tuple(bool(f) for f in flags))
+    outcomes = tuple(OUTCOMES[f] for f in flags)
+    return Accepted(batch_id if "accepted" in outcomes else None, outcomes)
 
 
 def roll_in(store: Store, batch_id: str) -> int:

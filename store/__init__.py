@@ -10,6 +10,7 @@ import secrets
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -100,6 +101,19 @@ class UserMemory:
 
     ttl_s: int = 90 * 86_400
     max_ads: int = 1000
+
+
+ACCEPTED, DUPLICATE, UNKNOWN_AD = 1, 0, -1   # what the accept step says of each event
+
+
+class IngestRow(NamedTuple):
+    """One validated event as the accept step takes it: ``payload`` is what the events
+    stream keeps; ``excludes_for`` the user whose feeds leave its ad out from now on."""
+
+    event_id: str
+    ad_id: str
+    payload: bytes
+    excludes_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +261,7 @@ class Store:
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
         self._accept = client.register_script(scripts.ACCEPT)
+        self._exclude = client.register_script(scripts.EXCLUDE)
         self._roll_in = client.register_script(scripts.ROLL_IN)
         self._rollup = client.register_script(scripts.ROLLUP)
         self._count_served = client.register_script(scripts.COUNT_SERVED)
@@ -422,35 +437,28 @@ class Store:
 
     # ---- ingest ----------------------------------------------------------------------
 
-    def accept_events(self, batch_id: str, events: Sequence[tuple[str, bytes]], now: float,
-                      window_s: int, exclusions: Mapping[str, Iterable[str]] | None = None,
-                      memory: UserMemory | None = None) -> list[bool]:
-        """Dedupe and keep a batch durably in the inbox, and, in the same round trip, add
-        ``exclusions`` (user -> ads) to the ads never to show those users again. True for
-        each event accepted."""
+    def accept_events(self, batch_id: str, rows: Sequence[IngestRow], now: float,
+                      window_s: int, memory: UserMemory | None = None) -> list[int]:
+        """Accept a batch in one atomic step (``scripts.ACCEPT``): each event is ACCEPTED
+        (kept durably in the inbox), a DUPLICATE of one accepted before, or UNKNOWN_AD (its
+        ad has no record: rejected, nothing written). Exclusions (``excludes_for``) of
+        known ads are added in the same step."""
+        memory = memory or UserMemory()
         bucket = int(now // window_s)
-        args: list[object] = [batch_id, now, 2 * window_s]
-        for event_id, payload in events:
-            args += [event_id, payload]
         keys = [Keys.inbox, Keys.inbox_due, Keys.seen(bucket), Keys.seen(bucket - 1)]
-        if not exclusions:
-            return [bool(f) for f in self._accept(keys=keys, args=args)]
-        with self.r.pipeline(transaction=False) as p:
-            self._accept(keys=keys, args=args, client=p)
-            self._exclude(p, exclusions, now, memory or UserMemory())
-            flags = p.execute()[0]
-        return [bool(f) for f in flags]
-
-    @staticmethod
-    def _exclude(p: redis.client.Pipeline, by_user: Mapping[str, Iterable[str]], now: float,
-                 memory: UserMemory) -> None:
-        """Each user's exclusions: ad -> when, the newest ``memory.max_ads`` kept, the whole
-        list forgotten ``memory.ttl_s`` after its last addition."""
-        for user_id, ads in by_user.items():
-            key = Keys.user_excluded(user_id)
-            p.zadd(key, dict.fromkeys(ads, now))
-            p.zremrangebyrank(key, 0, -memory.max_ads - 1)
-            p.expire(key, memory.ttl_s)
+        args: list[object] = [batch_id, now, 2 * window_s, memory.max_ads, memory.ttl_s,
+                              Keys.ad_prefix, len(rows)]
+        exclusions: list[object] = []
+        users: dict[str, int] = {}
+        for n, row in enumerate(rows, start=1):
+            args += row[:3]
+            if row.excludes_for:
+                if row.excludes_for not in users:
+                    keys.append(Keys.user_excluded(row.excludes_for))
+                    users[row.excludes_for] = len(keys)
+                exclusions += [n, users[row.excludes_for]]
+        args += exclusions
+        return [int(f) for f in self._accept(keys=keys, args=args)]
 
     def accepted_count(self, now: float, window_s: int) -> int:
         """How many event ids were accepted in this dedupe window and the last (each
@@ -839,9 +847,14 @@ class Store:
 
     def exclude_for_users(self, by_user: Mapping[str, Iterable[str]], now: float,
                           memory: UserMemory) -> None:
-        with self.r.pipeline(transaction=False) as p:
-            self._exclude(p, by_user, now, memory)
-            p.execute()
+        """Add ads to users' exclusions, as an accepted apply or hide does."""
+        keys, args = [], [memory.max_ads, memory.ttl_s, repr(now)]
+        for user_id, ads in by_user.items():
+            listed = list(ads)
+            keys.append(Keys.user_excluded(user_id))
+            args += [len(listed), *listed]
+        if keys:
+            self._exclude(keys=keys, args=args)
 
     def user_location(self, user_id: str) -> str | None:
         return _s(self.r.get(Keys.user_location(user_id)))
@@ -935,7 +948,8 @@ def stat_type_index(event_type: str) -> int:
         return 0
 
 
-__all__ = ["Store", "Keys", "StreamEntry", "Unrolled", "AdRow", "RollupRow", "Decayed",
+__all__ = ["Store", "Keys", "StreamEntry", "Unrolled", "AdRow", "IngestRow", "RollupRow",
+           "Decayed", "ACCEPTED", "DUPLICATE", "UNKNOWN_AD",
            "UserMemory", "NO_EXPIRY", "LOCATION_TTL_S",
            "EVENT_TYPES", "STAT_FIELDS", "EVIDENCE_FIELDS", "GLOBAL_CELL", "consumer_name",
            "float_rows",

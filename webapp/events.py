@@ -40,9 +40,15 @@ def post_events() -> Response:
     if not valid:
         raise ApiError(400, "no_valid_events", "no event in the body is usable", "events",
                        {"rejected": rejected})
-    result = accept_batch(rt.store, s, valid, now)
-    observe_events((e.type, "accepted" if new else "duplicate")
-                   for e, new in zip(valid, result.new))
+    result = accept_batch(rt.store, s, [e for _, e in valid], now)
+    observe_events((e.type, "rejected" if outcome == "unknown_ad" else outcome)
+                   for (_, e), outcome in zip(valid, result.outcomes))
+    rejected = sorted(rejected + [unknown_ad(index, e) for (index, e), outcome
+                                  in zip(valid, result.outcomes) if outcome == "unknown_ad"],
+                      key=lambda r: r["index"])
+    if result.accepted + result.duplicates == 0:
+        raise ApiError(400, "no_valid_events", "no event in the body is usable", "events",
+                       {"rejected": rejected})
     task_id = None
     if result.batch_id is not None:
         task_id = publish_ingest(result.batch_id)
@@ -50,13 +56,20 @@ def post_events() -> Response:
                           "rejected": rejected, "task_id": task_id}, 202)
 
 
+def unknown_ad(index: int, event: Event) -> dict:
+    return {"index": index, "code": "unknown_ad", "field": "ad_id",
+            "message": f"ad_id: no ad {event.ad_id} in the catalogue"}
+
+
 def _type_of(item: object) -> str:
     event_type = item.get("type") if isinstance(item, dict) else None
     return event_type if isinstance(event_type, str) else "invalid"
 
 
-def validate_events(raw: list, now: float, max_age_s: int) -> tuple[list[Event], list[dict]]:
-    valid: list[Event] = []
+def validate_events(raw: list, now: float,
+                    max_age_s: int) -> tuple[list[tuple[int, Event]], list[dict]]:
+    """The valid events with their index in the post, and a rejection for each other."""
+    valid: list[tuple[int, Event]] = []
     rejected: list[dict] = []
     for index, item in enumerate(raw):
         try:
@@ -70,7 +83,8 @@ def validate_events(raw: list, now: float, max_age_s: int) -> tuple[list[Event],
             rejected.append({"index": index, "code": "invalid_ts", "field": "ts",
                              "message": "ts: more than EVENT_MAX_AGE_S old or in the future"})
             continue
-        valid.append(Event(e.event_id, e.ad_id, e.type, ts, e.user_id, e.feed_id, e.position))
+        valid.append((index, Event(e.event_id, e.ad_id, e.type, ts, e.user_id, e.feed_id,
+                                   e.position)))
     return valid, rejected
 
 

@@ -45,6 +45,9 @@ def bad_requests() -> list[tuple[str, str, str, dict, bytes | None, dict]]:
         "event id with braces": {"events": [{**EVENT, "event_id": "{ev}"}]},
         "event id of 65 chars": {"events": [{**EVENT, "event_id": "e" * 65}]},
         "non-ascii ad id": {"events": [{**EVENT, "ad_id": "café"}]},
+        "events for ads not in the catalogue": {"events": [
+            {**EVENT, "ad_id": "ber-7"}, {**EVENT, "event_id": "e2", "ad_id": "ber-8",
+                                          "type": "apply", "user_id": "u1"}]},
         "1,001 events": {"events": [{**EVENT, "event_id": f"e{i}"} for i in range(1001)]},
     }
     for name, body in bodies.items():

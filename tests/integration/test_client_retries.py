@@ -13,6 +13,7 @@ import requests
 from store import STAT_FIELDS, Keys, Store
 from tests.conftest import ADMIN_TOKEN
 from tests.integration.test_learning_loop import wait_until
+from tests.unit.pipeline.helpers import catalogue
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EVENTS, PER_POST, ADS = 20_000, 500, 40
@@ -27,6 +28,7 @@ def post(base: str, events: list[dict]) -> dict:
 
 @pytest.mark.slow
 def test_retried_posts_count_once_and_report_their_duplicates(web, worker, real_store: Store):
+    catalogue(real_store, [f"ad-{a}" for a in range(ADS)])
     rng = np.random.default_rng(21)
     ads = rng.integers(ADS, size=EVENTS)
     kinds = rng.choice(len(TYPES), size=EVENTS, p=[0.7, 0.15, 0.05, 0.05, 0.05])

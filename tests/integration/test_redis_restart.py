@@ -18,6 +18,7 @@ from devtools.procs import service_env, start_beat, start_web, start_worker
 from devtools.redis_server import RedisServer
 from store import STAT_FIELDS, Store
 from tests.conftest import ADMIN_TOKEN
+from tests.unit.pipeline.helpers import catalogue
 
 PER_POST = 200
 EVERYSEC_WINDOW_S = 2.0   # one fsync interval, plus the time a write takes to be fsynced
@@ -67,6 +68,7 @@ def test_a_redis_crash_costs_at_most_the_fsync_window_and_nobody_restarts(tmp_pa
                       INBOX_REDELIVER_S="2", ROLLUP_CLAIM_IDLE_S="2")
     procs = []
     try:
+        catalogue(Store.from_url(server.url), [f"ad-{i}" for i in range(20)])   # the posts' ads
         procs.append(start_worker(env, tmp_path))
         procs.append(start_beat(env, tmp_path))
         web, base = start_web(env, tmp_path)

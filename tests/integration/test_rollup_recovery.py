@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from config import Settings
 from pipeline.ingest import Event, accept_batch, roll_in
 from pipeline.rollup import run_rollup
 from store import Keys, RollupRow, Store
+from tests.unit.pipeline.helpers import catalogue
+
+
+@pytest.fixture(autouse=True)
+def ads(real_store: Store) -> None:
+    """The ads the events name: the catalogue must hold them."""
+    catalogue(real_store, ["ad1", "ad9", "a"])
 
 
 def test_pending_entries_of_a_dead_consumer_are_counted_once(real_store: Store,

@@ -15,6 +15,7 @@ from devtools.redis_server import free_port, redis_binary
 from pipeline.ingest import Event, accept_batch, roll_in
 from store import Keys, Store
 from tasks.config import make_celery
+from tests.unit.pipeline.helpers import catalogue
 
 
 def tls_capable(binary: str) -> bool:
@@ -60,6 +61,7 @@ def test_the_store_and_the_broker_work_over_rediss(tls_url: str):
     settings = load_settings({"REDIS_URL": tls_url})
     store = Store.from_url(settings.redis_url)
     now = time.time()
+    catalogue(store, ["ad1"])
     accepted = accept_batch(store, settings, [Event("e1", "ad1", "view", now)], now)
     assert roll_in(store, accepted.batch_id) == 1
     assert store.r.xlen(Keys.events) == 1

@@ -16,6 +16,7 @@ import requests
 
 from devtools.procs import start_beat, start_worker
 from store import STAT_FIELDS, Store
+from tests.unit.pipeline.helpers import catalogue
 
 EVENTS, PER_POST, ADS = 100_000, 500, 50
 TYPES = ("impression", "view", "save", "apply", "hide")
@@ -45,6 +46,7 @@ class Answered:
 def test_a_worker_killed_twice_loses_and_doubles_nothing(env: dict[str, str], tmp_path: Path,
                                                          real_store: Store, web: str):
     env = {**env, **FAST}
+    catalogue(real_store, [f"ad-{a}" for a in range(ADS)])
     rng = np.random.default_rng(17)
     ads = rng.integers(ADS, size=EVENTS)
     kinds = rng.choice(len(TYPES), size=EVENTS, p=[0.7, 0.15, 0.05, 0.05, 0.05])

@@ -9,6 +9,7 @@ import pytest
 
 from config import load_settings
 from obs.logs import JsonFormatter, TextFormatter, configure_logging
+from pipeline.catalogue import AdRecord
 from tests.conftest import ADMIN_TOKEN
 from tests.unit.webapp.conftest import RecordingCelery
 from webapp import create_app
@@ -31,6 +32,8 @@ def request_lines(fake_store, log_format: str, capsys) -> list[str]:
     app = create_app(load_settings({}, admin_token=ADMIN_TOKEN, log_format=log_format))
     app.extensions["runtime"].__dict__.update(store=fake_store, celery=RecordingCelery())
     client = app.test_client()
+    fake_store.put_ads([AdRecord("a", 52.52, 13.4, "t", "c", "retail", "", 0.0, None).row()],
+                       lambda old: [])          # the ad the event names
     capsys.readouterr()
     client.get("/v1/feed", query_string={"lat": "52.52", "lon": "13.4"},
                headers={"X-Request-ID": "req-42"})

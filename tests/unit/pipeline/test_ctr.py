@@ -18,6 +18,7 @@ from pipeline.ingest import Event, accept_batch, roll_in
 from pipeline.rollup import run_rollup
 from store import Keys, Store
 from tests.conftest import NOW
+from tests.unit.pipeline.helpers import catalogue
 
 TODAY = date(2027, 1, 15)                    # NOW is 2027-01-15T08:00:00Z
 _ids = itertools.count()
@@ -36,6 +37,7 @@ def events(ts: float, feed_id: str | None = None, **counts: int) -> list[Event]:
 def rolled_up(store: Store, settings: Settings, batch: list[Event],
               now: float = NOW + 3600) -> None:
     """Accept, roll in and roll up, as the web, the ingest task and the rollup do."""
+    catalogue(store, (e.ad_id for e in batch))
     roll_in(store, accept_batch(store, settings, batch, now).batch_id)
     run_rollup(store, settings, now)
 

@@ -15,6 +15,7 @@ from pipeline.feedid import make_feed_id
 from pipeline.ingest import Event, accept_batch, roll_in
 from pipeline.rollup import run_rollup
 from tests.conftest import NOW
+from tests.unit.pipeline.helpers import catalogue
 
 _ids = itertools.count()
 
@@ -25,6 +26,7 @@ def test_docstring_examples_run():
 
 
 def send(store, settings, events, now):
+    catalogue(store, (e.ad_id for e in events))
     roll_in(store, accept_batch(store, settings, events, now).batch_id)
 
 

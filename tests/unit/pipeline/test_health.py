@@ -11,15 +11,21 @@ from config import Settings
 from pipeline.catalogue import upsert_ads
 from pipeline.health import (BrokerState, JobState, Level, Observation, PipelineState,
                              Thresholds, assess, job_state, overall, pipeline_state)
-from pipeline.ingest import Event, accept_batch, roll_in
+from pipeline.ingest import Accepted, Event, accept_batch, roll_in
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup
 from store import Keys, Store
-from tests.unit.pipeline.helpers import ads_around
+from tests.unit.pipeline.helpers import ads_around, catalogue
 
 
 def events(prefix: str, n: int, at: float) -> list[Event]:
     return [Event(f"{prefix}{i}", "ad1", "impression", at) for i in range(n)]
+
+
+def accept(store: Store, settings: Settings, batch: list[Event], at: float) -> Accepted:
+    """``accept_batch``, the ad the events name put in the catalogue first."""
+    catalogue(store, (e.ad_id for e in batch))
+    return accept_batch(store, settings, batch, at)
 
 
 def first_entry_s(store: Store) -> float:
@@ -40,7 +46,7 @@ def test_nothing_waiting_means_zero_lag(fake_store: Store, settings: Settings) -
 def test_lag_counts_a_batch_still_in_the_inbox_from_its_acceptance(
         fake_store: Store, settings: Settings) -> None:
     accepted_at = time.time() - 100
-    accept_batch(fake_store, settings, events("a", 3, accepted_at), accepted_at)
+    accept(fake_store, settings, events("a", 3, accepted_at), accepted_at)
     state = pipeline_state(fake_store, settings, accepted_at + 100)
     assert state.inbox_batches == 1
     assert state.lag_s == pytest.approx(100.0)
@@ -50,7 +56,7 @@ def test_lag_counts_a_batch_still_in_the_inbox_from_its_acceptance(
 def test_lag_is_the_oldest_undelivered_entry_when_the_rollup_has_not_run(
         fake_store: Store, settings: Settings) -> None:
     now = time.time()
-    roll_in(fake_store, accept_batch(fake_store, settings, events("a", 3, now), now).batch_id)
+    roll_in(fake_store, accept(fake_store, settings, events("a", 3, now), now).batch_id)
     oldest = first_entry_s(fake_store)
     state = pipeline_state(fake_store, settings, oldest + 42)
     assert state.inbox_batches == 0
@@ -61,12 +67,12 @@ def test_lag_is_the_oldest_undelivered_entry_when_the_rollup_has_not_run(
 def test_lag_follows_the_oldest_pending_entry_then_the_rollup_clears_it(
         fake_store: Store, settings: Settings) -> None:
     now = time.time()
-    roll_in(fake_store, accept_batch(fake_store, settings, events("a", 2, now), now).batch_id)
+    roll_in(fake_store, accept(fake_store, settings, events("a", 2, now), now).batch_id)
     oldest = first_entry_s(fake_store)
     fake_store.ensure_group()
     fake_store.read_new("dead-consumer", count=1)    # delivered, never acknowledged
     time.sleep(0.01)
-    roll_in(fake_store, accept_batch(fake_store, settings, events("b", 2, now), now).batch_id)
+    roll_in(fake_store, accept(fake_store, settings, events("b", 2, now), now).batch_id)
 
     state = pipeline_state(fake_store, settings, oldest + 60)
     assert (state.pending_events, state.undelivered_events) == (1, 3)
@@ -90,8 +96,8 @@ def test_lag_follows_the_oldest_pending_entry_then_the_rollup_clears_it(
 
 def test_the_rollup_clears_inbox_and_stream(fake_store: Store, settings: Settings) -> None:
     now = time.time()
-    roll_in(fake_store, accept_batch(fake_store, settings, events("a", 5, now), now).batch_id)
-    accept_batch(fake_store, settings, events("b", 2, now - 60), now - 60)   # its task lost
+    roll_in(fake_store, accept(fake_store, settings, events("a", 5, now), now).batch_id)
+    accept(fake_store, settings, events("b", 2, now - 60), now - 60)   # its task lost
     assert pipeline_state(fake_store, settings, now).lag_s == pytest.approx(60.0, abs=1)
     run_rollup(fake_store, settings, now)
     state = pipeline_state(fake_store, settings, now + 1)
@@ -103,10 +109,10 @@ def test_the_rollup_clears_inbox_and_stream(fake_store: Store, settings: Setting
 def test_after_a_rollup_the_lag_is_the_first_entry_it_has_not_read(
         fake_store: Store, settings: Settings) -> None:
     now = time.time()
-    roll_in(fake_store, accept_batch(fake_store, settings, events("a", 2, now), now).batch_id)
+    roll_in(fake_store, accept(fake_store, settings, events("a", 2, now), now).batch_id)
     run_rollup(fake_store, settings, now)
     time.sleep(0.01)
-    roll_in(fake_store, accept_batch(fake_store, settings, events("b", 3, now), now).batch_id)
+    roll_in(fake_store, accept(fake_store, settings, events("b", 3, now), now).batch_id)
     first_new = int(fake_store.r.xrange(Keys.events, "-", "+")[2][0].decode().split("-")[0])
     state = pipeline_state(fake_store, settings, first_new / 1000 + 25)
     assert (state.pending_events, state.undelivered_events) == (0, 3)
@@ -122,7 +128,7 @@ def test_last_job_times_and_counts(fake_store: Store, settings: Settings,
     assert state.rollup == JobState(0, None, None, None, 0, {})
     assert state.regenerate.age_s is None
 
-    roll_in(fake_store, accept_batch(fake_store, settings, events("a", 4, now), now).batch_id)
+    roll_in(fake_store, accept(fake_store, settings, events("a", 4, now), now).batch_id)
     run_rollup(fake_store, settings, now)
     run_rollup(fake_store, settings, now + 10)
     run_regenerate(fake_store, settings, now + 12, rng)

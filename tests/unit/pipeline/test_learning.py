@@ -24,14 +24,16 @@ from pipeline.rollup import run_rollup
 from pipeline.serving import ServingLog
 from store import GLOBAL_CELL, Keys, Store
 from tests.conftest import NOW
-from tests.unit.pipeline.helpers import ads_around
+from tests.unit.pipeline.helpers import ads_around, catalogue
 
 PARIS = (48.8566, 2.3522)
 _ids = itertools.count()
 
 
 def send(store: Store, settings, events: list[Event], now: float) -> None:
-    """Accept and roll in a batch, as the web and the ingest task do."""
+    """Accept and roll in a batch, as the web and the ingest task do (the ads the events
+    name put in the catalogue first, where they are not yet)."""
+    catalogue(store, (e.ad_id for e in events))
     accepted = accept_batch(store, settings, events, now)
     roll_in(store, accepted.batch_id)
 

@@ -8,34 +8,84 @@ import numpy as np
 import orjson
 import pytest
 
-from store import LOCATION_TTL_S, NO_EXPIRY, AdRow, Keys, RollupRow, Store, UserMemory, float_rows
+from store import (ACCEPTED, DUPLICATE, LOCATION_TTL_S, NO_EXPIRY, UNKNOWN_AD, AdRow, IngestRow,
+                   Keys, RollupRow, Store, UserMemory, float_rows)
 from tests.conftest import NOW
 
 
-def events(*ids: str, ad: str = "ad1", type_: str = "impression") -> list[tuple[str, bytes]]:
-    return [(i, orjson.dumps({"id": i, "ad": ad, "type": type_, "ts": NOW, "at": NOW}))
-            for i in ids]
+def events(*ids: str, ad: str = "ad1", type_: str = "impression",
+           excludes_for: str | None = None) -> list[IngestRow]:
+    return [IngestRow(i, ad, orjson.dumps({"id": i, "ad": ad, "type": type_, "ts": NOW,
+                                           "at": NOW}), excludes_for) for i in ids]
+
+
+def accept(store: Store, batch_id: str, rows: list[IngestRow], now: float = NOW,
+           window_s: int = 86400, memory: UserMemory | None = None) -> list[int]:
+    """Accept rows whose ads are in the catalogue (put there first when they are not)."""
+    for ad_id in {row.ad_id for row in rows}:
+        if store.get_ad(ad_id) is None:
+            put(store, ad_id, 52.5, 13.4)
+    return store.accept_events(batch_id, rows, now, window_s, memory)
 
 
 def test_accept_marks_duplicates_within_and_across_batches(fake_store: Store):
-    flags = fake_store.accept_events("b1", events("e1", "e2", "e1"), NOW, 86400)
-    assert flags == [True, True, False]
-    assert fake_store.accept_events("b2", events("e2", "e3"), NOW, 86400) == [False, True]
+    assert accept(fake_store, "b1", events("e1", "e2", "e1")) == [ACCEPTED, ACCEPTED, DUPLICATE]
+    assert accept(fake_store, "b2", events("e2", "e3")) == [DUPLICATE, ACCEPTED]
 
 
 def test_dedupe_window_spans_the_previous_bucket(fake_store: Store):
-    fake_store.accept_events("b1", events("e1"), NOW, 3600)
-    assert fake_store.accept_events("b2", events("e1"), NOW + 3600, 3600) == [False]
+    accept(fake_store, "b1", events("e1"), window_s=3600)
+    assert accept(fake_store, "b2", events("e1"), NOW + 3600, 3600) == [DUPLICATE]
 
 
 def test_a_batch_of_duplicates_leaves_nothing_in_the_inbox(fake_store: Store):
-    fake_store.accept_events("b1", events("e1"), NOW, 86400)
-    fake_store.accept_events("b2", events("e1"), NOW, 86400)
+    accept(fake_store, "b1", events("e1"))
+    accept(fake_store, "b2", events("e1"))
     assert fake_store.overdue_batches(NOW + 1) == ["b1"]
 
 
+def test_an_event_for_an_ad_not_in_the_catalogue_is_rejected_alone(fake_store: Store):
+    """Nothing of it is written: not kept, not seen (it is accepted once the ad exists), no
+    exclusion; the known ad's events in the same batch are kept."""
+    put(fake_store, "ad1", 52.5, 13.4)
+    batch = [*events("e1"), *events("e2", "e3", ad="ghost", type_="apply", excludes_for="u1"),
+             *events("e4", type_="hide", excludes_for="u1")]
+    before = set(fake_store.r.keys())
+    assert fake_store.accept_events("b1", batch, NOW, 86400) == \
+        [ACCEPTED, UNKNOWN_AD, UNKNOWN_AD, ACCEPTED]
+    assert fake_store.excluded_ads("u1") == {"ad1"}
+    assert set(fake_store.r.keys()) - before == {
+        Keys.inbox.encode(), Keys.inbox_due.encode(), Keys.seen(int(NOW // 86400)).encode(),
+        Keys.user_excluded("u1").encode()}
+    assert fake_store.roll_in("b1") == 2
+    assert b"ghost" not in b"".join(f[b"e"] for _, f in fake_store.r.xrange(Keys.events))
+    put(fake_store, "ghost", 52.5, 13.4)
+    assert fake_store.accept_events("b2", events("e2", ad="ghost"), NOW, 86400) == [ACCEPTED]
+
+
+def test_a_batch_of_unknown_ads_writes_nothing(fake_store: Store):
+    before = set(fake_store.r.keys())
+    assert fake_store.accept_events("b1", events("e1", "e2", ad="ghost"), NOW, 86400) == \
+        [UNKNOWN_AD, UNKNOWN_AD]
+    assert set(fake_store.r.keys()) == before
+
+
+def test_an_ad_deleted_is_unknown_from_then_on_and_a_retry_of_its_events_a_duplicate(
+        fake_store: Store):
+    """The rule for an ad deleted after its impression was served: its events sent after
+    the delete are rejected, those accepted before stay accepted (their retries are
+    duplicates) and are counted. An expired ad keeps its record, so it stays known."""
+    accept(fake_store, "b1", events("e1"))
+    fake_store.delete_ad("ad1", lambda old: [])
+    assert fake_store.accept_events("b2", events("e1", "e2"), NOW, 86400) == \
+        [DUPLICATE, UNKNOWN_AD]
+    put(fake_store, "old", 52.5, 13.4, expires_at=NOW - 60)
+    fake_store.drop_expired(NOW)
+    assert fake_store.accept_events("b3", events("e3", ad="old"), NOW, 86400) == [ACCEPTED]
+
+
 def test_roll_in_moves_a_batch_once(fake_store: Store):
-    fake_store.accept_events("b1", events("e1", "e2"), NOW, 86400)
+    accept(fake_store, "b1", events("e1", "e2"))
     assert fake_store.roll_in("b1") == 2
     assert fake_store.roll_in("b1") == 0
     assert fake_store.r.xlen(Keys.events) == 2
@@ -51,7 +101,7 @@ def rollup(store: Store, rows) -> int:
 
 
 def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
-    fake_store.accept_events("b1", events("e1", "e2", "e3"), NOW, 86400)
+    accept(fake_store, "b1", events("e1", "e2", "e3"))
     fake_store.roll_in("b1")
     fake_store.ensure_group()
     entries = fake_store.read_new("c1", 100)
@@ -64,7 +114,7 @@ def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
 
 
 def test_unreadable_entries_are_acknowledged_without_counting(fake_store: Store):
-    fake_store.accept_events("b1", events("e1"), NOW, 86400)
+    accept(fake_store, "b1", events("e1"))
     fake_store.roll_in("b1")
     fake_store.ensure_group()
     entries = fake_store.read_new("c1", 10)
@@ -228,7 +278,7 @@ def test_a_change_racing_a_write_makes_it_read_the_old_location_again(fake_store
 
 
 def rolled_entries(store: Store, count: int, batch: str = "b1") -> list:
-    store.accept_events(batch, events(*(f"{batch}-{i}" for i in range(count))), NOW, 86400)
+    accept(store, batch, events(*(f"{batch}-{i}" for i in range(count))))
     store.roll_in(batch)
     store.ensure_group()
     return store.read_new("c1", 1000)
@@ -310,9 +360,9 @@ def test_prior_rows_are_replaced_whole_and_missing_ones_are_nan(fake_store: Stor
 
 
 def test_accept_adds_exclusions_in_the_same_round_trip(fake_store: Store):
-    flags = fake_store.accept_events("b1", events("e1"), NOW, 86400, {"u1": {"ad1"}},
-                                     UserMemory(600, 10))
-    assert flags == [True]
+    flags = accept(fake_store, "b1", events("e1", type_="apply", excludes_for="u1"),
+                   memory=UserMemory(600, 10))
+    assert flags == [ACCEPTED]
     assert fake_store.excluded_ads("u1") == {"ad1"}
     assert 0 < fake_store.r.ttl(Keys.user_excluded("u1")) <= 600
 

@@ -9,7 +9,13 @@ import orjson
 import pytest
 
 from store import Keys
-from tests.unit.webapp.support import error_of
+from tests.unit.webapp.support import error_of, put_ad
+
+
+@pytest.fixture(autouse=True)
+def catalogue(client, admin) -> None:
+    """The ad the events name: the catalogue must hold an event's ad."""
+    put_ad(client, admin, "ad-1", 52.52, 13.405)
 
 
 def event(event_id: str, **fields) -> dict:
@@ -220,3 +226,76 @@ def test_a_charset_parameter_on_the_content_type_is_fine(client):
     response = client.post("/v1/events", data=orjson.dumps({"events": [event("e1")]}),
                            headers={"Content-Type": "application/json; charset=utf-8"})
     assert response.status_code == 202
+
+
+def test_an_event_for_an_ad_not_in_the_catalogue_is_rejected_alone(client, fake_store, sent):
+    status, body = post(client, event("ok-0"), event("x-1", ad_id="ber-7"),
+                        event("bad-2", type="click"), event("x-3", ad_id="ber-7", type="apply",
+                                                            user_id="u1"),
+                        event("ok-4", type="hide", user_id="u1"))
+    assert status == 202
+    assert body["accepted"] == 2 and body["duplicates"] == 0
+    assert [(r["index"], r["code"], r["field"]) for r in body["rejected"]] == [
+        (1, "unknown_ad", "ad_id"), (2, "invalid_parameter", "type"),
+        (3, "unknown_ad", "ad_id")]
+    assert "ber-7" in body["rejected"][0]["message"]
+    assert inbox_event_ids(fake_store) == ["ok-0", "ok-4"]
+    assert fake_store.excluded_ads("u1") == {"ad-1"}
+    assert len(sent) == 1
+
+
+def test_a_post_of_unknown_ads_only_is_a_400_and_writes_nothing(client, fake_store, keyspace,
+                                                               sent):
+    before = keyspace()
+    response = client.post("/v1/events", json={"events": [
+        event("x-0", ad_id="ber-7"), event("x-1", ad_id="ber-8", type="apply", user_id="u1"),
+        event("bad-2", type="click")]})
+    err = error_of(response, 400, "events")
+    assert err["code"] == "no_valid_events"
+    assert [(r["index"], r["code"]) for r in response.get_json()["rejected"]] == [
+        (0, "unknown_ad"), (1, "unknown_ad"), (2, "invalid_parameter")]
+    assert keyspace() == before
+    assert sent == []
+
+
+def test_nothing_is_counted_for_an_unknown_ad(client, app, admin, fake_store, sent):
+    """The stats of an invented id stay a 404, like the ad itself, after the rollup."""
+    post(client, event("e1"), event("x1", ad_id="ber-7", type="apply"))
+    [batch_id] = fake_store.overdue_batches(float("inf"))
+    fake_store.roll_in(batch_id)
+    assert client.post("/v1/admin/rollup?wait=true", headers=admin).get_json()["counted"] == 1
+    assert client.get("/v1/ads/ber-7").status_code == 404
+    assert error_of(client.get("/v1/stats/ads/ber-7"), 404, "ad_id")["code"] == "not_found"
+    assert client.get("/v1/stats/ads/ad-1").get_json()["counters"]["impressions"] == 1
+
+
+def test_events_for_an_ad_deleted_after_its_impression(client, admin, fake_store, sent):
+    """The rule: once deleted, an ad is unknown. Its events accepted before the delete are
+    counted (a retry of them is a duplicate); those sent after it are rejected, even for
+    an impression served before it. An ad that expired keeps its record: still known."""
+    post(client, event("imp-1"))
+    assert client.delete("/v1/ads/ad-1", headers=admin).status_code == 204
+    status, body = post(client, event("imp-1"), event("apply-1", type="apply", user_id="u1"))
+    assert status == 202 and body["accepted"] == 0 and body["duplicates"] == 1
+    assert [(r["index"], r["code"]) for r in body["rejected"]] == [(1, "unknown_ad")]
+    [batch_id] = fake_store.overdue_batches(float("inf"))
+    fake_store.roll_in(batch_id)
+    assert client.post("/v1/admin/rollup?wait=true", headers=admin).get_json()["counted"] == 1
+    assert client.get("/v1/stats/ads/ad-1").get_json()["counters"]["impressions"] == 1
+
+    put_ad(client, admin, "old-1", 52.52, 13.405, expires_at=time.time() + 1)
+    fake_store.drop_expired(time.time() + 2)
+    assert "old-1" not in fake_store.live_ad_ids()         # out of every feed, record kept
+    status, body = post(client, event("imp-2", ad_id="old-1"))
+    assert status == 202 and body["accepted"] == 1
+
+
+def test_accepting_a_post_is_one_round_trip_whatever_it_holds(client, fake_store, sent,
+                                                               round_trips):
+    """Dedupe, the catalogue check, the inbox and the exclusions: one script call."""
+    post(client, event("warm-up"))                    # the script is loaded once per server
+    before = len(round_trips)
+    status, body = post(client, event("e1"), event("x1", ad_id="ber-7"),
+                        event("a1", type="apply", user_id="u1"), event("warm-up"))
+    assert status == 202 and (body["accepted"], body["duplicates"]) == (2, 1)
+    assert len(round_trips) - before == 1

@@ -84,19 +84,21 @@ def test_feeds_are_counted_by_strategy_and_cache_outcome_with_their_age(app, cli
     assert value(after, f"{age}_bucket", le="15.0") - value(before, f"{age}_bucket", le="15.0") == 1
 
 
-def test_events_are_counted_by_type_and_outcome(client):
+def test_events_are_counted_by_type_and_outcome(client, admin):
+    put_ad(client, admin, "a", 52.52, 13.405)
     before = scrape(client)
     events = [{"event_id": "m-1", "ad_id": "a", "type": "view"},
               {"event_id": "m-2", "ad_id": "a", "type": "apply"},
               {"event_id": "m-3", "ad_id": "a", "type": "view", "position": 0},
               {"event_id": "m 4", "ad_id": "a", "type": "save"},
               {"event_id": "m-5", "ad_id": "a", "type": "purchase"},
-              "not an event"]
+              "not an event",
+              {"event_id": "m-7", "ad_id": "no-such-ad", "type": "hide"}]
     assert client.post("/v1/events", json={"events": events}).status_code == 202
     assert client.post("/v1/events", json={"events": events[:2]}).status_code == 202  # again
     after = scrape(client)
     expected = {("view", "accepted"): 1, ("apply", "accepted"): 1, ("view", "rejected"): 1,
-                ("save", "rejected"): 1, ("invalid", "rejected"): 2,
+                ("save", "rejected"): 1, ("invalid", "rejected"): 2, ("hide", "rejected"): 1,
                 ("view", "duplicate"): 1, ("apply", "duplicate"): 1}
     for (event_type, outcome), n in expected.items():
         assert value(after, "recommender_events_total", type=event_type, outcome=outcome) - \

@@ -138,7 +138,7 @@ OK_CASES: dict[tuple[str, int], Case] = {
     ("feeds.nearby", 200): case("GET", "/v1/ads/nearby", query=HERE),
     ("feeds.ad_stats", 200): case("GET", "/v1/stats/ads/seed-1"),
     ("stats.ctr", 200): case("GET", "/v1/stats/ctr", query={"to": "2027-01-15", "strategy": "thompson"}),
-    ("events.post_events", 202): case("POST", "/v1/events", body={"events": [EVENT, {"x": 1}]}),
+    ("events.post_events", 202): case("POST", "/v1/events", body={"events": [{**EVENT, "ad_id": "seed-1"}, {"x": 1}, EVENT]}),  # EVENT's ad is unknown
     ("ads.put_ad", 201): admin_case("PUT", "/v1/ads/new-1", body=AD),
     ("ads.put_ad", 200): admin_case("PUT", "/v1/ads/seed-1", body=AD),
     ("ads.get_ad", 200): case("GET", "/v1/ads/seed-1"),
