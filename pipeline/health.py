@@ -12,7 +12,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from config import Settings
-from store import Store
+from store import UNDELIVERED_COUNTED, Store
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -43,7 +43,8 @@ class PipelineState:
     lag_s: float                # age of the oldest accepted event not rolled up; 0: none
     inbox_batches: int          # accepted batches not yet in the events stream
     pending_events: int         # delivered to a rollup consumer, not acknowledged
-    undelivered_events: int     # in the stream, not yet read by the rollup (-1: unknown)
+    undelivered_events: int     # in the stream, not yet read by the rollup (at most counted:
+                                # UNDELIVERED_COUNTED means at least that many)
     rollup: JobState
     regenerate: JobState
     active_cells: int           # cells requested within ACTIVE_CELL_TTL_S
@@ -237,7 +238,8 @@ def queues_check(depths: Mapping[str, int], limits: Mapping[str, int]) -> Check:
 
 
 def lag_check(state: PipelineState, limit_s: float) -> Check:
-    undelivered = "?" if state.undelivered_events < 0 else str(state.undelivered_events)
+    undelivered = (f"{UNDELIVERED_COUNTED}+" if state.undelivered_events >= UNDELIVERED_COUNTED
+                   else str(state.undelivered_events))
     value = (f"{state.lag_s:.1f} s (inbox {state.inbox_batches} batches, pending "
              f"{state.pending_events}, undelivered {undelivered} events)")
     return Check("pipeline lag", Level.FAIL if state.lag_s > limit_s else Level.OK, value,

@@ -28,6 +28,7 @@ SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8"), ("created", 
 SUMMARY_TAG = b"AS2\x00"
 FIRST_LAYOUT_SIZE = 24
 FEEDS_CHANNEL = "feeds:changed"
+UNDELIVERED_COUNTED = 10_000  # counted one by one when Redis cannot tell; this many: at least
 GEO_LAT_LIMIT = 85.05112878  # Redis geo sets hold latitudes within +-this
 NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never expires
 EVENT_TYPES = ("impression", "view", "save", "apply", "hide")
@@ -77,7 +78,7 @@ class Unrolled:
     inbox_batches: int               # accepted batches not yet moved to the stream
     oldest_inbox_at: float | None    # when the oldest of them was accepted (epoch s)
     pending: int                     # delivered to a rollup consumer, not acknowledged
-    undelivered: int                 # in the stream, never delivered (-1: Redis cannot tell)
+    undelivered: int                 # in the stream, never delivered (UNDELIVERED_COUNTED: at least)
     oldest_entry_ms: int | None      # stream id time of the oldest pending or undelivered entry
 
 
@@ -709,11 +710,15 @@ class Store:
         lag = group.get("lag")
         oldest = [_entry_ms(pending["min"])] if pending["pending"] else []
         if lag != 0:
+            # Redis gives no lag once entries were trimmed or deleted: count what follows
+            # the last delivered entry instead, up to UNDELIVERED_COUNTED
             after = self.r.xrange(Keys.events, f"({_s(group['last-delivered-id'])}", "+",
-                                  count=1)
+                                  count=1 if lag is not None else UNDELIVERED_COUNTED)
             oldest += [_entry_ms(after[0][0])] if after else []
-        return Unrolled(int(batches), oldest_inbox_at, int(pending["pending"]),
-                        int(lag) if lag is not None else -1, min(oldest, default=None))
+            if lag is None:
+                lag = len(after)
+        return Unrolled(int(batches), oldest_inbox_at, int(pending["pending"]), int(lag),
+                        min(oldest, default=None))
 
     def ad_stats(self, ad_ids: Sequence[str], fields: Sequence[str] = STAT_FIELDS,
                  chunk: int = 20_000) -> dict[str, list[int]]:

@@ -117,3 +117,23 @@ def test_redis_unreachable_exits_1_quickly_without_a_traceback(env: dict[str, st
     document = orjson.loads(run.stdout)
     assert document["status"] == "FAIL" and document["state"] is None
     assert {"redis", "broker", "workers", "pipeline lag", "rollup"} <= set(failing(document))
+
+
+def test_undelivered_events_are_counted_when_redis_gives_no_lag(real_store: Store,
+                                                                real_settings: Settings):
+    """Redis 6.2 (the embedded one of make run) reports no consumer-group lag, and Redis 7
+    none once an entry past the group's position was deleted: the count is then made from
+    the stream itself, never shown as '?'."""
+    from pipeline.health import lag_check, pipeline_state
+    fresh_pipeline(real_store, real_settings)
+    now = time.time()
+    batch = [Event(f"late-{i}", "ad0", "impression", now) for i in range(4)]
+    roll_in(real_store, accept_batch(real_store, real_settings, batch, now).batch_id)
+    last = real_store.r.xrange("{ev}:events", "-", "+")[-1][0]
+    real_store.r.xdel("{ev}:events", last)                # a tombstone past the group
+    group = real_store.r.xinfo_groups("{ev}:events")[0]
+    assert group.get("lag") is None                       # the case this test is about
+    state = pipeline_state(real_store, real_settings, now + 1)
+    assert state.undelivered_events == 3
+    check = lag_check(state, 30.0)
+    assert "undelivered 3 events" in check.value and "?" not in check.value
