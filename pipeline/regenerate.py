@@ -94,8 +94,11 @@ def cell_probabilities(store: Store, settings: Settings, cells: Sequence[str], n
     prior = StrategyPrior(strength=settings.strategy_prior_strength,
                           cell_min_feeds=settings.strategy_cell_min_feeds,
                           floor=settings.strategy_floor)
-    return strategy_probabilities(served[:-1], applies[:-1], served[-1], applies[-1], prior,
-                                  rng, STRATEGY_DRAWS)
+    probabilities = strategy_probabilities(served[:-1], applies[:-1], served[-1], applies[-1],
+                                           prior, rng, STRATEGY_DRAWS)
+    # to 12 decimals: the propensities a feed answers with carry no last-bit noise
+    # (0.24632, not 0.24631999999999998), and serving draws with the very values it logs
+    return np.round(probabilities, 12)
 
 
 def build_cell(snapshot: Snapshot, candidates: np.ndarray, orders: dict[str, np.ndarray],

@@ -166,3 +166,15 @@ def test_a_cell_feed_is_bounded_by_its_orders(fake_store, rng, strategies, kept,
     assert len(feed) <= bound
     listed = np.unique(np.concatenate([o.ravel() for o in feed.orders.values()]))
     assert len(listed) == len(feed)                             # every packed ad is listed
+
+
+def test_a_feeds_propensity_carries_no_last_bit_noise(fake_store, settings, paris, rng):
+    """The strategy probabilities are stored to 12 decimals, so a feed's propensity reads
+    0.24632, not 0.24631999999999998, and is exactly the value serving drew with."""
+    from pipeline.regenerate import cell_probabilities
+    cells = [geo.encode(*PARIS, settings.geohash_precision)]
+    for seed in range(20):
+        probabilities = cell_probabilities(fake_store, settings, cells, NOW,
+                                           np.random.default_rng(seed))
+        assert (np.round(probabilities, 12) == probabilities).all()
+        assert all(len(repr(float(p))) <= 16 for p in probabilities.ravel())
