@@ -1,4 +1,4 @@
-"""Every ``curl`` and ``flask`` example of the README, run as a user would paste it, against a
+"""Every ``curl`` and ``flask`` example of the README and docs/, run as a user would paste it, against a
 real web, worker, beat and Redis: each must answer 2xx (a ``flask`` command: exit 0) with
 something in the answer, on whatever day the test runs."""
 from __future__ import annotations
@@ -14,6 +14,12 @@ from devtools.procs import ROOT, Proc, start_beat
 from tests.conftest import ADMIN_TOKEN
 
 README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def documentation() -> str:
+    """The README and every page under docs/, as one text."""
+    return "\n".join(p.read_text() for p in [README, *DOCS])
 # every answer checked: a 2xx (204 may be empty) with a body; a command: exit 0 and output
 CHECKS = r'''
 set -euo pipefail
@@ -45,7 +51,7 @@ def examples(text: str) -> list[str]:
 
 
 def test_the_readme_has_examples_to_run():
-    found = examples(README.read_text())
+    found = examples(documentation())
     assert len(found) >= 3
     assert sum(b.count("curl ") for b in found) >= 15
     assert any("evaluate" in b for b in found) and any("ads import" in b for b in found)
@@ -61,7 +67,7 @@ def beat(env: dict[str, str], tmp_path: Path) -> Iterator[Proc]:
 def test_every_example_answers(web: str, worker: Proc, beat: Proc, env: dict[str, str],
                                tmp_path: Path):
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")   # the examples run from a checkout
-    script = CHECKS + "\n".join(examples(README.read_text()))
+    script = CHECKS + "\n".join(examples(documentation()))
     run = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
                          env={**env, "B": web, "T": ADMIN_TOKEN}, timeout=600)
     assert run.returncode == 0, f"{run.stderr[-3000:]}\n--- stdout ---\n{run.stdout[-3000:]}"
