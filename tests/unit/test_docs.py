@@ -60,3 +60,54 @@ def test_the_slug_rule():
     import doctest
     import sys
     assert doctest.testmod(sys.modules[__name__]).failed == 0
+
+
+def table_rows(page: Path, heading: str) -> list[list[str]]:
+    """The cells of the first table under ``heading``."""
+    text = page.read_text()
+    start = re.search(rf"(?m)^{re.escape(heading)}$", text).start()
+    rows, seen = [], False
+    for line in text[start:].splitlines()[1:]:
+        if line.startswith("|"):
+            seen = True
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            if not set(cells[0]) <= set("- "):
+                rows.append(cells)
+        elif seen:
+            break
+    return rows[1:]   # the header row out
+
+
+def test_the_settings_page_lists_every_setting_and_only_those():
+    from config import Settings
+    rows = table_rows(ROOT / "docs" / "settings.md", "# Settings")
+    documented = {re.sub(r"`", "", r[0]) for r in rows}
+    assert documented == {name.upper() for name in Settings.model_fields}
+    defaults = {re.sub(r"`", "", r[0]): r[1] for r in rows}
+    for name, field in Settings.model_fields.items():
+        value = field.default
+        if isinstance(value, bool):
+            assert f"`{str(value).lower()}`" in defaults[name.upper()], name
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            shown = re.sub(r"[`,_ ]", "", defaults[name.upper()])
+            assert any(f"{v:g}" in shown or str(v) in shown for v in (value, float(value))), \
+                (name, value, defaults[name.upper()])
+
+
+def test_the_redis_keys_table_names_every_key_the_store_spells():
+    from store import Keys
+    text = "\n".join(r[0] for r in table_rows(ROOT / "docs" / "operating.md", "## Redis keys"))
+    missing = []
+    for name, value in vars(Keys).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, staticmethod):
+            spelled = value.__func__("\x00")
+            prefix = spelled.split("\x00")[0]
+        elif isinstance(value, str):
+            prefix = value
+        else:
+            continue
+        if f"`{prefix}" not in text and f", `{prefix}" not in text:
+            missing.append(f"Keys.{name}: {prefix}")
+    assert missing == []
