@@ -5,15 +5,44 @@ No I/O here: randomness comes in as a ``numpy.random.Generator`` and time as a n
 """
 from bandit.decay import decay_factor, decay_to, exposure_weight
 from bandit.intervals import Proportion, wilson_interval
-from bandit.ope import (Estimate, check_propensities, importance_weights, ips, logged_value,
-                        mean_estimate, snips, z_score)
-from bandit.posterior import (REWARD_MODELS, AdPosterior, Evidence, ad_posterior,
-                              beta_posterior, empirical_rates, posterior_mean, stage_evidence)
+from bandit.ope import (
+    Estimate,
+    check_propensities,
+    importance_weights,
+    ips,
+    logged_value,
+    mean_estimate,
+    snips,
+    z_score,
+)
+from bandit.posterior import (
+    REWARD_MODELS,
+    AdPosterior,
+    Evidence,
+    ad_posterior,
+    beta_posterior,
+    empirical_rates,
+    posterior_mean,
+    stage_evidence,
+)
 from bandit.priors import AdPriors, PriorRates, PriorSpec, StagePrior, fit_priors, fit_stage
-from bandit.strategies import (DEFAULT_STRATEGIES, SCREEN, SCREENED, STRATEGIES, Candidates,
-                               StrategyPrior, choose, epsilon_greedy_orders, order_sources,
-                               probability_best, screen_keys, screen_orders, strategy_orders,
-                               strategy_probabilities, with_floor)
+from bandit.strategies import (
+    DEFAULT_STRATEGIES,
+    SCREEN,
+    SCREENED,
+    STRATEGIES,
+    Candidates,
+    StrategyPrior,
+    choose,
+    epsilon_greedy_orders,
+    order_sources,
+    probability_best,
+    screen_keys,
+    screen_orders,
+    strategy_orders,
+    strategy_probabilities,
+    with_floor,
+)
 from bandit.thompson import rank_variants, sample_scores
 
 __all__ = [

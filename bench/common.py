@@ -35,7 +35,7 @@ def say(message: str) -> None:
 def machine(redis: RedisServer | None = None) -> dict:
     """Where and when a run happened, so figures from two runs are not compared blindly."""
     info = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "os_cpu_count": os.cpu_count(),
         "bench_process_affinity": sorted(os.sched_getaffinity(0)),
         "platform": platform.platform(),

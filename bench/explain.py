@@ -7,6 +7,7 @@ functions (bandit.empirical_rates, bandit.ad_posterior, AdPosterior.sample).
 from __future__ import annotations
 
 import argparse
+from math import lgamma
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +15,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from math import lgamma  # noqa: E402
 
 from bandit import Evidence, PriorSpec, ad_posterior, empirical_rates  # noqa: E402
 

@@ -45,14 +45,31 @@ from pathlib import Path
 import numpy as np
 
 import geo
-from bench.common import (code_check, cpu_seconds, load_catalogue, machine,
-                          machine_busy_seconds, median, pin, redis_memory, say, table,
-                          write_results)
+from bench.common import (
+    code_check,
+    cpu_seconds,
+    load_catalogue,
+    machine,
+    machine_busy_seconds,
+    median,
+    pin,
+    redis_memory,
+    say,
+    table,
+    write_results,
+)
 from config import Settings, load_settings
 from devtools.redis_server import RedisServer
 from pipeline.feedpack import CellFeed
-from pipeline.regenerate import (WRITE_CHUNK, build_feeds, candidate_radius_km,
-                                 cell_probabilities, learn_priors, load_snapshot, run_regenerate)
+from pipeline.regenerate import (
+    WRITE_CHUNK,
+    build_feeds,
+    candidate_radius_km,
+    cell_probabilities,
+    learn_priors,
+    load_snapshot,
+    run_regenerate,
+)
 from store import GLOBAL_CELL, STAT_FIELDS, Keys, Store
 
 ADS, CELLS = 100_000, 5_000

@@ -54,9 +54,20 @@ import numpy as np
 import requests
 
 import geo
-from bench.common import (code_check, cpu_seconds, load_catalogue, machine,
-                          machine_busy_seconds, median, process_tree, redis_memory,
-                          request_points, say, table, write_results)
+from bench.common import (
+    code_check,
+    cpu_seconds,
+    load_catalogue,
+    machine,
+    machine_busy_seconds,
+    median,
+    process_tree,
+    redis_memory,
+    request_points,
+    say,
+    table,
+    write_results,
+)
 from config import Settings, load_settings
 from devtools.procs import Proc, service_env, start_web
 from devtools.redis_server import RedisServer

@@ -47,14 +47,24 @@ from pathlib import Path
 import numpy as np
 
 import geo
+from bandit import mean_estimate
 from bench.common import RESULTS, code_check, machine, say, table
 from bench.sim import report
 from bench.sim.family import FAMILY
-from bench.sim.fast import (BETA11, ORACLE, PER_REQUEST, PER_REQUEST_AT_REGEN, POLICIES,
-                            THOMPSON_WITH_STRATEGIES, FastRun, Traffic, run_fast, user_points)
+from bench.sim.fast import (
+    BETA11,
+    ORACLE,
+    PER_REQUEST,
+    PER_REQUEST_AT_REGEN,
+    POLICIES,
+    THOMPSON_WITH_STRATEGIES,
+    FastRun,
+    Traffic,
+    run_fast,
+    user_points,
+)
 from bench.sim.real import REAL_POLICIES, RealSpec, run_policy, strategy_shares, tracks_of
 from bench.sim.world import NEIGHBOURHOODS, World, WorldSpec, make_world
-from bandit import mean_estimate
 from config import Settings, load_settings
 from devtools.redis_server import RedisServer
 

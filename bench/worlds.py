@@ -35,10 +35,18 @@ import numpy as np
 
 from bench.common import RESULTS, code_check, machine, say, table
 from bench.sim import report
-from bench.sim.report import last_share
 from bench.sim.family import FAMILY, TRAPS, Member
-from bench.sim.fast import (BETA11, BETA11_AT_REGEN, GREEDY, ORACLE, PER_REQUEST, RANDOM,
-                            THOMPSON_WITH_STRATEGIES, run_fast)
+from bench.sim.fast import (
+    BETA11,
+    BETA11_AT_REGEN,
+    GREEDY,
+    ORACLE,
+    PER_REQUEST,
+    RANDOM,
+    THOMPSON_WITH_STRATEGIES,
+    run_fast,
+)
+from bench.sim.report import last_share
 from bench.sim.world import make_world
 from bench.simulate import parse_sets
 from config import Settings, load_settings

@@ -9,8 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      model_validator)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from bandit.posterior import REWARD_MODELS
 from bandit.strategies import DEFAULT_STRATEGIES, STRATEGIES

@@ -145,7 +145,7 @@ def alive(pid: object) -> bool:
 
 def load_demo_ads(env: dict[str, str], run_dir: Path, count: int) -> str:
     """Import the demo catalogue when the store has no live ads; the id of an ad to show."""
-    from store import Store   # imported here: the launcher needs nothing else of the service
+    from store import Store  # imported here: the launcher needs nothing else of the service
 
     demo_file = run_dir / "demo-ads.jsonl"
     store = Store.from_url(env["REDIS_URL"])

@@ -3,11 +3,26 @@ static point index, as pure functions over numpy arrays.
 
 Imports numpy, math and the standard library only; no I/O. Degrees in, km out.
 """
-from geo.covering import (MAX_COVERING_CELLS, cell_half_diagonal_km, cells_covering,
-                          covering_precision, precision_for_radius)
-from geo.distance import (EARTH_RADIUS_KM, Box, bounding_boxes, destination_point,
-                          distance_from_box_km, distance_to_boxes_km, dot_to_km, haversine_km,
-                          km_to_dot, unit_vector, unit_vectors)
+from geo.covering import (
+    MAX_COVERING_CELLS,
+    cell_half_diagonal_km,
+    cells_covering,
+    covering_precision,
+    precision_for_radius,
+)
+from geo.distance import (
+    EARTH_RADIUS_KM,
+    Box,
+    bounding_boxes,
+    destination_point,
+    distance_from_box_km,
+    distance_to_boxes_km,
+    dot_to_km,
+    haversine_km,
+    km_to_dot,
+    unit_vector,
+    unit_vectors,
+)
 from geo.geohash import BASE32, decode, decode_box, encode, encode_many, neighbours
 from geo.index import PointIndex
 

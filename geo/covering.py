@@ -11,8 +11,7 @@ import math
 import numpy as np
 
 from geo.checks import MAX_PRECISION, checked_point, checked_precision, checked_radius_km
-from geo.distance import (EARTH_RADIUS_KM, Box, bounding_boxes, distance_to_boxes_km,
-                          haversine_km)
+from geo.distance import EARTH_RADIUS_KM, Box, bounding_boxes, distance_to_boxes_km, haversine_km
 from geo.geohash import cell_size_deg, cells_from_codes, codes_from_rows_cols, decode_box
 
 MAX_COVERING_CELLS = 100_000

@@ -4,7 +4,7 @@ line, for a log pipeline) or text (key=value, for people at a terminal)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -21,7 +21,7 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        when = datetime.fromtimestamp(record.created, tz=timezone.utc)
+        when = datetime.fromtimestamp(record.created, tz=UTC)
         parts = [when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                  record.levelname, record.name, record.getMessage()]
         parts += [f"{k}={_text(v)}" for k, v in getattr(record, "fields", {}).items()]

@@ -9,7 +9,7 @@ the serving); events naming no feed count only overall.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -73,7 +73,7 @@ class DailyCtr:
 
 
 def utc_today(now: float) -> date:
-    return datetime.fromtimestamp(now, tz=timezone.utc).date()
+    return datetime.fromtimestamp(now, tz=UTC).date()
 
 
 def days_between(start: date, end: date) -> tuple[str, ...]:

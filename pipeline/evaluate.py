@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 
 from bandit import STRATEGIES, Estimate, ips, logged_value, mean_estimate, snips
-from store import StreamEntry, Store
+from store import Store, StreamEntry
 
 
 @dataclass(frozen=True)

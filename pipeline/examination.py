@@ -19,8 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bandit import exposure_weight
-from bandit.position import (BIN_LABELS, BINS, PositionCurve, pair_counts, position_bin,
-                             position_curve)
+from bandit.position import (
+    BIN_LABELS,
+    BINS,
+    PositionCurve,
+    pair_counts,
+    position_bin,
+    position_curve,
+)
 from config import Settings
 from pipeline.regenerate import decayed_now
 from store import Store, stat_type_index

@@ -16,9 +16,20 @@ from dataclasses import dataclass
 import numpy as np
 
 import geo
-from bandit import (STRATEGIES, Candidates, Evidence, PriorRates, PriorSpec, StrategyPrior,
-                    ad_posterior, decay_to, empirical_rates, screen_keys, strategy_orders,
-                    strategy_probabilities)
+from bandit import (
+    STRATEGIES,
+    Candidates,
+    Evidence,
+    PriorRates,
+    PriorSpec,
+    StrategyPrior,
+    ad_posterior,
+    decay_to,
+    empirical_rates,
+    screen_keys,
+    strategy_orders,
+    strategy_probabilities,
+)
 from config import Settings
 from pipeline.feedpack import CellFeed, StringTable
 from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store

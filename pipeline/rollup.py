@@ -12,20 +12,26 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
 
 from bandit import STRATEGIES, decay_factor
 from config import Settings
-from pipeline.examination import (Examination, current, epoch_of, epoch_ttl_s, fold_epochs,
-                                  generations)
 from pipeline.examination import WIDTH as POSITION_WIDTH
-from pipeline.examination import position_columns
+from pipeline.examination import (
+    Examination,
+    current,
+    epoch_of,
+    epoch_ttl_s,
+    fold_epochs,
+    generations,
+    position_columns,
+)
 from pipeline.feedid import FeedRef, parse_feed_id
 from pipeline.ingest import sweep_inbox
-from store import RollupRow, StreamEntry, Store, consumer_name, stat_type_index
+from store import RollupRow, Store, StreamEntry, consumer_name, stat_type_index
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +41,7 @@ CREDITED_TTL_S = 8 * 86_400   # how long a feed's credit is remembered, per day 
 
 
 def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
 
 
 @dataclass(frozen=True)

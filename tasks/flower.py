@@ -9,7 +9,6 @@ import sys
 
 from config import SettingsError, load_settings
 
-
 INSPECT_TIMEOUT_MS = 5000
 
 

@@ -11,8 +11,21 @@ from config import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from webapp import (admin, ads, apidoc, cli, dashboard, errors, events, feeds, health, logs,
-                        metrics, runtime, stats)
+    from webapp import (
+        admin,
+        ads,
+        apidoc,
+        cli,
+        dashboard,
+        errors,
+        events,
+        feeds,
+        health,
+        logs,
+        metrics,
+        runtime,
+        stats,
+    )
 
     settings = settings or load_settings()
     app = Flask(__name__)

@@ -6,8 +6,8 @@ from flask import Blueprint, Response, request
 from pipeline.feedid import parse_feed_id
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup
-from webapp.auth import require_admin
 from webapp.apidoc import RegenerationReport, RollupReport, ServedFeed, TaskSent, documented
+from webapp.auth import require_admin
 from webapp.errors import json_response
 from webapp.runtime import runtime
 from webapp.validation import ApiError, WaitQuery, identifier, parse_query

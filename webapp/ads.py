@@ -5,8 +5,8 @@ from flask import Blueprint, Response, request
 from werkzeug.routing import BaseConverter
 
 from pipeline.catalogue import AdRecord, ad_view, delete_ad, upsert_ads
-from webapp.auth import require_admin
 from webapp.apidoc import Ad, documented
+from webapp.auth import require_admin
 from webapp.errors import json_response
 from webapp.runtime import runtime
 from webapp.validation import AdIn, ApiError, identifier, json_body, parse

@@ -6,7 +6,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from pipeline.catalogue import reindex, upsert_ads
 from pipeline.demo import demo_ads
 from pipeline.evaluate import Report, evaluate
 from webapp.ads import ad_record
-from webapp.report import report_cli
 from webapp.command_runtime import command_runtime
+from webapp.report import report_cli
 from webapp.status import status_command
 from webapp.validation import AdLine, ApiError, epoch_seconds, parse
 
@@ -188,4 +188,4 @@ def _number(x: float) -> str:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")

@@ -5,15 +5,21 @@ import numpy as np
 from flask import Blueprint, Response, g, request
 
 import geo
-from pipeline.adstats import ad_report
 from obs.metrics import observe_feed
+from pipeline.adstats import ad_report
 from pipeline.feed import FeedRequest, ServedFeed, parse_location, serve_feed
 from pipeline.regenerate import SEARCH_SLACK
 from webapp.apidoc import AdStats, Feed, Nearby, UserFeed, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
-from webapp.validation import (ApiError, FeedQuery, NearbyQuery, RecommendQuery, identifier,
-                               parse_query)
+from webapp.validation import (
+    ApiError,
+    FeedQuery,
+    NearbyQuery,
+    RecommendQuery,
+    identifier,
+    parse_query,
+)
 
 bp = Blueprint("feeds", __name__, url_prefix="/v1")
 

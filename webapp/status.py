@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -78,5 +78,5 @@ def _level(level: Level) -> str:
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat(timespec="seconds") \
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="seconds") \
         .replace("+00:00", "Z")

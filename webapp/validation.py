@@ -7,8 +7,17 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
-                      StringConstraints, TypeAdapter, ValidationError, WithJsonSchema)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from bandit import STRATEGIES
 from pipeline.ctr import DEFAULT_DAYS, MAX_DAYS

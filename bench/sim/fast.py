@@ -23,11 +23,31 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import geo
-from bandit import (SCREENED, Candidates, Evidence, PriorRates, PriorSpec, StrategyPrior,
-                    ad_posterior, decay_factor, empirical_rates, exposure_weight, order_sources,
-                    screen_keys, screen_orders, strategy_orders, strategy_probabilities)
-from bandit.position import (BINS, PositionCurve, effective_pairs, fit_curve, pair_counts,
-                             position_bin)
+from bandit import (
+    SCREENED,
+    Candidates,
+    Evidence,
+    PriorRates,
+    PriorSpec,
+    StrategyPrior,
+    ad_posterior,
+    decay_factor,
+    empirical_rates,
+    exposure_weight,
+    order_sources,
+    screen_keys,
+    screen_orders,
+    strategy_orders,
+    strategy_probabilities,
+)
+from bandit.position import (
+    BINS,
+    PositionCurve,
+    effective_pairs,
+    fit_curve,
+    pair_counts,
+    position_bin,
+)
 from bandit.posterior import AdPosterior
 from bench.sim.world import Outcomes, World, top_valid
 from config import Settings

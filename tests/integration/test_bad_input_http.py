@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import orjson
 import pytest
-import requests
 import redis
+import requests
 
 from tests.conftest import ADMIN_TOKEN
-from tests.unit.webapp.test_bad_input import (BAD_AD_BODIES, BAD_AD_IDS, COMMON_BAD_QUERIES,
-                                              DEEP, EVENT)
+from tests.unit.webapp.test_bad_input import (
+    BAD_AD_BODIES,
+    BAD_AD_IDS,
+    COMMON_BAD_QUERIES,
+    DEEP,
+    EVENT,
+)
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HERE = {"lat": "52.52", "lon": "13.405"}

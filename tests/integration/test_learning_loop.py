@@ -2,7 +2,6 @@
 regeneration, and the ad people apply to rises to the top."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import requests

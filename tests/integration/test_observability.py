@@ -14,8 +14,15 @@ import pytest
 import requests
 import yaml
 
-from devtools.procs import (Proc, start_beat, start_flower, start_web, start_worker,
-                            wait_for_http, wait_until)
+from devtools.procs import (
+    Proc,
+    start_beat,
+    start_flower,
+    start_web,
+    start_worker,
+    wait_for_http,
+    wait_until,
+)
 from devtools.redis_server import free_port
 from tests.conftest import ROOT
 from tests.integration.traffic import drive_load

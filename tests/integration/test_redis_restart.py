@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
 from devtools.procs import service_env, start_beat, start_web, start_worker

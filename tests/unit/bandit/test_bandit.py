@@ -5,8 +5,18 @@ import pytest
 
 import bandit.posterior
 import bandit.thompson
-from bandit import (AdPosterior, AdPriors, Evidence, PriorRates, PriorSpec, ad_posterior,
-                    beta_posterior, posterior_mean, rank_variants, sample_scores)
+from bandit import (
+    AdPosterior,
+    AdPriors,
+    Evidence,
+    PriorRates,
+    PriorSpec,
+    ad_posterior,
+    beta_posterior,
+    posterior_mean,
+    rank_variants,
+    sample_scores,
+)
 
 
 @pytest.mark.parametrize("module", [bandit.posterior, bandit.thompson])

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 import bandit.ope
-from bandit import (Estimate, check_propensities, importance_weights, ips, logged_value,
-                    mean_estimate, snips)
+from bandit import (
+    Estimate,
+    check_propensities,
+    importance_weights,
+    ips,
+    logged_value,
+    mean_estimate,
+    snips,
+)
 
 # one context: the logging policy of the issue, over four strategies
 ONE_CONTEXT = (np.array([[0.55, 0.15, 0.15, 0.15]]), np.array([[0.30, 0.45, 0.20, 0.35]]),

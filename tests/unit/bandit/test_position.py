@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 
 import bandit.position
-from bandit.position import (BINS, PRIOR_CURVE, PositionCurve, effective_pairs, fit_curve,
-                             pair_counts, position_bin, position_curve)
+from bandit.position import (
+    BINS,
+    PRIOR_CURVE,
+    PositionCurve,
+    effective_pairs,
+    fit_curve,
+    pair_counts,
+    position_bin,
+    position_curve,
+)
 
 
 def test_docstring_examples_run():

@@ -8,10 +8,25 @@ import pytest
 
 import bandit.decay
 import bandit.strategies
-from bandit import (SCREEN, SCREENED, STRATEGIES, Candidates, StrategyPrior, choose,
-                    decay_factor, decay_to, epsilon_greedy_orders, exposure_weight,
-                    order_sources, probability_best, screen_keys, screen_orders,
-                    strategy_orders, strategy_probabilities, with_floor)
+from bandit import (
+    SCREEN,
+    SCREENED,
+    STRATEGIES,
+    Candidates,
+    StrategyPrior,
+    choose,
+    decay_factor,
+    decay_to,
+    epsilon_greedy_orders,
+    exposure_weight,
+    order_sources,
+    probability_best,
+    screen_keys,
+    screen_orders,
+    strategy_orders,
+    strategy_probabilities,
+    with_floor,
+)
 
 
 @pytest.mark.parametrize("module", [bandit.strategies, bandit.decay])

@@ -44,7 +44,7 @@ def test_the_world_follows_from_its_seed_and_has_the_rates_it_claims():
     assert 0.05 < big.standout.mean() < 0.15
     assert big.value[big.standout].mean() > 2 * big.value[~big.standout].mean()
     lat, lon = big.users(1000, np.random.default_rng(0))
-    assert 52.3 < lat.min() and lat.max() < 52.7 and 13.0 < lon.min() and lon.max() < 13.8
+    assert lat.min() > 52.3 and lat.max() < 52.7 and lon.min() > 13.0 and lon.max() < 13.8
 
 
 def test_users_act_at_their_rates():

@@ -8,8 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo import (cell_half_diagonal_km, cells_covering, covering_precision, decode, decode_box,
-                 destination_point, encode, encode_many, haversine_km, precision_for_radius)
+from geo import (
+    cell_half_diagonal_km,
+    cells_covering,
+    covering_precision,
+    decode,
+    decode_box,
+    destination_point,
+    encode,
+    encode_many,
+    haversine_km,
+    precision_for_radius,
+)
 
 latitudes = st.one_of(st.floats(-90, 90), st.floats(89, 90), st.floats(-90, -89),
                       st.sampled_from([-90.0, -89.9, 0.0, 89.9, 90.0]))

@@ -8,8 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo import (EARTH_RADIUS_KM, bounding_boxes, decode_box, destination_point,
-                 distance_to_boxes_km, encode, haversine_km)
+from geo import (
+    EARTH_RADIUS_KM,
+    bounding_boxes,
+    decode_box,
+    destination_point,
+    distance_to_boxes_km,
+    encode,
+    haversine_km,
+)
 
 latitudes = st.one_of(st.floats(-90, 90), st.floats(89, 90), st.floats(-90, -89),
                       st.sampled_from([-90.0, 0.0, 90.0]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import doctest
 import itertools
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
@@ -25,7 +25,7 @@ _ids = itertools.count()
 
 
 def at(iso: str) -> float:
-    return datetime.fromisoformat(iso).replace(tzinfo=timezone.utc).timestamp()
+    return datetime.fromisoformat(iso).replace(tzinfo=UTC).timestamp()
 
 
 def events(ts: float, feed_id: str | None = None, **counts: int) -> list[Event]:

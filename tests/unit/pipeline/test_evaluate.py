@@ -6,7 +6,7 @@ import functools
 import itertools
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -218,7 +218,7 @@ def test_iso_times_and_the_defaults(app, fake_store, settings, rng):
     assert (report["since"], report["until"]) == (NOW - 86_400, NOW)
     assert report["attribution_s"] == settings.event_max_age_s
     assert report["feeds"] == 1 and list(report["strategies"]) == ["nearest"]
-    iso = datetime.fromtimestamp(NOW - 3 * 86_400, tz=timezone.utc).isoformat()
+    iso = datetime.fromtimestamp(NOW - 3 * 86_400, tz=UTC).isoformat()
     report = run_json(app, "--since", iso, "--until", "2027-01-15T10:00:00+02:00")
     assert (report["since"], report["until"]) == (NOW - 3 * 86_400, NOW)
     assert report["feeds"] == 2 and list(report["strategies"]) == ["newest", "nearest"]

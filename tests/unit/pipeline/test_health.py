@@ -9,8 +9,18 @@ import pytest
 
 from config import Settings
 from pipeline.catalogue import upsert_ads
-from pipeline.health import (BrokerState, JobState, Level, Observation, PipelineState,
-                             Thresholds, assess, job_state, overall, pipeline_state)
+from pipeline.health import (
+    BrokerState,
+    JobState,
+    Level,
+    Observation,
+    PipelineState,
+    Thresholds,
+    assess,
+    job_state,
+    overall,
+    pipeline_state,
+)
 from pipeline.ingest import Accepted, Event, accept_batch, roll_in
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup

@@ -71,7 +71,7 @@ def test_every_served_ad_is_live_and_within_the_radius(serve, fake_store, settin
             assert [a["position"] for a in body["ads"]] == list(range(1, len(body["ads"]) + 1))
 
 
-def test_an_ad_expiring_after_generation_is_not_served_from_the_stale_feed(serve, 
+def test_an_ad_expiring_after_generation_is_not_served_from_the_stale_feed(serve,
         fake_store, settings, rng):
     ads = ads_around(*PARIS, 5, 1.0, rng, expires_at=NOW + 60)
     upsert_ads(fake_store, settings, ads)

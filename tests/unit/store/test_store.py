@@ -8,8 +8,20 @@ import numpy as np
 import orjson
 import pytest
 
-from store import (ACCEPTED, DUPLICATE, LOCATION_TTL_S, NO_EXPIRY, UNKNOWN_AD, AdRow, IngestRow,
-                   Keys, RollupRow, Store, UserMemory, float_rows)
+from store import (
+    ACCEPTED,
+    DUPLICATE,
+    LOCATION_TTL_S,
+    NO_EXPIRY,
+    UNKNOWN_AD,
+    AdRow,
+    IngestRow,
+    Keys,
+    RollupRow,
+    Store,
+    UserMemory,
+    float_rows,
+)
 from tests.conftest import NOW
 
 
@@ -252,8 +264,8 @@ def test_active_cells_forgets_idle_cells(fake_store: Store):
 
 
 def test_no_module_outside_the_store_spells_a_key():
-    from pathlib import Path
     import re
+    from pathlib import Path
     root = Path(__file__).resolve().parents[3]
     key = re.compile(r"""["'](ad|ads|feed|cells|served|catalog|lock|job|user|\{ev\}):""")
     offenders = [str(p.relative_to(root))

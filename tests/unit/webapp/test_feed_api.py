@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-import geo
 import pytest
 
+import geo
 from tests.unit.webapp.support import error_of, put_ad
 
 HERE = (52.52, 13.405)

@@ -12,12 +12,12 @@ import jsonschema_rs
 import pytest
 
 from config import load_settings
+from obs.metrics import route_label
 from pipeline.regenerate import CellUnavailable
 from tests.conftest import ADMIN_TOKEN
 from tests.unit.webapp.conftest import RecordingCelery
 from tests.unit.webapp.support import put_ad
 from webapp import create_app
-from obs.metrics import route_label
 from webapp.apidoc import documented_errors
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
