@@ -115,7 +115,7 @@ class PriorRates:
     @classmethod
     def fallback(cls, model: str, prior: PriorSpec) -> PriorRates:
         """The priors before any evidence."""
-        means, strengths = zip(*stage_fallbacks(model, prior))
+        means, strengths = zip(*stage_fallbacks(model, prior), strict=True)
         return cls(model, np.empty((0, len(means))), np.array(means),
                    np.empty((0, len(means))), np.array(strengths))
 
@@ -216,7 +216,7 @@ def fit_priors(stages: list[tuple[np.ndarray, np.ndarray]], groups: np.ndarray, 
     """Every stage's prior per group, from each stage's (trials, successes) per ad."""
     fitted = [fit_stage(trials, successes, groups, mean, strength)
               for (trials, successes), (mean, strength)
-              in zip(stages, stage_fallbacks(model, prior))]
+              in zip(stages, stage_fallbacks(model, prior), strict=True)]
     return PriorRates(model, np.stack([f.means for f in fitted], axis=1),
                       np.array([f.overall_mean for f in fitted]),
                       np.stack([f.strengths for f in fitted], axis=1),

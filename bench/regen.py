@@ -87,16 +87,17 @@ def seed_stats(store: Store, ad_ids: list[str], now: float, rng: np.random.Gener
     saves = rng.binomial(views, 0.2)
     applies = rng.binomial(views, rng.beta(2, 8, len(ad_ids)))
     hides = rng.binomial(impressions, 0.01)
-    values = dict(zip(STAT_FIELDS, (impressions, views, saves, applies, hides)))
+    values = dict(zip(STAT_FIELDS, (impressions, views, saves, applies, hides), strict=True))
     for i in range(0, len(ad_ids), STATS_CHUNK):
         part = slice(i, i + STATS_CHUNK)
         with store.r.pipeline(transaction=False) as p:
             for field, counts in values.items():
                 p.hset(Keys.stats(field), mapping={a: int(c) for a, c in
-                                                   zip(ad_ids[part], counts[part])})
+                                                   zip(ad_ids[part], counts[part], strict=True)})
             p.hset(Keys.decayed, mapping={
                 a: f"{now!r} {e} {v} {s} {ap}" for a, e, v, s, ap in
-                zip(ad_ids[part], impressions[part], views[part], saves[part], applies[part])})
+                zip(ad_ids[part], impressions[part], views[part], saves[part], applies[part],
+                    strict=True)})
             p.execute()
 
 
@@ -107,7 +108,7 @@ def seed_strategy_stats(store: Store, cells: list[str], now: float,
     served = rng.poisson(400, (len(cells) // 2, 6)).astype(float)
     applies = rng.binomial(served.astype(int), [0.08, 0.07, 0.04, 0.05, 0.03, 0.06])
     rows = {c: f"{now!r} " + " ".join(map(str, [*s, *a]))
-            for c, s, a in zip(cells, served, applies)}
+            for c, s, a in zip(cells, served, applies, strict=True)}
     rows[GLOBAL_CELL] = f"{now!r} " + " ".join(map(str, [*served.sum(0), *applies.sum(0)]))
     store.r.hset(Keys.strategies, mapping=rows)
 
@@ -204,7 +205,8 @@ def candidates(store: Store, settings: Settings, now: float, cells: list[str]) -
     snapshot = load_snapshot(store, settings, now)
     radii = [candidate_radius_km(c, settings) for c in cells]
     index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=max(radii))
-    counts = np.array([len(index.query(*geo.decode(c), r)) for c, r in zip(cells, radii)])
+    counts = np.array([len(index.query(*geo.decode(c), r))
+                       for c, r in zip(cells, radii, strict=True)])
     return {"mean": float(counts.mean()), "median": float(np.median(counts)),
             "max": int(counts.max()), "min": int(counts.min()),
             "cells_with_none": int((counts == 0).sum())}

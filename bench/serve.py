@@ -302,7 +302,7 @@ def in_process_breakdown(store: Store, settings: Settings, points: list[tuple[fl
     for path in paths:
         cached.get(path)
     for _ in range(rounds):
-        for key, path in zip(keys, paths):
+        for key, path in zip(keys, paths, strict=True):
             clock("redis_ping", store.ping)
             raw = clock("get_feed", lambda: store.r.get(key))
             clock("unpack", lambda: CellFeed.unpack(raw))
@@ -371,7 +371,8 @@ def measure_size(n: int, points: list[tuple[float, float]], wrk: str,
         summary = {s.name: {"label": s.label, **summarise(runs[s.name])} for s in series}
         trivial_rounds = [r["rps"] for r in runs["trivial"]]
         ratios = {name: {"median_rps_ratio": summary[name]["rps"] / summary["trivial"]["rps"],
-                         "per_round": [r["rps"] / t for r, t in zip(runs[name], trivial_rounds)]}
+                         "per_round": [r["rps"] / t for r, t
+                                       in zip(runs[name], trivial_rounds, strict=True)]}
                   for name in summary if name != "trivial"}
         ok = True
         return {"ads": n, "load_s": round(load_s, 1), "regenerate": regen, "feeds": sizes,

@@ -68,7 +68,8 @@ class DailyCtr:
     def as_dict(self) -> dict[str, Any]:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(),
                 "strategy": self.strategy, "level": self.level,
-                "days": [{"day": d, **asdict(r)} for d, r in zip(self.days, self.rows)],
+                "days": [{"day": d, **asdict(r)}
+                         for d, r in zip(self.days, self.rows, strict=True)],
                 "totals": asdict(self.totals)}
 
 
@@ -99,7 +100,7 @@ def daily_ctr(store: Store, start: date, end: date, strategy: str | None = None,
     table = np.vstack([counts, counts.sum(axis=0, keepdims=True)])
     rates = {name: capped_interval(table[:, COUNTS.index(k)], table[:, COUNTS.index(n)], level)
              for name, (k, n) in RATES.items()}
-    rows = [CtrRow(**dict(zip(COUNTS, map(int, table[i]))),
+    rows = [CtrRow(**dict(zip(COUNTS, map(int, table[i]), strict=True)),
                    **{name: _rate(p, i) for name, p in rates.items()})
             for i in range(len(table))]
     return DailyCtr(start, end, strategy, level, days, tuple(rows[:-1]), rows[-1])

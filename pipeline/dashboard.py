@@ -66,7 +66,8 @@ def active_cells(store: Store, settings: Settings, now: float) -> list[dict[str,
     rank[busiest_first] = np.arange(len(busiest_first))
     return [{"cell": cell, "feeds": round(float(n), 2), "region": int(rank[r]),
              "lat_min": b.lat_min, "lat_max": b.lat_max, "lon_min": b.lon_min,
-             "lon_max": b.lon_max} for cell, n, r, b in zip(cells, feeds, region, boxes)]
+             "lon_max": b.lon_max}
+            for cell, n, r, b in zip(cells, feeds, region, boxes, strict=True)]
 
 
 def regions(lat: np.ndarray, lon: np.ndarray, step_deg: float = REGION_STEP_DEG) -> np.ndarray:
@@ -105,7 +106,8 @@ def titled(store: Store, ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     "" for an ad the catalogue no longer holds."""
     found = store.ad_summaries([a["ad_id"] for a in ads])
     cards = {ad_id.decode(): orjson.loads(found.buffer[start:start + length] + b"}")
-             for ad_id, start, length in zip(found.ids, found.card_starts, found.card_lengths)}
+             for ad_id, start, length
+             in zip(found.ids, found.card_starts, found.card_lengths, strict=True)}
     return [{**a, "title": cards.get(a["ad_id"], {}).get("title", ""),
              "company": cards.get(a["ad_id"], {}).get("company", "")} for a in ads]
 

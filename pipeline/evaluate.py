@@ -82,12 +82,13 @@ def read_served(store: Store, start_ms: int, end_ms: int) -> ServedLog:
         rows = [row for row in map(_served_row, (fields for _, fields in chunk)) if row]
         skipped += len(chunk) - len(rows)
         if rows:
-            parts.append(tuple(map(np.array, zip(*rows))))
+            parts.append(tuple(map(np.array, zip(*rows, strict=True))))
     if not parts:
         empty = np.array([], dtype=np.int64)
         return ServedLog(np.array([], dtype="S1"), empty, empty, empty.astype(np.float64),
                          skipped)
-    feed_ids, served_ms, strategy, propensity = (np.concatenate(c) for c in zip(*parts))
+    feed_ids, served_ms, strategy, propensity = (np.concatenate(c)
+                                                 for c in zip(*parts, strict=True))
     feed_ids, first = np.unique(feed_ids, return_index=True)
     return ServedLog(feed_ids, served_ms[first].astype(np.int64), strategy[first],
                      propensity[first].astype(np.float64),

@@ -140,7 +140,7 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                 "generated_at": feed.generated_at, "cache": outcome,
                 "user_id": req.user_id or "", "ads": " ".join(ad_ids)}, cell, now)
     ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (feed.cards.raw(i), p, km)
-                         for p, (i, km) in enumerate(zip(chosen, chosen_km), start=1))
+                         for p, (i, km) in enumerate(zip(chosen, chosen_km, strict=True), start=1))
     return ServedFeed(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
                       ads_json)
 

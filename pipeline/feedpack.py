@@ -38,7 +38,7 @@ class StringTable:
         [b'ab', b'c']
         """
         ends = (starts + lengths).tolist()
-        return cls([buffer[a:b] for a, b in zip(starts.tolist(), ends)],
+        return cls([buffer[a:b] for a, b in zip(starts.tolist(), ends, strict=True)],
                    np.asarray(lengths, dtype=np.int64))
 
     def gather(self, positions: np.ndarray) -> PackedStrings:

@@ -75,7 +75,7 @@ def load_snapshot(store: Store, settings: Settings, now: float,
     their decayed evidence."""
     found = store.ad_summaries(ad_ids)
     live = found.rows["exp"] > now
-    ids = [a for a, ok in zip(found.ids, live) if ok]
+    ids = [a for a, ok in zip(found.ids, live, strict=True) if ok]
     sums = decayed_now(store.decayed_evidence(ids), now, settings)
     rows = found.rows[live]
     categories, groups = np.unique(rows["cat"], return_inverse=True)
@@ -143,7 +143,8 @@ def learn_priors(store: Store, settings: Settings, snapshot: Snapshot) -> PriorR
                             settings.save_weight, prior_spec(settings))
     rows, overall = rates.rows()
     store.write_priors(settings.reward_model,
-                       {int(c): row.tolist() for c, row in zip(snapshot.categories, rows)},
+                       {int(c): row.tolist()
+                        for c, row in zip(snapshot.categories, rows, strict=True)},
                        overall.tolist())
     return rates
 
@@ -170,7 +171,7 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     reach_km = [candidate_radius_km(c, settings) for c in cells]
     index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=max(reach_km, default=1.0))
     feeds: dict[str, bytes] = {}
-    for cell, radius_km, probs in zip(cells, reach_km, probabilities):
+    for cell, radius_km, probs in zip(cells, reach_km, probabilities, strict=True):
         lat, lon = geo.decode(cell)
         candidates = index.query(lat, lon, radius_km)
         cand = Candidates(draws[candidates], mean[candidates], snapshot.created_at[candidates])
@@ -214,7 +215,8 @@ def run_regenerate(store: Store, settings: Settings, now: float,
             todo = []
             break
     overall = cell_probabilities(store, settings, [GLOBAL_CELL], now, rng)[0]
-    chances = {s: round(float(p), 4) for s, p in zip(settings.feed_strategies, overall)}
+    chances = {s: round(float(p), 4)
+               for s, p in zip(settings.feed_strategies, overall, strict=True)}
     store.record_strategy_probabilities(chances, now)
     if written:
         store.record_generation(now)

@@ -100,7 +100,7 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     epochs = epoch_of(served, starts).tolist()
     columns = position_columns(types, positions).tolist()
     for e, weight, served_s, epoch, column in zip(parsed, weights, served.tolist(), epochs,
-                                                  columns):
+                                                  columns, strict=True):
         feed = e.feed
         # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
         # credits no strategy (the evaluation's default attribution window is the same)
@@ -127,7 +127,8 @@ def count_served(store: Store, settings: Settings, now: float, secret: bytes) ->
         known = [r for r in refs if r is not None]
         weights = decay_factor(now - np.array([r.served_ms / 1000 for r in known]),
                                settings.stats_half_life_s).tolist()
-        rows = [(r.cell, STRATEGIES.index(r.strategy) + 1, w) for r, w in zip(known, weights)]
+        rows = [(r.cell, STRATEGIES.index(r.strategy) + 1, w)
+                for r, w in zip(known, weights, strict=True)]
         counted = store.count_served(cursor, entries[-1][0], rows, now,
                                      settings.stats_half_life_s, len(STRATEGIES))
         if counted < 0:

@@ -313,7 +313,7 @@ class Store:
                     reads.hgetall(key)
                 found = reads.execute()
             rows = rows_of([(a, {_s(f): _s(v) for f, v in raw.items()})
-                            for a, raw in zip(ad_ids, found) if raw])
+                            for a, raw in zip(ad_ids, found, strict=True) if raw])
             counts = self.ad_stats([ad.ad_id for ad in rows], ("impressions", *EVIDENCE_FIELDS[1:]))
             p.multi()
             for i, ad in enumerate(rows):
@@ -371,7 +371,7 @@ class Store:
         """(lat, lon) of the listed ads that are indexed, read on a watching connection."""
         rows, _ = summary_rows([v for v in p.hmget(Keys.ads_summary, list(ad_ids))
                                 if v is not None])
-        return list(zip(rows["lat"].tolist(), rows["lon"].tolist()))
+        return list(zip(rows["lat"].tolist(), rows["lon"].tolist(), strict=True))
 
     @staticmethod
     def _void_feeds(p: redis.client.Pipeline, cells: Sequence[str]) -> None:
@@ -422,7 +422,7 @@ class Store:
             found = []
             for i in range(0, len(ad_ids), SUMMARY_CHUNK):     # bounded commands
                 found += self.r.hmget(Keys.ads_summary, list(ad_ids[i:i + SUMMARY_CHUNK]))
-            ids = [a.encode() for a, v in zip(ad_ids, found) if v is not None]
+            ids = [a.encode() for a, v in zip(ad_ids, found, strict=True) if v is not None]
             values = [v for v in found if v is not None]
         return Summaries.decode(ids, values)
 
@@ -730,7 +730,7 @@ class Store:
                 for field in fields:
                     p.hmget(Keys.stats(field), part)
                 rows = p.execute()
-            for field, row in zip(fields, rows):
+            for field, row in zip(fields, rows, strict=True):
                 out[field].extend(int(v) if v is not None else 0 for v in row)
         return out
 
@@ -755,7 +755,8 @@ class Store:
             for day in days:
                 p.hgetall(Keys.ctr(day))
             rows = p.execute()
-        return {d: {_s(k): int(v) for k, v in row.items()} for d, row in zip(days, rows)}
+        return {d: {_s(k): int(v) for k, v in row.items()}
+                for d, row in zip(days, rows, strict=True)}
 
     # ---- cells and feeds ---------------------------------------------------------------
 
@@ -915,7 +916,7 @@ def summary_rows(values: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     padding = bytes(size - FIRST_LAYOUT_SIZE)
     tagged = [v[:tag] == SUMMARY_TAG for v in values]
     fixed = b"".join(v[tag:tag + size] if t else v[:FIRST_LAYOUT_SIZE] + padding
-                     for v, t in zip(values, tagged))
+                     for v, t in zip(values, tagged, strict=True))
     offsets = np.where(np.array(tagged, dtype=bool), tag + size, FIRST_LAYOUT_SIZE)
     return np.frombuffer(fixed, dtype=SUMMARY), offsets.astype(np.int64)
 

@@ -171,7 +171,7 @@ def report_table(report: Report) -> str:
     lines = [f"served from {_iso(report.since)} to {_iso(report.until)}; applies credited "
              f"within {report.attribution_s:g} s of serving"]
     lines += ["  ".join(cell.rjust(w) if i == 1 else cell.ljust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
               for row in rows]
     lines.append(f"feeds used: {report.feeds} (applies credited: {report.applies}, "
                  f"log entries skipped: {report.skipped})")

@@ -42,9 +42,10 @@ def post_events() -> Response:
                        {"rejected": rejected})
     result = accept_batch(rt.store, s, [e for _, e in valid], now)
     observe_events((e.type, "rejected" if outcome == "unknown_ad" else outcome)
-                   for (_, e), outcome in zip(valid, result.outcomes))
+                   for (_, e), outcome in zip(valid, result.outcomes, strict=True))
     rejected = sorted(rejected + [unknown_ad(index, e) for (index, e), outcome
-                                  in zip(valid, result.outcomes) if outcome == "unknown_ad"],
+                                  in zip(valid, result.outcomes, strict=True)
+                                  if outcome == "unknown_ad"],
                       key=lambda r: r["index"])
     if result.accepted + result.duplicates == 0:
         raise ApiError(400, "no_valid_events", "no event in the body is usable", "events",

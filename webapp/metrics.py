@@ -48,7 +48,8 @@ def store_figures() -> dict[str, Any]:
         "live_ads": state.live_ads,
         "strategy_probability": rt.store.strategy_probabilities(),
         "strategy_events": {(s, t): totals.get(f"{s}:{field}", 0)
-                            for s in strategies for t, field in zip(EVENT_TYPES, STAT_FIELDS)},
+                            for s in strategies
+                            for t, field in zip(EVENT_TYPES, STAT_FIELDS, strict=True)},
     }
 
 

@@ -55,7 +55,7 @@ def ctr_table(report: DailyCtr) -> str:
              f"{'strategy ' + report.strategy if report.strategy else 'every strategy'}; "
              f"rates in % with 95 % Wilson score intervals"]
     lines += ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
               for row in rows]
     return "\n".join(lines)
 

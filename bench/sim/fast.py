@@ -137,7 +137,8 @@ class Cells:
     def around(cls, world: World, names: Sequence[str], settings: Settings) -> Cells:
         reach = [candidate_radius_km(c, settings) for c in names]
         index = geo.PointIndex(world.lat, world.lon, query_radius_km=max(reach))
-        return cls(list(names), [index.query(*geo.decode(c), r) for c, r in zip(names, reach)])
+        return cls(list(names), [index.query(*geo.decode(c), r)
+                                 for c, r in zip(names, reach, strict=True)])
 
     def __len__(self) -> int:
         return len(self.names)

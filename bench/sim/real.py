@@ -37,7 +37,8 @@ REAL_POLICIES = {"thompson+strategies": "thompson,popular,newest,nearest",
 COUNTED = ("impressions", "views", "saves", "applies")
 API_SAMPLE = 10  # ads whose counters are also read through GET /v1/stats/ads/{id}
 EVALUATION_WINDOW_S = 600.0  # the evaluation's attribution window (users act at once here)
-COUNTER_OF = dict(zip(("impression", "view", "save", "apply"), COUNTED))  # event type: counter
+# event type: counter
+COUNTER_OF = dict(zip(("impression", "view", "save", "apply"), COUNTED, strict=True))
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class PolicyRun:
 
     def strategy_counts(self) -> dict[str, int]:
         names, counts = np.unique(self.log.strategy, return_counts=True)
-        return dict(zip(names.tolist(), counts.tolist()))
+        return dict(zip(names.tolist(), counts.tolist(), strict=True))
 
     def as_json(self) -> dict:
         return {"strategies_setting": self.strategies, "events_sent": self.sent.events,

@@ -207,7 +207,8 @@ class World:
                  "title": t, "company": c, "category": CATEGORIES[k],
                  "created_at": round(float(ts), 3)}
                 for a, la, lo, t, c, k, ts in zip(self.ad_ids, self.lat, self.lon, self.titles,
-                                                  self.companies, self.category, created)]
+                                                  self.companies, self.category, created,
+                                                  strict=True)]
 
 
 def top_valid(scores: np.ndarray, limit: int) -> np.ndarray:

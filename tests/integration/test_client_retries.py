@@ -33,7 +33,7 @@ def test_retried_posts_count_once_and_report_their_duplicates(web, worker, real_
     ads = rng.integers(ADS, size=EVENTS)
     kinds = rng.choice(len(TYPES), size=EVENTS, p=[0.7, 0.15, 0.05, 0.05, 0.05])
     events = [{"event_id": f"r-{i}", "ad_id": f"ad-{a}", "type": TYPES[k], "user_id": f"u{i % 97}"}
-              for i, (a, k) in enumerate(zip(ads.tolist(), kinds.tolist()))]
+              for i, (a, k) in enumerate(zip(ads.tolist(), kinds.tolist(), strict=True))]
     posts = [events[i:i + PER_POST] for i in range(0, EVENTS, PER_POST)]
     by_post: list[list[dict]] = []
     with ThreadPoolExecutor(4) as pool:
@@ -43,7 +43,7 @@ def test_retried_posts_count_once_and_report_their_duplicates(web, worker, real_
                 by_post.append(list(pool.map(lambda b: post(web, b), [batch] * copies)))
             else:                                # one after the other, as a client retries
                 by_post.append([post(web, batch) for _ in range(copies)])
-    for batch, answers in zip(posts, by_post):
+    for batch, answers in zip(posts, by_post, strict=True):
         # together the copies accept each event once and call every other copy a duplicate
         assert sum(a["accepted"] for a in answers) == len(batch)
         assert sum(a["duplicates"] for a in answers) == (len(answers) - 1) * len(batch)
@@ -56,8 +56,9 @@ def test_retried_posts_count_once_and_report_their_duplicates(web, worker, real_
                what="every accepted event in the stream")
     rolled = requests.post(f"{web}/v1/admin/rollup?wait=true", headers=ADMIN, timeout=120)
     assert rolled.status_code == 200 and rolled.json()["counted"] == EVENTS
-    expected = Counter((f"ad-{a}", TYPES[k]) for a, k in zip(ads.tolist(), kinds.tolist()))
+    expected = Counter((f"ad-{a}", TYPES[k])
+                       for a, k in zip(ads.tolist(), kinds.tolist(), strict=True))
     ad_ids = [f"ad-{a}" for a in range(ADS)]
     stats = real_store.ad_stats(ad_ids, STAT_FIELDS)
-    for field, kind in zip(STAT_FIELDS, TYPES):
+    for field, kind in zip(STAT_FIELDS, TYPES, strict=True):
         assert stats[field] == [expected[(a, kind)] for a in ad_ids], field

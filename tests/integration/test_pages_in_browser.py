@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ class Dashboard:
             ticks = sorted(page["top_ads"]["ticks"], key=lambda t: t[1])
             assert len(ticks) == page["top_ads"]["bars"], where        # every bar labelled
             assert all(text.strip() for text, _, _ in ticks), where
-            assert all(a[2] <= b[1] + 1 for a, b in zip(ticks, ticks[1:])), where  # apart
+            assert all(a[2] <= b[1] + 1 for a, b in pairwise(ticks)), where  # apart
             assert len(page["top_ads"]["bar_texts"]) == page["top_ads"]["bars"], where
             yield size, page
 
@@ -262,8 +263,8 @@ def test_the_dashboard_reads_well_empty_sparse_and_dense(stack: str, chromium, t
 
     berlin = [a for a in catalogue if a["ad_id"].startswith("berlin")][:3]
     put_ads(web, berlin)
-    feed = requests.get(f"{web}/v1/feed", params=dict(zip(("lat", "lon"), CITIES["berlin"][:2])),
-                        timeout=10).json()
+    lat, lon = CITIES["berlin"][:2]
+    feed = requests.get(f"{web}/v1/feed", params={"lat": lat, "lon": lon}, timeout=10).json()
     assert feed["ads"], feed
     requests.post(f"{web}/v1/events", timeout=10, json={"events": [
         {"event_id": f"s-{a['position']}", "ad_id": a["ad_id"], "type": "impression",

@@ -51,7 +51,7 @@ def test_a_worker_killed_twice_loses_and_doubles_nothing(env: dict[str, str], tm
     ads = rng.integers(ADS, size=EVENTS)
     kinds = rng.choice(len(TYPES), size=EVENTS, p=[0.7, 0.15, 0.05, 0.05, 0.05])
     events = [{"event_id": f"k-{i}", "ad_id": f"ad-{a}", "type": TYPES[k]}
-              for i, (a, k) in enumerate(zip(ads.tolist(), kinds.tolist()))]
+              for i, (a, k) in enumerate(zip(ads.tolist(), kinds.tolist(), strict=True))]
     posts = [events[i:i + PER_POST] for i in range(0, EVENTS, PER_POST)]
     answered = Answered()
 
@@ -71,7 +71,8 @@ def test_a_worker_killed_twice_loses_and_doubles_nothing(env: dict[str, str], tm
                 workers[-1].kill(group=True)                 # kill -9, children and all
                 workers.append(start_worker(env, tmp_path, name=name))
             assert sum(accepted) == EVENTS
-        expected = Counter((f"ad-{a}", TYPES[k]) for a, k in zip(ads.tolist(), kinds.tolist()))
+        expected = Counter((f"ad-{a}", TYPES[k])
+                           for a, k in zip(ads.tolist(), kinds.tolist(), strict=True))
         ad_ids = [f"ad-{a}" for a in range(ADS)]
         deadline = time.monotonic() + 180
         while (sum(map(sum, real_store.ad_stats(ad_ids, STAT_FIELDS).values())) < EVENTS
@@ -79,7 +80,7 @@ def test_a_worker_killed_twice_loses_and_doubles_nothing(env: dict[str, str], tm
             time.sleep(0.5)
         time.sleep(3)                 # a second count of anything would show by now
         stats = real_store.ad_stats(ad_ids, STAT_FIELDS)
-        for field, kind in zip(STAT_FIELDS, TYPES):
+        for field, kind in zip(STAT_FIELDS, TYPES, strict=True):
             assert stats[field] == [expected[(a, kind)] for a in ad_ids], field
         assert real_store.backlog() == {"pending": 0, "lag": 0, "inbox": 0}
     finally:

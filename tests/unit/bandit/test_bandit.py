@@ -60,7 +60,7 @@ def test_rank_variants_orders_each_row_best_first_and_truncates():
     scores = np.random.default_rng(3).random((5, 300))
     ranked = rank_variants(scores, 20)
     assert ranked.shape == (5, 20)
-    for row, order in zip(scores, ranked):
+    for row, order in zip(scores, ranked, strict=True):
         assert np.array_equal(order, np.argsort(-row)[:20])
 
 

@@ -44,7 +44,7 @@ NEWCOMBE = [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0
 
 
 def test_published_values():
-    k, n, low, high = map(np.array, zip(*NEWCOMBE))
+    k, n, low, high = map(np.array, zip(*NEWCOMBE, strict=True))
     p = wilson_interval(k, n)
     assert p.rate == pytest.approx(k / n)
     assert p.low.round(4).tolist() == low.tolist()

@@ -66,7 +66,7 @@ def test_a_screened_order_keeps_each_screen_and_sorts_within_it(rng):
     the Thompson variant: only the order within it changes."""
     keys = rng.random((50, 35))
     by = screen_orders(keys)
-    for row, key in zip(by, keys):
+    for row, key in zip(by, keys, strict=True):
         assert sorted(row.tolist()) == list(range(35))
         for start in range(0, 35, SCREEN):
             screen = row[start:start + SCREEN]
@@ -95,7 +95,7 @@ def test_epsilon_greedy_explores_about_epsilon_of_the_slots_outside_the_greedy_t
     rows = epsilon_greedy_orders(mean, 400, 20, epsilon, rng)
     explored = ~np.isin(rows, greedy)
     assert explored.mean() == pytest.approx(epsilon, abs=0.03)
-    for row, mask in zip(rows, explored):
+    for row, mask in zip(rows, explored, strict=True):
         assert len(set(row.tolist())) == 20
         kept = row[~mask].tolist()
         assert kept == greedy[:len(kept)].tolist()     # the greedy ads keep their order

@@ -62,13 +62,14 @@ def test_choose_many_is_bandit_choose_row_by_row():
     rng = np.random.default_rng(2)
     probabilities = rng.dirichlet(np.ones(4), size=500)
     u = rng.random(500)
-    assert choose_many(probabilities, u).tolist() == [choose(p, x) for p, x in zip(probabilities, u)]
+    assert choose_many(probabilities, u).tolist() == [choose(p, x) for p, x
+                                                      in zip(probabilities, u, strict=True)]
 
 
 def snapshot_of(w: world.World, evidence: Evidence, start: float) -> Snapshot:
     return Snapshot(ad_ids=StringTable.of(w.ad_ids),
                     cards=StringTable.of([ad_card(a, t, c) for a, t, c in
-                                          zip(w.ad_ids, w.titles, w.companies)]),
+                                          zip(w.ad_ids, w.titles, w.companies, strict=True)]),
                     xyz=w.xyz, lat=w.lat, lon=w.lon, expires_at=np.full(len(w), np.inf),
                     created_at=w.created_at(start), categories=np.arange(len(world.CATEGORIES)),
                     groups=w.category, evidence=evidence)
@@ -135,7 +136,7 @@ def test_the_twin_serves_what_serve_feed_serves(fake_store: Store, strategy: str
     log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
     index = {a: i for i, a in enumerate(w.ad_ids)}
     theirs = []
-    for i, point in enumerate(zip(lat, lon)):
+    for i, point in enumerate(zip(lat, lon, strict=True)):
         body = serve_feed(fake_store, settings, FeedRequest(*point, 10, 5.0), fast.START,
                           np.random.default_rng(i), None, log).as_dict()
         theirs.append([index[a["ad_id"]] for a in body["ads"]])

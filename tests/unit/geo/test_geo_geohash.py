@@ -58,7 +58,7 @@ def test_encode_gives_published_vectors(lat: float, lon: float, cell: str) -> No
 def test_encode_many_gives_published_vectors() -> None:
     for precision in {len(cell) for _, _, cell in PUBLISHED_VECTORS}:
         vectors = [vector for vector in PUBLISHED_VECTORS if len(vector[2]) == precision]
-        lat, lon, cells = (np.array(column) for column in zip(*vectors))
+        lat, lon, cells = (np.array(column) for column in zip(*vectors, strict=True))
         assert encode_many(lat, lon, precision).tolist() == cells.tolist()
 
 

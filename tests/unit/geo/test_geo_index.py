@@ -56,7 +56,8 @@ def test_query_equals_brute_force_over_clustered_cities() -> None:
     index = PointIndex(lat, lon, query_radius_km=5.7)
     for centre_lat, centre_lon in cities:
         query_lat, query_lon = points_around(rng, centre_lat, centre_lon, 35.0, 25)
-        for one_lat, one_lon, radius_km in zip(query_lat, query_lon, rng.uniform(0.5, 20.0, 25)):
+        radii_km = rng.uniform(0.5, 20.0, 25)
+        for one_lat, one_lon, radius_km in zip(query_lat, query_lon, radii_km, strict=True):
             expected = brute_force(lat, lon, float(one_lat), float(one_lon), radius_km)
             assert np.array_equal(index.query(float(one_lat), float(one_lon), radius_km), expected)
 

@@ -18,7 +18,7 @@ def ads_around(lat: float, lon: float, count: int, spread_km: float, rng: np.ran
     dist = rng.uniform(0, spread_km, count)
     lats, lons = geo.destination_point(np.full(count, lat), np.full(count, lon), bearing, dist)
     return [AdRecord(f"{prefix}{i}", float(a), float(o), f"title {i}", "co", "retail", "", NOW - 10,
-                     expires_at) for i, (a, o) in enumerate(zip(lats, lons))]
+                     expires_at) for i, (a, o) in enumerate(zip(lats, lons, strict=True))]
 
 
 def catalogue(store: Store, ad_ids: Iterable[str], lat: float = 52.52,

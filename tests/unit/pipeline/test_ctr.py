@@ -48,7 +48,7 @@ def feed_of(store: Store, strategy: str, served_at: float) -> str:
 
 
 def counts(report: DailyCtr) -> dict[str, tuple[int, int, int, int]]:
-    rows = dict(zip(report.days, report.rows), total=report.totals)
+    rows = dict(zip(report.days, report.rows, strict=True), total=report.totals)
     return {d: (r.impressions, r.views, r.saves, r.applies) for d, r in rows.items()}
 
 

@@ -101,13 +101,14 @@ def simulate_log(store: Store, n: int, seed: int, attribution_s: float) -> Simul
     strategy = (rng.random(n)[:, None] > np.cumsum(probs[cell], axis=1)).sum(axis=1)
     propensity = probs[cell, strategy]
     reward = (rng.random(n) < RATES[strategy]).astype(float)
-    ids = [feed_id(t, STRATEGY_NAMES[s], rng, cells[c]) for t, s, c in zip(ts, strategy, cell)]
+    ids = [feed_id(t, STRATEGY_NAMES[s], rng, cells[c])
+           for t, s, c in zip(ts, strategy, cell, strict=True)]
     add_served(store, [served(f, t, STRATEGY_NAMES[s], p, cells[c])
-                       for f, t, s, p, c in zip(ids, ts, strategy, propensity, cell)])
+                       for f, t, s, p, c in zip(ids, ts, strategy, propensity, cell, strict=True)])
     delay = rng.uniform(1, attribution_s, n)
-    events = [event(f, t + d) for f, t, d, r in zip(ids, ts, delay, reward) if r]
-    events += [event(f, t + 5, "impression") for f, t in zip(ids, ts)]
-    events += [event(f, t + attribution_s + 60) for f, t in zip(ids[::10], ts[::10])]
+    events = [event(f, t + d) for f, t, d, r in zip(ids, ts, delay, reward, strict=True) if r]
+    events += [event(f, t + 5, "impression") for f, t in zip(ids, ts, strict=True)]
+    events += [event(f, t + attribution_s + 60) for f, t in zip(ids[::10], ts[::10], strict=True)]
     before = SINCE - 600
     events += [event(feed_id(before, "thompson", rng), before + 60) for _ in range(20)]
     events += [event(None, t + 60) for t in ts[::20]]

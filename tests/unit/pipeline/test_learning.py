@@ -223,7 +223,7 @@ def test_the_strategy_bandit_learns_which_strategy_people_apply_from(fake_store,
     fake_store.mark_active({cell: NOW})
     run_regenerate(fake_store, settings, NOW, rng)
     feed = CellFeed.unpack(fake_store.r.get(Keys.feed(cell)))
-    probs = dict(zip(feed.strategies, feed.probabilities.tolist()))
+    probs = dict(zip(feed.strategies, feed.probabilities.tolist(), strict=True))
     floor = settings.strategy_floor
     assert probs == pytest.approx({"thompson": floor, "popular": floor, "newest": 1 - 3 * floor,
                                    "nearest": floor}, abs=0.01)

@@ -243,7 +243,8 @@ def test_ad_summaries_round_trip_location_expiry_and_card(fake_store: Store):
     assert (a["lat"], a["lon"], a["exp"], a["created"], a["cat"]) == (52.5, 13.4, NOW + 5,
                                                                       NOW - 60, 7)
     assert (b["lat"], b["lon"], b["exp"], b["cat"]) == (-33.9, 151.2, NO_EXPIRY, 2**64 - 1)
-    cards = [bytes(found.buffer[s:s + n]) for s, n in zip(found.card_starts, found.card_lengths)]
+    cards = [bytes(found.buffer[s:s + n])
+             for s, n in zip(found.card_starts, found.card_lengths, strict=True)]
     assert cards[by_id["a"]] == b"card:a" and cards[by_id["b"]].decode() == "Bäcker"
     assert [i.decode() for i in fake_store.ad_summaries(["b", "missing"]).ids] == ["b"]
 

@@ -167,7 +167,7 @@ def test_the_command_writes_the_same_figures_as_csv(app, client, served, tmp_pat
     rows = list(csv.DictReader(out.open(newline="")))
     body = ctr(client, **{"from": "2027-01-13", "to": TODAY}).get_json()
     assert [r["day"] for r in rows] == ["2027-01-13", "2027-01-14", TODAY, "total"]
-    for row, want in zip(rows, [*body["days"], body["totals"]]):
+    for row, want in zip(rows, [*body["days"], body["totals"]], strict=True):
         assert tuple(int(row[c]) for c in ("impressions", "views", "saves", "applies")) == \
             figures(want)
         for rate in ("view_rate", "save_rate", "apply_rate", "apply_per_view"):

@@ -29,7 +29,8 @@ def test_the_learnt_curve_is_what_the_rollup_uses(client, fake_store: Store):
     assert body["weights"] == pytest.approx(CURVE)
     learnt = body["learnt"]
     assert learnt["curve"] == pytest.approx(CURVE) and learnt["updated_at"] == NOW
-    assert all(lo <= c <= hi for lo, c, hi in zip(learnt["low"], learnt["curve"], learnt["high"]))
+    assert all(lo <= c <= hi
+               for lo, c, hi in zip(learnt["low"], learnt["curve"], learnt["high"], strict=True))
     assert learnt["comparisons"] == 812.5
 
 
