@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +156,7 @@ def whole_runs(store: Store, settings: Settings, now: float, repeats: int,
     for r in range(repeats):
         rng = np.random.default_rng(100 + r)
         cpu0, redis0, busy0 = time.process_time(), cpu_seconds([redis_pid]), machine_busy_seconds()
-        wall, report = timed(lambda: run_regenerate(store, settings, now, rng))
+        wall, report = timed(partial(run_regenerate, store, settings, now, rng))
         bench_cpu, redis_cpu = time.process_time() - cpu0, cpu_seconds([redis_pid]) - redis0
         others = machine_busy_seconds() - busy0 - bench_cpu - redis_cpu
         runs.append({"wall_s": wall, "report": report, "bench_cpu_s": bench_cpu,
@@ -179,13 +180,13 @@ def breakdown(store: Store, settings: Settings, now: float, cells: list[str],
         return out
 
     for r in range(repeats):
-        snapshot, rates = step("load_snapshot", lambda: loaded(store, settings, now))
+        snapshot, rates = step("load_snapshot", partial(loaded, store, settings, now))
         rng = np.random.default_rng(200 + r)
         probs = step("cell_probabilities",
-                     lambda: cell_probabilities(store, settings, cells, now, rng))
-        feeds = step("build_feeds", lambda: build_feeds(snapshot, cells, probs, rates, settings,
-                                                        rng, now))
-        step("write_feeds", lambda: write_all(store, feeds, cells, settings.feed_ttl_s))
+                     partial(cell_probabilities, store, settings, cells, now, rng))
+        feeds = step("build_feeds", partial(build_feeds, snapshot, cells, probs, rates, settings,
+                                            rng, now))
+        step("write_feeds", partial(write_all, store, feeds, cells, settings.feed_ttl_s))
         say(f"  breakdown {r + 1}/{repeats}: load_snapshot {wall['load_snapshot'][-1]:.2f} s, "
             f"cell_probabilities {wall['cell_probabilities'][-1]:.2f} s, "
             f"build_feeds {wall['build_feeds'][-1]:.2f} s "

@@ -48,6 +48,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -304,11 +305,11 @@ def in_process_breakdown(store: Store, settings: Settings, points: list[tuple[fl
     for _ in range(rounds):
         for key, path in zip(keys, paths, strict=True):
             clock("redis_ping", store.ping)
-            raw = clock("get_feed", lambda: store.r.get(key))
-            clock("unpack", lambda: CellFeed.unpack(raw))
-            clock("flask_healthz", lambda: cached.get(TRIVIAL_PATH))
-            clock("flask_feed", lambda: cached.get(path))
-            clock("flask_feed_uncached", lambda: uncached.get(path))
+            raw = clock("get_feed", partial(store.r.get, key))
+            clock("unpack", partial(CellFeed.unpack, raw))
+            clock("flask_healthz", partial(cached.get, TRIVIAL_PATH))
+            clock("flask_feed", partial(cached.get, path))
+            clock("flask_feed_uncached", partial(uncached.get, path))
     time.sleep(LOG_FLUSH_WAIT_S)  # let the apps' served-log threads flush before Redis stops
     return {"wall_us": {k: median(v) for k, v in wall.items()},
             "cpu_us": {k: median(v) for k, v in cpu.items()}}

@@ -2,6 +2,7 @@
 benchmarks, each with an environment of its own, and stop them reliably."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -55,10 +56,9 @@ class Proc:
             except ProcessLookupError:
                 pass
         else:
-            try:  # children of a killed parent may linger in its group
+            # children of a killed parent may linger in its group
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         self._log.close()
 
     def wait_for_log(self, needle: str, timeout_s: float = 30.0) -> None:

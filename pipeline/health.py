@@ -6,6 +6,7 @@ exporter can call it on every scrape; it returns numbers only.
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
@@ -120,10 +121,9 @@ def broker_state(celery: Celery, queues: Sequence[str], timeout_s: float = 1.0) 
             except ChannelError:   # never declared: nothing waits in it
                 depths[name] = 0
             finally:
-                try:
+                # an AMQP channel closed by the failed declare raises here
+                with contextlib.suppress(Exception):
                     channel.close()
-                except Exception:  # an AMQP channel closed by the failed declare
-                    pass
         replies = celery.control.ping(timeout=timeout_s, connection=conn) or []
     return BrokerState(depths, tuple(sorted(name for reply in replies for name in reply)))
 

@@ -4,6 +4,7 @@ anything, keeps its data and credentials across a restart, starts afresh on requ
 ends cleanly on Ctrl-C."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,10 +61,8 @@ class Demo:
             self.stop()
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait()
         self._out.close()
 

@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from config import SettingsError, load_settings
 
@@ -37,7 +38,7 @@ def test_visibility_timeout_must_cover_the_task_time_limit():
 
 def test_settings_are_frozen():
     s = load_settings({})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.feed_radius_km = 1.0  # type: ignore[misc]
 
 

@@ -121,11 +121,11 @@ def test_one_ads_applies_do_not_lift_its_whole_category(fake_store, rng):
     its popular top 10 fills up with office ads."""
     settings = load_settings({}, feed_strategies="thompson,popular", feed_length=100)
     lines = list(demo_ads(3000, NOW))
-    upsert_ads(fake_store, settings, [AdRecord(l["ad_id"], l["lat"], l["lon"], l["title"],
-                                               l["company"], l["category"], "", l["created_at"],
-                                               l.get("expires_at")) for l in lines])
-    category = {l["ad_id"]: l["category"] for l in lines}
-    berlin = [l["ad_id"] for l in lines if l["ad_id"].startswith("berlin")]
+    upsert_ads(fake_store, settings, [AdRecord(a["ad_id"], a["lat"], a["lon"], a["title"],
+                                               a["company"], a["category"], "", a["created_at"],
+                                               a.get("expires_at")) for a in lines])
+    category = {a["ad_id"]: a["category"] for a in lines}
+    berlin = [a["ad_id"] for a in lines if a["ad_id"].startswith("berlin")]
     tokyo_office = next(a for a in category if a.startswith("tokyo") and category[a] == "office")
     star = next(a for a in berlin if category[a] == "office")
     cell = geo.encode(52.52, 13.405, settings.geohash_precision)

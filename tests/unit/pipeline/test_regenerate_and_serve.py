@@ -94,7 +94,10 @@ def test_a_deleted_ad_voids_the_feeds_that_could_list_it(serve, fake_store, sett
 def test_the_cells_voided_by_a_change_include_every_cell_that_lists_the_ad(settings, rng):
     ad = ads_around(*PARIS, 1, 0.1, rng)[0]
     voided = cells_listing([(ad.lat, ad.lon)], settings)
-    reach = lambda c: settings.feed_radius_km + geo.cell_half_diagonal_km(c)
+
+    def reach(c: str) -> float:
+        return settings.feed_radius_km + geo.cell_half_diagonal_km(c)
+
     nearby = geo.cells_covering(ad.lat, ad.lon, 7.0, settings.geohash_precision)
     listing = {c for c in nearby if geo.haversine_km(*geo.decode(c), ad.lat, ad.lon) <= reach(c)}
     assert listing <= voided

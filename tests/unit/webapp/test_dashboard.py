@@ -79,7 +79,7 @@ def test_the_data_follows_the_store(fake_store, settings, rng):
         events.append({"event_id": f"a{n}", "ad_id": "ad-3", "type": "apply",
                        "feed_id": feed["feed_id"]})
     assert client.post("/v1/events", json={"events": events}).status_code == 202
-    for name, args, _ in app.extensions["runtime"].celery.sent:
+    for _name, args, _ in app.extensions["runtime"].celery.sent:
         roll_in(fake_store, *args)
     now = time.time()
     run_rollup(fake_store, settings, now)
