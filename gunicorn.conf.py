@@ -3,9 +3,9 @@
 Metrics: each worker writes its counters to files in METRICS_DIR/gunicorn-metrics and
 /metrics sums them over every worker, so a scrape answered by any one worker counts the
 requests of all. That directory is emptied when gunicorn starts (stale files would be summed
-too); without the setting, a private temporary directory is made and removed at exit. prometheus-client finds
-the directory in PROMETHEUS_MULTIPROC_DIR, set here for gunicorn's workers only: a flask
-command run beside them writes no metric files.
+too); without the setting, a private temporary directory is made and removed at exit.
+prometheus-client finds the directory in PROMETHEUS_MULTIPROC_DIR, set here for gunicorn's
+workers only: a flask command run beside them writes no metric files.
 """
 from __future__ import annotations
 

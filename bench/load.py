@@ -53,8 +53,9 @@ function request()
     local events = {}
     for i = 1, %(per_post)d do
       local k = (n * 7 + i) %% #kinds + 1
-      events[i] = string.format('{"event_id":"w%%d-%%d-%%d","ad_id":"%%s","type":"%%s","position":%%d}',
-                                tid, n, i, ads[(n + i) %% #ads + 1], kinds[k], i %% 10 + 1)
+      events[i] = string.format(
+        '{"event_id":"w%%d-%%d-%%d","ad_id":"%%s","type":"%%s","position":%%d}',
+        tid, n, i, ads[(n + i) %% #ads + 1], kinds[k], i %% 10 + 1)
     end
     return wrk.format("POST", "/v1/events", {["Content-Type"] = "application/json"},
                       '{"events":[' .. table.concat(events, ",") .. ']}')

@@ -257,6 +257,7 @@ def markdown(result: dict) -> str:
     p, m, s = result["params"], result["machine"], result["summary"]
     b, bc = result["breakdown"]["median_s"], result["breakdown"]["median_cpu_s"]
     c, f = result["candidates_per_cell"], result["feeds"]
+    rest_s = s["median_s"] - b["load_snapshot"] - b["cell_probabilities"] - b["build_feeds"]
     out = [
         f"# Regeneration: {p['ads']:,} ads, {p['cells']:,} active cells, one core\n\n",
         f"{m['date']}, os.cpu_count() = {m['os_cpu_count']}; this process pinned to core "
@@ -280,8 +281,7 @@ def markdown(result: dict) -> str:
             ["writing, timed alone (write_feeds)", f"{b['write_feeds']:.2f} s",
              f"{bc['write_feeds']:.2f} s"],
             ["writing and the rest: run median - load - probabilities - build",
-             f"{s['median_s'] - b['load_snapshot'] - b['cell_probabilities'] - b['build_feeds']:.2f} s",
-             ""],
+             f"{rest_s:.2f} s", ""],
             ["candidates per cell, mean / median / max",
              f"{c['mean']:,.0f} / {c['median']:,.0f} / {c['max']:,}", ""],
             ["packed feed per cell, median / max", f"{f['bytes_median']:,.0f} / "

@@ -118,7 +118,8 @@ def world_table(world: World, traffic: Traffic) -> str:
         ["P(apply \\| view)", f"mean {world.apply_rate.mean():.3f}, "
          f"sd {world.apply_rate.std():.3f}"],
         ["standout ads", f"{world.standout.mean():.0%}: P(apply \\| examined) "
-         f"{world.value[world.standout].mean():.3f} against {world.value[~world.standout].mean():.3f}"
+         f"{world.value[world.standout].mean():.3f} against "
+         f"{world.value[~world.standout].mean():.3f}"
          " for the rest; category lift 0.6 to 1.3 on the stage that differs"],
         ["P(save \\| view)", f"{spec.save_ratio} x P(apply \\| view)"],
         ["an average ad at an average position", f"{examined * world.view_rate.mean():.1%} views "
@@ -136,8 +137,18 @@ def settings_table(settings: Settings, overrides: dict[str, str]) -> str:
              "strategy_prior_strength", "epsilon", "rollup_interval_s", "regen_interval_s",
              "geohash_precision", "feed_radius_km"]
     return table(["setting", "value"], [
-        [f"`{n.upper()}`", f"{','.join(v) if isinstance(v := getattr(settings, n), tuple) else 'unset (learnt)' if v is None else v}"
+        [f"`{n.upper()}`", _setting_text(getattr(settings, n))
          + (" (set)" if n.upper() in overrides else "")] for n in names])
+
+
+def _setting_text(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return "unset (learnt)" if value is None else f"{value}"
+
+
+def _met(met: bool) -> str:
+    return "met" if met else "missed"
 
 
 def targets_table(summaries: Sequence[report.Summary]) -> str:
@@ -149,10 +160,11 @@ def targets_table(summaries: Sequence[report.Summary]) -> str:
             continue
         slope = s.regret_slope
         rows.append([f"`{name}`",
-                     f"{100 * s.of_oracle_last:.1f} % ({'met' if s.of_oracle_last >= TARGET_OF_ORACLE else 'missed'})",
+                     f"{100 * s.of_oracle_last:.1f} % "
+                     f"({_met(s.of_oracle_last >= TARGET_OF_ORACLE)})",
                      "" if s.x_random_last is None else
-                     f"{s.x_random_last:.2f} ({'met' if s.x_random_last >= TARGET_X_RANDOM else 'missed'})",
-                     "" if slope is None else f"{slope:.3f} ({'met' if slope < 1 else 'missed'})"])
+                     f"{s.x_random_last:.2f} ({_met(s.x_random_last >= TARGET_X_RANDOM)})",
+                     "" if slope is None else f"{slope:.3f} ({_met(slope < 1)})"])
     return table(["policy", "of the oracle, last 10 % (target >= 90 %)",
                   "x random, last 10 % (target >= 2)", "regret log-log slope (target < 1)"], rows)
 
@@ -178,8 +190,9 @@ def ratio_text(ratios: dict[str, float], settings: Settings, traffic: Traffic) -
     if "precomputed_vs_per_request" not in ratios:
         return ""
     text = (f"\n**Precomputing K = {settings.feed_variants} variants every REGEN_INTERVAL_S = "
-            f"{settings.regen_interval_s:g} s ({traffic.batch(settings) * traffic.regen_every(settings):,} "
-            f"feeds) against fresh Thompson draws for every request:** cumulative regret ratio "
+            f"{settings.regen_interval_s:g} s "
+            f"({traffic.batch(settings) * traffic.regen_every(settings):,} feeds) against "
+            f"fresh Thompson draws for every request:** cumulative regret ratio "
             f"**{ratios['precomputed_vs_per_request']:.3f}** (`thompson` / `{PER_REQUEST}`).")
     if "k_variants_only" in ratios:
         text += (f" Split: only K orders per cell, with the posterior of the same age, "
@@ -199,7 +212,8 @@ def fast_markdown(result: dict, run: FastRun, summaries: Sequence[report.Summary
         f"{result['machine']['date']}, seed {result['seed']}; `{result['command']}`. "
         f"Run time {result['wall_s']:.0f} s wall, {result['cpu_s']:.0f} s CPU in one process "
         f"(cores it may use: {result['machine']['bench_process_affinity']}; about "
-        f"{result['cpu_s'] / result['wall_s']:.2f} cores busy), {result['machine']['platform']}.\n\n",
+        f"{result['cpu_s'] / result['wall_s']:.2f} cores busy), "
+        f"{result['machine']['platform']}.\n\n",
         "The service's own bandit code runs in process (`bandit.*`; the cell candidates of "
         "`pipeline/regenerate.py`; the strategy draw, variant, nearest re-sort, exact distance "
         "filter and top `limit` of `pipeline/feed.py`), with Redis replaced by arrays. Assumed "
@@ -268,8 +282,9 @@ def seeds_markdown(rows: Sequence[dict], seconds: float) -> str:
     body = [[str(r["seed"]), *(cells([r[k]], k) for k in keys)] for r in rows]
     body.append([f"mean ± sd over {len(rows)}",
                  *(cells([r[k] for r in rows], k) for k in keys)])
-    return (f"\n## Across seeds\n\nThe Thompson policies on {len(rows)} worlds (seed {rows[0]['seed']} "
-            f"above, then other seeds: other ads, rates and users), {seconds:.0f} s more:\n\n"
+    return (f"\n## Across seeds\n\nThe Thompson policies on {len(rows)} worlds "
+            f"(seed {rows[0]['seed']} above, then other seeds: other ads, rates and users), "
+            f"{seconds:.0f} s more:\n\n"
             + table(header, body))
 
 
@@ -336,7 +351,8 @@ def sweep(args: argparse.Namespace, command: str) -> int:
         run = run_fast(world, settings, traffic, args.seed, SWEEP_POLICIES)
         summaries = {s.policy: s for s in report.summarise(run.policies)}
         ratio = report.regret_ratios(list(summaries.values())).get("precomputed_vs_per_request")
-        runs.append({"setting": name, "value": value, "summary": [asdict(s) for s in summaries.values()],
+        runs.append({"setting": name, "value": value,
+                     "summary": [asdict(s) for s in summaries.values()],
                      "regret_ratio": ratio, "seconds": run.seconds})
         row = [f"`{name}`" + ("" if value is None else f" = `{value}`")]
         for p in SWEEP_POLICIES:
@@ -369,8 +385,8 @@ def real_checks(runs: dict) -> str:
     return table(
         ["policy", "events sent", "accepted", "duplicates / rejected",
          "counted impressions / views / saves / applies", "every ad's counters = sent",
-         "served feeds logged / counted (decayed sum)", "feeds/s", "feed age at serve, median", "cache misses",
-         "strategies served", "propensities"],
+         "served feeds logged / counted (decayed sum)", "feeds/s", "feed age at serve, median",
+         "cache misses", "strategies served", "propensities"],
         [[f"`{p}`", f"{r.sent.events:,}", f"{r.sent.accepted:,}",
           f"{r.sent.duplicates} / {r.sent.rejected}",
           " / ".join(f"{sum(v):,}" for v in r.counted.values()),
@@ -434,7 +450,8 @@ def real_markdown(result: dict, runs: dict, summaries: Sequence[report.Summary],
         f"{info['date']}, seed {result['seed']}; `{result['command']}`. {result['wall_s']:.0f} s "
         "in all. For each policy a fresh store (FLUSHALL on a redis-server of our own) and "
         "fresh processes: a Celery worker (2 processes), beat and gunicorn (2 workers), with "
-        f"FEED_STRATEGIES set to the policy and {', '.join(f'{k}={v}' for k, v in overrides.items())}. "
+        "FEED_STRATEGIES set to the policy and "
+        f"{', '.join(f'{k}={v}' for k, v in overrides.items())}. "
         f"The {len(world):,} ads were loaded with PUT /v1/ads/{{id}}; {spec.threads} client "
         f"threads asked GET /v1/feed (limit {spec.limit}, a new user_id per feed) at up to "
         f"{spec.feeds_per_s:g} feeds/s and sent each feed's impressions (with position and "

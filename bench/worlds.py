@@ -92,7 +92,8 @@ def run_one(name: str, seed: int, overrides: dict[str, str], scale: float,
             "slope": {p: summaries[p].regret_slope for p in policies},
             "curve": None if run.curve is None else run.curve.tolist(),
             "curve_error": curve_error(run.curve, member),
-            "feeds": len(oracle.expected) * run.batch_feeds, "seconds": time.perf_counter() - started}
+            "feeds": len(oracle.expected) * run.batch_feeds,
+            "seconds": time.perf_counter() - started}
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float]:

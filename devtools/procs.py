@@ -67,7 +67,8 @@ class Proc:
             if not self.alive():
                 raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: no {needle!r} in {timeout_s}s:\n{self.log()[-3000:]}")
+                raise TimeoutError(
+                    f"{self.name}: no {needle!r} in {timeout_s}s:\n{self.log()[-3000:]}")
             time.sleep(0.1)
 
 

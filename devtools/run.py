@@ -178,6 +178,8 @@ def banner(env: dict[str, str], ad_id: str, state_path: Path) -> str:
     urls = demo_urls(env, ad_id)
     base = urls["api"]
     user, password = env["FLOWER_BASIC_AUTH"].split(":", 1)
+    event = f'{{"events": [{{"event_id": "e1", "ad_id": "{ad_id}", "type": "apply"}}]}}'
+    bearer = f"Authorization: Bearer {env['ADMIN_TOKEN']}"
     return f"""
 The recommender is starting on {env['HOST']}. Try:
   a feed in Berlin      curl '{base}/v1/feed?lat=52.52&lon=13.405&limit=5'
@@ -187,8 +189,8 @@ The recommender is starting on {env['HOST']}. Try:
   a user's feed         curl '{base}/v1/recommend/u42?lat=48.8566&lon=2.3522&limit=5'
                         curl '{base}/v1/recommend/u42'   (their last known location)
   post an event         curl -X POST '{base}/v1/events' -H 'Content-Type: application/json' \\
-                          -d '{{"events": [{{"event_id": "e1", "ad_id": "{ad_id}", "type": "apply"}}]}}'
-  roll up now (admin)   curl -X POST '{base}/v1/admin/rollup?wait=true' -H 'Authorization: Bearer {env['ADMIN_TOKEN']}'
+                          -d '{event}'
+  roll up now (admin)   curl -X POST '{base}/v1/admin/rollup?wait=true' -H '{bearer}'
   readiness             curl '{base}/readyz'
   daily CTR             curl '{base}/v1/stats/ctr'
   metrics               curl '{base}/metrics'

@@ -151,7 +151,8 @@ def run_rollup(store: Store, settings: Settings, now: float,
     recovered = sweep_inbox(store, settings, now)
     store.ensure_group()
     counted = 0
-    entries = store.claim_stale(consumer, settings.rollup_claim_idle_s * 1000, settings.rollup_batch)
+    entries = store.claim_stale(consumer, settings.rollup_claim_idle_s * 1000,
+                                settings.rollup_batch)
     reclaimed = len(entries)
     for _ in range(MAX_BLOCKS):
         if entries:

@@ -2,11 +2,11 @@
 buffer of what it served. Together they let a feed request for a cached cell finish without
 waiting on Redis.
 
-- ``FeedCache`` keeps each cell's feed for at most FEED_CACHE_TTL_S, within FEED_CACHE_MB. It subscribes to feed
-  changes and, before every lookup, applies the change messages already delivered (a
-  non-blocking read), so a cell rebuilt, or voided by an ad deleted or moved, is dropped
-  before the next request that could use it. While the subscription is down nothing is
-  cached.
+- ``FeedCache`` keeps each cell's feed for at most FEED_CACHE_TTL_S, within FEED_CACHE_MB.
+  It subscribes to feed changes and, before every lookup, applies the change messages
+  already delivered (a non-blocking read), so a cell rebuilt, or voided by an ad deleted or
+  moved, is dropped before the next request that could use it. While the subscription is
+  down nothing is cached.
 - ``ServingLog`` buffers served feeds and active cells, and a background thread writes them
   every SERVED_FLUSH_S in one round trip. A process that dies loses at most that interval's
   log entries (never events or counters). Users' last locations are not buffered: the feed
@@ -126,7 +126,8 @@ class FeedCache:
 class ServingLog:
     def __init__(self, store: Store, maxlen: int, flush_s: float | None,
                  max_buffered: int = 100_000) -> None:
-        self.store, self.maxlen, self.flush_s, self.max_buffered = store, maxlen, flush_s, max_buffered
+        self.store, self.maxlen = store, maxlen
+        self.flush_s, self.max_buffered = flush_s, max_buffered
         self._lock = threading.Lock()
         self._served: list[dict] = []
         self._chunks: list[tuple[str, list[dict]]] = []   # failed writes, retried with their id

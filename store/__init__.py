@@ -78,7 +78,8 @@ class Unrolled:
     inbox_batches: int               # accepted batches not yet moved to the stream
     oldest_inbox_at: float | None    # when the oldest of them was accepted (epoch s)
     pending: int                     # delivered to a rollup consumer, not acknowledged
-    undelivered: int                 # in the stream, never delivered (UNDELIVERED_COUNTED: at least)
+    # in the stream, never delivered (UNDELIVERED_COUNTED: at least)
+    undelivered: int
     oldest_entry_ms: int | None      # stream id time of the oldest pending or undelivered entry
 
 
@@ -367,7 +368,8 @@ class Store:
         return bool(self.r.transaction(write, Keys.ads_summary)[0])
 
     @staticmethod
-    def _summary_locations(p: redis.client.Pipeline, ad_ids: Sequence[str]) -> list[tuple[float, float]]:
+    def _summary_locations(p: redis.client.Pipeline,
+                           ad_ids: Sequence[str]) -> list[tuple[float, float]]:
         """(lat, lon) of the listed ads that are indexed, read on a watching connection."""
         rows, _ = summary_rows([v for v in p.hmget(Keys.ads_summary, list(ad_ids))
                                 if v is not None])

@@ -25,9 +25,12 @@ def require_admin(view: F) -> F:
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
         if token is None:
-            raise ApiError(401, "admin_disabled", "admin calls are disabled: ADMIN_TOKEN is not set")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            raise ApiError(401, "unauthorized", "this call needs Authorization: Bearer <ADMIN_TOKEN>")
+            raise ApiError(401, "admin_disabled",
+                           "admin calls are disabled: ADMIN_TOKEN is not set")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                                 token.encode()):
+            raise ApiError(401, "unauthorized",
+                           "this call needs Authorization: Bearer <ADMIN_TOKEN>")
         return view(*args, **kwargs)
     wrapped.requires_admin = True  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]

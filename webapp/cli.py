@@ -36,7 +36,8 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(status_command)
 
 
-def read_lines(path: Path, now: float, rejected: list[tuple[int, str]]) -> Iterator[tuple[int, object]]:
+def read_lines(path: Path, now: float,
+               rejected: list[tuple[int, str]]) -> Iterator[tuple[int, object]]:
     """(bytes read so far, AdRecord) for each valid line; problems go to ``rejected``
     with their line numbers."""
     offset = 0

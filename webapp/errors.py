@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 
 
-def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(body: object, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status=status, headers=headers,
                     mimetype="application/json")
 

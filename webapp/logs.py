@@ -30,7 +30,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         fields = {"request_id": g.get("request_id"), "method": request.method,
                   "route": request.url_rule.rule if request.url_rule else None,
                   "status": response.status_code,
-                  "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1e3, 2)}
+                  "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1e3,
+                              2)}
         if "feed_id" in g:
             fields["feed_id"] = g.feed_id
         if "task_id" in g:

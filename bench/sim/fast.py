@@ -442,7 +442,8 @@ class Track:
             by = served.strategy
             self.strategy_feeds.append(np.bincount(by, minlength=strategies).tolist())
             self.strategy_impressions.append(
-                np.bincount(by, (shown >= 0).sum(axis=1), minlength=strategies).astype(int).tolist())
+                np.bincount(by, (shown >= 0).sum(axis=1), minlength=strategies)
+                .astype(int).tolist())
             self.strategy_expected.append(
                 np.bincount(by, value.sum(axis=1), minlength=strategies).tolist())
 

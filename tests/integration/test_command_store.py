@@ -40,8 +40,8 @@ def test_without_redis_url_a_command_reads_the_running_demos_redis(redis_url, tm
     state = tmp_path / "demo.json"
     write_state({"redis_url": redis_url}, state)
     ads = tmp_path / "ads.jsonl"
-    ads.write_text(json.dumps({"ad_id": "found-1", "title": "Barista", "company": "Kaffee", "lat": 52.5,
-                               "lon": 13.4}) + "\n")
+    ads.write_text(json.dumps({"ad_id": "found-1", "title": "Barista", "company": "Kaffee",
+                               "lat": 52.5, "lon": 13.4}) + "\n")
     result = invoke(load_settings({}), ["ads", "import", str(ads)], state, monkeypatch)
     assert result.exit_code == 0, result.output
     assert f"using the demo's Redis at {redis_url}" in result.output

@@ -125,7 +125,8 @@ def test_prometheus_scrapes_everything_and_every_panel_has_data(env: dict[str, s
         while missing() and time.monotonic() < deadline:
             time.sleep(1)
         assert not missing(), "\n".join(missing())
-        flower_tasks = query(prometheus, 'sum by (task) (flower_events_total{type="task-succeeded"})')
+        flower_tasks = query(prometheus,
+                             'sum by (task) (flower_events_total{type="task-succeeded"})')
         assert {r["metric"]["task"] for r in flower_tasks["data"]["result"]} >= {
             "ingest.events", "rollup.run", "regenerate.run"}
         sent = query(prometheus, 'flower_events_total{type="task-sent", task="rollup.run"}')

@@ -269,7 +269,8 @@ def test_the_dashboard_reads_well_empty_sparse_and_dense(stack: str, chromium, t
     requests.post(f"{web}/v1/events", timeout=10, json={"events": [
         {"event_id": f"s-{a['position']}", "ad_id": a["ad_id"], "type": "impression",
          "position": a["position"], "feed_id": feed["feed_id"]} for a in feed["ads"]]})
-    data = dashboard.wait("the sparse data rolled up", lambda d: len(d["top_ads"]) == len(feed["ads"]))
+    data = dashboard.wait("the sparse data rolled up",
+                          lambda d: len(d["top_ads"]) == len(feed["ads"]))
     for size, page in dashboard.read("sparse"):
         top = page["top_ads"]
         assert top["bars"] == len(feed["ads"]) and "No applies yet" in top["note"], size

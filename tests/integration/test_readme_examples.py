@@ -1,6 +1,6 @@
-"""Every ``curl`` and ``flask`` example of the README and docs/, run as a user would paste it, against a
-real web, worker, beat and Redis: each must answer 2xx (a ``flask`` command: exit 0) with
-something in the answer, on whatever day the test runs."""
+"""Every ``curl`` and ``flask`` example of the README and docs/, run as a user would paste it,
+against a real web, worker, beat and Redis: each must answer 2xx (a ``flask`` command: exit 0)
+with something in the answer, on whatever day the test runs."""
 from __future__ import annotations
 
 import re
@@ -25,7 +25,8 @@ CHECKS = r'''
 set -euo pipefail
 curl() {
   local out code body
-  out=$(command curl -sS --max-time 60 -w '\n%{http_code}' "$@") || { echo "curl failed: curl $*" >&2; exit 1; }
+  out=$(command curl -sS --max-time 60 -w '\n%{http_code}' "$@") ||
+    { echo "curl failed: curl $*" >&2; exit 1; }
   code=${out##*$'\n'}
   body=${out%$'\n'*}
   printf '%s\n' "$body"

@@ -50,7 +50,8 @@ def three_cities(fake_store, settings):
     for city, offsets in asked.items():
         lat, lon, _ = CITIES[city]
         for i in range(3):
-            put_ad(client, ADMIN, f"{city}-{i}", lat + i * 1e-3, lon, title=f"{city.title()} job {i}")
+            put_ad(client, ADMIN, f"{city}-{i}", lat + i * 1e-3, lon,
+                   title=f"{city.title()} job {i}")
         for n, (dlat, dlon) in enumerate(offsets):
             feed = client.get("/v1/feed", query_string={"lat": lat + dlat, "lon": lon + dlon})
             feed = feed.get_json()

@@ -49,7 +49,8 @@ def test_a_cell_feed_holds_every_ad_within_reach_of_any_point_in_the_cell(
     feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
     reach = settings.feed_radius_km + geo.cell_half_diagonal_km(cell)
     c_lat, c_lon = geo.decode(cell)
-    expected = {a for a, r in paris.items() if geo.haversine_km(c_lat, c_lon, r.lat, r.lon) <= reach}
+    expected = {a for a, r in paris.items()
+                if geo.haversine_km(c_lat, c_lon, r.lat, r.lon) <= reach}
     assert set(feed.ad_ids.all()) == expected      # fewer ads than FEED_LENGTH: all of them
     assert feed.strategies == settings.feed_strategies
     assert list(feed.orders) == ["thompson"]        # the screened strategies serve from it
@@ -66,7 +67,8 @@ def test_every_served_ad_is_live_and_within_the_radius(serve, fake_store, settin
             for ad in body["ads"]:
                 rec = paris[ad["ad_id"]]
                 assert geo.haversine_km(lat, lon, rec.lat, rec.lon) <= radius_km
-            within = sum(geo.haversine_km(lat, lon, r.lat, r.lon) <= radius_km for r in paris.values())
+            within = sum(geo.haversine_km(lat, lon, r.lat, r.lon) <= radius_km
+                         for r in paris.values())
             assert len(body["ads"]) == min(100, within)
             assert [a["position"] for a in body["ads"]] == list(range(1, len(body["ads"]) + 1))
 

@@ -52,76 +52,121 @@ JSON = {"Content-Type": "application/json"}
 ERROR_CASES: dict[tuple[str, int, str], Case] = {
     ("feeds.feed", 400, "invalid_parameter"): case("GET", "/v1/feed", query={**HERE, "limit": "0"}),
     ("feeds.feed", 400, "missing_parameter"): case("GET", "/v1/feed", query={"lat": "52.5"}),
-    ("feeds.feed", 503, "store_unavailable"): case("GET", "/v1/feed", query=HERE, setup="store_down"),
+    ("feeds.feed", 503, "store_unavailable"):
+        case("GET", "/v1/feed", query=HERE, setup="store_down"),
     ("feeds.feed", 503, "feed_rebuilding"): case("GET", "/v1/feed", query=HERE, setup="rebuilding"),
-    ("feeds.feed", 400, "repeated_parameter"): case("GET", "/v1/feed", query={**HERE, "lat": ["52.5", "48.8"]}),
-    ("feeds.recommend", 400, "repeated_parameter"): case("GET", "/v1/recommend/u1", query={**HERE, "limit": ["5", "6"]}),
-    ("feeds.nearby", 400, "repeated_parameter"): case("GET", "/v1/ads/nearby", query={**HERE, "lon": ["13", "14"]}),
-    ("stats.ctr", 400, "repeated_parameter"): case("GET", "/v1/stats/ctr", query={"strategy": ["thompson", "popular"]}),
-    ("admin.rollup", 400, "repeated_parameter"): admin_case("POST", "/v1/admin/rollup", query={"wait": ["true", "false"]}),
-    ("admin.regenerate", 400, "repeated_parameter"): admin_case("POST", "/v1/admin/regenerate", query={"wait": ["true", "true"]}),
+    ("feeds.feed", 400, "repeated_parameter"):
+        case("GET", "/v1/feed", query={**HERE, "lat": ["52.5", "48.8"]}),
+    ("feeds.recommend", 400, "repeated_parameter"):
+        case("GET", "/v1/recommend/u1", query={**HERE, "limit": ["5", "6"]}),
+    ("feeds.nearby", 400, "repeated_parameter"):
+        case("GET", "/v1/ads/nearby", query={**HERE, "lon": ["13", "14"]}),
+    ("stats.ctr", 400, "repeated_parameter"):
+        case("GET", "/v1/stats/ctr", query={"strategy": ["thompson", "popular"]}),
+    ("admin.rollup", 400, "repeated_parameter"):
+        admin_case("POST", "/v1/admin/rollup", query={"wait": ["true", "false"]}),
+    ("admin.regenerate", 400, "repeated_parameter"):
+        admin_case("POST", "/v1/admin/regenerate", query={"wait": ["true", "true"]}),
     ("feeds.recommend", 400, "invalid_identifier"): case("GET", "/v1/recommend/a b"),
-    ("feeds.recommend", 400, "invalid_parameter"): case("GET", "/v1/recommend/u1", query={"lat": "91", "lon": "0"}),
-    ("feeds.recommend", 400, "missing_parameter"): case("GET", "/v1/recommend/u1", query={"lat": "52.5"}),
+    ("feeds.recommend", 400, "invalid_parameter"):
+        case("GET", "/v1/recommend/u1", query={"lat": "91", "lon": "0"}),
+    ("feeds.recommend", 400, "missing_parameter"):
+        case("GET", "/v1/recommend/u1", query={"lat": "52.5"}),
     ("feeds.recommend", 404, "location_unknown"): case("GET", "/v1/recommend/nobody"),
-    ("feeds.recommend", 503, "store_unavailable"): case("GET", "/v1/recommend/u1", setup="store_down"),
-    ("feeds.recommend", 503, "feed_rebuilding"): case("GET", "/v1/recommend/u1", query=HERE, setup="rebuilding"),
-    ("feeds.nearby", 400, "invalid_parameter"): case("GET", "/v1/ads/nearby", query={**HERE, "radius_km": "-1"}),
+    ("feeds.recommend", 503, "store_unavailable"):
+        case("GET", "/v1/recommend/u1", setup="store_down"),
+    ("feeds.recommend", 503, "feed_rebuilding"):
+        case("GET", "/v1/recommend/u1", query=HERE, setup="rebuilding"),
+    ("feeds.nearby", 400, "invalid_parameter"):
+        case("GET", "/v1/ads/nearby", query={**HERE, "radius_km": "-1"}),
     ("feeds.nearby", 400, "missing_parameter"): case("GET", "/v1/ads/nearby", query={"lon": "13"}),
-    ("feeds.nearby", 503, "store_unavailable"): case("GET", "/v1/ads/nearby", query=HERE, setup="store_down"),
+    ("feeds.nearby", 503, "store_unavailable"):
+        case("GET", "/v1/ads/nearby", query=HERE, setup="store_down"),
     ("feeds.ad_stats", 400, "invalid_identifier"): case("GET", "/v1/stats/ads/{x}"),
     ("feeds.ad_stats", 404, "not_found"): case("GET", "/v1/stats/ads/never-seen"),
-    ("feeds.ad_stats", 503, "store_unavailable"): case("GET", "/v1/stats/ads/a1", setup="store_down"),
-    ("stats.ctr", 400, "invalid_parameter"): case("GET", "/v1/stats/ctr", query={"from": "2027-02-30"}),
+    ("feeds.ad_stats", 503, "store_unavailable"):
+        case("GET", "/v1/stats/ads/a1", setup="store_down"),
+    ("stats.ctr", 400, "invalid_parameter"):
+        case("GET", "/v1/stats/ctr", query={"from": "2027-02-30"}),
     ("stats.ctr", 503, "store_unavailable"): case("GET", "/v1/stats/ctr", setup="store_down"),
-    ("stats.position_bias", 503, "store_unavailable"): case("GET", "/v1/stats/position-bias", setup="store_down"),
-    ("events.post_events", 400, "invalid_json"): case("POST", "/v1/events", body=b"{", headers=JSON),
+    ("stats.position_bias", 503, "store_unavailable"):
+        case("GET", "/v1/stats/position-bias", setup="store_down"),
+    ("events.post_events", 400, "invalid_json"):
+        case("POST", "/v1/events", body=b"{", headers=JSON),
     ("events.post_events", 400, "invalid_body"): case("POST", "/v1/events", body={"event": []}),
-    ("events.post_events", 400, "no_valid_events"): case("POST", "/v1/events", body={"events": [{"type": "x"}]}),
-    ("events.post_events", 413, "too_many_events"): case("POST", "/v1/events", body={"events": [EVENT] * 1001}),
-    ("events.post_events", 413, "request_entity_too_large"): case("POST", "/v1/events", body=BIG, headers=JSON),
-    ("events.post_events", 415, "unsupported_media_type"): case("POST", "/v1/events", body=b"{}", headers={"Content-Type": "text/plain"}),
-    ("events.post_events", 503, "store_unavailable"): case("POST", "/v1/events", body={"events": [EVENT]}, setup="store_down"),
+    ("events.post_events", 400, "no_valid_events"):
+        case("POST", "/v1/events", body={"events": [{"type": "x"}]}),
+    ("events.post_events", 413, "too_many_events"):
+        case("POST", "/v1/events", body={"events": [EVENT] * 1001}),
+    ("events.post_events", 413, "request_entity_too_large"):
+        case("POST", "/v1/events", body=BIG, headers=JSON),
+    ("events.post_events", 415, "unsupported_media_type"):
+        case("POST", "/v1/events", body=b"{}", headers={"Content-Type": "text/plain"}),
+    ("events.post_events", 503, "store_unavailable"):
+        case("POST", "/v1/events", body={"events": [EVENT]}, setup="store_down"),
     ("ads.put_ad", 400, "invalid_identifier"): admin_case("PUT", "/v1/ads/caf\u00e9", body=AD),
     ("ads.put_ad", 400, "invalid_json"): admin_case("PUT", "/v1/ads/a1", body=b"{,}", headers=JSON),
-    ("ads.put_ad", 400, "invalid_parameter"): admin_case("PUT", "/v1/ads/a1", body={**AD, "lon": False}),
-    ("ads.put_ad", 400, "missing_parameter"): admin_case("PUT", "/v1/ads/a1", body={"lat": 1, "lon": 2}),
+    ("ads.put_ad", 400, "invalid_parameter"):
+        admin_case("PUT", "/v1/ads/a1", body={**AD, "lon": False}),
+    ("ads.put_ad", 400, "missing_parameter"):
+        admin_case("PUT", "/v1/ads/a1", body={"lat": 1, "lon": 2}),
     ("ads.put_ad", 400, "unknown_field"): admin_case("PUT", "/v1/ads/a1", body={**AD, "salary": 1}),
     ("ads.put_ad", 401, "unauthorized"): case("PUT", "/v1/ads/a1", body=AD),
-    ("ads.put_ad", 401, "admin_disabled"): admin_case("PUT", "/v1/ads/a1", body=AD, setup="no_admin_token"),
-    ("ads.put_ad", 413, "request_entity_too_large"): admin_case("PUT", "/v1/ads/a1", body=BIG, headers=JSON),
-    ("ads.put_ad", 415, "unsupported_media_type"): admin_case("PUT", "/v1/ads/a1", body=b"lat=1", headers={"Content-Type": "application/x-www-form-urlencoded"}),
-    ("ads.put_ad", 503, "store_unavailable"): admin_case("PUT", "/v1/ads/a1", body=AD, setup="store_down"),
+    ("ads.put_ad", 401, "admin_disabled"):
+        admin_case("PUT", "/v1/ads/a1", body=AD, setup="no_admin_token"),
+    ("ads.put_ad", 413, "request_entity_too_large"):
+        admin_case("PUT", "/v1/ads/a1", body=BIG, headers=JSON),
+    ("ads.put_ad", 415, "unsupported_media_type"):
+        admin_case("PUT", "/v1/ads/a1", body=b"lat=1",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    ("ads.put_ad", 503, "store_unavailable"):
+        admin_case("PUT", "/v1/ads/a1", body=AD, setup="store_down"),
     ("ads.get_ad", 400, "invalid_identifier"): case("GET", "/v1/ads/" + "a" * 65),
     ("ads.get_ad", 404, "not_found"): case("GET", "/v1/ads/never-seen"),
     ("ads.get_ad", 503, "store_unavailable"): case("GET", "/v1/ads/a1", setup="store_down"),
     ("ads.remove_ad", 400, "invalid_identifier"): admin_case("DELETE", "/v1/ads/a,b"),
-    ("ads.remove_ad", 401, "unauthorized"): case("DELETE", "/v1/ads/a1", headers={"Authorization": "Bearer wrong"}),
-    ("ads.remove_ad", 401, "admin_disabled"): admin_case("DELETE", "/v1/ads/a1", setup="no_admin_token"),
+    ("ads.remove_ad", 401, "unauthorized"):
+        case("DELETE", "/v1/ads/a1", headers={"Authorization": "Bearer wrong"}),
+    ("ads.remove_ad", 401, "admin_disabled"):
+        admin_case("DELETE", "/v1/ads/a1", setup="no_admin_token"),
     ("ads.remove_ad", 404, "not_found"): admin_case("DELETE", "/v1/ads/never-seen"),
-    ("ads.remove_ad", 503, "store_unavailable"): admin_case("DELETE", "/v1/ads/a1", setup="store_down"),
-    ("admin.rollup", 400, "invalid_parameter"): admin_case("POST", "/v1/admin/rollup", query={"wait": "maybe"}),
+    ("ads.remove_ad", 503, "store_unavailable"):
+        admin_case("DELETE", "/v1/ads/a1", setup="store_down"),
+    ("admin.rollup", 400, "invalid_parameter"):
+        admin_case("POST", "/v1/admin/rollup", query={"wait": "maybe"}),
     ("admin.rollup", 401, "unauthorized"): case("POST", "/v1/admin/rollup"),
-    ("admin.rollup", 401, "admin_disabled"): admin_case("POST", "/v1/admin/rollup", setup="no_admin_token"),
-    ("admin.rollup", 503, "store_unavailable"): admin_case("POST", "/v1/admin/rollup", query={"wait": "true"}, setup="store_down"),
-    ("admin.regenerate", 400, "invalid_parameter"): admin_case("POST", "/v1/admin/regenerate", query={"wait": "2"}),
-    ("admin.regenerate", 401, "unauthorized"): case("POST", "/v1/admin/regenerate", headers={"Authorization": "Basic eDp5"}),
-    ("admin.regenerate", 401, "admin_disabled"): admin_case("POST", "/v1/admin/regenerate", setup="no_admin_token"),
-    ("admin.regenerate", 503, "store_unavailable"): admin_case("POST", "/v1/admin/regenerate", query={"wait": "1"}, setup="store_down"),
+    ("admin.rollup", 401, "admin_disabled"):
+        admin_case("POST", "/v1/admin/rollup", setup="no_admin_token"),
+    ("admin.rollup", 503, "store_unavailable"):
+        admin_case("POST", "/v1/admin/rollup", query={"wait": "true"}, setup="store_down"),
+    ("admin.regenerate", 400, "invalid_parameter"):
+        admin_case("POST", "/v1/admin/regenerate", query={"wait": "2"}),
+    ("admin.regenerate", 401, "unauthorized"):
+        case("POST", "/v1/admin/regenerate", headers={"Authorization": "Basic eDp5"}),
+    ("admin.regenerate", 401, "admin_disabled"):
+        admin_case("POST", "/v1/admin/regenerate", setup="no_admin_token"),
+    ("admin.regenerate", 503, "store_unavailable"):
+        admin_case("POST", "/v1/admin/regenerate", query={"wait": "1"}, setup="store_down"),
     ("admin.served_feed", 400, "invalid_identifier"): admin_case("GET", "/v1/feeds/a%0Ab"),
     ("admin.served_feed", 401, "unauthorized"): case("GET", "/v1/feeds/f1"),
-    ("admin.served_feed", 401, "admin_disabled"): admin_case("GET", "/v1/feeds/f1", setup="no_admin_token"),
-    ("admin.served_feed", 404, "not_found"): admin_case("GET", "/v1/feeds/1800000000000-u33db-thompson-00000000000000000000"),
-    ("admin.served_feed", 503, "store_unavailable"): admin_case("GET", "/v1/feeds/{served}", setup="store_down"),
+    ("admin.served_feed", 401, "admin_disabled"):
+        admin_case("GET", "/v1/feeds/f1", setup="no_admin_token"),
+    ("admin.served_feed", 404, "not_found"):
+        admin_case("GET", "/v1/feeds/1800000000000-u33db-thompson-00000000000000000000"),
+    ("admin.served_feed", 503, "store_unavailable"):
+        admin_case("GET", "/v1/feeds/{served}", setup="store_down"),
 }
 
 OWNER = {"Authorization": "Basic " + base64.b64encode(b"owner:secret-pw").decode()}
 ERROR_CASES.update({
     ("dashboard.page", 401, "unauthorized"): case("GET", "/dashboard", setup="dashboard"),
     ("dashboard.page", 401, "dashboard_disabled"): case("GET", "/dashboard", headers=OWNER),
-    ("dashboard.data", 401, "unauthorized"): case("GET", "/dashboard/data", headers={"Authorization": "Basic b3duZXI6bm8="}, setup="dashboard"),
+    ("dashboard.data", 401, "unauthorized"):
+        case("GET", "/dashboard/data", headers={"Authorization": "Basic b3duZXI6bm8="},
+             setup="dashboard"),
     ("dashboard.data", 401, "dashboard_disabled"): case("GET", "/dashboard/data"),
-    ("dashboard.data", 503, "store_unavailable"): case("GET", "/dashboard/data", headers=OWNER, setup="dashboard+store_down"),
+    ("dashboard.data", 503, "store_unavailable"):
+        case("GET", "/dashboard/data", headers=OWNER, setup="dashboard+store_down"),
 })
 
 # (operationId, status) -> a request answered with it, the body checked against the schema
@@ -137,8 +182,11 @@ OK_CASES: dict[tuple[str, int], Case] = {
     ("feeds.recommend", 200): case("GET", "/v1/recommend/u1"),
     ("feeds.nearby", 200): case("GET", "/v1/ads/nearby", query=HERE),
     ("feeds.ad_stats", 200): case("GET", "/v1/stats/ads/seed-1"),
-    ("stats.ctr", 200): case("GET", "/v1/stats/ctr", query={"to": "2027-01-15", "strategy": "thompson"}),
-    ("events.post_events", 202): case("POST", "/v1/events", body={"events": [{**EVENT, "ad_id": "seed-1"}, {"x": 1}, EVENT]}),  # EVENT's ad is unknown
+    ("stats.ctr", 200):
+        case("GET", "/v1/stats/ctr", query={"to": "2027-01-15", "strategy": "thompson"}),
+    ("events.post_events", 202):                        # EVENT's ad is unknown
+        case("POST", "/v1/events",
+             body={"events": [{**EVENT, "ad_id": "seed-1"}, {"x": 1}, EVENT]}),
     ("ads.put_ad", 201): admin_case("PUT", "/v1/ads/new-1", body=AD),
     ("ads.put_ad", 200): admin_case("PUT", "/v1/ads/seed-1", body=AD),
     ("ads.get_ad", 200): case("GET", "/v1/ads/seed-1"),
@@ -201,7 +249,8 @@ def test_the_error_cases_cover_exactly_the_documented_errors(document):
             error = response["content"]["application/json"]["schema"]["properties"].get("error") \
                 if "content" in response and "error" in str(response["content"]) else None
             if error is not None:
-                listed |= {(op_id, int(status), code) for code in error["properties"]["code"]["enum"]}
+                codes = error["properties"]["code"]["enum"]
+                listed |= {(op_id, int(status), code) for code in codes}
     assert listed == set(ERROR_CASES)
 
 
@@ -322,7 +371,8 @@ def test_docs_page_and_its_scripts_are_served_by_the_app(client):
     page = client.get("/docs/")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert "/openapi.json" in html and "http" not in html.split("<body>")[1].split("var user_config")[0]
+    body_scripts = html.split("<body>")[1].split("var user_config")[0]
+    assert "/openapi.json" in html and "http" not in body_scripts
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
         assert f"/docs/{asset}" in html
         assert client.get(f"/docs/{asset}").status_code == 200
