@@ -1,21 +1,14 @@
 """The Wilson score interval: its edge cases by name, published values, and its coverage."""
 from __future__ import annotations
 
-import doctest
 import math
 
 import numpy as np
 import pytest
 
-import bandit.intervals
 from bandit import wilson_interval, z_score
 
 Z2 = z_score(0.95) ** 2
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(bandit.intervals)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_no_trials_give_no_rate_and_the_whole_unit_interval():

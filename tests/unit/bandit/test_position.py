@@ -1,12 +1,9 @@
 """bandit.position: the examination curve learnt from synthetic logs with a known curve."""
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-import bandit.position
 from bandit.position import (
     BINS,
     PRIOR_CURVE,
@@ -17,11 +14,6 @@ from bandit.position import (
     position_bin,
     position_curve,
 )
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(bandit.position)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def simulated_pairs(curve: np.ndarray, rng: np.random.Generator, ads: int = 400,

@@ -2,19 +2,11 @@
 from how much the ads' rates differ."""
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-import bandit.priors
 from bandit import PriorRates, PriorSpec, fit_stage
 from bandit.priors import STRENGTH_BOUNDS
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(bandit.priors)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def binomial_ads(rng: np.random.Generator, rates: np.ndarray, trials: np.ndarray):

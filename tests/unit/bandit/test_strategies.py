@@ -1,13 +1,9 @@
 """bandit.strategies: each strategy's orders, and the strategy bandit's probabilities."""
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
-import bandit.decay
-import bandit.strategies
 from bandit import (
     SCREEN,
     SCREENED,
@@ -27,11 +23,6 @@ from bandit import (
     strategy_probabilities,
     with_floor,
 )
-
-
-@pytest.mark.parametrize("module", [bandit.strategies, bandit.decay])
-def test_docstring_examples_run(module):
-    assert doctest.testmod(module).failed == 0
 
 
 def candidates(n: int, rng: np.random.Generator, variants: int = 4) -> Candidates:

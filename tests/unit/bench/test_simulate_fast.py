@@ -2,7 +2,6 @@
 feeds as the pipeline builds and serves), and a small run that must learn."""
 from __future__ import annotations
 
-import doctest
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import geo
 from bandit import Evidence, choose, empirical_rates
 from bench import simulate
-from bench.sim import fast, report, world
+from bench.sim import fast, world
 from bench.sim.fast import Cells, Policy, Traffic, Twin, choose_many, run_fast
 from bench.sim.world import WorldSpec, make_world
 from config import load_settings
@@ -24,12 +23,6 @@ from pipeline.serving import ServingLog
 from store import Store
 
 SMALL = WorldSpec(ads=200)
-
-
-@pytest.mark.parametrize("module", [world, fast, report], ids=lambda m: m.__name__)
-def test_docstring_examples_run(module) -> None:
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_the_world_follows_from_its_seed_and_has_the_rates_it_claims():

@@ -2,13 +2,11 @@
 (one map panel each, the busiest first) and the top ads with their titles, on sparse data too."""
 from __future__ import annotations
 
-import doctest
 import time
 
 import numpy as np
 import pytest
 
-import pipeline.dashboard
 from pipeline.dashboard import active_cells, dashboard_data, regions, titled
 from pipeline.demo import CITIES
 from pipeline.ingest import roll_in
@@ -18,10 +16,6 @@ from tests.unit.webapp.support import put_ad
 from tests.unit.webapp.test_dashboard import app_with
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-def test_docstring_examples_run():
-    assert doctest.testmod(pipeline.dashboard).failed == 0
 
 
 def test_points_near_each_other_share_a_region_and_far_ones_do_not():

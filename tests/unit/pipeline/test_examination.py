@@ -2,12 +2,10 @@
 folded once an epoch is over, the curve stored and used to weigh exposure."""
 from __future__ import annotations
 
-import doctest
 import itertools
 
 import pytest
 
-import pipeline.examination
 from config import load_settings
 from pipeline.adstats import ad_report
 from pipeline.examination import stored_curve
@@ -18,11 +16,6 @@ from tests.conftest import NOW
 from tests.unit.pipeline.helpers import catalogue
 
 _ids = itertools.count()
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(pipeline.examination)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def send(store, settings, events, now):

@@ -323,12 +323,6 @@ def test_a_cell_with_little_data_uses_the_global_posteriors_not_its_own(fake_sto
 
 
 def test_demo_catalogues_of_two_seeds_share_no_ids():
-    import doctest
-
-    import pipeline.adstats
-    import pipeline.demo
-    assert doctest.testmod(pipeline.demo).failed == 0
-    assert doctest.testmod(pipeline.adstats).failed == 0
     first = {line["ad_id"] for line in demo_ads(500, NOW, seed=7)}
     second = {line["ad_id"] for line in demo_ads(500, NOW, seed=8)}
     assert len(first) == len(second) == 500 and not first & second
