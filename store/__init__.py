@@ -522,7 +522,9 @@ class Store:
                        for i, e in enumerate(epochs)}
         strategy_index = {name: i for i, name in enumerate(strategies, start=1)}
         args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
-                              position_width, epoch_ttl_s, len(strategies), *strategies]
+                              position_width, epoch_ttl_s, len(STAT_FIELDS), *STAT_FIELDS,
+                              len(EVIDENCE_FIELDS), stat_type_index("apply"),
+                              len(strategies), *strategies]
         for row in rows:
             s = strategy_index.get(row.strategy, 0)
             args += [row.entry_id, row.ad_id, row.type_index, day_index[row.day],

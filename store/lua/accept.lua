@@ -1,0 +1,49 @@
+-- uses: exclude.lib
+-- Accept a validated batch. An event whose event_id was accepted before (this window or
+-- the last, or earlier in the batch) is a duplicate; else one whose ad has no catalogue
+-- record (never created, or deleted) is rejected, and neither kept nor marked as seen, so it
+-- can be sent again once the ad exists; the rest are marked as seen and kept in the inbox
+-- until the ingest task moves them. An apply or hide of a known ad, accepted or a duplicate,
+-- adds the ad to its user's exclusions.
+-- The catalogue records (ad_key_prefix .. ad_id, as NEARBY reads them) and the exclusion sets
+-- lie outside the {ev} slot: on Redis Cluster this step needs a known-ads set tagged {ev}
+-- instead (a change of the store alone).
+-- KEYS: inbox, inbox_due, seen_now, seen_prev, then the exclusion sets of the batch's users
+-- ARGV: batch_id, now, seen_ttl_s, exclusions_max, exclusions_ttl_s, ad_key_prefix, n, then
+--       n events of 3 values (event_id, ad_id, json), then for each event that excludes its
+--       ad for a user, (its number 1..n, the KEYS index of that user's exclusion set)
+-- Returns one flag per event: 1 accepted, 0 duplicate, -1 unknown ad.
+local now, prefix, n = ARGV[2], ARGV[6], tonumber(ARGV[7])
+local flags, kept, batch_seen, known, excluded = {}, {}, {}, {}, {}
+for e = 1, n do
+  local i = 5 + 3 * e
+  local id, ad = ARGV[i], ARGV[i + 1]
+  if known[ad] == nil then known[ad] = redis.call('EXISTS', prefix .. ad) == 1 end
+  if batch_seen[id]
+      or redis.call('SISMEMBER', KEYS[3], id) == 1
+      or redis.call('SISMEMBER', KEYS[4], id) == 1 then
+    flags[e] = 0
+  elseif not known[ad] then
+    flags[e] = -1
+  else
+    batch_seen[id] = true
+    kept[#kept + 1] = ARGV[i + 2]
+    redis.call('SADD', KEYS[3], id)
+    flags[e] = 1
+  end
+end
+for j = 8 + 3 * n, #ARGV, 2 do
+  local ad, x = ARGV[6 + 3 * tonumber(ARGV[j])], tonumber(ARGV[j + 1])
+  if known[ad] then
+    local ads = excluded[x]
+    if not ads then ads = {}; excluded[x] = ads end
+    ads[#ads + 1] = now; ads[#ads + 1] = ad
+  end
+end
+if #kept > 0 then
+  redis.call('EXPIRE', KEYS[3], ARGV[3])
+  redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, '\n'))
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+end
+for x, ads in pairs(excluded) do exclude(KEYS[x], ads, ARGV[4], ARGV[5]) end
+return flags
