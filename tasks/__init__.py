@@ -1,5 +1,6 @@
 """Celery: the app, its config, the beat schedule and thin tasks.
 
-``celery -A tasks`` finds the app in ``tasks.celery``. Nothing is imported here, so that the
-web can use ``tasks.config`` without building the workers' app from the environment.
+``celery -A tasks`` finds the app in ``tasks.celery``; ``tasks.names`` spells every task and
+queue; ``tasks.factory`` builds an app from the settings. Nothing is imported here, so that
+the web can build its own app without the workers' one being built from the environment.
 """

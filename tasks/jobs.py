@@ -19,12 +19,12 @@ import redis
 from celery import signals
 
 from config import Settings, load_settings
-from obs.logs import configure_logging
 from pipeline.ingest import roll_in
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup
 from store import Store
 from tasks.celery import app
+from tasks.names import INGEST, REGENERATE, ROLLUP
 
 log = logging.getLogger("tasks")
 
@@ -57,7 +57,7 @@ def rng() -> np.random.Generator:
     return _rng.setdefault(os.getpid(), np.random.default_rng())
 
 
-@app.task(name="ingest.events", time_limit=60, **WRITES)
+@app.task(name=INGEST, time_limit=60, **WRITES)
 def ingest_events(batch_id: str) -> int:
     """Move an accepted batch from the inbox to the events stream (a no-op when repeated)."""
     return roll_in(store(), batch_id)
@@ -85,7 +85,7 @@ def periodic(job: str, interval_s: float, request: Any, forced: bool,
     return {**run(), "slot": slot}
 
 
-@app.task(name="rollup.run", bind=True, **WRITES)
+@app.task(name=ROLLUP, bind=True, **WRITES)
 def rollup(self: Any, forced: bool = False) -> dict[str, Any]:
     """Count new events exactly once. Beat-fired runs run once per schedule slot, however
     many beats fire them."""
@@ -94,17 +94,12 @@ def rollup(self: Any, forced: bool = False) -> dict[str, Any]:
                     lambda: run_rollup(store(), s, time.time()))
 
 
-@app.task(name="regenerate.run", bind=True, **WRITES)
+@app.task(name=REGENERATE, bind=True, **WRITES)
 def regenerate(self: Any, forced: bool = False) -> dict[str, Any]:
     """Rebuild every active cell's feed. Beat-fired runs run once per schedule slot."""
     s = settings()
     return periodic("regenerate", s.regen_interval_s, self.request, forced,
                     lambda: run_regenerate(store(), s, time.time(), rng()))
-
-
-@signals.setup_logging.connect
-def _logging(**_: Any) -> None:
-    configure_logging(settings().log_level, settings().log_format)
 
 
 _started: dict[str, float] = {}

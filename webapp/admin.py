@@ -6,6 +6,7 @@ from flask import Blueprint, Response, request
 from pipeline.feedid import parse_feed_id
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup
+from tasks.names import QUEUE, REGENERATE, ROLLUP
 from webapp.apidoc import RegenerationReport, RollupReport, ServedFeed, TaskSent, documented
 from webapp.auth import require_admin
 from webapp.errors import json_response
@@ -26,7 +27,7 @@ def rollup() -> Response:
     rt = runtime()
     if _wait():
         return json_response(run_rollup(rt.store, rt.settings, rt.now()))
-    task = rt.celery.send_task("rollup.run", kwargs={"forced": True}, queue="rollup")
+    task = rt.celery.send_task(ROLLUP, kwargs={"forced": True}, queue=QUEUE[ROLLUP])
     return json_response({"task_id": task.id}, 202)
 
 
@@ -39,7 +40,8 @@ def regenerate() -> Response:
     rt = runtime()
     if _wait():
         return json_response(run_regenerate(rt.store, rt.settings, rt.now(), rt.rng))
-    task = rt.celery.send_task("regenerate.run", kwargs={"forced": True}, queue="regen")
+    task = rt.celery.send_task(REGENERATE, kwargs={"forced": True},
+                               queue=QUEUE[REGENERATE])
     return json_response({"task_id": task.id}, 202)
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from obs.metrics import observe_events
 from pipeline.ingest import Event, accept_batch
+from tasks.names import INGEST, QUEUE
 from webapp.apidoc import EventsAccepted, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
@@ -93,7 +94,7 @@ def publish_ingest(batch_id: str) -> str | None:
     """Send the ingest task. The batch is already safe in the inbox: if the broker is down,
     the rollup's sweep rolls it in, so the post still succeeds."""
     try:
-        result = runtime().celery.send_task("ingest.events", args=[batch_id], queue="ingest")
+        result = runtime().celery.send_task(INGEST, args=[batch_id], queue=QUEUE[INGEST])
     except OperationalError as exc:
         log.warning("broker unavailable; batch %s left for the inbox sweep: %s", batch_id, exc)
         return None

@@ -13,7 +13,7 @@ from flask import current_app
 from config import Settings
 from pipeline.serving import FeedCache, ServingLog
 from store import Store
-from tasks.config import make_celery
+from tasks.factory import make_celery
 
 
 class Runtime:

@@ -12,7 +12,7 @@ import orjson
 from flask.cli import with_appcontext
 
 from pipeline.health import Check, Level, Observation, Thresholds, assess, observe, overall
-from tasks.config import QUEUES
+from tasks.names import QUEUES
 from webapp.command_runtime import command_runtime
 
 PING_TIMEOUT_S = 1.0

@@ -19,7 +19,7 @@ from pipeline.ingest import Event, accept_batch, roll_in
 from pipeline.regenerate import run_regenerate
 from pipeline.rollup import run_rollup
 from store import Store
-from tasks.config import make_celery
+from tasks.factory import make_celery
 from tests.unit.pipeline.helpers import ads_around
 
 CELL = "u33dc0"   # in Berlin, where the ads are

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import pytest
 
+import tasks.jobs  # noqa: F401  (a worker imports it: the tasks register on the app)
 from config import load_settings
 from tasks.celery import app
-from tasks.config import beat_schedule, celery_config
+from tasks.factory import beat_schedule, celery_config
+from tasks.names import INGEST, QUEUES, REGENERATE, ROLLUP
 
 
-@pytest.mark.parametrize("name", ["ingest.events", "rollup.run", "regenerate.run"])
+@pytest.mark.parametrize("name", [INGEST, ROLLUP, REGENERATE])
 def test_writing_tasks_ack_late_and_survive_a_lost_worker(name):
     task = app.tasks[name]
     assert task.acks_late is True
@@ -20,7 +22,7 @@ def test_celery_accepts_json_only_and_routes_each_queue():
     conf = celery_config(load_settings({}))
     assert conf["accept_content"] == ["json"]
     assert conf["task_serializer"] == "json"
-    assert {r["queue"] for r in conf["task_routes"].values()} == {"ingest", "rollup", "regen"}
+    assert {r["queue"] for r in conf["task_routes"].values()} == set(QUEUES)
 
 
 def test_visibility_timeout_covers_the_longest_task_and_no_more_than_needed():

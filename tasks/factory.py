@@ -1,4 +1,5 @@
-"""Celery's configuration and the beat schedule, both derived from the settings."""
+"""The Celery app's factory: its configuration and the beat schedule, both derived from the
+settings. Building an app connects nothing (the web builds one to send tasks)."""
 from __future__ import annotations
 
 import ssl
@@ -7,18 +8,20 @@ from typing import Any
 from celery import Celery
 
 from config import Settings
+from tasks.names import QUEUE, QUEUES, REGENERATE, ROLLUP
 
-QUEUES = ("ingest", "rollup", "regen")
+__all__ = ["QUEUES", "beat_schedule", "celery_config", "make_celery"]
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Every periodic job and its interval. A run not started within its interval is
     dropped (``expires``): the next one does the same work."""
     return {
-        "rollup": {"task": "rollup.run", "schedule": settings.rollup_interval_s,
-                   "options": {"queue": "rollup", "expires": settings.rollup_interval_s}},
-        "regenerate": {"task": "regenerate.run", "schedule": settings.regen_interval_s,
-                       "options": {"queue": "regen", "expires": settings.regen_interval_s}},
+        "rollup": {"task": ROLLUP, "schedule": settings.rollup_interval_s,
+                   "options": {"queue": QUEUE[ROLLUP], "expires": settings.rollup_interval_s}},
+        "regenerate": {"task": REGENERATE, "schedule": settings.regen_interval_s,
+                       "options": {"queue": QUEUE[REGENERATE],
+                                   "expires": settings.regen_interval_s}},
     }
 
 
@@ -34,9 +37,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_time_limit": settings.task_time_limit_s,
-        "task_routes": {"ingest.*": {"queue": "ingest"}, "rollup.*": {"queue": "rollup"},
-                        "regenerate.*": {"queue": "regen"}},
-        "task_default_queue": "ingest",
+        "task_routes": {name: {"queue": queue} for name, queue in QUEUE.items()},
+        "task_default_queue": QUEUES[0],
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0,
                                       "interval_step": 0.2, "interval_max": 0.5},
         "worker_prefetch_multiplier": 4,
@@ -55,8 +57,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return conf
 
 
-def make_celery(settings: Settings, main: str = "tasks") -> Celery:
-    """A Celery app for these settings. Creating it connects nothing."""
-    app = Celery(main, set_as_current=(main == "tasks"))
+def make_celery(settings: Settings, main: str = "tasks",
+                include: tuple[str, ...] = ()) -> Celery:
+    """A Celery app for these settings; ``include``: the modules a worker imports for its
+    tasks. Creating it connects nothing."""
+    app = Celery(main, set_as_current=(main == "tasks"), include=list(include))
     app.config_from_object(celery_config(settings))
     return app
