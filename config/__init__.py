@@ -6,10 +6,21 @@ the setting's name in the message (``SettingsError``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bandit.posterior import REWARD_MODELS
 from bandit.strategies import DEFAULT_STRATEGIES, STRATEGIES
@@ -44,11 +55,12 @@ class Settings(BaseModel):
 
     redis_url: str = Field("redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
     celery_broker_url: str | None = None  # None: the same server as REDIS_URL
-    admin_token: str | None = Field(None, min_length=16)
-    flower_basic_auth: str | None = Field(None, pattern=r"^[^:,]+:[^,]+(,[^:,]+:[^,]+)*$")
+    # secrets: SecretStr, so that no repr or log of the settings shows them
+    admin_token: SecretStr | None = Field(None, min_length=16)
+    flower_basic_auth: SecretStr | None = None   # user:password[,user:password]
     flower_port: int = Field(5555, ge=1, le=65535)
     # user:password for /dashboard; unset: the dashboard is closed, unless LOCAL_DEMO
-    dashboard_basic_auth: str | None = Field(None, pattern=r"^[^:]+:.+$")
+    dashboard_basic_auth: SecretStr | None = None   # user:password
     local_demo: bool = False
     port: int = Field(8000, ge=1, le=65535)
     # the address the web and Flower listen on; unset: every interface for the web (a
@@ -105,6 +117,19 @@ class Settings(BaseModel):
 
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(600, ge=30)
+
+    @field_validator("flower_basic_auth", "dashboard_basic_auth")
+    @classmethod
+    def _user_passwords(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """user:password (Flower: several, comma-separated), checked without echoing it."""
+        if value is None:
+            return value
+        one = r"[^:,]+:[^,]+" if info.field_name == "flower_basic_auth" else r"[^:]+:.+"
+        several = rf"{one}(,{one})*" if info.field_name == "flower_basic_auth" else one
+        if not re.fullmatch(several, value.get_secret_value()):
+            raise ValueError("must be user:password"
+                             + ("[,user:password]" if "," in several else ""))
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

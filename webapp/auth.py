@@ -27,8 +27,9 @@ def require_admin(view: F) -> F:
         if token is None:
             raise ApiError(401, "admin_disabled",
                            "admin calls are disabled: ADMIN_TOKEN is not set")
+        expected = token.get_secret_value().encode()
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
-                                                                 token.encode()):
+                                                                 expected):
             raise ApiError(401, "unauthorized",
                            "this call needs Authorization: Bearer <ADMIN_TOKEN>")
         return view(*args, **kwargs)
@@ -49,7 +50,7 @@ def require_dashboard(view: F) -> F:
             raise ApiError(401, "dashboard_disabled",
                            "the dashboard is closed: DASHBOARD_BASIC_AUTH is not set",
                            headers=BASIC)
-        if not _basic_matches(request.authorization, expected):
+        if not _basic_matches(request.authorization, expected.get_secret_value()):
             raise ApiError(401, "unauthorized", "the dashboard needs its user and password",
                            headers=BASIC)
         return view(*args, **kwargs)

@@ -73,3 +73,20 @@ def test_log_level_is_taken_in_any_case(given, level):
 def test_an_unknown_log_level_is_refused_by_name():
     with pytest.raises(SettingsError, match="LOG_LEVEL"):
         load_settings({"LOG_LEVEL": "verbose"})
+
+
+def test_no_repr_or_dump_of_the_settings_shows_a_secret():
+    s = load_settings({"ADMIN_TOKEN": "admin-0123456789-secret",
+                       "FLOWER_BASIC_AUTH": "ops:flower-secret",
+                       "DASHBOARD_BASIC_AUTH": "owner:dash-secret"})
+    for text in (repr(s), str(s), str(s.model_dump()), s.model_dump_json()):
+        assert "secret" not in text.replace("SecretStr", ""), text
+    assert s.admin_token.get_secret_value() == "admin-0123456789-secret"
+
+
+@pytest.mark.parametrize("name,value", [("FLOWER_BASIC_AUTH", "a:b,c"),
+                                        ("DASHBOARD_BASIC_AUTH", "no-colon-secret")])
+def test_a_malformed_credential_is_refused_without_echoing_it(name, value):
+    with pytest.raises(SettingsError, match=name) as refused:
+        load_settings({name: value})
+    assert value not in str(refused.value)

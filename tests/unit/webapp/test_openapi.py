@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+from pydantic import SecretStr
 
 from config import load_settings
 from obs.metrics import route_label
@@ -298,7 +299,8 @@ def served_app(settings, fake_store):
         if setup == "no_admin_token":
             app, rt = make(load_settings({}, admin_token=None))
         if setup and setup.startswith("dashboard"):
-            app, rt = make(settings.model_copy(update={"dashboard_basic_auth": "owner:secret-pw"}))
+            guarded = {"dashboard_basic_auth": SecretStr("owner:secret-pw")}
+            app, rt = make(settings.model_copy(update=guarded))
         if setup and setup.endswith("store_down"):
             fake_store.r.connection_pool.connection_kwargs["server"].connected = False
             rt.__dict__.pop("feed_cache", None)      # forget the feeds cached in memory
