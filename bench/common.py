@@ -14,9 +14,9 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from devtools.demo import demo_ads
 from devtools.redis_server import RedisServer
 from pipeline.catalogue import AdRecord
-from pipeline.demo import demo_ads
 from store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

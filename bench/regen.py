@@ -3,7 +3,7 @@
 1. A fresh redis-server of our own (devtools.redis_server, a free loopback port), pinned to
    core 1; this process pins itself to core 0 (``os.sched_setaffinity(0, {0})``), so the
    regeneration's Python and numpy work runs on one core and Redis on its own process.
-2. 100,000 demo ads (``pipeline.demo.demo_ads``) written through ``Store.put_ads`` in chunks
+2. 100,000 demo ads (``devtools.demo.demo_ads``) written through ``Store.put_ads`` in chunks
    of 5,000, counters and decayed evidence for every ad (impressions, views, saves, applies
    drawn at an apply rate near 2 %; ``--no-stats`` leaves them out), so the posteriors are
    not all the prior, and the strategy bandit's served feeds and applies for half the cells
@@ -61,8 +61,7 @@ from bench.common import (
 )
 from config import Settings, load_settings
 from devtools.redis_server import RedisServer
-from pipeline.feedpack import CellFeed
-from pipeline.regenerate import (
+from pipeline.learning.regenerate import (
     WRITE_CHUNK,
     build_feeds,
     candidate_radius_km,
@@ -71,6 +70,7 @@ from pipeline.regenerate import (
     load_snapshot,
     run_regenerate,
 )
+from pipeline.serving.feedpack import CellFeed
 from store import GLOBAL_CELL, STAT_FIELDS, Keys, Store
 
 ADS, CELLS = 100_000, 5_000

@@ -3,7 +3,7 @@
 For each catalogue size N (10,000, 100,000 and 1,000,000 demo ads by default):
 
 1. a fresh redis-server of our own (devtools.redis_server, a free loopback port);
-2. N ads from ``pipeline.demo.demo_ads`` written straight through ``Store.put_ads`` in chunks
+2. N ads from ``devtools.demo.demo_ads`` written straight through ``Store.put_ads`` in chunks
    of 5,000 (new ads, so no stale feeds), not over HTTP;
 3. ~500 request points drawn like the ads (same cities and spread, a fixed seed of their own,
    the same points for every N); their geohash cells are marked active and
@@ -72,8 +72,8 @@ from bench.common import (
 from config import Settings, load_settings
 from devtools.procs import Proc, service_env, start_web
 from devtools.redis_server import RedisServer
-from pipeline.feedpack import CellFeed
-from pipeline.regenerate import run_regenerate
+from pipeline.learning.regenerate import run_regenerate
+from pipeline.serving.feedpack import CellFeed
 from store import Keys, Store
 
 SIZES = (10_000, 100_000, 1_000_000)

@@ -215,8 +215,9 @@ def fast_markdown(result: dict, run: FastRun, summaries: Sequence[report.Summary
         f"{result['cpu_s'] / result['wall_s']:.2f} cores busy), "
         f"{result['machine']['platform']}.\n\n",
         "The service's own bandit code runs in process (`bandit.*`; the cell candidates of "
-        "`pipeline/regenerate.py`; the strategy draw, variant, nearest re-sort, exact distance "
-        "filter and top `limit` of `pipeline/feed.py`), with Redis replaced by arrays. Assumed "
+        "`pipeline/learning/regenerate.py`; the strategy draw, variant, nearest re-sort, exact "
+        "distance filter and top `limit` of `pipeline/serving/feed.py`), with Redis replaced "
+        "by arrays. Assumed "
         f"traffic: {traffic.feeds_per_s:g} feeds/s for the city, so "
         f"{run.batch_feeds:,} feeds per rollup (ROLLUP_INTERVAL_S = "
         f"{settings.rollup_interval_s:g}) and {run.batch_feeds * run.regen_every:,} per "
@@ -424,14 +425,13 @@ def evaluation_section(runs: dict) -> str:
                      if alone_value else "(not run alone)"])
     return "".join([
         "\n## Off-policy evaluation of the `thompson+strategies` log\n\n",
-        "`pipeline.evaluate.evaluate` (what `flask --app webapp evaluate` runs) on this run's "
-        "own store: the `served` log joined with the events, a feed's reward being 1 if it led "
-        "to an apply. Beside it, the same share as the clients saw it, and, for the strategies "
-        "that also ran alone, the share of that run's feeds that led to an apply: what IPS "
-        "and SNIPS estimate from the mixed log (a strategy alone learnt from all its run's "
-        "feeds, in the mixed run they shared them, so agreement is approximate). Values with "
-        "95 % "
-        "intervals.\n\n",
+        "`pipeline.reports.evaluate.evaluate` (what `flask --app webapp evaluate` runs) on this"
+        " run's own store: the `served` log joined with the events, a feed's reward being 1 if "
+        "it led to an apply. Beside it, the same share as the clients saw it, and, for the "
+        "strategies that also ran alone, the share of that run's feeds that led to an apply: "
+        "what IPS and SNIPS estimate from the mixed log (a strategy alone learnt from all its "
+        "run's feeds, in the mixed run they shared them, so agreement is approximate). Values "
+        "with 95 % intervals.\n\n",
         table(["strategy", "feeds in the mixed log", "logged value", "clients' count",
                "IPS: always this strategy", "SNIPS", "measured when run alone"], rows),
         f"\nFeeds used: {mixed.evaluation.feeds:,}; logging policy "

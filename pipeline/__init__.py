@@ -1,4 +1,6 @@
-"""The flow: catalogue, ingest, rollup, regenerate, feed.
+"""The flow as plain functions, by what it serves: ``serving`` (a feed request), ``jobs``
+(ingest, rollup, regeneration), ``reports`` (CTR, evaluation, stats, health) and
+``catalogue`` (the ads).
 
 Plain functions that take a ``Store``, the settings, the time and (where they draw) a random
 generator. Celery tasks and HTTP views both call these; tests call them directly.

@@ -19,9 +19,9 @@ import redis
 from celery import signals
 
 from config import Settings, load_settings
-from pipeline.ingest import roll_in
-from pipeline.regenerate import run_regenerate
-from pipeline.rollup import run_rollup
+from pipeline.learning.ingest import roll_in
+from pipeline.learning.regenerate import run_regenerate
+from pipeline.learning.rollup import run_rollup
 from store import Store
 from tasks.celery import app
 from tasks.names import INGEST, REGENERATE, ROLLUP

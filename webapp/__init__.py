@@ -20,9 +20,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         errors,
         events,
         feeds,
-        health,
-        logs,
         metrics,
+        probes,
+        requestlog,
         runtime,
         stats,
     )
@@ -32,10 +32,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["runtime"] = runtime.Runtime(settings)
 
-    logs.init_app(app, settings)
+    requestlog.init_app(app, settings)
     metrics.init_app(app)
     errors.init_app(app)
-    app.register_blueprint(health.bp)
+    app.register_blueprint(probes.bp)
     app.register_blueprint(feeds.bp)
     app.register_blueprint(events.bp)
     app.url_map.converters["ad_id"] = ads.AdIdConverter

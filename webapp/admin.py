@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from pipeline.feedid import parse_feed_id
-from pipeline.regenerate import run_regenerate
-from pipeline.rollup import run_rollup
+from pipeline.learning.regenerate import run_regenerate
+from pipeline.learning.rollup import run_rollup
+from pipeline.serving.feedid import parse_feed_id
 from tasks.names import QUEUE, REGENERATE, ROLLUP
 from webapp.apidoc import RegenerationReport, RollupReport, ServedFeed, TaskSent, documented
 from webapp.auth import require_admin

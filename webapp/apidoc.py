@@ -19,7 +19,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from pydantic import BaseModel, Field
 
 from bandit import STRATEGIES
-from obs.metrics import route_label
+from obs.prometheus import route_label
 from store import EVIDENCE_FIELDS, STAT_FIELDS
 from webapp.errors import json_response
 from webapp.validation import IDENTIFIER_PATTERN

@@ -16,9 +16,9 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
 from bandit import Estimate
+from devtools.demo import demo_ads
 from pipeline.catalogue import reindex, upsert_ads
-from pipeline.demo import demo_ads
-from pipeline.evaluate import Report, evaluate
+from pipeline.reports.evaluate import Report, evaluate
 from webapp.ads import ad_record
 from webapp.command_runtime import command_runtime
 from webapp.report import report_cli

@@ -7,7 +7,7 @@ from pathlib import Path
 import plotly
 from flask import Blueprint, Response, render_template, send_file
 
-from pipeline.dashboard import dashboard_data
+from pipeline.reports.dashboard_data import dashboard_data
 from webapp.apidoc import DashboardData, documented
 from webapp.auth import require_dashboard
 from webapp.errors import json_response

@@ -8,8 +8,8 @@ import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from obs.metrics import observe_redis_error
-from pipeline.regenerate import CellUnavailable
+from obs.prometheus import observe_redis_error
+from pipeline.learning.regenerate import CellUnavailable
 from webapp.validation import ApiError
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from flask import Blueprint, Response, g, request
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
-from obs.metrics import observe_events
-from pipeline.ingest import Event, accept_batch
+from obs.prometheus import observe_events
+from pipeline.learning.ingest import Event, accept_batch
 from tasks.names import INGEST, QUEUE
 from webapp.apidoc import EventsAccepted, documented
 from webapp.errors import json_response

@@ -5,10 +5,10 @@ import numpy as np
 from flask import Blueprint, Response, g, request
 
 import geo
-from obs.metrics import observe_feed
-from pipeline.adstats import ad_report
-from pipeline.feed import FeedRequest, ServedFeed, parse_location, serve_feed
-from pipeline.regenerate import SEARCH_SLACK
+from obs.prometheus import observe_feed
+from pipeline.learning.regenerate import SEARCH_SLACK
+from pipeline.reports.adstats import ad_report
+from pipeline.serving.feed import FeedAnswer, FeedRequest, parse_location, serve_feed
 from webapp.apidoc import AdStats, Feed, Nearby, UserFeed, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime
@@ -47,7 +47,7 @@ def feed() -> Response:
     return Response(served.json(), mimetype="application/json")
 
 
-def _observe(served: ServedFeed, now: float) -> None:
+def _observe(served: FeedAnswer, now: float) -> None:
     g.feed_id = served.feed_id
     observe_feed(served.strategy, served.cache, now - served.generated_at)
 

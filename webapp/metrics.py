@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 
-from obs.metrics import EVENT_TYPES, StoreCollector, exposition, observe_request
-from pipeline.health import JOBS, pipeline_state
+from obs.prometheus import EVENT_TYPES, StoreCollector, exposition, observe_request
+from pipeline.reports.health import JOBS, pipeline_state
 from store import STAT_FIELDS
 from webapp.apidoc import documented
 from webapp.runtime import runtime
@@ -29,7 +29,7 @@ def metrics() -> Response:
 
 
 def store_figures() -> dict[str, Any]:
-    """What the store knows, as the figures ``obs.metrics.store_metrics`` exports."""
+    """What the store knows, as the figures ``obs.prometheus.store_metrics`` exports."""
     rt = runtime()
     state = pipeline_state(rt.store, rt.settings, rt.now())
     totals = rt.store.ctr_all_time()

@@ -10,7 +10,15 @@ import click
 from flask.cli import AppGroup
 
 from bandit import STRATEGIES
-from pipeline.ctr import COUNTS, DEFAULT_DAYS, MAX_DAYS, RATES, DailyCtr, daily_ctr, utc_today
+from pipeline.reports.ctr import (
+    COUNTS,
+    DEFAULT_DAYS,
+    MAX_DAYS,
+    RATES,
+    DailyCtr,
+    daily_ctr,
+    utc_today,
+)
 from webapp.command_runtime import command_runtime
 
 report_cli = AppGroup("report", help="Reports on what the rollup counted.")

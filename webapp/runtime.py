@@ -11,7 +11,7 @@ from celery import Celery
 from flask import current_app
 
 from config import Settings
-from pipeline.serving import FeedCache, ServingLog
+from pipeline.serving.process import FeedCache, ServingLog
 from store import Store
 from tasks.factory import make_celery
 

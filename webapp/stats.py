@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from pipeline import examination
-from pipeline.ctr import daily_ctr, utc_today
+from pipeline.learning import examination
+from pipeline.reports.ctr import daily_ctr, utc_today
 from webapp.apidoc import CtrReport, PositionBias, documented
 from webapp.errors import json_response
 from webapp.runtime import runtime

@@ -11,7 +11,7 @@ import click
 import orjson
 from flask.cli import with_appcontext
 
-from pipeline.health import Check, Level, Observation, Thresholds, assess, observe, overall
+from pipeline.reports.health import Check, Level, Observation, Thresholds, assess, observe, overall
 from tasks.names import QUEUES
 from webapp.command_runtime import command_runtime
 

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from bandit import STRATEGIES
-from pipeline.ctr import DEFAULT_DAYS, MAX_DAYS
+from pipeline.reports.ctr import DEFAULT_DAYS, MAX_DAYS
 from store import GEO_LAT_LIMIT
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"

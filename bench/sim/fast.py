@@ -3,8 +3,8 @@
 Each policy runs a twin of the service: the same ``bandit`` functions on the same inputs
 (decayed evidence, empirical-Bayes category priors, posteriors, K Thompson variants, the
 strategy orders and strategy probabilities), the same candidates per geohash cell
-(``pipeline.regenerate.candidate_radius_km`` around the cell's centre) and the same
-serve-time steps as ``pipeline.feed`` (a strategy drawn with the cell's probabilities, a
+(``pipeline.learning.regenerate.candidate_radius_km`` around the cell's centre) and the same
+serve-time steps as ``pipeline.serving.feed`` (a strategy drawn with the cell's probabilities, a
 variant, "nearest" re-sorted by distance, the exact distance filter, the top ``limit``). What
 is glue here is Redis: the sums live in arrays, and a whole rollup interval's feeds are
 served, answered and counted as one batch of arrays.
@@ -51,8 +51,8 @@ from bandit.position import (
 from bandit.posterior import AdPosterior
 from bench.sim.world import Outcomes, World, top_valid
 from config import Settings
-from pipeline.examination import settle_s
-from pipeline.regenerate import STRATEGY_DRAWS, candidate_radius_km, prior_spec
+from pipeline.learning.examination import settle_s
+from pipeline.learning.regenerate import STRATEGY_DRAWS, candidate_radius_km, prior_spec
 
 START = 1_800_000_000.0  # the simulated clock's start (epoch seconds)
 THOMPSON_WITH_STRATEGIES = "thompson+strategies"
@@ -367,7 +367,7 @@ class Twin:
     def fold_epoch(self, now: float) -> None:
         """At a regeneration an epoch ends; those that ended at least ``settle_s`` ago are
         folded: their pairs join the decayed ones, and the examination curve is fitted
-        again, as ``pipeline.examination.fold_epochs`` does."""
+        again, as ``pipeline.learning.examination.fold_epochs`` does."""
         s = self.settings
         self.ended.append((now, self.epoch))
         self.epoch = np.zeros_like(self.epoch)

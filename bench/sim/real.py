@@ -25,7 +25,7 @@ from bench.sim.fast import ORACLE, Track
 from bench.sim.world import World, top_valid
 from devtools.procs import Proc, service_env, start_beat, start_web, start_worker
 from devtools.redis_server import RedisServer
-from pipeline.evaluate import Report, evaluate
+from pipeline.reports.evaluate import Report, evaluate
 from store import GLOBAL_CELL, Keys, Store
 
 ADMIN_TOKEN = "simulation-admin-token-0123456789"

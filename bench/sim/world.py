@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 import geo
-from pipeline.demo import COMPANY_A, COMPANY_B, COMPANY_C, ROLES, SENIORITY
+from devtools.demo import COMPANY_A, COMPANY_B, COMPANY_C, ROLES, SENIORITY
 
 # name: (lat, lon, share of ads, share of users); district centres, to a few hundred metres
 NEIGHBOURHOODS: dict[str, tuple[float, float, float, float]] = {

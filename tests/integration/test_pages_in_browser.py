@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 import requests
 
+from devtools.demo import CITIES, demo_ads
 from devtools.procs import Proc, start_beat, start_web, start_worker, wait_until
-from pipeline.demo import CITIES, demo_ads
 from tests.conftest import ADMIN_TOKEN, ROOT
 from tests.tools import require_tool
 

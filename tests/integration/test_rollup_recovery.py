@@ -7,8 +7,8 @@ import time
 import pytest
 
 from config import Settings
-from pipeline.ingest import Event, accept_batch, roll_in
-from pipeline.rollup import run_rollup
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.rollup import run_rollup
 from store import Keys, RollupRow, Store
 from tests.unit.pipeline.helpers import catalogue
 

@@ -15,9 +15,9 @@ from config import Settings
 from devtools.procs import ROOT, Proc
 from devtools.redis_server import free_port
 from pipeline.catalogue import upsert_ads
-from pipeline.ingest import Event, accept_batch, roll_in
-from pipeline.regenerate import run_regenerate
-from pipeline.rollup import run_rollup
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.regenerate import run_regenerate
+from pipeline.learning.rollup import run_rollup
 from store import Store
 from tasks.factory import make_celery
 from tests.unit.pipeline.helpers import ads_around
@@ -124,7 +124,7 @@ def test_undelivered_events_are_counted_when_redis_gives_no_lag(real_store: Stor
     """Redis 6.2 (the embedded one of make run) reports no consumer-group lag, and Redis 7
     none once an entry past the group's position was deleted: the count is then made from
     the stream itself, never shown as '?'."""
-    from pipeline.health import lag_check, pipeline_state
+    from pipeline.reports.health import lag_check, pipeline_state
     fresh_pipeline(real_store, real_settings)
     now = time.time()
     batch = [Event(f"late-{i}", "ad0", "impression", now) for i in range(4)]

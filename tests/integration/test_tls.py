@@ -12,7 +12,7 @@ import redis
 
 from config import load_settings
 from devtools.redis_server import free_port, redis_binary
-from pipeline.ingest import Event, accept_batch, roll_in
+from pipeline.learning.ingest import Event, accept_batch, roll_in
 from store import Keys, Store
 from tasks.factory import make_celery
 from tests.unit.pipeline.helpers import catalogue

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHOWN_BY_EXAMPLE = [
     *(f"{package.__name__}.{info.name}" for package in (geo, bandit)
       for info in pkgutil.iter_modules(package.__path__)),
-    "pipeline.examination", "bench.sim.world", "bench.sim.fast", "bench.sim.report",
+    "pipeline.learning.examination", "bench.sim.world", "bench.sim.fast", "bench.sim.report",
 ]
 
 

@@ -16,10 +16,10 @@ from bench.sim.fast import Cells, Policy, Traffic, Twin, choose_many, run_fast
 from bench.sim.world import WorldSpec, make_world
 from config import load_settings
 from pipeline.catalogue import AdRecord, upsert_ads
-from pipeline.feed import FeedRequest, serve_feed
-from pipeline.feedpack import CellFeed, StringTable, ad_card
-from pipeline.regenerate import Snapshot, build_feeds, prior_spec
-from pipeline.serving import ServingLog
+from pipeline.learning.regenerate import Snapshot, build_feeds, prior_spec
+from pipeline.serving.feed import FeedRequest, serve_feed
+from pipeline.serving.feedpack import CellFeed, StringTable, ad_card
+from pipeline.serving.process import ServingLog
 from store import Store
 
 SMALL = WorldSpec(ads=200)

@@ -10,10 +10,10 @@ import pytest
 
 from bandit import wilson_interval
 from config import Settings
-from pipeline.ctr import DailyCtr, Rate, daily_ctr, days_between, utc_today
-from pipeline.feedid import make_feed_id
-from pipeline.ingest import Event, accept_batch, roll_in
-from pipeline.rollup import run_rollup
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.rollup import run_rollup
+from pipeline.reports.ctr import DailyCtr, RateInterval, daily_ctr, days_between, utc_today
+from pipeline.serving.feedid import make_feed_id
 from store import Keys, Store
 from tests.conftest import NOW
 from tests.unit.pipeline.helpers import catalogue
@@ -101,10 +101,10 @@ def test_each_rate_is_its_wilson_interval_and_none_without_a_denominator(counted
     for name, (k, n) in expected.items():
         p = wilson_interval(k, n)
         near = {"abs": 5e-7}      # the report rounds to 6 decimals
-        assert getattr(day, name) == Rate(pytest.approx(k / n, **near),
+        assert getattr(day, name) == RateInterval(pytest.approx(k / n, **near),
                                           pytest.approx(float(p.low), **near),
                                           pytest.approx(float(p.high), **near))
-        assert getattr(quiet, name) == Rate(None, 0.0, 1.0)
+        assert getattr(quiet, name) == RateInterval(None, 0.0, 1.0)
     assert report.totals.apply_per_view.rate == pytest.approx(0.3)
     assert day.view_rate.low == pytest.approx(0.0657, abs=1e-4)       # 20 / 200: 6.57 %
     assert day.view_rate.high == pytest.approx(0.1494, abs=1e-4)      # to 14.94 %
@@ -116,7 +116,7 @@ def test_a_day_with_more_successes_than_trials_caps_the_rate_at_one(fake_store):
     assert (row.views, row.applies) == (3, 4)
     assert row.apply_per_view.rate == 1.0 and row.apply_per_view.high == 1.0
     assert row.apply_per_view.low == pytest.approx(float(wilson_interval(3, 3).low))
-    assert row.apply_rate == Rate(None, 0.0, 1.0)
+    assert row.apply_rate == RateInterval(None, 0.0, 1.0)
 
 
 def test_the_report_as_json_names_the_range_and_every_figure(counted):

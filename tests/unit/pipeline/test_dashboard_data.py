@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from pipeline.dashboard import active_cells, dashboard_data, regions, titled
-from pipeline.demo import CITIES
-from pipeline.ingest import roll_in
-from pipeline.rollup import run_rollup
+from devtools.demo import CITIES
+from pipeline.learning.ingest import roll_in
+from pipeline.learning.rollup import run_rollup
+from pipeline.reports.dashboard_data import active_cells, dashboard_data, regions, titled
 from tests.conftest import ADMIN_TOKEN
 from tests.unit.webapp.support import put_ad
 from tests.unit.webapp.test_dashboard import app_with

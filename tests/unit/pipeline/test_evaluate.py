@@ -14,9 +14,9 @@ from flask import Flask
 
 from bandit import ips, logged_value, mean_estimate, snips
 from config import Settings
-from pipeline.evaluate import evaluate
-from pipeline.feedid import make_feed_id
-from pipeline.ingest import Event
+from pipeline.learning.ingest import Event
+from pipeline.reports.evaluate import evaluate
+from pipeline.serving.feedid import make_feed_id
 from store import Keys, Store
 from tests.conftest import NOW
 from webapp import create_app

@@ -7,11 +7,11 @@ import itertools
 import pytest
 
 from config import load_settings
-from pipeline.adstats import ad_report
-from pipeline.examination import stored_curve
-from pipeline.feedid import make_feed_id
-from pipeline.ingest import Event, accept_batch, roll_in
-from pipeline.rollup import run_rollup
+from pipeline.learning.examination import stored_curve
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.rollup import run_rollup
+from pipeline.reports.adstats import ad_report
+from pipeline.serving.feedid import make_feed_id
 from tests.conftest import NOW
 from tests.unit.pipeline.helpers import catalogue
 

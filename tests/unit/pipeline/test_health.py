@@ -9,7 +9,10 @@ import pytest
 
 from config import Settings
 from pipeline.catalogue import upsert_ads
-from pipeline.health import (
+from pipeline.learning.ingest import Accepted, Event, accept_batch, roll_in
+from pipeline.learning.regenerate import run_regenerate
+from pipeline.learning.rollup import run_rollup
+from pipeline.reports.health import (
     BrokerState,
     JobState,
     Level,
@@ -21,9 +24,6 @@ from pipeline.health import (
     overall,
     pipeline_state,
 )
-from pipeline.ingest import Accepted, Event, accept_batch, roll_in
-from pipeline.regenerate import run_regenerate
-from pipeline.rollup import run_rollup
 from store import Keys, Store
 from tests.unit.pipeline.helpers import ads_around, catalogue
 

@@ -12,16 +12,16 @@ import pytest
 import geo
 from bandit import AdPriors, Evidence, PriorSpec, ad_posterior, empirical_rates
 from config import load_settings
-from pipeline.adstats import ad_report
+from devtools.demo import demo_ads
 from pipeline.catalogue import AdRecord, upsert_ads
-from pipeline.demo import demo_ads
-from pipeline.feed import FeedRequest, serve_feed
-from pipeline.feedid import make_feed_id
-from pipeline.feedpack import CellFeed
-from pipeline.ingest import Event, accept_batch, roll_in
-from pipeline.regenerate import build_one_cell, run_regenerate
-from pipeline.rollup import run_rollup
-from pipeline.serving import ServingLog
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.regenerate import build_one_cell, run_regenerate
+from pipeline.learning.rollup import run_rollup
+from pipeline.reports.adstats import ad_report
+from pipeline.serving.feed import FeedRequest, serve_feed
+from pipeline.serving.feedid import make_feed_id
+from pipeline.serving.feedpack import CellFeed
+from pipeline.serving.process import ServingLog
 from store import GLOBAL_CELL, Keys, Store
 from tests.conftest import NOW
 from tests.unit.pipeline.helpers import ads_around, catalogue

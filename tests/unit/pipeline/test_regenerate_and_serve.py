@@ -7,10 +7,10 @@ import pytest
 import geo
 from config import Settings, load_settings
 from pipeline.catalogue import cells_listing, delete_ad, upsert_ads
-from pipeline.feed import FeedRequest, serve_feed
-from pipeline.feedpack import CellFeed
-from pipeline.regenerate import build_one_cell, run_regenerate
-from pipeline.serving import ServingLog
+from pipeline.learning.regenerate import build_one_cell, run_regenerate
+from pipeline.serving.feed import FeedRequest, serve_feed
+from pipeline.serving.feedpack import CellFeed
+from pipeline.serving.process import ServingLog
 from store import Keys, Store, UserMemory
 from tests.conftest import NOW
 from tests.unit.pipeline.helpers import ads_around
@@ -120,7 +120,7 @@ def test_a_catalogue_change_during_regeneration_is_never_written_over(
     cell = geo.encode(*PARIS, settings.geohash_precision)
     fake_store.mark_active({cell: NOW})
     victim = next(iter(paris))
-    import pipeline.regenerate as regen
+    import pipeline.learning.regenerate as regen
     real_build = regen.build_feeds
     calls = []
 
@@ -176,7 +176,7 @@ def test_a_cell_feed_is_bounded_by_its_orders(fake_store, rng, strategies, kept,
 def test_a_feeds_propensity_carries_no_last_bit_noise(fake_store, settings, paris, rng):
     """The strategy probabilities are stored to 12 decimals, so a feed's propensity reads
     0.24632, not 0.24631999999999998, and is exactly the value serving drew with."""
-    from pipeline.regenerate import cell_probabilities
+    from pipeline.learning.regenerate import cell_probabilities
     cells = [geo.encode(*PARIS, settings.geohash_precision)]
     for seed in range(20):
         probabilities = cell_probabilities(fake_store, settings, cells, NOW,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import redis
 
-from pipeline.feedpack import CellFeed, StringTable
-from pipeline.serving import FeedCache, ServingLog
+from pipeline.serving.feedpack import CellFeed, StringTable
+from pipeline.serving.process import FeedCache, ServingLog
 from store import Keys, Store
 
 
@@ -134,7 +134,7 @@ def test_the_serving_log_drops_the_oldest_past_its_bound(fake_store):
 
 
 def test_a_large_buffer_is_written_in_chunks(fake_store, monkeypatch):
-    import pipeline.serving as serving
+    import pipeline.serving.process as serving
     monkeypatch.setattr(serving, "FLUSH_CHUNK", 2)
     calls = []
     real = fake_store.record_serving

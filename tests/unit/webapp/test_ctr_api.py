@@ -13,8 +13,8 @@ from flask import Flask
 
 from bandit import STRATEGIES
 from config import Settings
-from pipeline.ingest import Event, accept_batch, roll_in
-from pipeline.rollup import run_rollup
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.rollup import run_rollup
 from store import Store
 from tests.conftest import NOW
 from tests.unit.webapp.support import error_of, put_ad

@@ -10,9 +10,9 @@ import pytest
 
 import geo
 from config import load_settings
-from pipeline.ingest import roll_in
-from pipeline.regenerate import run_regenerate
-from pipeline.rollup import run_rollup
+from pipeline.learning.ingest import roll_in
+from pipeline.learning.regenerate import run_regenerate
+from pipeline.learning.rollup import run_rollup
 from tests.conftest import ADMIN_TOKEN
 from tests.unit.webapp.conftest import RecordingCelery
 from tests.unit.webapp.support import put_ad

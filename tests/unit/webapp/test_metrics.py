@@ -8,9 +8,9 @@ import time
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.ingest import roll_in
-from pipeline.regenerate import run_regenerate
-from pipeline.rollup import run_rollup
+from pipeline.learning.ingest import roll_in
+from pipeline.learning.regenerate import run_regenerate
+from pipeline.learning.rollup import run_rollup
 from tests.unit.webapp.support import put_ad
 
 HERE = {"lat": "52.52", "lon": "13.405"}

@@ -13,8 +13,8 @@ import pytest
 from pydantic import SecretStr
 
 from config import load_settings
-from obs.metrics import route_label
-from pipeline.regenerate import CellUnavailable
+from obs.prometheus import route_label
+from pipeline.learning.regenerate import CellUnavailable
 from tests.conftest import ADMIN_TOKEN
 from tests.unit.webapp.conftest import RecordingCelery
 from tests.unit.webapp.support import put_ad
@@ -283,7 +283,7 @@ def test_the_tags_come_in_the_order_a_user_needs_them(document):
 def served_app(settings, fake_store):
     """An app whose store holds an ad, a built feed and a served feed, with its feed id."""
     def build(setup: str | None, monkeypatch) -> tuple[Any, str]:
-        from pipeline.serving import ServingLog
+        from pipeline.serving.process import ServingLog
         def make(s):
             app = create_app(s)
             app.extensions["runtime"].__dict__.update(
@@ -307,7 +307,7 @@ def served_app(settings, fake_store):
         if setup == "rebuilding":
             def unavailable(*args, **kwargs):
                 raise CellUnavailable("u33dc")
-            monkeypatch.setattr("pipeline.feed.build_one_cell", unavailable)
+            monkeypatch.setattr("pipeline.serving.feed.build_one_cell", unavailable)
             fake_store.r.delete(*fake_store.r.keys("feed:*"))
             rt.__dict__.pop("feed_cache", None)      # forget the feeds cached in memory
         return app, feed["feed_id"]

@@ -28,7 +28,7 @@ from bandit.position import (
     position_curve,
 )
 from config import Settings
-from pipeline.regenerate import decayed_now
+from pipeline.learning.regenerate import decayed_now
 from store import Store, stat_type_index
 
 log = logging.getLogger(__name__)

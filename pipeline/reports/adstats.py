@@ -6,7 +6,7 @@ import numpy as np
 
 from bandit import Evidence, ad_posterior
 from config import Settings
-from pipeline.regenerate import decayed_now, stored_priors
+from pipeline.learning.regenerate import decayed_now, stored_priors
 from store import EVIDENCE_FIELDS, STAT_FIELDS, Store
 
 STAGE_NAMES = {"direct": ("apply",), "funnel": ("view", "apply_given_view")}

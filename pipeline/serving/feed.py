@@ -10,10 +10,10 @@ import orjson
 import geo
 from bandit import SCREENED, choose, screen_orders
 from config import Settings
-from pipeline.feedid import make_feed_id
-from pipeline.feedpack import CellFeed
-from pipeline.regenerate import build_one_cell
-from pipeline.serving import FeedCache, ServingLog
+from pipeline.learning.regenerate import build_one_cell
+from pipeline.serving.feedid import make_feed_id
+from pipeline.serving.feedpack import CellFeed
+from pipeline.serving.process import FeedCache, ServingLog
 from store import Store
 
 
@@ -65,7 +65,7 @@ def load_cell(store: Store, settings: Settings, cell: str, now: float,
 
 
 @dataclass(frozen=True)
-class ServedFeed:
+class FeedAnswer:
     """A feed as served; ``json()`` is the response body, assembled from the ads' cards."""
 
     feed_id: str
@@ -109,7 +109,7 @@ def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
 
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                rng: np.random.Generator, cache: FeedCache | None, served: ServingLog,
-               excluded: set[str] | None = None, secret: bytes | None = None) -> ServedFeed:
+               excluded: set[str] | None = None, secret: bytes | None = None) -> FeedAnswer:
     """The ordered ads for a point. A cached cell costs no Redis round trip; an uncached one
     a single GET, whatever the size of the catalogue. With a user_id and no ``excluded``, one
     more round trip keeps the point as the user's last location and reads their excluded
@@ -141,7 +141,7 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                 "user_id": req.user_id or "", "ads": " ".join(ad_ids)}, cell, now)
     ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (feed.cards.raw(i), p, km)
                          for p, (i, km) in enumerate(zip(chosen, chosen_km, strict=True), start=1))
-    return ServedFeed(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
+    return FeedAnswer(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
                       ads_json)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 
 import redis
 
-from pipeline.feedpack import CellFeed
+from pipeline.serving.feedpack import CellFeed
 from store import Store
 
 log = logging.getLogger(__name__)

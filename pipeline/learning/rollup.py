@@ -19,8 +19,8 @@ import orjson
 
 from bandit import STRATEGIES, decay_factor
 from config import Settings
-from pipeline.examination import WIDTH as POSITION_WIDTH
-from pipeline.examination import (
+from pipeline.learning.examination import WIDTH as POSITION_WIDTH
+from pipeline.learning.examination import (
     Examination,
     current,
     epoch_of,
@@ -29,8 +29,8 @@ from pipeline.examination import (
     generations,
     position_columns,
 )
-from pipeline.feedid import FeedRef, parse_feed_id
-from pipeline.ingest import sweep_inbox
+from pipeline.learning.ingest import sweep_inbox
+from pipeline.serving.feedid import FeedRef, parse_feed_id
 from store import RollupRow, Store, StreamEntry, consumer_name, stat_type_index
 
 log = logging.getLogger(__name__)

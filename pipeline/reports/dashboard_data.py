@@ -13,11 +13,11 @@ import orjson
 import geo
 from bandit import STRATEGIES
 from config import Settings
-from pipeline import examination
-from pipeline.adstats import top_ads
-from pipeline.ctr import daily_ctr, utc_today
-from pipeline.health import pipeline_state
-from pipeline.regenerate import decayed_now
+from pipeline.learning import examination
+from pipeline.learning.regenerate import decayed_now
+from pipeline.reports.adstats import top_ads
+from pipeline.reports.ctr import daily_ctr, utc_today
+from pipeline.reports.health import pipeline_state
 from store import Store
 
 DAYS = 14

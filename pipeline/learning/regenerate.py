@@ -31,7 +31,7 @@ from bandit import (
     strategy_probabilities,
 )
 from config import Settings
-from pipeline.feedpack import CellFeed, StringTable
+from pipeline.serving.feedpack import CellFeed, StringTable
 from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ DECIMALS = 6
 
 
 @dataclass(frozen=True)
-class Rate:
+class RateInterval:
     """A rate and its interval; ``rate`` is None when its denominator is 0 (then the
     interval is [0, 1]: no rate is ruled out)."""
 
@@ -49,10 +49,10 @@ class CtrRow:
     views: int
     saves: int
     applies: int
-    view_rate: Rate
-    save_rate: Rate
-    apply_rate: Rate
-    apply_per_view: Rate
+    view_rate: RateInterval
+    save_rate: RateInterval
+    apply_rate: RateInterval
+    apply_per_view: RateInterval
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def capped_interval(successes: np.ndarray, trials: np.ndarray, level: float) -> 
     return wilson_interval(np.minimum(successes, trials), trials, level)
 
 
-def _rate(p: Proportion, i: int) -> Rate:
+def _rate(p: Proportion, i: int) -> RateInterval:
     rate = float(p.rate[i])
-    return Rate(None if np.isnan(rate) else round(rate, DECIMALS),
+    return RateInterval(None if np.isnan(rate) else round(rate, DECIMALS),
                 round(float(p.low[i]), DECIMALS), round(float(p.high[i]), DECIMALS))
