@@ -1,0 +1,186 @@
+"""The catalogue: ads, their geo and expiry indexes, the packed summaries, and the epoch that
+voids feeds on a change."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import redis
+
+from store.keys import (
+    EVIDENCE_FIELDS,
+    FEEDS_CHANNEL,
+    NO_EXPIRY,
+    SUMMARY_CHUNK,
+    Keys,
+    StaleCells,
+)
+from store.rows import (
+    AdRow,
+    Summaries,
+    _s,
+    searchable,
+    summary,
+    summary_rows,
+)
+
+
+class CatalogueStore:
+    """The catalogue: ads, their geo and expiry indexes, the packed summaries, and the epoch that"""
+
+    r: redis.Redis
+
+    def get_ad(self, ad_id: str) -> dict[str, str] | None:
+        raw = self.r.hgetall(Keys.ad(ad_id))
+        return {_s(k): _s(v) for k, v in raw.items()} if raw else None
+
+    def all_ad_ids(self, chunk: int = 500) -> Iterator[list[str]]:
+        """The id of every ad record (live or expired), in chunks."""
+        prefix, pending = len(Keys.ad_prefix), []
+        for key in self.r.scan_iter(match=f"{Keys.ad_prefix}*", count=chunk):
+            pending.append(_s(key)[prefix:])
+            if len(pending) >= chunk:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+
+    def rebuild_indexes(self, ad_ids: Sequence[str],
+                        rows_of: Callable[[list[tuple[str, dict[str, str]]]], list[AdRow]],
+                        evidence_at: float) -> int:
+        """Rewrite the indexes (geo set, expiry, summary) of these ads from their records,
+        which ``rows_of`` turns into rows (leaving out the ones not to index), in one
+        transaction that starts over if a record changes meanwhile: a record is never
+        written, so an ad deleted or replaced meanwhile stays as its writer left it. An ad
+        with no decayed evidence yet gets its raw counters as evidence at ``evidence_at``."""
+        keys = [Keys.ad(a) for a in ad_ids]
+
+        def step(p: redis.client.Pipeline) -> int:
+            with self.r.pipeline(transaction=False) as reads:
+                for key in keys:
+                    reads.hgetall(key)
+                found = reads.execute()
+            rows = rows_of([(a, {_s(f): _s(v) for f, v in raw.items()})
+                            for a, raw in zip(ad_ids, found, strict=True) if raw])
+            counts = self.ad_stats([ad.ad_id for ad in rows], ("impressions", *EVIDENCE_FIELDS[1:]))
+            p.multi()
+            for i, ad in enumerate(rows):
+                expiry = NO_EXPIRY if ad.expires_at is None else ad.expires_at
+                p.geoadd(Keys.ads_geo, (ad.lon, ad.lat, ad.ad_id))
+                p.zadd(Keys.ads_expiry, {ad.ad_id: expiry})
+                p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry))
+                sums = [counts[f][i] for f in counts]
+                if any(sums):
+                    p.hsetnx(Keys.decayed, ad.ad_id, " ".join(map(repr, [evidence_at, *sums])))
+            return len(rows)
+
+        return self.r.transaction(step, *keys, value_from_callable=True)
+
+    def put_ads(self, ads: Sequence[AdRow], stale_cells_of: StaleCells) -> int:
+        """Create or replace ads in one transaction, voiding the feeds that may list an old
+        version of one of them (``stale_cells_of`` maps old locations to cells). The old
+        locations are read under WATCH, so a concurrent change makes the step start over.
+        Returns how many live ads were replaced."""
+        ids = [a.ad_id for a in ads]
+
+        def write(p: redis.client.Pipeline) -> int:
+            old = self._summary_locations(p, ids)
+            stale = sorted(set(stale_cells_of(old)))
+            p.multi()
+            for ad in ads:
+                expiry = NO_EXPIRY if ad.expires_at is None else ad.expires_at
+                p.delete(Keys.ad(ad.ad_id))
+                p.hset(Keys.ad(ad.ad_id), mapping=dict(ad.fields))
+                p.geoadd(Keys.ads_geo, (ad.lon, ad.lat, ad.ad_id))
+                p.zadd(Keys.ads_expiry, {ad.ad_id: expiry})
+                p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry))
+            if stale:
+                self._void_feeds(p, stale)
+            return len(old)
+
+        return self.r.transaction(write, Keys.ads_summary, value_from_callable=True)
+
+    def delete_ad(self, ad_id: str, stale_cells_of: StaleCells) -> bool:
+        """Remove an ad and void the feeds that may list it (read under WATCH, like
+        ``put_ads``). False when there was no such ad."""
+        def write(p: redis.client.Pipeline) -> None:
+            stale = sorted(set(stale_cells_of(self._summary_locations(p, [ad_id]))))
+            p.multi()
+            p.delete(Keys.ad(ad_id))
+            p.zrem(Keys.ads_geo, ad_id)
+            p.zrem(Keys.ads_expiry, ad_id)
+            p.hdel(Keys.ads_summary, ad_id)
+            self._void_feeds(p, stale)
+
+        return bool(self.r.transaction(write, Keys.ads_summary)[0])
+
+    @staticmethod
+    def _summary_locations(p: redis.client.Pipeline,
+                           ad_ids: Sequence[str]) -> list[tuple[float, float]]:
+        """(lat, lon) of the listed ads that are indexed, read on a watching connection."""
+        rows, _ = summary_rows([v for v in p.hmget(Keys.ads_summary, list(ad_ids))
+                                if v is not None])
+        return list(zip(rows["lat"].tolist(), rows["lon"].tolist(), strict=True))
+
+    @staticmethod
+    def _void_feeds(p: redis.client.Pipeline, cells: Sequence[str]) -> None:
+        """Within a catalogue transaction: bump the epoch (a regeneration under way will not
+        write its now stale feeds), delete the cells' feeds, and tell every web process to
+        drop its cached copies."""
+        p.incr(Keys.catalog_epoch)
+        for i in range(0, len(cells), 1000):
+            p.delete(*(Keys.feed(c) for c in cells[i:i + 1000]))
+        if cells:
+            p.publish(FEEDS_CHANNEL, " ".join(cells))
+
+    def drop_expired(self, now: float) -> list[str]:
+        """Take ads past their expiry out of the indexes, atomically (an ad renewed at the
+        same moment stays); their records stay readable."""
+        expired = self._drop_expired(keys=[Keys.ads_expiry, Keys.ads_geo, Keys.ads_summary],
+                                     args=[now])
+        return [_s(a) for a in expired]
+
+    def nearby(self, lat: float, lon: float, search_radius_km: float, count: int,
+               now: float) -> list[tuple[str, float, float]]:
+        """Live ads near a point, nearest first (by Redis's own distance), one round trip."""
+        lat, search_radius_km = searchable(lat, lon, search_radius_km)
+        flat = self._nearby(keys=[Keys.ads_geo, Keys.ads_expiry],
+                            args=[lon, lat, search_radius_km, count, now, Keys.ad_prefix])
+        return [(_s(flat[i]), float(flat[i + 1]), float(flat[i + 2]))
+                for i in range(0, len(flat), 3)]
+
+    def live_ad_ids(self) -> list[str]:
+        return [_s(a) for a in self.r.zrange(Keys.ads_geo, 0, -1)]
+
+    def live_ad_count(self, now: float) -> int:
+        """Ads in the geo index not past their expiry (the rollup takes those out), in one
+        round trip and without reading the ads."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zcard(Keys.ads_geo)
+            p.zcount(Keys.ads_expiry, "-inf", now)
+            indexed, expired = p.execute()
+        return max(0, int(indexed) - int(expired))
+
+    def ad_summaries(self, ad_ids: Sequence[str] | None = None) -> Summaries:
+        """The listed ads that exist (default: every indexed ad), read in one command and
+        decoded without a Python object per number or string."""
+        if ad_ids is None:
+            raw = self.r.hgetall(Keys.ads_summary)
+            ids, values = list(raw), list(raw.values())
+        else:
+            found = []
+            for i in range(0, len(ad_ids), SUMMARY_CHUNK):     # bounded commands
+                found += self.r.hmget(Keys.ads_summary, list(ad_ids[i:i + SUMMARY_CHUNK]))
+            ids = [a.encode() for a, v in zip(ad_ids, found, strict=True) if v is not None]
+            values = [v for v in found if v is not None]
+        return Summaries.decode(ids, values)
+
+    def catalog_epoch(self) -> str:
+        return _s(self.r.get(Keys.catalog_epoch)) or "0"
+
+    def search_ids(self, lat: float, lon: float, radius_km: float) -> list[str]:
+        """Every ad in the geo index within radius_km (Redis's distance). Off the hot path."""
+        lat, radius_km = searchable(lat, lon, radius_km)
+        found = self.r.geosearch(Keys.ads_geo, longitude=lon, latitude=lat,
+                                 radius=radius_km, unit="km")
+        return [_s(a) for a in found]

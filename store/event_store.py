@@ -1,0 +1,317 @@
+"""Events and the rollup: accepting batches, the inbox, the events stream, counting, the
+decayed evidence, the position epochs and the served log's cursor, and the counters reports read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import orjson
+import redis
+
+from store.keys import (
+    EVIDENCE_FIELDS,
+    ROLLUP_GROUP,
+    STAT_FIELDS,
+    UNDELIVERED_COUNTED,
+    Keys,
+)
+from store.rows import (
+    Decayed,
+    IngestRow,
+    RollupRow,
+    StreamEntry,
+    Unrolled,
+    UserMemory,
+    _entry_ms,
+    _s,
+    stat_type_index,
+)
+
+
+class EventStore:
+    """Events and the rollup: accepting batches, the inbox, the events stream, counting, the"""
+
+    r: redis.Redis
+
+    def accept_events(self, batch_id: str, rows: Sequence[IngestRow], now: float,
+                      window_s: int, memory: UserMemory | None = None) -> list[int]:
+        """Accept a batch in one atomic step (``scripts.ACCEPT``): each event is ACCEPTED
+        (kept durably in the inbox), a DUPLICATE of one accepted before, or UNKNOWN_AD (its
+        ad has no record: rejected, nothing written). Exclusions (``excludes_for``) of
+        known ads are added in the same step."""
+        memory = memory or UserMemory()
+        bucket = int(now // window_s)
+        keys = [Keys.inbox, Keys.inbox_due, Keys.seen(bucket), Keys.seen(bucket - 1)]
+        args: list[object] = [batch_id, now, 2 * window_s, memory.max_ads, memory.ttl_s,
+                              Keys.ad_prefix, len(rows)]
+        exclusions: list[object] = []
+        users: dict[str, int] = {}
+        for n, row in enumerate(rows, start=1):
+            args += row[:3]
+            if row.excludes_for:
+                if row.excludes_for not in users:
+                    keys.append(Keys.user_excluded(row.excludes_for))
+                    users[row.excludes_for] = len(keys)
+                exclusions += [n, users[row.excludes_for]]
+        args += exclusions
+        return [int(f) for f in self._accept(keys=keys, args=args)]
+
+    def accepted_count(self, now: float, window_s: int) -> int:
+        """How many event ids were accepted in this dedupe window and the last (each
+        accepted event's id is in exactly one of the two seen sets)."""
+        bucket = int(now // window_s)
+        with self.r.pipeline(transaction=False) as p:
+            p.scard(Keys.seen(bucket))
+            p.scard(Keys.seen(bucket - 1))
+            return sum(p.execute())
+
+    def roll_in(self, batch_id: str) -> int:
+        """Move an accepted batch into the events stream; 0 if it was already moved."""
+        return int(self._roll_in(keys=[Keys.inbox, Keys.inbox_due, Keys.events], args=[batch_id]))
+
+    def overdue_batches(self, older_than: float) -> list[str]:
+        return [_s(b) for b in self.r.zrangebyscore(Keys.inbox_due, "-inf", older_than)]
+
+    def inbox_size(self) -> int:
+        return int(self.r.zcard(Keys.inbox_due))
+
+    def ensure_group(self) -> None:
+        try:
+            self.r.xgroup_create(Keys.events, ROLLUP_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[StreamEntry]:
+        """Entries delivered to a consumer that died before acknowledging them."""
+        _next, claimed, *_ = self.r.xautoclaim(Keys.events, ROLLUP_GROUP, consumer,
+                                               min_idle_time=min_idle_ms, start_id="0-0",
+                                               count=count)
+        return [StreamEntry(_s(i), f[b"e"]) for i, f in claimed if f]
+
+    def read_new(self, consumer: str, count: int) -> list[StreamEntry]:
+        reply = self.r.xreadgroup(ROLLUP_GROUP, consumer, {Keys.events: ">"}, count=count)
+        if not reply:
+            return []
+        return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
+
+    def apply_rollup(self, rows: Sequence[RollupRow], now: float, half_life_s: float,
+                     strategies: Sequence[str], credited_ttl_s: int = 8 * 86_400,
+                     position_width: int = 0, epoch_ttl_s: int = 86_400) -> int:
+        """Count a block of events and XACK it, atomically: raw counters, per-day counters
+        (also per strategy), each ad's decayed evidence and its position counts in its
+        epoch (rows of ``position_width``), and, once per feed, the strategy and cell of the
+        feed an apply came from. Returns the events counted."""
+        days = sorted({row.day for row in rows})
+        feed_days = sorted({row.feed_day for row in rows if row.strategy})
+        epochs = sorted({row.epoch for row in rows if row.position_column})
+        fixed = [Keys.events, *(Keys.stats(f) for f in STAT_FIELDS), Keys.decayed,
+                 Keys.strategies, Keys.ctr_all, Keys.position_epochs]
+        day_index = {d: len(fixed) + 1 + i for i, d in enumerate(days)}
+        credit_index = {d: len(fixed) + len(days) + 1 + i for i, d in enumerate(feed_days)}
+        epoch_index = {e: len(fixed) + len(days) + len(feed_days) + 1 + i
+                       for i, e in enumerate(epochs)}
+        strategy_index = {name: i for i, name in enumerate(strategies, start=1)}
+        args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
+                              position_width, epoch_ttl_s, len(STAT_FIELDS), *STAT_FIELDS,
+                              len(EVIDENCE_FIELDS), stat_type_index("apply"),
+                              len(strategies), *strategies]
+        for row in rows:
+            s = strategy_index.get(row.strategy, 0)
+            args += [row.entry_id, row.ad_id, row.type_index, day_index[row.day],
+                     repr(row.weight), row.cell, s, row.feed_id,
+                     credit_index[row.feed_day] if s else 0, row.position_column,
+                     epoch_index[row.epoch] if row.position_column else 0]
+        keys = [*fixed, *(Keys.ctr(d) for d in days), *(Keys.credited(d) for d in feed_days),
+                *(Keys.position_epoch(e) for e in epochs)]
+        return int(self._rollup(keys=keys, args=args))
+
+    def decayed_evidence(self, ad_ids: Sequence[str], chunk: int = 50_000) -> Decayed:
+        """Each ad's decayed evidence (EVIDENCE_FIELDS) as last updated, and when."""
+        values: list[bytes | None] = []
+        for i in range(0, len(ad_ids), chunk):
+            values.extend(self.r.hmget(Keys.decayed, list(ad_ids[i:i + chunk])))
+        return Decayed.parse(values, len(EVIDENCE_FIELDS))
+
+    def position_epochs(self) -> list[int]:
+        """The epochs with position counts not folded yet, oldest first."""
+        prefix = len(Keys.position_epoch(0)) - 1
+        return sorted(int(k[prefix:]) for k in self.r.zrange(Keys.position_epochs, 0, -1))
+
+    def begin_fold(self, epoch: int) -> int:
+        """Set an epoch's counts aside for folding (``scripts.BEGIN_FOLD``)."""
+        return int(self._begin_fold(keys=[Keys.position_epoch(epoch),
+                                          Keys.position_folding(epoch)]))
+
+    def folding_counts(self, epoch: int, width: int, chunk: int = 10_000) -> np.ndarray:
+        """An epoch's set-aside impressions and views by position, a row per ad."""
+        values = [v for _, v in self.r.hscan_iter(Keys.position_folding(epoch), count=chunk)]
+        return Decayed.parse(values, width).values
+
+    def fold_positions(self, epoch: int, pairs: Sequence[float], now: float,
+                       half_life_s: float) -> bool:
+        """Add an epoch's set-aside pair counts to the decayed ones and drop them, once."""
+        keys = [Keys.position_folding(epoch), Keys.position_pairs, Keys.position_epochs,
+                Keys.position_epoch(epoch)]
+        args = [repr(now), repr(half_life_s), len(pairs), *map(repr, pairs)]
+        return bool(self._fold_positions(keys=keys, args=args))
+
+    def record_generation(self, now: float, keep: int = 10_000) -> None:
+        """A regeneration wrote its feeds at ``now``: the start of a position epoch."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zadd(Keys.generations, {repr(now): now})
+            p.zremrangebyrank(Keys.generations, 0, -keep - 1)
+            p.execute()
+
+    def generations(self, since: float) -> np.ndarray:
+        """When each regeneration since ``since`` wrote its feeds, oldest first."""
+        return np.array([s for _, s in self.r.zrangebyscore(Keys.generations, since, "+inf",
+                                                            withscores=True)])
+
+    def position_pairs(self, width: int) -> Decayed:
+        """The decayed pair counts, as last updated, and when."""
+        return Decayed.parse([self.r.hget(Keys.position_pairs, "pairs")], width)
+
+    def write_position_curve(self, curve: Mapping[str, object]) -> None:
+        self.r.set(Keys.position_curve, orjson.dumps(curve))
+
+    def position_curve(self) -> dict | None:
+        """The last examination curve the rollup learnt, or None before the first."""
+        raw = self.r.get(Keys.position_curve)
+        try:
+            return orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            return None
+
+    def served_after(self, cursor: str, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Served-feed entries logged after ``cursor`` (a stream id), oldest first."""
+        rows = self.r.xrange(Keys.served, f"({cursor}", "+", count=count)
+        return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
+
+    def served_between(self, start_ms: int, end_ms: int,
+                       chunk: int = 10_000) -> Iterator[list[tuple[str, dict[str, str]]]]:
+        """Served-feed entries logged from ``start_ms`` to ``end_ms`` (inclusive), oldest
+        first, in chunks (for the off-policy evaluation)."""
+        start = f"{max(0, start_ms)}-0"
+        while True:
+            rows = self.r.xrange(Keys.served, start, str(end_ms), count=chunk)
+            if not rows:
+                return
+            yield [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
+            start = f"({_s(rows[-1][0])}"
+
+    def events_between(self, start_ms: int, end_ms: int,
+                       chunk: int = 10_000) -> Iterator[list[StreamEntry]]:
+        """Accepted events that reached the stream from ``start_ms`` to ``end_ms``
+        (inclusive), oldest first, in chunks; only what the stream still holds
+        (EVENTS_RETENTION_S)."""
+        start = f"{max(0, start_ms)}-0"
+        while True:
+            rows = self.r.xrange(Keys.events, start, str(end_ms), count=chunk)
+            if not rows:
+                return
+            yield [StreamEntry(_s(i), f[b"e"]) for i, f in rows if b"e" in f]
+            start = f"({_s(rows[-1][0])}"
+
+    def served_cursor(self) -> str:
+        return _s(self.r.get(Keys.served_cursor)) or "0-0"
+
+    def count_served(self, expected_cursor: str, new_cursor: str,
+                     rows: Sequence[tuple[str, int, float]], now: float, half_life_s: float,
+                     strategies: int) -> int:
+        """Add served feeds ((cell, 1-based strategy index, weight) rows) to the decayed
+        strategy counts and move the cursor, unless another run moved it first (-1)."""
+        args: list[object] = [expected_cursor, new_cursor, repr(now), repr(half_life_s),
+                              strategies]
+        for cell, index, weight in rows:
+            args += [cell, index, repr(weight)]
+        return int(self._count_served(keys=[Keys.served_cursor, Keys.strategies], args=args))
+
+    def trim_events(self, min_id_ms: int) -> int:
+        """Drop rolled-up entries older than min_id_ms; never one still pending."""
+        info = self.r.xpending(Keys.events, ROLLUP_GROUP)
+        cut = min_id_ms
+        if info["pending"]:
+            cut = min(cut, int(_s(info["min"]).split("-")[0]))
+        groups = self.r.xinfo_groups(Keys.events)
+        for g in groups:
+            if _s(g["name"]) == ROLLUP_GROUP:
+                cut = min(cut, int(_s(g["last-delivered-id"]).split("-")[0]))
+        return int(self.r.xtrim(Keys.events, minid=f"{cut}-0", approximate=False))
+
+    def backlog(self) -> dict[str, int]:
+        """Events not yet rolled up: waiting in the stream and pending with a consumer."""
+        info = {_s(g["name"]): g for g in self.r.xinfo_groups(Keys.events)}
+        group = info.get(ROLLUP_GROUP)
+        pending = int(group["pending"]) if group else 0
+        lag = group.get("lag") if group else None
+        return {"pending": pending, "lag": int(lag) if lag is not None else -1,
+                "inbox": self.inbox_size()}
+
+    def unrolled(self) -> Unrolled:
+        """Accepted events not counted yet: batches in the inbox, stream entries pending with
+        a rollup consumer or never delivered, and the oldest of each (two round trips at
+        most; nothing is read or changed)."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zcard(Keys.inbox_due)
+            p.zrange(Keys.inbox_due, 0, 0, withscores=True)
+            p.xlen(Keys.events)
+            p.xinfo_groups(Keys.events)
+            p.xpending(Keys.events, ROLLUP_GROUP)
+            batches, first_batch, length, groups, pending = p.execute(raise_on_error=False)
+        oldest_inbox_at = float(first_batch[0][1]) if first_batch else None
+        group = None
+        if int(length):   # with no stream or no group yet, XINFO and XPENDING fail
+            if isinstance(groups, Exception):
+                raise groups
+            group = next((g for g in groups if _s(g["name"]) == ROLLUP_GROUP), None)
+        if group is None:
+            first = self.r.xrange(Keys.events, "-", "+", count=1) if int(length) else []
+            return Unrolled(int(batches), oldest_inbox_at, 0, int(length),
+                            _entry_ms(first[0][0]) if first else None)
+        if isinstance(pending, Exception):
+            raise pending
+        lag = group.get("lag")
+        oldest = [_entry_ms(pending["min"])] if pending["pending"] else []
+        if lag != 0:
+            # Redis gives no lag once entries were trimmed or deleted: count what follows
+            # the last delivered entry instead, up to UNDELIVERED_COUNTED
+            after = self.r.xrange(Keys.events, f"({_s(group['last-delivered-id'])}", "+",
+                                  count=1 if lag is not None else UNDELIVERED_COUNTED)
+            oldest += [_entry_ms(after[0][0])] if after else []
+            if lag is None:
+                lag = len(after)
+        return Unrolled(int(batches), oldest_inbox_at, int(pending["pending"]), int(lag),
+                        min(oldest, default=None))
+
+    def ad_stats(self, ad_ids: Sequence[str], fields: Sequence[str] = STAT_FIELDS,
+                 chunk: int = 20_000) -> dict[str, list[int]]:
+        """Each stat field as a list aligned with ad_ids (0 where an ad has none)."""
+        out: dict[str, list[int]] = {f: [] for f in fields}
+        for i in range(0, len(ad_ids), chunk):
+            part = list(ad_ids[i:i + chunk])
+            with self.r.pipeline(transaction=False) as p:
+                for field in fields:
+                    p.hmget(Keys.stats(field), part)
+                rows = p.execute()
+            for field, row in zip(fields, rows, strict=True):
+                out[field].extend(int(v) if v is not None else 0 for v in row)
+        return out
+
+    def ads_with_impressions(self) -> list[str]:
+        """Every ad that has been shown at least once (deleted ones included)."""
+        return [_s(a) for a in self.r.hkeys(Keys.stats("impressions"))]
+
+    def ctr_all_time(self) -> dict[str, int]:
+        """The per-day counters' fields (impressions, ..., thompson:applies, ...) summed over
+        all time: monotonic, for Prometheus counters."""
+        return {_s(k): int(v) for k, v in self.r.hgetall(Keys.ctr_all).items()}
+
+    def ctr_days(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        with self.r.pipeline(transaction=False) as p:
+            for day in days:
+                p.hgetall(Keys.ctr(day))
+            rows = p.execute()
+        return {d: {_s(k): int(v) for k, v in row.items()}
+                for d, row in zip(days, rows, strict=True)}

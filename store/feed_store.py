@@ -1,0 +1,160 @@
+"""Feeds: the packed cell feeds, active cells, the served-feed log, the strategy bandit's
+sums and probabilities, the category priors and the feed-id secret."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import redis
+
+from store.keys import (
+    FEEDS_CHANNEL,
+    FLUSH_MARKER_TTL_S,
+    GLOBAL_CELL,
+    STRATEGY_HISTORY_LEN,
+    Keys,
+)
+from store.rows import (
+    Decayed,
+    _s,
+    float_rows,
+)
+
+
+class FeedStore:
+    """Feeds: the packed cell feeds, active cells, the served-feed log, the strategy bandit's"""
+
+    r: redis.Redis
+
+    def feed_id_secret(self) -> bytes:
+        """The secret that signs feed ids: made once, on first use, and shared by every
+        process through the store (delete the key to rotate it: older feed ids then credit
+        no strategy)."""
+        self.r.set(Keys.feed_id_secret, secrets.token_hex(32), nx=True)
+        return self.r.get(Keys.feed_id_secret)
+
+    def strategy_stats(self, cells: Sequence[str], width: int) -> Decayed:
+        """Each cell's (or GLOBAL_CELL's) decayed served feeds then applies, ``width`` / 2
+        strategies each, as last updated, and when."""
+        values = self.r.hmget(Keys.strategies, list(cells)) if cells else []
+        return Decayed.parse(values, width)
+
+    def write_priors(self, model: str, rows: Mapping[int, Sequence[float]],
+                     overall: Sequence[float]) -> None:
+        """Replace the empirical-Bayes prior means of ``model``: a row per category code,
+        and the overall row."""
+        values = {str(code): " ".join(map(repr, row)) for code, row in rows.items()}
+        values[GLOBAL_CELL] = " ".join(map(repr, overall))
+        with self.r.pipeline(transaction=True) as p:
+            p.delete(Keys.priors(model))
+            p.hset(Keys.priors(model), mapping=values)
+            p.execute()
+
+    def prior_rows(self, model: str, codes: Sequence[int],
+                   width: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows for ``codes``, overall row) of the stored prior means; NaN where none."""
+        raw = self.r.hmget(Keys.priors(model), [*map(str, codes), GLOBAL_CELL])
+        rows = float_rows(raw, width)
+        return rows[:-1], rows[-1]
+
+    def active_cells_since(self, since: float, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` cells requested since ``since``, most recent first, with when
+        (read only: unlike ``active_cells``, it forgets none)."""
+        rows = self.r.zrevrangebyscore(Keys.cells_active, "+inf", since, start=0, num=limit,
+                                       withscores=True)
+        return [(_s(c), float(t)) for c, t in rows]
+
+    def active_cells(self, since: float) -> list[str]:
+        """Cells requested since ``since``; older ones are forgotten here."""
+        with self.r.pipeline(transaction=False) as p:
+            p.zremrangebyscore(Keys.cells_active, "-inf", f"({since}")
+            p.zrange(Keys.cells_active, 0, -1)
+            _, cells = p.execute()
+        return [_s(c) for c in cells]
+
+    def mark_active(self, cells: Mapping[str, float]) -> None:
+        self.r.zadd(Keys.cells_active, dict(cells))
+
+    def active_cell_count(self, since: float) -> int:
+        """How many cells were requested since ``since`` (read only: unlike
+        ``active_cells``, it forgets none)."""
+        return int(self.r.zcount(Keys.cells_active, since, "+inf"))
+
+    def write_feeds(self, epoch: str, feeds: Mapping[str, bytes], ttl_s: int) -> bool:
+        """Store packed feeds unless the catalogue changed since ``epoch``."""
+        if not feeds:
+            return True
+        cells = list(feeds)
+        done = self._write_feeds(keys=[Keys.catalog_epoch, *(Keys.feed(c) for c in cells)],
+                                 args=[epoch, ttl_s, *(feeds[c] for c in cells)])
+        if int(done) < 0:
+            return False
+        self.r.publish(FEEDS_CHANNEL, " ".join(cells))    # web processes drop stale copies
+        return True
+
+    def feed_value(self, cell: str) -> bytes | None:
+        return self.r.get(Keys.feed(cell))
+
+    def record_serving(self, served: Sequence[Mapping[str, str | float | int]],
+                       active: Mapping[str, float], maxlen: int,
+                       flush_id: str | None = None) -> None:
+        """Write what serving buffered, in one round trip: served feeds to the ``served``
+        stream (entries with the same fields, in order; once per ``flush_id``, so a retry
+        of a write that happened adds nothing) and cells to ``cells:active``. (Users' last
+        locations are not buffered: ``locate_user`` writes them as they are served.)"""
+        with self.r.pipeline(transaction=False) as p:
+            if served:
+                names = list(served[0])
+                args: list[object] = [maxlen, FLUSH_MARKER_TTL_S, len(names), *names]
+                for entry in served:
+                    args.extend(entry[name] for name in names)
+                marker = Keys.served_flush(flush_id or secrets.token_hex(8))
+                self._append_served(keys=[Keys.served, marker], args=args, client=p)
+            if active:
+                p.zadd(Keys.cells_active, dict(active), gt=True)   # a late flush never ages a cell
+            p.execute()
+
+    def served_feed(self, feed_id: str, around_ms: int, window_ms: int = 60_000,
+                    scan: int = 50_000) -> dict[str, str] | None:
+        """A served feed by its feed_id, looked up among the entries logged from one second
+        before ``around_ms`` (when it was served) to ``window_ms`` after."""
+        rows = self.r.xrange(Keys.served, f"{max(0, around_ms - 1000)}-0",
+                             f"{around_ms + window_ms}-0", count=scan)
+        target = feed_id.encode()
+        for _, fields in rows:
+            if fields.get(b"feed_id") == target:
+                return {_s(k): _s(v) for k, v in fields.items()}
+        return None
+
+    def feed_changes(self) -> redis.client.PubSub:
+        """A subscription to feed changes: each message lists cells whose feed was rebuilt
+        or voided by an ad change, so that copies cached elsewhere are dropped."""
+        pubsub = self.r.pubsub(ignore_subscribe_messages=False)
+        pubsub.subscribe(FEEDS_CHANNEL)
+        return pubsub
+
+    def record_strategy_probabilities(self, chances: Mapping[str, float], now: float,
+                                      keep: int = STRATEGY_HISTORY_LEN) -> None:
+        """The strategy bandit's overall probabilities, as the last regeneration found them,
+        appended to a capped history (for the dashboard) and kept as the current ones."""
+        with self.r.pipeline(transaction=False) as p:
+            p.xadd(Keys.strategy_history, {"ts": repr(now), **chances}, maxlen=keep,
+                   approximate=True)
+            p.delete(Keys.strategy_current)
+            p.hset(Keys.strategy_current, mapping=dict(chances))
+            p.execute()
+
+    def strategy_probabilities(self) -> dict[str, float]:
+        """Each strategy's current probability of being served (overall)."""
+        return {_s(k): float(v) for k, v in self.r.hgetall(Keys.strategy_current).items()}
+
+    def strategy_history(self, since: float) -> list[tuple[float, dict[str, float]]]:
+        """(time, probabilities) of each regeneration since ``since``, oldest first."""
+        rows = self.r.xrange(Keys.strategy_history, f"{int(since * 1000)}-0", "+")
+        out = []
+        for _, fields in rows:
+            values = {_s(k): float(v) for k, v in fields.items()}
+            out.append((values.pop("ts"), values))
+        return out

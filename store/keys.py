@@ -1,0 +1,122 @@
+"""Every key name and the constants the store's keys and values are built from. Nothing
+outside store/ spells a key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+# ads:summary values: a layout tag, then lat, lon, expires_at, created_at, a 64-bit code of
+# the category, then the ad's card (opaque bytes: the fields a feed shows, pre-rendered by
+# the caller). Values without the tag have the first layout: lat, lon, expires_at, card;
+# they read with creation time and category 0 until `flask ads reindex` rewrites them.
+SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8"), ("created", "<f8"),
+                    ("cat", "<u8")])
+SUMMARY_TAG = b"AS2\x00"
+FIRST_LAYOUT_SIZE = 24
+FEEDS_CHANNEL = "feeds:changed"
+UNDELIVERED_COUNTED = 10_000  # counted one by one when Redis cannot tell; this many: at least
+GEO_LAT_LIMIT = 85.05112878  # Redis geo sets hold latitudes within +-this
+NO_EXPIRY = 253402300799.0  # 9999-12-31: the expiry score of an ad that never expires
+EVENT_TYPES = ("impression", "view", "save", "apply", "hide")
+STAT_FIELDS = ("impressions", "views", "saves", "applies", "hides")
+EVIDENCE_FIELDS = ("exposure", "views", "saves", "applies")  # the decayed sums, per ad
+ROLLUP_GROUP = "rollup"
+SUMMARY_CHUNK = 20_000          # ads read by one HMGET of ads:summary
+STRATEGY_HISTORY_LEN = 20_000   # regenerations kept: two weeks at one a minute
+GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
+FLUSH_MARKER_TTL_S = 3600  # a served-feed flush retried within this is recognised
+LOCATION_TTL_S = 30 * 86_400  # a user's last location is forgotten this long after their last feed
+
+
+StaleCells = Callable[[list[tuple[float, float]]], Iterable[str]]
+
+ACCEPTED, DUPLICATE, UNKNOWN_AD = 1, 0, -1   # what the accept step says of each event
+
+
+class Keys:
+    """Every key name. Nothing outside this module spells one."""
+
+    ads_geo = "ads:geo"
+    ads_expiry = "ads:expiry"
+    ads_summary = "ads:summary"
+    catalog_epoch = "catalog:epoch"
+    cells_active = "cells:active"
+    served = "served"
+    inbox = "{ev}:inbox"
+    inbox_due = "{ev}:inbox:due"
+    events = "{ev}:events"
+    decayed = "{ev}:decayed"            # ad -> decayed evidence
+    position_epochs = "{ev}:positions:epochs"   # epoch keys -> when last added to
+    generations = "regen:generations"           # when each regeneration wrote its feeds
+    position_pairs = "{ev}:position-pairs"      # "pairs" -> decayed pair counts
+    position_curve = "position:curve"           # the learnt examination curve (JSON)
+    strategies = "{ev}:strategies"      # cell (or "*") -> decayed served feeds and applies
+    served_cursor = "{ev}:served:cursor"  # the last served entry counted into strategies
+
+    @staticmethod
+    def ad(ad_id: str) -> str:
+        return f"ad:{ad_id}"
+
+    ad_prefix = "ad:"
+
+    @staticmethod
+    def seen(bucket: int) -> str:
+        return f"{{ev}}:seen:{bucket}"
+
+    @staticmethod
+    def stats(field: str) -> str:
+        return f"{{ev}}:stats:{field}"
+
+    @staticmethod
+    def ctr(day: str) -> str:
+        return f"{{ev}}:ctr:{day}"
+
+    ctr_all = "{ev}:ctr:all"     # the per-day counters' fields, summed over all time
+    strategy_current = "strategy:probability"
+    strategy_history = "strategy:history"
+
+    @staticmethod
+    def feed(cell: str) -> str:
+        return f"feed:{cell}"
+
+    @staticmethod
+    def lock(name: str) -> str:
+        return f"lock:{name}"
+
+    @staticmethod
+    def job(name: str) -> str:
+        return f"job:{name}"
+
+    @staticmethod
+    def user_excluded(user_id: str) -> str:
+        return f"user:{user_id}:excluded"
+
+    @staticmethod
+    def user_location(user_id: str) -> str:
+        return f"user:{user_id}:loc"
+
+    @staticmethod
+    def position_epoch(epoch: int) -> str:
+        """An epoch's impressions and views by ad and position (epoch: the generation's
+        start, in ms)."""
+        return f"{{ev}}:positions:{epoch}"
+
+    @staticmethod
+    def position_folding(epoch: int) -> str:
+        return f"{{ev}}:positions:{epoch}:folding"
+
+    @staticmethod
+    def priors(model: str) -> str:
+        return f"priors:{model}"
+
+    @staticmethod
+    def served_flush(flush_id: str) -> str:
+        return f"served:flush:{flush_id}"
+
+    @staticmethod
+    def credited(day: str) -> str:
+        return f"{{ev}}:credited:{day}"
+
+    feed_id_secret = "secret:feed_ids"

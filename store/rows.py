@@ -1,0 +1,189 @@
+"""What the store reads and writes, as Python values: rows, summaries, stream entries, and
+the helpers that pack and parse them."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+import geo
+from store.keys import (
+    EVENT_TYPES,
+    FIRST_LAYOUT_SIZE,
+    GEO_LAT_LIMIT,
+    SUMMARY,
+    SUMMARY_TAG,
+)
+
+
+@dataclass(frozen=True)
+class Summaries:
+    """ads:summary values side by side: ``buffer`` holds them concatenated, ``rows`` their
+    fixed parts; each card is buffer[card_starts[i]:card_starts[i] + card_lengths[i]]."""
+
+    ids: list[bytes]
+    buffer: bytes
+    rows: np.ndarray          # SUMMARY records
+    card_starts: np.ndarray   # int64
+    card_lengths: np.ndarray  # int64
+
+    @classmethod
+    def decode(cls, ids: list[bytes], values: list[bytes]) -> Summaries:
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        starts = np.zeros(len(values), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        rows, card_offsets = summary_rows(values)
+        return cls(ids, b"".join(values), rows, starts + card_offsets, lengths - card_offsets)
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    entry_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class Unrolled:
+    """Accepted events the rollup has not counted yet, and the oldest of them."""
+
+    inbox_batches: int               # accepted batches not yet moved to the stream
+    oldest_inbox_at: float | None    # when the oldest of them was accepted (epoch s)
+    pending: int                     # delivered to a rollup consumer, not acknowledged
+    # in the stream, never delivered (UNDELIVERED_COUNTED: at least)
+    undelivered: int
+    oldest_entry_ms: int | None      # stream id time of the oldest pending or undelivered entry
+
+
+@dataclass(frozen=True)
+class AdRow:
+    """An ad as the catalogue writes it: its hash fields and what ads:summary packs."""
+
+    ad_id: str
+    fields: Mapping[str, str]
+    lat: float
+    lon: float
+    expires_at: float | None
+    created_at: float
+    category_code: int
+    card: bytes
+
+
+@dataclass(frozen=True)
+class UserMemory:
+    """How many ads a user's exclusions keep (the newest), and for how long."""
+
+    ttl_s: int = 90 * 86_400
+    max_ads: int = 1000
+
+
+class IngestRow(NamedTuple):
+    """One validated event as the accept step takes it: ``payload`` is what the events
+    stream keeps; ``excludes_for`` the user whose feeds leave its ad out from now on."""
+
+    event_id: str
+    ad_id: str
+    payload: bytes
+    excludes_for: str | None = None
+
+
+@dataclass(frozen=True)
+class RollupRow:
+    """One stream entry as the rollup counts it."""
+
+    entry_id: str
+    ad_id: str
+    type_index: int          # 1-based in EVENT_TYPES; 0: acknowledge without counting
+    day: str                 # YYYY-MM-DD
+    weight: float = 1.0      # decay (and, for impressions, position) weight
+    cell: str = ""           # the feed's cell and strategy, when the event names a feed
+    strategy: str = ""       # ("" also when it came too late to credit the strategy)
+    feed_id: str = ""
+    feed_day: str = ""       # YYYY-MM-DD the feed was served: its credit is kept per day
+    position_column: int = 0  # 1-based column of the ad's position counts (0: none)
+    epoch: int = 0           # the position epoch its feed was served in
+
+
+@dataclass(frozen=True)
+class Decayed:
+    """Decayed sums as stored: ``values`` (n, width) as they stood at ``updated_at`` (n);
+    rows never written are zeros (their time NaN)."""
+
+    updated_at: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def parse(cls, raw: Sequence[bytes | None], width: int) -> Decayed:
+        rows = float_rows(raw, width + 1)
+        return cls(rows[:, 0], np.nan_to_num(rows[:, 1:], nan=0.0))
+
+
+def float_rows(raw: Sequence[bytes | None], width: int) -> np.ndarray:
+    """Space-separated numbers, one value a row, as an (n, width) array: NaN where a value
+    is missing or shorter (written when there were fewer fields)."""
+    out = np.full((len(raw), width), np.nan)
+    present = [i for i, v in enumerate(raw) if v is not None]
+    if not present:
+        return out
+    if all(raw[i].count(b" ") == width - 1 for i in present):
+        numbers = b" ".join(raw[i] for i in present).split()
+        out[present] = np.array(numbers, dtype=np.float64).reshape(len(present), width)
+    else:
+        for i in present:
+            row = np.array(raw[i].split(), dtype=np.float64)[:width]
+            out[i, :len(row)] = row
+    return out
+
+
+def _s(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def summary_rows(values: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed part of each ads:summary value, as SUMMARY records, and where each value's
+    card begins. A value of the first layout (no tag) reads with creation time and category
+    0."""
+    tag, size = len(SUMMARY_TAG), SUMMARY.itemsize
+    padding = bytes(size - FIRST_LAYOUT_SIZE)
+    tagged = [v[:tag] == SUMMARY_TAG for v in values]
+    fixed = b"".join(v[tag:tag + size] if t else v[:FIRST_LAYOUT_SIZE] + padding
+                     for v, t in zip(values, tagged, strict=True))
+    offsets = np.where(np.array(tagged, dtype=bool), tag + size, FIRST_LAYOUT_SIZE)
+    return np.frombuffer(fixed, dtype=SUMMARY), offsets.astype(np.int64)
+
+
+def summary(ad: AdRow, expires_at: float) -> bytes:
+    """An ads:summary value: what regeneration and serving need of an ad."""
+    fixed = (ad.lat, ad.lon, expires_at, ad.created_at, ad.category_code)
+    return SUMMARY_TAG + np.array([fixed], dtype=SUMMARY).tobytes() + ad.card
+
+
+def searchable(lat: float, lon: float, radius_km: float) -> tuple[float, float]:
+    """A search centre Redis accepts, with the radius widened so that the circle still holds
+    every point within radius_km of the true centre (all indexed ads lie within the limit)."""
+    clamped = max(-GEO_LAT_LIMIT, min(GEO_LAT_LIMIT, lat))
+    if clamped == lat:
+        return lat, radius_km
+    return clamped, radius_km + float(geo.haversine_km(lat, lon, clamped, lon)) + 0.001
+
+
+def consumer_name() -> str:
+    """This process's name as a stream consumer: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _entry_ms(entry_id: bytes | str) -> int:
+    """The time part of a stream id: milliseconds since the epoch."""
+    return int(_s(entry_id).split("-")[0])
+
+
+def stat_type_index(event_type: str) -> int:
+    """1-based index of an event type in STAT_FIELDS; 0 for a type the rollup ignores."""
+    try:
+        return EVENT_TYPES.index(event_type) + 1
+    except ValueError:
+        return 0
