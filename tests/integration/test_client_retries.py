@@ -13,7 +13,7 @@ import requests
 from store import STAT_FIELDS, Keys, Store
 from tests.conftest import ADMIN_TOKEN
 from tests.integration.test_learning_loop import wait_until
-from tests.unit.pipeline.helpers import catalogue
+from tests.support.builders import catalogue
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EVENTS, PER_POST, ADS = 20_000, 500, 40

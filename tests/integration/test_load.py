@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench import load
-from tests.tools import require_tool
+from tests.support.tools import require_tool
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from devtools.procs import (
 from devtools.redis_server import free_port
 from tests.conftest import ROOT
 from tests.integration.traffic import drive_load
-from tests.tools import require_tool
+from tests.support.tools import require_tool
 
 FLOWER_USER, FLOWER_PASSWORD = "ops", "flower-pw-31c4e9"
 

@@ -26,7 +26,7 @@ import requests
 from devtools.demo import CITIES, demo_ads
 from devtools.procs import Proc, start_beat, start_web, start_worker, wait_until
 from tests.conftest import ADMIN_TOKEN, ROOT
-from tests.tools import require_tool
+from tests.support.tools import require_tool
 
 OWNER = ("owner", "dash-pw-5e1f")
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

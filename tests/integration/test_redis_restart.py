@@ -17,7 +17,7 @@ from devtools.procs import service_env, start_beat, start_web, start_worker
 from devtools.redis_server import RedisServer
 from store import STAT_FIELDS, Store
 from tests.conftest import ADMIN_TOKEN
-from tests.unit.pipeline.helpers import catalogue
+from tests.support.builders import catalogue
 
 PER_POST = 200
 EVERYSEC_WINDOW_S = 2.0   # one fsync interval, plus the time a write takes to be fsynced

@@ -10,7 +10,7 @@ from config import Settings
 from pipeline.learning.ingest import Event, accept_batch, roll_in
 from pipeline.learning.rollup import run_rollup
 from store import Keys, RollupRow, Store
-from tests.unit.pipeline.helpers import catalogue
+from tests.support.builders import catalogue
 
 
 @pytest.fixture(autouse=True)

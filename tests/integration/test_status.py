@@ -20,7 +20,7 @@ from pipeline.learning.regenerate import run_regenerate
 from pipeline.learning.rollup import run_rollup
 from store import Store
 from tasks.factory import make_celery
-from tests.unit.pipeline.helpers import ads_around
+from tests.support.builders import ads_around
 
 CELL = "u33dc0"   # in Berlin, where the ads are
 

@@ -15,7 +15,7 @@ from devtools.redis_server import free_port, redis_binary
 from pipeline.learning.ingest import Event, accept_batch, roll_in
 from store import Keys, Store
 from tasks.factory import make_celery
-from tests.unit.pipeline.helpers import catalogue
+from tests.support.builders import catalogue
 
 
 def tls_capable(binary: str) -> bool:

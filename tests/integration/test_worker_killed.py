@@ -16,7 +16,7 @@ import requests
 
 from devtools.procs import start_beat, start_worker
 from store import STAT_FIELDS, Store
-from tests.unit.pipeline.helpers import catalogue
+from tests.support.builders import catalogue
 
 EVENTS, PER_POST, ADS = 100_000, 500, 50
 TYPES = ("impression", "view", "save", "apply", "hide")

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.tools import require_tool
+from tests.support.tools import require_tool
 
 SECRETS = {"ADMIN_TOKEN": "compose-admin-token-0123456789",
            "FLOWER_PASSWORD": "compose-flower-password",

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import ROOT
-from tests.tools import require_tool
+from tests.support.tools import require_tool
 
 DEPLOY = ROOT / "deploy" / "prometheus"
 

@@ -10,8 +10,8 @@ import pytest
 
 from config import load_settings
 from tests.conftest import ADMIN_TOKEN
+from tests.support.api import ANY_FIELD, ad_body, error_of, put_ad
 from tests.unit.webapp.conftest import RecordingCelery
-from tests.unit.webapp.support import ANY_FIELD, ad_body, error_of, put_ad
 from webapp import create_app
 
 HERE = {"lat": "52.52", "lon": "13.405"}

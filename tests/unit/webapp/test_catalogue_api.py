@@ -13,7 +13,7 @@ import pytest
 from pipeline.catalogue import AdRecord, category_code, delete_ad, reindex, upsert_ads
 from pipeline.serving.feedpack import ad_card
 from store import NO_EXPIRY, Keys
-from tests.unit.webapp.support import ad_body, error_of, put_ad
+from tests.support.api import ad_body, error_of, put_ad
 
 
 def stored_ad_ids(fake_store) -> set[str]:

@@ -17,7 +17,7 @@ from pipeline.learning.ingest import Event, accept_batch, roll_in
 from pipeline.learning.rollup import run_rollup
 from store import Store
 from tests.conftest import NOW
-from tests.unit.webapp.support import error_of, put_ad
+from tests.support.api import error_of, put_ad
 
 HERE = {"lat": 52.52, "lon": 13.405}
 TODAY = "2027-01-15"                     # NOW is 2027-01-15T08:00:00Z

@@ -14,8 +14,8 @@ from pipeline.learning.ingest import roll_in
 from pipeline.learning.regenerate import run_regenerate
 from pipeline.learning.rollup import run_rollup
 from tests.conftest import ADMIN_TOKEN
+from tests.support.api import put_ad
 from tests.unit.webapp.conftest import RecordingCelery
-from tests.unit.webapp.support import put_ad
 from webapp import create_app
 
 HERE = {"lat": "52.52", "lon": "13.405"}

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from store import Keys
-from tests.unit.webapp.support import error_of, put_ad
+from tests.support.api import error_of, put_ad
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import geo
-from tests.unit.webapp.support import error_of, put_ad
+from tests.support.api import error_of, put_ad
 
 HERE = (52.52, 13.405)
 PRIOR_MEAN = 0.02

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.learning.ingest import roll_in
 from pipeline.learning.regenerate import run_regenerate
 from pipeline.learning.rollup import run_rollup
-from tests.unit.webapp.support import put_ad
+from tests.support.api import put_ad
 
 HERE = {"lat": "52.52", "lon": "13.405"}
 ALLOWED_LABELS = {"route", "method", "status", "strategy", "cache", "type", "outcome", "error",

@@ -16,8 +16,8 @@ from config import load_settings
 from obs.prometheus import route_label
 from pipeline.learning.regenerate import CellUnavailable
 from tests.conftest import ADMIN_TOKEN
+from tests.support.api import put_ad
 from tests.unit.webapp.conftest import RecordingCelery
-from tests.unit.webapp.support import put_ad
 from webapp import create_app
 from webapp.apidoc import documented_errors
 

@@ -7,7 +7,7 @@ import pytest
 
 import geo
 from store import UserMemory
-from tests.unit.webapp.support import error_of, put_ad
+from tests.support.api import error_of, put_ad
 
 HOME = (48.8566, 2.3522)
 AWAY = (48.8049, 2.1204)          # Versailles, 19 km from HOME

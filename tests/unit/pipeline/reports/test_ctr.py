@@ -16,7 +16,7 @@ from pipeline.reports.ctr import DailyCtr, RateInterval, daily_ctr, days_between
 from pipeline.serving.feedid import make_feed_id
 from store import Keys, Store
 from tests.conftest import NOW
-from tests.unit.pipeline.helpers import catalogue
+from tests.support.builders import catalogue
 
 TODAY = date(2027, 1, 15)                    # NOW is 2027-01-15T08:00:00Z
 _ids = itertools.count()

@@ -12,7 +12,7 @@ from pipeline.learning.ingest import roll_in
 from pipeline.learning.rollup import run_rollup
 from pipeline.reports.dashboard_data import active_cells, dashboard_data, regions, titled
 from tests.conftest import ADMIN_TOKEN
-from tests.unit.webapp.support import put_ad
+from tests.support.api import put_ad
 from tests.unit.webapp.test_dashboard import app_with
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -13,7 +13,7 @@ from pipeline.learning.rollup import run_rollup
 from pipeline.reports.adstats import ad_report
 from pipeline.serving.feedid import make_feed_id
 from tests.conftest import NOW
-from tests.unit.pipeline.helpers import catalogue
+from tests.support.builders import catalogue
 
 _ids = itertools.count()
 

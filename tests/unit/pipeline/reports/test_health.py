@@ -25,7 +25,7 @@ from pipeline.reports.health import (
     pipeline_state,
 )
 from store import Keys, Store
-from tests.unit.pipeline.helpers import ads_around, catalogue
+from tests.support.builders import ads_around, catalogue
 
 
 def events(prefix: str, n: int, at: float) -> list[Event]:

@@ -24,7 +24,7 @@ from pipeline.serving.feedpack import CellFeed
 from pipeline.serving.process import ServingLog
 from store import GLOBAL_CELL, Keys, Store
 from tests.conftest import NOW
-from tests.unit.pipeline.helpers import ads_around, catalogue
+from tests.support.builders import ads_around, catalogue
 
 PARIS = (48.8566, 2.3522)
 _ids = itertools.count()

@@ -13,7 +13,7 @@ from pipeline.serving.feedpack import CellFeed
 from pipeline.serving.process import ServingLog
 from store import Keys, Store, UserMemory
 from tests.conftest import NOW
-from tests.unit.pipeline.helpers import ads_around
+from tests.support.builders import ads_around
 
 PARIS = (48.8566, 2.3522)
 
