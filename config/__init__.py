@@ -44,6 +44,13 @@ Strategy = Literal[STRATEGIES]  # type: ignore[valid-type]
 Strategies = Annotated[tuple[Strategy, ...], BeforeValidator(_names), Field(min_length=1)]
 
 
+# the credentials' forms: (pattern, as said in an error)
+CREDENTIALS = {
+    "flower_basic_auth": (r"[^:,]+:[^,]+(,[^:,]+:[^,]+)*", "user:password[,user:password]"),
+    "dashboard_basic_auth": (r"[^:]+:.+", "user:password"),
+}
+
+
 class SettingsError(ValueError):
     """A setting has a value the service cannot run with."""
 
@@ -118,17 +125,13 @@ class Settings(BaseModel):
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(600, ge=30)
 
-    @field_validator("flower_basic_auth", "dashboard_basic_auth")
+    @field_validator(*CREDENTIALS)
     @classmethod
     def _user_passwords(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        """user:password (Flower: several, comma-separated), checked without echoing it."""
-        if value is None:
-            return value
-        one = r"[^:,]+:[^,]+" if info.field_name == "flower_basic_auth" else r"[^:]+:.+"
-        several = rf"{one}(,{one})*" if info.field_name == "flower_basic_auth" else one
-        if not re.fullmatch(several, value.get_secret_value()):
-            raise ValueError("must be user:password"
-                             + ("[,user:password]" if "," in several else ""))
+        """The credential's form, checked without echoing it."""
+        pattern, form = CREDENTIALS[info.field_name]
+        if value is not None and not re.fullmatch(pattern, value.get_secret_value()):
+            raise ValueError(f"must be {form}")
         return value
 
     @model_validator(mode="after")

@@ -38,17 +38,15 @@ def write_state(state: dict[str, Any], path: Path = DEMO_STATE) -> None:
     os.replace(part, path)
 
 
-def demo_redis_url(path: Path = DEMO_STATE) -> str | None:
-    """The running demo's Redis URL, if ``make run`` recorded one."""
-    url = read_state(path).get("redis_url")
-    return url if isinstance(url, str) and url else None
-
-
-def demo_settings(path: Path = DEMO_STATE) -> dict[str, str]:
-    """The settings the running demo gave its processes (as environment variables), so a
-    command judges the demo by the intervals it runs with."""
-    given = read_state(path).get("settings")
-    return {str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {}
+def running_demo(path: Path = DEMO_STATE) -> tuple[str, dict[str, str]] | None:
+    """The running demo's Redis URL and the settings it gave its processes (as environment
+    variables, so a command judges the demo by the intervals it runs with); None when no
+    ``make run`` recorded one."""
+    state = read_state(path)
+    url, given = state.get("redis_url"), state.get("settings")
+    if not isinstance(url, str) or not url:
+        return None
+    return url, ({str(k): str(v) for k, v in given.items()} if isinstance(given, dict) else {})
 
 
 def redacted(url: str) -> str:

