@@ -19,9 +19,9 @@ $(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
 	$(BIN)/pip install --disable-pip-version-check --progress-bar on -r requirements-dev.txt
 	@touch $@
 
-# FRESH=1 forgets the previous run's data and credentials (kept under .run/)
+# FRESH=1 forgets the previous run's data and credentials (kept under .run/, or RUN_DIR)
 run: $(BIN)/.installed
-	@$(BIN)/python -m devtools.run $(if $(FRESH),--fresh)
+	@$(BIN)/python -m devtools.run $(if $(FRESH),--fresh) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 # Debian tools the tests drive, as command:package; installed when missing and run as root
 # (wrk: load test; prometheus, promtool, the Redis exporter: metrics and alert tests;

@@ -134,6 +134,8 @@ def test_prometheus_scrapes_everything_and_every_panel_has_data(env: dict[str, s
         # a healthy system: the alert rules, evaluated on the real series, find nothing
         firing = query(prometheus, "ALERTS")["data"]["result"]
         assert firing == [], [a["metric"] for a in firing]
+        # Flower asked the worker for its registered tasks and the rest, and had its answers
+        assert "Inspect method" not in flower.log(), flower.log()[-2000:]
     finally:
         for proc in reversed(procs):
             proc.stop()
