@@ -70,7 +70,7 @@ from pipeline.learning.regenerate import (
     load_snapshot,
     run_regenerate,
 )
-from pipeline.serving.feedpack import CellFeed
+from pipeline.serving.cellfeed import CellFeed
 from store import GLOBAL_CELL, STAT_FIELDS, Keys, Store
 
 ADS, CELLS = 100_000, 5_000

@@ -73,7 +73,7 @@ from config import Settings, load_settings
 from devtools.procs import Proc, service_env, start_web
 from devtools.redis_server import RedisServer
 from pipeline.learning.regenerate import run_regenerate
-from pipeline.serving.feedpack import CellFeed
+from pipeline.serving.cellfeed import CellFeed
 from store import Keys, Store
 
 SIZES = (10_000, 100_000, 1_000_000)

@@ -1,4 +1,4 @@
-"""The flow as plain functions, by what it serves: ``serving`` (a feed request), ``jobs``
+"""The flow as plain functions, by what it serves: ``serving`` (a feed request), ``learning``
 (ingest, rollup, regeneration), ``reports`` (CTR, evaluation, stats, health) and
 ``catalogue`` (the ads).
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import geo
 from config import Settings
-from pipeline.serving.feedpack import ad_card
+from pipeline.serving.cellfeed import ad_card
 from store import AdRow, Store
 
 HALF_DIAGONAL_MARGIN = 1.1  # cells a few km away are a little larger nearer the equator

@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import redis
 
 from store.keys import (
+    EVIDENCE_FIELDS,
     FEEDS_CHANNEL,
     FLUSH_MARKER_TTL_S,
     GLOBAL_CELL,
     STRATEGY_HISTORY_LEN,
+    SUMMARY_CHUNK,
     Keys,
 )
 from store.rows import (
     Decayed,
+    Summaries,
     _s,
     float_rows,
+    searchable,
 )
 
 
@@ -158,3 +163,53 @@ class FeedStore:
             values = {_s(k): float(v) for k, v in fields.items()}
             out.append((values.pop("ts"), values))
         return out
+
+    def cell_inputs(self, cell: str, lat: float, lon: float, radius_km: float,
+                    prior_model: str, strategy_width: int) -> CellInputs:
+        """Everything building one cell's feed on demand reads, in two round trips: the
+        catalogue epoch, the ads within ``radius_km`` of (lat, lon) by Redis's distance
+        (their summaries and decayed evidence), the stored priors of ``prior_model``, and
+        the strategy bandit's sums of the cell then of GLOBAL_CELL."""
+        search_lat, search_km = searchable(lat, lon, radius_km)
+        with self.r.pipeline(transaction=False) as p:
+            p.get(Keys.catalog_epoch)
+            p.geosearch(Keys.ads_geo, longitude=lon, latitude=search_lat, radius=search_km,
+                        unit="km")
+            p.hgetall(Keys.priors(prior_model))
+            p.hmget(Keys.strategies, [cell, GLOBAL_CELL])
+            epoch, ids, priors, strategies = p.execute()
+        summaries: list[bytes | None] = []
+        evidence: list[bytes | None] = []
+        if ids:
+            with self.r.pipeline(transaction=False) as p:
+                for i in range(0, len(ids), SUMMARY_CHUNK):     # bounded commands
+                    p.hmget(Keys.ads_summary, ids[i:i + SUMMARY_CHUNK])
+                    p.hmget(Keys.decayed, ids[i:i + SUMMARY_CHUNK])
+                replies = p.execute()
+            for found, sums in zip(replies[::2], replies[1::2], strict=True):
+                summaries += found
+                evidence += sums
+        present = [i for i, v in enumerate(summaries) if v is not None]
+        return CellInputs(
+            epoch=_s(epoch) or "0",
+            ads=Summaries.decode([ids[i] for i in present], [summaries[i] for i in present]),
+            evidence=Decayed.parse([evidence[i] for i in present], len(EVIDENCE_FIELDS)),
+            priors=dict(priors),
+            strategies=Decayed.parse(strategies, strategy_width))
+
+
+@dataclass(frozen=True)
+class CellInputs:
+    """What one cell's feed is built from, read at one moment (``FeedStore.cell_inputs``)."""
+
+    epoch: str                   # the catalogue epoch: the feed is written only if unchanged
+    ads: Summaries               # the ads found (that still exist)
+    evidence: Decayed            # their decayed evidence, a row per ad of ``ads``
+    priors: dict[bytes, bytes]   # the stored prior means: category code (or GLOBAL_CELL) -> row
+    strategies: Decayed          # the strategy sums of the cell, then of GLOBAL_CELL
+
+    def prior_rows(self, codes: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows for ``codes``, overall row) of the priors, as ``prior_rows`` gives them."""
+        raw = [self.priors.get(str(c).encode()) for c in codes]
+        rows = float_rows([*raw, self.priors.get(GLOBAL_CELL.encode())], width)
+        return rows[:-1], rows[-1]

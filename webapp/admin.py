@@ -5,7 +5,7 @@ from flask import Blueprint, Response, request
 
 from pipeline.learning.regenerate import run_regenerate
 from pipeline.learning.rollup import run_rollup
-from pipeline.serving.feedid import parse_feed_id
+from pipeline.serving.feed import parse_feed_id
 from tasks.names import QUEUE, REGENERATE, ROLLUP
 from webapp.apidoc import RegenerationReport, RollupReport, ServedFeed, TaskSent, documented
 from webapp.auth import require_admin

@@ -1,13 +1,12 @@
-"""GET /metrics, and the hook that counts every request (feeds and events are counted by
+"""GET /metrics (each request is counted by ``webapp.requestlog``; feeds and events by
 their views)."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response
 
-from obs.prometheus import EVENT_TYPES, StoreCollector, exposition, observe_request
+from obs.prometheus import EVENT_TYPES, StoreCollector, exposition
 from pipeline.reports.health import JOBS, pipeline_state
 from store import STAT_FIELDS
 from webapp.apidoc import documented
@@ -55,12 +54,3 @@ def store_figures() -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-
-    @app.after_request
-    def count(response: Response) -> Response:
-        started = g.get("started")
-        if started is not None:
-            observe_request(request.url_rule.rule if request.url_rule else None,
-                            request.method, response.status_code,
-                            time.perf_counter() - started)
-        return response

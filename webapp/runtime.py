@@ -11,7 +11,8 @@ from celery import Celery
 from flask import current_app
 
 from config import Settings
-from pipeline.serving.process import FeedCache, ServingLog
+from pipeline.serving.cellfeed import FeedCache
+from pipeline.serving.feed import ServingLog
 from store import Store
 from tasks.factory import make_celery
 

@@ -31,8 +31,9 @@ from bandit import (
     strategy_probabilities,
 )
 from config import Settings
-from pipeline.serving.feedpack import CellFeed, StringTable
-from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store
+from pipeline.serving.cellfeed import CellFeed, StringTable
+from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store, Summaries
+from store.feed_store import CellInputs
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,19 @@ def decayed_now(stored: Decayed, now: float, settings: Settings) -> np.ndarray:
     return decay_to(stored.values, updated_at, now, settings.stats_half_life_s)
 
 
-def load_snapshot(store: Store, settings: Settings, now: float,
-                  ad_ids: Sequence[str] | None = None) -> Snapshot:
-    """The listed ads (default: every indexed ad) that exist and are live at ``now``, with
-    their decayed evidence."""
-    found = store.ad_summaries(ad_ids)
+def load_snapshot(store: Store, settings: Settings, now: float) -> Snapshot:
+    """Every indexed ad live at ``now``, with its decayed evidence."""
+    found = store.ad_summaries()
     live = found.rows["exp"] > now
     ids = [a for a, ok in zip(found.ids, live, strict=True) if ok]
-    sums = decayed_now(store.decayed_evidence(ids), now, settings)
+    return snapshot_of(found, live, store.decayed_evidence(ids), now, settings)
+
+
+def snapshot_of(found: Summaries, live: np.ndarray, evidence: Decayed, now: float,
+                settings: Settings) -> Snapshot:
+    """The ``live`` ads of ``found`` as a snapshot (``evidence``: one row per live ad)."""
+    ids = [a for a, ok in zip(found.ids, live, strict=True) if ok]
+    sums = decayed_now(evidence, now, settings)
     rows = found.rows[live]
     categories, groups = np.unique(rows["cat"], return_inverse=True)
     return Snapshot(
@@ -98,8 +104,16 @@ def cell_probabilities(store: Store, settings: Settings, cells: Sequence[str], n
                        rng: np.random.Generator) -> np.ndarray:
     """The probability of serving each of FEED_STRATEGIES in each cell, shape (cells, S),
     from the strategy bandit's decayed counts (the cell's own once it has enough)."""
+    stored = store.strategy_stats([*cells, GLOBAL_CELL], 2 * len(STRATEGIES))
+    return probabilities_of(stored, settings, now, rng)
+
+
+def probabilities_of(stored: Decayed, settings: Settings, now: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """``cell_probabilities`` from the stored strategy sums: a row per cell, then the
+    GLOBAL_CELL row."""
     width = len(STRATEGIES)
-    sums = decayed_now(store.strategy_stats([*cells, GLOBAL_CELL], 2 * width), now, settings)
+    sums = decayed_now(stored, now, settings)
     cols = [STRATEGIES.index(s) for s in settings.feed_strategies]
     served, applies = sums[:, cols], sums[:, [width + c for c in cols]]
     prior = StrategyPrior(strength=settings.strategy_prior_strength,
@@ -155,6 +169,13 @@ def stored_priors(store: Store, settings: Settings, categories: np.ndarray) -> P
     fallback = PriorRates.fallback(settings.reward_model, prior_spec(settings))
     rows, overall = store.prior_rows(settings.reward_model, categories.tolist(),
                                      2 * len(fallback.overall))
+    return PriorRates.from_rows(settings.reward_model, rows, overall, fallback)
+
+
+def priors_of(inputs: CellInputs, settings: Settings, categories: np.ndarray) -> PriorRates:
+    """``stored_priors`` from the priors a cell's inputs hold."""
+    fallback = PriorRates.fallback(settings.reward_model, prior_spec(settings))
+    rows, overall = inputs.prior_rows(categories.tolist(), 2 * len(fallback.overall))
     return PriorRates.from_rows(settings.reward_model, rows, overall, fallback)
 
 
@@ -232,18 +253,27 @@ class CellUnavailable(Exception):
 
 def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
                    rng: np.random.Generator) -> bytes:
-    """A cell's feed built on demand (a cache miss), with the same code as the beat run,
-    from the ads a geo search finds around the cell, and stored. A build that the catalogue
-    changed under is never served: after MAX_ATTEMPTS such builds, CellUnavailable."""
+    """A cell's feed built on demand (a cache miss), with the same code as the beat run, and
+    stored. One way through: read everything the cell needs (``Store.cell_inputs``), build
+    in memory, write. A build that the catalogue changed under is never served: after
+    MAX_ATTEMPTS such builds, CellUnavailable."""
     lat, lon = geo.decode(cell)
-    radius_km = candidate_radius_km(cell, settings)
+    radius_km = candidate_radius_km(cell, settings) * SEARCH_SLACK
     for _ in range(MAX_ATTEMPTS):
-        epoch = store.catalog_epoch()
-        ids = store.search_ids(lat, lon, radius_km * SEARCH_SLACK)
-        snapshot = load_snapshot(store, settings, now, ids)
-        rates = stored_priors(store, settings, snapshot.categories)
-        probabilities = cell_probabilities(store, settings, [cell], now, rng)
-        packed = build_feeds(snapshot, [cell], probabilities, rates, settings, rng, now)[cell]
-        if store.write_feeds(epoch, {cell: packed}, settings.feed_ttl_s):
+        inputs = store.cell_inputs(cell, lat, lon, radius_km, settings.reward_model,
+                                   2 * len(STRATEGIES))
+        packed = cell_feed(inputs, cell, settings, now, rng)
+        if store.write_feeds(inputs.epoch, {cell: packed}, settings.feed_ttl_s):
             return packed
     raise CellUnavailable(cell)
+
+
+def cell_feed(inputs: CellInputs, cell: str, settings: Settings, now: float,
+              rng: np.random.Generator) -> bytes:
+    """One cell's packed feed from what the store read for it (pure)."""
+    live = inputs.ads.rows["exp"] > now
+    evidence = Decayed(inputs.evidence.updated_at[live], inputs.evidence.values[live])
+    snapshot = snapshot_of(inputs.ads, live, evidence, now, settings)
+    rates = priors_of(inputs, settings, snapshot.categories)
+    probabilities = probabilities_of(inputs.strategies, settings, now, rng)
+    return build_feeds(snapshot, [cell], probabilities, rates, settings, rng, now)[cell]

@@ -30,7 +30,7 @@ from pipeline.learning.examination import (
     position_columns,
 )
 from pipeline.learning.ingest import sweep_inbox
-from pipeline.serving.feedid import FeedRef, parse_feed_id
+from pipeline.serving.feed import FeedRef, parse_feed_id
 from store import RollupRow, Store, StreamEntry, consumer_name, stat_type_index
 
 log = logging.getLogger(__name__)

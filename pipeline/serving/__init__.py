@@ -1,3 +1,3 @@
-"""Serving a feed: the packed cell feed (``feedpack``), the request's path through it
-(``feed``), the signed feed ids (``feedid``) and what each web process keeps between
-requests (``process``: its feed cache and its buffered served-feed log)."""
+"""Serving a feed: the request's path (``feed``: the answer, its signed id and the log of
+what was served) through a cell's precomputed feed (``cellfeed``: its packed value and the
+cache each web process keeps of it)."""

@@ -1,20 +1,45 @@
 """Serving a feed: the cell's packed feed (from this process's cache, else one Redis read),
-then pure work in memory."""
+then pure work in memory; the feed's signed id; and the log of what was served.
+
+Feed ids read "<ms>-<cell>-<strategy>-<8 hex nonce><12 hex MAC>". The id tells when a feed
+was served, for which cell and by which strategy, so an event naming its feed credits the
+right strategy without a lookup. The MAC (HMAC-SHA256 of the rest, under a secret the store
+keeps) makes the id unforgeable: a client cannot credit a strategy with feeds the service
+never served.
+
+``ServingLog`` buffers served feeds and active cells, and a background thread writes them
+every SERVED_FLUSH_S in one round trip. A process that dies loses at most that interval's
+log entries (never events or counters). Users' last locations are not buffered: the feed
+writes them at once, so the user's next request sees them.
+"""
 from __future__ import annotations
 
+import atexit
+import hashlib
+import hmac
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
+import redis
 
 import geo
-from bandit import SCREENED, choose, screen_orders
+from bandit import SCREENED, STRATEGIES, choose, screen_orders
 from config import Settings
 from pipeline.learning.regenerate import build_one_cell
-from pipeline.serving.feedid import make_feed_id
-from pipeline.serving.feedpack import CellFeed
-from pipeline.serving.process import FeedCache, ServingLog
+from pipeline.serving.cellfeed import CellFeed, FeedCache
 from store import Store
+
+log = logging.getLogger(__name__)
+
+FLUSH_CHUNK = 2000   # served feeds per write, so that one flush never holds Redis long
 
 
 @dataclass(frozen=True)
@@ -153,3 +178,130 @@ def _decode(raw: bytes | None) -> CellFeed | None:
         return CellFeed.unpack(raw)
     except (ValueError, KeyError):
         return None
+
+
+# ---- feed ids -------------------------------------------------------------------------
+
+_FEED_ID = re.compile(
+    r"^((\d{1,15})-([0-9b-hjkmnp-z]{1,12})-([a-z]{1,16})-[0-9a-f]{8})([0-9a-f]{12})$")
+
+
+@dataclass(frozen=True)
+class FeedRef:
+    served_ms: int
+    cell: str
+    strategy: str
+    feed_id: str
+
+
+def _mac(secret: bytes, head: str) -> str:
+    return hmac.new(secret, head.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def make_feed_id(now: float, cell: str, strategy: str, rng: np.random.Generator,
+                 secret: bytes) -> str:
+    """
+    >>> make_feed_id(1800000000.0, "u33dc0", "thompson", np.random.default_rng(0), b"k")[:30]
+    '1800000000000-u33dc0-thompson-'
+    """
+    head = f"{int(now * 1000)}-{cell}-{strategy}-{rng.bytes(4).hex()}"
+    return head + _mac(secret, head)
+
+
+def parse_feed_id(feed_id: str | None, secret: bytes) -> FeedRef | None:
+    """What a feed id says, or None if this service (with this secret) did not make it.
+
+    >>> fid = make_feed_id(1800000000.0, "u33dc0", "popular", np.random.default_rng(0), b"k")
+    >>> parse_feed_id(fid, b"k").strategy, parse_feed_id(fid, b"k").cell
+    ('popular', 'u33dc0')
+    >>> parse_feed_id(fid, b"another secret") is None
+    True
+    >>> parse_feed_id(fid.replace("popular", "newest"), b"k") is None
+    True
+    """
+    match = _FEED_ID.match(feed_id or "")
+    if match is None or match.group(4) not in STRATEGIES:
+        return None
+    if not hmac.compare_digest(match.group(5), _mac(secret, match.group(1))):
+        return None
+    return FeedRef(int(match.group(2)), match.group(3), match.group(4), feed_id)
+
+
+# ---- the served-feed log --------------------------------------------------------------
+
+class ServingLog:
+    def __init__(self, store: Store, maxlen: int, flush_s: float | None,
+                 max_buffered: int = 100_000) -> None:
+        self.store, self.maxlen = store, maxlen
+        self.flush_s, self.max_buffered = flush_s, max_buffered
+        self._lock = threading.Lock()
+        self._served: list[dict] = []
+        self._chunks: list[tuple[str, list[dict]]] = []   # failed writes, retried with their id
+        self._active: dict[str, float] = {}
+        self._flusher_pid = -1
+
+    def add(self, entry: Mapping[str, str | float | int], cell: str, now: float) -> None:
+        self._ensure_flusher()
+        with self._lock:
+            self._served.append(dict(entry))
+            self._active[cell] = now
+            self._bound()
+
+    def flush(self) -> int:
+        """Write what is buffered, in chunks; on a Redis error (down, read-only replica, out
+        of memory) keep what was not written for the next try. Each chunk keeps its id
+        through retries, so a write that happened but whose reply was lost is not repeated."""
+        with self._lock:
+            chunks = self._chunks + [(uuid.uuid4().hex, self._served[i:i + FLUSH_CHUNK])
+                                     for i in range(0, len(self._served), FLUSH_CHUNK)]
+            active = self._active
+            self._served, self._chunks, self._active = [], [], {}
+        if not chunks and active:
+            chunks = [(uuid.uuid4().hex, [])]
+        written = 0
+        for i, (flush_id, chunk) in enumerate(chunks):
+            try:
+                self.store.record_serving(chunk, active, self.maxlen, flush_id)
+            except redis.RedisError as exc:
+                with self._lock:
+                    self._chunks[:0] = chunks[i:]
+                    self._active = {**active, **self._active}
+                    self._bound()
+                log.warning("serving log: flush failed (%s); %d entries kept",
+                            type(exc).__name__, sum(len(c) for _, c in chunks[i:]))
+                break
+            written += len(chunk)
+            active = {}
+        return written
+
+    def _bound(self) -> None:
+        """Drop the oldest entries beyond ``max_buffered`` (Redis unreachable for long)."""
+        excess = len(self._served) + sum(len(c) for _, c in self._chunks) - self.max_buffered
+        if excess <= 0:
+            return
+        dropped = excess
+        while excess > 0 and self._chunks:
+            _, oldest = self._chunks[0]
+            if len(oldest) <= excess:
+                excess -= len(oldest)
+                self._chunks.pop(0)
+            else:
+                del oldest[:excess]
+                excess = 0
+        del self._served[:excess]
+        log.warning("serving log: %d served-feed entries dropped (Redis unreachable)", dropped)
+
+    def _ensure_flusher(self) -> None:
+        if self.flush_s is None or self._flusher_pid == os.getpid():
+            return
+        self._flusher_pid = os.getpid()
+        threading.Thread(target=self._run, name="serving-log-flush", daemon=True).start()
+        atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.flush_s)
+            try:
+                self.flush()
+            except Exception:  # a flush must never kill the thread that does them
+                log.exception("serving log: flush failed")

@@ -11,7 +11,7 @@ import requests
 import geo
 from config import load_settings
 from devtools.procs import service_env, start_web
-from pipeline.serving.process import ServingLog
+from pipeline.serving.feed import ServingLog
 from store import LOCATION_TTL_S, Keys, Store
 from tests.conftest import ADMIN_TOKEN
 from webapp import create_app

@@ -9,8 +9,7 @@ import numpy as np
 import geo
 from config import Settings
 from pipeline.catalogue import AdRecord, upsert_ads
-from pipeline.serving.feed import FeedRequest, serve_feed
-from pipeline.serving.process import ServingLog
+from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
 from store import GEO_LAT_LIMIT, Store
 from webapp import create_app
 

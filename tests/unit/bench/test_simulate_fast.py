@@ -17,9 +17,8 @@ from bench.sim.world import WorldSpec, make_world
 from config import load_settings
 from pipeline.catalogue import AdRecord, upsert_ads
 from pipeline.learning.regenerate import Snapshot, build_feeds, prior_spec
-from pipeline.serving.feed import FeedRequest, serve_feed
-from pipeline.serving.feedpack import CellFeed, StringTable, ad_card
-from pipeline.serving.process import ServingLog
+from pipeline.serving.cellfeed import CellFeed, StringTable, ad_card
+from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
 from store import Store
 
 SMALL = WorldSpec(ads=200)

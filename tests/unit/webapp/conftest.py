@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from config import Settings
-from pipeline.serving.process import ServingLog
+from pipeline.serving.feed import ServingLog
 from store import Store
 from tests.conftest import ADMIN_TOKEN
 from webapp import create_app

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from pipeline.catalogue import AdRecord, category_code, delete_ad, reindex, upsert_ads
-from pipeline.serving.feedpack import ad_card
+from pipeline.serving.cellfeed import ad_card
 from store import NO_EXPIRY, Keys
 from tests.support.api import ad_body, error_of, put_ad
 

@@ -283,7 +283,7 @@ def test_the_tags_come_in_the_order_a_user_needs_them(document):
 def served_app(settings, fake_store):
     """An app whose store holds an ad, a built feed and a served feed, with its feed id."""
     def build(setup: str | None, monkeypatch) -> tuple[Any, str]:
-        from pipeline.serving.process import ServingLog
+        from pipeline.serving.feed import ServingLog
         def make(s):
             app = create_app(s)
             app.extensions["runtime"].__dict__.update(

@@ -11,7 +11,7 @@ from pipeline.learning.examination import stored_curve
 from pipeline.learning.ingest import Event, accept_batch, roll_in
 from pipeline.learning.rollup import run_rollup
 from pipeline.reports.adstats import ad_report
-from pipeline.serving.feedid import make_feed_id
+from pipeline.serving.feed import make_feed_id
 from tests.conftest import NOW
 from tests.support.builders import catalogue
 

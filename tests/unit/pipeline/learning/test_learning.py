@@ -18,10 +18,8 @@ from pipeline.learning.ingest import Event, accept_batch, roll_in
 from pipeline.learning.regenerate import build_one_cell, run_regenerate
 from pipeline.learning.rollup import run_rollup
 from pipeline.reports.adstats import ad_report
-from pipeline.serving.feed import FeedRequest, serve_feed
-from pipeline.serving.feedid import make_feed_id
-from pipeline.serving.feedpack import CellFeed
-from pipeline.serving.process import ServingLog
+from pipeline.serving.cellfeed import CellFeed
+from pipeline.serving.feed import FeedRequest, ServingLog, make_feed_id, serve_feed
 from store import GLOBAL_CELL, Keys, Store
 from tests.conftest import NOW
 from tests.support.builders import ads_around, catalogue

@@ -8,9 +8,8 @@ import geo
 from config import Settings, load_settings
 from pipeline.catalogue import cells_listing, delete_ad, upsert_ads
 from pipeline.learning.regenerate import build_one_cell, run_regenerate
-from pipeline.serving.feed import FeedRequest, serve_feed
-from pipeline.serving.feedpack import CellFeed
-from pipeline.serving.process import ServingLog
+from pipeline.serving.cellfeed import CellFeed
+from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
 from store import Keys, Store, UserMemory
 from tests.conftest import NOW
 from tests.support.builders import ads_around

@@ -13,7 +13,7 @@ from config import Settings
 from pipeline.learning.ingest import Event, accept_batch, roll_in
 from pipeline.learning.rollup import run_rollup
 from pipeline.reports.ctr import DailyCtr, RateInterval, daily_ctr, days_between, utc_today
-from pipeline.serving.feedid import make_feed_id
+from pipeline.serving.feed import make_feed_id
 from store import Keys, Store
 from tests.conftest import NOW
 from tests.support.builders import catalogue

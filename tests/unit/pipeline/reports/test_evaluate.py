@@ -16,7 +16,7 @@ from bandit import ips, logged_value, mean_estimate, snips
 from config import Settings
 from pipeline.learning.ingest import Event
 from pipeline.reports.evaluate import evaluate
-from pipeline.serving.feedid import make_feed_id
+from pipeline.serving.feed import make_feed_id
 from store import Keys, Store
 from tests.conftest import NOW
 from webapp import create_app

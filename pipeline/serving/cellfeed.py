@@ -1,16 +1,34 @@
-"""The packed value of one cell's feed: everything serving needs, in one Redis string that
-decodes without a Python object per ad."""
+"""A cell's feed: its packed value (everything serving needs, in one Redis string that
+decodes without a Python object per ad) and the cache each web process keeps of it.
+
+``FeedCache`` keeps each cell's feed for at most FEED_CACHE_TTL_S, within FEED_CACHE_MB. It
+subscribes to feed changes and, before every lookup, applies the change messages already
+delivered (a non-blocking read), so a cell rebuilt, or voided by an ad deleted or moved, is
+dropped before the next request that could use it. While the subscription is down nothing
+is cached.
+"""
 from __future__ import annotations
 
+import logging
 import operator
-from collections.abc import Sequence
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import msgpack
 import numpy as np
 import orjson
+import redis
+
+from store import Store
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 6
+RECONNECT_S = 1.0          # between attempts to subscribe to feed changes
 
 
 @dataclass(frozen=True)
@@ -136,3 +154,92 @@ class CellFeed:
                    orders={k: np.frombuffer(v, dtype="<i4").reshape(rows, -1)
                            for k, (rows, v) in d["orders"].items()},
                    keys={k: np.frombuffer(v, dtype="<f8") for k, v in d["keys"].items()})
+
+
+class FeedCache:
+    def __init__(self, store: Store, ttl_s: float, max_bytes: int = 256 << 20,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.ttl_s, self.max_bytes, self.clock = store, ttl_s, max_bytes, clock
+        self._entries: OrderedDict[str, tuple[float, CellFeed, int]] = OrderedDict()
+        self._bytes = 0
+        self._generation = 0
+        self._pubsub: redis.client.PubSub | None = None
+        self._pid = -1
+        self._listening = False
+        self._next_attempt = 0.0
+        self._lock = threading.RLock()   # a threaded server may share one cache
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever cells are dropped: a feed read before a change is not cached."""
+        return self._generation
+
+    def get(self, cell: str) -> CellFeed | None:
+        with self._lock:
+            if not self._sync():
+                return None
+            hit = self._entries.get(cell)
+            if hit is None:
+                return None
+            if self.clock() - hit[0] > self.ttl_s:
+                self._forget(cell)
+                return None
+            self._entries.move_to_end(cell)
+            return hit[1]
+
+    def put(self, cell: str, feed: CellFeed, generation: int, size: int) -> None:
+        """Cache a feed (``size`` bytes packed) read when ``generation`` was current, unless
+        cells were dropped since or the change subscription is down. The least recently
+        used cells make room."""
+        with self._lock:
+            if not self._listening or generation != self._generation or size > self.max_bytes:
+                return
+            self._forget(cell)
+            self._entries[cell] = (self.clock(), feed, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                self._forget(next(iter(self._entries)))
+
+    def drop(self, cells: list[str] | None) -> None:
+        """Forget these cells (None: every cell)."""
+        with self._lock:
+            self._generation += 1
+            if cells is None:
+                self._entries.clear()
+                self._bytes = 0
+            else:
+                for cell in cells:
+                    self._forget(cell)
+
+    def _forget(self, cell: str) -> None:
+        gone = self._entries.pop(cell, None)
+        if gone is not None:
+            self._bytes -= gone[2]
+
+    def _sync(self) -> bool:
+        """Apply every change message already delivered, without waiting; (re)subscribe when
+        needed. True while the subscription is up, so the cache may be used."""
+        if self.ttl_s <= 0:
+            return False
+        if self._pid != os.getpid():                    # a forked worker subscribes anew
+            self._pid, self._pubsub, self._listening = os.getpid(), None, False
+            self.drop(None)
+        try:
+            if self._pubsub is None:
+                if self.clock() < self._next_attempt:
+                    return False
+                self._next_attempt = self.clock() + RECONNECT_S
+                self._pubsub = self.store.feed_changes()
+            while (message := self._pubsub.get_message(timeout=0)) is not None:
+                if message["type"] == "subscribe":
+                    self.drop(None)                     # anything may have changed meanwhile
+                    self._listening = True
+                elif message["type"] == "message":
+                    self.drop(message["data"].decode().split())
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            if self._listening:
+                log.warning("feed cache: change subscription lost (%s); not caching until it "
+                            "is back", type(exc).__name__)
+            self._pubsub, self._listening = None, False
+            self.drop(None)
+        return self._listening
