@@ -8,8 +8,9 @@ carries.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import geo
 from config import Settings
@@ -17,10 +18,16 @@ from pipeline.serving.cellfeed import ad_card
 from store import AdRow, Store
 
 HALF_DIAGONAL_MARGIN = 1.1  # cells a few km away are a little larger nearer the equator
+DEFAULT_CATEGORY = "other"
 
 
 @dataclass(frozen=True)
 class AdRecord:
+    """An ad as the catalogue knows it: the one shape of an ad between the wire (the JSON
+    webapp.validation.AdIn checks and webapp.apidoc.Ad answers) and the store (``AdRow``),
+    and the one place it changes shape: ``from_wire``, ``wire``, ``row`` and ``from_fields``.
+    """
+
     ad_id: str
     lat: float
     lon: float
@@ -31,6 +38,45 @@ class AdRecord:
     created_at: float
     expires_at: float | None
 
+    @classmethod
+    def from_wire(cls, ad_id: str, body: Mapping[str, Any], now: float) -> AdRecord:
+        """The record of an ad as written: ``body`` is a PUT body or an import line as
+        webapp.validation.AdIn validates it (as a dict); the ad is created now unless it says
+        when. ValueError when it would expire before it is created.
+
+        >>> AdRecord.from_wire("a1", {"lat": 52.5, "lon": 13.4, "title": "Cook",
+        ...                           "company": "Co"}, now=100.0)  # doctest: +NORMALIZE_WHITESPACE
+        AdRecord(ad_id='a1', lat=52.5, lon=13.4, title='Cook', company='Co', category='other',
+                 description='', created_at=100.0, expires_at=None)
+        """
+        created_at = body.get("created_at")
+        created_at = now if created_at is None else created_at
+        expires_at = body.get("expires_at")
+        if expires_at is not None and expires_at <= created_at:
+            raise ValueError("expires_at: must be after created_at")
+        return cls(ad_id, body["lat"], body["lon"], body["title"], body["company"],
+                   body.get("category", DEFAULT_CATEGORY), body.get("description", ""),
+                   created_at, expires_at)
+
+    @classmethod
+    def from_fields(cls, ad_id: str, fields: Mapping[str, str]) -> AdRecord:
+        """The record of an ad's stored hash (``Store.get_ad``): the inverse of ``fields``.
+        A text an older version left out reads as empty, a missing created_at as 0."""
+        expires_at = fields.get("expires_at")
+        return cls(ad_id, float(fields["lat"]), float(fields["lon"]), fields.get("title", ""),
+                   fields.get("company", ""), fields.get("category", ""),
+                   fields.get("description", ""), float(fields.get("created_at", 0.0)),
+                   None if expires_at is None else float(expires_at))
+
+    def live(self, now: float) -> bool:
+        """Not expired at ``now``."""
+        return self.expires_at is None or self.expires_at > now
+
+    def wire(self, now: float) -> dict[str, Any]:
+        """The ad as the API answers it (webapp.apidoc.Ad): every field, and whether it is
+        live at ``now``."""
+        return {**asdict(self), "live": self.live(now)}
+
     def row(self) -> AdRow:
         """The ad as ``Store.put_ads`` takes it."""
         return AdRow(self.ad_id, self.fields(), self.lat, self.lon, self.expires_at,
@@ -38,6 +84,8 @@ class AdRecord:
                      ad_card(self.ad_id, self.title, self.company))
 
     def fields(self) -> dict[str, str]:
+        """The ad's stored hash: the inverse of ``from_fields`` (an empty description and a
+        missing expiry are not written)."""
         out = {"lat": repr(self.lat), "lon": repr(self.lon), "title": self.title,
                "company": self.company, "category": self.category,
                "created_at": repr(self.created_at)}
@@ -87,23 +135,13 @@ def reindex(store: Store, settings: Settings, now: float) -> tuple[int, int]:
     store.drop_expired(now)
     done = seen = 0
 
-    def live_rows(records: list[tuple[str, dict[str, str]]]) -> list:
-        views = [ad_view(ad_id, fields, now) for ad_id, fields in records]
-        return [AdRecord(v["ad_id"], v["lat"], v["lon"], v["title"], v["company"],
-                         v["category"] or "other", v["description"], v["created_at"],
-                         v["expires_at"]).row() for v in views if v["live"]]
+    def live_rows(records: list[tuple[str, dict[str, str]]]) -> list[AdRow]:
+        ads = (AdRecord.from_fields(ad_id, fields) for ad_id, fields in records)
+        return [replace(ad, category=ad.category or DEFAULT_CATEGORY).row()
+                for ad in ads if ad.live(now)]
 
     for ad_ids in store.all_ad_ids():
         done += store.rebuild_indexes(ad_ids, live_rows, now)
         seen += len(ad_ids)
     return done, seen - done
 
-
-def ad_view(ad_id: str, fields: dict[str, str], now: float) -> dict:
-    """An ad as the API shows it."""
-    expires_at = float(fields["expires_at"]) if "expires_at" in fields else None
-    return {"ad_id": ad_id, "lat": float(fields["lat"]), "lon": float(fields["lon"]),
-            "title": fields.get("title", ""), "company": fields.get("company", ""),
-            "category": fields.get("category", ""), "description": fields.get("description", ""),
-            "created_at": float(fields.get("created_at", 0.0)), "expires_at": expires_at,
-            "live": expires_at is None or expires_at > now}

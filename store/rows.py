@@ -61,7 +61,8 @@ class Unrolled:
 
 @dataclass(frozen=True)
 class AdRow:
-    """An ad as the catalogue writes it: its hash fields and what ads:summary packs."""
+    """An ad as the catalogue writes it: its hash fields and what ads:summary packs (made by
+    pipeline.catalogue.AdRecord.row, the one place an ad changes shape)."""
 
     ad_id: str
     fields: Mapping[str, str]

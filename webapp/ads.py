@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 from werkzeug.routing import BaseConverter
 
-from pipeline.catalogue import AdRecord, ad_view, delete_ad, upsert_ads
+from pipeline.catalogue import AdRecord, delete_ad, upsert_ads
 from webapp.apidoc import Ad, documented
 from webapp.auth import require_admin
 from webapp.errors import json_response
@@ -21,12 +21,12 @@ class AdIdConverter(BaseConverter):
 
 
 def ad_record(ad_id: str, ad: AdIn, now: float) -> AdRecord:
-    created_at = ad.created_at if ad.created_at is not None else now
-    if ad.expires_at is not None and ad.expires_at <= created_at:
-        raise ApiError(400, "invalid_parameter", "expires_at: must be after created_at",
-                       "expires_at")
-    return AdRecord(ad_id, ad.lat, ad.lon, ad.title, ad.company, ad.category, ad.description,
-                    created_at, ad.expires_at)
+    """The record of a validated ad, or a 400 ApiError when it would expire before it is
+    created (which takes ``now`` to tell when the ad leaves created_at out)."""
+    try:
+        return AdRecord.from_wire(ad_id, ad.model_dump(), now)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", str(exc), "expires_at") from None
 
 
 @bp.put("/<ad_id:ad_id>")
@@ -38,9 +38,9 @@ def put_ad(ad_id: str) -> Response:
     rt = runtime()
     now = rt.now()
     ad = parse(AdIn, json_body(request.content_type, request.get_data(cache=False)), strict=True)
-    created, _ = upsert_ads(rt.store, rt.settings, [ad_record(ad_id, ad, now)])
-    fields = rt.store.get_ad(ad_id) or {}
-    return json_response(ad_view(ad_id, fields, now), 201 if created else 200)
+    record = ad_record(ad_id, ad, now)
+    created, _ = upsert_ads(rt.store, rt.settings, [record])
+    return json_response(record.wire(now), 201 if created else 200)
 
 
 @bp.get("/<ad_id:ad_id>")
@@ -51,7 +51,7 @@ def get_ad(ad_id: str) -> Response:
     fields = rt.store.get_ad(ad_id)
     if fields is None:
         raise ApiError(404, "not_found", f"no ad {ad_id}", "ad_id")
-    return json_response(ad_view(ad_id, fields, rt.now()))
+    return json_response(AdRecord.from_fields(ad_id, fields).wire(rt.now()))
 
 
 @bp.delete("/<ad_id:ad_id>")

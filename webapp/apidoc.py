@@ -11,18 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import reduce
 from http import HTTPStatus
-from typing import Any, Literal, TypeVar
+from operator import or_
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from flask import Blueprint, Flask, Response
 from flask_swagger_ui import get_swaggerui_blueprint
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from bandit import STRATEGIES
 from obs.prometheus import route_label
 from store import EVIDENCE_FIELDS, STAT_FIELDS
 from webapp.errors import json_response
-from webapp.validation import IDENTIFIER_PATTERN
+from webapp.validation import IDENTIFIER_PATTERN, AdIn
 
 F = TypeVar("F", bound=Callable)
 
@@ -129,17 +132,31 @@ class Nearby(BaseModel):
     ads: list[NearbyAd] = Field(description="nearest first")
 
 
-class Ad(BaseModel):
-    ad_id: str
-    lat: float
-    lon: float
-    title: str
-    company: str
-    category: str
-    description: str
-    created_at: float
-    expires_at: float | None
-    live: bool = Field(description="not expired now")
+def _plain(annotation: Any) -> Any:
+    """A type without its validators and constraints: ``Timestamp | None`` is
+    ``float | None``. An answer reports values; checking them was the request's business."""
+    if get_origin(annotation) is Annotated:
+        return _plain(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        return reduce(or_, map(_plain, get_args(annotation)))
+    return annotation
+
+
+def _answered(body: type[BaseModel]) -> dict[str, Any]:
+    """The fields of a request model as an answer shows what was written: each one always
+    present, with its plain type (for ``create_model``)."""
+    return {name: (_plain(f.annotation), ...) for name, f in body.model_fields.items()}
+
+
+# An ad as answered: the PUT body's fields (webapp.validation.AdIn), its id first, created_at
+# filled in when the body left it out, and whether it is live; pipeline.catalogue.AdRecord.wire
+# builds it.
+Ad = create_model("Ad", **{
+    "ad_id": (str, ...),
+    **_answered(AdIn),
+    "created_at": (float, ...),
+    "live": (bool, Field(description="not expired now")),
+})
 
 
 class Stage(BaseModel):

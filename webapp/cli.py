@@ -17,7 +17,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from bandit import Estimate
 from devtools.demo import demo_ads
-from pipeline.catalogue import reindex, upsert_ads
+from pipeline.catalogue import AdRecord, reindex, upsert_ads
 from pipeline.reports.evaluate import Report, evaluate
 from webapp.ads import ad_record
 from webapp.command_runtime import command_runtime
@@ -37,7 +37,7 @@ def init_app(app: Flask) -> None:
 
 
 def read_lines(path: Path, now: float,
-               rejected: list[tuple[int, str]]) -> Iterator[tuple[int, object]]:
+               rejected: list[tuple[int, str]]) -> Iterator[tuple[int, AdRecord]]:
     """(bytes read so far, AdRecord) for each valid line; problems go to ``rejected``
     with their line numbers."""
     offset = 0
@@ -65,7 +65,7 @@ def import_ads(file: Path) -> None:
     total_bytes = file.stat().st_size
     created = updated = 0
     rejected: list[tuple[int, str]] = []
-    chunk: list = []
+    chunk: list[AdRecord] = []
     with click.progressbar(length=total_bytes, label="importing", file=sys.stderr) as bar:
         for offset, record in read_lines(file, now, rejected):
             chunk.append(record)
@@ -87,7 +87,7 @@ def import_ads(file: Path) -> None:
         sys.exit(1 if not (created or updated) else 0)
 
 
-def _last_wins(chunk: list) -> list:
+def _last_wins(chunk: list[AdRecord]) -> list[AdRecord]:
     return list({r.ad_id: r for r in chunk}.values())
 
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from bandit import STRATEGIES
+from pipeline.catalogue import DEFAULT_CATEGORY
 from pipeline.reports.ctr import DEFAULT_DAYS, MAX_DAYS
 from store import GEO_LAT_LIMIT
 
@@ -177,6 +178,9 @@ class CtrQuery(_Strict):
         return start, end
 
 
+# The wire shape of an ad: AdLine adds the import line's ad_id, webapp.apidoc.Ad (what the API
+# answers) is derived from it, and pipeline.catalogue.AdRecord converts it. (The docstring is
+# the schema's description in /openapi.json.)
 class AdIn(_Strict):
     """An ad as PUT or imported. ``ad_id`` comes from the path or the import line."""
     lat: AdLatitude
@@ -184,7 +188,7 @@ class AdIn(_Strict):
     title: Text
     company: Text
     category: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
-                                               max_length=100)] = "other"
+                                               max_length=100)] = DEFAULT_CATEGORY
     description: Annotated[str, StringConstraints(max_length=5000)] = ""
     created_at: Timestamp | None = None
     expires_at: Timestamp | None = None

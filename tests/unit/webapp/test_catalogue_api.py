@@ -53,6 +53,15 @@ def test_get_returns_the_ad_as_put(client, admin):
                   "expires_at": now + 86_400, "live": True}
 
 
+def test_put_answers_the_ad_as_get_shows_it_and_its_record_reads(client, admin, fake_store):
+    now = time.time()
+    put = put_ad(client, admin, "ad-1", -33.8688, 151.2093, title="Bäcker", created_at=now - 60,
+                 expires_at=now + 86_400)
+    got = client.get("/v1/ads/ad-1")
+    assert put.get_data() == got.get_data()
+    assert got.get_json() == AdRecord.from_fields("ad-1", fake_store.get_ad("ad-1")).wire(now)
+
+
 def test_created_at_defaults_to_now(client, admin):
     before = time.time()
     ad = put_ad(client, admin, "ad-1", 1.0, 2.0).get_json()
