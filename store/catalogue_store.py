@@ -177,10 +177,3 @@ class CatalogueStore:
 
     def catalog_epoch(self) -> str:
         return _s(self.r.get(Keys.catalog_epoch)) or "0"
-
-    def search_ids(self, lat: float, lon: float, radius_km: float) -> list[str]:
-        """Every ad in the geo index within radius_km (Redis's distance). Off the hot path."""
-        lat, radius_km = searchable(lat, lon, radius_km)
-        found = self.r.geosearch(Keys.ads_geo, longitude=lon, latitude=lat,
-                                 radius=radius_km, unit="km")
-        return [_s(a) for a in found]
