@@ -150,8 +150,8 @@ class PositionCurve:
 
     @classmethod
     def from_dict(cls, d: dict) -> PositionCurve:
-        return cls(*(np.array(d[k], dtype=np.float64) for k in ("curve", "low", "high")),
-                   float(d["comparisons"]))
+        curve, low, high = (np.array(d[k], dtype=np.float64) for k in ("curve", "low", "high"))
+        return cls(curve, low, high, float(d["comparisons"]))
 
 
 def position_curve(pairs: np.ndarray, rng: np.random.Generator,

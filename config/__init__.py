@@ -129,6 +129,7 @@ class Settings(BaseModel):
     @classmethod
     def _user_passwords(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         """The credential's form, checked without echoing it."""
+        assert info.field_name is not None      # a field validator is always given its field
         pattern, form = CREDENTIALS[info.field_name]
         if value is not None and not re.fullmatch(pattern, value.get_secret_value()):
             raise ValueError(f"must be {form}")

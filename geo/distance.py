@@ -6,7 +6,7 @@ the ellipsoid, far finer than a job seeker's idea of "5 km away".
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import numpy as np
 
@@ -33,8 +33,21 @@ class Box(NamedTuple):
         return (self.lat_min + self.lat_max) / 2, (self.lon_min + self.lon_max) / 2
 
 
-def haversine_km(lat1: float | np.ndarray, lon1: float | np.ndarray,
-                 lat2: float | np.ndarray, lon2: float | np.ndarray) -> float | np.ndarray:
+# haversine_km: scalars give a float, an array anywhere gives an array
+_Deg = float | np.ndarray      # degrees: a scalar or an array
+
+
+@overload
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float: ...
+@overload
+def haversine_km(lat1: np.ndarray, lon1: _Deg, lat2: _Deg, lon2: _Deg) -> np.ndarray: ...
+@overload
+def haversine_km(lat1: _Deg, lon1: np.ndarray, lat2: _Deg, lon2: _Deg) -> np.ndarray: ...
+@overload
+def haversine_km(lat1: _Deg, lon1: _Deg, lat2: np.ndarray, lon2: _Deg) -> np.ndarray: ...
+@overload
+def haversine_km(lat1: _Deg, lon1: _Deg, lat2: _Deg, lon2: np.ndarray) -> np.ndarray: ...
+def haversine_km(lat1: _Deg, lon1: _Deg, lat2: _Deg, lon2: _Deg) -> float | np.ndarray:
     """Great-circle distance in km between points given in degrees; arrays broadcast.
 
     Returns a float when every argument is a scalar, else an array.

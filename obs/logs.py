@@ -45,9 +45,9 @@ def configure_logging(level: str, log_format: str = "json") -> None:
     root = logging.getLogger()
     ours = [h for h in root.handlers if isinstance(h.formatter, tuple(FORMATTERS.values()))]
     if not ours:
-        handler = logging.StreamHandler()
-        root.addHandler(handler)
-        ours = [handler]
+        stderr = logging.StreamHandler()
+        root.addHandler(stderr)
+        ours = [stderr]
     for handler in ours:
         handler.setFormatter(FORMATTERS[log_format]())
     root.setLevel(level)

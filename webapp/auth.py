@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from functools import wraps
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from flask import request
 from werkzeug.datastructures import Authorization
@@ -13,14 +13,15 @@ from werkzeug.datastructures import Authorization
 from webapp.runtime import runtime
 from webapp.validation import ApiError
 
-F = TypeVar("F", bound=Callable)
+P = ParamSpec("P")
+R = TypeVar("R")
 BASIC = {"WWW-Authenticate": 'Basic realm="dashboard"'}
 LOOPBACK = {"127.0.0.1", "::1"}
 
 
-def require_admin(view: F) -> F:
+def require_admin(view: Callable[P, R]) -> Callable[P, R]:
     @wraps(view)
-    def wrapped(*args, **kwargs):
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
         token = runtime().settings.admin_token
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
@@ -33,15 +34,16 @@ def require_admin(view: F) -> F:
             raise ApiError(401, "unauthorized",
                            "this call needs Authorization: Bearer <ADMIN_TOKEN>")
         return view(*args, **kwargs)
+    # a mark the API description reads; mypy does not model attributes set on a function
     wrapped.requires_admin = True  # type: ignore[attr-defined]
-    return wrapped  # type: ignore[return-value]
+    return wrapped
 
 
-def require_dashboard(view: F) -> F:
+def require_dashboard(view: Callable[P, R]) -> Callable[P, R]:
     """DASHBOARD_BASIC_AUTH (user:password); without it the dashboard is closed, except in
     the local demo (LOCAL_DEMO), where it is open to this machine only."""
     @wraps(view)
-    def wrapped(*args, **kwargs):
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
         settings = runtime().settings
         expected = settings.dashboard_basic_auth
         if expected is None:
@@ -55,7 +57,7 @@ def require_dashboard(view: F) -> F:
                            headers=BASIC)
         return view(*args, **kwargs)
     wrapped.requires_dashboard = True  # type: ignore[attr-defined]
-    return wrapped  # type: ignore[return-value]
+    return wrapped
 
 
 def _basic_matches(given: Authorization | None, expected: str) -> bool:

@@ -1,6 +1,8 @@
 """Liveness and readiness."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response
 
 from webapp.apidoc import Health, Readiness, documented
@@ -33,7 +35,7 @@ def _broker_ping() -> bool:
     return True
 
 
-def _check(fn) -> str:
+def _check(fn: Callable[[], object]) -> str:
     try:
         fn()
     except Exception as exc:  # readiness reports any failure instead of raising it

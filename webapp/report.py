@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import IO, Any
 
 import click
 from flask.cli import AppGroup
@@ -72,13 +72,13 @@ def _table_row(day: str, row: dict[str, Any]) -> tuple[str, ...]:
     return (day, *(str(row[c]) for c in COUNTS), *(_percent(row[r]) for r in TABLE_RATES))
 
 
-def _percent(rate: dict[str, float | None]) -> str:
+def _percent(rate: dict[str, Any]) -> str:
     if rate["rate"] is None:
         return "-"
     return f"{100 * rate['rate']:.2f} [{100 * rate['low']:.2f}, {100 * rate['high']:.2f}]"
 
 
-def write_csv(report: DailyCtr, out: TextIO) -> None:
+def write_csv(report: DailyCtr, out: IO[str]) -> None:
     """A header, a row per day, then a "total" row. Rates are fractions, each followed by
     its interval; a rate with a zero denominator is empty."""
     data = report.as_dict()

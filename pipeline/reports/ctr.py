@@ -100,9 +100,7 @@ def daily_ctr(store: Store, start: date, end: date, strategy: str | None = None,
     table = np.vstack([counts, counts.sum(axis=0, keepdims=True)])
     rates = {name: capped_interval(table[:, COUNTS.index(k)], table[:, COUNTS.index(n)], level)
              for name, (k, n) in RATES.items()}
-    rows = [CtrRow(**dict(zip(COUNTS, map(int, table[i]), strict=True)),
-                   **{name: _rate(p, i) for name, p in rates.items()})
-            for i in range(len(table))]
+    rows = [_row(table[i], rates, i) for i in range(len(table))]
     return DailyCtr(start, end, strategy, level, days, tuple(rows[:-1]), rows[-1])
 
 
@@ -111,6 +109,13 @@ def capped_interval(successes: np.ndarray, trials: np.ndarray, level: float) -> 
     more applies than views (a view before midnight, its apply after; a client that reports
     no view), and a rate is still at most 1."""
     return wilson_interval(np.minimum(successes, trials), trials, level)
+
+
+def _row(counts: np.ndarray, rates: dict[str, Proportion], i: int) -> CtrRow:
+    """Row ``i`` of the table: its counts (in COUNTS order) and its rates."""
+    impressions, views, saves, applies = map(int, counts)
+    return CtrRow(impressions, views, saves, applies,
+                  **{name: _rate(p, i) for name, p in rates.items()})
 
 
 def _rate(p: Proportion, i: int) -> RateInterval:

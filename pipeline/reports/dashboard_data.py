@@ -16,8 +16,8 @@ from config import Settings
 from pipeline.learning import examination
 from pipeline.learning.regenerate import decayed_now
 from pipeline.reports.adstats import top_ads
-from pipeline.reports.ctr import daily_ctr, utc_today
-from pipeline.reports.health import pipeline_state
+from pipeline.reports.ctr import DailyCtr, daily_ctr, utc_today
+from pipeline.reports.health import JobState, pipeline_state
 from store import Store
 
 DAYS = 14
@@ -112,14 +112,14 @@ def titled(store: Store, ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "company": cards.get(a["ad_id"], {}).get("company", "")} for a in ads]
 
 
-def _series(report) -> dict[str, list]:
+def _series(report: DailyCtr) -> dict[str, list[Any]]:
     return {"days": list(report.days),
             "impressions": [r.impressions for r in report.rows],
             "apply_rate": [r.apply_rate.rate for r in report.rows],
             "view_rate": [r.view_rate.rate for r in report.rows]}
 
 
-def _history(rows: list[tuple[float, dict[str, float]]]) -> dict[str, list]:
+def _history(rows: list[tuple[float, dict[str, float]]]) -> dict[str, Any]:
     if len(rows) > MAX_POINTS:
         keep = np.linspace(0, len(rows) - 1, MAX_POINTS).round().astype(int)
         rows = [rows[i] for i in keep]
@@ -128,6 +128,6 @@ def _history(rows: list[tuple[float, dict[str, float]]]) -> dict[str, list]:
             "strategies": {s: [probs.get(s) for _, probs in rows] for s in names}}
 
 
-def _job(job) -> dict[str, Any]:
+def _job(job: JobState) -> dict[str, Any]:
     return {"finished_at": job.finished_at, "age_s": job.age_s, "duration_s": job.duration_s,
             "processed": job.processed, "runs": job.runs}
