@@ -280,7 +280,7 @@ class RegenerationReport(BaseModel):
     ads: int
     duration_s: float
     finished_at: float
-    strategy_probability: dict[Strategy, float] = Field(  # type: ignore[valid-type]
+    strategy_probability: dict[Strategy, float] = Field(
         description="each strategy's overall probability of being served from now on")
 
 
@@ -346,7 +346,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         path = route_label(rule.rule)
         params = [a for a in rule.arguments]
         admin = getattr(app.view_functions[rule.endpoint], "requires_admin", False)
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(doc, rule.endpoint, params,
                                                                     admin, schemas)
     settings = app.extensions["runtime"].settings
@@ -426,7 +426,8 @@ def _error_schema(codes: list[str]) -> dict[str, Any]:
                        "field": {"type": "string"}}}}}
 
 
-def _ref(model: type[BaseModel], schemas: dict[str, Any], mode: str) -> dict[str, str]:
+def _ref(model: type[BaseModel], schemas: dict[str, Any],
+         mode: Literal["validation", "serialization"]) -> dict[str, str]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
     schemas.update(schema.pop("$defs", {}))
     schemas[model.__name__] = schema

@@ -21,7 +21,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._rng_pid = -1
-        self._rng: np.random.Generator | None = None
+        self._rng = np.random.default_rng()   # replaced in each process that uses it
 
     @cached_property
     def store(self) -> Store:

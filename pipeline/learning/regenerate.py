@@ -205,7 +205,7 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
 
 
 def run_regenerate(store: Store, settings: Settings, now: float,
-                   rng: np.random.Generator) -> dict[str, float | int]:
+                   rng: np.random.Generator) -> dict[str, float | int | dict[str, float]]:
     """Rebuild the feed of every active cell. Cells idle past ACTIVE_CELL_TTL_S are dropped
     from the active set and stop being rebuilt. A catalogue change during the run (an ad
     removed or moved) voids the feeds not yet written; they are rebuilt from a fresh
@@ -241,8 +241,9 @@ def run_regenerate(store: Store, settings: Settings, now: float,
     store.record_strategy_probabilities(chances, now)
     if written:
         store.record_generation(now)
-    report = {"cells": cells_total, "written": written, "skipped": len(todo), "ads": ads,
-              "duration_s": round(time.perf_counter() - started, 4), "finished_at": now}
+    report: dict[str, float | int] = {
+        "cells": cells_total, "written": written, "skipped": len(todo), "ads": ads,
+        "duration_s": round(time.perf_counter() - started, 4), "finished_at": now}
     store.record_job("regenerate", report)
     return {**report, "strategy_probability": chances}
 

@@ -81,7 +81,7 @@ def load_cell(store: Store, settings: Settings, cell: str, now: float,
     generation = cache.generation if cache else 0
     raw = store.feed_value(cell)
     feed, outcome = _decode(raw), "hit"
-    if feed is None:
+    if raw is None or feed is None:
         raw = build_one_cell(store, cell, settings, now, rng)
         feed, outcome = CellFeed.unpack(raw), "miss"
     if cache:
@@ -219,7 +219,9 @@ def parse_feed_id(feed_id: str | None, secret: bytes) -> FeedRef | None:
     >>> parse_feed_id(fid.replace("popular", "newest"), b"k") is None
     True
     """
-    match = _FEED_ID.match(feed_id or "")
+    if feed_id is None:
+        return None
+    match = _FEED_ID.match(feed_id)
     if match is None or match.group(4) not in STRATEGIES:
         return None
     if not hmac.compare_digest(match.group(5), _mac(secret, match.group(1))):
@@ -295,12 +297,13 @@ class ServingLog:
         if self.flush_s is None or self._flusher_pid == os.getpid():
             return
         self._flusher_pid = os.getpid()
-        threading.Thread(target=self._run, name="serving-log-flush", daemon=True).start()
+        threading.Thread(target=self._run, args=(self.flush_s,), name="serving-log-flush",
+                         daemon=True).start()
         atexit.register(self.flush)
 
-    def _run(self) -> None:
+    def _run(self, every_s: float) -> None:
         while True:
-            time.sleep(self.flush_s)
+            time.sleep(every_s)
             try:
                 self.flush()
             except Exception:  # a flush must never kill the thread that does them
