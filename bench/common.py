@@ -87,8 +87,7 @@ def _run(args: list[str]) -> str:
 def ad_records(count: int, now: float, seed: int = AD_SEED) -> Iterator[AdRecord]:
     """The demo catalogue as AdRecords, as the import command would build them."""
     for line in demo_ads(count, now, seed=seed):
-        yield AdRecord(line["ad_id"], line["lat"], line["lon"], line["title"], line["company"],
-                       line["category"], "", line["created_at"], line.get("expires_at"))
+        yield AdRecord.from_wire(line["ad_id"], line, now)
 
 
 def load_catalogue(store: Store, count: int, now: float, chunk: int = LOAD_CHUNK) -> float:
@@ -122,8 +121,8 @@ def request_points(count: int, now: float, seed: int = POINT_SEED) -> list[tuple
 
 
 def redis_memory(store: Store) -> dict:
-    info = store.r.info("memory")
-    return {"used_memory": info["used_memory"], "used_memory_human": info["used_memory_human"]}
+    used, human = store.memory_used()
+    return {"used_memory": used, "used_memory_human": human}
 
 
 def pin(pid: int, cores: Iterable[int]) -> list[int]:

@@ -71,13 +71,12 @@ from pipeline.learning.regenerate import (
     run_regenerate,
 )
 from pipeline.serving.cellfeed import CellFeed
-from store import GLOBAL_CELL, STAT_FIELDS, Keys, Store
+from store import GLOBAL_CELL, STAT_FIELDS, Store
 
 ADS, CELLS = 100_000, 5_000
 QUICK_ADS, QUICK_CELLS = 5_000, 300
 TARGET_S = 10.0
 BENCH_CORE, REDIS_CORE = 0, 1
-STATS_CHUNK = 10_000
 
 
 def seed_stats(store: Store, ad_ids: list[str], now: float, rng: np.random.Generator) -> None:
@@ -88,18 +87,8 @@ def seed_stats(store: Store, ad_ids: list[str], now: float, rng: np.random.Gener
     saves = rng.binomial(views, 0.2)
     applies = rng.binomial(views, rng.beta(2, 8, len(ad_ids)))
     hides = rng.binomial(impressions, 0.01)
-    values = dict(zip(STAT_FIELDS, (impressions, views, saves, applies, hides), strict=True))
-    for i in range(0, len(ad_ids), STATS_CHUNK):
-        part = slice(i, i + STATS_CHUNK)
-        with store.r.pipeline(transaction=False) as p:
-            for field, counts in values.items():
-                p.hset(Keys.stats(field), mapping={a: int(c) for a, c in
-                                                   zip(ad_ids[part], counts[part], strict=True)})
-            p.hset(Keys.decayed, mapping={
-                a: f"{now!r} {e} {v} {s} {ap}" for a, e, v, s, ap in
-                zip(ad_ids[part], impressions[part], views[part], saves[part], applies[part],
-                    strict=True)})
-            p.execute()
+    store.seed_ad_counts(ad_ids, dict(zip(STAT_FIELDS, (impressions, views, saves, applies,
+                                                       hides), strict=True)), now)
 
 
 def seed_strategy_stats(store: Store, cells: list[str], now: float,
@@ -108,10 +97,10 @@ def seed_strategy_stats(store: Store, cells: list[str], now: float,
     to use its own posteriors) and for all cells together."""
     served = rng.poisson(400, (len(cells) // 2, 6)).astype(float)
     applies = rng.binomial(served.astype(int), [0.08, 0.07, 0.04, 0.05, 0.03, 0.06])
-    rows = {c: f"{now!r} " + " ".join(map(str, [*s, *a]))
-            for c, s, a in zip(cells, served, applies, strict=True)}
-    rows[GLOBAL_CELL] = f"{now!r} " + " ".join(map(str, [*served.sum(0), *applies.sum(0)]))
-    store.r.hset(Keys.strategies, mapping=rows)
+    rows = {c: [*s, *a]
+            for c, s, a in zip(cells[:len(served)], served, applies, strict=True)}
+    rows[GLOBAL_CELL] = [*served.sum(0), *applies.sum(0)]
+    store.seed_strategy_stats(rows, now)
 
 
 def choose_cells(lat: np.ndarray, lon: np.ndarray, count: int, precision: int,
@@ -214,15 +203,10 @@ def candidates(store: Store, settings: Settings, now: float, cells: list[str]) -
 
 
 def feed_sizes(store: Store, cells: list[str], sample: int, rng: np.random.Generator) -> dict:
-    with store.r.pipeline(transaction=False) as p:
-        for cell in cells:
-            p.strlen(Keys.feed(cell))
-        sizes = np.array(p.execute())
+    sizes = np.array(store.packed_feed_sizes(cells))
     picked = rng.choice(len(cells), size=min(sample, len(cells)), replace=False)
-    with store.r.pipeline(transaction=False) as p:
-        for i in picked:
-            p.get(Keys.feed(cells[i]))
-        ads = np.array([len(CellFeed.unpack(raw)) for raw in p.execute() if raw])
+    ads = np.array([len(CellFeed.unpack(raw))
+                    for raw in store.feed_values([cells[i] for i in picked]) if raw])
     return {"bytes_median": float(np.median(sizes)), "bytes_max": int(sizes.max()),
             "bytes_mean": float(sizes.mean()), "bytes_total": int(sizes.sum()),
             "missing": int((sizes == 0).sum()),

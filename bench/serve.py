@@ -74,7 +74,7 @@ from devtools.procs import Proc, service_env, start_web
 from devtools.redis_server import RedisServer
 from pipeline.learning.regenerate import run_regenerate
 from pipeline.serving.cellfeed import CellFeed
-from store import Keys, Store
+from store import Store
 
 SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (2_000,)
@@ -192,9 +192,7 @@ class Load:
         return out
 
     def _command_usec(self) -> dict[str, int]:
-        stats = self.store.r.info("commandstats")
-        return {k.removeprefix("cmdstat_"): v["usec"] for k, v in stats.items()
-                if k != "cmdstat_info"}
+        return {k: v for k, v in self.store.command_time_us().items() if k != "info"}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -213,10 +211,7 @@ def summarise(runs: list[dict]) -> dict:
 
 def feed_sizes(store: Store, cells: list[str]) -> dict:
     """Packed size and number of distinct ads of each requested cell's feed."""
-    with store.r.pipeline(transaction=False) as p:
-        for cell in cells:
-            p.get(Keys.feed(cell))
-        raws = p.execute()
+    raws = store.feed_values(cells)
     sizes = [len(r) for r in raws if r is not None]
     ads = [len(CellFeed.unpack(r)) for r in raws if r is not None]
     return {"cells": len(cells), "missing": sum(r is None for r in raws),
@@ -249,25 +244,23 @@ def check_feeds(base: str, points: list[tuple[float, float]], radius_km: float) 
 
 
 def last_served_id(store: Store) -> str:
-    last = store.r.xrevrange(Keys.served, count=1)
-    return last[0][0].decode() if last else "0-0"
+    last = store.latest_served(1)
+    return last[0][0] if last else "0-0"
 
 
 def cache_outcomes(store: Store, after_id: str, chunk: int = 10_000) -> dict:
     """Counts of the ``cache`` field over the served entries logged after ``after_id``."""
     counts: dict[str, int] = {}
-    start = f"({after_id}"
     while True:
-        rows = store.r.xrange(Keys.served, min=start, count=chunk)
+        rows = store.served_after(after_id, chunk)
         for _entry_id, fields in rows:
-            outcome = fields.get(b"cache", b"?").decode()
+            outcome = fields.get("cache", "?")
             counts[outcome] = counts.get(outcome, 0) + 1
         if len(rows) < chunk:
             break
-        start = f"({rows[-1][0].decode()}"
+        after_id = rows[-1][0]
     total = sum(counts.values())
-    latest = [{k.decode(): v.decode() for k, v in f.items() if k != b"ads"}
-              for _, f in store.r.xrevrange(Keys.served, count=3)]
+    latest = [{k: v for k, v in f.items() if k != "ads"} for _, f in store.latest_served(3)]
     return {"entries": total, "counts": counts,
             "hit_share": counts.get("hit", 0) / total if total else 0.0, "latest": latest}
 
@@ -298,14 +291,14 @@ def in_process_breakdown(store: Store, settings: Settings, points: list[tuple[fl
         cpu[step].append((time.process_time() - c0) * 1e6)
         return out
 
-    keys = [Keys.feed(geo.encode(lat, lon, settings.geohash_precision)) for lat, lon in points]
+    cells = [geo.encode(lat, lon, settings.geohash_precision) for lat, lon in points]
     paths = [feed_path(lat, lon) for lat, lon in points]
     for path in paths:
         cached.get(path)
     for _ in range(rounds):
-        for key, path in zip(keys, paths, strict=True):
+        for cell, path in zip(cells, paths, strict=True):
             clock("redis_ping", store.ping)
-            raw = clock("get_feed", partial(store.r.get, key))
+            raw = clock("get_feed", partial(store.feed_value, cell))
             clock("unpack", partial(CellFeed.unpack, raw))
             clock("flask_healthz", partial(cached.get, TRIVIAL_PATH))
             clock("flask_feed", partial(cached.get, path))

@@ -152,7 +152,7 @@ def load_demo_ads(env: dict[str, str], run_dir: Path, count: int) -> str:
     try:
         live = store.live_ad_count(time.time())
     finally:
-        store.r.close()
+        store.close()
     flask = [sys.executable, "-m", "flask", "--app", "webapp"]
     if live == 0 or not demo_file.exists():
         with demo_file.open("wb") as out:

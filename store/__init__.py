@@ -81,6 +81,26 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
     def ping(self) -> bool:
         return bool(self.r.ping())
 
+    def close(self) -> None:
+        """Close the client's connections (a short-lived tool's store, when it is done)."""
+        self.r.close()
+
+    def memory_used(self) -> tuple[int, str]:
+        """Redis's ``used_memory``: bytes, and as Redis writes it for people ("1.52M")."""
+        info = self.r.info("memory")
+        return int(info["used_memory"]), str(info["used_memory_human"])
+
+    def command_time_us(self) -> dict[str, int]:
+        """Microseconds the server has spent in each command since it started, by command
+        name (INFO commandstats, INFO itself included): a benchmark's Redis cost."""
+        stats = self.r.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()}
+
+    def flush_all(self) -> None:
+        """Delete every key of every database on the server (FLUSHALL). For benchmarks and
+        tests on a server of their own; the service never calls it."""
+        self.r.flushall()
+
 
 __all__ = [
     "Store",

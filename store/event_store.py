@@ -299,6 +299,29 @@ class EventStore:
                 out[field].extend(int(v) if v is not None else 0 for v in row)
         return out
 
+    def seed_ad_counts(self, ad_ids: Sequence[str], counts: Mapping[str, Sequence[int]],
+                       as_of: float, chunk: int = 10_000) -> None:
+        """Set ads' counters (``counts``: every STAT_FIELDS field, aligned with ``ad_ids``)
+        and their decayed evidence, equal to the counts as of ``as_of``: as the rollup would
+        leave them after some traffic. For benchmarks and tests (the service counts through
+        ``apply_rollup`` only)."""
+        if set(counts) != set(STAT_FIELDS):
+            raise ValueError(f"counts must hold exactly {STAT_FIELDS}, not {sorted(counts)}")
+        evidence = [counts["impressions"], *(counts[f] for f in EVIDENCE_FIELDS[1:])]
+        when = repr(float(as_of))
+        for i in range(0, len(ad_ids), chunk):
+            part = slice(i, i + chunk)
+            with self.r.pipeline(transaction=False) as p:
+                for field in STAT_FIELDS:
+                    p.hset(Keys.stats(field), mapping={
+                        a: int(c) for a, c in zip(ad_ids[part], counts[field][part],
+                                                  strict=True)})
+                p.hset(Keys.decayed, mapping={
+                    a: " ".join([when, *(str(int(v)) for v in values)])
+                    for a, *values in zip(ad_ids[part], *(e[part] for e in evidence),
+                                          strict=True)})
+                p.execute()
+
     def ads_with_impressions(self) -> list[str]:
         """Every ad that has been shown at least once (deleted ones included)."""
         return [_s(a) for a in self.r.hkeys(Keys.stats("impressions"))]

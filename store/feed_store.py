@@ -46,6 +46,15 @@ class FeedStore:
         values = self.r.hmget(Keys.strategies, list(cells)) if cells else []
         return Decayed.parse(values, width)
 
+    def seed_strategy_stats(self, rows: Mapping[str, Sequence[float]], as_of: float) -> None:
+        """Set cells' (or GLOBAL_CELL's) decayed served feeds then applies, as
+        ``strategy_stats`` reads them, as of ``as_of``: for benchmarks and tests (the
+        service's come from ``count_served`` and ``apply_rollup`` only)."""
+        if rows:
+            self.r.hset(Keys.strategies, mapping={
+                cell: " ".join([repr(float(as_of)), *map(str, row)])
+                for cell, row in rows.items()})
+
     def write_priors(self, model: str, rows: Mapping[int, Sequence[float]],
                      overall: Sequence[float]) -> None:
         """Replace the empirical-Bayes prior means of ``model``: a row per category code,
@@ -102,6 +111,21 @@ class FeedStore:
     def feed_value(self, cell: str) -> bytes | None:
         return self.r.get(Keys.feed(cell))
 
+    def feed_values(self, cells: Sequence[str]) -> list[bytes | None]:
+        """Each cell's packed feed (None where it has none), in one round trip."""
+        with self.r.pipeline(transaction=False) as p:
+            for cell in cells:
+                p.get(Keys.feed(cell))
+            return p.execute()
+
+    def packed_feed_sizes(self, cells: Sequence[str]) -> list[int]:
+        """Each cell's packed feed size in bytes (0 where it has none), in one round trip
+        and without reading the feeds."""
+        with self.r.pipeline(transaction=False) as p:
+            for cell in cells:
+                p.strlen(Keys.feed(cell))
+            return [int(n) for n in p.execute()]
+
     def record_serving(self, served: Sequence[Mapping[str, str | float | int]],
                        active: Mapping[str, float], maxlen: int,
                        flush_id: str | None = None) -> None:
@@ -132,6 +156,15 @@ class FeedStore:
             if fields.get(b"feed_id") == target:
                 return {_s(k): _s(v) for k, v in fields.items()}
         return None
+
+    def served_count(self) -> int:
+        """Served-feed entries the log holds (it is capped: the newest ``maxlen`` or so)."""
+        return int(self.r.xlen(Keys.served))
+
+    def latest_served(self, count: int) -> list[tuple[str, dict[str, str]]]:
+        """The last ``count`` served-feed entries logged, newest first."""
+        rows = self.r.xrevrange(Keys.served, count=count)
+        return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
 
     def feed_changes(self) -> redis.client.PubSub:
         """A subscription to feed changes: each message lists cells whose feed was rebuilt

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import redis
 import requests
 
 from bandit import STRATEGIES
@@ -26,7 +25,7 @@ from bench.sim.world import World, top_valid
 from devtools.procs import Proc, service_env, start_beat, start_web, start_worker
 from devtools.redis_server import RedisServer
 from pipeline.reports.evaluate import Report, evaluate
-from store import GLOBAL_CELL, Keys, Store
+from store import GLOBAL_CELL, Store
 
 ADMIN_TOKEN = "simulation-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -297,10 +296,8 @@ def run_policy(redis_server: RedisServer, world: World, spec: RealSpec, policy: 
                lat: np.ndarray, lon: np.ndarray, seed: int, log_dir: Path,
                say: Callable[[str], None]) -> PolicyRun:
     """One policy on a fresh store and fresh processes, all stopped before it returns."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
     store = Store.from_url(redis_server.url)
+    store.flush_all()
     env = spec.env(redis_server.url, REAL_POLICIES[policy])
     procs: list[Proc] = []
     before = own_sessions()
@@ -329,7 +326,7 @@ def run_policy(redis_server: RedisServer, world: World, spec: RealSpec, policy: 
                                     "sent": {t: int(sent.by_type[t][i]) for t in COUNTED}}
         run = PolicyRun(policy, REAL_POLICIES[policy], log, sent, counted,
                         served_counted=float(stats[:len(STRATEGIES)].sum()),
-                        served_logged=int(store.r.xlen(Keys.served)), api_sample=api,
+                        served_logged=store.served_count(), api_sample=api,
                         drive_s=drive_s, feeds_per_s=len(lat) / drive_s, startup_s=startup_s,
                         load_s=load_s, settle_s=settle_s, evaluation=evaluation)
         say(f"  {policy}: {run.feeds_per_s:.0f} feeds/s; {sent.events:,} events sent, "
@@ -341,7 +338,7 @@ def run_policy(redis_server: RedisServer, world: World, spec: RealSpec, policy: 
             p.stop()
         for pid in own_sessions() - before:      # a start interrupted (Ctrl-C, a timeout)
             stop_session(pid)
-        store.r.close()
+        store.close()
 
 
 def tracks_of(runs: Mapping[str, PolicyRun], world: World, user_xyz: np.ndarray,

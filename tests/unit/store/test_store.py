@@ -11,8 +11,10 @@ import pytest
 from store import (
     ACCEPTED,
     DUPLICATE,
+    GLOBAL_CELL,
     LOCATION_TTL_S,
     NO_EXPIRY,
+    STAT_FIELDS,
     UNKNOWN_AD,
     AdRow,
     IngestRow,
@@ -264,17 +266,6 @@ def test_active_cells_forgets_idle_cells(fake_store: Store):
     assert fake_store.r.zcard(Keys.cells_active) == 1
 
 
-def test_no_module_outside_the_store_spells_a_key():
-    import re
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[3]
-    key = re.compile(r"""["'](ad|ads|feed|cells|served|catalog|lock|job|user|\{ev\}):""")
-    offenders = [str(p.relative_to(root))
-                 for package in ("webapp", "tasks", "pipeline", "geo", "bandit", "obs", "devtools")
-                 for p in (root / package).rglob("*.py") if key.search(p.read_text())]
-    assert offenders == []
-
-
 def test_a_change_racing_a_write_makes_it_read_the_old_location_again(fake_store: Store):
     put(fake_store, "ad1", 52.5, 13.4)
     seen: list[list[tuple[float, float]]] = []
@@ -466,3 +457,86 @@ def test_the_position_curve_is_stored_whole(fake_store: Store):
     assert fake_store.position_curve() is None
     fake_store.write_position_curve({"curve": [1.0, 0.5], "updated_at": NOW})
     assert fake_store.position_curve() == {"curve": [1.0, 0.5], "updated_at": NOW}
+
+
+def seeded(store: Store, ad_ids: list[str], chunk: int = 2) -> dict[str, list[int]]:
+    counts = {f: [10 * (i + 1) + k for i in range(len(ad_ids))]
+              for k, f in enumerate(STAT_FIELDS)}
+    store.seed_ad_counts(ad_ids, counts, NOW, chunk=chunk)
+    return counts
+
+
+def test_seeded_ad_counts_read_back_as_counters_and_as_evidence_as_of_then(fake_store: Store):
+    counts = seeded(fake_store, ["a", "b", "c"])          # in two chunks
+    assert fake_store.ad_stats(["a", "b", "c", "none"]) == {f: [*v, 0]
+                                                           for f, v in counts.items()}
+    evidence = fake_store.decayed_evidence(["a", "c", "none"])
+    assert evidence.updated_at[:2].tolist() == [NOW, NOW]
+    assert evidence.values.tolist() == [[10, 11, 12, 13], [30, 31, 32, 33], [0, 0, 0, 0]]
+
+
+def test_seeding_ad_counts_needs_every_stat_field_and_no_other(fake_store: Store):
+    with pytest.raises(ValueError, match="impressions"):
+        fake_store.seed_ad_counts(["a"], {"impressions": [1]}, NOW)
+    with pytest.raises(ValueError):
+        fake_store.seed_ad_counts(["a"], {**{f: [1] for f in STAT_FIELDS}, "x": [1]}, NOW)
+    assert fake_store.ads_with_impressions() == []
+
+
+def test_seeded_strategy_stats_read_back_per_cell(fake_store: Store):
+    fake_store.seed_strategy_stats({"u33dc0": [4.0, 2.0, 1, 0], GLOBAL_CELL: [8.5, 2, 3, 0]},
+                                   NOW)
+    stats = fake_store.strategy_stats(["u33dc0", GLOBAL_CELL, "none"], 4)
+    assert stats.values.tolist() == [[4, 2, 1, 0], [8.5, 2, 3, 0], [0, 0, 0, 0]]
+    assert stats.updated_at[:2].tolist() == [NOW, NOW]
+    fake_store.seed_strategy_stats({}, NOW)                # nothing to write: no error
+
+
+def test_feeds_are_read_and_sized_in_bulk_with_missing_ones_marked(fake_store: Store):
+    fake_store.write_feeds(fake_store.catalog_epoch(), {"c1": b"abc", "c2": b"de"}, 60)
+    assert fake_store.feed_values(["c2", "none", "c1"]) == [b"de", None, b"abc"]
+    assert fake_store.packed_feed_sizes(["c2", "none", "c1"]) == [2, 0, 3]
+    assert fake_store.feed_values([]) == [] and fake_store.packed_feed_sizes([]) == []
+
+
+def test_the_served_log_is_counted_and_its_latest_entries_read_newest_first(fake_store: Store):
+    assert fake_store.served_count() == 0 and fake_store.latest_served(3) == []
+    fake_store.record_serving([{"feed_id": f"f{i}", "cache": "hit"} for i in range(3)], {},
+                              1000)
+    assert fake_store.served_count() == 3
+    latest = fake_store.latest_served(2)
+    assert [fields["feed_id"] for _, fields in latest] == ["f2", "f1"]
+    assert [i for i, _ in fake_store.served_after(latest[1][0], 10)] == [latest[0][0]]
+
+
+class ServerInfo:
+    """INFO replies as redis-py parses them (fakeredis has no INFO)."""
+
+    replies = {"memory": {"used_memory": 1_593_416, "used_memory_human": "1.52M",
+                          "maxmemory": 0},
+               "commandstats": {"cmdstat_get": {"calls": 4, "usec": 12, "usec_per_call": 3.0},
+                                "cmdstat_info": {"calls": 1, "usec": 30,
+                                                 "usec_per_call": 30.0}}}
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def __call__(self, section: str) -> dict:
+        self.asked.append(section)
+        return self.replies[section]
+
+
+def test_memory_and_command_time_come_from_info(fake_store: Store, monkeypatch):
+    info = ServerInfo()
+    monkeypatch.setattr(fake_store.r, "info", info)
+    assert fake_store.memory_used() == (1_593_416, "1.52M")
+    assert fake_store.command_time_us() == {"get": 12, "info": 30}
+    assert info.asked == ["memory", "commandstats"]
+
+
+def test_flush_all_empties_the_server_and_close_lets_a_later_call_reconnect(fake_store: Store):
+    put(fake_store, "a", 52.5, 13.4)
+    fake_store.flush_all()
+    assert fake_store.get_ad("a") is None and fake_store.live_ad_ids() == []
+    fake_store.close()
+    assert fake_store.ping()
