@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import redis
+from redis.commands.core import Script
 
 from store.keys import (
     EVIDENCE_FIELDS,
@@ -29,6 +30,10 @@ class CatalogueStore:
     """The catalogue: ads, their geo and expiry indexes, the packed summaries, and the epoch that"""
 
     r: redis.Redis
+    # the Lua scripts this area runs (Store registers them on its client)
+    _drop_expired: Script
+    _nearby: Script
+    ad_stats: Callable[..., dict[str, list[int]]]   # EventStore's: an ad's counters
 
     def get_ad(self, ad_id: str) -> dict[str, str] | None:
         raw = self.r.hgetall(Keys.ad(ad_id))

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import orjson
 import redis
+from redis.commands.core import Script
 
 from store.keys import (
     EVIDENCE_FIELDS,
@@ -33,6 +34,13 @@ class EventStore:
     """Events and the rollup: accepting batches, the inbox, the events stream, counting, the"""
 
     r: redis.Redis
+    # the Lua scripts this area runs (Store registers them on its client)
+    _accept: Script
+    _roll_in: Script
+    _rollup: Script
+    _begin_fold: Script
+    _fold_positions: Script
+    _count_served: Script
 
     def accept_events(self, batch_id: str, rows: Sequence[IngestRow], now: float,
                       window_s: int, memory: UserMemory | None = None) -> list[int]:
@@ -127,7 +135,7 @@ class EventStore:
                 *(Keys.position_epoch(e) for e in epochs)]
         return int(self._rollup(keys=keys, args=args))
 
-    def decayed_evidence(self, ad_ids: Sequence[str], chunk: int = 50_000) -> Decayed:
+    def decayed_evidence(self, ad_ids: Sequence[str | bytes], chunk: int = 50_000) -> Decayed:
         """Each ad's decayed evidence (EVIDENCE_FIELDS) as last updated, and when."""
         values: list[bytes | None] = []
         for i in range(0, len(ad_ids), chunk):

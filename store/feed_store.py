@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import redis
+from redis.commands.core import Script
 
 from store.keys import (
     EVIDENCE_FIELDS,
@@ -32,6 +33,9 @@ class FeedStore:
     """Feeds: the packed cell feeds, active cells, the served-feed log, the strategy bandit's"""
 
     r: redis.Redis
+    # the Lua scripts this area runs (Store registers them on its client)
+    _write_feeds: Script
+    _append_served: Script
 
     def feed_id_secret(self) -> bytes:
         """The secret that signs feed ids: made once, on first use, and shared by every
@@ -222,11 +226,11 @@ class FeedStore:
             for found, sums in zip(replies[::2], replies[1::2], strict=True):
                 summaries += found
                 evidence += sums
-        present = [i for i, v in enumerate(summaries) if v is not None]
+        present = [(i, v) for i, v in enumerate(summaries) if v is not None]
         return CellInputs(
             epoch=_s(epoch) or "0",
-            ads=Summaries.decode([ids[i] for i in present], [summaries[i] for i in present]),
-            evidence=Decayed.parse([evidence[i] for i in present], len(EVIDENCE_FIELDS)),
+            ads=Summaries.decode([ids[i] for i, _ in present], [v for _, v in present]),
+            evidence=Decayed.parse([evidence[i] for i, _ in present], len(EVIDENCE_FIELDS)),
             priors=dict(priors),
             strategies=Decayed.parse(strategies, strategy_width))
 

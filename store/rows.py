@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 import numpy as np
 
@@ -128,19 +128,25 @@ def float_rows(raw: Sequence[bytes | None], width: int) -> np.ndarray:
     is missing or shorter (written when there were fewer fields)."""
     out = np.full((len(raw), width), np.nan)
     present = [i for i, v in enumerate(raw) if v is not None]
+    values = [v for v in raw if v is not None]
     if not present:
         return out
-    if all(raw[i].count(b" ") == width - 1 for i in present):
-        numbers = b" ".join(raw[i] for i in present).split()
+    if all(v.count(b" ") == width - 1 for v in values):
+        numbers = b" ".join(values).split()
         out[present] = np.array(numbers, dtype=np.float64).reshape(len(present), width)
     else:
-        for i in present:
-            row = np.array(raw[i].split(), dtype=np.float64)[:width]
+        for i, v in zip(present, values, strict=True):
+            row = np.array(v.split(), dtype=np.float64)[:width]
             out[i, :len(row)] = row
     return out
 
 
+@overload
+def _s(value: bytes | str) -> str: ...
+@overload
+def _s(value: None) -> None: ...
 def _s(value: bytes | str | None) -> str | None:
+    """A reply as text (redis-py gives bytes; a client made with decode_responses, str)."""
     return value.decode() if isinstance(value, bytes) else value
 
 

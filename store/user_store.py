@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import redis
+from redis.commands.core import Script
 
 from store.keys import (
     LOCATION_TTL_S,
@@ -20,6 +21,8 @@ class UserStore:
     """Users: their exclusions (applied to or hidden) and their last location."""
 
     r: redis.Redis
+    # the Lua scripts this area runs (Store registers them on its client)
+    _exclude: Script
 
     def excluded_ads(self, user_id: str) -> set[str]:
         """Ads the user applied to or hid: never shown to them again."""
