@@ -9,6 +9,7 @@ from flask import current_app
 
 from config import load_settings
 from config.local import DEMO_STATE, redacted, running_demo
+from store import Store
 from webapp.runtime import Runtime, runtime
 
 
@@ -43,10 +44,10 @@ def command_runtime(check: bool = True) -> Runtime:
 
 
 def _answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    store = Store.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
     try:
-        return bool(client.ping())
+        return store.ping()
     except redis.RedisError:
         return False
     finally:
-        client.close()
+        store.close()
