@@ -4,7 +4,7 @@ The document is built from the models that validate requests (webapp/validation.
 response models below and the ``documented`` mark on each view. The errors an operation can
 answer follow from what it takes (a path identifier, a query, a JSON body, the admin token)
 plus the few it names itself, so the document and the code cannot drift apart:
-tests/unit/webapp/test_openapi.py checks every route is here and every error listed is one the
+tests/unit/webapp/test_apidoc.py checks every route is here and every error listed is one the
 app answers, and a schemathesis run checks the answers against the document.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The bad-input battery of tests/unit/webapp/test_bad_input.py, sent over HTTP to the real
+"""The bad-input battery of tests/support/bad_input.py, sent over HTTP to the real
 gunicorn, plus what only a real server sees (a 10 MB body, 1,001 events). Every answer is a
 4xx with the one JSON error shape, never a 500, and Redis is left exactly as it was."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import redis
 import requests
 
 from tests.conftest import ADMIN_TOKEN
-from tests.unit.webapp.test_bad_input import (
+from tests.support.bad_input import (
     BAD_AD_BODIES,
     BAD_AD_IDS,
     COMMON_BAD_QUERIES,

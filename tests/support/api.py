@@ -1,10 +1,18 @@
-"""Helpers the webapp tests share: the contract's error shape, and writing ads through the API."""
+"""Helpers the webapp tests share: the contract's error shape, writing ads through the API,
+and an app of a test's own settings."""
 from __future__ import annotations
 
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
+
+from config import load_settings
+from store import Store
+from tests.conftest import ADMIN_TOKEN
+from tests.unit.webapp.conftest import RecordingCelery
+from webapp import create_app
 
 ANY_FIELD = object()
 
@@ -34,3 +42,10 @@ def put_ad(client: FlaskClient, admin: dict[str, str], ad_id: str, lat: float, l
     response = client.put(f"/v1/ads/{ad_id}", headers=admin, json=ad_body(lat, lon, **extra))
     assert response.status_code in (200, 201), response.get_data(as_text=True)
     return response
+
+
+def app_with(fake_store: Store, **settings: Any) -> Flask:
+    """An app on the fake store with the admin token and these settings."""
+    app = create_app(load_settings({}, admin_token=ADMIN_TOKEN, **settings))
+    app.extensions["runtime"].__dict__.update(store=fake_store, celery=RecordingCelery())
+    return app

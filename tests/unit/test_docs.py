@@ -111,3 +111,21 @@ def test_the_redis_keys_table_names_every_key_the_store_spells():
         if f"`{prefix}" not in text and f", `{prefix}" not in text:
             missing.append(f"Keys.{name}: {prefix}")
     assert missing == []
+
+
+def test_every_test_the_guarantees_name_exists():
+    """Each guarantee names the test that holds it: a file or folder under tests/, a
+    ``file::name``, or a bare test name defined somewhere in tests/."""
+    sources = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("*.py"))
+    defined = set(re.findall(r"(?m)^\s*(?:async )?def (test_\w+)", sources))
+    missing = []
+    for ref in re.findall(r"`([^`]*test[^`]*)`", (ROOT / "docs" / "guarantees.md").read_text()):
+        path, _, name = ref.partition("::")
+        if path.startswith("tests/"):
+            if not (ROOT / path.split(" ")[0]).exists():
+                missing.append(ref)
+            elif name and f"def {name.split('[')[0]}(" not in (ROOT / path).read_text():
+                missing.append(ref)
+        elif re.fullmatch(r"test_\w+", ref) and ref not in defined:
+            missing.append(ref)
+    assert missing == []

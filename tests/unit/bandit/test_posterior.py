@@ -1,3 +1,7 @@
+"""bandit.posterior: Beta posteriors from an ad's evidence, the funnel's two stages, and
+where an ad without evidence starts."""
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
@@ -5,13 +9,11 @@ from bandit import (
     AdPosterior,
     AdPriors,
     Evidence,
-    PriorRates,
     PriorSpec,
     ad_posterior,
     beta_posterior,
+    empirical_rates,
     posterior_mean,
-    rank_variants,
-    sample_scores,
 )
 
 
@@ -39,40 +41,6 @@ def test_bad_priors_are_refused():
         beta_posterior(np.zeros(2), np.zeros(2), 0.1, np.array([5.0, -1.0]))
 
 
-def test_draws_are_reproducible_for_a_seed_and_independent_across_variants():
-    a, b = np.full(50, 2.0), np.full(50, 2.0)
-    s1 = sample_scores(a, b, 4, np.random.default_rng(9))
-    s2 = sample_scores(a, b, 4, np.random.default_rng(9))
-    assert np.array_equal(s1, s2)
-    assert not np.array_equal(s1[0], s1[1])
-
-
-def test_rank_variants_orders_each_row_best_first_and_truncates():
-    scores = np.random.default_rng(3).random((5, 300))
-    ranked = rank_variants(scores, 20)
-    assert ranked.shape == (5, 20)
-    for row, order in zip(scores, ranked, strict=True):
-        assert np.array_equal(order, np.argsort(-row)[:20])
-
-
-def test_rank_variants_with_fewer_ads_than_the_length_keeps_them_all():
-    ranked = rank_variants(np.array([[0.2, 0.1], [0.1, 0.3]]), 10)
-    assert ranked.tolist() == [[0, 1], [1, 0]]
-    assert rank_variants(np.empty((3, 0)), 10).shape == (3, 0)
-
-
-def test_thompson_puts_the_clearly_better_ad_first_and_still_explores():
-    applies = np.array([0.0, 0.0, 40.0, 0.0])
-    impressions = np.array([0.0, 0.0, 100.0, 1000.0])
-    a, b = beta_posterior(applies, impressions, 0.02, 50.0)
-    ranked = rank_variants(sample_scores(a, b, 2000, np.random.default_rng(0)), 2)
-    first = np.bincount(ranked[:, 0], minlength=4) / len(ranked)
-    second = np.bincount(ranked[:, 1], minlength=4) / len(ranked)
-    assert first[2] > 0.95                   # the proven ad wins nearly always
-    assert second[0] + second[1] > 0.9       # unknown ads are explored before the proven-bad one
-    assert min(second[0], second[1]) > 0.3   # and both unknown ones get their turn
-
-
 def priors(means: list[float], strengths: list[float]) -> AdPriors:
     return AdPriors(np.array([means]), np.array([strengths]))
 
@@ -97,13 +65,32 @@ def test_funnel_draws_are_products_of_the_stages_draws():
     assert draws[1].std() > draws[0].std()         # less evidence, wider
 
 
-def test_the_fallback_priors_before_any_evidence_are_the_settings():
-    prior = PriorSpec(0.02, 0.1, 50.0)
-    funnel = PriorRates.fallback("funnel", prior)
-    assert funnel.overall.tolist() == pytest.approx([0.1, 0.2])
-    assert funnel.overall_strength.tolist() == pytest.approx([50.0, 5.0])
-    assert PriorRates.fallback("direct", prior).overall.tolist() == [0.02]
-    with pytest.raises(ValueError):
-        PriorSpec(0.2, 0.1, 50.0)
-    with pytest.raises(ValueError):
-        ad_posterior(Evidence.none(1), priors([0.1], [50.0]), "clicks", 0.0)
+def thompson_ranks_of_last(evidence: Evidence, priors: AdPriors,
+                           rng: np.random.Generator, draws: int = 4000) -> np.ndarray:
+    """How many ads outrank the last one, in each of ``draws`` Thompson draws."""
+    post = ad_posterior(evidence, priors, "funnel", 0.25)
+    scores = post.sample(draws, rng)
+    return (scores > scores[-1]).sum(axis=0)
+
+
+def test_a_fresh_ad_neither_floods_the_top_nor_is_buried(rng):
+    """200 established ads (about 2 % applies per impression, the best near 9 %) and one
+    with no evidence. From its category's rate it comes first in about 1 % of the feeds
+    (Beta(1, 1) would put it first in 9 of 10) and in the top 20 about as often as an
+    average ad (about 10 %)."""
+    n = 200
+    view_rate, apply_rate = rng.beta(4, 36, n), rng.beta(2, 8, n)
+    exposure = np.full(n, 3000.0)
+    views = np.round(exposure * view_rate)
+    evidence = Evidence(np.append(exposure, 0), np.append(views, 0), np.zeros(n + 1),
+                        np.append(np.round(views * apply_rate), 0))
+    groups = np.zeros(n + 1, dtype=int)
+    rates = empirical_rates(evidence, groups, "funnel", 0.25, PriorSpec())
+    rank = thompson_ranks_of_last(evidence, rates.for_ads(groups), rng)
+    assert (rank == 0).mean() < 0.05                    # does not flood the top
+    assert 0.05 < (rank < 20).mean() < 0.3              # is not buried either
+    assert 0.3 * n < np.median(rank) < 0.8 * n
+    # the same catalogue with Beta(1, 1) on P(apply | impression): the new ad floods the top
+    flat = ad_posterior(evidence, AdPriors(np.full((n + 1, 1), 0.5), np.full((n + 1, 1), 2.0)),
+                        "direct", 0.25).sample(4000, rng)
+    assert ((flat > flat[-1]).sum(axis=0) == 0).mean() > 0.8

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit import PriorRates, PriorSpec, fit_stage
+from bandit import AdPriors, Evidence, PriorRates, PriorSpec, ad_posterior, fit_stage
 from bandit.priors import STRENGTH_BOUNDS
 
 
@@ -102,3 +102,16 @@ def test_stored_rows_round_trip_and_rows_without_strengths_take_the_fallback():
     assert older.strengths.tolist() == [fallback.overall_strength.tolist()]
     ads = older.for_ads(np.array([0, -1, 5]))
     assert ads.means.tolist() == [[0.1, 0.2], [0.2, 0.3], [0.2, 0.3]]
+
+
+def test_the_fallback_priors_before_any_evidence_are_the_settings():
+    prior = PriorSpec(0.02, 0.1, 50.0)
+    funnel = PriorRates.fallback("funnel", prior)
+    assert funnel.overall.tolist() == pytest.approx([0.1, 0.2])
+    assert funnel.overall_strength.tolist() == pytest.approx([50.0, 5.0])
+    assert PriorRates.fallback("direct", prior).overall.tolist() == [0.02]
+    with pytest.raises(ValueError):
+        PriorSpec(0.2, 0.1, 50.0)
+    with pytest.raises(ValueError):
+        ad_posterior(Evidence.none(1), AdPriors(np.array([[0.1]]), np.array([[50.0]])),
+                     "clicks", 0.0)

@@ -11,10 +11,7 @@ from bandit import (
     Candidates,
     StrategyPrior,
     choose,
-    decay_factor,
-    decay_to,
     epsilon_greedy_orders,
-    exposure_weight,
     order_sources,
     probability_best,
     screen_keys,
@@ -142,14 +139,3 @@ def test_with_no_evidence_every_strategy_is_equally_likely():
     p = strategy_probabilities(np.zeros((1, 4)), np.zeros((1, 4)), np.zeros(4), np.zeros(4),
                                StrategyPrior(), rng, 20_000)
     assert p[0].tolist() == pytest.approx([0.25] * 4, abs=0.015)
-
-
-def test_decay_and_its_inverse_agree_and_exposure_weights_fall_with_position():
-    assert decay_factor(86_400.0, 86_400.0) == 0.5
-    values = np.array([[8.0, 4.0]])
-    assert decay_to(values, np.array([0.0]), 2 * 3600.0, 3600.0).tolist() == [[2.0, 1.0]]
-    w = exposure_weight(np.arange(1, 11), 0.7)
-    assert w[0] == 1.0 and (np.diff(w) < 0).all()
-    assert exposure_weight(np.arange(1, 11), 0.0).tolist() == [1.0] * 10
-    with pytest.raises(ValueError):
-        decay_factor(1.0, 0.0)

@@ -1,54 +1,21 @@
-"""/dashboard: closed without DASHBOARD_BASIC_AUTH (open in the local demo), basic auth
-checked; its data holds what the store holds: per-day rates by strategy, the strategy
-probabilities over time, the pipeline, active cells with their boxes and traffic, top ads."""
+"""webapp.dashboard: /dashboard loads its scripts from the app only, and its data holds what
+the store holds: per-day rates by strategy, the strategy probabilities over time, the
+pipeline, active cells with their boxes and traffic, top ads. (Who may see it:
+test_auth.py.)"""
 from __future__ import annotations
 
-import base64
 import time
 
 import pytest
 
 import geo
-from config import load_settings
 from pipeline.learning.ingest import roll_in
 from pipeline.learning.regenerate import run_regenerate
 from pipeline.learning.rollup import run_rollup
 from tests.conftest import ADMIN_TOKEN
-from tests.support.api import put_ad
-from tests.unit.webapp.conftest import RecordingCelery
-from webapp import create_app
+from tests.support.api import app_with, put_ad
 
 HERE = {"lat": "52.52", "lon": "13.405"}
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def app_with(fake_store, **settings):
-    app = create_app(load_settings({}, admin_token=ADMIN_TOKEN, **settings))
-    app.extensions["runtime"].__dict__.update(store=fake_store, celery=RecordingCelery())
-    return app
-
-
-@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/data"])
-def test_access_needs_the_owners_password_unless_local_demo(fake_store, path):
-    closed = app_with(fake_store).test_client()
-    answer = closed.get(path, headers=basic("owner", "pw"))
-    assert answer.status_code == 401
-    assert answer.get_json()["error"]["code"] == "dashboard_disabled"
-    guarded = app_with(fake_store, dashboard_basic_auth="owner:s3cret").test_client()
-    for headers in ({}, basic("owner", "wrong"), basic("other", "s3cret"),
-                    {"Authorization": f"Bearer {ADMIN_TOKEN}"}):
-        answer = guarded.get(path, headers=headers)
-        assert answer.status_code == 401, headers
-        assert answer.headers["WWW-Authenticate"].startswith("Basic")
-        assert "s3cret" not in answer.get_data(as_text=True)
-    assert guarded.get(path, headers=basic("owner", "s3cret")).status_code == 200
-    demo = app_with(fake_store, local_demo=True).test_client()
-    assert demo.get(path).status_code == 200
-    from_afar = demo.get(path, environ_base={"REMOTE_ADDR": "10.1.2.3"})
-    assert from_afar.status_code == 401                # the demo opens it to this machine only
 
 
 def test_the_page_loads_its_scripts_from_the_app_only(fake_store):

@@ -8,19 +8,14 @@ import pytest
 
 from config import load_settings
 from pipeline.learning.examination import stored_curve
-from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.ingest import Event
 from pipeline.learning.rollup import run_rollup
 from pipeline.reports.adstats import ad_report
 from pipeline.serving.feed import make_feed_id
 from tests.conftest import NOW
-from tests.support.builders import catalogue
+from tests.support.builders import send
 
 _ids = itertools.count()
-
-
-def send(store, settings, events, now):
-    catalogue(store, (e.ad_id for e in events))
-    roll_in(store, accept_batch(store, settings, events, now).batch_id)
 
 
 def shown(ad: str, position: int, feed: str, impressions: int, views: int) -> list[Event]:

@@ -12,8 +12,7 @@ from pipeline.learning.ingest import roll_in
 from pipeline.learning.rollup import run_rollup
 from pipeline.reports.dashboard_data import active_cells, dashboard_data, regions, titled
 from tests.conftest import ADMIN_TOKEN
-from tests.support.api import put_ad
-from tests.unit.webapp.test_dashboard import app_with
+from tests.support.api import app_with, put_ad
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

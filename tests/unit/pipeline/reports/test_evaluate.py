@@ -1,12 +1,10 @@
-"""`flask --app webapp evaluate`: the served log joined with the events on fakeredis, on
-simulated logs whose true values are known."""
+"""pipeline.reports.evaluate, through `flask --app webapp evaluate`: the served log joined with
+the events on fakeredis, on simulated logs whose true values are known. (The command's own
+options and table: tests/unit/webapp/test_cli.py.)"""
 from __future__ import annotations
 
 import functools
-import itertools
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -14,18 +12,25 @@ from flask import Flask
 
 from bandit import ips, logged_value, mean_estimate, snips
 from config import Settings
-from pipeline.learning.ingest import Event
 from pipeline.reports.evaluate import evaluate
-from pipeline.serving.feed import make_feed_id
-from store import Keys, Store
+from store import Store
 from tests.conftest import NOW
+from tests.support.served_log import (
+    SINCE,
+    UNTIL,
+    add_events,
+    add_served,
+    event,
+    feed_id,
+    run_json,
+    served,
+    small_log,
+)
 from webapp import create_app
 
-SINCE, UNTIL = NOW - 6 * 3600, NOW
 STRATEGY_NAMES = ("thompson", "popular", "newest", "nearest")
 CELLS = {"u33dc0": [0.55, 0.15, 0.15, 0.15], "u33dc1": [0.15, 0.15, 0.15, 0.55]}
 RATES = np.array([0.30, 0.45, 0.20, 0.35])    # feeds with an apply, whatever the cell
-EVENT_IDS = itertools.count()
 
 
 @pytest.fixture
@@ -34,50 +39,6 @@ def app(settings: Settings, fake_store: Store) -> Flask:
     app.extensions["runtime"].__dict__["store"] = fake_store
     app.extensions["runtime"].now = lambda: NOW
     return app
-
-
-def run(app: Flask, *args: str):
-    return app.test_cli_runner().invoke(args=["evaluate", *args])
-
-
-def run_json(app: Flask, *args: str) -> dict:
-    result = run(app, *args, "--format", "json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def add_served(store: Store, feeds: list[dict[str, str]]) -> None:
-    """Served-log entries, each at the time its feed was served."""
-    with store.r.pipeline(transaction=False) as p:
-        for i, fields in enumerate(sorted(feeds, key=lambda f: float(f["ts"]))):
-            p.xadd(Keys.served, fields, id=f"{int(float(fields['ts']) * 1000)}-{i}")
-        p.execute()
-
-
-def add_events(store: Store, events: list[tuple[float, bytes]]) -> None:
-    """Events-stream entries, each reaching the stream at its time."""
-    with store.r.pipeline(transaction=False) as p:
-        for j, (reached, payload) in enumerate(sorted(events, key=lambda e: e[0])):
-            p.xadd(Keys.events, {"e": payload}, id=f"{int(reached * 1000)}-{j}")
-        p.execute()
-
-
-def served(feed_id: str, ts: float, strategy: str, propensity: float,
-           cell: str = "u33dc0") -> dict[str, str]:
-    ts, propensity = float(ts), float(propensity)
-    return {"feed_id": feed_id, "ts": repr(ts), "cell": cell, "strategy": strategy,
-            "propensity": repr(propensity), "variant": "0", "generated_at": repr(ts - 30),
-            "cache": "hit", "user_id": "", "ads": "ad1 ad2 ad3"}
-
-
-def event(feed_id: str | None, at: float, type_: str = "apply") -> tuple[float, bytes]:
-    """An accepted event as it reaches the stream at ``at``."""
-    at = float(at)
-    return at, Event(f"e{next(EVENT_IDS)}", "ad1", type_, at - 1, "u1", feed_id, 1).encode(at)
-
-
-def feed_id(ts: float, strategy: str, rng: np.random.Generator, cell: str = "u33dc0") -> str:
-    return make_feed_id(ts, cell, strategy, rng, b"test secret")
 
 
 @dataclass(frozen=True)
@@ -149,28 +110,6 @@ def test_the_report_is_the_estimators_on_the_joined_log(app, fake_store):
     assert report["policy"]["value"] == pytest.approx(policy.value)
 
 
-def small_log(store: Store, rng: np.random.Generator) -> dict[str, str]:
-    """Three feeds in range (a thompson with one apply, two popular: one apply, none) and
-    one served before the range; applies that must not count around them."""
-    ids = {"a": feed_id(SINCE + 100, "thompson", rng), "b": feed_id(SINCE + 200, "popular", rng),
-           "d": feed_id(SINCE + 300, "popular", rng), "old": feed_id(SINCE - 100, "thompson", rng)}
-    add_served(store, [served(ids["a"], SINCE + 100, "thompson", 0.5),
-                       served(ids["b"], SINCE + 200, "popular", 0.25),
-                       served(ids["d"], SINCE + 300, "popular", 0.25),
-                       served(ids["old"], SINCE - 100, "thompson", 0.5)])
-    add_events(store, [
-        event(ids["a"], SINCE + 160),                   # counts
-        event(ids["a"], SINCE + 100 + 601),             # after the 600 s window
-        event(ids["a"], SINCE + 170, "view"),           # not an apply
-        event(ids["b"], SINCE + 200 + 600),             # counts: the window's last moment
-        event(ids["old"], SINCE + 10),                  # its feed was served before the range
-        event(feed_id(SINCE + 150, "thompson", rng), SINCE + 180),  # a feed never served
-        event(None, SINCE + 190),                       # no feed
-        (SINCE + 195, b'{"type": "apply", "feed": '),   # unreadable
-    ])
-    return ids
-
-
 def test_applies_outside_the_window_or_naming_unknown_feeds_are_ignored(app, fake_store, rng):
     small_log(fake_store, rng)
     report = run_json(app, "--since", repr(SINCE), "--until", repr(SINCE + 3600),
@@ -194,37 +133,6 @@ def test_a_longer_window_credits_the_late_apply(app, fake_store, rng):
     assert report["strategies"]["thompson"]["logged"]["value"] == 1.0
 
 
-def test_the_table_shows_each_strategy_and_the_totals(app, fake_store, rng):
-    small_log(fake_store, rng)
-    result = run(app, "--since", repr(SINCE), "--until", repr(SINCE + 3600),
-                 "--attribution-s", "600")
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0] == ("served from 2027-01-15T02:00:00Z to 2027-01-15T03:00:00Z; "
-                        "applies credited within 600 s of serving")
-    assert lines[1].split() == ["strategy", "feeds", "logged", "value", "[95", "%", "CI]",
-                                "IPS", "[95", "%", "CI]", "SNIPS", "[95", "%", "CI]"]
-    assert lines[2].split()[:2] == ["thompson", "1"]
-    assert lines[3].split()[:4] == ["popular", "2", "0.5000", "[-0.4800,"]
-    assert lines[-2] == "feeds used: 3 (applies credited: 2, log entries skipped: 0)"
-    assert lines[-1].startswith("logging policy: 0.6667 [")
-    assert len(lines) == 6
-
-
-def test_iso_times_and_the_defaults(app, fake_store, settings, rng):
-    ids = [feed_id(NOW - 2 * 86_400, "newest", rng), feed_id(NOW - 3600, "nearest", rng)]
-    add_served(fake_store, [served(ids[0], NOW - 2 * 86_400, "newest", 0.2),
-                            served(ids[1], NOW - 3600, "nearest", 0.2)])
-    report = run_json(app)
-    assert (report["since"], report["until"]) == (NOW - 86_400, NOW)
-    assert report["attribution_s"] == settings.event_max_age_s
-    assert report["feeds"] == 1 and list(report["strategies"]) == ["nearest"]
-    iso = datetime.fromtimestamp(NOW - 3 * 86_400, tz=UTC).isoformat()
-    report = run_json(app, "--since", iso, "--until", "2027-01-15T10:00:00+02:00")
-    assert (report["since"], report["until"]) == (NOW - 3 * 86_400, NOW)
-    assert report["feeds"] == 2 and list(report["strategies"]) == ["newest", "nearest"]
-
-
 def test_unusable_served_entries_are_skipped_and_counted(app, fake_store, rng):
     good = feed_id(SINCE + 10, "thompson", rng)
     add_served(fake_store, [
@@ -239,28 +147,6 @@ def test_unusable_served_entries_are_skipped_and_counted(app, fake_store, rng):
     report = run_json(app, "--since", repr(SINCE), "--until", repr(UNTIL))
     assert (report["feeds"], report["skipped"], report["applies"]) == (1, 5, 1)
     assert list(report["strategies"]) == ["thompson"]
-
-
-def test_an_empty_range_exits_1_with_a_message(app, fake_store, rng):
-    small_log(fake_store, rng)
-    result = run(app, "--since", repr(UNTIL), "--until", repr(UNTIL + 3600))
-    assert result.exit_code == 1
-    assert "no served feeds from 2027-01-15T08:00:00Z to 2027-01-15T09:00:00Z" in result.stderr
-    assert result.stdout == ""
-
-
-@pytest.mark.parametrize("args, option", [
-    (["--since", "yesterday"], "--since"),
-    (["--since", "2027-01-15T00:00:00"], "--since"),           # ISO without a zone
-    (["--until", "nan"], "--until"),
-    (["--since", repr(NOW), "--until", repr(NOW - 60)], "--since"),
-    (["--attribution-s", "-1"], "--attribution-s"),
-    (["--format", "xml"], "--format"),
-])
-def test_bad_options_are_usage_errors(app, args, option):
-    result = run(app, *args)
-    assert result.exit_code == 2, result.output
-    assert "Usage:" in result.stderr and option in result.stderr
 
 
 def test_chunk_boundaries_do_not_change_the_report(fake_store, monkeypatch):

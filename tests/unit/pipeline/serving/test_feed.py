@@ -1,12 +1,109 @@
-"""The log of served feeds: what was served reaches Redis, once, even across Redis
-outages (up to a bound)."""
+"""pipeline.serving.feed on a fakeredis store: a feed holds only live ads within the radius,
+never one its user applied to or hid, in the order of the strategy drawn; and the log of
+served feeds: what was served reaches Redis, once, even across Redis outages (up to a
+bound)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 import redis
 
-from pipeline.serving.feed import ServingLog
-from store import Keys
+import geo
+from config import Settings, load_settings
+from pipeline.catalogue import upsert_ads
+from pipeline.learning.rollup import run_rollup
+from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
+from store import Keys, UserMemory
+from tests.conftest import NOW
+from tests.support.builders import PARIS, ads_around, events_of, send, serve_many
 
+
+@pytest.fixture
+def settings() -> Settings:
+    """Feeds long enough to hold every candidate of these small catalogues."""
+    return load_settings({}, feed_length=400)
+
+
+def test_every_served_ad_is_live_and_within_the_radius(serve, fake_store, settings, paris, rng):
+    box = geo.decode_box(geo.encode(*PARIS, settings.geohash_precision))
+    for lat, lon in [(box.lat_min, box.lon_min), (box.lat_max, box.lon_max), PARIS]:
+        for radius_km in (5.0, 2.5, 0.5):
+            body = serve(FeedRequest(lat, lon, 100, radius_km), NOW)
+            for ad in body["ads"]:
+                rec = paris[ad["ad_id"]]
+                assert geo.haversine_km(lat, lon, rec.lat, rec.lon) <= radius_km
+            within = sum(geo.haversine_km(lat, lon, r.lat, r.lon) <= radius_km
+                         for r in paris.values())
+            assert len(body["ads"]) == min(100, within)
+            assert [a["position"] for a in body["ads"]] == list(range(1, len(body["ads"]) + 1))
+
+
+def test_an_ad_expiring_after_generation_is_not_served_from_the_stale_feed(serve,
+        fake_store, settings, rng):
+    ads = ads_around(*PARIS, 5, 1.0, rng, expires_at=NOW + 60)
+    upsert_ads(fake_store, settings, ads)
+    req = FeedRequest(*PARIS, 20, 5.0)
+    assert len(serve(req, NOW)["ads"]) == 5
+    later = serve(req, NOW + 61)
+    assert later["cache"] == "hit" and later["ads"] == []
+
+
+def test_an_ad_a_user_applied_to_is_left_out_of_their_feed(serve, fake_store, settings, paris, rng):
+    req = FeedRequest(*PARIS, 100, 5.0, user_id="u1")
+    shown = [a["ad_id"] for a in serve(req, NOW)["ads"]]
+    fake_store.exclude_for_users({"u1": {shown[0]}}, NOW, UserMemory(60))
+    again = [a["ad_id"] for a in serve(req, NOW)["ads"]]
+    assert shown[0] not in again and len(again) >= len(shown) - 1
+
+
+@pytest.mark.parametrize("strategy", ["nearest", "newest"])
+def test_nearest_orders_by_distance_from_the_user_and_newest_by_age(fake_store, rng, strategy):
+    settings = load_settings({}, feed_strategies=(strategy,), feed_length=400)
+    ads = ads_around(*PARIS, 40, 4.0, rng)
+    ads = [replace(a, created_at=NOW - 1000 * i) for i, a in enumerate(ads)]
+    upsert_ads(fake_store, settings, ads)
+    created = {a.ad_id: a.created_at for a in ads}
+    user = geo.destination_point(*PARIS, 30.0, 0.4)           # not the cell's centre
+    for body in serve_many(fake_store, settings, 5, rng, (float(user[0]), float(user[1]))):
+        assert body["strategy"] == strategy and body["propensity"] == 1.0
+        shown = body["ads"]
+        if strategy == "nearest":
+            assert [a["distance_km"] for a in shown] == sorted(a["distance_km"] for a in shown)
+        else:
+            ages = [created[a["ad_id"]] for a in shown]
+            assert ages == sorted(ages, reverse=True)
+
+
+@pytest.mark.parametrize("strategy", ["popular", "newest", "nearest"])
+def test_a_screened_strategy_shows_thompsons_screens_in_its_own_order(fake_store, rng,
+                                                                       strategy):
+    """Whatever the strategy, each screen of 10 holds exactly the ads the Thompson variant
+    puts there (after the distance filter): only their order within the screen changes."""
+    settings = load_settings({}, feed_strategies=("thompson", strategy), feed_variants=1,
+                             strategy_floor=0.0)
+    ads = [replace(a, created_at=NOW - 60 * i) for i, a in enumerate(ads_around(*PARIS, 200, 3.0,
+                                                                                 rng))]
+    upsert_ads(fake_store, settings, ads)
+    events = []
+    for i, ad in enumerate(ads):                  # posterior means that differ
+        events += events_of(ad.ad_id, NOW, impressions=20, views=i % 7, applies=i % 3)
+    send(fake_store, settings, events, NOW)
+    run_rollup(fake_store, settings, NOW)
+    user = geo.destination_point(*PARIS, 45.0, 0.3)
+    point = (float(user[0]), float(user[1]))
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    shown = {}
+    while len(shown) < 2:
+        body = serve_feed(fake_store, settings, FeedRequest(*point, 30, 5.0), NOW, rng, None,
+                          log).as_dict()
+        shown.setdefault(body["strategy"], [a["ad_id"] for a in body["ads"]])
+    for start in (0, 10, 20):
+        assert set(shown[strategy][start:start + 10]) == set(shown["thompson"][start:start + 10])
+    assert shown[strategy] != shown["thompson"]
+
+
+# ---- the log of served feeds ----------------------------------------------------------
 
 def test_the_serving_log_writes_feeds_and_cells_in_one_flush(fake_store):
     log = ServingLog(fake_store, 1000, flush_s=None)

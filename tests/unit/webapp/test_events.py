@@ -9,7 +9,11 @@ import orjson
 import pytest
 
 from store import Keys
+from tests.support import bad_input
 from tests.support.api import error_of, put_ad
+from tests.support.bad_input import EVENT
+
+unchanged = bad_input.unchanged   # the fixture: the refused request wrote nothing
 
 
 @pytest.fixture(autouse=True)
@@ -220,6 +224,12 @@ def test_exactly_max_events_per_post_is_accepted(client, settings, fake_store, s
     status, body = post(client, *events)
     assert status == 202 and body["accepted"] == settings.max_events_per_post
     assert fake_store.inbox_size() == 1 and len(sent) == 1
+
+
+def test_more_than_max_events_per_post_is_a_413_too_many_events(client, settings, unchanged):
+    events = [{**EVENT, "event_id": f"e-{i}"} for i in range(settings.max_events_per_post + 1)]
+    err = error_of(client.post("/v1/events", json={"events": events}), 413, "events")
+    assert err["code"] == "too_many_events"
 
 
 def test_a_charset_parameter_on_the_content_type_is_fine(client):

@@ -1,0 +1,245 @@
+"""pipeline.learning.regenerate on a fakeredis store: what a cell feed holds, which cells
+are rebuilt and when a build is thrown away, the category prior a new ad starts from, and the
+strategy probabilities learnt from the feeds people apply from."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import geo
+from config import Settings, load_settings
+from devtools.demo import demo_ads
+from pipeline.catalogue import AdRecord, delete_ad, upsert_ads
+from pipeline.learning.ingest import Event
+from pipeline.learning.regenerate import build_one_cell, run_regenerate
+from pipeline.learning.rollup import run_rollup
+from pipeline.reports.adstats import ad_report
+from pipeline.serving.cellfeed import CellFeed
+from store import GLOBAL_CELL, Keys
+from tests.conftest import NOW
+from tests.support.builders import PARIS, ads_around, events_of, send, serve_many
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Feeds long enough to hold every candidate of these small catalogues."""
+    return load_settings({}, feed_length=400)
+
+
+def test_a_cell_feed_holds_every_ad_within_reach_of_any_point_in_the_cell(
+        fake_store, settings, paris, rng):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
+    reach = settings.feed_radius_km + geo.cell_half_diagonal_km(cell)
+    c_lat, c_lon = geo.decode(cell)
+    expected = {a for a, r in paris.items()
+                if geo.haversine_km(c_lat, c_lon, r.lat, r.lon) <= reach}
+    assert set(feed.ad_ids.all()) == expected      # fewer ads than FEED_LENGTH: all of them
+    assert feed.strategies == settings.feed_strategies
+    assert list(feed.orders) == ["thompson"]        # the screened strategies serve from it
+    assert feed.orders["thompson"].shape == (settings.feed_variants, len(expected))
+    assert set(feed.keys) == {"popular", "newest"}
+    assert all(key.shape == (len(expected),) for key in feed.keys.values())
+
+
+def test_regeneration_rebuilds_active_cells_and_forgets_idle_ones(fake_store, settings, paris, rng):
+    active = geo.encode(*PARIS, settings.geohash_precision)
+    idle = geo.encode(48.80, 2.30, settings.geohash_precision)
+    fake_store.mark_active({active: NOW, idle: NOW - settings.active_cell_ttl_s - 1})
+    report = run_regenerate(fake_store, settings, NOW, rng)
+    assert report["cells"] == 1 and report["written"] == 1 and report["ads"] == 300
+    assert fake_store.r.exists(Keys.feed(active)) and not fake_store.r.exists(Keys.feed(idle))
+    assert fake_store.job_status("regenerate")["written"] == "1"
+
+
+def test_a_catalogue_change_during_regeneration_is_never_written_over(
+        fake_store, settings, paris, rng, monkeypatch):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    fake_store.mark_active({cell: NOW})
+    victim = next(iter(paris))
+    import pipeline.learning.regenerate as regen
+    real_build = regen.build_feeds
+    calls = []
+
+    def build_then_delete(*args, **kwargs):
+        feeds = real_build(*args, **kwargs)
+        if not calls:                       # the ad goes while the first build is under way
+            delete_ad(fake_store, settings, victim)
+        calls.append(1)
+        return feeds
+
+    monkeypatch.setattr(regen, "build_feeds", build_then_delete)
+    report = run_regenerate(fake_store, settings, NOW, rng)
+    assert len(calls) == 2 and report["written"] == 1
+    feed = CellFeed.unpack(fake_store.r.get(Keys.feed(cell)))
+    assert victim not in feed.ad_ids.all()
+
+
+def test_thompson_variants_differ_but_share_the_cells_ads(fake_store, settings, paris, rng):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
+    orders = {tuple(v[:10]) for v in feed.orders["thompson"]}
+    assert len(orders) > 1
+    assert feed.orders["thompson"].max() < len(feed)
+
+
+@pytest.mark.parametrize("strategies, kept, bound", [
+    (("thompson",), {"thompson"}, 3 * 10),
+    (("thompson", "popular", "newest", "nearest"), {"thompson"}, 3 * 10),
+    (("random", "egreedy"), {"random", "egreedy"}, 3 * 10 + 3 * 10),
+])
+def test_a_cell_feed_is_bounded_by_its_orders(fake_store, rng, strategies, kept, bound):
+    settings = load_settings({}, feed_length=10, feed_variants=3, feed_strategies=strategies)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 400, 3.0, rng))
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    feed = CellFeed.unpack(build_one_cell(fake_store, cell, settings, NOW, rng))
+    assert set(feed.orders) == kept
+    for order in feed.orders.values():
+        assert order.shape == (3, 10)
+        assert all(len(set(row)) == 10 for row in order)       # no ad twice in one order
+    assert len(feed) <= bound
+    listed = np.unique(np.concatenate([o.ravel() for o in feed.orders.values()]))
+    assert len(listed) == len(feed)                             # every packed ad is listed
+
+
+def test_a_feeds_propensity_carries_no_last_bit_noise(fake_store, settings, paris, rng):
+    """The strategy probabilities are stored to 12 decimals, so a feed's propensity reads
+    0.24632, not 0.24631999999999998, and is exactly the value serving drew with."""
+    from pipeline.learning.regenerate import cell_probabilities
+    cells = [geo.encode(*PARIS, settings.geohash_precision)]
+    for seed in range(20):
+        probabilities = cell_probabilities(fake_store, settings, cells, NOW,
+                                           np.random.default_rng(seed))
+        assert (np.round(probabilities, 12) == probabilities).all()
+        assert all(len(repr(float(p))) <= 16 for p in probabilities.ravel())
+
+
+def in_category(ads: list, category: str) -> list:
+    return [replace(a, category=category) for a in ads]
+
+
+def test_a_new_ad_starts_from_the_rate_of_its_category(fake_store, rng):
+    """100 care ads at 8 % and 100 logistics ads at 1 % (applies per impression, 200
+    impressions each, written as the rollup would): a new ad of each starts near its
+    category's rate, one of a category never seen near the rate of all ads; each with the
+    prior strength the regeneration learnt. (A weak configured prior, PRIOR_STRENGTH 5, so
+    that this much evidence outweighs it.)"""
+    settings = load_settings({}, reward_model="direct", prior_strength=5.0)
+    upsert_ads(fake_store, settings,
+               in_category(ads_around(*PARIS, 100, 1.0, rng, prefix="care-"), "care")
+               + in_category(ads_around(*PARIS, 100, 1.0, rng, prefix="log-"), "logistics"))
+    fake_store.r.hset(Keys.decayed, mapping={
+        **{f"care-{i}": f"{NOW!r} 200 0 0 16" for i in range(100)},
+        **{f"log-{i}": f"{NOW!r} 200 0 0 2" for i in range(100)}})
+    fake_store.mark_active({geo.encode(*PARIS, settings.geohash_precision): NOW})
+    run_regenerate(fake_store, settings, NOW, rng)             # learns the category priors
+    new = ads_around(*PARIS, 1, 1.0, rng, prefix="new-")[0]
+    upsert_ads(fake_store, settings, [replace(new, ad_id=f"new-{c}", category=c)
+                                      for c in ("care", "logistics", "unheard-of")])
+    care, logistics, unknown = (ad_report(fake_store, settings, f"new-{c}", NOW)["posterior"]
+                                for c in ("care", "logistics", "unheard-of"))
+    assert care["mean"] == pytest.approx(0.08, abs=0.01)
+    assert logistics["mean"] == pytest.approx(0.01, abs=0.005)
+    assert unknown["mean"] == pytest.approx(0.045, abs=0.01)   # every category together
+    stage = care["stages"][0]
+    assert stage["alpha"] + stage["beta"] == pytest.approx(stage["prior_strength"])
+    assert stage["prior_strength"] != settings.prior_strength   # learnt, not the setting
+    for report in (care, logistics, unknown):   # no last-bit noise (0.19999999999999998)
+        numbers = [report["mean"]] + [v for st in report["stages"] for v in st.values()
+                                      if isinstance(v, float)]
+        assert all(len(repr(v).replace("0.", "", 1).lstrip("0")) <= 13 for v in numbers), \
+            numbers
+
+
+def test_one_ads_applies_do_not_lift_its_whole_category(fake_store, rng):
+    """The demo's case: the 3,000 demo ads, a few feeds' worth of impressions and views in
+    Berlin, and one Berlin office ad with 24 applies. An office ad in Tokyo that nobody has
+    seen keeps its prior mean within 20 % of what it was, and neither Berlin's Thompson nor
+    its popular top 10 fills up with office ads."""
+    settings = load_settings({}, feed_strategies="thompson,popular", feed_length=100)
+    lines = list(demo_ads(3000, NOW))
+    upsert_ads(fake_store, settings, [AdRecord(a["ad_id"], a["lat"], a["lon"], a["title"],
+                                               a["company"], a["category"], "", a["created_at"],
+                                               a.get("expires_at")) for a in lines])
+    category = {a["ad_id"]: a["category"] for a in lines}
+    berlin = [a["ad_id"] for a in lines if a["ad_id"].startswith("berlin")]
+    tokyo_office = next(a for a in category if a.startswith("tokyo") and category[a] == "office")
+    star = next(a for a in berlin if category[a] == "office")
+    cell = geo.encode(52.52, 13.405, settings.geohash_precision)
+    fake_store.mark_active({cell: NOW})
+    run_regenerate(fake_store, settings, NOW, rng)
+    before = ad_report(fake_store, settings, tokyo_office, NOW)["posterior"]["mean"]
+    events = []
+    for ad in berlin[:200]:                                   # 20 feeds of 10, seen
+        events += events_of(ad, NOW, impressions=1, views=int(rng.random() < 0.1))
+    events += events_of(star, NOW, impressions=30, views=24, applies=24)
+    send(fake_store, settings, events, NOW)
+    run_rollup(fake_store, settings, NOW)
+    run_regenerate(fake_store, settings, NOW, rng)
+    after = ad_report(fake_store, settings, tokyo_office, NOW)["posterior"]["mean"]
+    assert abs(after - before) <= 0.2 * before
+    feed = CellFeed.unpack(fake_store.feed_value(cell))
+    ids = feed.ad_ids.all()
+    for row in feed.orders["thompson"]:     # popular's first screen is the same ads, reordered
+        assert sum(category[ids[i]] == "office" for i in row[:10]) <= 5
+
+
+def test_the_strategy_bandit_learns_which_strategy_people_apply_from(fake_store, paris_settings,
+                                                                    rng):
+    settings = paris_settings.model_copy(update={"strategy_cell_min_feeds": 50.0})
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    first = serve_many(fake_store, settings, 400, rng)
+    by_strategy = {s: [f for f in first if f["strategy"] == s] for s in settings.feed_strategies}
+    assert all(len(v) > 60 for v in by_strategy.values())          # uniform before evidence
+    assert all(f["propensity"] == pytest.approx(0.25, abs=0.05) for f in first)
+    # every feed ordered by "newest" leads to an apply; the others to none
+    applies = [Event(f"apply-{f['feed_id']}", f["ads"][0]["ad_id"], "apply", NOW,
+                     feed_id=f["feed_id"], position=1) for f in by_strategy["newest"]]
+    send(fake_store, settings, applies, NOW)
+    report = run_rollup(fake_store, settings, NOW)
+    assert report["served_feeds"] == 400 and report["counted"] == len(applies)
+    stats = fake_store.strategy_stats([cell, GLOBAL_CELL], 12)
+    served = stats.values[:, :6]
+    assert served[0].tolist() == served[1].tolist() == pytest.approx(
+        [len(by_strategy.get(s, [])) for s in ("thompson", "popular", "newest", "nearest",
+                                                "random", "egreedy")])
+    assert stats.values[0, 6 + 2] == pytest.approx(len(applies))
+    fake_store.mark_active({cell: NOW})
+    run_regenerate(fake_store, settings, NOW, rng)
+    feed = CellFeed.unpack(fake_store.r.get(Keys.feed(cell)))
+    probs = dict(zip(feed.strategies, feed.probabilities.tolist(), strict=True))
+    floor = settings.strategy_floor
+    assert probs == pytest.approx({"thompson": floor, "popular": floor, "newest": 1 - 3 * floor,
+                                   "nearest": floor}, abs=0.01)
+    second = serve_many(fake_store, settings, 2000, rng)
+    share = sum(f["strategy"] == "newest" for f in second) / len(second)
+    assert share == pytest.approx(1 - 3 * floor, abs=0.03)
+    assert all(sum(f["strategy"] == s for f in second) > 0 for s in probs)   # all still tried
+    assert {(f["strategy"], f["propensity"]) for f in second} == set(probs.items())
+
+
+def test_a_cell_with_little_data_uses_the_global_posteriors_not_its_own(fake_store,
+                                                                        paris_settings, rng):
+    """The busy cell's feeds credit popular; the quiet cell's few feeds (below
+    STRATEGY_CELL_MIN_FEEDS) credit newest. The quiet cell follows the global answer."""
+    settings = paris_settings.model_copy(update={"strategy_cell_min_feeds": 100.0})
+    busy = geo.encode(*PARIS, settings.geohash_precision)
+    point = geo.destination_point(*PARIS, 90.0, 2.0)
+    quiet_point = (float(point[0]), float(point[1]))
+    quiet = geo.encode(*quiet_point, settings.geohash_precision)
+    feeds = serve_many(fake_store, settings, 300, rng)
+    few = serve_many(fake_store, settings, 90, rng, quiet_point)
+    applies = [Event(f"a-{f['feed_id']}", f["ads"][0]["ad_id"], "apply", NOW,
+                     feed_id=f["feed_id"]) for f in feeds if f["strategy"] == "popular"]
+    applies += [Event(f"a-{f['feed_id']}", f["ads"][0]["ad_id"], "apply", NOW,
+                      feed_id=f["feed_id"]) for f in few if f["strategy"] == "newest"]
+    send(fake_store, settings, applies, NOW)
+    run_rollup(fake_store, settings, NOW)
+    probs = {c: CellFeed.unpack(build_one_cell(fake_store, c, settings, NOW, rng)).probabilities
+             for c in (busy, quiet)}
+    assert probs[busy][1] > 0.8 and probs[quiet][1] > 0.8      # popular, for both
+    own = paris_settings.model_copy(update={"strategy_cell_min_feeds": 10.0})
+    alone = CellFeed.unpack(build_one_cell(fake_store, quiet, own, NOW, rng)).probabilities
+    assert alone[2] > 0.8                                      # on its own data: newest

@@ -1,0 +1,52 @@
+"""webapp.admin: a served feed's provenance by its feed_id, behind the admin token; a bad
+feed_id is a 4xx naming it that writes nothing."""
+from __future__ import annotations
+
+import pytest
+
+from tests.support import bad_input, feeds
+from tests.support.api import error_of
+from tests.support.feeds import get_feed, ids_of
+
+catalogue = feeds.catalogue       # the fixture: the ads around HERE
+unchanged = bad_input.unchanged   # the fixture: the refused request wrote nothing
+
+
+def test_a_feed_id_resolves_to_the_feed_that_was_served(client, admin, catalogue):
+    feed = get_feed(client, limit=4)
+    response = client.get(f"/v1/feeds/{feed['feed_id']}", headers=admin)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    served = response.get_json()
+    assert served["feed_id"] == feed["feed_id"]
+    assert served["ads"] == ids_of(feed)
+    assert served["cell"] == feed["cell"]
+    assert served["strategy"] == feed["strategy"]
+    assert float(served["propensity"]) == feed["propensity"]
+
+
+def test_a_feed_id_needs_the_admin_token(client, catalogue):
+    feed = get_feed(client)
+    error_of(client.get(f"/v1/feeds/{feed['feed_id']}"), 401)
+
+
+@pytest.mark.parametrize("feed_id, status", [
+    pytest.param("a%20b", 400, id="space"),
+    pytest.param("%7B1-0%7D", 400, id="braces"),
+    pytest.param("1" * 65, 400, id="65-chars"),
+    pytest.param("abc", 404, id="not-a-stream-id"),
+    pytest.param("1-0-0", 404, id="three-parts"),
+    pytest.param("-1-0", 404, id="negative"),
+])
+def test_a_bad_feed_id_is_a_4xx_naming_feed_id(client, admin, unchanged, feed_id, status):
+    error_of(client.get(f"/v1/feeds/{feed_id}", headers=admin), status, "feed_id")
+
+
+@pytest.mark.parametrize("feed_id", [
+    pytest.param("99999999999999999999999-0", id="ms-over-64-bits"),
+    pytest.param("1-99999999999999999999", id="seq-over-64-bits"),
+    pytest.param("18446744073709551616-0", id="ms-2-to-the-64"),
+])
+def test_a_stream_id_past_64_bits_is_a_404_not_a_500(client, admin, unchanged, feed_id):
+    """Digits-dash-digits passes ``_is_stream_id`` but Redis cannot parse it as a stream id:
+    no such feed can have been served."""
+    error_of(client.get(f"/v1/feeds/{feed_id}", headers=admin), 404, "feed_id")
