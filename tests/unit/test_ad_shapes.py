@@ -2,7 +2,7 @@
 (the import line's ``AdLine`` adds its id; the answer ``webapp.apidoc.Ad`` is derived from it),
 in the pipeline ``pipeline.catalogue.AdRecord``, in the store ``store.AdRow``; and it changes
 shape in one place, ``AdRecord``. The round trips here show no conversion loses anything;
-tests/unit/webapp/test_catalogue_api.py shows the API answers what they give."""
+tests/unit/webapp/test_ads.py shows the API answers what they give."""
 from __future__ import annotations
 
 import ast

@@ -1,12 +1,15 @@
 """pipeline.catalogue on a fakeredis store: a change to an ad voids every cell feed that
-could list it."""
+could list it, and a reindex never brings back an ad deleted while it runs. (Through the
+API: tests/unit/webapp/test_ads.py; `flask ads reindex`: tests/unit/webapp/test_cli.py.)"""
 from __future__ import annotations
+
+import time
 
 import pytest
 
 import geo
 from config import Settings, load_settings
-from pipeline.catalogue import cells_listing, delete_ad
+from pipeline.catalogue import AdRecord, cells_listing, delete_ad, reindex, upsert_ads
 from pipeline.serving.feed import FeedRequest
 from tests.conftest import NOW
 from tests.support.builders import PARIS, ads_around
@@ -38,3 +41,24 @@ def test_the_cells_voided_by_a_change_include_every_cell_that_lists_the_ad(setti
     nearby = geo.cells_covering(ad.lat, ad.lon, 7.0, settings.geohash_precision)
     listing = {c for c in nearby if geo.haversine_km(*geo.decode(c), ad.lat, ad.lon) <= reach(c)}
     assert listing <= voided
+
+
+def test_reindex_never_brings_back_an_ad_deleted_while_it_runs(fake_store, settings,
+                                                               monkeypatch):
+    upsert_ads(fake_store, settings, [AdRecord("a1", 52.52, 13.405, "t", "c", "care", "", 0.0,
+                                               None)])
+    real = fake_store.rebuild_indexes
+    raced = []
+
+    def delete_during(ad_ids, rows_of, evidence_at):
+        def racing_rows_of(records):
+            if not raced:                         # the ad goes between the read and the write
+                raced.append(1)
+                delete_ad(fake_store, settings, "a1")
+            return rows_of(records)
+        return real(ad_ids, racing_rows_of, evidence_at)
+
+    monkeypatch.setattr(fake_store, "rebuild_indexes", delete_during)
+    assert reindex(fake_store, settings, time.time()) == (0, 1)
+    assert fake_store.get_ad("a1") is None
+    assert fake_store.live_ad_ids() == [] and fake_store.ad_summaries().ids == []

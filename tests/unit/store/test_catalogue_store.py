@@ -1,0 +1,92 @@
+"""store.catalogue_store: writing, deleting and expiring ads, the feeds a change voids, the
+proximity search and the packed summaries regeneration reads.
+(All on fakeredis; tests/integration/test_store_on_redis.py runs them on a real server.)"""
+from __future__ import annotations
+
+import pytest
+
+from store import NO_EXPIRY, AdRow, Keys, Store, catalogue_store
+from tests.conftest import NOW
+from tests.support.stored_ads import put
+
+
+def test_delete_voids_the_listed_feeds_and_bumps_the_epoch(fake_store: Store):
+    put(fake_store, "a1", 52.5, 13.4)
+    fake_store.write_feeds("0", {"u33dc0": b"v"}, 60)
+    assert fake_store.delete_ad("a1", lambda old: ["u33dc0"])
+    assert fake_store.r.get(Keys.feed("u33dc0")) is None
+    assert fake_store.catalog_epoch() == "1"
+    assert fake_store.get_ad("a1") is None
+    assert not fake_store.delete_ad("a1", lambda old: [])
+
+
+def test_nearby_skips_expired_ads_and_returns_exact_coordinates(fake_store: Store):
+    put(fake_store, "near", 52.5, 13.4)
+    put(fake_store, "expired", 52.5001, 13.4001, expires_at=NOW - 1)
+    put(fake_store, "far", 52.6, 13.4)
+    found = fake_store.nearby(52.5, 13.4, 1.0, 10, NOW)
+    assert found == [("near", 52.5, 13.4)]
+
+
+def test_nearby_widens_its_search_past_expired_ads(fake_store: Store):
+    for i in range(5):
+        put(fake_store, f"x{i}", 52.5 + i * 1e-5, 13.4, expires_at=NOW - 1)
+    put(fake_store, "live", 52.5002, 13.4)
+    assert [a for a, _, _ in fake_store.nearby(52.5, 13.4, 1.0, 1, NOW)] == ["live"]
+
+
+def test_drop_expired_takes_ads_out_of_the_index_but_keeps_the_record(fake_store: Store):
+    put(fake_store, "old", 52.5, 13.4, expires_at=NOW - 1)
+    put(fake_store, "new", 52.5, 13.4)
+    assert fake_store.drop_expired(NOW) == ["old"]
+    assert fake_store.live_ad_ids() == ["new"]
+    assert fake_store.get_ad("old") is not None
+    assert fake_store.r.zscore(Keys.ads_expiry, "new") == NO_EXPIRY
+
+
+def test_ad_summaries_round_trip_location_expiry_and_card(fake_store: Store):
+    put(fake_store, "a", 52.5, 13.4, expires_at=NOW + 5)
+    fake_store.put_ads([AdRow("b", {"title": "Bäcker"}, -33.9, 151.2, None, NOW - 1, 2**64 - 1,
+                              "Bäcker".encode())], lambda old: [])
+    found = fake_store.ad_summaries()
+    by_id = {i.decode(): n for n, i in enumerate(found.ids)}
+    a, b = found.rows[by_id["a"]], found.rows[by_id["b"]]
+    assert (a["lat"], a["lon"], a["exp"], a["created"], a["cat"]) == (52.5, 13.4, NOW + 5,
+                                                                      NOW - 60, 7)
+    assert (b["lat"], b["lon"], b["exp"], b["cat"]) == (-33.9, 151.2, NO_EXPIRY, 2**64 - 1)
+    cards = [bytes(found.buffer[s:s + n])
+             for s, n in zip(found.card_starts, found.card_lengths, strict=True)]
+    assert cards[by_id["a"]] == b"card:a" and cards[by_id["b"]].decode() == "Bäcker"
+    assert [i.decode() for i in fake_store.ad_summaries(["b", "missing"]).ids] == ["b"]
+
+
+def test_a_change_racing_a_write_makes_it_read_the_old_location_again(fake_store: Store):
+    put(fake_store, "ad1", 52.5, 13.4)
+    seen: list[list[tuple[float, float]]] = []
+
+    def cells_of(old):
+        seen.append(old)
+        if len(seen) == 1:        # another writer moves the ad between our read and commit
+            put(fake_store, "ad1", 48.85, 2.35)
+        return []
+
+    assert fake_store.delete_ad("ad1", cells_of)
+    assert seen == [[(52.5, 13.4)], [(48.85, 2.35)]]
+    assert fake_store.get_ad("ad1") is None
+
+
+def test_ad_summaries_of_a_long_list_are_read_in_bounded_chunks(fake_store: Store,
+                                                                monkeypatch):
+    monkeypatch.setattr(catalogue_store, "SUMMARY_CHUNK", 3)   # the name the method reads
+    for i in range(8):
+        put(fake_store, f"ad{i}", 48.0 + i * 0.01, 2.0)
+    asked = [f"ad{i}" for i in (7, 0, 5)] + ["gone"] + [f"ad{i}" for i in (1, 2, 3, 4, 6)]
+    reads: list[int] = []
+    hmget = fake_store.r.hmget
+    monkeypatch.setattr(fake_store.r, "hmget",
+                        lambda key, fields: reads.append(len(fields)) or hmget(key, fields))
+    found = fake_store.ad_summaries(asked)
+    assert reads == [3, 3, 3]
+    assert [a.decode() for a in found.ids] == [a for a in asked if a != "gone"]
+    assert found.rows["lat"].tolist() == pytest.approx([48.07, 48.0, 48.05, 48.01, 48.02,
+                                                        48.03, 48.04, 48.06])

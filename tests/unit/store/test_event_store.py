@@ -1,0 +1,294 @@
+"""store.event_store: accepting events once (deduplication, the catalogue check, exclusions in
+the same step), rolling batches into the stream, the rollup's counters, decayed evidence,
+strategy credit and position counts, the served cursor, and seeded counts.
+(All on fakeredis; tests/integration/test_store_on_redis.py runs them on a real server.)"""
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from store import (
+    ACCEPTED,
+    DUPLICATE,
+    STAT_FIELDS,
+    UNKNOWN_AD,
+    IngestRow,
+    Keys,
+    RollupRow,
+    Store,
+    UserMemory,
+)
+from tests.conftest import NOW
+from tests.support.stored_ads import put
+
+
+def events(*ids: str, ad: str = "ad1", type_: str = "impression",
+           excludes_for: str | None = None) -> list[IngestRow]:
+    return [IngestRow(i, ad, orjson.dumps({"id": i, "ad": ad, "type": type_, "ts": NOW,
+                                           "at": NOW}), excludes_for) for i in ids]
+
+
+def accept(store: Store, batch_id: str, rows: list[IngestRow], now: float = NOW,
+           window_s: int = 86400, memory: UserMemory | None = None) -> list[int]:
+    """Accept rows whose ads are in the catalogue (put there first when they are not)."""
+    for ad_id in {row.ad_id for row in rows}:
+        if store.get_ad(ad_id) is None:
+            put(store, ad_id, 52.5, 13.4)
+    return store.accept_events(batch_id, rows, now, window_s, memory)
+
+
+def test_accept_marks_duplicates_within_and_across_batches(fake_store: Store):
+    assert accept(fake_store, "b1", events("e1", "e2", "e1")) == [ACCEPTED, ACCEPTED, DUPLICATE]
+    assert accept(fake_store, "b2", events("e2", "e3")) == [DUPLICATE, ACCEPTED]
+
+
+def test_dedupe_window_spans_the_previous_bucket(fake_store: Store):
+    accept(fake_store, "b1", events("e1"), window_s=3600)
+    assert accept(fake_store, "b2", events("e1"), NOW + 3600, 3600) == [DUPLICATE]
+
+
+def test_a_batch_of_duplicates_leaves_nothing_in_the_inbox(fake_store: Store):
+    accept(fake_store, "b1", events("e1"))
+    accept(fake_store, "b2", events("e1"))
+    assert fake_store.overdue_batches(NOW + 1) == ["b1"]
+
+
+def test_an_event_for_an_ad_not_in_the_catalogue_is_rejected_alone(fake_store: Store):
+    """Nothing of it is written: not kept, not seen (it is accepted once the ad exists), no
+    exclusion; the known ad's events in the same batch are kept."""
+    put(fake_store, "ad1", 52.5, 13.4)
+    batch = [*events("e1"), *events("e2", "e3", ad="ghost", type_="apply", excludes_for="u1"),
+             *events("e4", type_="hide", excludes_for="u1")]
+    before = set(fake_store.r.keys())
+    assert fake_store.accept_events("b1", batch, NOW, 86400) == \
+        [ACCEPTED, UNKNOWN_AD, UNKNOWN_AD, ACCEPTED]
+    assert fake_store.excluded_ads("u1") == {"ad1"}
+    assert set(fake_store.r.keys()) - before == {
+        Keys.inbox.encode(), Keys.inbox_due.encode(), Keys.seen(int(NOW // 86400)).encode(),
+        Keys.user_excluded("u1").encode()}
+    assert fake_store.roll_in("b1") == 2
+    assert b"ghost" not in b"".join(f[b"e"] for _, f in fake_store.r.xrange(Keys.events))
+    put(fake_store, "ghost", 52.5, 13.4)
+    assert fake_store.accept_events("b2", events("e2", ad="ghost"), NOW, 86400) == [ACCEPTED]
+
+
+def test_a_batch_of_unknown_ads_writes_nothing(fake_store: Store):
+    before = set(fake_store.r.keys())
+    assert fake_store.accept_events("b1", events("e1", "e2", ad="ghost"), NOW, 86400) == \
+        [UNKNOWN_AD, UNKNOWN_AD]
+    assert set(fake_store.r.keys()) == before
+
+
+def test_an_ad_deleted_is_unknown_from_then_on_and_a_retry_of_its_events_a_duplicate(
+        fake_store: Store):
+    """The rule for an ad deleted after its impression was served: its events sent after
+    the delete are rejected, those accepted before stay accepted (their retries are
+    duplicates) and are counted. An expired ad keeps its record, so it stays known."""
+    accept(fake_store, "b1", events("e1"))
+    fake_store.delete_ad("ad1", lambda old: [])
+    assert fake_store.accept_events("b2", events("e1", "e2"), NOW, 86400) == \
+        [DUPLICATE, UNKNOWN_AD]
+    put(fake_store, "old", 52.5, 13.4, expires_at=NOW - 60)
+    fake_store.drop_expired(NOW)
+    assert fake_store.accept_events("b3", events("e3", ad="old"), NOW, 86400) == [ACCEPTED]
+
+
+def test_roll_in_moves_a_batch_once(fake_store: Store):
+    accept(fake_store, "b1", events("e1", "e2"))
+    assert fake_store.roll_in("b1") == 2
+    assert fake_store.roll_in("b1") == 0
+    assert fake_store.r.xlen(Keys.events) == 2
+    assert fake_store.inbox_size() == 0
+
+
+def rows_of(entries, ad="ad1", type_index=1, day="2027-01-15"):
+    return [RollupRow(e.entry_id, ad, type_index, day) for e in entries]
+
+
+def rollup(store: Store, rows) -> int:
+    return store.apply_rollup(rows, NOW, 3600.0, ("thompson", "popular"))
+
+
+def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
+    accept(fake_store, "b1", events("e1", "e2", "e3"))
+    fake_store.roll_in("b1")
+    fake_store.ensure_group()
+    entries = fake_store.read_new("c1", 100)
+    assert len(entries) == 3
+    assert rollup(fake_store, rows_of(entries)) == 3
+    assert rollup(fake_store, rows_of(entries)) == 0  # already acknowledged
+    assert fake_store.ad_stats(["ad1"])["impressions"] == [3]
+    assert fake_store.ctr_days(["2027-01-15"])["2027-01-15"] == {"impressions": 3}
+    assert fake_store.backlog()["pending"] == 0
+
+
+def test_unreadable_entries_are_acknowledged_without_counting(fake_store: Store):
+    accept(fake_store, "b1", events("e1"))
+    fake_store.roll_in("b1")
+    fake_store.ensure_group()
+    entries = fake_store.read_new("c1", 10)
+    assert rollup(fake_store, rows_of(entries, type_index=0)) == 0
+    assert fake_store.backlog()["pending"] == 0
+    assert fake_store.ad_stats(["ad1"])["impressions"] == [0]
+
+
+def rolled_entries(store: Store, count: int, batch: str = "b1") -> list:
+    accept(store, batch, events(*(f"{batch}-{i}" for i in range(count))))
+    store.roll_in(batch)
+    store.ensure_group()
+    return store.read_new("c1", 1000)
+
+
+def test_rollup_keeps_decayed_evidence_that_halves_every_half_life(fake_store: Store):
+    first = rolled_entries(fake_store, 4, "b1")
+    rows = [RollupRow(first[0].entry_id, "ad1", 1, "2027-01-15", 1.0),    # impression
+            RollupRow(first[1].entry_id, "ad1", 1, "2027-01-15", 0.5),    # at position 4
+            RollupRow(first[2].entry_id, "ad1", 2, "2027-01-15", 1.0),    # view
+            RollupRow(first[3].entry_id, "ad1", 4, "2027-01-15", 0.25)]   # an older apply
+    assert fake_store.apply_rollup(rows, NOW, 3600.0, ("thompson",)) == 4
+    stored = fake_store.decayed_evidence(["ad1", "ad2"])
+    assert stored.updated_at[0] == NOW and np.isnan(stored.updated_at[1])
+    assert stored.values.tolist() == [[1.5, 1.0, 0.0, 0.25], [0.0, 0.0, 0.0, 0.0]]
+    later = rolled_entries(fake_store, 1, "b2")
+    fake_store.apply_rollup([RollupRow(later[0].entry_id, "ad1", 2, "2027-01-15", 1.0)],
+                            NOW + 3600, 3600.0, ("thompson",))
+    stored = fake_store.decayed_evidence(["ad1"])
+    assert stored.updated_at[0] == NOW + 3600
+    assert stored.values[0].tolist() == pytest.approx([0.75, 1.5, 0.0, 0.125])
+    # a rollup whose clock lags brings its events to the stored time instead
+    late = rolled_entries(fake_store, 1, "b3")
+    fake_store.apply_rollup([RollupRow(late[0].entry_id, "ad1", 2, "2027-01-15", 1.0)],
+                            NOW, 3600.0, ("thompson",))
+    stored = fake_store.decayed_evidence(["ad1"])
+    assert stored.updated_at[0] == NOW + 3600
+    assert stored.values[0][1] == pytest.approx(2.0)
+
+
+def test_rollup_credits_each_feed_once_to_its_strategy_and_cell_and_counts_ctr_per_strategy(
+        fake_store: Store):
+    entries = rolled_entries(fake_store, 6)
+    names = ("thompson", "popular")
+
+    def row(i: int, type_index: int, cell: str = "", strategy: str = "", feed: str = "",
+            ad: str = "ad1") -> RollupRow:
+        return RollupRow(entries[i].entry_id, ad, type_index, "2027-01-15", 1.0, cell, strategy,
+                         feed, "2027-01-14" if feed else "")
+    rows = [row(0, 4, "u33dc0", "popular", "f1"),
+            row(1, 4, "u33dc1", "popular", "f2"),
+            row(2, 1, "u33dc0", "thompson", "f3"),
+            row(3, 4, ad="ad2"),                                   # names no feed
+            row(4, 4, "u33dc0", "popular", "f1", ad="ad3")]       # f1's second apply
+    assert fake_store.apply_rollup(rows, NOW, 3600.0, names) == 5
+    more = [row(5, 4, "u33dc1", "popular", "f2", ad="ad4")]       # and f2's, in a later block
+    assert fake_store.apply_rollup(more, NOW, 3600.0, names) == 1
+    stats = fake_store.strategy_stats(["u33dc0", "u33dc1", "*", "u33dc9"], 4)
+    # served feeds come from the served log, not events: here only the credit, once a feed
+    assert stats.values.tolist() == [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 0]]
+    day = fake_store.ctr_days(["2027-01-15"])["2027-01-15"]
+    assert day == {"impressions": 1, "applies": 5, "popular:applies": 4,
+                   "thompson:impressions": 1}
+    assert 0 < fake_store.r.ttl(Keys.credited("2027-01-14")) <= 8 * 86_400
+
+
+def test_served_feeds_are_counted_once_behind_a_cursor(fake_store: Store):
+    fake_store.record_serving([{"feed_id": f"f{i}", "ads": ""} for i in range(3)], {}, 1000)
+    cursor = fake_store.served_cursor()
+    assert cursor == "0-0"
+    entries = fake_store.served_after(cursor, 10)
+    assert [f["feed_id"] for _, f in entries] == ["f0", "f1", "f2"]
+    rows = [("u33dc0", 1, 1.0), ("u33dc0", 2, 1.0), ("u33dc1", 2, 0.5)]
+    assert fake_store.count_served(cursor, entries[-1][0], rows, NOW, 3600.0, 2) == 3
+    assert fake_store.count_served(cursor, entries[-1][0], rows, NOW, 3600.0, 2) == -1
+    assert fake_store.served_after(fake_store.served_cursor(), 10) == []
+    stats = fake_store.strategy_stats(["u33dc0", "u33dc1", "*"], 4)
+    assert stats.values.tolist() == [[1, 1, 0, 0], [0, 0.5, 0, 0], [1, 1.5, 0, 0]]
+
+
+def test_accept_adds_exclusions_in_the_same_round_trip(fake_store: Store):
+    flags = accept(fake_store, "b1", events("e1", type_="apply", excludes_for="u1"),
+                   memory=UserMemory(600, 10))
+    assert flags == [ACCEPTED]
+    assert fake_store.excluded_ads("u1") == {"ad1"}
+    assert 0 < fake_store.r.ttl(Keys.user_excluded("u1")) <= 600
+
+
+def test_rollup_counts_positions_by_epoch_and_each_epoch_is_folded_once(fake_store: Store):
+    entries = rolled_entries(fake_store, 6, "p1")
+    rows = [RollupRow(entries[0].entry_id, "ad1", 1, "2027-01-15", position_column=1, epoch=7),
+            RollupRow(entries[1].entry_id, "ad1", 1, "2027-01-15", position_column=2, epoch=7),
+            RollupRow(entries[2].entry_id, "ad1", 2, "2027-01-15", position_column=14, epoch=7),
+            RollupRow(entries[3].entry_id, "ad2", 1, "2027-01-15", position_column=1, epoch=8),
+            RollupRow(entries[4].entry_id, "ad2", 4, "2027-01-15")]         # no position
+    assert fake_store.apply_rollup(rows, NOW, 3600.0, ("thompson",), position_width=24) == 5
+    assert fake_store.position_epochs() == [7, 8]
+    assert 0 < fake_store.r.ttl(Keys.position_epoch(7)) <= 86_400
+    assert fake_store.begin_fold(7) == 1                      # set aside ...
+    late = [RollupRow(entries[5].entry_id, "ad3", 1, "2027-01-15", position_column=3, epoch=7)]
+    fake_store.apply_rollup(late, NOW, 3600.0, ("thompson",), position_width=24)
+    counts = fake_store.folding_counts(7, 24)                 # ... so a late event is not in it
+    assert counts.tolist() == [[1, 1] + [0] * 11 + [1] + [0] * 10]       # ad1 only
+    pairs = [0.0] * 287 + [2.0]
+    assert fake_store.fold_positions(7, pairs, NOW, 3600.0)
+    assert not fake_store.fold_positions(7, pairs, NOW, 3600.0)          # once
+    folded = fake_store.position_pairs(288)
+    assert folded.updated_at[0] == NOW and folded.values[0].tolist() == pairs
+    assert fake_store.position_epochs() == [7, 8]             # the late event's epoch 7 waits
+    assert fake_store.begin_fold(7) == 1
+    assert fake_store.folding_counts(7, 24).tolist() == [[0, 0, 1] + [0] * 21]
+    assert fake_store.fold_positions(7, pairs, NOW, 3600.0)
+    assert fake_store.position_epochs() == [8]
+    assert fake_store.begin_fold(7) == 0                      # nothing left
+
+
+def test_a_fold_left_unfinished_is_finished_first(fake_store: Store):
+    entries = rolled_entries(fake_store, 2, "p2")
+    fake_store.apply_rollup([RollupRow(entries[0].entry_id, "ad1", 1, "2027-01-15",
+                                       position_column=1, epoch=9)], NOW, 3600.0,
+                            ("thompson",), position_width=24)
+    assert fake_store.begin_fold(9) == 1                      # and the folding process died
+    fake_store.apply_rollup([RollupRow(entries[1].entry_id, "ad2", 1, "2027-01-15",
+                                       position_column=2, epoch=9)], NOW, 3600.0,
+                            ("thompson",), position_width=24)
+    assert fake_store.begin_fold(9) == 2                      # the set-aside counts first
+    assert fake_store.folding_counts(9, 24).tolist() == [[1] + [0] * 23]
+    assert fake_store.fold_positions(9, [0.0] * 288, NOW, 3600.0)
+    assert fake_store.begin_fold(9) == 1
+    assert fake_store.folding_counts(9, 24).tolist() == [[0, 1] + [0] * 22]
+
+
+def test_generations_are_kept_in_order_and_capped(fake_store: Store):
+    for t in (NOW, NOW + 60, NOW + 120):
+        fake_store.record_generation(t, keep=2)
+    assert fake_store.generations(0).tolist() == [NOW + 60, NOW + 120]
+    assert fake_store.generations(NOW + 100).tolist() == [NOW + 120]
+
+
+def test_the_position_curve_is_stored_whole(fake_store: Store):
+    assert fake_store.position_curve() is None
+    fake_store.write_position_curve({"curve": [1.0, 0.5], "updated_at": NOW})
+    assert fake_store.position_curve() == {"curve": [1.0, 0.5], "updated_at": NOW}
+
+
+def seeded(store: Store, ad_ids: list[str], chunk: int = 2) -> dict[str, list[int]]:
+    counts = {f: [10 * (i + 1) + k for i in range(len(ad_ids))]
+              for k, f in enumerate(STAT_FIELDS)}
+    store.seed_ad_counts(ad_ids, counts, NOW, chunk=chunk)
+    return counts
+
+
+def test_seeded_ad_counts_read_back_as_counters_and_as_evidence_as_of_then(fake_store: Store):
+    counts = seeded(fake_store, ["a", "b", "c"])          # in two chunks
+    assert fake_store.ad_stats(["a", "b", "c", "none"]) == {f: [*v, 0]
+                                                           for f, v in counts.items()}
+    evidence = fake_store.decayed_evidence(["a", "c", "none"])
+    assert evidence.updated_at[:2].tolist() == [NOW, NOW]
+    assert evidence.values.tolist() == [[10, 11, 12, 13], [30, 31, 32, 33], [0, 0, 0, 0]]
+
+
+def test_seeding_ad_counts_needs_every_stat_field_and_no_other(fake_store: Store):
+    with pytest.raises(ValueError, match="impressions"):
+        fake_store.seed_ad_counts(["a"], {"impressions": [1]}, NOW)
+    with pytest.raises(ValueError):
+        fake_store.seed_ad_counts(["a"], {**{f: [1] for f in STAT_FIELDS}, "x": [1]}, NOW)
+    assert fake_store.ads_with_impressions() == []

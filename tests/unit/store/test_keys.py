@@ -1,0 +1,73 @@
+"""store.keys: how the store spells its keys. (That docs/operating.md's Redis-keys table names
+every one: tests/unit/test_docs.py.)"""
+from __future__ import annotations
+
+import itertools
+from typing import get_type_hints
+
+from redis.crc import key_slot
+
+from store.keys import EVENT_TYPES, STAT_FIELDS, Keys
+
+# arguments of each kind as they reach a key: days and numbers made by the code, identifiers
+# as validation lets them through (which may hold ":" and ".")
+IDENTIFIERS = ["a1", "a1:loc", "x:excluded", "all", "epochs", "u33dc0", "rollup:8"]
+NUMBERS = [0, 7, 1_800_000_000_000]
+BY_PARAMETER = {"day": ["2027-01-15", "2026-12-31"], "field": list(STAT_FIELDS)}
+
+
+def fixed_keys() -> dict[str, str]:
+    return {name: value for name, value in vars(Keys).items()
+            if isinstance(value, str) and not name.startswith("_") and name != "ad_prefix"}
+
+
+def key_makers() -> dict[str, staticmethod]:
+    return {name: value for name, value in vars(Keys).items() if isinstance(value, staticmethod)}
+
+
+def spelled(maker: staticmethod) -> list[str]:
+    """The keys ``maker`` spells from sample arguments of the kind it takes."""
+    hints = get_type_hints(maker.__func__)
+    ((name, kind),) = ((n, k) for n, k in hints.items() if n != "return")
+    samples = NUMBERS if kind is int else BY_PARAMETER.get(name, IDENTIFIERS)
+    return [maker.__func__(arg) for arg in samples]
+
+
+def test_an_ads_key_is_the_ad_prefix_then_its_id():
+    """The catalogue scans for ``ad_prefix*`` and the accept and nearby scripts build an ad's
+    key from the prefix they are passed: both must spell what Keys.ad spells."""
+    for ad_id in ("a1", "job:42", "x.y-z"):
+        assert Keys.ad(ad_id) == Keys.ad_prefix + ad_id
+        assert Keys.ad(ad_id).removeprefix(Keys.ad_prefix) == ad_id
+
+
+def test_no_two_keys_are_spelled_alike():
+    """No key made from one argument is another key's name, a fixed key's name or the same
+    key made from another argument, even for identifiers with ":" in them (a day is always
+    YYYY-MM-DD, so ``ctr`` never spells ``ctr_all``)."""
+    owners: dict[str, str] = {}
+    for name, key in fixed_keys().items():
+        assert key not in owners, (name, owners.get(key))
+        owners[key] = name
+    for name, maker in key_makers().items():
+        for key in spelled(maker):
+            assert key not in owners, (name, key, owners.get(key))
+            owners[key] = name
+
+
+def test_the_keys_tagged_ev_share_one_cluster_slot_and_no_key_has_another_tag():
+    """The store's atomic steps over events, counters and evidence touch only ``{ev}`` keys
+    together, so on Redis Cluster they would still live on one node."""
+    keys = [*fixed_keys().values(),
+            *itertools.chain.from_iterable(spelled(m) for m in key_makers().values())]
+    tagged = [k for k in keys if "{" in k]
+    assert tagged and all(k.startswith("{ev}:") for k in tagged), tagged
+    assert {key_slot(k.encode()) for k in tagged} == {key_slot(b"{ev}")}
+
+
+def test_each_event_type_has_the_counter_field_of_the_same_place():
+    """The rollup counts an event of EVENT_TYPES[i] into Keys.stats(STAT_FIELDS[i])."""
+    assert len(EVENT_TYPES) == len(STAT_FIELDS)
+    for event_type, field in zip(EVENT_TYPES, STAT_FIELDS, strict=True):
+        assert field in (f"{event_type}s", f"{event_type.removesuffix('y')}ies")
+        assert Keys.stats(field).endswith(f":{field}")
