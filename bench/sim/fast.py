@@ -228,6 +228,7 @@ class Twin:
         self.generated_at = np.full(len(cells), -np.inf)
         self.last_request = np.full(len(cells), -np.inf)
         self.posterior: AdPosterior | None = None
+        self.arrivals_seen = START   # ads live from before this are in the first feeds
 
     def live(self, now: float) -> np.ndarray:
         return (self.live_from <= now) & (now < self.live_until)
@@ -312,6 +313,7 @@ class Twin:
         self.last_request[cell] = now
         if self.policy.per_request:
             return self._serve_per_request(within & self.live(now)[None, :], limit, now)
+        self.void_arrivals(now)
         stale = np.unique(cell[self.generated_at[cell] < now - self.settings.feed_ttl_s])
         self.build(stale, now)                                   # a miss: built at once
         feeds = len(cell)
@@ -336,6 +338,18 @@ class Twin:
             by = screen_orders(np.where(picks[rows] >= 0, key, -np.inf))
             shown[rows] = np.take_along_axis(shown[rows], by, axis=1)
         return Served(shown, strategy, probabilities[np.arange(feeds), strategy])
+
+    def void_arrivals(self, now: float) -> None:
+        """The catalogue's write of a new ad voids the feeds of the cells that may list it,
+        which are rebuilt on their next request (``pipeline.catalogue.upsert_ads``): the
+        ads that arrived since the last call do that here."""
+        arrived = np.flatnonzero((self.live_from > self.arrivals_seen) & (self.live_from <= now))
+        self.arrivals_seen = now
+        if len(arrived) == 0:
+            return
+        for c, found in enumerate(self.cells.candidates):
+            if np.isin(found, arrived, assume_unique=True).any():
+                self.generated_at[c] = -np.inf
 
     def _serve_per_request(self, reachable: np.ndarray, limit: int, now: float) -> Served:
         if self.posterior is None:

@@ -201,3 +201,26 @@ def test_a_small_fast_run_learns_and_writes_its_report(tmp_path: Path):
         png = tmp_path / f"simulation_{plot}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
         assert f"({png.name})" in markdown
+
+
+def test_a_new_ad_voids_the_feeds_of_the_cells_that_may_list_it_as_the_catalogue_does():
+    w = make_world(WorldSpec(ads=200, lifetime=1 / 3), 3)
+    settings = load_settings({})
+    lat, lon = fast.user_points(w, 400, 3)
+    names, cell = np.unique(geo.encode_many(lat, lon, 6), return_inverse=True)
+    cells = Cells.around(w, names.tolist(), settings)
+    run_s = 3600.0
+    twin = Twin(w, settings, cells, Policy(tuple(settings.feed_strategies)),
+                np.random.default_rng(0), run_s)
+    xyz = geo.unit_vectors(lat, lon)
+    within = w.within(xyz, 5.0)
+    twin.serve(cell, xyz, within, 10, 5.0, fast.START)
+    assert (twin.generated_at[np.unique(cell)] == fast.START).all()
+    later = fast.START + 30.0                       # well within FEED_TTL_S
+    arrived = np.flatnonzero((twin.live_from > fast.START) & (twin.live_from <= later))
+    assert len(arrived) > 0
+    listing = {c for c, found in enumerate(cells.candidates) if np.isin(found, arrived).any()}
+    assert listing and len(listing) < len(cells)
+    twin.serve(cell, xyz, within, 10, 5.0, later)
+    for c in np.unique(cell).tolist():
+        assert twin.generated_at[c] == (later if c in listing else fast.START), c
