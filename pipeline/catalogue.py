@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import geo
@@ -96,6 +97,7 @@ class AdRecord:
         return out
 
 
+@lru_cache(maxsize=4096)   # a catalogue has few categories; an import asks once per ad
 def category_code(category: str) -> int:
     """A 64-bit code for a category (case-insensitive): the empirical-Bayes prior groups ads
     by it without storing the names with every ad.

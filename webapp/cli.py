@@ -6,6 +6,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from webapp.status import status_command
 from webapp.validation import AdLine, ApiError, epoch_seconds, parse
 
 ads_cli = AppGroup("ads", help="The ad catalogue.")
-CHUNK = 500
+CHUNK = 1000           # ads per catalogue transaction
+SHOWN_REJECTED = 100   # rejected lines an import lists
 
 
 def init_app(app: Flask) -> None:
@@ -36,10 +38,23 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(status_command)
 
 
-def read_lines(path: Path, now: float,
-               rejected: list[tuple[int, str]]) -> Iterator[tuple[int, AdRecord]]:
-    """(bytes read so far, AdRecord) for each valid line; problems go to ``rejected``
-    with their line numbers."""
+@dataclass
+class Rejected:
+    """The lines an import rejected: how many, and the first SHOWN_REJECTED with their line
+    numbers (memory stays bounded however bad the file)."""
+
+    count: int = 0
+    first: list[tuple[int, str]] = field(default_factory=list)
+
+    def append(self, line: tuple[int, str]) -> None:
+        self.count += 1
+        if len(self.first) < SHOWN_REJECTED:
+            self.first.append(line)
+
+
+def read_lines(path: Path, now: float, rejected: Rejected) -> Iterator[tuple[int, AdRecord]]:
+    """(bytes read so far, AdRecord) for each valid line, read as a stream; problems go to
+    ``rejected`` with their line numbers."""
     offset = 0
     with path.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
@@ -64,7 +79,7 @@ def import_ads(file: Path) -> None:
     now = rt.now()
     total_bytes = file.stat().st_size
     created = updated = 0
-    rejected: list[tuple[int, str]] = []
+    rejected = Rejected()
     chunk: list[AdRecord] = []
     with click.progressbar(length=total_bytes, label="importing", file=sys.stderr) as bar:
         for offset, record in read_lines(file, now, rejected):
@@ -78,12 +93,12 @@ def import_ads(file: Path) -> None:
             c, u = upsert_ads(rt.store, rt.settings, _last_wins(chunk))
             created, updated = created + c, updated + u
         bar.update(total_bytes - bar.pos)
-    click.echo(f"created {created}, updated {updated}, rejected {len(rejected)}")
-    for number, reason in rejected[:100]:
+    click.echo(f"created {created}, updated {updated}, rejected {rejected.count}")
+    for number, reason in rejected.first:
         click.echo(f"  line {number}: {reason}")
-    if len(rejected) > 100:
-        click.echo(f"  ... and {len(rejected) - 100} more")
-    if rejected:
+    if rejected.count > len(rejected.first):
+        click.echo(f"  ... and {rejected.count - len(rejected.first)} more")
+    if rejected.count:
         sys.exit(1 if not (created or updated) else 0)
 
 

@@ -137,6 +137,17 @@ def test_import_reports_each_bad_line_and_stores_exactly_the_good_ones(app, fake
     assert fake_store.get_ad("a1")["title"] == "Second"
 
 
+def test_an_import_lists_the_first_hundred_bad_lines_and_counts_them_all(app, fake_store,
+                                                                        tmp_path):
+    path = write_lines(tmp_path / "ads.jsonl",
+                       [line("good")] + [line(f"bad-{i}", lat=91.0) for i in range(250)])
+    out = run_import(app, path).stdout
+    assert "created 1, updated 0, rejected 250" in out, out
+    listed = [ln for ln in out.splitlines() if ln.strip().startswith("line ")]
+    assert len(listed) == 100 and listed[0].strip().startswith("line 2:"), listed[:2]
+    assert "... and 150 more" in out
+
+
 def test_importing_the_same_file_again_updates(app, fake_store, tmp_path):
     path = write_lines(tmp_path / "ads.jsonl", [line("a1"), line("a2"), line("bad", lat=-91)])
     assert "created 2, updated 0, rejected 1" in run_import(app, path).stdout
