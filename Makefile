@@ -45,6 +45,7 @@ bench: $(BIN)/.installed-dev
 	$(BIN)/python -m bench.serve
 	$(BIN)/python -m bench.regen
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.imports
 	$(BIN)/python -m bench.simulate --fast --core 0 --seeds 8
 	$(BIN)/python -m bench.worlds --jobs 2
 	$(BIN)/python -m bench.worlds --sweep --seeds 3 --jobs 2
