@@ -22,7 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import RESULTS, load_catalogue, machine, request_points, say, table
+from bench.common import (
+    RESULTS,
+    cpu_seconds,
+    load_catalogue,
+    machine,
+    process_tree,
+    request_points,
+    say,
+    table,
+)
 from devtools.procs import service_env, start_beat, start_web, start_worker
 from devtools.redis_server import RedisServer
 from store import STAT_FIELDS, Store
@@ -91,7 +100,7 @@ end
 """
 
 
-def run(seconds: float, work: Path) -> dict:
+def run(seconds: float, work: Path, post_every: int = POST_EVERY) -> dict:
     """The whole run; returns its figures (``accounted``: the rollup counted exactly what
     was accepted)."""
     wrk = shutil.which("wrk")
@@ -113,8 +122,11 @@ def run(seconds: float, work: Path) -> dict:
         script = work / "load.lua"
         script.write_text(LUA % {"paths": ", ".join(json.dumps(p) for p in paths),
                                  "ads": ", ".join(json.dumps(a) for a in ad_ids[:500]),
-                                 "every": POST_EVERY, "per_post": PER_POST})
+                                 "every": post_every, "per_post": PER_POST})
         say(f"wrk: {CONNECTIONS} connections for {seconds:g} s against {base}")
+        groups = {"gunicorn": web, "celery worker": procs[0], "beat": procs[1]}
+        cpu_before = {name: cpu_seconds(process_tree(p.proc.pid)) for name, p in groups.items()}
+        cpu_before["redis"] = cpu_seconds([server.proc.pid])
         done = subprocess.run([wrk, "-t", str(THREADS), "-c", str(CONNECTIONS), "--timeout",
                                "10s", "-d", f"{seconds:g}s", "-s", str(script), base],
                               capture_output=True, text=True, timeout=seconds + 120)
@@ -126,6 +138,9 @@ def run(seconds: float, work: Path) -> dict:
         window_s = int(env.get("DEDUPE_WINDOW_S", 172_800))
         time.sleep(1.0)                  # the last posts wrk left in flight finish meanwhile
         counted = settle(store, ad_ids, store.accepted_count(time.time(), window_s))
+        cpu = {name: cpu_seconds(process_tree(p.proc.pid)) - cpu_before[name]
+               for name, p in groups.items()}
+        cpu["redis"] = cpu_seconds([server.proc.pid]) - cpu_before["redis"]
         # nothing posts any more: what the server accepted is what wrk saw answered plus
         # what was in flight when it stopped
         accepted = store.accepted_count(time.time(), window_s)
@@ -138,6 +153,7 @@ def run(seconds: float, work: Path) -> dict:
             "accepted_by_server": accepted, "in_flight_at_stop": in_flight, "counted": counted,
             "accounted": counted == accepted and 0 <= in_flight <= CONNECTIONS * PER_POST,
             "settle_s": time.perf_counter() - settle_started, "machine": machine(server),
+            "post_every": post_every, "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         })
         return out
     finally:
@@ -159,15 +175,30 @@ def settle(store: Store, ad_ids: list[str], accepted: int, timeout_s: float = 12
         time.sleep(0.5)
 
 
+def cpu_rows(r: dict) -> list[list[str]]:
+    """CPU each process group used from the load's start until every event was counted,
+    and, when every request posted events, per event."""
+    cpu = r["cpu_s"]
+    rows = [["CPU seconds: " + ", ".join(cpu), ", ".join(f"{v:.1f}" for v in cpu.values())]]
+    if r["feeds"] == 0 and r["counted"]:
+        per = {k: v / r["counted"] * 1e6 for k, v in cpu.items()}
+        rows.append(["CPU per event: " + ", ".join(per),
+                     ", ".join(f"{v:.0f} µs" for v in per.values())
+                     + f"; {sum(per.values()):.0f} µs in all"])
+    return rows
+
+
 def markdown(r: dict, command: str) -> str:
     m = r["machine"]
+    every = r["post_every"]
+    mix = (f"every request POST /v1/events with {PER_POST} new events" if every == 1 else
+           f"GET /v1/feed at {POINTS} points, and every {every}th request POST /v1/events "
+           f"with {PER_POST} new events")
     return "".join([
-        f"# Mixed load at capacity: {r['seconds']:g} s\n\n",
+        f"# {'Events' if every == 1 else 'Mixed load'} at capacity: {r['seconds']:g} s\n\n",
         f"{m['date']}, os.cpu_count() = {m['os_cpu_count']}; `{command}`. gunicorn (2 workers), "
         "a Celery worker (2 processes), beat, redis-server and wrk "
-        f"(-t{THREADS} -c{CONNECTIONS}) all share the machine. {ADS:,} ads; GET /v1/feed at "
-        f"{POINTS} points, and every {POST_EVERY}th request POST /v1/events with {PER_POST} "
-        "new events.\n\n",
+        f"(-t{THREADS} -c{CONNECTIONS}) all share the machine. {ADS:,} ads; {mix}.\n\n",
         table(["figure", "value"], [
             ["requests (rate)", f"{r['requests']:,} ({r['rps']:,.0f}/s)"],
             ["feeds answered 200 / posts answered 202", f"{r['feeds']:,} / {r['posts']:,}"],
@@ -178,6 +209,7 @@ def markdown(r: dict, command: str) -> str:
              f"{r['accepted_by_server']:,} ({r['accepted']:,} + {r['in_flight_at_stop']:,}) / "
              f"{r['counted']:,}: {'every one' if r['accounted'] else 'NOT'} accounted for "
              f"(settled {r['settle_s']:.1f} s after the load)"],
+            *cpu_rows(r),
         ]), "\n"])
 
 
@@ -186,14 +218,18 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--post-every", type=int, default=POST_EVERY,
+                        help=f"every Nth request posts events (default {POST_EVERY}; 1: events "
+                             "only, written as load_events.*)")
     args = parser.parse_args(argv)
+    name = "load_events" if args.post_every == 1 else "load"
     command = "python -m bench.load " + " ".join(argv if argv is not None else sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="load-") as work:
-        result = run(args.seconds, Path(work))
+        result = run(args.seconds, Path(work), args.post_every)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "load.json").write_text(json.dumps(result, indent=2))
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     md = markdown(result, command.strip())
-    (args.out / "load.md").write_text(md)
+    (args.out / f"{name}.md").write_text(md)
     print(md)
     return 0 if result["accounted"] and result["errors"] == 0 else 1
 
