@@ -66,7 +66,7 @@ class PointIndex:
         >>> PointIndex(np.array([0.0]), np.array([0.0])).query(0.0, 0.1, 5.0)
         array([], dtype=int64)
         """
-        positions, _ = self._within(lat, lon, radius_km)
+        positions, _ = self._within(lat, lon, radius_km, distances=False)
         return np.sort(self._order[positions])
 
     def query_with_distance(self, lat: float, lon: float,
@@ -84,8 +84,10 @@ class PointIndex:
         nearest_first = np.lexsort((indices, distances_km))
         return indices[nearest_first], distances_km[nearest_first]
 
-    def _within(self, lat: float, lon: float, radius_km: float) -> tuple[np.ndarray, np.ndarray]:
-        """Positions in the sorted arrays of the points within the radius, and their distances."""
+    def _within(self, lat: float, lon: float, radius_km: float,
+                distances: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Positions in the sorted arrays of the points within the radius, and their distances
+        (without ``distances``: an empty array, and the haversine runs only near the edge)."""
         lat, lon = checked_point(lat, lon)
         radius_km = checked_radius_km(radius_km)
         boxes = bounding_boxes(lat, lon, radius_km + SLACK_KM)
@@ -96,7 +98,17 @@ class PointIndex:
         # runs only on points near the circle.
         min_cos = math.cos(min((radius_km + SLACK_KM) / EARTH_RADIUS_KM, math.pi)) - 1e-12
         cos_angle = np.take(self._xyz, positions, axis=0) @ unit_vectors(lat, lon)
-        positions = positions[cos_angle >= min_cos]
+        maybe = cos_angle >= min_cos
+        positions, cos_angle = positions[maybe], cos_angle[maybe]
+        if not distances:
+            # Well inside the circle (1e-9 in cosine, metres at these radii, against a
+            # rounding error near 1e-15) the dot product decides alone; the haversine checks
+            # only the points near the edge, and the answer is the same.
+            sure = cos_angle >= math.cos(min(radius_km / EARTH_RADIUS_KM, math.pi)) + 1e-9
+            edge = positions[~sure]
+            near = haversine_km(lat, lon, self._lat[edge], self._lon[edge]) <= radius_km
+            inside = np.concatenate([positions[sure], edge[near]])
+            return inside, np.empty(0)
         distances_km = haversine_km(lat, lon, self._lat[positions], self._lon[positions])
         near = distances_km <= radius_km
         return positions[near], distances_km[near]

@@ -97,6 +97,20 @@ def test_query_includes_a_point_exactly_on_the_radius() -> None:
     assert PointIndex(lat, lon).query(40.0, -3.0, math.nextafter(radius_km, 0.0)).tolist() == [0]
 
 
+@settings(max_examples=60, deadline=None)
+@given(latitudes, longitudes, st.floats(0.01, 50), st.integers(0, 2**32 - 1))
+def test_points_a_hair_either_side_of_the_radius_are_decided_as_the_haversine_decides(
+        lat: float, lon: float, radius_km: float, seed: int) -> None:
+    """The query lets a dot product settle the points well inside; those within metres of
+    the edge, on either side, must still come out as the haversine says."""
+    rng = np.random.default_rng(seed)
+    point_lat, point_lon = destination_point(lat, lon, rng.uniform(0, 360, 400),
+                                             radius_km + rng.uniform(-0.005, 0.005, 400))
+    index = PointIndex(point_lat, point_lon, query_radius_km=radius_km)
+    expected = brute_force(point_lat, point_lon, lat, lon, radius_km)
+    assert np.array_equal(index.query(lat, lon, radius_km), expected)
+
+
 def test_empty_index_and_empty_results_are_empty_int64_arrays() -> None:
     empty = PointIndex(np.array([]), np.array([]))
     assert len(empty) == 0
