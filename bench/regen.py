@@ -76,6 +76,7 @@ from pipeline.serving.cellfeed import CellFeed
 from store import GLOBAL_CELL, STAT_FIELDS, Store
 
 ADS, CELLS = 100_000, 5_000
+LARGE_ADS = 500_000
 QUICK_ADS, QUICK_CELLS = 5_000, 300
 # seconds of one core (this process's CPU plus Redis's) a regeneration may take, by size
 TARGETS_S = {(100_000, 5_000): 1.0, (1_000_000, 10_000): 10.0}
@@ -372,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         runs = whole_runs(store, settings, now, repeats, redis.proc.pid)
         walls = [r["wall_s"] for r in runs]
         say("breakdown")
-        parts = breakdown(store, settings, now, todo, repeats)
+        # one pass over a large catalogue's steps (they vary by a few per cent from run to
+        # run) keeps a run of a million ads within five minutes, its load included
+        parts = breakdown(store, settings, now, todo, 1 if ads > LARGE_ADS else repeats)
         say("candidates, feed sizes, profile")
         result = {
             "benchmark": "regen", "machine": info,
