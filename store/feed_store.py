@@ -73,9 +73,8 @@ class FeedStore:
     def prior_rows(self, model: str, codes: Sequence[int],
                    width: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows for ``codes``, overall row) of the stored prior means; NaN where none."""
-        raw = self.r.hmget(Keys.priors(model), [*map(str, codes), GLOBAL_CELL])
-        rows = float_rows(raw, width)
-        return rows[:-1], rows[-1]
+        return _prior_rows(self.r.hmget(Keys.priors(model), [*map(str, codes), GLOBAL_CELL]),
+                           width)
 
     def active_cells_since(self, since: float, limit: int) -> list[tuple[str, float]]:
         """Up to ``limit`` cells requested since ``since``, most recent first, with when
@@ -247,6 +246,11 @@ class CellInputs:
 
     def prior_rows(self, codes: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows for ``codes``, overall row) of the priors, as ``prior_rows`` gives them."""
-        raw = [self.priors.get(str(c).encode()) for c in codes]
-        rows = float_rows([*raw, self.priors.get(GLOBAL_CELL.encode())], width)
-        return rows[:-1], rows[-1]
+        return _prior_rows([self.priors.get(key.encode())
+                            for key in [*map(str, codes), GLOBAL_CELL]], width)
+
+
+def _prior_rows(raw: Sequence[bytes | None], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stored prior rows read for [*codes, GLOBAL_CELL]: (the codes' rows, the overall row)."""
+    rows = float_rows(raw, width)
+    return rows[:-1], rows[-1]

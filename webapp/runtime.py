@@ -18,10 +18,11 @@ from tasks.factory import make_celery
 
 
 class Runtime:
+    _rng: np.random.Generator
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._rng_pid = -1
-        self._rng = np.random.default_rng()   # replaced in each process that uses it
+        self._rng_pid = -1      # no generator yet: each process makes its own on first use
 
     @cached_property
     def store(self) -> Store:

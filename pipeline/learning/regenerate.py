@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -75,13 +76,13 @@ def load_snapshot(store: Store, settings: Settings, now: float) -> Snapshot:
     found = store.ad_summaries()
     live = found.rows["exp"] > now
     ids = [a for a, ok in zip(found.ids, live, strict=True) if ok]
-    return snapshot_of(found, live, store.decayed_evidence(ids), now, settings)
+    return snapshot_of(found, live, ids, store.decayed_evidence(ids), now, settings)
 
 
-def snapshot_of(found: Summaries, live: np.ndarray, evidence: Decayed, now: float,
-                settings: Settings) -> Snapshot:
-    """The ``live`` ads of ``found`` as a snapshot (``evidence``: one row per live ad)."""
-    ids = [a for a, ok in zip(found.ids, live, strict=True) if ok]
+def snapshot_of(found: Summaries, live: np.ndarray, ids: list[bytes], evidence: Decayed,
+                now: float, settings: Settings) -> Snapshot:
+    """The ``live`` ads of ``found`` (their ``ids``) as a snapshot (``evidence``: one row per
+    live ad)."""
     sums = decayed_now(evidence, now, settings)
     rows = found.rows[live]
     categories, groups = np.unique(rows["cat"], return_inverse=True)
@@ -166,16 +167,20 @@ def learn_priors(store: Store, settings: Settings, snapshot: Snapshot) -> PriorR
 def stored_priors(store: Store, settings: Settings, categories: np.ndarray) -> PriorRates:
     """The priors the last regeneration learnt, for these category codes; a category it has
     not seen takes the overall prior (before any regeneration: the settings')."""
-    fallback = PriorRates.fallback(settings.reward_model, prior_spec(settings))
-    rows, overall = store.prior_rows(settings.reward_model, categories.tolist(),
-                                     2 * len(fallback.overall))
-    return PriorRates.from_rows(settings.reward_model, rows, overall, fallback)
+    return priors_from(settings, categories, partial(store.prior_rows, settings.reward_model))
 
 
 def priors_of(inputs: CellInputs, settings: Settings, categories: np.ndarray) -> PriorRates:
     """``stored_priors`` from the priors a cell's inputs hold."""
+    return priors_from(settings, categories, inputs.prior_rows)
+
+
+def priors_from(settings: Settings, categories: np.ndarray,
+                read: Callable[[Sequence[int], int], tuple[np.ndarray, np.ndarray]]
+                ) -> PriorRates:
+    """The priors for these category codes from ``read`` (codes, width) -> (rows, overall)."""
     fallback = PriorRates.fallback(settings.reward_model, prior_spec(settings))
-    rows, overall = inputs.prior_rows(categories.tolist(), 2 * len(fallback.overall))
+    rows, overall = read(categories.tolist(), 2 * len(fallback.overall))
     return PriorRates.from_rows(settings.reward_model, rows, overall, fallback)
 
 
@@ -274,7 +279,8 @@ def cell_feed(inputs: CellInputs, cell: str, settings: Settings, now: float,
     """One cell's packed feed from what the store read for it (pure)."""
     live = inputs.ads.rows["exp"] > now
     evidence = Decayed(inputs.evidence.updated_at[live], inputs.evidence.values[live])
-    snapshot = snapshot_of(inputs.ads, live, evidence, now, settings)
+    ids = [a for a, ok in zip(inputs.ads.ids, live, strict=True) if ok]
+    snapshot = snapshot_of(inputs.ads, live, ids, evidence, now, settings)
     rates = priors_of(inputs, settings, snapshot.categories)
     probabilities = probabilities_of(inputs.strategies, settings, now, rng)
     return build_feeds(snapshot, [cell], probabilities, rates, settings, rng, now)[cell]

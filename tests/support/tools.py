@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -28,8 +29,13 @@ def require_tool(name: str) -> str:
     here = Path(sys.executable).parent / name
     path = str(here) if here.exists() else shutil.which(name)
     if path is None:
-        message = f"{name} is not installed: {INSTALL[name]} (make test installs it)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{name} is not installed: {INSTALL[name]} (make test installs it)")
     return path
+
+
+def missing(message: str) -> NoReturn:
+    """Something a test needs is not installed: a skip naming the install, or a failure
+    under CI=true, where make test has installed everything."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
