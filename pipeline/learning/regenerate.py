@@ -27,6 +27,7 @@ from bandit import (
     ad_posterior,
     decay_to,
     empirical_rates,
+    order_sources,
     screen_keys,
     strategy_orders,
     strategy_probabilities,
@@ -127,24 +128,21 @@ def probabilities_of(stored: Decayed, settings: Settings, now: float,
     return np.round(probabilities, 12)
 
 
-def build_cell(snapshot: Snapshot, candidates: np.ndarray, orders: dict[str, np.ndarray],
-               keys: dict[str, np.ndarray], cell: str, settings: Settings,
-               probabilities: np.ndarray, now: float) -> CellFeed:
-    """One cell's feed from its candidates (positions in the snapshot), the orders kept over
-    them and the screened strategies' sort keys (one per candidate)."""
-    listed = np.zeros(len(candidates), dtype=bool)
-    for order in orders.values():
-        listed[order] = True
-    local = np.flatnonzero(listed)                    # candidates some order lists
-    slot = np.empty(len(candidates), dtype=np.int32)
-    slot[local] = np.arange(len(local), dtype=np.int32)
-    shown = candidates[local]                         # snapshot positions
+def build_cell(snapshot: Snapshot, orders: dict[str, np.ndarray], keys: dict[str, np.ndarray],
+               cell: str, settings: Settings, probabilities: np.ndarray, now: float) -> CellFeed:
+    """One cell's feed from the orders kept (each a (K, length) array of snapshot positions,
+    best first) and the screened strategies' sort keys (one per snapshot ad)."""
+    listed = np.concatenate([order.ravel() for order in orders.values()])
+    shown, slots = np.unique(listed, return_inverse=True)   # snapshot positions, ascending
+    slots = slots.astype(np.int32)
+    ends = np.cumsum([order.size for order in orders.values()])
     return CellFeed(cell=cell, generated_at=now, ad_ids=snapshot.ad_ids.gather(shown),
                     cards=snapshot.cards.gather(shown), xyz=snapshot.xyz[shown],
                     expires_at=snapshot.expires_at[shown],
                     strategies=tuple(settings.feed_strategies), probabilities=probabilities,
-                    orders={name: slot[order] for name, order in orders.items()},
-                    keys={name: key[local] for name, key in keys.items()})
+                    orders={name: slots[end - order.size:end].reshape(order.shape)
+                            for (name, order), end in zip(orders.items(), ends, strict=True)},
+                    keys={name: key[shown] for name, key in keys.items()})
 
 
 def prior_spec(settings: Settings) -> PriorSpec:
@@ -186,27 +184,47 @@ def priors_from(settings: Settings, categories: np.ndarray,
 
 def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndarray,
                 rates: PriorRates, settings: Settings, rng: np.random.Generator,
-                now: float) -> dict[str, bytes]:
+                now: float, *, per_cell: bool = False) -> dict[str, bytes]:
     """Packed feeds for ``cells`` (``probabilities``: one row per cell; ``rates``: one row
     per snapshot category). One set of K draws per ad serves every cell: each cell's
-    Thompson variant k orders its own candidates by draw k."""
+    Thompson variant k is its candidates' best FEED_LENGTH by draw k.
+
+    With Thompson orders only (the screened strategies serve from them), every cell's best
+    are found together (``geo.PointIndex.best_within``), reading a neighbourhood's ads once
+    for all its cells. The ``random`` and ``egreedy`` baselines order each cell's whole
+    candidate list, cell by cell, as does ``per_cell`` (the same feeds, slower: the
+    reference the fast way is tested against)."""
     posterior = ad_posterior(snapshot.evidence, rates.for_ads(snapshot.groups),
                              settings.reward_model, settings.save_weight)
-    draws = posterior.sample(settings.feed_variants, rng)     # one row of K draws per ad
-    mean = posterior.mean()
-    reach_km = [candidate_radius_km(c, settings) for c in cells]
-    index = geo.PointIndex(snapshot.lat, snapshot.lon, query_radius_km=max(reach_km, default=1.0))
-    feeds: dict[str, bytes] = {}
-    for cell, radius_km, probs in zip(cells, reach_km, probabilities, strict=True):
-        lat, lon = geo.decode(cell)
-        candidates = index.query(lat, lon, radius_km)
-        cand = Candidates(draws[candidates], mean[candidates], snapshot.created_at[candidates])
-        orders = strategy_orders(settings.feed_strategies, cand, settings.feed_length, rng,
-                                 settings.epsilon)
-        keys = screen_keys(settings.feed_strategies, cand)
-        feeds[cell] = build_cell(snapshot, candidates, orders, keys, cell, settings, probs,
-                                 now).pack()
-    return feeds
+    every_ad = Candidates(posterior.sample(settings.feed_variants, rng), posterior.mean(),
+                          snapshot.created_at)         # draws: one row of K per ad
+    keys = screen_keys(settings.feed_strategies, every_ad)
+    reach_km = np.array([candidate_radius_km(c, settings) for c in cells])
+    centres = np.array([geo.decode(c) for c in cells], dtype=np.float64).reshape(-1, 2)
+    index = geo.PointIndex(snapshot.lat, snapshot.lon,
+                           query_radius_km=float(reach_km.max(initial=1.0)))
+    orders: Sequence[dict[str, np.ndarray]]
+    if per_cell or order_sources(settings.feed_strategies) != ["thompson"]:
+        orders = [cell_orders(index.query(lat, lon, radius_km), every_ad, settings, rng)
+                  for (lat, lon), radius_km in zip(centres, reach_km, strict=True)]
+    else:
+        best = index.best_within(centres[:, 0], centres[:, 1], reach_km, every_ad.draws.T,
+                                 settings.feed_length)
+        orders = [{"thompson": picks} for picks in best]
+    return {cell: build_cell(snapshot, order, keys, cell, settings, probs, now).pack()
+            for cell, order, probs in zip(cells, orders, probabilities, strict=True)}
+
+
+def cell_orders(candidates: np.ndarray, every_ad: Candidates, settings: Settings,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The orders one cell keeps, as snapshot positions, from its ``candidates`` (snapshot
+    positions)."""
+    cand = Candidates(every_ad.draws[candidates], every_ad.mean[candidates],
+                      every_ad.created_at[candidates])
+    return {name: candidates[order]
+            for name, order in strategy_orders(settings.feed_strategies, cand,
+                                               settings.feed_length, rng,
+                                               settings.epsilon).items()}
 
 
 def run_regenerate(store: Store, settings: Settings, now: float,

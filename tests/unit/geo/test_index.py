@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo import PointIndex, destination_point, haversine_km
+from geo import index as index_module
 
 latitudes = st.one_of(st.floats(-90, 90), st.floats(89, 90), st.floats(-90, -89),
                       st.sampled_from([-90.0, 0.0, 90.0]))
@@ -152,3 +153,80 @@ def test_querying_rejects_bad_input(lat: float, lon: float, radius_km: float) ->
         index.query(lat, lon, radius_km)
     with pytest.raises(ValueError):
         index.query_with_distance(lat, lon, radius_km)
+
+
+def ranked_by_query(index: PointIndex, lat: np.ndarray, lon: np.ndarray, radii_km: np.ndarray,
+                    scores: np.ndarray, length: int) -> list[np.ndarray]:
+    """What ``best_within`` promises, circle by circle: each row's best ``length`` of the
+    points ``query`` finds, best first."""
+    out = []
+    for one_lat, one_lon, radius_km in zip(lat, lon, radii_km, strict=True):
+        inside = index.query(float(one_lat), float(one_lon), float(radius_km))
+        best = np.argsort(-scores[:, inside], axis=1, kind="stable")[:, :length]
+        out.append(inside[best])
+    return out
+
+
+def assert_same_best(index: PointIndex, lat: np.ndarray, lon: np.ndarray, radii_km: np.ndarray,
+                     scores: np.ndarray, length: int) -> None:
+    found = index.best_within(lat, lon, radii_km, scores, length)
+    expected = ranked_by_query(index, lat, lon, radii_km, scores, length)
+    assert len(found) == len(expected)
+    for one, other in zip(found, expected, strict=True):
+        assert one.dtype == np.int64 and np.array_equal(one, other)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_best_within_equals_ranking_each_circles_query_result(seed: int) -> None:
+    """Clusters in a city, over the antimeridian and at both poles; circles many to a grid
+    cell and alone, dense and nearly empty, with rows of scores that disagree."""
+    rng = np.random.default_rng(seed)
+    places = [(52.52, 13.40), (0.0, 179.99), (-16.5, -179.98), (89.9, 0.0), (-89.95, 120.0),
+              (64.0, -180.0)]
+    clusters = [points_around(rng, lat, lon, rng.uniform(5.0, 40.0), int(rng.integers(0, 4_000)))
+                for lat, lon in places]
+    lat = np.concatenate([c[0] for c in clusters] + [rng.uniform(-90, 90, 500)])
+    lon = np.concatenate([c[1] for c in clusters] + [rng.uniform(-180, 180, 500)])
+    index = PointIndex(lat, lon, query_radius_km=5.7)
+    circles = [points_around(rng, p_lat, p_lon, 45.0, 40) for p_lat, p_lon in places]
+    c_lat = np.concatenate([c[0] for c in circles])
+    c_lon = np.concatenate([c[1] for c in circles])
+    radii_km = rng.uniform(0.0, 12.0, len(c_lat))
+    scores = rng.beta(1.0, rng.uniform(1.0, 60.0, len(lat)), size=(8, len(lat)))
+    for length in (1, 20, 100):
+        assert_same_best(index, c_lat, c_lon, radii_km, scores, length)
+
+
+def test_best_within_looks_further_when_the_first_shortlist_is_too_short(monkeypatch) -> None:
+    """A group's first look that holds too few points inside some circle is followed by a
+    longer one until every circle has its best (here every first look is as short as can
+    be)."""
+    monkeypatch.setattr(index_module, "first_shortlist", lambda share, length: length)
+    rng = np.random.default_rng(7)
+    lat, lon = points_around(rng, 48.85, 2.35, 12.0, 20_000)
+    index = PointIndex(lat, lon, query_radius_km=5.0)
+    c_lat, c_lon = points_around(rng, 48.85, 2.35, 12.0, 60)
+    scores = rng.random((3, 20_000))
+    assert_same_best(index, c_lat, c_lon, rng.uniform(0.2, 6.0, 60), scores, 30)
+
+
+def test_best_within_gives_every_point_inside_when_fewer_than_length() -> None:
+    lat, lon = np.array([0.0, 0.0, 0.0, 50.0]), np.array([0.0, 0.01, 0.02, 0.0])
+    index = PointIndex(lat, lon)
+    scores = np.array([[0.3, 0.2, 0.1, 0.9], [0.1, 0.2, 0.3, 0.9]])
+    found = index.best_within(np.array([0.0, 10.0]), np.array([0.0, 10.0]),
+                              np.array([5.0, 5.0]), scores, 10)
+    assert found[0].tolist() == [[0, 1, 2], [2, 1, 0]]
+    assert found[1].shape == (2, 0)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((np.array([0.0]), np.array([0.0]), np.array([-1.0]), np.zeros((1, 2)), 5), "radius_km"),
+    ((np.array([0.0]), np.array([0.0]), np.array([1.0]), np.zeros((1, 3)), 5), "scores"),
+    ((np.array([0.0]), np.array([0.0]), np.array([1.0]), np.zeros((1, 2)), 0), "length"),
+    ((np.array([95.0]), np.array([0.0]), np.array([1.0]), np.zeros((1, 2)), 5), "lat"),
+])
+def test_best_within_rejects_bad_input(args: tuple, message: str) -> None:
+    index = PointIndex(np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=message):
+        index.best_within(*args)
