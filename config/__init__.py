@@ -91,6 +91,7 @@ class Settings(BaseModel):
     served_maxlen: int = Field(1_000_000, ge=1000)
     feed_cache_ttl_s: float = Field(60.0, ge=0, le=3600)
     feed_cache_mb: int = Field(256, ge=1)
+    card_cache_mb: int = Field(128, ge=1)
     served_flush_s: float = Field(0.1, gt=0, le=10)
 
     rollup_interval_s: float = Field(10.0, gt=0)

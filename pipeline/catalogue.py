@@ -130,20 +130,25 @@ def delete_ad(store: Store, settings: Settings, ad_id: str) -> bool:
 
 
 def reindex(store: Store, settings: Settings, now: float) -> tuple[int, int]:
-    """Rebuild the indexes (geo set, expiry, summaries) of every live ad from its record, as
-    after an upgrade that changed what the summaries pack, and give ads without decayed
-    evidence their raw counters as evidence (as of now). Expired ads leave the indexes.
-    Returns (reindexed, left out because expired)."""
+    """Rebuild the indexes (geo set, expiry, summaries, cards) of every live ad from its
+    record, as after an upgrade that changed what the summaries pack, and give ads without
+    decayed evidence their raw counters as evidence (as of now). Expired ads leave the
+    indexes. Returns (reindexed, left out because expired)."""
     store.drop_expired(now)
     done = seen = 0
+    for ad_ids in store.all_ad_ids():
+        done += reindex_ads(store, settings, ad_ids, now)
+        seen += len(ad_ids)
+    return done, seen - done
 
+
+def reindex_ads(store: Store, settings: Settings, ad_ids: Sequence[str], now: float,
+                chunk: int = 500) -> int:
+    """``reindex`` for these ads (the live ones). Returns how many were reindexed."""
     def live_rows(records: list[tuple[str, dict[str, str]]]) -> list[AdRow]:
         ads = (AdRecord.from_fields(ad_id, fields) for ad_id, fields in records)
         return [replace(ad, category=ad.category or DEFAULT_CATEGORY).row()
                 for ad in ads if ad.live(now)]
 
-    for ad_ids in store.all_ad_ids():
-        done += store.rebuild_indexes(ad_ids, live_rows, now)
-        seen += len(ad_ids)
-    return done, seen - done
-
+    return sum(store.rebuild_indexes(ad_ids[i:i + chunk], live_rows, now)
+               for i in range(0, len(ad_ids), chunk))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import redis
 from redis.commands.core import Script
 
@@ -12,7 +13,9 @@ from store.keys import (
     EVIDENCE_FIELDS,
     FEEDS_CHANNEL,
     NO_EXPIRY,
+    SUMMARY,
     SUMMARY_CHUNK,
+    SUMMARY_TAG,
     Keys,
     StaleCells,
 )
@@ -20,10 +23,15 @@ from store.rows import (
     AdRow,
     Summaries,
     _s,
+    card_value,
     searchable,
     summary,
     summary_rows,
 )
+
+
+def _locations(rows: np.ndarray) -> list[tuple[float, float]]:
+    return list(zip(rows["lat"].tolist(), rows["lon"].tolist(), strict=True))
 
 
 class CatalogueStore:
@@ -65,16 +73,20 @@ class CatalogueStore:
             with self.r.pipeline(transaction=False) as reads:
                 for key in keys:
                     reads.hgetall(key)
-                found = reads.execute()
+                reads.hmget(Keys.ads_summary, list(ad_ids))
+                *found, summaries = reads.execute()
             rows = rows_of([(a, {_s(f): _s(v) for f, v in raw.items()})
                             for a, raw in zip(ad_ids, found, strict=True) if raw])
             counts = self.ad_stats([ad.ad_id for ad in rows], ("impressions", *EVIDENCE_FIELDS[1:]))
+            first = self._serials(len(rows))
             p.multi()
+            self._forget_cards(p, summary_rows([v for v in summaries if v is not None]))
             for i, ad in enumerate(rows):
                 expiry = NO_EXPIRY if ad.expires_at is None else ad.expires_at
                 p.geoadd(Keys.ads_geo, (ad.lon, ad.lat, ad.ad_id))
                 p.zadd(Keys.ads_expiry, {ad.ad_id: expiry})
-                p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry))
+                p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry, first + i))
+                p.hset(Keys.ads_cards, str(first + i), card_value(ad))
                 sums = [counts[f][i] for f in counts]
                 if any(sums):
                     p.hsetnx(Keys.decayed, ad.ad_id, " ".join(map(repr, [evidence_at, *sums])))
@@ -86,9 +98,12 @@ class CatalogueStore:
         """Create or replace ads in one transaction, voiding the feeds that may list an old
         version of one of them (``stale_cells_of`` maps old locations to cells). The old
         locations are read under WATCH, so a concurrent change makes the step start over.
-        Returns how many live ads were replaced."""
+        Each ad written gets a new serial, its card is kept under it and the old version's
+        card goes. With one id twice, the last wins. Returns how many live ads were
+        replaced."""
         if not ads:
             return 0
+        ads = list({ad.ad_id: ad for ad in ads}.values())
         ids = [a.ad_id for a in ads]
         expiry = [NO_EXPIRY if ad.expires_at is None else ad.expires_at for ad in ads]
         records: list[str | float | int] = []
@@ -98,16 +113,20 @@ class CatalogueStore:
                 records += pair
 
         def write(p: redis.client.Pipeline) -> int:
-            old = self._summary_locations(p, ids)
-            stale = sorted(set(stale_cells_of(old)))
+            old = self._old_summaries(p, ids)
+            stale = sorted(set(stale_cells_of(_locations(old))))
+            first = self._serials(len(ads))
             p.multi()
             # a few commands for the whole batch (one per ad costs more in the client than
-            # in Redis); with one id twice, the last wins everywhere
+            # in Redis)
             self._put_records(keys=[Keys.ad(a) for a in ids], args=records, client=p)
             p.geoadd(Keys.ads_geo, [v for ad in ads for v in (ad.lon, ad.lat, ad.ad_id)])
             p.zadd(Keys.ads_expiry, dict(zip(ids, expiry, strict=True)))
-            p.hset(Keys.ads_summary, mapping={ad.ad_id: summary(ad, e)
-                                              for ad, e in zip(ads, expiry, strict=True)})
+            self._forget_cards(p, old)
+            p.hset(Keys.ads_summary, mapping={ad.ad_id: summary(ad, e, first + i) for i, (ad, e)
+                                              in enumerate(zip(ads, expiry, strict=True))})
+            p.hset(Keys.ads_cards, mapping={str(first + i): card_value(ad)
+                                            for i, ad in enumerate(ads)})
             if stale:
                 self._void_feeds(p, stale)
             return len(old)
@@ -115,26 +134,43 @@ class CatalogueStore:
         return self.r.transaction(write, Keys.ads_summary, value_from_callable=True)
 
     def delete_ad(self, ad_id: str, stale_cells_of: StaleCells) -> bool:
-        """Remove an ad and void the feeds that may list it (read under WATCH, like
-        ``put_ads``). False when there was no such ad."""
+        """Remove an ad and its card, and void the feeds that may list it (read under WATCH,
+        like ``put_ads``). False when there was no such ad."""
         def write(p: redis.client.Pipeline) -> None:
-            stale = sorted(set(stale_cells_of(self._summary_locations(p, [ad_id]))))
+            old = self._old_summaries(p, [ad_id])
+            stale = sorted(set(stale_cells_of(_locations(old))))
             p.multi()
             p.delete(Keys.ad(ad_id))
             p.zrem(Keys.ads_geo, ad_id)
             p.zrem(Keys.ads_expiry, ad_id)
             p.hdel(Keys.ads_summary, ad_id)
+            self._forget_cards(p, old)
             self._void_feeds(p, stale)
 
         return bool(self.r.transaction(write, Keys.ads_summary)[0])
 
+    def ad_cards(self, serials: Sequence[int]) -> list[bytes | None]:
+        """The ads:cards values of these serials (None: no such card), one command."""
+        return self.r.hmget(Keys.ads_cards, [str(s) for s in serials]) if serials else []
+
+    def _serials(self, count: int) -> int:
+        """The first of ``count`` new serials (a step that starts over takes new ones: gaps
+        are harmless)."""
+        return int(self.r.incrby(Keys.ad_serial, count)) - count + 1 if count else 1
+
     @staticmethod
-    def _summary_locations(p: redis.client.Pipeline,
-                           ad_ids: Sequence[str]) -> list[tuple[float, float]]:
-        """(lat, lon) of the listed ads that are indexed, read on a watching connection."""
-        rows, _ = summary_rows([v for v in p.hmget(Keys.ads_summary, list(ad_ids))
-                                if v is not None])
-        return list(zip(rows["lat"].tolist(), rows["lon"].tolist(), strict=True))
+    def _old_summaries(p: redis.client.Pipeline, ad_ids: Sequence[str]) -> np.ndarray:
+        """The summaries (SUMMARY records) of the listed ads that are indexed, read on a
+        watching connection."""
+        return summary_rows([v for v in p.hmget(Keys.ads_summary, list(ad_ids))
+                             if v is not None])
+
+    @staticmethod
+    def _forget_cards(p: redis.client.Pipeline, old: np.ndarray) -> None:
+        """Within a catalogue transaction: delete the cards of these old summaries."""
+        serials = [str(s) for s in old["sn"].tolist() if s]
+        if serials:
+            p.hdel(Keys.ads_cards, *serials)
 
     @staticmethod
     def _void_feeds(p: redis.client.Pipeline, cells: Sequence[str]) -> None:
@@ -148,10 +184,11 @@ class CatalogueStore:
             p.publish(FEEDS_CHANNEL, " ".join(cells))
 
     def drop_expired(self, now: float) -> list[str]:
-        """Take ads past their expiry out of the indexes, atomically (an ad renewed at the
-        same moment stays); their records stay readable."""
-        expired = self._drop_expired(keys=[Keys.ads_expiry, Keys.ads_geo, Keys.ads_summary],
-                                     args=[now])
+        """Take ads past their expiry out of the indexes, cards included, atomically (an ad
+        renewed at the same moment stays); their records stay readable."""
+        expired = self._drop_expired(
+            keys=[Keys.ads_expiry, Keys.ads_geo, Keys.ads_summary, Keys.ads_cards],
+            args=[now, SUMMARY_TAG, len(SUMMARY_TAG) + SUMMARY.itemsize - 8 + 1])
         return [_s(a) for a in expired]
 
     def nearby(self, lat: float, lon: float, search_radius_km: float, count: int,

@@ -8,12 +8,16 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 # ads:summary values: a layout tag, then lat, lon, expires_at, created_at, a 64-bit code of
-# the category, then the ad's card (opaque bytes: the fields a feed shows, pre-rendered by
-# the caller). Values without the tag have the first layout: lat, lon, expires_at, card;
-# they read with creation time and category 0 until `flask ads reindex` rewrites them.
+# the category and the ad's serial (its key in ads:cards). Older values read too: with the
+# second layout's tag the fixed part has no serial and a card follows; without a tag (the
+# first layout) only lat, lon, expires_at, then the card. They read with serial 0 (creation
+# time and category 0 for the first) until rewritten: regeneration rewrites them from the
+# ads' records, as `flask ads reindex` does.
 SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8"), ("created", "<f8"),
-                    ("cat", "<u8")])
-SUMMARY_TAG = b"AS2\x00"
+                    ("cat", "<u8"), ("sn", "<u8")])
+SUMMARY_TAG = b"AS3\x00"
+SECOND_LAYOUT_TAG = b"AS2\x00"
+SECOND_LAYOUT_SIZE = 40
 FIRST_LAYOUT_SIZE = 24
 FEEDS_CHANNEL = "feeds:changed"
 UNDELIVERED_COUNTED = 10_000  # counted one by one when Redis cannot tell; this many: at least
@@ -41,6 +45,11 @@ class Keys:
     ads_geo = "ads:geo"
     ads_expiry = "ads:expiry"
     ads_summary = "ads:summary"
+    # serial -> the ad's id, a NUL, then its card (the JSON a feed shows of it). A serial
+    # names one version of one ad: a replaced ad gets a new one, so a card never changes
+    # and a web process may keep it as long as it likes.
+    ads_cards = "ads:cards"
+    ad_serial = "ads:serial"            # the last serial given
     catalog_epoch = "catalog:epoch"
     cells_active = "cells:active"
     served = "served"

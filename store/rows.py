@@ -16,6 +16,8 @@ from store.keys import (
     EVENT_TYPES,
     FIRST_LAYOUT_SIZE,
     GEO_LAT_LIMIT,
+    SECOND_LAYOUT_SIZE,
+    SECOND_LAYOUT_TAG,
     SUMMARY,
     SUMMARY_TAG,
 )
@@ -23,22 +25,14 @@ from store.keys import (
 
 @dataclass(frozen=True)
 class Summaries:
-    """ads:summary values side by side: ``buffer`` holds them concatenated, ``rows`` their
-    fixed parts; each card is buffer[card_starts[i]:card_starts[i] + card_lengths[i]]."""
+    """ads:summary values decoded side by side: ``rows[i]`` is ad ``ids[i]``'s."""
 
     ids: list[bytes]
-    buffer: bytes
     rows: np.ndarray          # SUMMARY records
-    card_starts: np.ndarray   # int64
-    card_lengths: np.ndarray  # int64
 
     @classmethod
     def decode(cls, ids: list[bytes], values: list[bytes]) -> Summaries:
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-        starts = np.zeros(len(values), dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        rows, card_offsets = summary_rows(values)
-        return cls(ids, b"".join(values), rows, starts + card_offsets, lengths - card_offsets)
+        return cls(ids, summary_rows(values))
 
 
 @dataclass(frozen=True)
@@ -150,23 +144,39 @@ def _s(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def summary_rows(values: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed part of each ads:summary value, as SUMMARY records, and where each value's
-    card begins. A value of the first layout (no tag) reads with creation time and category
-    0."""
-    tag, size = len(SUMMARY_TAG), SUMMARY.itemsize
-    padding = bytes(size - FIRST_LAYOUT_SIZE)
-    tagged = [v[:tag] == SUMMARY_TAG for v in values]
-    fixed = b"".join(v[tag:tag + size] if t else v[:FIRST_LAYOUT_SIZE] + padding
-                     for v, t in zip(values, tagged, strict=True))
-    offsets = np.where(np.array(tagged, dtype=bool), tag + size, FIRST_LAYOUT_SIZE)
-    return np.frombuffer(fixed, dtype=SUMMARY), offsets.astype(np.int64)
+def summary_rows(values: Sequence[bytes]) -> np.ndarray:
+    """The fixed part of each ads:summary value, as SUMMARY records. Values of older layouts
+    read with serial 0 (and, the first, with creation time and category 0)."""
+    tag = len(SUMMARY_TAG)
+    fixed = b"".join(v[tag:] if v[:tag] == SUMMARY_TAG else _older(v) for v in values)
+    if len(fixed) != len(values) * SUMMARY.itemsize:
+        raise ValueError("an ads:summary value has an unknown layout")
+    return np.frombuffer(fixed, dtype=SUMMARY)
 
 
-def summary(ad: AdRow, expires_at: float) -> bytes:
-    """An ads:summary value: what regeneration and serving need of an ad."""
-    fixed = (ad.lat, ad.lon, expires_at, ad.created_at, ad.category_code)
-    return SUMMARY_TAG + np.array([fixed], dtype=SUMMARY).tobytes() + ad.card
+def _older(value: bytes) -> bytes:
+    """An older ads:summary value's fixed part in the current layout (serial 0)."""
+    if value[:len(SECOND_LAYOUT_TAG)] == SECOND_LAYOUT_TAG:
+        start = len(SECOND_LAYOUT_TAG)
+        return value[start:start + SECOND_LAYOUT_SIZE] + bytes(8)
+    return value[:FIRST_LAYOUT_SIZE] + bytes(SUMMARY.itemsize - FIRST_LAYOUT_SIZE)
+
+
+def summary(ad: AdRow, expires_at: float, serial: int) -> bytes:
+    """An ads:summary value: what regeneration needs of an ad, and its serial."""
+    fixed = (ad.lat, ad.lon, expires_at, ad.created_at, ad.category_code, serial)
+    return SUMMARY_TAG + np.array([fixed], dtype=SUMMARY).tobytes()
+
+
+def card_value(ad: AdRow) -> bytes:
+    """An ads:cards value: the ad's id, a NUL (ids never hold one), then its card."""
+    return ad.ad_id.encode() + b"\x00" + ad.card
+
+
+def split_card(value: bytes) -> tuple[str, bytes]:
+    """(ad id, card) of an ads:cards value."""
+    ad_id, _, card = value.partition(b"\x00")
+    return ad_id.decode(), card
 
 
 def searchable(lat: float, lon: float, radius_km: float) -> tuple[float, float]:

@@ -11,7 +11,7 @@ from celery import Celery
 from flask import current_app
 
 from config import Settings
-from pipeline.serving.cellfeed import FeedCache
+from pipeline.serving.cellfeed import CardCache, FeedCache
 from pipeline.serving.feed import ServingLog
 from store import Store
 from tasks.factory import make_celery
@@ -38,6 +38,10 @@ class Runtime:
     def feed_cache(self) -> FeedCache:
         return FeedCache(self.store, self.settings.feed_cache_ttl_s,
                          self.settings.feed_cache_mb << 20)
+
+    @cached_property
+    def card_cache(self) -> CardCache:
+        return CardCache(self.store, self.settings.card_cache_mb << 20)
 
     @cached_property
     def serving_log(self) -> ServingLog:

@@ -33,7 +33,8 @@ from bandit import (
     strategy_probabilities,
 )
 from config import Settings
-from pipeline.serving.cellfeed import CellFeed, StringTable
+from pipeline.catalogue import reindex_ads
+from pipeline.serving.cellfeed import CellFeed
 from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store, Summaries
 from store.feed_store import CellInputs
 
@@ -51,8 +52,7 @@ STRATEGY_DRAWS = 500   # Monte Carlo draws for each cell's strategy probabilitie
 class Snapshot:
     """The live catalogue and its evidence as arrays, aligned by position."""
 
-    ad_ids: StringTable
-    cards: StringTable
+    serials: np.ndarray      # uint64: each ad's serial (its card's key)
     xyz: np.ndarray          # (n, 3) unit vectors
     lat: np.ndarray
     lon: np.ndarray
@@ -73,25 +73,43 @@ def decayed_now(stored: Decayed, now: float, settings: Settings) -> np.ndarray:
 
 
 def load_snapshot(store: Store, settings: Settings, now: float) -> Snapshot:
-    """Every indexed ad live at ``now``, with its decayed evidence."""
+    """Every indexed ad live at ``now``, with its decayed evidence. Ads whose summaries an
+    older version wrote (no serial, so no card to serve) are reindexed from their records
+    first."""
     found = store.ad_summaries()
-    live = found.rows["exp"] > now
+    older = unserialled(found, now)
+    if older:
+        reindex_ads(store, settings, older, now)
+        found = store.ad_summaries()
+    live = servable(found, now)
     ids = [a for a, ok in zip(found.ids, live, strict=True) if ok]
-    return snapshot_of(found, live, ids, store.decayed_evidence(ids), now, settings)
+    return snapshot_of(found, live, store.decayed_evidence(ids), now, settings)
 
 
-def snapshot_of(found: Summaries, live: np.ndarray, ids: list[bytes], evidence: Decayed,
-                now: float, settings: Settings) -> Snapshot:
-    """The ``live`` ads of ``found`` (their ``ids``) as a snapshot (``evidence``: one row per
-    live ad)."""
+def unserialled(found: Summaries, now: float) -> list[str]:
+    """The live ads of ``found`` whose summaries an older version wrote (no serial): they
+    are logged, for ``reindex_ads``."""
+    older = [a.decode() for a, sn, exp in zip(found.ids, found.rows["sn"].tolist(),
+                                              found.rows["exp"].tolist(), strict=True)
+             if not sn and exp > now]
+    if older:
+        log.warning("reindexing %d ads written by an older version (no serial)", len(older))
+    return older
+
+
+def servable(found: Summaries, now: float) -> np.ndarray:
+    """Which of the ads found can be in a feed: live, and with a card."""
+    return (found.rows["exp"] > now) & (found.rows["sn"] > 0)
+
+
+def snapshot_of(found: Summaries, live: np.ndarray, evidence: Decayed, now: float,
+                settings: Settings) -> Snapshot:
+    """The ``live`` ads of ``found`` as a snapshot (``evidence``: one row per live ad)."""
     sums = decayed_now(evidence, now, settings)
     rows = found.rows[live]
     categories, groups = np.unique(rows["cat"], return_inverse=True)
     return Snapshot(
-        ad_ids=StringTable.of(ids),
-        cards=StringTable.slices(found.buffer, found.card_starts[live],
-                                 found.card_lengths[live]),
-        xyz=geo.unit_vectors(rows["lat"], rows["lon"]),
+        serials=rows["sn"].copy(), xyz=geo.unit_vectors(rows["lat"], rows["lon"]),
         lat=rows["lat"].copy(), lon=rows["lon"].copy(), expires_at=rows["exp"].copy(),
         created_at=rows["created"].copy(),
         categories=categories, groups=groups.reshape(-1),
@@ -136,8 +154,8 @@ def build_cell(snapshot: Snapshot, orders: dict[str, np.ndarray], keys: dict[str
     shown, slots = np.unique(listed, return_inverse=True)   # snapshot positions, ascending
     slots = slots.astype(np.int32)
     ends = np.cumsum([order.size for order in orders.values()])
-    return CellFeed(cell=cell, generated_at=now, ad_ids=snapshot.ad_ids.gather(shown),
-                    cards=snapshot.cards.gather(shown), xyz=snapshot.xyz[shown],
+    return CellFeed(cell=cell, generated_at=now, serials=snapshot.serials[shown],
+                    lat=snapshot.lat[shown], lon=snapshot.lon[shown],
                     expires_at=snapshot.expires_at[shown],
                     strategies=tuple(settings.feed_strategies), probabilities=probabilities,
                     orders={name: slots[end - order.size:end].reshape(order.shape)
@@ -286,6 +304,10 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
     for _ in range(MAX_ATTEMPTS):
         inputs = store.cell_inputs(cell, lat, lon, radius_km, settings.reward_model,
                                    2 * len(STRATEGIES))
+        older = unserialled(inputs.ads, now)
+        if older:      # written by an older version: rewritten, then read again
+            reindex_ads(store, settings, older, now)
+            continue
         packed = cell_feed(inputs, cell, settings, now, rng)
         if store.write_feeds(inputs.epoch, {cell: packed}, settings.feed_ttl_s):
             return packed
@@ -295,10 +317,9 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
 def cell_feed(inputs: CellInputs, cell: str, settings: Settings, now: float,
               rng: np.random.Generator) -> bytes:
     """One cell's packed feed from what the store read for it (pure)."""
-    live = inputs.ads.rows["exp"] > now
+    live = servable(inputs.ads, now)
     evidence = Decayed(inputs.evidence.updated_at[live], inputs.evidence.values[live])
-    ids = [a for a, ok in zip(inputs.ads.ids, live, strict=True) if ok]
-    snapshot = snapshot_of(inputs.ads, live, ids, evidence, now, settings)
+    snapshot = snapshot_of(inputs.ads, live, evidence, now, settings)
     rates = priors_of(inputs, settings, snapshot.categories)
     probabilities = probabilities_of(inputs.strategies, settings, now, rng)
     return build_feeds(snapshot, [cell], probabilities, rates, settings, rng, now)[cell]

@@ -18,7 +18,7 @@ from pipeline.learning.regenerate import decayed_now
 from pipeline.reports.adstats import top_ads
 from pipeline.reports.ctr import DailyCtr, daily_ctr, utc_today
 from pipeline.reports.health import JobState, pipeline_state
-from store import Store
+from store import Store, split_card
 
 DAYS = 14
 HISTORY_S = 7 * 86_400
@@ -102,12 +102,12 @@ def regions(lat: np.ndarray, lon: np.ndarray, step_deg: float = REGION_STEP_DEG)
 
 
 def titled(store: Store, ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ads with their titles and companies (from the catalogue's summaries, one read);
-    "" for an ad the catalogue no longer holds."""
+    """The ads with their titles and companies (from their cards: two reads); "" for an ad
+    the catalogue no longer holds."""
     found = store.ad_summaries([a["ad_id"] for a in ads])
-    cards = {ad_id.decode(): orjson.loads(found.buffer[start:start + length] + b"}")
-             for ad_id, start, length
-             in zip(found.ids, found.card_starts, found.card_lengths, strict=True)}
+    cards = {ad_id: orjson.loads(card + b"}")
+             for ad_id, card in (split_card(v) for v in store.ad_cards(found.rows["sn"].tolist())
+                                 if v is not None)}
     return [{**a, "title": cards.get(a["ad_id"], {}).get("title", ""),
              "company": cards.get(a["ad_id"], {}).get("company", "")} for a in ads]
 

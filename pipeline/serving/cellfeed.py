@@ -1,95 +1,43 @@
-"""A cell's feed: its packed value (everything serving needs, in one Redis string that
-decodes without a Python object per ad) and the cache each web process keeps of it.
+"""A cell's feed: its packed value (everything serving needs but the ads' cards, in one Redis
+string that decodes without a Python object per ad), the cache each web process keeps of it,
+and the cards, which each web process keeps once, by serial.
 
 ``FeedCache`` keeps each cell's feed for at most FEED_CACHE_TTL_S, within FEED_CACHE_MB. It
 subscribes to feed changes and, before every lookup, applies the change messages already
 delivered (a non-blocking read), so a cell rebuilt, or voided by an ad deleted or moved, is
 dropped before the next request that could use it. While the subscription is down nothing
 is cached.
+
+``CardCache`` keeps the cards of the ads a process has shown, within CARD_CACHE_MB. A serial
+names one version of an ad (a replaced ad gets a new one), so a card never goes stale; one it
+lacks costs one HMGET, once.
 """
 from __future__ import annotations
 
 import logging
-import operator
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import msgpack
 import numpy as np
 import orjson
 import redis
 
-from store import Store
+import geo
+from store import Store, split_card
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 RECONNECT_S = 1.0          # between attempts to subscribe to feed changes
-
-
-@dataclass(frozen=True)
-class StringTable:
-    """Many byte strings and their lengths, so that a subset packs with one join and one
-    cumulative sum (measured faster than gathering bytes with index arrays)."""
-
-    items: list[bytes]
-    lengths: np.ndarray      # int64
-
-    @classmethod
-    def of(cls, strings: Sequence[str | bytes]) -> StringTable:
-        """
-        >>> StringTable.of(["ab", "c", "def"]).gather(np.array([2, 0])).blob
-        b'defab'
-        """
-        items = [s.encode() if isinstance(s, str) else bytes(s) for s in strings]
-        return cls(items, np.fromiter(map(len, items), dtype=np.int64, count=len(items)))
-
-    @classmethod
-    def slices(cls, buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> StringTable:
-        """The strings buffer[start:start + length].
-
-        >>> StringTable.slices(b"xxabyc", np.array([2, 5]), np.array([2, 1])).items
-        [b'ab', b'c']
-        """
-        ends = (starts + lengths).tolist()
-        return cls([buffer[a:b] for a, b in zip(starts.tolist(), ends, strict=True)],
-                   np.asarray(lengths, dtype=np.int64))
-
-    def gather(self, positions: np.ndarray) -> PackedStrings:
-        """The strings at ``positions``, packed together."""
-        offsets = np.zeros(len(positions) + 1, dtype=np.int32)
-        np.cumsum(self.lengths[positions], out=offsets[1:])
-        if len(positions) == 0:
-            return PackedStrings(b"", offsets)
-        picked = operator.itemgetter(*positions.tolist())(self.items)
-        return PackedStrings(picked if len(positions) == 1 else b"".join(picked), offsets)
-
-
-@dataclass(frozen=True)
-class PackedStrings:
-    """Strings concatenated in ``blob``; string i is blob[offsets[i]:offsets[i + 1]]."""
-
-    blob: bytes
-    offsets: np.ndarray      # int32 (n + 1)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def __getitem__(self, i: int) -> str:
-        return self.raw(i).decode()
-
-    def raw(self, i: int) -> bytes:
-        return self.blob[self.offsets[i]:self.offsets[i + 1]]
-
-    def take(self, positions: Sequence[int] | np.ndarray) -> list[str]:
-        return [self[int(i)] for i in positions]
-
-    def all(self) -> list[str]:
-        return self.take(range(len(self)))
+COORD_SCALE = 10_000_000   # coordinates are packed in 1e-7 degrees (about a centimetre)
+NEVER = 2**32 - 1          # the packed expiry of an ad that never expires (or after 2106)
+CARD_OVERHEAD = 120        # bytes a cached card costs beyond its id and JSON (measured ~)
 
 
 def ad_card(ad_id: str, title: str, company: str) -> bytes:
@@ -104,56 +52,125 @@ def ad_card(ad_id: str, title: str, company: str) -> bytes:
 
 @dataclass(frozen=True)
 class CellFeed:
-    """A cell's precomputed feed: the ads it can show, the orders kept over them
-    (``bandit.order_sources``), what the screened strategies sort each screen by, and the
-    probability each strategy is served with."""
+    """A cell's precomputed feed: the ads it can show (by serial, with where they are and
+    when they expire), the orders kept over them (``bandit.order_sources``), what the
+    screened strategies sort each screen by, and the probability each strategy is served
+    with. Packed, an ad costs 24 bytes: coordinates to 1e-7 degrees, expiry to the second
+    (rounded down) and sort keys as float32 from the cell's highest."""
 
     cell: str
     generated_at: float
-    ad_ids: PackedStrings
-    cards: PackedStrings     # ad_card of each ad
-    xyz: np.ndarray          # float64 (n, 3): unit vectors, for distances at serve time
-    expires_at: np.ndarray   # float64 (n)
+    serials: np.ndarray      # uint64 (n): each ad's serial, its card's key
+    lat: np.ndarray          # float64 (n), degrees
+    lon: np.ndarray
+    expires_at: np.ndarray   # float64 (n); inf: never
     strategies: tuple[str, ...]
     probabilities: np.ndarray  # float64, one per strategy
     orders: dict[str, np.ndarray]  # strategy -> int32 (rows, L): positions into the ads
     keys: dict[str, np.ndarray]    # screened strategy -> float64 (n): its sort key per ad
 
     def __len__(self) -> int:
-        return len(self.ad_ids)
+        return len(self.serials)
+
+    @cached_property
+    def xyz(self) -> np.ndarray:
+        """(n, 3) unit vectors, for distances at serve time."""
+        return geo.unit_vectors(self.lat, self.lon)
 
     def pack(self) -> bytes:
-        def strings(p: PackedStrings) -> list:
-            return [p.blob, p.offsets.astype("<i4").tobytes()]
+        n = len(self)
+        wide_serials = n > 0 and int(self.serials.max()) >= 2**32
+        wide_orders = n > 2**16
+        coords = np.empty((n, 2), dtype="<i4")
+        coords[:, 0] = np.rint(self.lat * COORD_SCALE)
+        coords[:, 1] = np.rint(self.lon * COORD_SCALE)
+        expiry = np.minimum(np.floor(np.nan_to_num(self.expires_at, posinf=NEVER)), NEVER)
         return msgpack.packb({
             "v": FORMAT_VERSION, "cell": self.cell, "gen": self.generated_at,
-            "ids": strings(self.ad_ids), "cards": strings(self.cards),
-            "xyz": self.xyz.astype("<f8").tobytes(),
-            "exp": self.expires_at.astype("<f8").tobytes(),
+            "sn": self.serials.astype("<u8" if wide_serials else "<u4").tobytes(),
+            "ll": coords.tobytes(), "exp": expiry.astype("<u4").tobytes(),
             "strategies": list(self.strategies),
             "probs": np.asarray(self.probabilities, dtype="<f8").tobytes(),
-            "orders": {k: [int(v.shape[0]), v.astype("<i4").tobytes()]
+            "orders": {k: [int(v.shape[0]), v.astype("<u4" if wide_orders else "<u2").tobytes()]
                        for k, v in self.orders.items()},
-            "keys": {k: np.asarray(v, dtype="<f8").tobytes() for k, v in self.keys.items()},
+            "keys": {k: _packed_key(v) for k, v in self.keys.items()},
         }, use_bin_type=True)
 
     @classmethod
     def unpack(cls, raw: bytes) -> CellFeed:
         d = msgpack.unpackb(raw, raw=False)
-        if d.get("v") != FORMAT_VERSION:
-            raise ValueError(f"unknown feed format version {d.get('v')!r}")
+        if not isinstance(d, dict) or d.get("v") != FORMAT_VERSION:
+            version = d.get("v") if isinstance(d, dict) else None
+            raise ValueError(f"unknown feed format version {version!r}")
+        coords = np.frombuffer(d["ll"], dtype="<i4").reshape(-1, 2) / COORD_SCALE
+        n = len(coords)
+        serials = np.frombuffer(d["sn"], dtype="<u8" if len(d["sn"]) == 8 * n else "<u4")
+        expiry = np.frombuffer(d["exp"], dtype="<u4").astype(np.float64)
+        expiry[expiry == NEVER] = np.inf
 
-        def strings(pair: list) -> PackedStrings:
-            return PackedStrings(pair[0], np.frombuffer(pair[1], dtype="<i4"))
-        return cls(cell=d["cell"], generated_at=d["gen"], ad_ids=strings(d["ids"]),
-                   cards=strings(d["cards"]),
-                   xyz=np.frombuffer(d["xyz"], dtype="<f8").reshape(-1, 3),
-                   expires_at=np.frombuffer(d["exp"], dtype="<f8"),
+        def order(rows: int, packed: bytes) -> np.ndarray:
+            width = "<u4" if n > 2**16 else "<u2"
+            return np.frombuffer(packed, dtype=width).astype(np.int32).reshape(rows, -1)
+        return cls(cell=d["cell"], generated_at=d["gen"], serials=serials.astype(np.uint64),
+                   lat=coords[:, 0], lon=coords[:, 1], expires_at=expiry,
                    strategies=tuple(d["strategies"]),
                    probabilities=np.frombuffer(d["probs"], dtype="<f8"),
-                   orders={k: np.frombuffer(v, dtype="<i4").reshape(rows, -1)
-                           for k, (rows, v) in d["orders"].items()},
-                   keys={k: np.frombuffer(v, dtype="<f8") for k, v in d["keys"].items()})
+                   orders={k: order(rows, v) for k, (rows, v) in d["orders"].items()},
+                   keys={k: top + np.frombuffer(v, dtype="<f4").astype(np.float64)
+                         for k, (top, v) in d["keys"].items()})
+
+
+def _packed_key(values: np.ndarray) -> list:
+    """A sort key as [its highest value, each value less it as float32]: near the top,
+    where the order matters, float32 keeps it fine (a second in a month's creation times)."""
+    values = np.asarray(values, dtype=np.float64)
+    top = float(values.max()) if len(values) else 0.0
+    return [top, (values - top).astype("<f4").tobytes()]
+
+
+class CardCache:
+    """Ad cards by serial, as many as fit ``max_bytes``, least recently used out first."""
+
+    def __init__(self, store: Store, max_bytes: int = 128 << 20) -> None:
+        self.store, self.max_bytes = store, max_bytes
+        self._entries: OrderedDict[int, tuple[str, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_many(self, serials: Sequence[int]) -> list[tuple[str, bytes] | None]:
+        """(ad id, card) of each serial, None where the ad is gone; the ones not kept here
+        are read in one command (and kept)."""
+        with self._lock:
+            found = [self._entries.get(s) for s in serials]
+            for s, entry in zip(serials, found, strict=True):
+                if entry is not None:
+                    self._entries.move_to_end(s)
+        missing = [s for s, entry in zip(serials, found, strict=True) if entry is None]
+        if not missing:
+            return found
+        read = {s: split_card(v) for s, v in zip(missing, self.store.ad_cards(missing),
+                                                 strict=True) if v is not None}
+        with self._lock:
+            for s, entry in read.items():
+                self._keep(s, entry)
+        return [entry if entry is not None else read.get(s)
+                for s, entry in zip(serials, found, strict=True)]
+
+    def _keep(self, serial: int, entry: tuple[str, bytes]) -> None:
+        if serial in self._entries:
+            return
+        self._entries[serial] = entry
+        self._bytes += _card_size(entry)
+        while self._bytes > self.max_bytes and self._entries:
+            _, gone = self._entries.popitem(last=False)
+            self._bytes -= _card_size(gone)
+
+
+def _card_size(entry: tuple[str, bytes]) -> int:
+    return len(entry[0]) + len(entry[1]) + CARD_OVERHEAD
 
 
 class FeedCache:

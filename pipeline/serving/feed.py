@@ -34,7 +34,7 @@ import geo
 from bandit import SCREENED, STRATEGIES, choose, screen_orders
 from config import Settings
 from pipeline.learning.regenerate import build_one_cell
-from pipeline.serving.cellfeed import CellFeed, FeedCache
+from pipeline.serving.cellfeed import CardCache, CellFeed, FeedCache
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,12 @@ def location_text(lat: float, lon: float) -> str:
 
 
 def load_cell(store: Store, settings: Settings, cell: str, now: float,
-              rng: np.random.Generator, cache: FeedCache | None) -> tuple[CellFeed, str]:
+              rng: np.random.Generator, cache: FeedCache | None,
+              cards: CardCache | None = None) -> tuple[CellFeed, str]:
     """The cell's feed and where it came from: "hit" (cached here or read from Redis) or
-    "miss" (built now, with the beat's code, and stored)."""
+    "miss" (built now, with the beat's code, and stored). A feed not cached here has the
+    cards ``cards`` lacks read with it (one command), so that serving it from this process
+    never waits for a card."""
     feed = cache.get(cell) if cache else None
     if feed is not None:
         return feed, "hit"
@@ -84,6 +87,8 @@ def load_cell(store: Store, settings: Settings, cell: str, now: float,
     if raw is None or feed is None:
         raw = build_one_cell(store, cell, settings, now, rng)
         feed, outcome = CellFeed.unpack(raw), "miss"
+    if cards is not None:
+        cards.get_many(feed.serials.tolist())
     if cache:
         cache.put(cell, feed, generation, len(raw))
     return feed, outcome
@@ -134,15 +139,18 @@ def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
 
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                rng: np.random.Generator, cache: FeedCache | None, served: ServingLog,
-               excluded: set[str] | None = None, secret: bytes | None = None) -> FeedAnswer:
+               excluded: set[str] | None = None, secret: bytes | None = None,
+               cards: CardCache | None = None) -> FeedAnswer:
     """The ordered ads for a point. A cached cell costs no Redis round trip; an uncached one
     a single GET, whatever the size of the catalogue. With a user_id and no ``excluded``, one
     more round trip keeps the point as the user's last location and reads their excluded
     ads (given ``excluded``, the caller read the user's context, location included). The
-    served feed is logged through ``served``. ``secret`` signs the feed id (serving
-    processes keep it: else it is read)."""
+    ads' cards come from ``cards`` (the process's: one more round trip only for cards it
+    has not seen; without it, every time). The served feed is logged through ``served``.
+    ``secret`` signs the feed id (serving processes keep it: else it is read)."""
     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)
-    feed, outcome = load_cell(store, settings, cell, now, rng, cache)
+    cards = CardCache(store) if cards is None else cards
+    feed, outcome = load_cell(store, settings, cell, now, rng, cache, cards)
     if excluded is None:
         excluded = (store.locate_user(req.user_id, location_text(req.lat, req.lon))
                     if req.user_id else set())
@@ -151,23 +159,45 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     dot = feed.xyz[order] @ geo.unit_vector(req.lat, req.lon)
     keep = (dot >= geo.km_to_dot(req.radius_km)) & (feed.expires_at[order] > now)
     if excluded:
-        keep &= np.fromiter((feed.ad_ids[i] not in excluded for i in order), bool, len(order))
-    shown = np.flatnonzero(keep)[:req.limit]
+        entries = cards.get_many(feed.serials[order].tolist())
+        keep &= np.fromiter((e is not None and e[0] not in excluded for e in entries), bool,
+                            len(order))
+    shown, cards_shown = _with_cards(feed, order, np.flatnonzero(keep), req.limit, cards)
     if pick.strategy in SCREENED:
         key = dot[shown] if pick.strategy == "nearest" else feed.keys[pick.strategy][order[shown]]
-        shown = shown[screen_orders(key[None, :])[0]]
-    chosen = order[shown].tolist()
+        screen = screen_orders(key[None, :])[0]
+        shown, cards_shown = shown[screen], [cards_shown[i] for i in screen]
     chosen_km = geo.dot_to_km(dot[shown]).tolist()
-    ad_ids = feed.ad_ids.take(chosen)
     feed_id = make_feed_id(now, cell, pick.strategy, rng, secret or store.feed_id_secret())
     served.add({"feed_id": feed_id, "ts": now, "cell": cell, "strategy": pick.strategy,
                 "propensity": pick.propensity, "variant": pick.variant,
                 "generated_at": feed.generated_at, "cache": outcome,
-                "user_id": req.user_id or "", "ads": " ".join(ad_ids)}, cell, now)
-    ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (feed.cards.raw(i), p, km)
-                         for p, (i, km) in enumerate(zip(chosen, chosen_km, strict=True), start=1))
+                "user_id": req.user_id or "", "ads": " ".join(e[0] for e in cards_shown)},
+               cell, now)
+    ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (card, p, km)
+                         for p, ((_, card), km)
+                         in enumerate(zip(cards_shown, chosen_km, strict=True), start=1))
     return FeedAnswer(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
                       ads_json)
+
+
+def _with_cards(feed: CellFeed, order: np.ndarray, kept: np.ndarray, limit: int,
+                cards: CardCache) -> tuple[np.ndarray, list[tuple[str, bytes]]]:
+    """The first ``limit`` of ``kept`` (positions in ``order``) whose cards exist, and their
+    (ad id, card): an ad deleted since the feed was read has none, and the next one takes
+    its place."""
+    shown: list[int] = []
+    entries: list[tuple[str, bytes]] = []
+    start = 0
+    while len(shown) < limit and start < len(kept):
+        batch = kept[start:start + limit - len(shown)]
+        start += len(batch)
+        for i, entry in zip(batch.tolist(), cards.get_many(feed.serials[order[batch]].tolist()),
+                            strict=True):
+            if entry is not None:
+                shown.append(i)
+                entries.append(entry)
+    return np.array(shown, dtype=np.int64), entries
 
 
 def _decode(raw: bytes | None) -> CellFeed | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.serving.cellfeed import ad_card
-from store import NO_EXPIRY, AdRow, Keys, Store
+from store import NO_EXPIRY, AdRow, Keys, Store, split_card
 from tests.conftest import NOW
 
 
@@ -28,3 +28,8 @@ def first_layout(store, ad_id: str) -> None:
     fixed = np.array([(float(fields["lat"]), float(fields["lon"]), expiry)], dtype="<f8,<f8,<f8")
     store.r.hset(Keys.ads_summary, ad_id,
                  fixed.tobytes() + ad_card(ad_id, fields["title"], fields["company"]))
+
+
+def feed_ad_ids(store: Store, feed) -> list[str]:
+    """The ids of the ads a cell feed lists (``CellFeed``), by position, through their cards."""
+    return [split_card(v)[0] for v in store.ad_cards(feed.serials.tolist())]

@@ -17,9 +17,9 @@ from bench.sim.world import WorldSpec, make_world
 from config import load_settings
 from pipeline.catalogue import AdRecord, upsert_ads
 from pipeline.learning.regenerate import Snapshot, build_feeds, prior_spec
-from pipeline.serving.cellfeed import CellFeed, StringTable, ad_card
+from pipeline.serving.cellfeed import CellFeed
 from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
-from store import Store
+from store import Store, split_card
 
 SMALL = WorldSpec(ads=200)
 
@@ -59,10 +59,9 @@ def test_choose_many_is_bandit_choose_row_by_row():
 
 
 def snapshot_of(w: world.World, evidence: Evidence, start: float) -> Snapshot:
-    return Snapshot(ad_ids=StringTable.of(w.ad_ids),
-                    cards=StringTable.of([ad_card(a, t, c) for a, t, c in
-                                          zip(w.ad_ids, w.titles, w.companies, strict=True)]),
-                    xyz=w.xyz, lat=w.lat, lon=w.lon, expires_at=np.full(len(w), np.inf),
+    """The world's ads as a snapshot: ad i has serial i + 1."""
+    return Snapshot(serials=np.arange(1, len(w) + 1, dtype=np.uint64), xyz=w.xyz, lat=w.lat,
+                    lon=w.lon, expires_at=np.full(len(w), np.inf),
                     created_at=w.created_at(start), categories=np.arange(len(world.CATEGORIES)),
                     groups=w.category, evidence=evidence)
 
@@ -94,10 +93,9 @@ def test_the_twin_builds_the_orders_build_feeds_builds():
                          np.random.default_rng(7), now)
     twin.rng = np.random.default_rng(7)
     twin.build_orders(np.arange(len(names)), now)
-    index = {a: i for i, a in enumerate(w.ad_ids)}
     for c, name in enumerate(names):
         feed = CellFeed.unpack(packed[name])
-        ids = np.array([index[a] for a in feed.ad_ids.all()])
+        ids = feed.serials.astype(np.int64) - 1
         assert list(feed.orders) == twin.sources == ["thompson", "random", "egreedy"]
         for s, source in enumerate(twin.sources):
             theirs = ids[feed.orders[source]]
@@ -136,7 +134,8 @@ def test_the_twin_serves_what_serve_feed_serves(fake_store: Store, strategy: str
                 np.random.default_rng(0))
     for c, name in enumerate(names):                # the feeds the pipeline built
         feed = CellFeed.unpack(fake_store.feed_value(name))
-        ids = np.array([index[a] for a in feed.ad_ids.all()])
+        ids = np.array([index[split_card(v)[0]]
+                        for v in fake_store.ad_cards(feed.serials.tolist())])
         order = feed.orders["thompson"][0]
         twin.orders[c, 0, 0, :len(order)] = ids[order]
         for key, values in feed.keys.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from store import NO_EXPIRY, AdRow, Keys, Store, catalogue_store
+from store import NO_EXPIRY, AdRow, Keys, Store, catalogue_store, split_card
 from tests.conftest import NOW
 from tests.support.stored_ads import put
 
@@ -35,16 +35,19 @@ def test_nearby_widens_its_search_past_expired_ads(fake_store: Store):
     assert [a for a, _, _ in fake_store.nearby(52.5, 13.4, 1.0, 1, NOW)] == ["live"]
 
 
-def test_drop_expired_takes_ads_out_of_the_index_but_keeps_the_record(fake_store: Store):
+def test_drop_expired_takes_ads_and_cards_out_of_the_index_but_keeps_the_record(
+        fake_store: Store):
+    fake_store.r.set(Keys.ad_serial, 2**40 + 255)       # serials past 32 bits read in Lua too
     put(fake_store, "old", 52.5, 13.4, expires_at=NOW - 1)
     put(fake_store, "new", 52.5, 13.4)
     assert fake_store.drop_expired(NOW) == ["old"]
     assert fake_store.live_ad_ids() == ["new"]
     assert fake_store.get_ad("old") is not None
     assert fake_store.r.zscore(Keys.ads_expiry, "new") == NO_EXPIRY
+    assert fake_store.r.hgetall(Keys.ads_cards) == {str(2**40 + 257).encode(): b"new\x00card:new"}
 
 
-def test_ad_summaries_round_trip_location_expiry_and_card(fake_store: Store):
+def test_ad_summaries_round_trip_location_expiry_and_serial(fake_store: Store):
     put(fake_store, "a", 52.5, 13.4, expires_at=NOW + 5)
     fake_store.put_ads([AdRow("b", {"title": "Bäcker"}, -33.9, 151.2, None, NOW - 1, 2**64 - 1,
                               "Bäcker".encode())], lambda old: [])
@@ -54,10 +57,30 @@ def test_ad_summaries_round_trip_location_expiry_and_card(fake_store: Store):
     assert (a["lat"], a["lon"], a["exp"], a["created"], a["cat"]) == (52.5, 13.4, NOW + 5,
                                                                       NOW - 60, 7)
     assert (b["lat"], b["lon"], b["exp"], b["cat"]) == (-33.9, 151.2, NO_EXPIRY, 2**64 - 1)
-    cards = [bytes(found.buffer[s:s + n])
-             for s, n in zip(found.card_starts, found.card_lengths, strict=True)]
-    assert cards[by_id["a"]] == b"card:a" and cards[by_id["b"]].decode() == "Bäcker"
+    assert [split_card(v) for v in fake_store.ad_cards([a["sn"], b["sn"]])] == [
+        ("a", b"card:a"), ("b", "Bäcker".encode())]
     assert [i.decode() for i in fake_store.ad_summaries(["b", "missing"]).ids] == ["b"]
+
+
+def test_a_replaced_ad_gets_a_new_serial_and_its_old_card_goes(fake_store: Store):
+    put(fake_store, "a", 52.5, 13.4)
+    put(fake_store, "b", 52.5, 13.4)
+    first = int(fake_store.ad_summaries(["a"]).rows["sn"][0])
+    put(fake_store, "a", 52.6, 13.4)
+    second = int(fake_store.ad_summaries(["a"]).rows["sn"][0])
+    assert second > first
+    assert fake_store.ad_cards([first, second]) == [None, b"a\x00card:a"]
+    fake_store.delete_ad("a", lambda old: [])
+    assert fake_store.ad_cards([second]) == [None]
+    assert fake_store.r.hlen(Keys.ads_cards) == 1                  # b's
+
+
+def test_an_id_twice_in_one_put_keeps_one_card_the_last(fake_store: Store):
+    fake_store.put_ads([AdRow("a", {"title": t}, 52.5, 13.4, None, NOW, 7, t.encode())
+                        for t in ("first", "last")], lambda old: [])
+    serial = int(fake_store.ad_summaries(["a"]).rows["sn"][0])
+    assert fake_store.ad_cards([serial]) == [b"a\x00last"]
+    assert fake_store.r.hlen(Keys.ads_cards) == 1
 
 
 def test_a_change_racing_a_write_makes_it_read_the_old_location_again(fake_store: Store):

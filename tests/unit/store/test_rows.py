@@ -16,9 +16,11 @@ from store.rows import (
     Summaries,
     _entry_ms,
     _s,
+    card_value,
     consumer_name,
     float_rows,
     searchable,
+    split_card,
     stat_type_index,
     summary,
 )
@@ -57,28 +59,40 @@ def ad(ad_id: str, card: bytes, category_code: int = 7) -> AdRow:
     return AdRow(ad_id, {}, 52.5, 13.4, None, NOW - 60, category_code, card)
 
 
-def test_summaries_read_back_the_fixed_part_and_the_card_of_each_value():
-    values = [summary(ad("a", b"card:a"), NOW + 5),
-              summary(ad("b", "Bäcker".encode(), 2**64 - 1), NO_EXPIRY),
-              summary(ad("c", b""), NOW)]
+def test_summaries_read_back_the_fixed_part_and_the_serial_of_each_value():
+    values = [summary(ad("a", b"card:a"), NOW + 5, 1),
+              summary(ad("b", "Bäcker".encode(), 2**64 - 1), NO_EXPIRY, 2**40 + 3),
+              summary(ad("c", b""), NOW, 9)]
     found = Summaries.decode([b"a", b"b", b"c"], values)
     assert found.ids == [b"a", b"b", b"c"]
     assert found.rows["exp"].tolist() == [NOW + 5, NO_EXPIRY, NOW]
     assert found.rows["cat"].tolist() == [7, 2**64 - 1, 7]
     assert found.rows["created"].tolist() == [NOW - 60] * 3
-    cards = [found.buffer[s:s + n]
-             for s, n in zip(found.card_starts, found.card_lengths, strict=True)]
-    assert cards == [b"card:a", "Bäcker".encode(), b""]
+    assert found.rows["sn"].tolist() == [1, 2**40 + 3, 9]
 
 
-def test_a_summary_of_the_first_layout_reads_with_creation_time_and_category_zero():
+def test_summaries_of_older_layouts_read_with_serial_zero():
+    """The first layout (lat, lon, expiry, card) also reads with creation time and category
+    0; the second (tagged, no serial, a card) with its own."""
     first = np.array([(48.85, 2.35, NO_EXPIRY)], dtype="<f8,<f8,<f8").tobytes() + b"old card"
-    found = Summaries.decode([b"new", b"old"], [summary(ad("new", b"new card"), NOW), first])
-    new, old = found.rows
-    assert (new["lat"], new["created"], new["cat"]) == (52.5, NOW - 60, 7)
-    assert (old["lat"], old["lon"], old["exp"]) == (48.85, 2.35, NO_EXPIRY)
-    assert (old["created"], old["cat"]) == (0, 0)
-    assert found.buffer[found.card_starts[1]:][:found.card_lengths[1]] == b"old card"
+    second = (b"AS2\x00" + np.array([(40.4, -3.7, NOW + 9, NOW - 5, 3)],
+                                    dtype="<f8,<f8,<f8,<f8,<u8").tobytes() + b"card")
+    found = Summaries.decode([b"new", b"first", b"second"],
+                             [summary(ad("new", b"new card"), NOW, 12), first, second])
+    new, old, older = found.rows.tolist()
+    assert new == (52.5, 13.4, NOW, NOW - 60, 7, 12)
+    assert old == (48.85, 2.35, NO_EXPIRY, 0, 0, 0)
+    assert older == (40.4, -3.7, NOW + 9, NOW - 5, 3, 0)
+
+
+def test_a_summary_of_no_known_layout_is_an_error():
+    with pytest.raises(ValueError, match="layout"):
+        Summaries.decode([b"x"], [b"AS3\x00short"])
+
+
+def test_a_card_value_holds_the_id_then_the_card():
+    value = card_value(ad("a-1", b'{"ad_id":"a-1"'))
+    assert split_card(value) == ("a-1", b'{"ad_id":"a-1"')
 
 
 def test_a_search_centre_within_the_geo_limit_is_kept_as_it_is():

@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from pipeline.catalogue import AdRecord
+from pipeline.catalogue import AdRecord, category_code
 from tests.support.api import ad_body, error_of, put_ad
 from tests.support.stored_ads import first_layout, stored_ad_ids
 
@@ -104,17 +104,21 @@ def test_an_ad_at_a_valid_polar_latitude_is_not_a_500(client, admin, fake_store)
         assert client.get("/v1/ads/polar").get_json()["live"] is True
 
 
-def test_summaries_of_the_first_layout_still_serve_valid_feeds(client, admin, fake_store):
+def test_summaries_of_the_first_layout_are_rewritten_and_serve_valid_feeds(client, admin,
+                                                                          fake_store):
+    """Ads an older version indexed (no serial, so no card of their own) are reindexed from
+    their records by the first build that finds them, and served."""
     for i in range(5):
         put_ad(client, admin, f"old-{i}", 52.52 + i * 1e-3, 13.405, title=f"Job {i}",
                category="care")
         first_layout(fake_store, f"old-{i}")
+    assert (fake_store.ad_summaries().rows["sn"] == 0).all()
     response = client.get("/v1/feed", query_string={"lat": 52.52, "lon": 13.405})
     assert response.status_code == 200
     body = orjson.loads(response.get_data())          # valid JSON, cards whole
     assert {a["ad_id"]: a["title"] for a in body["ads"]} == {f"old-{i}": f"Job {i}"
                                                             for i in range(5)}
     rows = fake_store.ad_summaries().rows
-    assert (rows["created"] == 0).all() and (rows["cat"] == 0).all()
+    assert (rows["sn"] > 0).all() and (rows["cat"] == category_code("care")).all()
 
 

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 
 from pipeline.catalogue import category_code
-from store import NO_EXPIRY, Keys
+from store import NO_EXPIRY, Keys, split_card
 from tests.conftest import NOW
 from tests.support.api import ad_body, put_ad
 from tests.support.served_log import (
@@ -226,8 +226,8 @@ def test_reindex_rebuilds_every_live_ads_summary_from_its_record(app, client, ad
     assert (row["lat"], row["lon"], row["exp"]) == (52.52, 13.405, NO_EXPIRY)
     assert row["created"] == pytest.approx(now - 3600, abs=1)
     assert row["cat"] == category_code("care")
-    card = found.buffer[found.card_starts[0]:found.card_starts[0] + found.card_lengths[0]]
-    assert orjson.loads(card + b"}")["ad_id"] == "keep"
+    [card] = fake_store.ad_cards([row["sn"]])
+    assert orjson.loads(split_card(card)[1] + b"}")["ad_id"] == "keep"
     assert fake_store.live_ad_ids() == ["keep"]
     evidence = fake_store.decayed_evidence(["keep"])
     assert evidence.values[0].tolist() == [40, 0, 0, 3]

@@ -369,4 +369,4 @@ def test_a_missed_cell_is_read_once_built_and_written_once(client, admin, fake_s
     body = client.get(FEED).get_json()
     assert body["cache"] == "miss" and len(body["ads"]) == 3
     reads = [c for c in calls if c not in ("locate_user", "feed_id_secret", "feed_changes")]
-    assert reads == ["feed_value", "cell_inputs", "write_feeds"], calls
+    assert reads == ["feed_value", "cell_inputs", "write_feeds", "ad_cards"], calls

@@ -26,6 +26,7 @@ from pipeline.serving.cellfeed import CellFeed
 from store import GLOBAL_CELL, Keys
 from tests.conftest import NOW
 from tests.support.builders import PARIS, ads_around, events_of, send, serve_many
+from tests.support.stored_ads import feed_ad_ids
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_a_cell_feed_holds_every_ad_within_reach_of_any_point_in_the_cell(
     c_lat, c_lon = geo.decode(cell)
     expected = {a for a, r in paris.items()
                 if geo.haversine_km(c_lat, c_lon, r.lat, r.lon) <= reach}
-    assert set(feed.ad_ids.all()) == expected      # fewer ads than FEED_LENGTH: all of them
+    assert set(feed_ad_ids(fake_store, feed)) == expected   # fewer than FEED_LENGTH: all of them
     assert feed.strategies == settings.feed_strategies
     assert list(feed.orders) == ["thompson"]        # the screened strategies serve from it
     assert feed.orders["thompson"].shape == (settings.feed_variants, len(expected))
@@ -80,7 +81,7 @@ def test_a_catalogue_change_during_regeneration_is_never_written_over(
     report = run_regenerate(fake_store, settings, NOW, rng)
     assert len(calls) == 2 and report["written"] == 1
     feed = CellFeed.unpack(fake_store.r.get(Keys.feed(cell)))
-    assert victim not in feed.ad_ids.all()
+    assert victim not in feed_ad_ids(fake_store, feed)
 
 
 def test_thompson_variants_differ_but_share_the_cells_ads(fake_store, settings, paris, rng):
@@ -187,7 +188,7 @@ def test_one_ads_applies_do_not_lift_its_whole_category(fake_store, rng):
     after = ad_report(fake_store, settings, tokyo_office, NOW)["posterior"]["mean"]
     assert abs(after - before) <= 0.2 * before
     feed = CellFeed.unpack(fake_store.feed_value(cell))
-    ids = feed.ad_ids.all()
+    ids = feed_ad_ids(fake_store, feed)
     for row in feed.orders["thompson"]:     # popular's first screen is the same ads, reordered
         assert sum(category[ids[i]] == "office" for i in row[:10]) <= 5
 

@@ -1,13 +1,16 @@
-"""The cache of cell feeds each web process keeps: a cached feed never outlives a change to
-its cell, and the cache stays within its budget."""
+"""A cell's packed feed (compact, and read back as packed), the cache of cell feeds each web
+process keeps (a cached feed never outlives a change to its cell, and the cache stays within
+its budget) and the cache of ad cards by serial."""
 from __future__ import annotations
 
+import msgpack
 import numpy as np
 import pytest
 import redis
 
-from pipeline.serving.cellfeed import CellFeed, FeedCache, StringTable
-from store import Store
+from pipeline.serving.cellfeed import NEVER, CardCache, CellFeed, FeedCache
+from store import AdRow, Store
+from tests.conftest import NOW
 
 
 class Clock:
@@ -19,9 +22,78 @@ class Clock:
 
 
 def a_feed(cell: str = "u33dc0") -> CellFeed:
-    ids = StringTable.of(["a", "b"]).gather(np.array([0, 1]))
-    return CellFeed(cell, 1.0, ids, ids, np.zeros((2, 3)), np.ones(2), ("thompson",),
-                    np.array([1.0]), {"thompson": np.array([[0, 1]], dtype=np.int32)}, {})
+    return CellFeed(cell, 1.0, np.array([1, 2], dtype=np.uint64), np.zeros(2), np.zeros(2),
+                    np.ones(2), ("thompson",), np.array([1.0]),
+                    {"thompson": np.array([[0, 1]], dtype=np.int32)}, {})
+
+
+def test_a_feed_packs_in_24_bytes_an_ad_and_reads_back_to_the_precision_it_promises():
+    rng = np.random.default_rng(3)
+    n = 500
+    lat, lon = rng.uniform(-85, 85, n), rng.uniform(-180, 180, n)
+    expires = np.where(rng.random(n) < 0.5, NOW + rng.uniform(0, 1e6, n), np.inf)
+    created = NOW - rng.uniform(0, 30 * 86_400, n)
+    mean = rng.beta(2, 50, n)
+    orders = {"thompson": rng.permuted(np.tile(np.arange(n, dtype=np.int32), (8, 1)),
+                                       axis=1)[:, :100]}
+    feed = CellFeed("u33dc0", NOW, rng.integers(1, 2**31, n).astype(np.uint64), lat, lon,
+                    expires, ("thompson", "popular", "newest"), np.array([0.5, 0.3, 0.2]),
+                    orders, {"popular": mean, "newest": created})
+    packed = feed.pack()
+    assert len(packed) <= 24 * n + 2 * 8 * 100 + 200
+    back = CellFeed.unpack(packed)
+    assert np.array_equal(back.serials, feed.serials)
+    assert np.abs(back.lat - lat).max() <= 0.5e-7 and np.abs(back.lon - lon).max() <= 0.5e-7
+    finite = np.isfinite(expires)
+    assert np.array_equal(back.expires_at[finite], np.floor(expires[finite]))  # never later
+    assert np.isinf(back.expires_at[~finite]).all()
+    assert np.array_equal(back.orders["thompson"], orders["thompson"])
+    assert np.abs(back.keys["newest"] - created).max() <= 1.0       # a second in a month
+    assert np.abs(back.keys["popular"] - mean).max() <= 1e-7
+    assert np.allclose(back.xyz @ back.xyz[0], feed.xyz @ feed.xyz[0], atol=1e-12)
+    assert (back.cell, back.generated_at, back.strategies) == (feed.cell, NOW, feed.strategies)
+
+
+def test_serials_past_32_bits_and_feeds_of_many_ads_pack_wider():
+    n = 70_000
+    feed = CellFeed("c", NOW, np.arange(2**33, 2**33 + n, dtype=np.uint64), np.zeros(n),
+                    np.zeros(n), np.full(n, NEVER + 5.0), ("thompson",), np.array([1.0]),
+                    {"thompson": np.arange(n - 3, n, dtype=np.int32)[None, :]}, {})
+    back = CellFeed.unpack(feed.pack())
+    assert back.serials[-1] == 2**33 + n - 1
+    assert back.orders["thompson"].tolist() == [[n - 3, n - 2, n - 1]]
+    assert np.isinf(back.expires_at).all()                # past 2106 reads as never
+
+
+def test_a_feed_of_another_format_version_does_not_unpack():
+    with pytest.raises(ValueError, match="version 6"):
+        CellFeed.unpack(msgpack.packb({"v": 6, "cell": "c"}))
+
+
+def test_cards_are_read_once_then_kept_by_serial(fake_store, monkeypatch):
+    fake_store.put_ads([AdRow(a, {}, 52.5, 13.4, None, NOW, 7, f"card {a}".encode())
+                        for a in ("a", "b")], lambda old: [])
+    sa, sb = fake_store.ad_summaries(["a", "b"]).rows["sn"].tolist()
+    cards = CardCache(fake_store)
+    reads = []
+    real = fake_store.ad_cards
+    monkeypatch.setattr(fake_store, "ad_cards", lambda s: reads.append(list(s)) or real(s))
+    assert cards.get_many([sa, 999, sb]) == [("a", b"card a"), None, ("b", b"card b")]
+    assert cards.get_many([sb, sa]) == [("b", b"card b"), ("a", b"card a")]
+    assert reads == [[sa, 999, sb]]                       # the second lookup read nothing
+    assert cards.get_many([999]) == [None] and reads[-1] == [999]   # a missing one: asked again
+
+
+def test_the_card_cache_stays_within_its_budget_dropping_the_least_recent(fake_store):
+    fake_store.put_ads([AdRow(f"ad{i}", {}, 52.5, 13.4, None, NOW, 7, b"x" * 80)
+                        for i in range(3)], lambda old: [])
+    serials = fake_store.ad_summaries([f"ad{i}" for i in range(3)]).rows["sn"].tolist()
+    size = 3 + 80 + 120                                   # id, card, overhead
+    cards = CardCache(fake_store, max_bytes=2 * size)
+    cards.get_many(serials[:2])
+    cards.get_many(serials[:1])                           # ad0 is now the most recent
+    cards.get_many(serials[2:])
+    assert len(cards) == 2 and set(cards._entries) == {serials[0], serials[2]}
 
 
 @pytest.fixture
