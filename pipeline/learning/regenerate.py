@@ -34,7 +34,7 @@ from bandit import (
 )
 from config import Settings
 from pipeline.catalogue import reindex_ads
-from pipeline.serving.cellfeed import CellFeed
+from pipeline.serving.cellfeed import AdColumns, pack_feed
 from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store, Summaries
 from store.feed_store import CellInputs
 
@@ -146,21 +146,16 @@ def probabilities_of(stored: Decayed, settings: Settings, now: float,
     return np.round(probabilities, 12)
 
 
-def build_cell(snapshot: Snapshot, orders: dict[str, np.ndarray], keys: dict[str, np.ndarray],
-               cell: str, settings: Settings, probabilities: np.ndarray, now: float) -> CellFeed:
-    """One cell's feed from the orders kept (each a (K, length) array of snapshot positions,
-    best first) and the screened strategies' sort keys (one per snapshot ad)."""
+def build_cell(columns: AdColumns, orders: dict[str, np.ndarray], cell: str,
+               settings: Settings, probabilities: np.ndarray, now: float) -> bytes:
+    """One cell's packed feed from the orders kept (each a (K, length) array of snapshot
+    positions, best first) and the snapshot's packed columns."""
     listed = np.concatenate([order.ravel() for order in orders.values()])
     shown, slots = np.unique(listed, return_inverse=True)   # snapshot positions, ascending
-    slots = slots.astype(np.int32)
     ends = np.cumsum([order.size for order in orders.values()])
-    return CellFeed(cell=cell, generated_at=now, serials=snapshot.serials[shown],
-                    lat=snapshot.lat[shown], lon=snapshot.lon[shown],
-                    expires_at=snapshot.expires_at[shown],
-                    strategies=tuple(settings.feed_strategies), probabilities=probabilities,
-                    orders={name: slots[end - order.size:end].reshape(order.shape)
-                            for (name, order), end in zip(orders.items(), ends, strict=True)},
-                    keys={name: key[shown] for name, key in keys.items()})
+    return pack_feed(columns, shown, cell, now, settings.feed_strategies, probabilities,
+                     {name: slots[end - order.size:end].reshape(order.shape)
+                      for (name, order), end in zip(orders.items(), ends, strict=True)})
 
 
 def prior_spec(settings: Settings) -> PriorSpec:
@@ -229,7 +224,9 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
         best = index.best_within(centres[:, 0], centres[:, 1], reach_km, every_ad.draws.T,
                                  settings.feed_length)
         orders = [{"thompson": picks} for picks in best]
-    return {cell: build_cell(snapshot, order, keys, cell, settings, probs, now).pack()
+    columns = AdColumns.of(snapshot.serials, snapshot.lat, snapshot.lon, snapshot.expires_at,
+                           keys)
+    return {cell: build_cell(columns, order, cell, settings, probs, now)
             for cell, order, probs in zip(cells, orders, probabilities, strict=True)}
 
 

@@ -78,23 +78,9 @@ class CellFeed:
         return geo.unit_vectors(self.lat, self.lon)
 
     def pack(self) -> bytes:
-        n = len(self)
-        wide_serials = n > 0 and int(self.serials.max()) >= 2**32
-        wide_orders = n > 2**16
-        coords = np.empty((n, 2), dtype="<i4")
-        coords[:, 0] = np.rint(self.lat * COORD_SCALE)
-        coords[:, 1] = np.rint(self.lon * COORD_SCALE)
-        expiry = np.minimum(np.floor(np.nan_to_num(self.expires_at, posinf=NEVER)), NEVER)
-        return msgpack.packb({
-            "v": FORMAT_VERSION, "cell": self.cell, "gen": self.generated_at,
-            "sn": self.serials.astype("<u8" if wide_serials else "<u4").tobytes(),
-            "ll": coords.tobytes(), "exp": expiry.astype("<u4").tobytes(),
-            "strategies": list(self.strategies),
-            "probs": np.asarray(self.probabilities, dtype="<f8").tobytes(),
-            "orders": {k: [int(v.shape[0]), v.astype("<u4" if wide_orders else "<u2").tobytes()]
-                       for k, v in self.orders.items()},
-            "keys": {k: _packed_key(v) for k, v in self.keys.items()},
-        }, use_bin_type=True)
+        columns = AdColumns.of(self.serials, self.lat, self.lon, self.expires_at, self.keys)
+        return pack_feed(columns, np.arange(len(self)), self.cell, self.generated_at,
+                         self.strategies, self.probabilities, self.orders)
 
     @classmethod
     def unpack(cls, raw: bytes) -> CellFeed:
@@ -120,12 +106,50 @@ class CellFeed:
                          for k, (top, v) in d["keys"].items()})
 
 
-def _packed_key(values: np.ndarray) -> list:
-    """A sort key as [its highest value, each value less it as float32]: near the top,
-    where the order matters, float32 keeps it fine (a second in a month's creation times)."""
-    values = np.asarray(values, dtype=np.float64)
-    top = float(values.max()) if len(values) else 0.0
-    return [top, (values - top).astype("<f4").tobytes()]
+@dataclass(frozen=True)
+class AdColumns:
+    """Ads' columns as a feed packs them, so that a cell's feed packs by gathering (a
+    regeneration makes them once for the whole catalogue). Sort keys are kept as float32
+    less the highest (near the top, where the order matters, float32 keeps them fine: a
+    second in a month's creation times)."""
+
+    serials: np.ndarray                          # <u4, or <u8 once a serial needs it
+    coords: np.ndarray                           # <i4 (n, 2): lat, lon in 1e-7 degrees
+    expiry: np.ndarray                           # <u4 whole seconds, rounded down; NEVER
+    keys: dict[str, tuple[float, np.ndarray]]    # name -> (highest, <f4 values less it)
+
+    @classmethod
+    def of(cls, serials: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+           expires_at: np.ndarray, keys: dict[str, np.ndarray]) -> AdColumns:
+        serials = np.asarray(serials, dtype=np.uint64)
+        wide = len(serials) > 0 and int(serials.max()) >= 2**32
+        coords = np.empty((len(serials), 2), dtype="<i4")
+        coords[:, 0] = np.rint(lat * COORD_SCALE)
+        coords[:, 1] = np.rint(lon * COORD_SCALE)
+        expiry = np.clip(np.floor(expires_at), 0, NEVER).astype("<u4")
+        packed_keys = {}
+        for name, values in keys.items():
+            values = np.asarray(values, dtype=np.float64)
+            top = float(values.max()) if len(values) else 0.0
+            packed_keys[name] = (top, (values - top).astype("<f4"))
+        return cls(serials.astype("<u8" if wide else "<u4"), coords, expiry, packed_keys)
+
+
+def pack_feed(columns: AdColumns, shown: np.ndarray, cell: str, generated_at: float,
+              strategies: Sequence[str], probabilities: np.ndarray,
+              orders: dict[str, np.ndarray]) -> bytes:
+    """The packed feed (``FORMAT_VERSION``) of the ads at ``shown`` in ``columns``, with
+    ``orders`` as positions into ``shown``."""
+    wide_orders = len(shown) > 2**16
+    return msgpack.packb({
+        "v": FORMAT_VERSION, "cell": cell, "gen": generated_at,
+        "sn": columns.serials[shown].tobytes(), "ll": columns.coords[shown].tobytes(),
+        "exp": columns.expiry[shown].tobytes(), "strategies": list(strategies),
+        "probs": np.asarray(probabilities, dtype="<f8").tobytes(),
+        "orders": {k: [int(v.shape[0]), v.astype("<u4" if wide_orders else "<u2").tobytes()]
+                   for k, v in orders.items()},
+        "keys": {k: [top, values[shown].tobytes()] for k, (top, values) in columns.keys.items()},
+    }, use_bin_type=True)
 
 
 class CardCache:
