@@ -148,18 +148,16 @@ def summary_rows(values: Sequence[bytes]) -> np.ndarray:
     """The fixed part of each ads:summary value, as SUMMARY records. Values of older layouts
     read with serial 0 (and, the first, with creation time and category 0)."""
     tag = len(SUMMARY_TAG)
-    whole = b"".join(values)
-    if len(whole) == len(values) * (tag + SUMMARY.itemsize):    # all current, most likely
-        tagged = np.frombuffer(whole, dtype=_TAGGED)
-        if (tagged["tag"] == np.frombuffer(SUMMARY_TAG, dtype="V4")).all():
-            return tagged[list(SUMMARY.names)].astype(SUMMARY)
+    whole, stride = b"".join(values), tag + SUMMARY.itemsize
+    if values and len(whole) == len(values) * stride:       # all current, most likely
+        tags = np.ndarray((len(values),), dtype=f"V{tag}", buffer=whole, strides=(stride,))
+        if (tags == np.frombuffer(SUMMARY_TAG, dtype=f"V{tag}")).all():
+            return np.ndarray((len(values),), dtype=SUMMARY, buffer=whole, offset=tag,
+                              strides=(stride,)).copy()
     fixed = b"".join(v[tag:] if v[:tag] == SUMMARY_TAG else _older(v) for v in values)
     if len(fixed) != len(values) * SUMMARY.itemsize:
         raise ValueError("an ads:summary value has an unknown layout")
     return np.frombuffer(fixed, dtype=SUMMARY)
-
-
-_TAGGED = np.dtype([("tag", "V4"), *SUMMARY.descr])    # a current value as it is stored
 
 
 def _older(value: bytes) -> bytes:
