@@ -51,6 +51,7 @@ from store.rows import (  # noqa: F401
     card_value,
     consumer_name,
     float_rows,
+    int_rows,
     searchable,
     split_card,
     stat_type_index,

@@ -26,6 +26,7 @@ from store.rows import (
     UserMemory,
     _entry_ms,
     _s,
+    int_rows,
     stat_type_index,
 )
 
@@ -114,8 +115,8 @@ class EventStore:
         days = sorted({row.day for row in rows})
         feed_days = sorted({row.feed_day for row in rows if row.strategy})
         epochs = sorted({row.epoch for row in rows if row.position_column})
-        fixed = [Keys.events, *(Keys.stats(f) for f in STAT_FIELDS), Keys.decayed,
-                 Keys.strategies, Keys.ctr_all, Keys.position_epochs]
+        fixed = [Keys.events, Keys.counts, Keys.decayed, Keys.strategies, Keys.ctr_all,
+                 Keys.position_epochs]
         day_index = {d: len(fixed) + 1 + i for i, d in enumerate(days)}
         credit_index = {d: len(fixed) + len(days) + 1 + i for i, d in enumerate(feed_days)}
         epoch_index = {e: len(fixed) + len(days) + len(feed_days) + 1 + i
@@ -295,16 +296,20 @@ class EventStore:
 
     def ad_stats(self, ad_ids: Sequence[str], fields: Sequence[str] = STAT_FIELDS,
                  chunk: int = 20_000) -> dict[str, list[int]]:
-        """Each stat field as a list aligned with ad_ids (0 where an ad has none)."""
+        """Each stat field as a list aligned with ad_ids (0 where an ad has none), with
+        what an older version counted in its per-field hashes added."""
+        columns = [STAT_FIELDS.index(f) for f in fields]
         out: dict[str, list[int]] = {f: [] for f in fields}
         for i in range(0, len(ad_ids), chunk):
             part = list(ad_ids[i:i + chunk])
             with self.r.pipeline(transaction=False) as p:
+                p.hmget(Keys.counts, part)
                 for field in fields:
                     p.hmget(Keys.stats(field), part)
-                rows = p.execute()
-            for field, row in zip(fields, rows, strict=True):
-                out[field].extend(int(v) if v is not None else 0 for v in row)
+                packed, *older = p.execute()
+            counts = int_rows(packed, len(STAT_FIELDS))
+            for field, column, row in zip(fields, columns, older, strict=True):
+                out[field].extend((counts[:, column] + int_rows(row, 1)[:, 0]).tolist())
         return out
 
     def seed_ad_counts(self, ad_ids: Sequence[str], counts: Mapping[str, Sequence[int]],
@@ -320,10 +325,10 @@ class EventStore:
         for i in range(0, len(ad_ids), chunk):
             part = slice(i, i + chunk)
             with self.r.pipeline(transaction=False) as p:
-                for field in STAT_FIELDS:
-                    p.hset(Keys.stats(field), mapping={
-                        a: int(c) for a, c in zip(ad_ids[part], counts[field][part],
-                                                  strict=True)})
+                p.hset(Keys.counts, mapping={
+                    a: " ".join(str(int(c)) for c in values)
+                    for a, *values in zip(ad_ids[part], *(counts[f][part] for f in STAT_FIELDS),
+                                          strict=True)})
                 p.hset(Keys.decayed, mapping={
                     a: " ".join([when, *(str(int(v)) for v in values)])
                     for a, *values in zip(ad_ids[part], *(e[part] for e in evidence),
@@ -332,7 +337,9 @@ class EventStore:
 
     def ads_with_impressions(self) -> list[str]:
         """Every ad that has been shown at least once (deleted ones included)."""
-        return [_s(a) for a in self.r.hkeys(Keys.stats("impressions"))]
+        shown = {_s(a) for a, v in self.r.hscan_iter(Keys.counts, count=10_000)
+                 if int(v.split(b" ", 1)[0]) > 0}
+        return sorted(shown | {_s(a) for a in self.r.hkeys(Keys.stats("impressions"))})
 
     def ctr_all_time(self) -> dict[str, int]:
         """The per-day counters' fields (impressions, ..., thompson:applies, ...) summed over

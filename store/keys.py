@@ -74,8 +74,12 @@ class Keys:
     def seen(bucket: int) -> str:
         return f"{{ev}}:seen:{bucket}"
 
+    counts = "{ev}:counts"    # ad -> its STAT_FIELDS counters, space-separated
+
     @staticmethod
     def stats(field: str) -> str:
+        """An older version's counter hash of one STAT_FIELDS field (ad -> count): read
+        and added to ``counts``, never written."""
         return f"{{ev}}:stats:{field}"
 
     @staticmethod

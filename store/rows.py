@@ -117,6 +117,12 @@ class Decayed:
         return cls(rows[:, 0], np.nan_to_num(rows[:, 1:], nan=0.0))
 
 
+def int_rows(raw: Sequence[bytes | None], width: int) -> np.ndarray:
+    """Space-separated counters, one value a row, as an (n, width) int64 array: 0 where a
+    value is missing or shorter."""
+    return np.nan_to_num(float_rows(raw, width), nan=0.0).astype(np.int64)
+
+
 def float_rows(raw: Sequence[bytes | None], width: int) -> np.ndarray:
     """Space-separated numbers, one value a row, as an (n, width) array: NaN where a value
     is missing or shorter (written when there were fewer fields)."""

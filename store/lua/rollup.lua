@@ -1,12 +1,13 @@
 -- uses: decay.lib
 -- Count a block of events and XACK them in one step. An entry counts only if this
 -- XACK acknowledged it, so an entry reclaimed and counted elsewhere is never counted twice.
--- The same step adds to each ad's decayed evidence and to its impressions and views by
+-- The same step adds to each ad's counters and decayed evidence, to its impressions and views by
 -- position in the epoch its feed was served in (for the examination curve), and credits the
 -- strategy (and cell) of the feed an apply came from, once per feed: a feed earns 1 if it
 -- led to any apply.
--- KEYS: events, one stats hash per event type (in the order of ARGV's type names),
---       decayed, strategies, the all-time ctr hash, the position epochs' set, then ctr day
+-- KEYS: events, counts (ad -> "n1 n2 ...": one counter per type, in the order of ARGV's
+--       type names), decayed, strategies, the all-time ctr hash, the position epochs' set,
+--       then ctr day
 --       keys, credited-feed day keys and position epoch keys (each entry says which)
 -- ARGV: group, now, half_life, credited_ttl_s, position_width, epoch_ttl_s,
 --       n_types, the types' counter names (store.STAT_FIELDS), evidence_types (the first
@@ -27,9 +28,9 @@ local apply_type = tonumber(ARGV[9 + ntypes])
 local nstrat = tonumber(ARGV[10 + ntypes])
 local strategy = {}
 for i = 1, nstrat do strategy[i] = ARGV[10 + ntypes + i] end
-local decayed_key, strategies_key = KEYS[2 + ntypes], KEYS[3 + ntypes]
-local ctr_all_key, epochs_key = KEYS[4 + ntypes], KEYS[5 + ntypes]
-local counts, evidence, credit, credited_keys, positions = {}, {}, {}, {}, {}
+local counts_key, decayed_key, strategies_key = KEYS[2], KEYS[3], KEYS[4]
+local ctr_all_key, epochs_key = KEYS[5], KEYS[6]
+local counts, per_ad, evidence, credit, credited_keys, positions = {}, {}, {}, {}, {}, {}
 local function add(tbl, key, field, n)
   local t = tbl[key]
   if not t then t = {}; tbl[key] = t end
@@ -42,7 +43,7 @@ for i = 11 + ntypes + nstrat, #ARGV, 11 do
     if t > 0 then
       local ad, day_key, weight = ARGV[i + 1], KEYS[tonumber(ARGV[i + 3])], tonumber(ARGV[i + 4])
       local cell, s = ARGV[i + 5], tonumber(ARGV[i + 6])
-      add(counts, KEYS[1 + t], ad, 1)
+      add(per_ad, ad, t, 1)
       add(counts, day_key, names[t], 1)
       add(counts, ctr_all_key, names[t], 1)
       if t <= evidence_types then add(evidence, ad, t, weight) end
@@ -69,6 +70,17 @@ for i = 11 + ntypes + nstrat, #ARGV, 11 do
 end
 for key, fields in pairs(counts) do
   for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
+end
+for ad, adds in pairs(per_ad) do
+  local now_counts = {}
+  local cur = redis.call('HGET', counts_key, ad)
+  if cur then
+    local i = 1
+    for x in string.gmatch(cur, '%S+') do now_counts[i] = tonumber(x); i = i + 1 end
+  end
+  local out = {}
+  for i = 1, ntypes do out[i] = string.format('%d', (now_counts[i] or 0) + (adds[i] or 0)) end
+  redis.call('HSET', counts_key, ad, table.concat(out, ' '))
 end
 for ad, adds in pairs(evidence) do
   decayed_add(decayed_key, ad, evidence_types, adds, now, half_life)

@@ -292,3 +292,16 @@ def test_seeding_ad_counts_needs_every_stat_field_and_no_other(fake_store: Store
     with pytest.raises(ValueError):
         fake_store.seed_ad_counts(["a"], {**{f: [1] for f in STAT_FIELDS}, "x": [1]}, NOW)
     assert fake_store.ads_with_impressions() == []
+
+
+def test_an_ads_counters_are_one_field_and_an_older_versions_are_added(fake_store: Store):
+    """The rollup keeps an ad's five counters in one field of {ev}:counts (a fifth of the
+    memory of a hash per counter); what an older version counted in its per-field hashes is
+    still read, and added."""
+    seeded(fake_store, ["a", "b"])
+    assert fake_store.r.hget(Keys.counts, "a") == b"10 11 12 13 14"
+    fake_store.r.hset(Keys.stats("views"), mapping={"a": 100, "old": 7})
+    fake_store.r.hset(Keys.stats("impressions"), "old", 9)
+    stats = fake_store.ad_stats(["a", "old", "none"], ("views", "applies"))
+    assert stats == {"views": [111, 7, 0], "applies": [13, 0, 0]}
+    assert fake_store.ads_with_impressions() == ["a", "b", "old"]
