@@ -76,6 +76,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self._nearby = client.register_script(scripts.NEARBY)
         self._append_served = client.register_script(scripts.APPEND_SERVED)
         self._drop_expired = client.register_script(scripts.DROP_EXPIRED)
+        self._finish_shard = client.register_script(scripts.FINISH_SHARD)
         self._put_records = client.register_script(scripts.PUT_RECORDS)
         self._begin_fold = client.register_script(scripts.BEGIN_FOLD)
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)

@@ -234,6 +234,46 @@ class FeedStore:
             strategies=Decayed.parse(strategies, strategy_width))
 
 
+    def ads_within(self, circles: Sequence[tuple[float, float, float]]) -> AreaInputs:
+        """Everything a shard of a regeneration reads of the catalogue, in two round trips:
+        the catalogue epoch, then the ads within any of the ``circles`` (lat, lon,
+        radius_km; by Redis's distance) with their summaries and decayed evidence."""
+        with self.r.pipeline(transaction=False) as p:
+            p.get(Keys.catalog_epoch)
+            for lat, lon, radius_km in circles:
+                search_lat, search_km = searchable(lat, lon, radius_km)
+                p.geosearch(Keys.ads_geo, longitude=lon, latitude=search_lat, radius=search_km,
+                            unit="km")
+            epoch, *found = p.execute()
+        ids = list(dict.fromkeys(a for some in found for a in some))
+        summaries: list[bytes | None] = []
+        evidence: list[bytes | None] = []
+        if ids:
+            with self.r.pipeline(transaction=False) as p:
+                for i in range(0, len(ids), SUMMARY_CHUNK):     # bounded commands
+                    p.hmget(Keys.ads_summary, ids[i:i + SUMMARY_CHUNK])
+                    p.hmget(Keys.decayed, ids[i:i + SUMMARY_CHUNK])
+                replies = p.execute()
+            for part, sums in zip(replies[::2], replies[1::2], strict=True):
+                summaries += part
+                evidence += sums
+        present = [i for i, v in enumerate(summaries) if v is not None]
+        return AreaInputs(
+            epoch=_s(epoch) or "0",
+            ads=Summaries.decode([ids[i] for i in present],
+                                 [v for v in summaries if v is not None]),
+            evidence=Decayed.parse([evidence[i] for i in present], len(EVIDENCE_FIELDS)))
+
+
+@dataclass(frozen=True)
+class AreaInputs:
+    """The ads of an area, read at one moment (``FeedStore.ads_within``)."""
+
+    epoch: str                   # the catalogue epoch when they were read
+    ads: Summaries               # the ads found (that still exist)
+    evidence: Decayed            # their decayed evidence, a row per ad of ``ads``
+
+
 @dataclass(frozen=True)
 class CellInputs:
     """What one cell's feed is built from, read at one moment (``FeedStore.cell_inputs``)."""

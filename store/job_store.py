@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import orjson
 import redis
+from redis.commands.core import Script
 
 from store.keys import (
+    REGEN_RUN_TTL_S,
     Keys,
 )
 from store.rows import (
@@ -19,6 +23,7 @@ class JobStore:
     """Periodic jobs: one run per schedule slot, and what each run reported."""
 
     r: redis.Redis
+    _finish_shard: Script
 
     def claim_slot(self, job: str, slot: int, interval_s: float) -> bool:
         """True for the first caller of a schedule slot (a periodic job's run number): a job
@@ -35,3 +40,37 @@ class JobStore:
 
     def job_status(self, job: str) -> dict[str, str]:
         return {_s(k): _s(v) for k, v in self.r.hgetall(Keys.job(job)).items()}
+
+    def begin_regen_run(self, run_id: str, shards: int, cells: int, started_at: float) -> None:
+        """A sharded regeneration run starts: ``shards`` tasks will report."""
+        with self.r.pipeline(transaction=True) as p:
+            p.hset(Keys.regen_run(run_id), mapping={"shards": shards, "cells": cells,
+                                                    "started_at": repr(started_at), "done": 0})
+            p.expire(Keys.regen_run(run_id), REGEN_RUN_TTL_S)
+            p.expire(Keys.regen_shards(run_id), REGEN_RUN_TTL_S)
+            p.set(Keys.regen_latest, run_id)
+            p.execute()
+
+    def finish_shard(self, run_id: str, index: int, report: Mapping[str, Any]) -> tuple[int, int]:
+        """Shard ``index`` of the run reports (once, however often it runs): (shards
+        finished, shards in the run)."""
+        done, shards = self._finish_shard(
+            keys=[Keys.regen_run(run_id), Keys.regen_shards(run_id)],
+            args=[index, orjson.dumps(dict(report))])
+        self.r.expire(Keys.regen_shards(run_id), REGEN_RUN_TTL_S)
+        return int(done), int(shards)
+
+    def regen_run(self, run_id: str | None = None) -> dict[str, Any] | None:
+        """A sharded run (default: the latest) as it stands: its fields and each finished
+        shard's report, by index; None when there is none."""
+        run_id = run_id or _s(self.r.get(Keys.regen_latest))
+        if not run_id:
+            return None
+        with self.r.pipeline(transaction=False) as p:
+            p.hgetall(Keys.regen_run(run_id))
+            p.hgetall(Keys.regen_shards(run_id))
+            fields, shards = p.execute()
+        if not fields:
+            return None
+        return {"run_id": run_id, **{_s(k): float(v) for k, v in fields.items()},
+                "reports": {int(k): orjson.loads(v) for k, v in shards.items()}}

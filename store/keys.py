@@ -30,6 +30,7 @@ ROLLUP_GROUP = "rollup"
 SUMMARY_CHUNK = 20_000          # ads read by one HMGET of ads:summary
 STRATEGY_HISTORY_LEN = 20_000   # regenerations kept: two weeks at one a minute
 GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
+REGEN_RUN_TTL_S = 86_400   # a sharded run's bookkeeping is kept a day
 FLUSH_MARKER_TTL_S = 3600  # a served-feed flush retried within this is recognised
 LOCATION_TTL_S = 30 * 86_400  # a user's last location is forgotten this long after their last feed
 
@@ -93,6 +94,18 @@ class Keys:
     @staticmethod
     def feed(cell: str) -> str:
         return f"feed:{cell}"
+
+    regen_latest = "regen:latest"        # the id of the last sharded regeneration run
+
+    @staticmethod
+    def regen_run(run_id: str) -> str:
+        """A sharded regeneration run: its shards, cells, start, and shards finished."""
+        return f"regen:run:{run_id}"
+
+    @staticmethod
+    def regen_shards(run_id: str) -> str:
+        """A sharded run's shard reports: shard index -> JSON."""
+        return f"regen:run:{run_id}:shards"
 
     @staticmethod
     def lock(name: str) -> str:

@@ -20,11 +20,11 @@ from celery import signals
 
 from config import Settings, load_settings
 from pipeline.learning.ingest import roll_in
-from pipeline.learning.regenerate import run_regenerate
+from pipeline.learning.regenerate import maybe_learn_priors, plan_shards, run_regenerate, run_shard
 from pipeline.learning.rollup import run_rollup
 from store import Store
 from tasks.celery import app
-from tasks.names import INGEST, REGENERATE, ROLLUP
+from tasks.names import INGEST, QUEUE, REGEN_SHARD, REGENERATE, ROLLUP
 
 log = logging.getLogger("tasks")
 
@@ -96,10 +96,28 @@ def rollup(self: Any, forced: bool = False) -> dict[str, Any]:
 
 @app.task(name=REGENERATE, bind=True, **WRITES)
 def regenerate(self: Any, forced: bool = False) -> dict[str, Any]:
-    """Rebuild every active cell's feed. Beat-fired runs run once per schedule slot."""
+    """Rebuild every active cell's feed (with REGEN_SHARDS above 1: send one task per
+    shard). Beat-fired runs run once per schedule slot."""
     s = settings()
+    run = fan_out if s.regen_shards > 1 else run_regenerate
     return periodic("regenerate", s.regen_interval_s, self.request, forced,
-                    lambda: run_regenerate(store(), s, time.time(), rng()))
+                    lambda: run(store(), s, time.time(), rng()))
+
+
+def fan_out(st: Store, s: Settings, now: float, _: np.random.Generator) -> dict[str, Any]:
+    """Plan a sharded run and send its shards to the regen queue; then relearn the category
+    priors if they are old (the shards use the stored ones)."""
+    run_id, shards = plan_shards(st, s, now)
+    for index, cells in enumerate(shards):
+        regenerate_shard.apply_async((run_id, index, cells), queue=QUEUE[REGEN_SHARD])
+    return {"run_id": run_id, "shards": len(shards), "cells": sum(map(len, shards)),
+            "priors_learnt": maybe_learn_priors(st, s, now)}
+
+
+@app.task(name=REGEN_SHARD, **WRITES)
+def regenerate_shard(run_id: str, index: int, cells: list[str]) -> dict[str, Any]:
+    """Rebuild one shard of a sharded run, and report it."""
+    return run_shard(store(), settings(), run_id, index, cells, time.time(), rng())
 
 
 _started: dict[str, float] = {}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 INGEST = "ingest.events"      # move an accepted batch of events onto the stream
 ROLLUP = "rollup.run"         # count new events, exactly once
-REGENERATE = "regenerate.run"  # rebuild every active cell's feed
+REGENERATE = "regenerate.run"  # rebuild every active cell's feed (or plan a sharded run)
+REGEN_SHARD = "regenerate.shard"  # rebuild one shard of a sharded run's cells
 
-QUEUE = {INGEST: "ingest", ROLLUP: "rollup", REGENERATE: "regen"}   # each task's own queue
-QUEUES = tuple(QUEUE.values())   # what a worker of every kind consumes (the Procfile's -Q)
+# each task's queue
+QUEUE = {INGEST: "ingest", ROLLUP: "rollup", REGENERATE: "regen", REGEN_SHARD: "regen"}
+QUEUES = tuple(dict.fromkeys(QUEUE.values()))   # a worker of every kind (the Procfile's -Q)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -244,24 +245,42 @@ def cell_orders(candidates: np.ndarray, every_ad: Candidates, settings: Settings
 
 def run_regenerate(store: Store, settings: Settings, now: float,
                    rng: np.random.Generator) -> dict[str, float | int | dict[str, float]]:
-    """Rebuild the feed of every active cell. Cells idle past ACTIVE_CELL_TTL_S are dropped
-    from the active set and stop being rebuilt. A catalogue change during the run (an ad
-    removed or moved) voids the feeds not yet written; they are rebuilt from a fresh
-    snapshot, up to MAX_ATTEMPTS times."""
+    """Rebuild the feed of every active cell in this process, learning the category priors
+    on the way. Cells idle past ACTIVE_CELL_TTL_S are dropped from the active set and stop
+    being rebuilt. A catalogue change during the run (an ad removed or moved) voids the
+    feeds not yet written; they are rebuilt from a fresh snapshot, up to MAX_ATTEMPTS
+    times."""
     started = time.perf_counter()
     todo = store.active_cells(since=now - settings.active_cell_ttl_s)
-    cells_total = len(todo)
-    written = 0
-    ads = 0
+
+    def snapshot() -> tuple[str, Snapshot, PriorRates]:
+        epoch = store.catalog_epoch()
+        snap = load_snapshot(store, settings, now)
+        return epoch, snap, learn_priors(store, settings, snap)
+
+    written, skipped, ads = regenerate_cells(store, settings, todo, now, rng, snapshot)
+    report: dict[str, float | int] = {
+        "cells": len(todo), "written": written, "skipped": skipped, "ads": ads,
+        "duration_s": round(time.perf_counter() - started, 4), "finished_at": now}
+    return {**report, "strategy_probability": record_run(store, settings, report, now, rng)}
+
+
+def regenerate_cells(store: Store, settings: Settings, todo: Sequence[str], now: float,
+                     rng: np.random.Generator,
+                     snapshot: Callable[[], tuple[str, Snapshot, PriorRates]]
+                     ) -> tuple[int, int, int]:
+    """Build and write the feeds of ``todo`` from what ``snapshot`` reads (the catalogue
+    epoch, the ads, their priors); the feeds a catalogue change voided are rebuilt from a
+    fresh one, up to MAX_ATTEMPTS times. Returns (written, skipped, ads read)."""
+    todo = list(todo)
+    written = ads = 0
     for attempt in range(1, MAX_ATTEMPTS + 1):
         if not todo:
             break
-        epoch = store.catalog_epoch()
-        snapshot = load_snapshot(store, settings, now)
-        ads = len(snapshot)
-        rates = learn_priors(store, settings, snapshot)
+        epoch, snap, rates = snapshot()
+        ads = len(snap)
         probabilities = cell_probabilities(store, settings, todo, now, rng)
-        feeds = build_feeds(snapshot, todo, probabilities, rates, settings, rng, now)
+        feeds = build_feeds(snap, todo, probabilities, rates, settings, rng, now)
         for i in range(0, len(todo), WRITE_CHUNK):
             chunk = {c: feeds[c] for c in todo[i:i + WRITE_CHUNK]}
             if not store.write_feeds(epoch, chunk, settings.feed_ttl_s):
@@ -273,17 +292,109 @@ def run_regenerate(store: Store, settings: Settings, now: float,
         else:
             todo = []
             break
+    return written, len(todo), ads
+
+
+def record_run(store: Store, settings: Settings, report: dict[str, float | int], now: float,
+               rng: np.random.Generator) -> dict[str, float]:
+    """A whole run's report, its generation (if it wrote) and the strategies' overall
+    probabilities, as the status, metrics and dashboard read them. Returns those."""
     overall = cell_probabilities(store, settings, [GLOBAL_CELL], now, rng)[0]
     chances = {s: round(float(p), 4)
                for s, p in zip(settings.feed_strategies, overall, strict=True)}
     store.record_strategy_probabilities(chances, now)
-    if written:
+    if report["written"]:
         store.record_generation(now)
-    report: dict[str, float | int] = {
-        "cells": cells_total, "written": written, "skipped": len(todo), "ads": ads,
-        "duration_s": round(time.perf_counter() - started, 4), "finished_at": now}
     store.record_job("regenerate", report)
-    return {**report, "strategy_probability": chances}
+    return chances
+
+
+# ---- a run sharded over workers -------------------------------------------------------------
+
+def plan_shards(store: Store, settings: Settings, now: float) -> tuple[str, list[list[str]]]:
+    """A sharded run: its id and the active cells split into at most REGEN_SHARDS shards of
+    neighbouring cells (runs of the cells in geohash order, so each shard reads one area).
+    The run is recorded as started; each shard reports through ``run_shard``."""
+    todo = sorted(store.active_cells(since=now - settings.active_cell_ttl_s))
+    count = min(settings.regen_shards, len(todo))
+    shards = [part.tolist() for part in np.array_split(np.array(todo, dtype=object), count)
+              if len(part)] if count else []
+    run_id = f"{int(now * 1000)}"
+    store.begin_regen_run(run_id, len(shards), len(todo), now)
+    return run_id, shards
+
+
+def run_shard(store: Store, settings: Settings, run_id: str, index: int, cells: Sequence[str],
+              now: float, rng: np.random.Generator) -> dict[str, Any]:
+    """Rebuild one shard's cells, reading only the ads within reach of them (once) and the
+    category priors the last learning stored; then report. The shard that completes the run
+    records it as a whole. A shard run again (a redelivered task) rebuilds its cells again
+    but reports once."""
+    started = time.perf_counter()
+
+    def snapshot() -> tuple[str, Snapshot, PriorRates]:
+        found = store.ads_within(covering_circles(cells, settings))
+        older = unserialled(found.ads, now)
+        if older:
+            reindex_ads(store, settings, older, now)
+            found = store.ads_within(covering_circles(cells, settings))
+        live = servable(found.ads, now)
+        evidence = Decayed(found.evidence.updated_at[live], found.evidence.values[live])
+        snap = snapshot_of(found.ads, live, evidence, now, settings)
+        return found.epoch, snap, stored_priors(store, settings, snap.categories)
+
+    written, skipped, ads = regenerate_cells(store, settings, cells, now, rng, snapshot)
+    report = {"shard": index, "cells": len(cells), "written": written, "skipped": skipped,
+              "ads": ads, "duration_s": round(time.perf_counter() - started, 4),
+              "finished_at": now}
+    done, total = store.finish_shard(run_id, index, report)
+    if done == total:
+        run = store.regen_run(run_id) or {}
+        shards = list(run.get("reports", {}).values())
+        whole: dict[str, float | int] = {
+            "cells": int(run.get("cells", 0)), "shards": total,
+            **{k: sum(int(r[k]) for r in shards) for k in ("written", "skipped", "ads")},
+            "duration_s": round(time.time() - float(run.get("started_at", now)), 4),
+            "finished_at": now}
+        record_run(store, settings, whole, now, rng)
+    return {**report, "run_id": run_id, "shards_done": done, "shards": total}
+
+
+def covering_circles(cells: Sequence[str], settings: Settings,
+                     precision: int = 4) -> list[tuple[float, float, float]]:
+    """Circles (lat, lon, radius_km) that hold every ad within reach of any of ``cells``:
+    one for the cells of each geohash cell of ``precision`` (about 39 x 20 km at 4), a touch
+    wider than needed (Redis measures on a slightly larger sphere)."""
+    groups: dict[str, list[str]] = {}
+    for cell in cells:
+        groups.setdefault(cell[:precision], []).append(cell)
+    circles = []
+    for members in groups.values():
+        centres = np.array([geo.decode(c) for c in members])
+        middle = geo.unit_vectors(centres[:, 0], centres[:, 1]).sum(axis=0)
+        middle /= max(float(np.linalg.norm(middle)), 1e-12)
+        lat = float(np.degrees(np.arcsin(np.clip(middle[2], -1.0, 1.0))))
+        lon = float(np.degrees(np.arctan2(middle[1], middle[0])))
+        reach = [candidate_radius_km(c, settings) for c in members]
+        radius = float((geo.haversine_km(lat, lon, centres[:, 0], centres[:, 1])
+                        + np.array(reach)).max())
+        circles.append((lat, lon, radius * SEARCH_SLACK + 0.01))
+    return circles
+
+
+def maybe_learn_priors(store: Store, settings: Settings, now: float) -> bool:
+    """In a sharded deployment (whose shards read only their own areas), learn the category
+    priors from the whole catalogue when the stored ones are older than PRIORS_MAX_AGE_S.
+    True when it learnt them."""
+    learnt_at = store.job_status("priors").get("finished_at")
+    if learnt_at is not None and now - float(learnt_at) < settings.priors_max_age_s:
+        return False
+    started = time.perf_counter()
+    snapshot = load_snapshot(store, settings, now)
+    learn_priors(store, settings, snapshot)
+    store.record_job("priors", {"ads": len(snapshot), "finished_at": now,
+                                "duration_s": round(time.perf_counter() - started, 4)})
+    return True
 
 
 class CellUnavailable(Exception):

@@ -8,10 +8,10 @@ import tasks.jobs  # noqa: F401  (a worker imports it: the tasks register on the
 from config import load_settings
 from tasks.celery import app
 from tasks.factory import beat_schedule
-from tasks.names import INGEST, REGENERATE, ROLLUP
+from tasks.names import INGEST, REGEN_SHARD, REGENERATE, ROLLUP
 
 
-@pytest.mark.parametrize("name", [INGEST, ROLLUP, REGENERATE])
+@pytest.mark.parametrize("name", [INGEST, ROLLUP, REGENERATE, REGEN_SHARD])
 def test_writing_tasks_ack_late_and_survive_a_lost_worker(name):
     task = app.tasks[name]
     assert task.acks_late is True
@@ -31,3 +31,20 @@ def test_a_beat_fired_run_knows_its_slot_from_its_expiry():
     for request in (SimpleNamespace(expires=None), SimpleNamespace(expires="not a time"),
                     SimpleNamespace()):
         assert abs(fired_at(request, 10.0) - time.time()) < 5
+
+
+def test_a_sharded_run_sends_one_task_per_shard_to_the_regen_queue(fake_store, monkeypatch):
+    """With REGEN_SHARDS above 1 the beat's task plans the run and sends each shard's cells
+    as a task of its own on the regen queue, then learns the priors if they are old."""
+    from tasks import jobs
+    sent = []
+    monkeypatch.setattr(jobs.regenerate_shard, "apply_async",
+                        lambda args, queue: sent.append((args, queue)))
+    settings = load_settings({}, regen_shards=3)
+    fake_store.mark_active({c: 1e9 for c in ("u09tv", "u09tw", "xn76c", "xn76f", "dr5re")})
+    result = jobs.fan_out(fake_store, settings, 1e9, None)
+    assert result["shards"] == 3 and result["cells"] == 5 and result["priors_learnt"] is True
+    assert [queue for _, queue in sent] == ["regen"] * 3
+    assert [args[:2] for args, _ in sent] == [(result["run_id"], i) for i in range(3)]
+    assert sorted(c for args, _ in sent for c in args[2]) == sorted(
+        ["u09tv", "u09tw", "xn76c", "xn76f", "dr5re"])

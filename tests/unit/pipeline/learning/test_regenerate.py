@@ -17,7 +17,10 @@ from pipeline.learning.regenerate import (
     build_feeds,
     build_one_cell,
     load_snapshot,
+    maybe_learn_priors,
+    plan_shards,
     run_regenerate,
+    run_shard,
     stored_priors,
 )
 from pipeline.learning.rollup import run_rollup
@@ -283,3 +286,76 @@ def test_feeds_built_together_are_the_ones_built_cell_by_cell(fake_store, rng, s
     assert together == one_by_one
     lengths = {CellFeed.unpack(v).orders["thompson"].shape[1] for v in together.values()}
     assert 25 in lengths and min(lengths) < 25       # full feeds and short ones were compared
+
+
+# ---- a run sharded over workers -------------------------------------------------------------
+
+TOKYO = (35.68, 139.76)
+
+
+@pytest.fixture
+def two_cities(fake_store, rng) -> tuple[Settings, list[str], list[str]]:
+    """Ads around Paris and Tokyo, and active cells in both; feeds long enough for every
+    candidate. Returns (settings, Paris's cells, Tokyo's cells)."""
+    settings = load_settings({}, feed_length=400, regen_shards=2)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 150, 4.0, rng, prefix="paris"))
+    upsert_ads(fake_store, settings, ads_around(*TOKYO, 90, 4.0, rng, prefix="tokyo"))
+    cells = {}
+    for name, place in (("paris", PARIS), ("tokyo", TOKYO)):
+        lats, lons = geo.destination_point(np.full(6, place[0]), np.full(6, place[1]),
+                                           rng.uniform(0, 360, 6), rng.uniform(0, 3, 6))
+        cells[name] = sorted({geo.encode(float(a), float(o), settings.geohash_precision)
+                              for a, o in zip(lats, lons, strict=True)})
+    fake_store.mark_active({c: NOW for c in cells["paris"] + cells["tokyo"]})
+    return settings, cells["paris"], cells["tokyo"]
+
+
+def test_shards_split_the_cells_by_area_and_each_reads_only_its_own(fake_store, rng,
+                                                                      two_cities):
+    settings, paris, tokyo = two_cities
+    run_id, shards = plan_shards(fake_store, settings, NOW)
+    assert shards == [paris, tokyo]             # geohash order keeps neighbours together
+    reports = [run_shard(fake_store, settings, run_id, i, cells, NOW, rng)
+               for i, cells in enumerate(shards)]
+    assert [r["ads"] for r in reports] == [150, 90]
+    assert [r["written"] for r in reports] == [len(paris), len(tokyo)]
+    assert [r["shards_done"] for r in reports] == [1, 2]
+
+
+def test_a_shards_feeds_hold_what_a_whole_run_would(fake_store, rng, two_cities):
+    settings, paris, tokyo = two_cities
+    run_regenerate(fake_store, settings, NOW, rng)
+    whole = {c: set(feed_ad_ids(fake_store, CellFeed.unpack(fake_store.feed_value(c))))
+             for c in paris + tokyo}
+    run_id, shards = plan_shards(fake_store, settings, NOW + 1)
+    for i, cells in enumerate(shards):
+        run_shard(fake_store, settings, run_id, i, cells, NOW + 1, rng)
+    for cell, ads in whole.items():
+        feed = CellFeed.unpack(fake_store.feed_value(cell))
+        assert feed.generated_at == NOW + 1
+        assert set(feed_ad_ids(fake_store, feed)) == ads, cell
+
+
+def test_the_shard_that_completes_a_run_records_it_once(fake_store, rng, two_cities):
+    settings, paris, tokyo = two_cities
+    run_id, shards = plan_shards(fake_store, settings, NOW)
+    run_shard(fake_store, settings, run_id, 0, shards[0], NOW, rng)
+    assert fake_store.job_status("regenerate") == {}           # not complete yet
+    run_shard(fake_store, settings, run_id, 0, shards[0], NOW, rng)   # redelivered: again
+    run = fake_store.regen_run()
+    assert (run["run_id"], run["done"], run["shards"]) == (run_id, 1, 2)
+    last = run_shard(fake_store, settings, run_id, 1, shards[1], NOW, rng)
+    assert (last["shards_done"], last["shards"]) == (2, 2)
+    status = fake_store.job_status("regenerate")
+    assert status["runs"] == "1" and status["shards"] == "2"
+    assert status["written"] == str(len(paris) + len(tokyo)) and status["ads"] == "240"
+    assert set(fake_store.regen_run(run_id)["reports"]) == {0, 1}
+
+
+def test_a_sharded_deployment_relearns_the_priors_only_when_they_are_old(fake_store,
+                                                                         two_cities):
+    settings, _, _ = two_cities
+    assert maybe_learn_priors(fake_store, settings, NOW) is True
+    assert fake_store.job_status("priors")["ads"] == "240"
+    assert maybe_learn_priors(fake_store, settings, NOW + settings.priors_max_age_s - 1) is False
+    assert maybe_learn_priors(fake_store, settings, NOW + settings.priors_max_age_s) is True
