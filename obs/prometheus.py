@@ -156,6 +156,19 @@ def store_metrics(f: dict[str, Any]) -> Iterator[Metric]:
         for what, n in status.get("size", {}).items():
             size.add_metric([job, what], n)
     yield from (last, duration, runs, size)
+    run = f.get("sharded_run")
+    if run is not None:
+        shards = GaugeMetricFamily(f"{PREFIX}_regen_run_shards",
+                                   "The latest sharded regeneration run's shards: planned, "
+                                   "and done (reported)", labels=["state"])
+        shards.add_metric(["planned"], run["planned"])
+        shards.add_metric(["done"], run["done"])
+        took = GaugeMetricFamily(f"{PREFIX}_regen_shard_duration_seconds",
+                                 "How long each shard of the latest sharded regeneration took",
+                                 labels=["shard"])
+        for index, seconds in sorted(run["durations_s"].items()):
+            took.add_metric([str(index)], seconds)
+        yield from (shards, took)
     yield _gauge("active_cells", "Cells requested within ACTIVE_CELL_TTL_S", f["active_cells"])
     yield _gauge("live_ads", "Ads in the catalogue that have not expired", f["live_ads"])
     probability = GaugeMetricFamily(f"{PREFIX}_strategy_probability",

@@ -14,7 +14,7 @@ from webapp.runtime import runtime
 
 bp = Blueprint("metrics", __name__)
 
-JOB_SIZES = {"rollup": ("counted",), "regenerate": ("written", "ads")}
+JOB_SIZES = {"rollup": ("counted",), "regenerate": ("written", "ads", "shards")}
 
 
 @bp.get("/metrics")
@@ -45,6 +45,9 @@ def store_figures() -> dict[str, Any]:
         "jobs": jobs,
         "active_cells": state.active_cells,
         "live_ads": state.live_ads,
+        "sharded_run": None if state.sharded_run is None else {
+            "planned": state.sharded_run.shards, "done": state.sharded_run.done,
+            "durations_s": dict(state.sharded_run.durations_s)},
         "strategy_probability": rt.store.strategy_probabilities(),
         "strategy_events": {(s, t): totals.get(f"{s}:{field}", 0)
                             for s in strategies

@@ -1,7 +1,7 @@
 """The service's health: what the store says about the pipeline, what the broker says about
 the queues and workers, and a pure verdict on both (``flask --app webapp status``).
 
-``pipeline_state`` is cheap (six Redis round trips at most, nothing scanned), so a metrics
+``pipeline_state`` is cheap (seven Redis round trips at most, nothing scanned), so a metrics
 exporter can call it on every scrape; it returns numbers only.
 """
 from __future__ import annotations
@@ -37,6 +37,30 @@ class JobState:
 
 
 @dataclass(frozen=True)
+class ShardedRun:
+    """The latest regeneration run sharded over workers (REGEN_SHARDS above 1)."""
+
+    run_id: str
+    started_at: float
+    shards: int                      # the shards it was split into
+    done: int                        # the shards that have reported
+    cells: int
+    durations_s: Mapping[int, float] = field(default_factory=dict)   # by shard, when done
+    written: Mapping[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any] | None) -> ShardedRun | None:
+        """From ``Store.regen_run``."""
+        if not run:
+            return None
+        reports = run.get("reports", {})
+        return cls(str(run["run_id"]), float(run.get("started_at", 0.0)),
+                   int(run.get("shards", 0)), int(run.get("done", 0)), int(run.get("cells", 0)),
+                   {int(i): float(r["duration_s"]) for i, r in reports.items()},
+                   {int(i): int(r["written"]) for i, r in reports.items()})
+
+
+@dataclass(frozen=True)
 class PipelineState:
     """The pipeline as the store shows it at ``at``."""
 
@@ -50,6 +74,7 @@ class PipelineState:
     regenerate: JobState
     active_cells: int           # cells requested within ACTIVE_CELL_TTL_S
     live_ads: int               # ads in the geo index not past their expiry
+    sharded_run: ShardedRun | None = None   # the latest sharded regeneration, if any
 
     @property
     def empty(self) -> bool:
@@ -94,6 +119,7 @@ def pipeline_state(store: Store, settings: Settings, now: float) -> PipelineStat
         regenerate=jobs["regenerate"],
         active_cells=store.active_cell_count(since=now - settings.active_cell_ttl_s),
         live_ads=store.live_ad_count(now),
+        sharded_run=ShardedRun.of(store.regen_run()),
     )
 
 
@@ -219,7 +245,8 @@ def assess(seen: Observation, limits: Thresholds) -> list[Check]:
         Check("active cells", Level.OK, str(state.active_cells)),
         Check("live ads", Level.OK if state.live_ads else Level.WARN, str(state.live_ads),
               "" if state.live_ads else "no live ads: every feed is empty"),
-    ]
+    ] + ([shards_check(state.sharded_run, state.at, limits.regenerate_age_s)]
+         if state.sharded_run else [])
 
 
 def workers_check(workers: Sequence[str]) -> Check:
@@ -244,6 +271,19 @@ def lag_check(state: PipelineState, limit_s: float) -> Check:
              f"{state.pending_events}, undelivered {undelivered} events)")
     return Check("pipeline lag", Level.FAIL if state.lag_s > limit_s else Level.OK, value,
                  f"limit {limit_s:g} s")
+
+
+def shards_check(run: ShardedRun, now: float, limit_s: float) -> Check:
+    """The latest sharded regeneration: how many shards reported, and the slowest. One
+    still waiting for shards after ``limit_s`` warns (a lost shard's cells are rebuilt by
+    the next run)."""
+    slowest = (f", slowest shard {max(run.durations_s, key=run.durations_s.__getitem__)} "
+               f"{max(run.durations_s.values()):.2f} s" if run.durations_s else "")
+    value = f"run {run.run_id}: {run.done} of {run.shards} shards{slowest}"
+    late = run.done < run.shards and now - run.started_at > limit_s
+    return Check("regenerate shards", Level.WARN if late else Level.OK, value,
+                 f"incomplete after {now - run.started_at:.0f} s" if late
+                 else f"limit {limit_s:g} s")
 
 
 def job_check(name: str, job: JobState, limit_s: float, empty: bool) -> Check:

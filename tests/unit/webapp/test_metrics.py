@@ -200,3 +200,13 @@ def test_a_bug_in_the_store_figures_fails_the_scrape_instead_of_blaming_redis(cl
     response = client.get("/metrics")
     assert response.status_code == 500
     assert b"recommender_store_up 0" not in response.data
+
+
+def test_a_sharded_run_is_exported_whole_and_by_shard(client, fake_store):
+    assert value(scrape(client), "recommender_regen_run_shards", state="planned") == 0
+    fake_store.begin_regen_run("5", 3, 30, time.time())
+    fake_store.finish_shard("5", 2, {"duration_s": 2.25, "written": 10})
+    found = scrape(client)
+    assert value(found, "recommender_regen_run_shards", state="planned") == 3
+    assert value(found, "recommender_regen_run_shards", state="done") == 1
+    assert value(found, "recommender_regen_shard_duration_seconds", shard="2") == 2.25

@@ -18,6 +18,7 @@ from pipeline.reports.health import (
     Level,
     Observation,
     PipelineState,
+    ShardedRun,
     Thresholds,
     assess,
     job_state,
@@ -271,3 +272,25 @@ def test_the_overall_level_is_the_worst() -> None:
     assert overall(assess(Observation(HEALTHY, BROKER), LIMITS)) == Level.OK
     assert overall(assess(Observation(replace(HEALTHY, lag_s=99.0), BROKER),
                             LIMITS)) == Level.FAIL
+
+
+def test_a_sharded_run_is_read_with_each_shards_report(fake_store: Store,
+                                                        settings: Settings) -> None:
+    assert pipeline_state(fake_store, settings, 1000.0).sharded_run is None
+    fake_store.begin_regen_run("77", 2, 9, 990.0)
+    fake_store.finish_shard("77", 1, {"duration_s": 1.5, "written": 4})
+    run = pipeline_state(fake_store, settings, 1000.0).sharded_run
+    assert run == ShardedRun("77", 990.0, 2, 1, 9, {1: 1.5}, {1: 4})
+
+
+def test_a_sharded_run_shows_its_shards_and_warns_when_one_is_late() -> None:
+    running = ShardedRun("77", 900.0, 2, 1, 9, {1: 1.5}, {1: 4})
+    checks = {c.name: c for c in assess(Observation(replace(HEALTHY, sharded_run=running),
+                                                    BROKER), LIMITS)}
+    assert checks["regenerate shards"].level == Level.OK
+    assert checks["regenerate shards"].value == "run 77: 1 of 2 shards, slowest shard 1 1.50 s"
+    late = replace(running, started_at=1000.0 - 180.1)
+    assert levels(replace(HEALTHY, sharded_run=late))["regenerate shards"] == Level.WARN
+    done = replace(late, done=2)
+    assert levels(replace(HEALTHY, sharded_run=done))["regenerate shards"] == Level.OK
+    assert "regenerate shards" not in levels()            # no sharded run: no line
