@@ -30,6 +30,18 @@ from store.rows import (
 )
 
 
+def _index_expiry(p: redis.client.Pipeline, ids: Sequence[str],
+                  expiry: Sequence[float]) -> None:
+    """Within a catalogue transaction: the ads that expire go into ads:expiry, with their
+    expiry; the ones that never do are kept out of it (an ad missing there never expires)."""
+    expiring = {a: e for a, e in zip(ids, expiry, strict=True) if e < NO_EXPIRY}
+    lasting = [a for a in ids if a not in expiring]
+    if expiring:
+        p.zadd(Keys.ads_expiry, expiring)
+    if lasting:
+        p.zrem(Keys.ads_expiry, *lasting)
+
+
 def _locations(rows: np.ndarray) -> list[tuple[float, float]]:
     return list(zip(rows["lat"].tolist(), rows["lon"].tolist(), strict=True))
 
@@ -84,7 +96,7 @@ class CatalogueStore:
             for i, ad in enumerate(rows):
                 expiry = NO_EXPIRY if ad.expires_at is None else ad.expires_at
                 p.geoadd(Keys.ads_geo, (ad.lon, ad.lat, ad.ad_id))
-                p.zadd(Keys.ads_expiry, {ad.ad_id: expiry})
+                _index_expiry(p, [ad.ad_id], [expiry])
                 p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry, first + i))
                 p.hset(Keys.ads_cards, str(first + i), card_value(ad))
                 sums = [counts[f][i] for f in counts]
@@ -121,7 +133,7 @@ class CatalogueStore:
             # in Redis)
             self._put_records(keys=[Keys.ad(a) for a in ids], args=records, client=p)
             p.geoadd(Keys.ads_geo, [v for ad in ads for v in (ad.lon, ad.lat, ad.ad_id)])
-            p.zadd(Keys.ads_expiry, dict(zip(ids, expiry, strict=True)))
+            _index_expiry(p, ids, expiry)
             self._forget_cards(p, old)
             p.hset(Keys.ads_summary, mapping={ad.ad_id: summary(ad, e, first + i) for i, (ad, e)
                                               in enumerate(zip(ads, expiry, strict=True))})

@@ -43,7 +43,7 @@ def test_drop_expired_takes_ads_and_cards_out_of_the_index_but_keeps_the_record(
     assert fake_store.drop_expired(NOW) == ["old"]
     assert fake_store.live_ad_ids() == ["new"]
     assert fake_store.get_ad("old") is not None
-    assert fake_store.r.zscore(Keys.ads_expiry, "new") == NO_EXPIRY
+    assert fake_store.r.zscore(Keys.ads_expiry, "new") is None     # it never expires
     assert fake_store.r.hgetall(Keys.ads_cards) == {str(2**40 + 257).encode(): b"new\x00card:new"}
 
 
@@ -113,3 +113,18 @@ def test_ad_summaries_of_a_long_list_are_read_in_bounded_chunks(fake_store: Stor
     assert [a.decode() for a in found.ids] == [a for a in asked if a != "gone"]
     assert found.rows["lat"].tolist() == pytest.approx([48.07, 48.0, 48.05, 48.01, 48.02,
                                                         48.03, 48.04, 48.06])
+
+
+def test_only_ads_that_expire_are_in_the_expiry_index(fake_store: Store):
+    """An ad that never expires costs nothing in ads:expiry; one that gains or loses an
+    expiry moves in or out of it, and a never-expiring ad is live everywhere."""
+    put(fake_store, "lasting", 52.5, 13.4)
+    put(fake_store, "ending", 52.5, 13.4, expires_at=NOW + 60)
+    assert fake_store.r.zrange(Keys.ads_expiry, 0, -1, withscores=True) == [(b"ending",
+                                                                             NOW + 60)]
+    put(fake_store, "ending", 52.5, 13.4)                          # renewed for good
+    put(fake_store, "lasting", 52.5, 13.4, expires_at=NOW + 5)
+    assert fake_store.r.zrange(Keys.ads_expiry, 0, -1) == [b"lasting"]
+    assert fake_store.live_ad_count(NOW) == 2 and fake_store.live_ad_count(NOW + 6) == 1
+    assert [a for a, _, _ in fake_store.nearby(52.5, 13.4, 1.0, 10, NOW + 6)] == ["ending"]
+    assert fake_store.drop_expired(NOW + 6) == ["lasting"]
