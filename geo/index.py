@@ -98,7 +98,8 @@ class PointIndex:
         # A cheap, slightly generous dot-product test first, so the haversine, which decides,
         # runs only on points near the circle.
         min_cos = math.cos(min((radius_km + SLACK_KM) / EARTH_RADIUS_KM, math.pi)) - 1e-12
-        cos_angle = np.take(self._xyz, positions, axis=0) @ unit_vectors(lat, lon)
+        cos_angle = _cosines(unit_vectors(lat, lon)[None, :],
+                             np.take(self._xyz, positions, axis=0))[0]
         maybe = cos_angle >= min_cos
         positions, cos_angle = positions[maybe], cos_angle[maybe]
         if not distances:
@@ -231,8 +232,8 @@ def first_shortlist(least_share: float, length: int) -> int:
 
 
 def _cosines(centres: np.ndarray, xyz: np.ndarray) -> np.ndarray:
-    """(centres, points) cosines of the angles between unit vectors, without BLAS (whose
-    threads cost more than they save on arrays this small)."""
+    """(centres, points) cosines of the angles between unit vectors, without BLAS: its
+    threads cost more than they save here, and fight the other worker processes for cores."""
     return (centres[:, 0:1] * xyz[:, 0] + centres[:, 1:2] * xyz[:, 1]
             + centres[:, 2:3] * xyz[:, 2])
 
