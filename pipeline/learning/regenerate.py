@@ -9,6 +9,7 @@ probability of serving each strategy (the strategy bandit) are packed into one v
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -316,12 +317,33 @@ def plan_shards(store: Store, settings: Settings, now: float) -> tuple[str, list
     neighbouring cells (runs of the cells in geohash order, so each shard reads one area).
     The run is recorded as started; each shard reports through ``run_shard``."""
     todo = sorted(store.active_cells(since=now - settings.active_cell_ttl_s))
-    count = min(settings.regen_shards, len(todo))
-    shards = [part.tolist() for part in np.array_split(np.array(todo, dtype=object), count)
-              if len(part)] if count else []
+    shards = split_cells(todo, min(settings.regen_shards, len(todo)))
     run_id = f"{int(now * 1000)}"
     store.begin_regen_run(run_id, len(shards), len(todo), now)
     return run_id, shards
+
+
+def split_cells(cells: Sequence[str], count: int, leeway: float = 0.2) -> list[list[str]]:
+    """``cells`` (in geohash order) in ``count`` runs of about equal length, each cut where
+    two neighbours in the order lie farthest apart within ``leeway`` of a shard's length of
+    the even cut: between two cities rather than across one, so that no area is read by two
+    shards.
+
+    >>> [len(s) for s in split_cells(["u09tv", "u09tw", "u09ty", "xn76c", "xn76f"], 2)]
+    [3, 2]
+    """
+    if count <= 1:
+        return [list(cells)] if cells else []
+    centres = np.array([geo.decode(c) for c in cells])
+    apart = geo.haversine_km(centres[:-1, 0], centres[:-1, 1], centres[1:, 0], centres[1:, 1])
+    size = len(cells) / count
+    cuts = [0]
+    for k in range(1, count):           # cut c: a shard ends before cells[c]
+        lo = max(cuts[-1] + 1, math.ceil((k - leeway) * size))
+        hi = max(lo, min(len(cells) - (count - k), math.floor((k + leeway) * size)))
+        cuts.append(lo + int(np.argmax(apart[lo - 1:hi])))
+    cuts.append(len(cells))
+    return [list(cells[a:b]) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
 def run_shard(store: Store, settings: Settings, run_id: str, index: int, cells: Sequence[str],
@@ -361,10 +383,18 @@ def run_shard(store: Store, settings: Settings, run_id: str, index: int, cells: 
 
 
 def covering_circles(cells: Sequence[str], settings: Settings,
-                     precision: int = 4) -> list[tuple[float, float, float]]:
-    """Circles (lat, lon, radius_km) that hold every ad within reach of any of ``cells``:
-    one for the cells of each geohash cell of ``precision`` (about 39 x 20 km at 4), a touch
-    wider than needed (Redis measures on a slightly larger sphere)."""
+                     precisions: Sequence[int] = (2, 3, 4, 5)) -> list[tuple[float, float, float]]:
+    """Circles (lat, lon, radius_km) that hold every ad within reach of any of ``cells``, a
+    touch wider than needed (Redis measures on a slightly larger sphere): one around the
+    cells of each geohash cell of some precision, the precision whose circles cover the
+    least area (overlapping circles read the same ads twice; large ones read ads no cell
+    needs)."""
+    options = [_circles_by_prefix(cells, settings, p) for p in precisions]
+    return min(options, key=lambda circles: sum(r * r for _, _, r in circles))
+
+
+def _circles_by_prefix(cells: Sequence[str], settings: Settings,
+                       precision: int) -> list[tuple[float, float, float]]:
     groups: dict[str, list[str]] = {}
     for cell in cells:
         groups.setdefault(cell[:precision], []).append(cell)

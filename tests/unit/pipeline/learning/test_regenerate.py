@@ -21,6 +21,7 @@ from pipeline.learning.regenerate import (
     plan_shards,
     run_regenerate,
     run_shard,
+    split_cells,
     stored_priors,
 )
 from pipeline.learning.rollup import run_rollup
@@ -359,3 +360,24 @@ def test_a_sharded_deployment_relearns_the_priors_only_when_they_are_old(fake_st
     assert fake_store.job_status("priors")["ads"] == "240"
     assert maybe_learn_priors(fake_store, settings, NOW + settings.priors_max_age_s - 1) is False
     assert maybe_learn_priors(fake_store, settings, NOW + settings.priors_max_age_s) is True
+
+
+def test_shards_are_cut_between_areas_and_stay_near_even():
+    """Three towns of 40, 25 and 35 cells in two shards: the cut falls between towns (no
+    area read twice), the one nearest an even split; every cell is in exactly one shard."""
+    towns = [(48.85, 2.35, 40), (50.85, 4.35, 25), (52.37, 4.90, 35)]
+    cells: list[str] = []
+    for lat, lon, n in towns:
+        rows = int(np.ceil(np.sqrt(n)))
+        cells += [geo.encode(lat + 0.012 * (i // rows), lon + 0.012 * (i % rows), 6)
+                  for i in range(n)]
+    cells = sorted(set(cells))
+    assert len(cells) == 100                                    # one cell each
+    shards = split_cells(cells, 2)
+    assert sorted(c for s in shards for c in s) == cells
+    towns_of = [{min(range(3), key=lambda t: geo.haversine_km(*geo.decode(c), *towns[t][:2]))
+                 for c in shard} for shard in shards]
+    assert not towns_of[0] & towns_of[1]                        # no town split
+    assert abs(len(shards[0]) - len(shards[1])) <= 0.4 * len(cells)
+    assert [len(s) for s in split_cells(cells, 1)] == [len(cells)]
+    assert sum(map(len, split_cells(cells, 7))) == len(cells)
