@@ -281,13 +281,27 @@ def sizes_table(sizes: dict[str, dict]) -> str:
             + "\n")
 
 
+def sharded_section(path: Path = RESULTS / "regen_shards.json") -> str:
+    """The sharded speed-up ``bench.regen_shards`` last measured, if it has run."""
+    if not path.exists():
+        return ("Sharded over workers: not measured yet (`python -m bench.regen_shards`).\n\n")
+    found = json.loads(path.read_text())
+    p, s = found["params"], found["summary"]
+    medians = {w["concurrency"]: w["median_s"] for w in found["workers"]}
+    return (f"Sharded over workers (`python -m bench.regen_shards`, "
+            f"{found['machine']['date'][:10]}; {p['ads']:,} ads, {p['cells']:,} cells, REGEN_SHARDS=2): "
+            f"{medians.get(1, 0):.2f} s on one worker process, {medians.get(2, 0):.2f} s on two, "
+            f"**{s['ratio']:.2f}x** (target {s['target_ratio']:g}x: "
+            f"{'met' if s['target_met'] else 'not met'}); see regen_shards.md.\n\n")
+
+
 def markdown(result: dict) -> str:
     p, m, s = result["params"], result["machine"], result["summary"]
     b, bc = result["breakdown"]["median_s"], result["breakdown"]["median_cpu_s"]
     c, f = result["candidates_per_cell"], result["feeds"]
     rest_s = s["median_s"] - b["load_snapshot"] - b["cell_probabilities"] - b["build_feeds"]
     target = s["target_s"]
-    out = [sizes_table(result.get("sizes", {})),
+    out = [sizes_table(result.get("sizes", {})), sharded_section(),
         f"## The latest run: {p['ads']:,} ads, {p['cells']:,} active cells, one core\n\n",
         f"{m['date']}, os.cpu_count() = {m['os_cpu_count']}; this process pinned to core "
         f"{p['bench_cores']}, redis-server in its own process pinned to core "
