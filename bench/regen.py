@@ -289,8 +289,9 @@ def sharded_section(path: Path = RESULTS / "regen_shards.json") -> str:
     p, s = found["params"], found["summary"]
     medians = {w["concurrency"]: w["median_s"] for w in found["workers"]}
     return (f"Sharded over workers (`python -m bench.regen_shards`, "
-            f"{found['machine']['date'][:10]}; {p['ads']:,} ads, {p['cells']:,} cells, REGEN_SHARDS=2): "
-            f"{medians.get(1, 0):.2f} s on one worker process, {medians.get(2, 0):.2f} s on two, "
+            f"{found['machine']['date'][:10]}; {p['ads']:,} ads, {p['cells']:,} cells, "
+            f"REGEN_SHARDS=2): {medians.get(1, 0):.2f} s on one worker process, "
+            f"{medians.get(2, 0):.2f} s on two, "
             f"**{s['ratio']:.2f}x** (target {s['target_ratio']:g}x: "
             f"{'met' if s['target_met'] else 'not met'}); see regen_shards.md.\n\n")
 
