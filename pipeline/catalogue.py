@@ -82,7 +82,7 @@ class AdRecord:
         """The ad as ``Store.put_ads`` takes it."""
         return AdRow(self.ad_id, self.fields(), self.lat, self.lon, self.expires_at,
                      self.created_at, category_code(self.category),
-                     ad_card(self.ad_id, self.title, self.company))
+                     ad_card(self.title, self.company))
 
     def fields(self) -> dict[str, str]:
         """The ad's stored hash: the inverse of ``from_fields`` (an empty description and a

@@ -46,7 +46,7 @@ class Keys:
     ads_geo = "ads:geo"
     ads_expiry = "ads:expiry"
     ads_summary = "ads:summary"
-    # serial -> the ad's id, a NUL, then its card (the JSON a feed shows of it). A serial
+    # serial -> the ad's id, a NUL, then its card (the JSON members a feed shows of it). A serial
     # names one version of one ad: a replaced ad gets a new one, so a card never changes
     # and a web process may keep it as long as it likes.
     ads_cards = "ads:cards"

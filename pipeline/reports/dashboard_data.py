@@ -105,7 +105,7 @@ def titled(store: Store, ads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ads with their titles and companies (from their cards: two reads); "" for an ad
     the catalogue no longer holds."""
     found = store.ad_summaries([a["ad_id"] for a in ads])
-    cards = {ad_id: orjson.loads(card + b"}")
+    cards = {ad_id: orjson.loads(b"{" + card + b"}")
              for ad_id, card in (split_card(v) for v in store.ad_cards(found.rows["sn"].tolist())
                                  if v is not None)}
     return [{**a, "title": cards.get(a["ad_id"], {}).get("title", ""),

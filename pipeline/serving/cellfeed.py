@@ -40,14 +40,24 @@ NEVER = 2**32 - 1          # the packed expiry of an ad that never expires (or a
 CARD_OVERHEAD = 120        # bytes a cached card costs beyond its id and JSON (measured ~)
 
 
-def ad_card(ad_id: str, title: str, company: str) -> bytes:
-    """The part of a feed entry that is the ad's own, as a JSON object left open for the
-    entry's position and distance: rendered once when the ad is written, not per request.
+def ad_card(title: str, company: str) -> bytes:
+    """The part of a feed entry that is the ad's own but its id, as JSON object members:
+    rendered once when the ad is written, not per request (``open_card`` adds the id).
 
-    >>> orjson.loads(ad_card("a1", 'Barista "day"', "Café") + b', "position": 1}')
-    {'ad_id': 'a1', 'title': 'Barista "day"', 'company': 'Café', 'position': 1}
+    >>> orjson.loads(b"{" + ad_card('Barista "day"', "Café") + b"}")
+    {'title': 'Barista "day"', 'company': 'Café'}
     """
-    return orjson.dumps({"ad_id": ad_id, "title": title, "company": company})[:-1]
+    return orjson.dumps({"title": title, "company": company})[1:-1]
+
+
+def open_card(ad_id: str, card: bytes) -> bytes:
+    """A feed entry's JSON object, left open for its position and distance: the ad's id,
+    then its card.
+
+    >>> orjson.loads(open_card("a1", ad_card("Cook", "Inn")) + b', "position": 1}')
+    {'ad_id': 'a1', 'title': 'Cook', 'company': 'Inn', 'position': 1}
+    """
+    return b'{"ad_id":' + orjson.dumps(ad_id) + b"," + card
 
 
 @dataclass(frozen=True)
@@ -165,8 +175,8 @@ class CardCache:
         return len(self._entries)
 
     def get_many(self, serials: Sequence[int]) -> list[tuple[str, bytes] | None]:
-        """(ad id, card) of each serial, None where the ad is gone; the ones not kept here
-        are read in one command (and kept)."""
+        """(ad id, its feed entry's open JSON object: ``open_card``) of each serial, None
+        where the ad is gone; the ones not kept here are read in one command (and kept)."""
         with self._lock:
             found = [self._entries.get(s) for s in serials]
             for s, entry in zip(serials, found, strict=True):
@@ -175,8 +185,8 @@ class CardCache:
         missing = [s for s, entry in zip(serials, found, strict=True) if entry is None]
         if not missing:
             return found
-        read = {s: split_card(v) for s, v in zip(missing, self.store.ad_cards(missing),
-                                                 strict=True) if v is not None}
+        read = {s: _entry(v) for s, v in zip(missing, self.store.ad_cards(missing),
+                                             strict=True) if v is not None}
         with self._lock:
             for s, entry in read.items():
                 self._keep(s, entry)
@@ -191,6 +201,12 @@ class CardCache:
         while self._bytes > self.max_bytes and self._entries:
             _, gone = self._entries.popitem(last=False)
             self._bytes -= _card_size(gone)
+
+
+def _entry(value: bytes) -> tuple[str, bytes]:
+    """An ads:cards value as a cached entry: (ad id, the feed entry's open JSON object)."""
+    ad_id, card = split_card(value)
+    return ad_id, open_card(ad_id, card)
 
 
 def _card_size(entry: tuple[str, bytes]) -> int:

@@ -27,7 +27,7 @@ def first_layout(store, ad_id: str) -> None:
     expiry = float(fields.get("expires_at", NO_EXPIRY))
     fixed = np.array([(float(fields["lat"]), float(fields["lon"]), expiry)], dtype="<f8,<f8,<f8")
     store.r.hset(Keys.ads_summary, ad_id,
-                 fixed.tobytes() + ad_card(ad_id, fields["title"], fields["company"]))
+                 fixed.tobytes() + ad_card(fields["title"], fields["company"]))
 
 
 def feed_ad_ids(store: Store, feed) -> list[str]:

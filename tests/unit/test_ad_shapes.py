@@ -91,7 +91,7 @@ def test_a_put_body_becomes_a_record_then_a_row_and_reads_back():
     assert (row.ad_id, row.lat, row.lon, row.created_at, row.expires_at) == (
         "ad-1", 52.52, 13.405, 1_699_920_000.0, NOW + 86_400)
     assert row.category_code == category_code("hospitality")
-    assert row.card == ad_card("ad-1", "Line Cook", "Open Kitchen")
+    assert row.card == ad_card("Line Cook", "Open Kitchen")
     assert row.fields == record.fields()
     assert AdRecord.from_fields(row.ad_id, row.fields) == record
 

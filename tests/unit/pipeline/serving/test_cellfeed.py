@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import redis
 
-from pipeline.serving.cellfeed import NEVER, CardCache, CellFeed, FeedCache
+from pipeline.serving.cellfeed import NEVER, CardCache, CellFeed, FeedCache, open_card
 from store import AdRow, Store
 from tests.conftest import NOW
 
@@ -78,8 +78,10 @@ def test_cards_are_read_once_then_kept_by_serial(fake_store, monkeypatch):
     reads = []
     real = fake_store.ad_cards
     monkeypatch.setattr(fake_store, "ad_cards", lambda s: reads.append(list(s)) or real(s))
-    assert cards.get_many([sa, 999, sb]) == [("a", b"card a"), None, ("b", b"card b")]
-    assert cards.get_many([sb, sa]) == [("b", b"card b"), ("a", b"card a")]
+    a, b = ("a", open_card("a", b"card a")), ("b", open_card("b", b"card b"))
+    assert a[1] == b'{"ad_id":"a",card a'            # the feed entry's object, left open
+    assert cards.get_many([sa, 999, sb]) == [a, None, b]
+    assert cards.get_many([sb, sa]) == [b, a]
     assert reads == [[sa, 999, sb]]                       # the second lookup read nothing
     assert cards.get_many([999]) == [None] and reads[-1] == [999]   # a missing one: asked again
 
@@ -88,7 +90,7 @@ def test_the_card_cache_stays_within_its_budget_dropping_the_least_recent(fake_s
     fake_store.put_ads([AdRow(f"ad{i}", {}, 52.5, 13.4, None, NOW, 7, b"x" * 80)
                         for i in range(3)], lambda old: [])
     serials = fake_store.ad_summaries([f"ad{i}" for i in range(3)]).rows["sn"].tolist()
-    size = 3 + 80 + 120                                   # id, card, overhead
+    size = 3 + len(open_card("ad0", b"x" * 80)) + 120     # id, entry, overhead
     cards = CardCache(fake_store, max_bytes=2 * size)
     cards.get_many(serials[:2])
     cards.get_many(serials[:1])                           # ad0 is now the most recent
