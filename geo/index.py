@@ -138,6 +138,8 @@ class PointIndex:
             raise ValueError(f"scores must have shape (rows, {len(self)}), got {scores.shape}")
         if length < 1:
             raise ValueError("length must be at least 1")
+        if not len(lat):
+            return []
         by_position = np.take(scores, self._order, axis=1)   # a group's points: runs of this
         rows, cols = grid_rows_cols(lat, lon, self.cell_precision)
         _, group_of = np.unique(rows.astype(np.int64) * self._columns + cols, return_inverse=True)

@@ -74,11 +74,13 @@ class CatalogueStore:
     def rebuild_indexes(self, ad_ids: Sequence[str],
                         rows_of: Callable[[list[tuple[str, dict[str, str]]]], list[AdRow]],
                         evidence_at: float) -> int:
-        """Rewrite the indexes (geo set, expiry, summary) of these ads from their records,
-        which ``rows_of`` turns into rows (leaving out the ones not to index), in one
-        transaction that starts over if a record changes meanwhile: a record is never
-        written, so an ad deleted or replaced meanwhile stays as its writer left it. An ad
-        with no decayed evidence yet gets its raw counters as evidence at ``evidence_at``."""
+        """Rewrite the indexes (geo set, expiry, summary, card) of these ads from their
+        records, which ``rows_of`` turns into rows (leaving out the ones not to index), in one
+        transaction that starts over if a record or a summary changes meanwhile: a record is
+        never written, so an ad deleted or replaced meanwhile stays as its writer left it. An
+        ad keeps its serial (the feeds that name it stay whole); one an older version
+        indexed, without a serial, gets one. An ad with no decayed evidence yet gets its raw
+        counters as evidence at ``evidence_at``."""
         keys = [Keys.ad(a) for a in ad_ids]
 
         def step(p: redis.client.Pipeline) -> int:
@@ -87,24 +89,30 @@ class CatalogueStore:
                     reads.hgetall(key)
                 reads.hmget(Keys.ads_summary, list(ad_ids))
                 *found, summaries = reads.execute()
+            indexed = [(a, v) for a, v in zip(ad_ids, summaries, strict=True) if v is not None]
+            serial_of = dict(zip([a for a, _ in indexed],
+                                 summary_rows([v for _, v in indexed])["sn"].tolist(),
+                                 strict=True))
             rows = rows_of([(a, {_s(f): _s(v) for f, v in raw.items()})
                             for a, raw in zip(ad_ids, found, strict=True) if raw])
             counts = self.ad_stats([ad.ad_id for ad in rows], ("impressions", *EVIDENCE_FIELDS[1:]))
-            first = self._serials(len(rows))
+            unserialled = [ad.ad_id for ad in rows if not serial_of.get(ad.ad_id)]
+            first = self._serials(len(unserialled))
+            serial_of.update({a: first + i for i, a in enumerate(unserialled)})
             p.multi()
-            self._forget_cards(p, summary_rows([v for v in summaries if v is not None]))
             for i, ad in enumerate(rows):
                 expiry = NO_EXPIRY if ad.expires_at is None else ad.expires_at
+                serial = serial_of[ad.ad_id]
                 p.geoadd(Keys.ads_geo, (ad.lon, ad.lat, ad.ad_id))
                 _index_expiry(p, [ad.ad_id], [expiry])
-                p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry, first + i))
-                p.hset(Keys.ads_cards, str(first + i), card_value(ad))
+                p.hset(Keys.ads_summary, ad.ad_id, summary(ad, expiry, serial))
+                p.hset(Keys.ads_cards, str(serial), card_value(ad))
                 sums = [counts[f][i] for f in counts]
                 if any(sums):
                     p.hsetnx(Keys.decayed, ad.ad_id, " ".join(map(repr, [evidence_at, *sums])))
             return len(rows)
 
-        return self.r.transaction(step, *keys, value_from_callable=True)
+        return self.r.transaction(step, *keys, Keys.ads_summary, value_from_callable=True)
 
     def put_ads(self, ads: Sequence[AdRow], stale_cells_of: StaleCells) -> int:
         """Create or replace ads in one transaction, voiding the feeds that may list an old

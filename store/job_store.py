@@ -51,14 +51,15 @@ class JobStore:
             p.set(Keys.regen_latest, run_id)
             p.execute()
 
-    def finish_shard(self, run_id: str, index: int, report: Mapping[str, Any]) -> tuple[int, int]:
+    def finish_shard(self, run_id: str, index: int,
+                     report: Mapping[str, Any]) -> tuple[int, int, bool]:
         """Shard ``index`` of the run reports (once, however often it runs): (shards
-        finished, shards in the run)."""
-        done, shards = self._finish_shard(
+        finished, shards in the run, whether this report completed the run). A run whose
+        keys have expired takes no report: (0, 0, False)."""
+        done, shards, completed = self._finish_shard(
             keys=[Keys.regen_run(run_id), Keys.regen_shards(run_id)],
-            args=[index, orjson.dumps(dict(report))])
-        self.r.expire(Keys.regen_shards(run_id), REGEN_RUN_TTL_S)
-        return int(done), int(shards)
+            args=[index, orjson.dumps(dict(report)), REGEN_RUN_TTL_S])
+        return int(done), int(shards), bool(completed)
 
     def regen_run(self, run_id: str | None = None) -> dict[str, Any] | None:
         """A sharded run (default: the latest) as it stands: its fields and each finished

@@ -104,10 +104,10 @@ def regenerate(self: Any, forced: bool = False) -> dict[str, Any]:
                     lambda: run(store(), s, time.time(), rng()))
 
 
-def fan_out(st: Store, s: Settings, now: float, _: np.random.Generator) -> dict[str, Any]:
+def fan_out(st: Store, s: Settings, now: float, gen: np.random.Generator) -> dict[str, Any]:
     """Plan a sharded run and send its shards to the regen queue; then relearn the category
     priors if they are old (the shards use the stored ones)."""
-    run_id, shards = plan_shards(st, s, now)
+    run_id, shards = plan_shards(st, s, now, gen)
     for index, cells in enumerate(shards):
         regenerate_shard.apply_async((run_id, index, cells), queue=QUEUE[REGEN_SHARD])
     return {"run_id": run_id, "shards": len(shards), "cells": sum(map(len, shards)),

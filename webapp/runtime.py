@@ -37,7 +37,7 @@ class Runtime:
     @cached_property
     def feed_cache(self) -> FeedCache:
         return FeedCache(self.store, self.settings.feed_cache_ttl_s,
-                         self.settings.feed_cache_mb << 20)
+                         self.settings.feed_cache_mb << 20, on_reset=self.card_cache.clear)
 
     @cached_property
     def card_cache(self) -> CardCache:

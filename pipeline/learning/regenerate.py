@@ -312,7 +312,8 @@ def record_run(store: Store, settings: Settings, report: dict[str, float | int],
 
 # ---- a run sharded over workers -------------------------------------------------------------
 
-def plan_shards(store: Store, settings: Settings, now: float) -> tuple[str, list[list[str]]]:
+def plan_shards(store: Store, settings: Settings, now: float,
+                rng: np.random.Generator) -> tuple[str, list[list[str]]]:
     """A sharded run: its id and the active cells split into at most REGEN_SHARDS shards of
     neighbouring cells (runs of the cells in geohash order, so each shard reads one area).
     The run is recorded as started; each shard reports through ``run_shard``."""
@@ -320,6 +321,9 @@ def plan_shards(store: Store, settings: Settings, now: float) -> tuple[str, list
     shards = split_cells(todo, min(settings.regen_shards, len(todo)))
     run_id = f"{int(now * 1000)}"
     store.begin_regen_run(run_id, len(shards), len(todo), now)
+    if not shards:      # nothing to rebuild: the run is complete as planned
+        record_run(store, settings, {"cells": 0, "shards": 0, "written": 0, "skipped": 0,
+                                     "ads": 0, "duration_s": 0.0, "finished_at": now}, now, rng)
     return run_id, shards
 
 
@@ -332,8 +336,10 @@ def split_cells(cells: Sequence[str], count: int, leeway: float = 0.2) -> list[l
     >>> [len(s) for s in split_cells(["u09tv", "u09tw", "u09ty", "xn76c", "xn76f"], 2)]
     [3, 2]
     """
+    if not cells:
+        return []
     if count <= 1:
-        return [list(cells)] if cells else []
+        return [list(cells)]
     centres = np.array([geo.decode(c) for c in cells])
     apart = geo.haversine_km(centres[:-1, 0], centres[:-1, 1], centres[1:, 0], centres[1:, 1])
     size = len(cells) / count
@@ -369,8 +375,8 @@ def run_shard(store: Store, settings: Settings, run_id: str, index: int, cells: 
     report = {"shard": index, "cells": len(cells), "written": written, "skipped": skipped,
               "ads": ads, "duration_s": round(time.perf_counter() - started, 4),
               "finished_at": now}
-    done, total = store.finish_shard(run_id, index, report)
-    if done == total:
+    done, total, completed = store.finish_shard(run_id, index, report)
+    if completed:
         run = store.regen_run(run_id) or {}
         shards = list(run.get("reports", {}).values())
         whole: dict[str, float | int] = {

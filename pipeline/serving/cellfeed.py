@@ -174,6 +174,14 @@ class CardCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def clear(self) -> None:
+        """Forget every card: when the feed cache drops every cell (a new subscription, as
+        after Redis restarted or failed over, possibly to data whose serials were given
+        again), the cards go with them."""
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
     def get_many(self, serials: Sequence[int]) -> list[tuple[str, bytes] | None]:
         """(ad id, its feed entry's open JSON object: ``open_card``) of each serial, None
         where the ad is gone; the ones not kept here are read in one command (and kept)."""
@@ -215,8 +223,10 @@ def _card_size(entry: tuple[str, bytes]) -> int:
 
 class FeedCache:
     def __init__(self, store: Store, ttl_s: float, max_bytes: int = 256 << 20,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_reset: Callable[[], None] | None = None) -> None:
         self.store, self.ttl_s, self.max_bytes, self.clock = store, ttl_s, max_bytes, clock
+        self.on_reset = on_reset     # called whenever every cell is dropped
         self._entries: OrderedDict[str, tuple[float, CellFeed, int]] = OrderedDict()
         self._bytes = 0
         self._generation = 0
@@ -264,6 +274,8 @@ class FeedCache:
             if cells is None:
                 self._entries.clear()
                 self._bytes = 0
+                if self.on_reset is not None:
+                    self.on_reset()
             else:
                 for cell in cells:
                     self._forget(cell)

@@ -22,7 +22,10 @@ def stored_ad_ids(fake_store) -> set[str]:
 
 
 def first_layout(store, ad_id: str) -> None:
-    """Rewrite an ad's summary as the first version wrote it: lat, lon, expiry, card."""
+    """Rewrite an ad's summary as the first version wrote it: lat, lon, expiry, card (and,
+    as that version kept none, no card in ads:cards)."""
+    serial = int(store.ad_summaries([ad_id]).rows["sn"][0])
+    store.r.hdel(Keys.ads_cards, str(serial))
     fields = store.get_ad(ad_id)
     expiry = float(fields.get("expires_at", NO_EXPIRY))
     fixed = np.array([(float(fields["lat"]), float(fields["lon"]), expiry)], dtype="<f8,<f8,<f8")

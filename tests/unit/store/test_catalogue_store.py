@@ -7,7 +7,7 @@ import pytest
 
 from store import NO_EXPIRY, AdRow, Keys, Store, catalogue_store, split_card
 from tests.conftest import NOW
-from tests.support.stored_ads import put
+from tests.support.stored_ads import first_layout, put
 
 
 def test_delete_voids_the_listed_feeds_and_bumps_the_epoch(fake_store: Store):
@@ -128,3 +128,24 @@ def test_only_ads_that_expire_are_in_the_expiry_index(fake_store: Store):
     assert fake_store.live_ad_count(NOW) == 2 and fake_store.live_ad_count(NOW + 6) == 1
     assert [a for a, _, _ in fake_store.nearby(52.5, 13.4, 1.0, 10, NOW + 6)] == ["ending"]
     assert fake_store.drop_expired(NOW + 6) == ["lasting"]
+
+
+def test_rebuilding_the_indexes_keeps_serials_and_leaves_no_card_behind(fake_store: Store):
+    """A reindex keeps each ad's serial (the feeds that name it stay whole) and gives one to
+    an ad an older version indexed; two reindexes, or one racing another, leave one card an
+    ad."""
+    put(fake_store, "a", 52.5, 13.4)
+    put(fake_store, "b", 52.5, 13.4)
+    first_layout(fake_store, "b")                            # written without a serial
+    serial_a = int(fake_store.ad_summaries(["a"]).rows["sn"][0])
+
+    def rows_of(records):
+        return [AdRow(a, f, float(f["lat"]), float(f["lon"]), None, NOW, 7, b"card:" + a.encode())
+                for a, f in records]
+
+    for _ in range(2):
+        assert fake_store.rebuild_indexes(["a", "b"], rows_of, NOW) == 2
+    serials = fake_store.ad_summaries(["a", "b"]).rows["sn"].tolist()
+    assert serials[0] == serial_a and serials[1] > 0
+    assert fake_store.r.hlen(Keys.ads_cards) == 2
+    assert [split_card(v)[0] for v in fake_store.ad_cards(serials)] == ["a", "b"]

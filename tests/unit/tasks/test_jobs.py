@@ -42,7 +42,8 @@ def test_a_sharded_run_sends_one_task_per_shard_to_the_regen_queue(fake_store, m
                         lambda args, queue: sent.append((args, queue)))
     settings = load_settings({}, regen_shards=3)
     fake_store.mark_active({c: 1e9 for c in ("u09tv", "u09tw", "xn76c", "xn76f", "dr5re")})
-    result = jobs.fan_out(fake_store, settings, 1e9, None)
+    import numpy as np
+    result = jobs.fan_out(fake_store, settings, 1e9, np.random.default_rng(0))
     assert result["shards"] == 3 and result["cells"] == 5 and result["priors_learnt"] is True
     assert [queue for _, queue in sent] == ["regen"] * 3
     assert [args[:2] for args, _ in sent] == [(result["run_id"], i) for i in range(3)]

@@ -314,7 +314,7 @@ def two_cities(fake_store, rng) -> tuple[Settings, list[str], list[str]]:
 def test_shards_split_the_cells_by_area_and_each_reads_only_its_own(fake_store, rng,
                                                                       two_cities):
     settings, paris, tokyo = two_cities
-    run_id, shards = plan_shards(fake_store, settings, NOW)
+    run_id, shards = plan_shards(fake_store, settings, NOW, rng)
     assert shards == [paris, tokyo]             # geohash order keeps neighbours together
     reports = [run_shard(fake_store, settings, run_id, i, cells, NOW, rng)
                for i, cells in enumerate(shards)]
@@ -328,7 +328,7 @@ def test_a_shards_feeds_hold_what_a_whole_run_would(fake_store, rng, two_cities)
     run_regenerate(fake_store, settings, NOW, rng)
     whole = {c: set(feed_ad_ids(fake_store, CellFeed.unpack(fake_store.feed_value(c))))
              for c in paris + tokyo}
-    run_id, shards = plan_shards(fake_store, settings, NOW + 1)
+    run_id, shards = plan_shards(fake_store, settings, NOW + 1, rng)
     for i, cells in enumerate(shards):
         run_shard(fake_store, settings, run_id, i, cells, NOW + 1, rng)
     for cell, ads in whole.items():
@@ -339,7 +339,7 @@ def test_a_shards_feeds_hold_what_a_whole_run_would(fake_store, rng, two_cities)
 
 def test_the_shard_that_completes_a_run_records_it_once(fake_store, rng, two_cities):
     settings, paris, tokyo = two_cities
-    run_id, shards = plan_shards(fake_store, settings, NOW)
+    run_id, shards = plan_shards(fake_store, settings, NOW, rng)
     run_shard(fake_store, settings, run_id, 0, shards[0], NOW, rng)
     assert fake_store.job_status("regenerate") == {}           # not complete yet
     run_shard(fake_store, settings, run_id, 0, shards[0], NOW, rng)   # redelivered: again
@@ -381,3 +381,31 @@ def test_shards_are_cut_between_areas_and_stay_near_even():
     assert abs(len(shards[0]) - len(shards[1])) <= 0.4 * len(cells)
     assert [len(s) for s in split_cells(cells, 1)] == [len(cells)]
     assert sum(map(len, split_cells(cells, 7))) == len(cells)
+
+
+def test_a_shard_run_again_after_its_run_completed_records_nothing_more(fake_store, rng,
+                                                                        two_cities):
+    settings, _, _ = two_cities
+    run_id, shards = plan_shards(fake_store, settings, NOW, rng)
+    for i, cells in enumerate(shards):
+        run_shard(fake_store, settings, run_id, i, cells, NOW, rng)
+    generations = fake_store.generations(since=0.0).tolist()
+    late = run_shard(fake_store, settings, run_id, 1, shards[1], NOW + 50, rng)
+    assert (late["shards_done"], late["shards"]) == (2, 2)
+    status = fake_store.job_status("regenerate")
+    assert status["runs"] == "1" and float(status["finished_at"]) == NOW
+    assert fake_store.generations(since=0.0).tolist() == generations == [NOW]
+
+
+def test_a_sharded_run_of_no_cells_is_recorded_at_once(fake_store, rng):
+    settings = load_settings({}, regen_shards=4)
+    run_id, shards = plan_shards(fake_store, settings, NOW, rng)
+    assert shards == []
+    status = fake_store.job_status("regenerate")
+    assert status["runs"] == "1" and status["cells"] == "0" and status["written"] == "0"
+    assert fake_store.regen_run(run_id)["shards"] == 0
+
+
+def test_a_report_for_a_run_whose_keys_expired_is_dropped(fake_store):
+    assert fake_store.finish_shard("gone", 0, {"written": 1}) == (0, 0, False)
+    assert fake_store.regen_run("gone") is None

@@ -171,3 +171,16 @@ def test_the_cache_stays_within_its_byte_budget_dropping_the_least_recent(fake_s
     assert cache.get("c1") is not None and cache.get("c3") is not None
     cache.put("huge", a_feed("huge"), cache.generation, 251)
     assert cache.get("huge") is None
+
+
+def test_the_cards_go_when_the_feed_cache_drops_every_cell(fake_store, clock):
+    """After a new subscription (Redis restarted, or failed over to a copy whose serials may
+    have been given again) the cards a process kept are forgotten with the feeds."""
+    fake_store.put_ads([AdRow("a", {}, 52.5, 13.4, None, NOW, 7, b"x")], lambda old: [])
+    cards = CardCache(fake_store)
+    cards.get_many(fake_store.ad_summaries(["a"]).rows["sn"].tolist())
+    feeds = FeedCache(fake_store, 2.0, clock=clock, on_reset=cards.clear)
+    assert feeds.get("warm-up") is None and len(cards) == 0     # subscribing drops all
+    cards.get_many(fake_store.ad_summaries(["a"]).rows["sn"].tolist())
+    feeds.drop(["some-cell"])
+    assert len(cards) == 1                                     # one cell: the cards stay
