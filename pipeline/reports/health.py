@@ -45,8 +45,8 @@ class ShardedRun:
     shards: int                      # the shards it was split into
     done: int                        # the shards that have reported
     cells: int
-    durations_s: Mapping[int, float] = field(default_factory=dict)   # by shard, when done
-    written: Mapping[int, int] = field(default_factory=dict)
+    durations_s: Mapping[str, float] = field(default_factory=dict)   # by shard, when done
+    written: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, run: Mapping[str, Any] | None) -> ShardedRun | None:
@@ -56,8 +56,8 @@ class ShardedRun:
         reports = run.get("reports", {})
         return cls(str(run["run_id"]), float(run.get("started_at", 0.0)),
                    int(run.get("shards", 0)), int(run.get("done", 0)), int(run.get("cells", 0)),
-                   {int(i): float(r["duration_s"]) for i, r in reports.items()},
-                   {int(i): int(r["written"]) for i, r in reports.items()})
+                   {str(i): float(r["duration_s"]) for i, r in reports.items()},
+                   {str(i): int(r["written"]) for i, r in reports.items()})
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,24 @@ def test_undelivered_events_are_counted_when_redis_gives_no_lag(real_store: Stor
     assert state.undelivered_events == 3
     check = lag_check(state, 30.0)
     assert "undelivered 3 events" in check.value and "?" not in check.value
+
+
+def test_a_sharded_regeneration_shows_as_a_whole_and_by_shard(
+        env: dict[str, str], worker: Proc, real_store: Store, real_settings: Settings) -> None:
+    """A sharded run: the table has a line with the shards reported and the slowest one, and
+    the JSON document every finished shard's time."""
+    fresh_pipeline(real_store, real_settings)
+    real_store.begin_regen_run("42", 3, 30, time.time())
+    for index, seconds in ((0, 1.25), (2, 2.5)):
+        real_store.finish_shard("42", index, {"duration_s": seconds, "written": 10})
+
+    run, _ = status(env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"^  regenerate shards\s+OK\s+run 42: 2 of 3 shards, slowest shard 2 "
+                     r"2\.50 s", run.stdout, re.M), run.stdout
+
+    run, _ = status(env, "--format", "json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    sharded = orjson.loads(run.stdout)["state"]["sharded_run"]
+    assert (sharded["shards"], sharded["done"]) == (3, 2)
+    assert sharded["durations_s"] == {"0": 1.25, "2": 2.5}

@@ -280,11 +280,11 @@ def test_a_sharded_run_is_read_with_each_shards_report(fake_store: Store,
     fake_store.begin_regen_run("77", 2, 9, 990.0)
     fake_store.finish_shard("77", 1, {"duration_s": 1.5, "written": 4})
     run = pipeline_state(fake_store, settings, 1000.0).sharded_run
-    assert run == ShardedRun("77", 990.0, 2, 1, 9, {1: 1.5}, {1: 4})
+    assert run == ShardedRun("77", 990.0, 2, 1, 9, {"1": 1.5}, {"1": 4})
 
 
 def test_a_sharded_run_shows_its_shards_and_warns_when_one_is_late() -> None:
-    running = ShardedRun("77", 900.0, 2, 1, 9, {1: 1.5}, {1: 4})
+    running = ShardedRun("77", 900.0, 2, 1, 9, {"1": 1.5}, {"1": 4})
     checks = {c.name: c for c in assess(Observation(replace(HEALTHY, sharded_run=running),
                                                     BROKER), LIMITS)}
     assert checks["regenerate shards"].level == Level.OK
