@@ -91,9 +91,8 @@ def load_snapshot(store: Store, settings: Settings, now: float) -> Snapshot:
 def unserialled(found: Summaries, now: float) -> list[str]:
     """The live ads of ``found`` whose summaries an older version wrote (no serial): they
     are logged, for ``reindex_ads``."""
-    older = [a.decode() for a, sn, exp in zip(found.ids, found.rows["sn"].tolist(),
-                                              found.rows["exp"].tolist(), strict=True)
-             if not sn and exp > now]
+    older_at = np.flatnonzero((found.rows["sn"] == 0) & (found.rows["exp"] > now))
+    older = [found.ids[i].decode() for i in older_at.tolist()]
     if older:
         log.warning("reindexing %d ads written by an older version (no serial)", len(older))
     return older
