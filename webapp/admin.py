@@ -1,6 +1,8 @@
 """Admin calls: run the rollup or the regeneration now; a served feed's provenance."""
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, request
 
 from pipeline.learning.regenerate import run_regenerate
@@ -57,6 +59,14 @@ def served_feed(feed_id: str) -> Response:
     if ref is not None:
         rt.serving_log.flush()              # this process's own recent feeds, if any
         entry = rt.store.served_feed(feed_id, ref.served_ms)
+        # a feed another process served a moment ago is logged within SERVED_FLUSH_S: wait
+        # that long for it (at most)
+        grace_s = 2 * rt.settings.served_flush_s + 0.5
+        wait_s = min(grace_s, ref.served_ms / 1000 + grace_s - rt.now())
+        deadline = time.monotonic() + wait_s
+        while entry is None and time.monotonic() < deadline:
+            time.sleep(min(0.05, rt.settings.served_flush_s))
+            entry = rt.store.served_feed(feed_id, ref.served_ms)
     if entry is None:
         raise ApiError(404, "not_found", f"no served feed {feed_id}", "feed_id")
     return json_response({

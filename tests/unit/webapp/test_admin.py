@@ -50,3 +50,21 @@ def test_a_stream_id_past_64_bits_is_a_404_not_a_500(client, admin, unchanged, f
     """Digits-dash-digits passes ``_is_stream_id`` but Redis cannot parse it as a stream id:
     no such feed can have been served."""
     error_of(client.get(f"/v1/feeds/{feed_id}", headers=admin), 404, "feed_id")
+
+
+def test_a_feed_another_process_has_not_logged_yet_is_waited_for(app, client, admin,
+                                                                 catalogue, fake_store):
+    """Another web process logs the feeds it served within SERVED_FLUSH_S: a provenance
+    asked for in between waits for it rather than answering 404."""
+    import threading
+
+    from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
+
+    rt = app.extensions["runtime"]
+    elsewhere = ServingLog(fake_store, rt.settings.served_maxlen, flush_s=None)
+    feed = serve_feed(fake_store, rt.settings, FeedRequest(*feeds.HERE, 4, 5.0), rt.now(),
+                      rt.rng, None, elsewhere, secret=rt.feed_id_secret)
+    threading.Timer(0.5 * rt.settings.served_flush_s + 0.1, elsewhere.flush).start()
+    response = client.get(f"/v1/feeds/{feed.feed_id}", headers=admin)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["ads"] == [a["ad_id"] for a in feed.as_dict()["ads"]]
