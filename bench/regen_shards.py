@@ -33,12 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.common import (
     code_check,
     cpu_seconds,
-    load_catalogue,
     machine,
     machine_busy_seconds,
     median,
@@ -47,11 +44,11 @@ from bench.common import (
     table,
     write_results,
 )
-from bench.regen import choose_cells, seed_stats, seed_strategy_stats
+from bench.regen import seed_store
 from config import Settings, load_settings
 from devtools.procs import Proc, service_env, start_worker
 from devtools.redis_server import RedisServer
-from pipeline.learning.regenerate import load_snapshot, maybe_learn_priors
+from pipeline.learning.regenerate import maybe_learn_priors
 from store import Store
 from tasks.factory import make_celery
 from tasks.names import QUEUE, REGENERATE
@@ -73,14 +70,7 @@ def prepare(store: Store, settings: Settings, ads: int, cell_count: int,
             now: float) -> dict[str, Any]:
     """The catalogue, its counters, the active cells and the category priors, as
     ``bench.regen`` seeds them. Returns the time each took and the cells marked."""
-    rng = np.random.default_rng(11)
-    load_s = load_catalogue(store, ads, now)
-    snapshot = load_snapshot(store, settings, now)
-    cells = choose_cells(snapshot.lat, snapshot.lon, cell_count, settings.geohash_precision, rng)
-    del snapshot        # a million ads' arrays: the workers need the memory more
-    seed_stats(store, store.live_ad_ids(), now, rng)
-    seed_strategy_stats(store, cells, now, rng)
-    store.mark_active({c: now for c in cells})
+    load_s, cells = seed_store(store, settings, ads, cell_count, now)
     started = time.perf_counter()
     if not maybe_learn_priors(store, settings, now):
         raise RuntimeError("the fresh store already had priors: is this our own Redis?")

@@ -20,6 +20,7 @@ from geo.distance import (
     dot_to_km,
     haversine_km,
     km_to_dot,
+    middle_point,
     unit_vector,
     unit_vectors,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "encode_many",
     "haversine_km",
     "km_to_dot",
+    "middle_point",
     "neighbours",
     "precision_for_radius",
     "unit_vector",

@@ -112,6 +112,21 @@ def unit_vector(lat: float, lon: float) -> np.ndarray:
     return np.array([math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)])
 
 
+def middle_point(xyz: np.ndarray) -> tuple[float, float]:
+    """(lat, lon) of the direction of the sum of unit vectors (n, 3): a middle of points
+    near each other that the antimeridian does not split (the first point, should they
+    cancel out).
+
+    >>> [round(v, 6) for v in middle_point(unit_vectors(np.array([0.0, 0.0]),
+    ...                                                 np.array([179.0, -179.0])))]
+    [0.0, 180.0]
+    """
+    total = xyz.sum(axis=0)
+    norm = float(np.linalg.norm(total))
+    x, y, z = total / norm if norm > 0 else xyz[0]
+    return math.degrees(math.asin(max(-1.0, min(1.0, float(z))))), math.degrees(math.atan2(y, x))
+
+
 def dot_to_km(dot: np.ndarray) -> np.ndarray:
     """Great-circle distance in km between unit vectors whose dot product is ``dot``.
 

@@ -14,7 +14,13 @@ import numpy as np
 
 from geo.checks import checked_point, checked_points, checked_precision, checked_radius_km
 from geo.covering import SLACK_KM, grid_ranges, precision_for_radius
-from geo.distance import EARTH_RADIUS_KM, bounding_boxes, haversine_km, unit_vectors
+from geo.distance import (
+    EARTH_RADIUS_KM,
+    bounding_boxes,
+    haversine_km,
+    middle_point,
+    unit_vectors,
+)
 from geo.geohash import grid_bits, grid_rows_cols
 
 # Most grid rows a query searches one by one; beyond this it reads them as one run.
@@ -157,10 +163,7 @@ class PointIndex:
                        centres: np.ndarray, by_position: np.ndarray,
                        length: int) -> list[np.ndarray]:
         """``best_within`` for circles whose centres share a grid cell."""
-        middle = centres.sum(axis=0)
-        middle = middle / np.linalg.norm(middle) if np.linalg.norm(middle) > 0 else centres[0]
-        m_lat = math.degrees(math.asin(max(-1.0, min(1.0, middle[2]))))
-        m_lon = math.degrees(math.atan2(middle[1], middle[0]))
+        m_lat, m_lon = middle_point(centres)
         spread_km = haversine_km(m_lat, m_lon, lat, lon) + radius
         positions, _ = self._within(m_lat, m_lon, float(spread_km.max()) + 1e-6,
                                     distances=False)

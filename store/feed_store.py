@@ -214,25 +214,10 @@ class FeedStore:
             p.hgetall(Keys.priors(prior_model))
             p.hmget(Keys.strategies, [cell, GLOBAL_CELL])
             epoch, ids, priors, strategies = p.execute()
-        summaries: list[bytes | None] = []
-        evidence: list[bytes | None] = []
-        if ids:
-            with self.r.pipeline(transaction=False) as p:
-                for i in range(0, len(ids), SUMMARY_CHUNK):     # bounded commands
-                    p.hmget(Keys.ads_summary, ids[i:i + SUMMARY_CHUNK])
-                    p.hmget(Keys.decayed, ids[i:i + SUMMARY_CHUNK])
-                replies = p.execute()
-            for found, sums in zip(replies[::2], replies[1::2], strict=True):
-                summaries += found
-                evidence += sums
-        present = [(i, v) for i, v in enumerate(summaries) if v is not None]
-        return CellInputs(
-            epoch=_s(epoch) or "0",
-            ads=Summaries.decode([ids[i] for i, _ in present], [v for _, v in present]),
-            evidence=Decayed.parse([evidence[i] for i, _ in present], len(EVIDENCE_FIELDS)),
-            priors=dict(priors),
-            strategies=Decayed.parse(strategies, strategy_width))
-
+        ads, evidence = self._ads_of(ids)
+        return CellInputs(epoch=_s(epoch) or "0", ads=ads, evidence=evidence,
+                          priors=dict(priors),
+                          strategies=Decayed.parse(strategies, strategy_width))
 
     def ads_within(self, circles: Sequence[tuple[float, float, float]]) -> AreaInputs:
         """Everything a shard of a regeneration reads of the catalogue, in two round trips:
@@ -246,11 +231,17 @@ class FeedStore:
                             unit="km")
             epoch, *found = p.execute()
         ids = list(dict.fromkeys(a for some in found for a in some))
+        ads, evidence = self._ads_of(ids)
+        return AreaInputs(epoch=_s(epoch) or "0", ads=ads, evidence=evidence)
+
+    def _ads_of(self, ids: list[bytes]) -> tuple[Summaries, Decayed]:
+        """The summaries and decayed evidence of the listed ads that still exist, aligned,
+        in one round trip of bounded commands."""
         summaries: list[bytes | None] = []
         evidence: list[bytes | None] = []
         if ids:
             with self.r.pipeline(transaction=False) as p:
-                for i in range(0, len(ids), SUMMARY_CHUNK):     # bounded commands
+                for i in range(0, len(ids), SUMMARY_CHUNK):
                     p.hmget(Keys.ads_summary, ids[i:i + SUMMARY_CHUNK])
                     p.hmget(Keys.decayed, ids[i:i + SUMMARY_CHUNK])
                 replies = p.execute()
@@ -258,11 +249,9 @@ class FeedStore:
                 summaries += part
                 evidence += sums
         present = [i for i, v in enumerate(summaries) if v is not None]
-        return AreaInputs(
-            epoch=_s(epoch) or "0",
-            ads=Summaries.decode([ids[i] for i in present],
+        return (Summaries.decode([ids[i] for i in present],
                                  [v for v in summaries if v is not None]),
-            evidence=Decayed.parse([evidence[i] for i in present], len(EVIDENCE_FIELDS)))
+                Decayed.parse([evidence[i] for i in present], len(EVIDENCE_FIELDS)))
 
 
 @dataclass(frozen=True)
@@ -275,12 +264,11 @@ class AreaInputs:
 
 
 @dataclass(frozen=True)
-class CellInputs:
-    """What one cell's feed is built from, read at one moment (``FeedStore.cell_inputs``)."""
+class CellInputs(AreaInputs):
+    """What one cell's feed is built from, read at one moment (``FeedStore.cell_inputs``):
+    the ads of its area (its feed is written only if the epoch is still the one read), the
+    stored priors and the strategy sums."""
 
-    epoch: str                   # the catalogue epoch: the feed is written only if unchanged
-    ads: Summaries               # the ads found (that still exist)
-    evidence: Decayed            # their decayed evidence, a row per ad of ``ads``
     priors: dict[bytes, bytes]   # the stored prior means: category code (or GLOBAL_CELL) -> row
     strategies: Decayed          # the strategy sums of the cell, then of GLOBAL_CELL
 

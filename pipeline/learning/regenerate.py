@@ -38,7 +38,7 @@ from config import Settings
 from pipeline.catalogue import reindex_ads
 from pipeline.serving.cellfeed import AdColumns, pack_feed
 from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store, Summaries
-from store.feed_store import CellInputs
+from store.feed_store import AreaInputs, CellInputs
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ class Snapshot:
     """The live catalogue and its evidence as arrays, aligned by position."""
 
     serials: np.ndarray      # uint64: each ad's serial (its card's key)
-    xyz: np.ndarray          # (n, 3) unit vectors
     lat: np.ndarray
     lon: np.ndarray
     expires_at: np.ndarray
@@ -103,6 +102,13 @@ def servable(found: Summaries, now: float) -> np.ndarray:
     return (found.rows["exp"] > now) & (found.rows["sn"] > 0)
 
 
+def area_snapshot(found: AreaInputs, now: float, settings: Settings) -> Snapshot:
+    """The servable ads of an area the store read (``AreaInputs``) as a snapshot."""
+    live = servable(found.ads, now)
+    evidence = Decayed(found.evidence.updated_at[live], found.evidence.values[live])
+    return snapshot_of(found.ads, live, evidence, now, settings)
+
+
 def snapshot_of(found: Summaries, live: np.ndarray, evidence: Decayed, now: float,
                 settings: Settings) -> Snapshot:
     """The ``live`` ads of ``found`` as a snapshot (``evidence``: one row per live ad)."""
@@ -110,7 +116,7 @@ def snapshot_of(found: Summaries, live: np.ndarray, evidence: Decayed, now: floa
     rows = found.rows[live]
     categories, groups = np.unique(rows["cat"], return_inverse=True)
     return Snapshot(
-        serials=rows["sn"].copy(), xyz=geo.unit_vectors(rows["lat"], rows["lon"]),
+        serials=rows["sn"].copy(),
         lat=rows["lat"].copy(), lon=rows["lon"].copy(), expires_at=rows["exp"].copy(),
         created_at=rows["created"].copy(),
         categories=categories, groups=groups.reshape(-1),
@@ -359,15 +365,15 @@ def run_shard(store: Store, settings: Settings, run_id: str, index: int, cells: 
     but reports once."""
     started = time.perf_counter()
 
+    circles = covering_circles(cells, settings)
+
     def snapshot() -> tuple[str, Snapshot, PriorRates]:
-        found = store.ads_within(covering_circles(cells, settings))
+        found = store.ads_within(circles)
         older = unserialled(found.ads, now)
         if older:
             reindex_ads(store, settings, older, now)
-            found = store.ads_within(covering_circles(cells, settings))
-        live = servable(found.ads, now)
-        evidence = Decayed(found.evidence.updated_at[live], found.evidence.values[live])
-        snap = snapshot_of(found.ads, live, evidence, now, settings)
+            found = store.ads_within(circles)
+        snap = area_snapshot(found, now, settings)
         return found.epoch, snap, stored_priors(store, settings, snap.categories)
 
     written, skipped, ads = regenerate_cells(store, settings, cells, now, rng, snapshot)
@@ -406,10 +412,7 @@ def _circles_by_prefix(cells: Sequence[str], settings: Settings,
     circles = []
     for members in groups.values():
         centres = np.array([geo.decode(c) for c in members])
-        middle = geo.unit_vectors(centres[:, 0], centres[:, 1]).sum(axis=0)
-        middle /= max(float(np.linalg.norm(middle)), 1e-12)
-        lat = float(np.degrees(np.arcsin(np.clip(middle[2], -1.0, 1.0))))
-        lon = float(np.degrees(np.arctan2(middle[1], middle[0])))
+        lat, lon = geo.middle_point(geo.unit_vectors(centres[:, 0], centres[:, 1]))
         reach = [candidate_radius_km(c, settings) for c in members]
         radius = float((geo.haversine_km(lat, lon, centres[:, 0], centres[:, 1])
                         + np.array(reach)).max())
@@ -460,9 +463,7 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
 def cell_feed(inputs: CellInputs, cell: str, settings: Settings, now: float,
               rng: np.random.Generator) -> bytes:
     """One cell's packed feed from what the store read for it (pure)."""
-    live = servable(inputs.ads, now)
-    evidence = Decayed(inputs.evidence.updated_at[live], inputs.evidence.values[live])
-    snapshot = snapshot_of(inputs.ads, live, evidence, now, settings)
+    snapshot = area_snapshot(inputs, now, settings)
     rates = priors_of(inputs, settings, snapshot.categories)
     probabilities = probabilities_of(inputs.strategies, settings, now, rng)
     return build_feeds(snapshot, [cell], probabilities, rates, settings, rng, now)[cell]

@@ -60,7 +60,7 @@ def test_choose_many_is_bandit_choose_row_by_row():
 
 def snapshot_of(w: world.World, evidence: Evidence, start: float) -> Snapshot:
     """The world's ads as a snapshot: ad i has serial i + 1."""
-    return Snapshot(serials=np.arange(1, len(w) + 1, dtype=np.uint64), xyz=w.xyz, lat=w.lat,
+    return Snapshot(serials=np.arange(1, len(w) + 1, dtype=np.uint64), lat=w.lat,
                     lon=w.lon, expires_at=np.full(len(w), np.inf),
                     created_at=w.created_at(start), categories=np.arange(len(world.CATEGORIES)),
                     groups=w.category, evidence=evidence)
