@@ -6,6 +6,7 @@ Imports numpy, math and the standard library only; no I/O. Degrees in, km out.
 from geo.covering import (
     MAX_COVERING_CELLS,
     cell_half_diagonal_km,
+    cell_half_diagonals_km,
     cells_covering,
     covering_precision,
     precision_for_radius,
@@ -24,7 +25,15 @@ from geo.distance import (
     unit_vector,
     unit_vectors,
 )
-from geo.geohash import BASE32, decode, decode_box, encode, encode_many, neighbours
+from geo.geohash import (
+    BASE32,
+    decode,
+    decode_box,
+    decode_boxes,
+    encode,
+    encode_many,
+    neighbours,
+)
 from geo.index import PointIndex
 
 __all__ = [
@@ -35,10 +44,12 @@ __all__ = [
     "PointIndex",
     "bounding_boxes",
     "cell_half_diagonal_km",
+    "cell_half_diagonals_km",
     "cells_covering",
     "covering_precision",
     "decode",
     "decode_box",
+    "decode_boxes",
     "destination_point",
     "distance_from_box_km",
     "distance_to_boxes_km",

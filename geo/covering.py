@@ -7,12 +7,19 @@ box(es) with numpy and dropping the cells whose nearest point is beyond the radi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from geo.checks import MAX_PRECISION, checked_point, checked_precision, checked_radius_km
 from geo.distance import EARTH_RADIUS_KM, Box, bounding_boxes, distance_to_boxes_km, haversine_km
-from geo.geohash import cell_size_deg, cells_from_codes, codes_from_rows_cols, decode_box
+from geo.geohash import (
+    cell_size_deg,
+    cells_from_codes,
+    codes_from_rows_cols,
+    decode_box,
+    decode_boxes,
+)
 
 MAX_COVERING_CELLS = 100_000
 # Coverings are computed for radius_km + SLACK_KM, so float rounding in the bounding boxes or
@@ -44,6 +51,20 @@ def cell_half_diagonal_km(cell: str) -> float:
     corner_lats = np.array([box.lat_min, box.lat_min, box.lat_max, box.lat_max])
     corner_lons = np.array([box.lon_min, box.lon_max, box.lon_min, box.lon_max])
     return float(np.max(haversine_km(centre_lat, centre_lon, corner_lats, corner_lons)))
+
+
+def cell_half_diagonals_km(cells: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre lat, centre lon, half-diagonal in km) arrays of many cells at once, the same
+    as ``decode`` and ``cell_half_diagonal_km`` of each.
+
+    >>> [np.round(v, 3).tolist() for v in cell_half_diagonals_km(["ezs42"])]
+    [[42.605], [-5.603], [3.034]]
+    """
+    lat_min, lat_max, lon_min, lon_max = decode_boxes(cells)
+    lat, lon = (lat_min + lat_max) / 2, (lon_min + lon_max) / 2
+    corners = [haversine_km(lat, lon, corner_lat, corner_lon)
+               for corner_lat in (lat_min, lat_max) for corner_lon in (lon_min, lon_max)]
+    return lat, lon, np.max(corners, axis=0) if len(cells) else np.empty(0)
 
 
 def precision_for_radius(radius_km: float) -> int:

@@ -10,6 +10,8 @@ codes sort in the same order as the cell strings.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from geo.checks import MAX_PRECISION, checked_point, checked_points, checked_precision
@@ -18,6 +20,8 @@ from geo.distance import Box
 BASE32 = "0123456789bcdefghjkmnpqrstuvwxyz"
 _DIGIT = {char: value for value, char in enumerate(BASE32)}
 _BASE32_CODEPOINTS = np.array([ord(char) for char in BASE32], dtype=np.uint32)
+_DIGIT_OF_CODEPOINT = np.full(128, -1, dtype=np.int64)   # -1: not a geohash character
+_DIGIT_OF_CODEPOINT[_BASE32_CODEPOINTS] = np.arange(32)
 
 # Row and column offsets of the eight neighbours, in the order north, NE, east, SE, south,
 # SW, west, NW.
@@ -173,6 +177,63 @@ def decode_box(cell: str) -> Box:
         lon_min=-180.0 + col * width_deg,
         lon_max=-180.0 + (col + 1) * width_deg,
     )
+
+
+def decode_boxes(cells: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lat_min, lat_max, lon_min, lon_max) arrays of many geohash cells at once, the same
+    as ``decode_box`` of each; the cells may be of different precisions. ValueError names
+    the first cell that is not a geohash.
+
+    >>> [v.tolist() for v in decode_boxes(["ezs42", "s"])]
+    [[42.5830078125, 0.0], [42.626953125, 45.0], [-5.625, 0.0], [-5.5810546875, 45.0]]
+    """
+    out = tuple(np.empty(len(cells)) for _ in range(4))
+    lengths = np.fromiter((len(c) if isinstance(c, str) else 0 for c in cells), dtype=np.int64,
+                          count=len(cells))
+    for precision in np.unique(lengths).tolist():
+        at = np.flatnonzero(lengths == precision)
+        chosen = [cells[i] for i in at.tolist()]
+        if not 1 <= precision <= MAX_PRECISION:
+            cell_row_col(chosen[0])                # raises, naming the cell
+        points = np.array(chosen, dtype=f"<U{precision}").view(np.uint32)
+        digits = _DIGIT_OF_CODEPOINT[np.minimum(points, 127)].reshape(-1, precision)
+        bad = (digits < 0).any(axis=1) | (points.reshape(-1, precision) > 127).any(axis=1)
+        if bad.any():
+            cell_row_col(chosen[int(np.argmax(bad))])
+        codes = np.zeros(len(chosen), dtype=np.uint64)
+        for k in range(precision):
+            codes = (codes << np.uint64(5)) | digits[:, k].astype(np.uint64)
+        rows, cols = rows_cols_from_codes(codes, precision)
+        height_deg, width_deg = cell_size_deg(precision)
+        for target, values in zip(out, (-90.0 + rows * height_deg, -90.0 + (rows + 1) * height_deg,
+                                        -180.0 + cols * width_deg,
+                                        -180.0 + (cols + 1) * width_deg), strict=True):
+            target[at] = values
+    return out  # type: ignore[return-value]
+
+
+def rows_cols_from_codes(codes: np.ndarray, precision: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) as float64 of uint64 geohash codes: ``codes_from_rows_cols`` undone.
+
+    >>> [v.tolist() for v in rows_cols_from_codes(np.array([31], dtype=np.uint64), 1)]
+    [[3.0], [7.0]]
+    """
+    codes = np.asarray(codes, dtype=np.uint64)
+    if (5 * precision) % 2:
+        cols, rows = _gather_bits(codes), _gather_bits(codes >> np.uint64(1))
+    else:
+        cols, rows = _gather_bits(codes >> np.uint64(1)), _gather_bits(codes)
+    return rows.astype(np.float64), cols.astype(np.float64)
+
+
+def _gather_bits(values: np.ndarray) -> np.ndarray:
+    """Bits 0, 2, 4, ... of each value packed together: ``_spread_bits`` undone."""
+    packed = values & np.uint64(0x5555555555555555)
+    for shift, mask in ((1, 0x3333333333333333), (2, 0x0F0F0F0F0F0F0F0F),
+                        (4, 0x00FF00FF00FF00FF), (8, 0x0000FFFF0000FFFF),
+                        (16, 0x00000000FFFFFFFF)):
+        packed = (packed | (packed >> np.uint64(shift))) & np.uint64(mask)
+    return packed
 
 
 def decode(cell: str) -> tuple[float, float]:

@@ -97,17 +97,7 @@ class PointIndex:
         (without ``distances``: an empty array, and the haversine runs only near the edge)."""
         lat, lon = checked_point(lat, lon)
         radius_km = checked_radius_km(radius_km)
-        boxes = bounding_boxes(lat, lon, radius_km + SLACK_KM)
-        runs = [self._positions_in(*cells) for cells in grid_ranges(boxes, self.cell_precision)]
-        # The two halves of a circle over the antimeridian can share columns of wide cells.
-        positions = runs[0] if len(runs) == 1 else np.unique(np.concatenate(runs))
-        # A cheap, slightly generous dot-product test first, so the haversine, which decides,
-        # runs only on points near the circle.
-        min_cos = math.cos(min((radius_km + SLACK_KM) / EARTH_RADIUS_KM, math.pi)) - 1e-12
-        cos_angle = _cosines(unit_vectors(lat, lon)[None, :],
-                             np.take(self._xyz, positions, axis=0))[0]
-        maybe = cos_angle >= min_cos
-        positions, cos_angle = positions[maybe], cos_angle[maybe]
+        positions, cos_angle = self._near(lat, lon, radius_km, cosines=True)
         if not distances:
             inside = self._inside(lat, lon, radius_km, positions, cos_angle)
             return positions[inside], np.empty(0)
@@ -115,12 +105,28 @@ class PointIndex:
         near = distances_km <= radius_km
         return positions[near], distances_km[near]
 
+    def _near(self, lat: float, lon: float, radius_km: float,
+              cosines: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Positions of every point within the radius and some a little beyond it (a cheap,
+        slightly generous dot-product test: the haversine, which decides, need only run on
+        the points near the edge); with ``cosines``, also each one's cosine to the centre."""
+        boxes = bounding_boxes(lat, lon, radius_km + SLACK_KM)
+        runs = [self._positions_in(*cells) for cells in grid_ranges(boxes, self.cell_precision)]
+        # The two halves of a circle over the antimeridian can share columns of wide cells.
+        positions = runs[0] if len(runs) == 1 else np.unique(np.concatenate(runs))
+        min_cos = math.cos(min((radius_km + SLACK_KM) / EARTH_RADIUS_KM, math.pi)) - 1e-12
+        cos_angle = _cosines(unit_vectors(lat, lon)[None, :],
+                             np.take(self._xyz, positions, axis=0))[0]
+        maybe = cos_angle >= min_cos
+        return (positions[maybe], cos_angle[maybe]) if cosines else positions[maybe]
+
     def best_within(self, lat: np.ndarray, lon: np.ndarray, radius_km: np.ndarray,
-                    scores: np.ndarray, length: int) -> list[np.ndarray]:
+                    scores: np.ndarray, length: int) -> np.ndarray:
         """For each circle (``lat``, ``lon``, ``radius_km``: one entry per circle), the
         indices of its ``length`` points with the highest score in each row of ``scores``
-        (rows, points), best first: a (rows, min(length, points inside)) int64 array per
-        circle. The same as taking each row's best ``length`` among ``query(...)`` of the
+        (rows, points), best first, as one int64 array (circles, rows, length); a circle
+        with fewer points inside has its every point, and -1 after them (the same number in
+        every row). The same as taking each row's best ``length`` among ``query(...)`` of the
         circle, at a fraction of the cost when circles are many and dense; points of equal
         score come in either order.
 
@@ -132,8 +138,8 @@ class PointIndex:
 
         >>> index = PointIndex(np.array([0.0, 0.0, 0.0]), np.array([0.0, 0.01, 0.02]))
         >>> index.best_within(np.array([0.0]), np.array([0.0]), np.array([1.5]),
-        ...                   np.array([[0.1, 0.9, 0.5]]), 2)
-        [array([[1, 0]])]
+        ...                   np.array([[0.1, 0.9, 0.5]]), 3).tolist()
+        [[[1, 0, -1]]]
         """
         lat, lon = checked_points(np.atleast_1d(lat), np.atleast_1d(lon))
         radius = np.broadcast_to(np.asarray(radius_km, dtype=np.float64), lat.shape)
@@ -144,38 +150,38 @@ class PointIndex:
             raise ValueError(f"scores must have shape (rows, {len(self)}), got {scores.shape}")
         if length < 1:
             raise ValueError("length must be at least 1")
+        out = np.full((len(lat), len(scores), length), -1, dtype=np.int64)
         if not len(lat):
-            return []
-        by_position = np.take(scores, self._order, axis=1)   # a group's points: runs of this
+            return out
+        by_position = np.ascontiguousarray(   # a group's points: runs of this
+            np.take(np.ascontiguousarray(scores), self._order, axis=1))
         rows, cols = grid_rows_cols(lat, lon, self.cell_precision)
-        _, group_of = np.unique(rows.astype(np.int64) * self._columns + cols, return_inverse=True)
+        group_of = rows.astype(np.int64) * self._columns + cols.astype(np.int64)
         centres = unit_vectors(lat, lon)
-        out: list[np.ndarray] = [np.empty((len(scores), 0), dtype=np.int64)] * len(lat)
-        for members in np.split(np.argsort(group_of, kind="stable"),
-                                np.flatnonzero(np.diff(np.sort(group_of))) + 1):
-            for i, best in zip(members, self._best_in_group(
-                    lat[members], lon[members], radius[members], centres[members],
-                    by_position, length), strict=True):
-                out[i] = best
+        by_group = np.argsort(group_of, kind="stable")
+        for members in np.split(by_group, np.flatnonzero(np.diff(group_of[by_group])) + 1):
+            out[members] = self._best_in_group(lat[members], lon[members], radius[members],
+                                               centres[members], by_position, length)
         return out
 
     def _best_in_group(self, lat: np.ndarray, lon: np.ndarray, radius: np.ndarray,
                        centres: np.ndarray, by_position: np.ndarray,
-                       length: int) -> list[np.ndarray]:
-        """``best_within`` for circles whose centres share a grid cell."""
+                       length: int) -> np.ndarray:
+        """``best_within`` for circles whose centres share a grid cell (``centres``: their
+        unit vectors)."""
         m_lat, m_lon = middle_point(centres)
         spread_km = haversine_km(m_lat, m_lon, lat, lon) + radius
-        positions, _ = self._within(m_lat, m_lon, float(spread_km.max()) + 1e-6,
-                                    distances=False)
-        group = np.take(by_position, positions, axis=1)     # (rows, n)
+        positions = self._near(m_lat, m_lon, float(spread_km.max()) + 1e-6)
         n = len(positions)
+        if not n:
+            return np.full((len(lat), len(by_position), length), -1, dtype=np.int64)
+        group = np.take(by_position, positions, axis=1)     # (rows, n)
         # the share of the group's points the sparsest circle holds, from a sample, sets how
-        # far down each row's order to look
+        # far down each row's order to look (the cosine alone is near enough for a share)
         sample = np.linspace(0, n - 1, min(n, SHARE_SAMPLE)).astype(np.int64)
-        share = self._inside(lat[:, None], lon[:, None], radius[:, None],
-                             positions[sample][None, :],
-                             _cosines(centres, self._xyz[positions[sample]]))
-        shortlist = first_shortlist(share.mean(axis=1).min() if n else 1.0, length)
+        share = (_cosines(centres, self._xyz[positions[sample]])
+                 >= np.cos(np.minimum(radius / EARTH_RADIUS_KM, math.pi))[:, None])
+        shortlist = first_shortlist(share.mean(axis=1).min(), length)
         while True:
             shortlist = min(shortlist, n)
             if shortlist < n:
@@ -189,14 +195,20 @@ class PointIndex:
                                   positions[seen][None, :],
                                   _cosines(centres, self._xyz[positions[seen]]))
             hits = inside[:, slot.reshape(top.shape)]              # (circles, rows, shortlist)
-            kept = hits & (np.cumsum(hits, axis=2, dtype=np.int32) <= length)
-            counts = kept.sum(axis=2)
-            if shortlist == n or bool((counts == length).all()):
+            rank = np.cumsum(hits, axis=2, dtype=np.int32)
+            full = bool((rank[:, :, -1] >= length).all())
+            if full or shortlist == n:
                 break
             shortlist *= 2
-        spots = positions[seen]
-        picked = self._order[spots[slot.reshape(top.shape)]]       # point index of each entry
-        return [picked[kept_one].reshape(len(picked), -1) for kept_one in kept]
+        picked = self._order[positions[seen][slot.reshape(top.shape)]]  # each entry's index
+        kept = hits & (rank <= length)
+        if full:      # every row of every circle keeps ``length``: they are the kept, in order
+            entries = np.flatnonzero(kept) % (len(group) * shortlist)
+            return picked.ravel()[entries].reshape(len(lat), len(group), length)
+        circle, row, entry = np.nonzero(kept)
+        best = np.full((len(lat), len(group), length), -1, dtype=np.int64)
+        best[circle, row, rank[circle, row, entry] - 1] = picked[row, entry]
+        return best
 
     def _inside(self, lat: float | np.ndarray, lon: float | np.ndarray,
                 radius_km: float | np.ndarray, positions: np.ndarray,

@@ -72,7 +72,6 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self._roll_in = client.register_script(scripts.ROLL_IN)
         self._rollup = client.register_script(scripts.ROLLUP)
         self._count_served = client.register_script(scripts.COUNT_SERVED)
-        self._write_feeds = client.register_script(scripts.WRITE_FEEDS)
         self._nearby = client.register_script(scripts.NEARBY)
         self._append_served = client.register_script(scripts.APPEND_SERVED)
         self._drop_expired = client.register_script(scripts.DROP_EXPIRED)

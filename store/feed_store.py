@@ -34,7 +34,6 @@ class FeedStore:
 
     r: redis.Redis
     # the Lua scripts this area runs (Store registers them on its client)
-    _write_feeds: Script
     _append_served: Script
 
     def feed_id_secret(self) -> bytes:
@@ -100,15 +99,23 @@ class FeedStore:
         return int(self.r.zcount(Keys.cells_active, since, "+inf"))
 
     def write_feeds(self, epoch: str, feeds: Mapping[str, bytes], ttl_s: int) -> bool:
-        """Store packed feeds unless the catalogue changed since ``epoch``."""
+        """Store packed feeds unless the catalogue changed since ``epoch``: one transaction
+        that WATCHes the epoch (a Lua script would copy every feed into Lua strings and out
+        again, several times Redis's own work for the SETs)."""
         if not feeds:
             return True
-        cells = list(feeds)
-        done = self._write_feeds(keys=[Keys.catalog_epoch, *(Keys.feed(c) for c in cells)],
-                                 args=[epoch, ttl_s, *(feeds[c] for c in cells)])
-        if int(done) < 0:
-            return False
-        self.r.publish(FEEDS_CHANNEL, " ".join(cells))    # web processes drop stale copies
+        with self.r.pipeline(transaction=True) as p:
+            try:
+                p.watch(Keys.catalog_epoch)
+                if (_s(p.get(Keys.catalog_epoch)) or "0") != epoch:
+                    return False
+                p.multi()
+                for cell, packed in feeds.items():
+                    p.set(Keys.feed(cell), packed, ex=ttl_s)
+                p.execute()
+            except redis.WatchError:        # the catalogue changed between the read and EXEC
+                return False
+        self.r.publish(FEEDS_CHANNEL, " ".join(feeds))    # web processes drop stale copies
         return True
 
     def feed_value(self, cell: str) -> bytes | None:

@@ -36,7 +36,7 @@ from bandit import (
 )
 from config import Settings
 from pipeline.catalogue import reindex_ads
-from pipeline.serving.cellfeed import AdColumns, pack_feed
+from pipeline.serving.cellfeed import AdColumns, pack_feeds
 from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store, Summaries
 from store.feed_store import AreaInputs, CellInputs
 
@@ -153,18 +153,6 @@ def probabilities_of(stored: Decayed, settings: Settings, now: float,
     return np.round(probabilities, 12)
 
 
-def build_cell(columns: AdColumns, orders: dict[str, np.ndarray], cell: str,
-               settings: Settings, probabilities: np.ndarray, now: float) -> bytes:
-    """One cell's packed feed from the orders kept (each a (K, length) array of snapshot
-    positions, best first) and the snapshot's packed columns."""
-    listed = np.concatenate([order.ravel() for order in orders.values()])
-    shown, slots = np.unique(listed, return_inverse=True)   # snapshot positions, ascending
-    ends = np.cumsum([order.size for order in orders.values()])
-    return pack_feed(columns, shown, cell, now, settings.feed_strategies, probabilities,
-                     {name: slots[end - order.size:end].reshape(order.shape)
-                      for (name, order), end in zip(orders.items(), ends, strict=True)})
-
-
 def prior_spec(settings: Settings) -> PriorSpec:
     return PriorSpec(settings.prior_mean, settings.prior_view_rate, settings.prior_strength)
 
@@ -214,27 +202,43 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     for all its cells. The ``random`` and ``egreedy`` baselines order each cell's whole
     candidate list, cell by cell, as does ``per_cell`` (the same feeds, slower: the
     reference the fast way is tested against)."""
+    if not len(cells):
+        return {}
     posterior = ad_posterior(snapshot.evidence, rates.for_ads(snapshot.groups),
                              settings.reward_model, settings.save_weight)
     every_ad = Candidates(posterior.sample(settings.feed_variants, rng), posterior.mean(),
                           snapshot.created_at)         # draws: one row of K per ad
     keys = screen_keys(settings.feed_strategies, every_ad)
-    reach_km = np.array([candidate_radius_km(c, settings) for c in cells])
-    centres = np.array([geo.decode(c) for c in cells], dtype=np.float64).reshape(-1, 2)
+    lat, lon, half_diagonal_km = geo.cell_half_diagonals_km(cells)
+    reach_km = settings.feed_radius_km + half_diagonal_km
     index = geo.PointIndex(snapshot.lat, snapshot.lon,
                            query_radius_km=float(reach_km.max(initial=1.0)))
-    orders: Sequence[dict[str, np.ndarray]]
     if per_cell or order_sources(settings.feed_strategies) != ["thompson"]:
-        orders = [cell_orders(index.query(lat, lon, radius_km), every_ad, settings, rng)
-                  for (lat, lon), radius_km in zip(centres, reach_km, strict=True)]
+        orders = padded([cell_orders(index.query(one_lat, one_lon, radius_km), every_ad,
+                                     settings, rng)
+                         for one_lat, one_lon, radius_km in zip(lat.tolist(), lon.tolist(),
+                                                                reach_km.tolist(), strict=True)],
+                        settings.feed_variants, settings.feed_length)
     else:
-        best = index.best_within(centres[:, 0], centres[:, 1], reach_km, every_ad.draws.T,
-                                 settings.feed_length)
-        orders = [{"thompson": picks} for picks in best]
+        orders = {"thompson": index.best_within(lat, lon, reach_km, every_ad.draws.T,
+                                                settings.feed_length)}
     columns = AdColumns.of(snapshot.serials, snapshot.lat, snapshot.lon, snapshot.expires_at,
                            keys)
-    return {cell: build_cell(columns, order, cell, settings, probs, now)
-            for cell, order, probs in zip(cells, orders, probabilities, strict=True)}
+    packed = pack_feeds(columns, cells, now, settings.feed_strategies, probabilities, orders)
+    return dict(zip(cells, packed, strict=True))
+
+
+def padded(orders: Sequence[dict[str, np.ndarray]], rows: int,
+           length: int) -> dict[str, np.ndarray]:
+    """Cells' orders (each a (rows, at most length) array per name) as one (cells, rows,
+    length) array per name, -1 past each cell's last."""
+    out: dict[str, np.ndarray] = {}
+    for c, cell in enumerate(orders):
+        for name, order in cell.items():
+            if name not in out:
+                out[name] = np.full((len(orders), rows, length), -1, dtype=np.int64)
+            out[name][c, :, :order.shape[1]] = order
+    return out
 
 
 def cell_orders(candidates: np.ndarray, every_ad: Candidates, settings: Settings,

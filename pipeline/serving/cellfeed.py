@@ -150,16 +150,90 @@ def pack_feed(columns: AdColumns, shown: np.ndarray, cell: str, generated_at: fl
               orders: dict[str, np.ndarray]) -> bytes:
     """The packed feed (``FORMAT_VERSION``) of the ads at ``shown`` in ``columns``, with
     ``orders`` as positions into ``shown``."""
-    wide_orders = len(shown) > 2**16
+    width = "<u4" if len(shown) > 2**16 else "<u2"
+    return _packed(cell, generated_at, columns.serials[shown].tobytes(),
+                   columns.coords[shown].tobytes(), columns.expiry[shown].tobytes(),
+                   strategies, np.asarray(probabilities, dtype="<f8").tobytes(),
+                   {k: [int(v.shape[0]), v.astype(width).tobytes()] for k, v in orders.items()},
+                   {k: [top, values[shown].tobytes()] for k, (top, values) in columns.keys.items()})
+
+
+def pack_feeds(columns: AdColumns, cells: Sequence[str], generated_at: float,
+               strategies: Sequence[str], probabilities: np.ndarray,
+               orders: dict[str, np.ndarray]) -> list[bytes]:
+    """Many cells' packed feeds at once, each the same bytes as ``pack_feed`` of the ads its
+    orders name. ``orders``: name -> (cells, rows, length) positions into ``columns``, best
+    first, -1 past a cell's last (every row of a cell's orders ends at the same place);
+    ``probabilities``: one row per cell.
+
+    Every cell's distinct ads are found with one sort of (cell, ad) pairs, and each column
+    is gathered once for all cells: a cell's feed is slices of those."""
+    count = len(cells)
+    listed = np.concatenate([o.reshape(count, -1) for o in orders.values()], axis=1)
+    shown, local, sizes = distinct_by_row(listed)
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    widths = (next(iter(orders.values()))[:, 0, :] >= 0).sum(axis=1).tolist()
+
+    def sliced(column: np.ndarray) -> Callable[[int], memoryview]:
+        data = memoryview(column[shown].tobytes())
+        size = column[:1].nbytes
+        return lambda c: data[bounds[c] * size:bounds[c + 1] * size]
+
+    serials, coords, expiry = (sliced(v) for v in (columns.serials, columns.coords,
+                                                   columns.expiry))
+    keys = {k: (top, sliced(values)) for k, (top, values) in columns.keys.items()}
+    probs = np.ascontiguousarray(probabilities, dtype="<f8").reshape(count, -1)
+    spans = np.cumsum([0] + [o[0].size for o in orders.values()]).tolist()
+    narrow = local.astype("<u2")
+    out = []
+    for c, cell in enumerate(cells):
+        wide = bounds[c + 1] - bounds[c] > 2**16
+        packed_orders = {}
+        for (name, order), lo, hi in zip(orders.items(), spans, spans[1:], strict=False):
+            rows, length = order.shape[1:]
+            if wide or widths[c] < length:
+                mine = local[c, lo:hi].reshape(rows, length)[:, :widths[c]]
+                packed_orders[name] = [rows, mine.astype("<u4" if wide else "<u2").tobytes()]
+            else:
+                packed_orders[name] = [rows, narrow[c, lo:hi].tobytes()]
+        out.append(_packed(cell, generated_at, serials(c), coords(c), expiry(c), strategies,
+                           probs[c].tobytes(), packed_orders,
+                           {k: [top, values(c)] for k, (top, values) in keys.items()}))
+    return out
+
+
+def distinct_by_row(listed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct non-negative values of each row of ``listed`` (rows, width): all rows'
+    in one array, each row's ascending (``np.unique`` of each row, concatenated); each
+    entry's position among its row's (-1 where the entry is negative); each row's count.
+    One sort of each row, not a Python pass per row.
+
+    >>> distinct_by_row(np.array([[7, 3, 7, -1], [2, 2, 5, 9]]))
+    (array([3, 7, 2, 5, 9]), array([[ 1,  0,  1, -1],
+           [ 0,  0,  1,  2]]), array([2, 3]))
+    """
+    rows, width = listed.shape
+    small = listed.astype(np.int32 if listed.size and listed.max() < 2**31 else np.int64)
+    order = np.argsort(small, axis=1)          # equal values share a rank: any order will do
+    flat = (order + np.arange(rows, dtype=np.int64)[:, None] * width).ravel()
+    ascending = small.ravel()[flat].reshape(rows, width)
+    new = np.empty(ascending.shape, dtype=bool)
+    new[:, :1] = True
+    np.not_equal(ascending[:, 1:], ascending[:, :-1], out=new[:, 1:])
+    new &= ascending >= 0
+    rank = np.cumsum(new, axis=1, dtype=np.int32) - 1
+    local = np.empty(listed.shape, dtype=np.int64)
+    local.ravel()[flat] = np.where(ascending >= 0, rank, -1).ravel()
+    return ascending[new].astype(np.int64), local, np.count_nonzero(new, axis=1)
+
+
+def _packed(cell: str, generated_at: float, serials: bytes | memoryview,
+            coords: bytes | memoryview, expiry: bytes | memoryview, strategies: Sequence[str],
+            probabilities: bytes, orders: dict[str, list], keys: dict[str, list]) -> bytes:
     return msgpack.packb({
-        "v": FORMAT_VERSION, "cell": cell, "gen": generated_at,
-        "sn": columns.serials[shown].tobytes(), "ll": columns.coords[shown].tobytes(),
-        "exp": columns.expiry[shown].tobytes(), "strategies": list(strategies),
-        "probs": np.asarray(probabilities, dtype="<f8").tobytes(),
-        "orders": {k: [int(v.shape[0]), v.astype("<u4" if wide_orders else "<u2").tobytes()]
-                   for k, v in orders.items()},
-        "keys": {k: [top, values[shown].tobytes()] for k, (top, values) in columns.keys.items()},
-    }, use_bin_type=True)
+        "v": FORMAT_VERSION, "cell": cell, "gen": generated_at, "sn": serials, "ll": coords,
+        "exp": expiry, "strategies": list(strategies), "probs": probabilities,
+        "orders": orders, "keys": keys}, use_bin_type=True)
 
 
 class CardCache:

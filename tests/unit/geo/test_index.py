@@ -171,9 +171,10 @@ def assert_same_best(index: PointIndex, lat: np.ndarray, lon: np.ndarray, radii_
                      scores: np.ndarray, length: int) -> None:
     found = index.best_within(lat, lon, radii_km, scores, length)
     expected = ranked_by_query(index, lat, lon, radii_km, scores, length)
-    assert len(found) == len(expected)
+    assert found.dtype == np.int64 and found.shape == (len(expected), len(scores), length)
     for one, other in zip(found, expected, strict=True):
-        assert one.dtype == np.int64 and np.array_equal(one, other)
+        width = other.shape[1]
+        assert np.array_equal(one[:, :width], other) and (one[:, width:] == -1).all()
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -216,8 +217,9 @@ def test_best_within_gives_every_point_inside_when_fewer_than_length() -> None:
     scores = np.array([[0.3, 0.2, 0.1, 0.9], [0.1, 0.2, 0.3, 0.9]])
     found = index.best_within(np.array([0.0, 10.0]), np.array([0.0, 10.0]),
                               np.array([5.0, 5.0]), scores, 10)
-    assert found[0].tolist() == [[0, 1, 2], [2, 1, 0]]
-    assert found[1].shape == (2, 0)
+    assert found.shape == (2, 2, 10)
+    assert found[0, :, :3].tolist() == [[0, 1, 2], [2, 1, 0]]
+    assert (found[0, :, 3:] == -1).all() and (found[1] == -1).all()
 
 
 @pytest.mark.parametrize(("args", "message"), [

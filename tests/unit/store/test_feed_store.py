@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import fakeredis
 import numpy as np
 
 from store import GLOBAL_CELL, Keys, Store
@@ -18,6 +19,30 @@ def test_write_feeds_refuses_after_the_catalogue_changed(fake_store: Store):
     assert not fake_store.write_feeds(epoch, {"u33dc1": b"v2"}, 60)
     assert fake_store.r.get(Keys.feed("u33dc1")) is None
     assert fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc1": b"v2"}, 60)
+
+
+def test_write_feeds_refuses_when_the_catalogue_changes_between_its_check_and_its_write(
+        fake_store: Store, monkeypatch):
+    """The epoch is WATCHed: an ad removed after the epoch was read and before the feeds
+    are written (here: as the transaction starts) voids the whole write."""
+    epoch = fake_store.catalog_epoch()
+    pipeline = fake_store.r.pipeline
+    other = Store(fakeredis.FakeRedis(
+        server=fake_store.r.connection_pool.connection_kwargs["server"]))
+
+    def racing_pipeline(*args, **kwargs):
+        p = pipeline(*args, **kwargs)
+        multi = p.multi
+
+        def multi_after_a_removal():
+            other.delete_ad("gone", lambda old: [])     # another client, meanwhile
+            return multi()
+        p.multi = multi_after_a_removal
+        return p
+    monkeypatch.setattr(fake_store.r, "pipeline", racing_pipeline)
+    assert not fake_store.write_feeds(epoch, {"u33dc0": b"v1", "u33dc1": b"v2"}, 60)
+    assert fake_store.r.get(Keys.feed("u33dc0")) is None
+    assert fake_store.r.get(Keys.feed("u33dc1")) is None
 
 
 def test_recorded_serving_logs_feeds_and_marks_cells(fake_store: Store):

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import redis
 
-from pipeline.serving.cellfeed import NEVER, CardCache, CellFeed, FeedCache, open_card
+from pipeline.serving.cellfeed import (
+    NEVER,
+    AdColumns,
+    CardCache,
+    CellFeed,
+    FeedCache,
+    open_card,
+    pack_feed,
+    pack_feeds,
+)
 from store import AdRow, Store
 from tests.conftest import NOW
 
@@ -63,6 +72,40 @@ def test_serials_past_32_bits_and_feeds_of_many_ads_pack_wider():
     assert back.serials[-1] == 2**33 + n - 1
     assert back.orders["thompson"].tolist() == [[n - 3, n - 2, n - 1]]
     assert np.isinf(back.expires_at).all()                # past 2106 reads as never
+
+
+@pytest.mark.parametrize("wide_serials", [False, True])
+def test_feeds_packed_together_are_the_bytes_of_each_packed_alone(wide_serials: bool):
+    """``pack_feeds`` (every cell of a regeneration at once) against ``pack_feed`` (one
+    cell): full cells, cells with fewer ads than the length (-1 after their last), an empty
+    cell, two order sources and two sort keys."""
+    rng = np.random.default_rng(5)
+    n, cells, rows, length = 3_000, 40, 4, 12
+    first = 2**33 if wide_serials else 1
+    columns = AdColumns.of(np.arange(first, first + n, dtype=np.uint64),
+                           rng.uniform(-85, 85, n), rng.uniform(-180, 180, n),
+                           np.where(rng.random(n) < 0.3, NOW + 1e5, np.inf),
+                           {"popular": rng.random(n), "newest": NOW - rng.uniform(0, 1e6, n)})
+    widths = rng.choice([length, length, 7, 1, 0], cells)
+    orders = {name: np.full((cells, rows, length), -1, dtype=np.int64)
+              for name in ("thompson", "random")}
+    for c, width in enumerate(widths):
+        pool = rng.choice(n, size=max(width * 3, 1), replace=False)   # rows share some ads
+        for order in orders.values():
+            order[c, :, :width] = [rng.permutation(pool)[:width] for _ in range(rows)]
+    probabilities = rng.dirichlet(np.ones(3), cells)
+    strategies = ("thompson", "popular", "newest")
+    together = pack_feeds(columns, [f"cell{c}" for c in range(cells)], NOW, strategies,
+                          probabilities, orders)
+    for c, width in enumerate(widths):
+        mine = {name: order[c, :, :width] for name, order in orders.items()}
+        shown, slots = np.unique(np.concatenate([o.ravel() for o in mine.values()]),
+                                 return_inverse=True)
+        local = dict(zip(mine, np.split(slots, 2), strict=True))
+        alone = pack_feed(columns, shown, f"cell{c}", NOW, strategies, probabilities[c],
+                          {name: local[name].reshape(rows, width) for name in mine})
+        assert together[c] == alone
+        assert len(CellFeed.unpack(together[c])) == len(shown)
 
 
 def test_a_feed_of_another_format_version_does_not_unpack():
