@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import fakeredis
 import numpy as np
 
 from store import GLOBAL_CELL, Keys, Store
@@ -27,8 +26,9 @@ def test_write_feeds_refuses_when_the_catalogue_changes_between_its_check_and_it
     are written (here: as the transaction starts) voids the whole write."""
     epoch = fake_store.catalog_epoch()
     pipeline = fake_store.r.pipeline
-    other = Store(fakeredis.FakeRedis(
-        server=fake_store.r.connection_pool.connection_kwargs["server"]))
+    pool = fake_store.r.connection_pool     # a second client of the same server
+    other = Store(type(fake_store.r)(connection_pool=type(pool)(
+        connection_class=pool.connection_class, **pool.connection_kwargs)))
 
     def racing_pipeline(*args, **kwargs):
         p = pipeline(*args, **kwargs)
@@ -41,6 +41,7 @@ def test_write_feeds_refuses_when_the_catalogue_changes_between_its_check_and_it
         return p
     monkeypatch.setattr(fake_store.r, "pipeline", racing_pipeline)
     assert not fake_store.write_feeds(epoch, {"u33dc0": b"v1", "u33dc1": b"v2"}, 60)
+    other.close()
     assert fake_store.r.get(Keys.feed("u33dc0")) is None
     assert fake_store.r.get(Keys.feed("u33dc1")) is None
 
