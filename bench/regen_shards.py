@@ -6,14 +6,17 @@
    cells, seeded exactly as ``bench.regen`` seeds them.
 3. The category priors learnt once, up front (``maybe_learn_priors``), with PRIORS_MAX_AGE_S
    long enough that no measured run learns them again: the runs measure the shards only.
-4. For 1 worker process, then 2: one Celery worker (``-c 1``, then ``-c 2``) on the regen
-   queue with REGEN_SHARDS=2. One warm-up run, not counted, then R runs (default 3), each
-   sent as the beat sends it (``regenerate.run``, forced) once the one before has finished.
-   A run's time is the one its last shard records (from planning to the last shard's end,
+4. N rounds (default 3), each a Celery worker (``-c 1``) on the regen queue with
+   REGEN_SHARDS=2 and then one with ``-c 2``, the order alternating from round to round so
+   that a slow spell of this shared machine falls on both sizes. Each worker: one warm-up
+   run, not counted, then R runs (default 2), each sent as the beat sends it
+   (``regenerate.run``, forced) once the one before has finished. A run's time is the one
+   its last shard records (from planning to the last shard's end,
    ``job_status("regenerate")``); the time from sending to seeing it done is kept too.
-5. The ratio of the medians (1 process over 2), each shard's time and ads read, the CPU
-   the worker and Redis used during each run, and the cores other processes kept busy
-   meanwhile (on a shared machine they take from the workers).
+5. The ratio of the medians of every round's runs (1 process over 2), each round's own
+   ratio, each shard's time and ads read, the CPU the worker and Redis used during each
+   run, and the cores other processes kept busy meanwhile (on a shared machine they take
+   from the workers).
 
 Target: two worker processes at least 1.7 times as fast as one.
 
@@ -151,6 +154,28 @@ def measure(store: Store, app: Any, env: dict[str, str], work: Path, concurrency
             "median_send_to_done_s": median([r["send_to_done_s"] for r in runs])}
 
 
+def pooled(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every phase's runs pooled by worker size: one entry per concurrency, as ``measure``
+    gives, with the median over all its runs and the median warm-up.
+
+    >>> def phase(size, *times):
+    ...     return {"concurrency": size, "warm_up_s": 9.0,
+    ...             "runs": [{"duration_s": t, "send_to_done_s": t} for t in times]}
+    >>> [(w["concurrency"], w["median_s"])
+    ...  for w in pooled([phase(1, 8.0), phase(1, 10.0), phase(2, 5.0)])]
+    [(1, 9.0), (2, 5.0)]
+    """
+    out = []
+    for concurrency in sorted({p["concurrency"] for p in phases}):
+        mine = [p for p in phases if p["concurrency"] == concurrency]
+        runs = [r for p in mine for r in p["runs"]]
+        out.append({"concurrency": concurrency, "phases": len(mine),
+                    "warm_up_s": median([p["warm_up_s"] for p in mine]), "runs": runs,
+                    "median_s": median([r["duration_s"] for r in runs]),
+                    "median_send_to_done_s": median([r["send_to_done_s"] for r in runs])})
+    return out
+
+
 def summary(workers: list[dict[str, Any]], target: float = TARGET_RATIO) -> dict[str, Any]:
     """The speed-up of the most processes over one: the ratio of their median run times.
 
@@ -163,6 +188,21 @@ def summary(workers: list[dict[str, Any]], target: float = TARGET_RATIO) -> dict
     ratio = round(one["median_s"] / most["median_s"], 3)
     return {"ratio": ratio, "target_ratio": target, "target_met": ratio >= target,
             "processes": most["concurrency"]}
+
+
+def round_ratios(phases: list[dict[str, Any]]) -> list[float]:
+    """Each round's own ratio (its one-process median over its most-processes median): how
+    far the machine's noise moves the answer.
+
+    >>> round_ratios([{"concurrency": 1, "median_s": 9.0}, {"concurrency": 2, "median_s": 5.0},
+    ...               {"concurrency": 2, "median_s": 4.0}, {"concurrency": 1, "median_s": 8.0}])
+    [1.8, 2.0]
+    """
+    per_round = len(CONCURRENCIES)
+    out = []
+    for i in range(0, len(phases) - per_round + 1, per_round):
+        out.append(summary(phases[i:i + per_round])["ratio"])
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -187,14 +227,18 @@ def markdown(result: dict[str, Any]) -> str:
         "busy during a run). The category priors were learnt once before the runs "
         f"({prep['priors_s']:.2f} s over {prep['priors_ads']:,} ads) and not during them"
         f"{'' if result['priors_stayed'] else ' (NOT so: a run learnt them again)'}. "
-        f"One warm-up run per worker, not counted, then {p['repeats']} run(s). "
+        f"{p.get('rounds', 1)} round(s), each a worker of every size in turn (the order "
+        "alternating from round to round, so that a slow spell of this shared machine falls "
+        f"on both); each worker one warm-up run, not counted, then {p['repeats']} run(s). "
         f"Loading the ads took {prep['load_s']:.0f} s.\n\n",
         f"**{s['ratio']:.2f}x** as fast with {s['processes']} processes as with 1 "
-        f"(median over median); target >= {s['target_ratio']:g}x: **{verdict}**.\n\n",
+        f"(median over median of every round's runs); target >= {s['target_ratio']:g}x: "
+        f"**{verdict}**. Each round alone: "
+        f"{', '.join(f'{r:.2f}x' for r in s.get('round_ratios', []))}.\n\n",
         table(["worker processes", "run (median, planning to last shard)",
                "send to done (median)", "worker CPU (median)", "Redis CPU (median)",
                "other processes' cores (median)",
-               "warm-up run", "runs"], medians),
+               "warm-up run (median)", "runs"], medians),
         "\nEvery shard (started: after the run was planned; ads: read from Redis):\n\n",
         table(["processes", "run", "shard", "cells", "ads", "written", "started", "took"],
               shards),
@@ -217,12 +261,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke run: 20,000 ads, 500 cells, once, no result files")
     parser.add_argument("--ads", type=int, help="catalogue size (default 1,000,000)")
     parser.add_argument("--cells", type=int, help="active cells (default 10,000)")
-    parser.add_argument("--repeats", type=int, help="runs on each worker (default 3)")
+    parser.add_argument("--repeats", type=int, help="runs on each worker (default 2)")
+    parser.add_argument("--rounds", type=int,
+                        help="rounds of one worker of each size, in alternating order "
+                             "(default 3)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
     ads = args.ads or (QUICK_ADS if args.quick else ADS)
     cell_count = args.cells or (QUICK_CELLS if args.quick else CELLS)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (1 if args.quick else 2)
+    rounds = args.rounds or (1 if args.quick else 3)
 
     work = Path(tempfile.mkdtemp(prefix="bench-regen-shards-"))
     redis = RedisServer(work / "redis")
@@ -240,14 +288,21 @@ def main(argv: list[str] | None = None) -> int:
             f"priors learnt up front in {prepared['priors_s']:.2f} s (not in the runs)")
         app = make_celery(settings, main="bench")
         priors_runs = store.job_status("priors")["runs"]
-        workers = [measure(store, app, env, work, c, repeats, redis.proc.pid)
-                   for c in CONCURRENCIES]
+        phases = []
+        for r in range(rounds):       # alternate the order: a slow spell hits both sizes
+            order = CONCURRENCIES if r % 2 == 0 else CONCURRENCIES[::-1]
+            say(f"round {r + 1}/{rounds}")
+            phases += [measure(store, app, env, work, c, repeats, redis.proc.pid)
+                       for c in order]
+        workers = pooled(phases)
         result = {
             "benchmark": "regen_shards", "machine": info,
             "params": {"ads": ads, "cells": cell_count, "shards": SHARDS, "repeats": repeats,
+                       "rounds": rounds,
                        "concurrencies": list(CONCURRENCIES), "worker_settings": WORKER_SETTINGS,
                        "quick": args.quick},
-            "prepared": prepared, "workers": workers, "summary": summary(workers),
+            "prepared": prepared, "workers": workers, "phases": phases,
+            "summary": {**summary(workers), "round_ratios": round_ratios(phases)},
             "priors_stayed": store.job_status("priors")["runs"] == priors_runs,
             "code": code_check(info["code_digest"]),
         }

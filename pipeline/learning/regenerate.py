@@ -363,28 +363,31 @@ def split_cells(cells: Sequence[str], count: int, leeway: float = 0.2) -> list[l
 
 def run_shard(store: Store, settings: Settings, run_id: str, index: int, cells: Sequence[str],
               now: float, rng: np.random.Generator) -> dict[str, Any]:
-    """Rebuild one shard's cells, reading only the ads within reach of them (once) and the
-    category priors the last learning stored; then report. The shard that completes the run
-    records it as a whole. A shard run again (a redelivered task) rebuilds its cells again
-    but reports once."""
+    """Rebuild one shard's cells, an area at a time (``shard_areas``): each area's ads are
+    read once (only the ads within reach of its cells) with the category priors the last
+    learning stored, its feeds built and written before the next area is read, so that
+    Redis serves one worker's reads while the other workers compute. Then report; the shard
+    that completes the run records it as a whole. A shard run again (a redelivered task)
+    rebuilds its cells again but reports once."""
     started = time.perf_counter()
-
-    circles = covering_circles(cells, settings)
-
-    def snapshot() -> tuple[str, Snapshot, PriorRates]:
-        found = store.ads_within(circles)
-        older = unserialled(found.ads, now)
-        if older:
-            reindex_ads(store, settings, older, now)
+    written = skipped = ads = 0
+    for area_cells, circles in shard_areas(cells, settings):
+        def snapshot(circles: list[tuple[float, float, float]] = circles
+                     ) -> tuple[str, Snapshot, PriorRates]:
             found = store.ads_within(circles)
-        snap = area_snapshot(found, now, settings)
-        return found.epoch, snap, stored_priors(store, settings, snap.categories)
+            older = unserialled(found.ads, now)
+            if older:
+                reindex_ads(store, settings, older, now)
+                found = store.ads_within(circles)
+            snap = area_snapshot(found, now, settings)
+            return found.epoch, snap, stored_priors(store, settings, snap.categories)
 
-    written, skipped, ads = regenerate_cells(store, settings, cells, now, rng, snapshot)
+        done = regenerate_cells(store, settings, area_cells, now, rng, snapshot)
+        written, skipped, ads = written + done[0], skipped + done[1], ads + done[2]
     report = {"shard": index, "cells": len(cells), "written": written, "skipped": skipped,
               "ads": ads, "duration_s": round(time.perf_counter() - started, 4),
               "finished_at": now}
-    done, total, completed = store.finish_shard(run_id, index, report)
+    done_shards, total, completed = store.finish_shard(run_id, index, report)
     if completed:
         run = store.regen_run(run_id) or {}
         shards = list(run.get("reports", {}).values())
@@ -394,34 +397,64 @@ def run_shard(store: Store, settings: Settings, run_id: str, index: int, cells: 
             "duration_s": round(time.time() - float(run.get("started_at", now)), 4),
             "finished_at": now}
         record_run(store, settings, whole, now, rng)
-    return {**report, "run_id": run_id, "shards_done": done, "shards": total}
+    return {**report, "run_id": run_id, "shards_done": done_shards, "shards": total}
 
 
-def covering_circles(cells: Sequence[str], settings: Settings,
-                     precisions: Sequence[int] = (2, 3, 4, 5)) -> list[tuple[float, float, float]]:
-    """Circles (lat, lon, radius_km) that hold every ad within reach of any of ``cells``, a
-    touch wider than needed (Redis measures on a slightly larger sphere): one around the
-    cells of each geohash cell of some precision, the precision whose circles cover the
-    least area (overlapping circles read the same ads twice; large ones read ads no cell
-    needs)."""
-    options = [_circles_by_prefix(cells, settings, p) for p in precisions]
-    return min(options, key=lambda circles: sum(r * r for _, _, r in circles))
+AREA_MIN_CELLS = 500   # a shard's areas are read in batches of at least this many cells
 
 
-def _circles_by_prefix(cells: Sequence[str], settings: Settings,
-                       precision: int) -> list[tuple[float, float, float]]:
+def shard_areas(cells: Sequence[str], settings: Settings, min_cells: int | None = None
+                ) -> list[tuple[list[str], list[tuple[float, float, float]]]]:
+    """A shard's cells in batches, each with the circles that hold every ad within reach of
+    its cells: the covering areas (``covering_areas``) in geohash order, each joined to the
+    batch before it while that batch has fewer than ``min_cells`` (default AREA_MIN_CELLS)
+    cells (a batch costs a few round trips of its own) or one of its circles overlaps the
+    area's (the ads they share are then read once)."""
+    min_cells = AREA_MIN_CELLS if min_cells is None else min_cells
+    batches: list[tuple[list[str], list[tuple[float, float, float]]]] = []
+    for members, circle in covering_areas(cells, settings):
+        if batches and (len(batches[-1][0]) < min_cells or _overlaps(circle, batches[-1][1])):
+            batches[-1][0].extend(members)
+            batches[-1][1].append(circle)
+        else:
+            batches.append((list(members), [circle]))
+    return batches
+
+
+def _overlaps(circle: tuple[float, float, float],
+              others: Sequence[tuple[float, float, float]]) -> bool:
+    """Whether ``circle`` shares ground with any of ``others`` (their ads are read together,
+    once, rather than twice)."""
+    lat, lon, radius = circle
+    return any(geo.haversine_km(lat, lon, o_lat, o_lon) < radius + o_radius
+               for o_lat, o_lon, o_radius in others)
+
+
+def covering_areas(cells: Sequence[str], settings: Settings,
+                   precisions: Sequence[int] = (2, 3, 4, 5)
+                   ) -> list[tuple[list[str], tuple[float, float, float]]]:
+    """``cells`` grouped by a geohash prefix, in prefix order, each group with a circle
+    (lat, lon, radius_km) that holds every ad within reach of its cells, a touch wider than
+    needed (Redis measures on a slightly larger sphere). The prefix length is the one whose
+    circles cover the least area (overlapping circles read the same ads twice; large ones
+    read ads no cell needs)."""
+    options = [_areas_by_prefix(cells, settings, p) for p in precisions]
+    return min(options, key=lambda areas: sum(r * r for _, (_, _, r) in areas))
+
+
+def _areas_by_prefix(cells: Sequence[str], settings: Settings, precision: int
+                     ) -> list[tuple[list[str], tuple[float, float, float]]]:
     groups: dict[str, list[str]] = {}
     for cell in cells:
         groups.setdefault(cell[:precision], []).append(cell)
-    circles = []
-    for members in groups.values():
-        centres = np.array([geo.decode(c) for c in members])
-        lat, lon = geo.middle_point(geo.unit_vectors(centres[:, 0], centres[:, 1]))
-        reach = [candidate_radius_km(c, settings) for c in members]
-        radius = float((geo.haversine_km(lat, lon, centres[:, 0], centres[:, 1])
-                        + np.array(reach)).max())
-        circles.append((lat, lon, radius * SEARCH_SLACK + 0.01))
-    return circles
+    areas = []
+    for _, members in sorted(groups.items()):
+        lat, lon, half_diagonal_km = geo.cell_half_diagonals_km(members)
+        m_lat, m_lon = geo.middle_point(geo.unit_vectors(lat, lon))
+        radius = float((geo.haversine_km(m_lat, m_lon, lat, lon)
+                        + settings.feed_radius_km + half_diagonal_km).max())
+        areas.append((members, (m_lat, m_lon, radius * SEARCH_SLACK + 0.01)))
+    return areas
 
 
 def maybe_learn_priors(store: Store, settings: Settings, now: float) -> bool:

@@ -3,7 +3,7 @@ results page that shows both and every shard. (The measurement itself starts wor
 run by hand, not here.)"""
 from __future__ import annotations
 
-from bench.regen_shards import markdown, summary
+from bench.regen_shards import markdown, pooled, round_ratios, summary
 
 
 def shard(index: int, duration_s: float) -> dict:
@@ -39,3 +39,17 @@ def test_the_page_gives_the_ratio_its_verdict_and_every_shard():
     assert "os.cpu_count() = 2" in page and "not during them." in page
     assert page.count("| 10,306 |") == 4           # two shards of one run on each worker
     assert "**met**" in markdown(result(1.0, 0.5))
+
+
+def test_rounds_are_pooled_by_worker_size_and_each_rounds_ratio_is_kept():
+    """Three rounds, the order alternating: the headline ratio is over every run of a size,
+    and the page names each round's own ratio next to it."""
+    phases = [worker(1, 8.0), worker(2, 5.0), worker(2, 4.0), worker(1, 9.0),
+              worker(1, 8.5), worker(2, 5.0)]
+    sizes = pooled(phases)
+    assert [(w["concurrency"], w["median_s"], len(w["runs"])) for w in sizes] == [
+        (1, 8.5, 3), (2, 5.0, 3)]
+    assert round_ratios(phases) == [1.6, 2.25, 1.7]
+    page = markdown({**result(8.5, 5.0), "workers": sizes,
+                     "summary": {**summary(sizes), "round_ratios": round_ratios(phases)}})
+    assert "**1.70x** as fast" in page and "Each round alone: 1.60x, 2.25x, 1.70x." in page

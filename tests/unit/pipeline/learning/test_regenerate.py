@@ -12,6 +12,7 @@ import geo
 from config import Settings, load_settings
 from devtools.demo import demo_ads
 from pipeline.catalogue import AdRecord, delete_ad, upsert_ads
+from pipeline.learning import regenerate as regenerate_module
 from pipeline.learning.ingest import Event
 from pipeline.learning.regenerate import (
     build_feeds,
@@ -21,6 +22,7 @@ from pipeline.learning.regenerate import (
     plan_shards,
     run_regenerate,
     run_shard,
+    shard_areas,
     split_cells,
     stored_priors,
 )
@@ -321,6 +323,56 @@ def test_shards_split_the_cells_by_area_and_each_reads_only_its_own(fake_store, 
     assert [r["ads"] for r in reports] == [150, 90]
     assert [r["written"] for r in reports] == [len(paris), len(tokyo)]
     assert [r["shards_done"] for r in reports] == [1, 2]
+
+
+def test_a_shard_reads_and_builds_its_areas_one_after_another(fake_store, rng, two_cities,
+                                                              monkeypatch):
+    """One shard over both cities, its areas read in batches of at least one cell: Paris
+    is read (only Paris's ads) and built, then Tokyo; the feeds are a whole run's and the
+    report counts both."""
+    settings, paris, tokyo = two_cities
+    run_regenerate(fake_store, settings, NOW, rng)
+    whole = {c: set(feed_ad_ids(fake_store, CellFeed.unpack(fake_store.feed_value(c))))
+             for c in paris + tokyo}
+    monkeypatch.setattr(regenerate_module, "AREA_MIN_CELLS", 1)
+    reads = []
+    ads_within = fake_store.ads_within
+    monkeypatch.setattr(fake_store, "ads_within",
+                        lambda circles: reads.append(ads_within(circles)) or reads[-1])
+    one = settings.model_copy(update={"regen_shards": 1})
+    run_id, shards = plan_shards(fake_store, one, NOW + 1, rng)
+    report = run_shard(fake_store, one, run_id, 0, shards[0], NOW + 1, rng)
+    assert [sorted({i.decode()[:5] for i in r.ads.ids}) for r in reads] == [["paris"],
+                                                                           ["tokyo"]]
+    assert (report["ads"], report["written"]) == (240, len(paris) + len(tokyo))
+    assert {c: set(feed_ad_ids(fake_store, CellFeed.unpack(fake_store.feed_value(c))))
+            for c in paris + tokyo} == whole
+
+
+def test_a_shards_areas_hold_every_ad_within_reach_of_their_cells():
+    """Each batch's circles hold every point within FEED_RADIUS_KM of any point of its
+    cells (tried at each cell's corners and centre, a touch inside the reach); every cell
+    is in one batch; batches are at least the minimum but the last."""
+    settings = load_settings({})
+    rng = np.random.default_rng(4)
+    cells = sorted({geo.encode(float(a), float(o), settings.geohash_precision)
+                    for a, o in zip(rng.uniform(40, 60, 300), rng.uniform(-10, 30, 300),
+                                    strict=True)}
+                   | {geo.encode(48.85 + d, 2.35 + d, 6) for d in rng.uniform(0, 0.1, 200)})
+    batches = shard_areas(cells, settings, min_cells=40)
+    assert sorted(c for members, _ in batches for c in members) == cells
+    assert all(len(members) >= 40 for members, _ in batches[:-1])
+    for members, circles in batches:
+        for cell in members:
+            box = geo.decode_box(cell)
+            for lat, lon in [box.centre, (box.lat_min, box.lon_min), (box.lat_max, box.lon_max),
+                             (box.lat_min, box.lon_max), (box.lat_max, box.lon_min)]:
+                far = geo.destination_point(np.full(16, lat), np.full(16, lon),
+                                            np.linspace(0, 360, 16, endpoint=False),
+                                            np.full(16, settings.feed_radius_km * 0.999))
+                for p_lat, p_lon in zip(*far, strict=True):
+                    assert any(geo.haversine_km(c_lat, c_lon, p_lat, p_lon) <= radius
+                               for c_lat, c_lon, radius in circles)
 
 
 def test_a_shards_feeds_hold_what_a_whole_run_would(fake_store, rng, two_cities):
