@@ -222,7 +222,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Sharded regeneration: 1 worker process against {s['processes']}\n\n",
         f"{m['date']}, os.cpu_count() = {m['os_cpu_count']}; {p['ads']:,} ads, "
         f"{prep['cells']:,} active cells, REGEN_SHARDS={p['shards']}; one Celery worker on the "
-        f"regen queue with -c 1, then -c {s['processes']}; redis-server in its own process; "
+        f"regen queue with -c 1 or -c {s['processes']}; redis-server in its own process; "
         "nothing pinned (other processes: the cores the rest of this shared machine kept "
         "busy during a run). The category priors were learnt once before the runs "
         f"({prep['priors_s']:.2f} s over {prep['priors_ads']:,} ads) and not during them"

@@ -132,8 +132,11 @@ def float_rows(raw: Sequence[bytes | None], width: int) -> np.ndarray:
     if not present:
         return out
     if all(v.count(b" ") == width - 1 for v in values):
-        numbers = b" ".join(values).split()
-        out[present] = np.array(numbers, dtype=np.float64).reshape(len(present), width)
+        # numpy's own text parser, not a Python bytes object per number
+        numbers = np.fromstring(b" ".join(values), dtype=np.float64, sep=" ")
+        if len(numbers) != len(present) * width:
+            raise ValueError("a stored row of numbers does not parse")
+        out[present] = numbers.reshape(len(present), width)
     else:
         for i, v in zip(present, values, strict=True):
             row = np.array(v.split(), dtype=np.float64)[:width]

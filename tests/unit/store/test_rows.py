@@ -44,6 +44,14 @@ def test_missing_and_short_rows_read_as_nan_where_they_have_no_number():
     assert short[0, 0] == 7 and np.isnan(short[0, 1:]).all() and np.isnan(short[1]).all()
 
 
+def test_rows_read_every_number_lua_writes_and_refuse_what_is_not_one():
+    rows = float_rows([b"1.5 -2e-05 inf", b"nan -nan 17", b"3 4 5"], 3)
+    assert rows[0].tolist() == [1.5, -2e-05, float("inf")]
+    assert np.isnan(rows[1, :2]).all() and rows[1, 2] == 17
+    with pytest.raises((ValueError, DeprecationWarning)):
+        float_rows([b"1 2 3", b"4 five 6"], 3)
+
+
 def test_no_rows_or_only_missing_ones_are_all_nan():
     assert float_rows([], 4).shape == (0, 4)
     assert np.isnan(float_rows([None, None], 4)).all()
