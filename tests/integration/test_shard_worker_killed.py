@@ -47,6 +47,18 @@ def wait_done(store: Store, run_id: str, timeout_s: float = 180.0) -> dict:
     raise AssertionError(f"run {run_id} did not complete: {store.regen_run(run_id)}")
 
 
+def wait_recorded(store: Store, started_at: float, timeout_s: float = 30.0) -> dict[str, str]:
+    """The regenerate job's status once a sharded run planned at ``started_at`` (or later)
+    has been recorded as a whole."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = store.job_status("regenerate")
+        if "shards" in status and float(status["finished_at"]) >= started_at - 1:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"the run was not recorded: {store.job_status('regenerate')}")
+
+
 @pytest.mark.slow
 def test_a_worker_killed_in_a_shard_leaves_no_cell_older_than_the_next_run(
         env: dict[str, str], tmp_path: Path, real_store: Store):
@@ -77,11 +89,12 @@ def test_a_worker_killed_in_a_shard_leaves_no_cell_older_than_the_next_run(
     try:
         second = start_run(env, real_store, first)
         run = wait_done(real_store, second)
+        # the shard that completes the run records it as a whole just after reporting
+        status = wait_recorded(real_store, run["started_at"])
     finally:
         worker.stop()
     assert sum(r["written"] for r in run["reports"].values()) == len(cells)
     for cell, raw in zip(cells, real_store.feed_values(cells), strict=True):
         assert raw is not None, cell
         assert CellFeed.unpack(raw).generated_at >= run["started_at"], cell
-    status = real_store.job_status("regenerate")
     assert status["shards"] == "2" and int(status["written"]) == len(cells)
