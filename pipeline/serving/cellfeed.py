@@ -166,8 +166,9 @@ def pack_feeds(columns: AdColumns, cells: Sequence[str], generated_at: float,
     first, -1 past a cell's last (every row of a cell's orders ends at the same place);
     ``probabilities``: one row per cell.
 
-    Every cell's distinct ads are found with one sort of (cell, ad) pairs, and each column
-    is gathered once for all cells: a cell's feed is slices of those."""
+    Every cell's distinct ads are found by sorting each cell's listed ads, all cells in one
+    call (``distinct_by_row``), and each column is gathered once for all cells: a cell's
+    feed is slices of those."""
     count = len(cells)
     listed = np.concatenate([o.reshape(count, -1) for o in orders.values()], axis=1)
     shown, local, sizes = distinct_by_row(listed)
