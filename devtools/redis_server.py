@@ -1,7 +1,10 @@
 """A redis-server of our own on a free loopback port, never one already running."""
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -26,6 +29,14 @@ def redis_binary(prefer_embedded: bool = False) -> str:
     return on_path
 
 
+def _end_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux's PR_SET_PDEATHSIG), so
+    a server out of the terminal's process group never outlives the run that started it."""
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -37,11 +48,15 @@ class RedisServer:
 
     def __init__(self, directory: Path | None = None, port: int | None = None,
                  appendonly: bool = False, binary: str | None = None,
-                 prefer_embedded: bool = False) -> None:
+                 prefer_embedded: bool = False, own_session: bool = False) -> None:
         self.directory = Path(directory or tempfile.mkdtemp(prefix="redis-"))
         self.port = port or free_port()
         self.appendonly = appendonly
         self.binary = binary or redis_binary(prefer_embedded)
+        # own_session: out of the terminal's process group, so that Ctrl-C reaches only the
+        # processes that use it, which stop first; this process then stops it (or, if it
+        # dies first, the kernel does: the parent-death signal)
+        self.own_session = own_session
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -56,7 +71,10 @@ class RedisServer:
                 "--appendonly", "yes" if self.appendonly else "no"]
         if self.appendonly:
             args += ["--appendfsync", "everysec"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=self.own_session,
+            preexec_fn=_end_with_parent if self.own_session else None)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + timeout_s
         while True:

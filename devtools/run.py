@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             data = run_dir / "redis"
             if args.fresh:
                 shutil.rmtree(data, ignore_errors=True)
-            server = RedisServer(data, prefer_embedded=True, appendonly=True).start()
+            server = RedisServer(data, prefer_embedded=True, appendonly=True,
+                                 own_session=True).start()
             env["REDIS_URL"] = server.url
             print(f"embedded redis-server on 127.0.0.1:{server.port}, keeping its data in "
                   f"{data} (append-only file)", flush=True)
