@@ -8,7 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo import decode, decode_box, encode, encode_many, neighbours
+from geo import (
+    BASE32,
+    cell_half_diagonal_km,
+    cell_half_diagonals_km,
+    decode,
+    decode_box,
+    decode_boxes,
+    encode,
+    encode_many,
+    neighbours,
+)
 
 latitudes = st.one_of(st.floats(-90, 90), st.sampled_from([-90.0, -45.0, 0.0, -0.0, 45.0, 90.0]))
 longitudes = st.one_of(st.floats(-180, 180), st.sampled_from([-180.0, -90.0, 0.0, 90.0, 180.0]))
@@ -216,3 +226,23 @@ def test_decode_rejects_invalid_cells(cell: object) -> None:
         decode(cell)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         neighbours(cell)  # type: ignore[arg-type]
+
+
+def test_many_cells_decode_as_each_does_alone_at_every_precision():
+    """``decode_boxes`` and ``cell_half_diagonals_km`` (a regeneration's cells at once) give
+    exactly what ``decode_box`` and ``cell_half_diagonal_km`` give cell by cell, for cells of
+    mixed precisions, the poles and the antimeridian included; a bad cell is named."""
+    rng = np.random.default_rng(8)
+    cells = ["".join(rng.choice(list(BASE32), int(rng.integers(1, 13)))) for _ in range(3_000)]
+    cells += ["0", "zzzzzz", "pbpbpb", "b", "z", "8000"]
+    lat_min, lat_max, lon_min, lon_max = decode_boxes(cells)
+    lat, lon, half_km = cell_half_diagonals_km(cells)
+    for i, cell in enumerate(cells):
+        box = decode_box(cell)
+        assert (lat_min[i], lat_max[i], lon_min[i], lon_max[i]) == (
+            box.lat_min, box.lat_max, box.lon_min, box.lon_max)
+        assert (lat[i], lon[i]) == decode(cell)
+        assert half_km[i] == cell_half_diagonal_km(cell)
+    for bad in (["u09tv", "ua"], ["u09tv", ""], ["u0ü"], ["0123456789bcd"]):
+        with pytest.raises(ValueError, match="geohash"):
+            decode_boxes(bad)
