@@ -97,7 +97,7 @@ class PointIndex:
         (without ``distances``: an empty array, and the haversine runs only near the edge)."""
         lat, lon = checked_point(lat, lon)
         radius_km = checked_radius_km(radius_km)
-        positions, cos_angle = self._near(lat, lon, radius_km, cosines=True)
+        positions, cos_angle = self._near(lat, lon, radius_km)
         if not distances:
             inside = self._inside(lat, lon, radius_km, positions, cos_angle)
             return positions[inside], np.empty(0)
@@ -105,11 +105,10 @@ class PointIndex:
         near = distances_km <= radius_km
         return positions[near], distances_km[near]
 
-    def _near(self, lat: float, lon: float, radius_km: float,
-              cosines: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def _near(self, lat: float, lon: float, radius_km: float) -> tuple[np.ndarray, np.ndarray]:
         """Positions of every point within the radius and some a little beyond it (a cheap,
         slightly generous dot-product test: the haversine, which decides, need only run on
-        the points near the edge); with ``cosines``, also each one's cosine to the centre."""
+        the points near the edge), and each one's cosine to the centre."""
         boxes = bounding_boxes(lat, lon, radius_km + SLACK_KM)
         runs = [self._positions_in(*cells) for cells in grid_ranges(boxes, self.cell_precision)]
         # The two halves of a circle over the antimeridian can share columns of wide cells.
@@ -118,7 +117,7 @@ class PointIndex:
         cos_angle = _cosines(unit_vectors(lat, lon)[None, :],
                              np.take(self._xyz, positions, axis=0))[0]
         maybe = cos_angle >= min_cos
-        return (positions[maybe], cos_angle[maybe]) if cosines else positions[maybe]
+        return positions[maybe], cos_angle[maybe]
 
     def best_within(self, lat: np.ndarray, lon: np.ndarray, radius_km: np.ndarray,
                     scores: np.ndarray, length: int) -> np.ndarray:
@@ -171,7 +170,7 @@ class PointIndex:
         unit vectors)."""
         m_lat, m_lon = middle_point(centres)
         spread_km = haversine_km(m_lat, m_lon, lat, lon) + radius
-        positions = self._near(m_lat, m_lon, float(spread_km.max()) + 1e-6)
+        positions, _ = self._near(m_lat, m_lon, float(spread_km.max()) + 1e-6)
         n = len(positions)
         if not n:
             return np.full((len(lat), len(by_position), length), -1, dtype=np.int64)

@@ -124,7 +124,16 @@ def snapshot_of(found: Summaries, live: np.ndarray, evidence: Decayed, now: floa
 
 
 def candidate_radius_km(cell: str, settings: Settings) -> float:
-    return settings.feed_radius_km + geo.cell_half_diagonal_km(cell)
+    return float(candidate_reach([cell], settings)[2][0])
+
+
+def candidate_reach(cells: Sequence[str], settings: Settings
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each cell's centre (lat, lon arrays) and how far from it its candidates lie:
+    FEED_RADIUS_KM plus the cell's half-diagonal, every ad within the radius of any point
+    of the cell."""
+    lat, lon, half_diagonal_km = geo.cell_half_diagonals_km(cells)
+    return lat, lon, settings.feed_radius_km + half_diagonal_km
 
 
 def cell_probabilities(store: Store, settings: Settings, cells: Sequence[str], now: float,
@@ -209,8 +218,7 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     every_ad = Candidates(posterior.sample(settings.feed_variants, rng), posterior.mean(),
                           snapshot.created_at)         # draws: one row of K per ad
     keys = screen_keys(settings.feed_strategies, every_ad)
-    lat, lon, half_diagonal_km = geo.cell_half_diagonals_km(cells)
-    reach_km = settings.feed_radius_km + half_diagonal_km
+    lat, lon, reach_km = candidate_reach(cells, settings)
     index = geo.PointIndex(snapshot.lat, snapshot.lon,
                            query_radius_km=float(reach_km.max(initial=1.0)))
     if per_cell or order_sources(settings.feed_strategies) != ["thompson"]:
@@ -233,8 +241,8 @@ def padded(orders: Sequence[dict[str, np.ndarray]], rows: int,
     """Cells' orders (each a (rows, at most length) array per name) as one (cells, rows,
     length) array per name, -1 past each cell's last."""
     out: dict[str, np.ndarray] = {}
-    for c, cell in enumerate(orders):
-        for name, order in cell.items():
+    for c, cell_orders_kept in enumerate(orders):
+        for name, order in cell_orders_kept.items():
             if name not in out:
                 out[name] = np.full((len(orders), rows, length), -1, dtype=np.int64)
             out[name][c, :, :order.shape[1]] = order
@@ -449,10 +457,9 @@ def _areas_by_prefix(cells: Sequence[str], settings: Settings, precision: int
         groups.setdefault(cell[:precision], []).append(cell)
     areas = []
     for _, members in sorted(groups.items()):
-        lat, lon, half_diagonal_km = geo.cell_half_diagonals_km(members)
+        lat, lon, reach_km = candidate_reach(members, settings)
         m_lat, m_lon = geo.middle_point(geo.unit_vectors(lat, lon))
-        radius = float((geo.haversine_km(m_lat, m_lon, lat, lon)
-                        + settings.feed_radius_km + half_diagonal_km).max())
+        radius = float((geo.haversine_km(m_lat, m_lon, lat, lon) + reach_km).max())
         areas.append((members, (m_lat, m_lon, radius * SEARCH_SLACK + 0.01)))
     return areas
 
