@@ -110,6 +110,16 @@ def load_catalogue(store: Store, count: int, now: float, chunk: int = LOAD_CHUNK
     return time.perf_counter() - started
 
 
+def edit_ads(store: Store, count: int, now: float, batch: int = 20) -> None:
+    """Rewrite ``count`` ads of the demo catalogue (the first ones, each with a new serial)
+    in writes of ``batch`` ads, as a marketplace's ads are edited through the API between two
+    regenerations: what a regeneration's copy of the catalogue (``store.CatalogueCopy``)
+    then reads again."""
+    records = list(ad_records(count, now))
+    for i in range(0, len(records), batch):
+        _put(store, records[i:i + batch])
+
+
 def _put(store: Store, batch: Sequence[AdRecord]) -> None:
     store.put_ads([a.row() for a in batch], lambda old: [])
 

@@ -51,6 +51,7 @@ from bench.common import (
     RESULTS,
     code_check,
     cpu_seconds,
+    edit_ads,
     load_catalogue,
     machine,
     machine_busy_seconds,
@@ -166,9 +167,16 @@ def write_all(store: Store, feeds: dict[str, bytes], cells: list[str], ttl_s: in
 
 
 def whole_runs(store: Store, settings: Settings, now: float, repeats: int,
-               redis_pid: int) -> list[dict]:
+               redis_pid: int, edits: int) -> tuple[dict, list[dict]]:
+    """A cold run (a fresh copy of the catalogue: a worker process's first), then ``repeats``
+    runs each after ``edits`` ads were edited, as between two runs of a live marketplace.
+    Returns (the cold run, the others)."""
     runs = []
-    for r in range(repeats):
+    for r in range(repeats + 1):
+        if r == 0:
+            store.drop_catalogue_copy()
+        else:
+            edit_ads(store, edits, now)
         rng = np.random.default_rng(100 + r)
         cpu0, redis0, busy0 = time.process_time(), cpu_seconds([redis_pid]), machine_busy_seconds()
         wall, report = timed(partial(run_regenerate, store, settings, now, rng))
@@ -176,9 +184,10 @@ def whole_runs(store: Store, settings: Settings, now: float, repeats: int,
         others = machine_busy_seconds() - busy0 - bench_cpu - redis_cpu
         runs.append({"wall_s": wall, "report": report, "bench_cpu_s": bench_cpu,
                      "redis_cpu_s": redis_cpu, "other_processes_cores": others / wall})
-        say(f"  run {r + 1}/{repeats}: {wall:.2f} s wall, {runs[-1]['bench_cpu_s']:.2f} s CPU "
+        what = "cold (the catalogue read whole)" if r == 0 else f"run {r}/{repeats}"
+        say(f"  {what}: {wall:.2f} s wall, {runs[-1]['bench_cpu_s']:.2f} s CPU "
             f"here, {runs[-1]['redis_cpu_s']:.2f} s CPU in Redis; {report['written']} cells")
-    return runs
+    return runs[0], runs[1:]
 
 
 def breakdown(store: Store, settings: Settings, now: float, cells: list[str],
@@ -272,7 +281,8 @@ def size_row(result: dict) -> dict[str, dict]:
         "cpu_s": s["bench_cpu_s"] + s["redis_cpu_s"], "target_s": s["target_s"],
         "candidates_mean": result["candidates_per_cell"]["mean"],
         "feed_bytes_median": f["bytes_median"], "feeds_mib": f["bytes_total"] / 2**20,
-        "used_memory": result["redis_memory"]["used_memory_human"], "load_s": result["load_s"]}}
+        "used_memory": result["redis_memory"]["used_memory_human"], "load_s": result["load_s"],
+        "cold_s": result["cold_run"]["wall_s"], "edits": p["edits"]}}
 
 
 def previous_sizes() -> dict[str, dict]:
@@ -285,16 +295,21 @@ def previous_sizes() -> dict[str, dict]:
 
 def sizes_table(sizes: dict[str, dict]) -> str:
     rows = [[f"{r['ads']:,}", f"{r['cells']:,}", f"{r['median_s']:.2f} s", f"{r['cpu_s']:.2f} s",
+             f"{r['cold_s']:.2f} s" if "cold_s" in r else "(not measured)",
              f"{r['target_s']:g} s: {'met' if r['cpu_s'] <= r['target_s'] else 'not met'}",
              f"{r['candidates_mean']:,.0f}", f"{r['feed_bytes_median'] / 1000:,.1f} KB",
              f"{r['feeds_mib']:,.0f} MiB", r["used_memory"], f"{r['load_s']:.0f} s",
              f"{r['date'][:10]}, {r['repeats']} run(s)"]
             for r in sorted(sizes.values(), key=lambda r: (r["ads"], r["cells"]))]
     return ("# Regeneration, one core\n\nEvery size measured (`python -m bench.regen "
-            "[--ads N --cells C]`; each run replaces its own size's line):\n\n"
+            "[--ads N --cells C]`; each run replaces its own size's line). A run follows "
+            "0.1 % of the ads edited since the one before and reads only those of the "
+            "catalogue (the worker's copy, `store.CatalogueCopy`); a worker's first run reads "
+            "it whole (cold):\n\n"
             + table(["ads", "cells", "run_regenerate (median wall)", "CPU here + Redis",
-                     "target", "candidates a cell (mean)", "packed feed (median)",
-                     "all feeds", "Redis used_memory", "loading the ads", "measured"], rows)
+                     "a worker's first run (cold)", "target", "candidates a cell (mean)",
+                     "packed feed (median)", "all feeds", "Redis used_memory",
+                     "loading the ads", "measured"], rows)
             + "\n")
 
 
@@ -325,10 +340,14 @@ def markdown(result: dict) -> str:
         f"{p['bench_cores']}, redis-server in its own process pinned to core "
         f"{p['redis_cores']}; other processes on this shared machine used "
         f"{s['other_processes_cores']:.2f} cores (median) during the runs. "
-        f"Ad counters {'seeded' if p['stats'] else 'empty'}. {p['repeats']} runs.\n\n",
+        f"Ad counters {'seeded' if p['stats'] else 'empty'}. {p['repeats']} runs, each after "
+        f"{p['edits']:,} ads were edited (in writes of 20 ads, as through the API), with the "
+        f"copy of the catalogue this process kept from the run before.\n\n",
         table(["figure", "wall", "CPU in this process"], [
             ["run_regenerate, median", f"{s['median_s']:.2f} s", f"{s['bench_cpu_s']:.2f} s"],
             ["run_regenerate, min", f"{s['min_s']:.2f} s", ""],
+            ["a cold run (a worker's first: the catalogue read whole), not in the median",
+             f"{result['cold_run']['wall_s']:.2f} s", f"{result['cold_run']['bench_cpu_s']:.2f} s"],
             [f"target <= {target:g} s on one core (CPU: here + Redis)",
              "met" if s["median_s"] <= target else "NOT met",
              "met" if s["bench_cpu_s"] + s["redis_cpu_s"] <= target else "NOT met"],
@@ -371,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", type=int, help="active cells (default 5,000)")
     parser.add_argument("--repeats", type=int, help="runs of each measurement (default 3)")
     parser.add_argument("--no-stats", action="store_true", help="leave the ad counters empty")
+    parser.add_argument("--edits", type=int,
+                        help="ads edited before each run (default: 0.1 %% of them, at least 20)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
     ads = args.ads or (QUICK_ADS if args.quick else ADS)
@@ -394,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         todo = store.active_cells(since=now - settings.active_cell_ttl_s)
         say(f"loaded in {load_s:.1f} s; {len(todo):,} active cells; regenerating")
 
-        runs = whole_runs(store, settings, now, repeats, redis.proc.pid)
+        edits = args.edits if args.edits is not None else max(20, ads // 1000)
+        cold, runs = whole_runs(store, settings, now, repeats, redis.proc.pid, edits)
         walls = [r["wall_s"] for r in runs]
         say("breakdown")
         # one pass over a large catalogue's steps (they vary by a few per cent from run to
@@ -403,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         say("candidates, feed sizes, profile")
         result = {
             "benchmark": "regen", "machine": info,
-            "params": {"ads": ads, "cells": len(todo), "repeats": repeats,
+            "params": {"ads": ads, "cells": len(todo), "repeats": repeats, "edits": edits,
                        "stats": not args.no_stats, "bench_cores": bench_cores,
                        "redis_cores": redis_cores, "redis": "own process (redis-server)",
                        "write_chunk": WRITE_CHUNK, "feed_variants": settings.feed_variants,
@@ -418,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          for r in runs]),
                         "target_s": target_s(ads, len(todo)),
                         "target_met": median(walls) <= target_s(ads, len(todo))},
-            "runs": runs, "breakdown": parts,
+            "runs": runs, "cold_run": cold, "breakdown": parts,
             "candidates_per_cell": candidates(store, settings, now, todo),
             "feeds": feed_sizes(store, todo, 200, np.random.default_rng(400)),
             "redis_memory": redis_memory(store),

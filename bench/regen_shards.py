@@ -39,6 +39,7 @@ from typing import Any
 from bench.common import (
     code_check,
     cpu_seconds,
+    edit_ads,
     machine,
     machine_busy_seconds,
     median,
@@ -133,8 +134,9 @@ def one_run(store: Store, app: Any, worker: Proc, redis_pid: int) -> dict[str, A
 
 
 def measure(store: Store, app: Any, env: dict[str, str], work: Path, concurrency: int,
-            repeats: int, redis_pid: int) -> dict[str, Any]:
-    """A warm-up run, then ``repeats`` runs, on one worker of ``concurrency`` processes."""
+            repeats: int, redis_pid: int, edits: int) -> dict[str, Any]:
+    """A warm-up run (each process's first: it reads the catalogue whole), then ``repeats``
+    runs, each after ``edits`` ads were edited, on one worker of ``concurrency`` processes."""
     say(f"worker with {concurrency} process(es)")
     worker = start_worker(env, work, concurrency=concurrency, name=f"worker-c{concurrency}",
                           queues=QUEUE[REGENERATE])
@@ -143,6 +145,7 @@ def measure(store: Store, app: Any, env: dict[str, str], work: Path, concurrency
         say(f"  warm-up: {warm['duration_s']:.2f} s (not counted)")
         runs = []
         for r in range(repeats):
+            edit_ads(store, edits, time.time())
             runs.append(one_run(store, app, worker, redis_pid))
             shards = ", ".join(f"{s['duration_s']:.2f} s" for s in runs[-1]["shards"])
             say(f"  run {r + 1}/{repeats}: {runs[-1]['duration_s']:.2f} s "
@@ -229,7 +232,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{'' if result['priors_stayed'] else ' (NOT so: a run learnt them again)'}. "
         f"{p.get('rounds', 1)} round(s), each a worker of every size in turn (the order "
         "alternating from round to round, so that a slow spell of this shared machine falls "
-        f"on both); each worker one warm-up run, not counted, then {p['repeats']} run(s). "
+        f"on both); each worker one warm-up run, not counted (each process's first reads "
+        f"the catalogue whole into its copy), then {p['repeats']} run(s), each after "
+        f"{p.get('edits', 0):,} ads were edited (in writes of 20, as through the API). "
         f"Loading the ads took {prep['load_s']:.0f} s.\n\n",
         f"**{s['ratio']:.2f}x** as fast with {s['processes']} processes as with 1 "
         f"(median over median of every round's runs); target >= {s['target_ratio']:g}x: "
@@ -239,7 +244,8 @@ def markdown(result: dict[str, Any]) -> str:
                "send to done (median)", "worker CPU (median)", "Redis CPU (median)",
                "other processes' cores (median)",
                "warm-up run (median)", "runs"], medians),
-        "\nEvery shard (started: after the run was planned; ads: read from Redis):\n\n",
+        "\nEvery shard (started: after the run was planned; ads: those within reach of its "
+        "cells, from the worker's copy of the catalogue, with their evidence from Redis):\n\n",
         table(["processes", "run", "shard", "cells", "ads", "written", "started", "took"],
               shards),
     ])
@@ -265,9 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int,
                         help="rounds of one worker of each size, in alternating order "
                              "(default 3)")
+    parser.add_argument("--edits", type=int,
+                        help="ads edited before each counted run (default: 0.1 %% of them)")
     parser.add_argument("--no-write", action="store_true", help="do not write bench/results")
     args = parser.parse_args(argv)
     ads = args.ads or (QUICK_ADS if args.quick else ADS)
+    edits = args.edits if args.edits is not None else max(20, ads // 1000)
     cell_count = args.cells or (QUICK_CELLS if args.quick else CELLS)
     repeats = args.repeats or (1 if args.quick else 2)
     rounds = args.rounds or (1 if args.quick else 3)
@@ -292,12 +301,13 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(rounds):       # alternate the order: a slow spell hits both sizes
             order = CONCURRENCIES if r % 2 == 0 else CONCURRENCIES[::-1]
             say(f"round {r + 1}/{rounds}")
-            phases += [measure(store, app, env, work, c, repeats, redis.proc.pid)
+            phases += [measure(store, app, env, work, c, repeats, redis.proc.pid, edits)
                        for c in order]
         workers = pooled(phases)
         result = {
             "benchmark": "regen_shards", "machine": info,
             "params": {"ads": ads, "cells": cell_count, "shards": SHARDS, "repeats": repeats,
+                       "edits": edits,
                        "rounds": rounds,
                        "concurrencies": list(CONCURRENCIES), "worker_settings": WORKER_SETTINGS,
                        "quick": args.quick},

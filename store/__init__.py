@@ -8,12 +8,14 @@ from __future__ import annotations
 import redis
 
 from store import scripts
+from store.catalogue_copy import CatalogueCopy
 from store.catalogue_store import CatalogueStore
 from store.event_store import EventStore
 from store.feed_store import FeedStore
 from store.job_store import JobStore
 from store.keys import (  # noqa: F401
     ACCEPTED,
+    CHANGE_IDS_MAX,
     DUPLICATE,
     EVENT_TYPES,
     EVIDENCE_FIELDS,
@@ -79,6 +81,19 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self._put_records = client.register_script(scripts.PUT_RECORDS)
         self._begin_fold = client.register_script(scripts.BEGIN_FOLD)
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
+        self._copy: CatalogueCopy | None = None
+
+    def catalogue_copy(self) -> CatalogueCopy:
+        """This process's copy of the catalogue's summaries (``CatalogueCopy``), made empty on
+        first use; a regeneration brings it up to date before reading it."""
+        if self._copy is None:
+            self._copy = CatalogueCopy(self.r)
+        return self._copy
+
+    def drop_catalogue_copy(self) -> None:
+        """Forget this process's copy: the next regeneration reads the catalogue whole, as a
+        new worker process does (for benchmarks and tests)."""
+        self._copy = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Store:
@@ -110,6 +125,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
 
 __all__ = [
     "Store",
+    "CatalogueCopy",
     "Keys",
     "StreamEntry",
     "Unrolled",

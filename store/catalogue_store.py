@@ -9,7 +9,10 @@ import numpy as np
 import redis
 from redis.commands.core import Script
 
+from store.catalogue_copy import CatalogueCopy
 from store.keys import (
+    CHANGE_IDS_MAX,
+    CHANGES_KEPT,
     EVIDENCE_FIELDS,
     FEEDS_CHANNEL,
     NO_EXPIRY,
@@ -42,6 +45,14 @@ def _index_expiry(p: redis.client.Pipeline, ids: Sequence[str],
         p.zrem(Keys.ads_expiry, *lasting)
 
 
+def _log_change(p: redis.client.Pipeline, ids: Sequence[str]) -> None:
+    """Within a catalogue transaction: note the ads whose summaries it writes or removes in
+    catalog:changes, which keeps the copies of the catalogue current (``CatalogueCopy``).
+    A write of more than CHANGE_IDS_MAX ads says "*": copies read everything again."""
+    listed = " ".join(ids) if len(ids) <= CHANGE_IDS_MAX else "*"
+    p.xadd(Keys.catalog_changes, {"ids": listed}, maxlen=CHANGES_KEPT, approximate=True)
+
+
 def _locations(rows: np.ndarray) -> list[tuple[float, float]]:
     return list(zip(rows["lat"].tolist(), rows["lon"].tolist(), strict=True))
 
@@ -55,6 +66,7 @@ class CatalogueStore:
     _nearby: Script
     _put_records: Script
     ad_stats: Callable[..., dict[str, list[int]]]   # EventStore's: an ad's counters
+    catalogue_copy: Callable[[], CatalogueCopy]      # Store's: this process's copy
 
     def get_ad(self, ad_id: str) -> dict[str, str] | None:
         raw = self.r.hgetall(Keys.ad(ad_id))
@@ -110,6 +122,8 @@ class CatalogueStore:
                 sums = [counts[f][i] for f in counts]
                 if any(sums):
                     p.hsetnx(Keys.decayed, ad.ad_id, " ".join(map(repr, [evidence_at, *sums])))
+            if rows:
+                _log_change(p, [ad.ad_id for ad in rows])
             return len(rows)
 
         return self.r.transaction(step, *keys, Keys.ads_summary, value_from_callable=True)
@@ -147,6 +161,7 @@ class CatalogueStore:
                                               in enumerate(zip(ads, expiry, strict=True))})
             p.hset(Keys.ads_cards, mapping={str(first + i): card_value(ad)
                                             for i, ad in enumerate(ads)})
+            _log_change(p, ids)
             if stale:
                 self._void_feeds(p, stale)
             return len(old)
@@ -164,6 +179,8 @@ class CatalogueStore:
             p.zrem(Keys.ads_geo, ad_id)
             p.zrem(Keys.ads_expiry, ad_id)
             p.hdel(Keys.ads_summary, ad_id)
+            if len(old):
+                _log_change(p, [ad_id])
             self._forget_cards(p, old)
             self._void_feeds(p, stale)
 
@@ -207,8 +224,10 @@ class CatalogueStore:
         """Take ads past their expiry out of the indexes, cards included, atomically (an ad
         renewed at the same moment stays); their records stay readable."""
         expired = self._drop_expired(
-            keys=[Keys.ads_expiry, Keys.ads_geo, Keys.ads_summary, Keys.ads_cards],
-            args=[now, SUMMARY_TAG, len(SUMMARY_TAG) + SUMMARY.itemsize - 8 + 1])
+            keys=[Keys.ads_expiry, Keys.ads_geo, Keys.ads_summary, Keys.ads_cards,
+                  Keys.catalog_changes],
+            args=[now, SUMMARY_TAG, len(SUMMARY_TAG) + SUMMARY.itemsize - 8 + 1,
+                  CHANGE_IDS_MAX, CHANGES_KEPT])
         return [_s(a) for a in expired]
 
     def nearby(self, lat: float, lon: float, search_radius_km: float, count: int,
@@ -245,6 +264,13 @@ class CatalogueStore:
             ids = [a.encode() for a, v in zip(ad_ids, found, strict=True) if v is not None]
             values = [v for v in found if v is not None]
         return Summaries.decode(ids, values)
+
+    def current_summaries(self) -> Summaries:
+        """Every indexed ad's summary, from this process's copy of the catalogue brought up
+        to date (``CatalogueCopy``: after its first read, only what changed is read)."""
+        copy = self.catalogue_copy()
+        copy.refresh()
+        return copy.summaries()
 
     def catalog_epoch(self) -> str:
         return _s(self.r.get(Keys.catalog_epoch)) or "0"

@@ -4,13 +4,14 @@ sums and probabilities, the category priors and the feed-id secret."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import redis
 from redis.commands.core import Script
 
+from store.catalogue_copy import CatalogueCopy
 from store.keys import (
     EVIDENCE_FIELDS,
     FEEDS_CHANNEL,
@@ -35,6 +36,8 @@ class FeedStore:
     r: redis.Redis
     # the Lua scripts this area runs (Store registers them on its client)
     _append_served: Script
+    catalogue_copy: Callable[[], CatalogueCopy]                  # Store's
+    decayed_evidence: Callable[[Sequence[str | bytes]], Decayed]  # EventStore's
 
     def feed_id_secret(self) -> bytes:
         """The secret that signs feed ids: made once, on first use, and shared by every
@@ -227,19 +230,14 @@ class FeedStore:
                           strategies=Decayed.parse(strategies, strategy_width))
 
     def ads_within(self, circles: Sequence[tuple[float, float, float]]) -> AreaInputs:
-        """Everything a shard of a regeneration reads of the catalogue, in two round trips:
-        the catalogue epoch, then the ads within any of the ``circles`` (lat, lon,
-        radius_km; by Redis's distance) with their summaries and decayed evidence."""
-        with self.r.pipeline(transaction=False) as p:
-            p.get(Keys.catalog_epoch)
-            for lat, lon, radius_km in circles:
-                search_lat, search_km = searchable(lat, lon, radius_km)
-                p.geosearch(Keys.ads_geo, longitude=lon, latitude=search_lat, radius=search_km,
-                            unit="km")
-            epoch, *found = p.execute()
-        ids = list(dict.fromkeys(a for some in found for a in some))
-        ads, evidence = self._ads_of(ids)
-        return AreaInputs(epoch=_s(epoch) or "0", ads=ads, evidence=evidence)
+        """Everything a shard of a regeneration reads of the catalogue: the catalogue epoch
+        and the ads within any of the ``circles`` (lat, lon, radius_km) from this process's
+        copy of the catalogue brought up to date (``CatalogueCopy``: only what changed since
+        its last read is read), then their decayed evidence, in bounded HMGETs."""
+        copy = self.catalogue_copy()
+        epoch = copy.refresh()
+        ads = copy.within(circles)
+        return AreaInputs(epoch=epoch, ads=ads, evidence=self.decayed_evidence(ads.ids))
 
     def _ads_of(self, ids: list[bytes]) -> tuple[Summaries, Decayed]:
         """The summaries and decayed evidence of the listed ads that still exist, aligned,

@@ -28,6 +28,8 @@ STAT_FIELDS = ("impressions", "views", "saves", "applies", "hides")
 EVIDENCE_FIELDS = ("exposure", "views", "saves", "applies")  # the decayed sums, per ad
 ROLLUP_GROUP = "rollup"
 SUMMARY_CHUNK = 20_000          # ads read by one HMGET of ads:summary
+CHANGES_KEPT = 2_000            # catalog:changes entries kept (a copy further behind reloads)
+CHANGE_IDS_MAX = 500            # ids one catalog:changes entry lists; a larger write says "*"
 STRATEGY_HISTORY_LEN = 20_000   # regenerations kept: two weeks at one a minute
 GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
 REGEN_RUN_TTL_S = 86_400   # a sharded run's bookkeeping is kept a day
@@ -52,6 +54,9 @@ class Keys:
     ads_cards = "ads:cards"
     ad_serial = "ads:serial"            # the last serial given
     catalog_epoch = "catalog:epoch"
+    # every write of ads:summary, in order: "ids" -> the ids written or removed, space-
+    # separated ("*": too many to list, read everything again); see store.catalogue_copy
+    catalog_changes = "catalog:changes"
     cells_active = "cells:active"
     served = "served"
     inbox = "{ev}:inbox"

@@ -74,14 +74,14 @@ def decayed_now(stored: Decayed, now: float, settings: Settings) -> np.ndarray:
 
 
 def load_snapshot(store: Store, settings: Settings, now: float) -> Snapshot:
-    """Every indexed ad live at ``now``, with its decayed evidence. Ads whose summaries an
-    older version wrote (no serial, so no card to serve) are reindexed from their records
-    first."""
-    found = store.ad_summaries()
+    """Every indexed ad live at ``now`` (from this process's copy of the catalogue, brought
+    up to date), with its decayed evidence. Ads whose summaries an older version wrote (no
+    serial, so no card to serve) are reindexed from their records first."""
+    found = store.current_summaries()
     older = unserialled(found, now)
     if older:
         reindex_ads(store, settings, older, now)
-        found = store.ad_summaries()
+        found = store.current_summaries()
     live = servable(found, now)
     ids = [a for a, ok in zip(found.ids, live, strict=True) if ok]
     return snapshot_of(found, live, store.decayed_evidence(ids), now, settings)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from store import Store
+from tests.unit.store.test_catalogue_copy import *  # noqa: F401,F403
 from tests.unit.store.test_catalogue_store import *  # noqa: F401,F403
 from tests.unit.store.test_event_store import *  # noqa: F401,F403
 from tests.unit.store.test_feed_store import *  # noqa: F401,F403

@@ -1,0 +1,192 @@
+"""A process's copy of the catalogue's summaries (ads:summary), kept current from the
+catalogue's change log (catalog:changes), so that a regeneration reads only what changed
+since its last run instead of every ad it needs.
+
+Every write of ads:summary (``CatalogueStore``: put, delete, reindex, and the expiry script)
+notes the ids it wrote or removed in catalog:changes, in the same transaction. A copy
+remembers the newest entry it has applied; bringing it up to date reads the entries after
+that one and the current summaries of the ids they name. It reads everything again when it
+cannot trust that path: on its first use, when the log no longer reaches back to its entry
+(trimmed, or the server was flushed), when an entry says "*" (a write too large to list,
+such as an import), or when the summary hash holds another number of ads than the copy
+(a writer that does not log, such as an older version of the service), and at least every
+MAX_AGE_S, which bounds how long a change such a writer made without changing the count
+can go unseen.
+
+Selecting the ads near some circles is then arithmetic on the copy's unit vectors, with
+no GEOSEARCH: the distance is the true great-circle one, so a circle holds at least every
+ad Redis's (slightly larger sphere) search would return within the circle's radius.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+import geo
+from store.keys import SUMMARY, Keys
+from store.rows import Summaries, summary_rows
+
+log = logging.getLogger(__name__)
+
+RELOAD_SHARE = 0.25   # more changed ids than this share of the copy: read everything again
+MAX_AGE_S = 3600.0    # a copy is read whole again at least this often
+
+
+def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id ("ms-seq") as a pair that orders like the ids."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _objects(ids: list[bytes]) -> np.ndarray:
+    """Ids as a one-dimensional array of objects (for gathering many at once)."""
+    out = np.empty(len(ids), dtype=object)
+    out[:] = ids
+    return out
+
+
+@dataclass
+class CopyStats:
+    """What keeping a copy has cost so far (for logs and benchmarks)."""
+
+    reloads: int = 0          # times every summary was read
+    updates: int = 0          # times only the changes were read
+    changed_ads: int = 0      # summaries read by updates
+
+
+class CatalogueCopy:
+    """Every indexed ad's summary as of the last ``refresh``, with its unit vector."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self.stats = CopyStats()
+        self._last: tuple[int, int] | None = None   # the newest change applied; None: empty
+        self._slot: dict[bytes, int] = {}           # id -> row
+        self._ids = np.empty(0, dtype=object)
+        self._rows = np.empty(0, dtype=SUMMARY)
+        self._xyz = np.empty((0, 3))
+        self._used = np.zeros(0, dtype=bool)        # rows holding an ad (others: removed)
+        self._read_at = -np.inf                     # when it was last read whole (monotonic)
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    # -- keeping current -----------------------------------------------------------------
+    def refresh(self) -> str:
+        """Bring the copy up to date and return the catalogue epoch read before it (a feed
+        built from the copy is written only while the epoch is still that one)."""
+        with self.r.pipeline(transaction=True) as p:
+            p.get(Keys.catalog_epoch)
+            p.xrange(Keys.catalog_changes, count=1)
+            p.xrevrange(Keys.catalog_changes, count=1)
+            if self._last is not None:
+                p.xrange(Keys.catalog_changes, min=f"({self._last[0]}-{self._last[1]}")
+            p.hlen(Keys.ads_summary)
+            epoch, oldest, newest, *after, indexed = p.execute()
+        epoch = (epoch.decode() if isinstance(epoch, bytes) else epoch) or "0"
+        after = after[0] if after else []
+        why = self._why_reload(oldest, newest, after)
+        if why:
+            self._reload(why)
+            return epoch
+        changed = list(dict.fromkeys(a for _, fields in after for a in fields[b"ids"].split()))
+        if changed:
+            self._apply(changed)
+            self._last = _entry_key(after[-1][0])
+        if len(self._slot) != int(indexed):
+            # a writer that does not log, or an ad the log named removed between the two
+            # reads: rare either way
+            self._reload("the summary hash holds another number of ads than the copy")
+        return epoch
+
+    def _why_reload(self, oldest: list, newest: list, after: list) -> str | None:
+        """Why the copy must be read again rather than brought up to date from ``after``
+        (the log's entries after the copy's), or None."""
+        if self._last is None:
+            return "first use"
+        if time.monotonic() - self._read_at > MAX_AGE_S:
+            return f"read whole more than {MAX_AGE_S:g} s ago"
+        if not newest:
+            return None if self._last == (0, 0) else "the change log is gone"
+        if _entry_key(oldest[0][0]) > self._last:
+            return "the change log no longer reaches back to the copy"
+        if any(fields[b"ids"] == b"*" for _, fields in after):
+            return "a write too large to list"
+        listed = sum(fields[b"ids"].count(b" ") + 1 for _, fields in after)
+        if listed > max(1000, RELOAD_SHARE * len(self._slot)):
+            return f"{listed:,} ads changed"
+        return None
+
+    def _reload(self, why: str) -> None:
+        with self.r.pipeline(transaction=True) as p:
+            p.xrevrange(Keys.catalog_changes, count=1)
+            p.hgetall(Keys.ads_summary)
+            newest, raw = p.execute()
+        ids = list(raw)
+        rows = summary_rows(list(raw.values()))
+        self._ids = _objects(ids)
+        self._rows = np.array(rows, dtype=SUMMARY)
+        self._xyz = geo.unit_vectors(rows["lat"], rows["lon"]).reshape(-1, 3)
+        self._used = np.ones(len(ids), dtype=bool)
+        self._slot = {a: i for i, a in enumerate(ids)}
+        self._last = _entry_key(newest[0][0]) if newest else (0, 0)
+        self._read_at = time.monotonic()
+        self.stats.reloads += 1
+        log.info("read the whole catalogue (%d ads) into this process's copy: %s", len(ids), why)
+
+    def _apply(self, changed: list[bytes]) -> None:
+        """Read the current summaries of ``changed`` and put them in (or take them out)."""
+        values = self.r.hmget(Keys.ads_summary, changed)
+        gone = [a for a, v in zip(changed, values, strict=True) if v is None]
+        for a in gone:
+            row = self._slot.pop(a, None)
+            if row is not None:
+                self._used[row] = False
+        present = [(a, v) for a, v in zip(changed, values, strict=True) if v is not None]
+        if present:
+            rows = summary_rows([v for _, v in present])
+            xyz = geo.unit_vectors(rows["lat"], rows["lon"]).reshape(-1, 3)
+            at = np.array([self._slot.get(a, -1) for a, _ in present])
+            new = at < 0
+            start = len(self._ids)
+            fresh = [a for (a, _), n in zip(present, new.tolist(), strict=True) if n]
+            at[new] = np.arange(start, start + len(fresh))
+            if fresh:
+                self._ids = np.concatenate([self._ids, _objects(fresh)])
+                self._rows = np.concatenate([self._rows, np.zeros(len(fresh), dtype=SUMMARY)])
+                self._xyz = np.concatenate([self._xyz, np.zeros((len(fresh), 3))])
+                self._used = np.concatenate([self._used, np.zeros(len(fresh), dtype=bool)])
+                self._slot.update({a: start + i for i, a in enumerate(fresh)})
+            self._rows[at], self._xyz[at], self._used[at] = rows, xyz, True
+        self.stats.updates += 1
+        self.stats.changed_ads += len(changed)
+        if len(self._used) > 1000 and len(self._slot) < len(self._used) // 2:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the rows of removed ads."""
+        keep = np.flatnonzero(self._used)
+        self._ids, self._rows, self._xyz = self._ids[keep], self._rows[keep], self._xyz[keep]
+        self._used = np.ones(len(keep), dtype=bool)
+        self._slot = {a: i for i, a in enumerate(self._ids.tolist())}
+
+    # -- reading -------------------------------------------------------------------------
+    def summaries(self) -> Summaries:
+        """Every ad of the copy."""
+        return self._of(np.flatnonzero(self._used))
+
+    def within(self, circles: Sequence[tuple[float, float, float]]) -> Summaries:
+        """The ads of the copy within any of the ``circles`` (lat, lon, radius_km)."""
+        near = np.zeros(len(self._used), dtype=bool)
+        for lat, lon, radius_km in circles:
+            near |= self._xyz @ geo.unit_vector(lat, lon) >= geo.km_to_dot(radius_km)
+        return self._of(np.flatnonzero(near & self._used))
+
+    def _of(self, rows: np.ndarray) -> Summaries:
+        return Summaries(self._ids[rows].tolist(), self._rows[rows])
