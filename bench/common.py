@@ -173,6 +173,20 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / _CLK_TCK
 
 
+def peak_rss_mb(pids: Iterable[int]) -> dict[int, float]:
+    """Each live process's peak resident memory so far (VmHWM), in MiB, by pid."""
+    out = {}
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                out[pid] = int(line.split()[1]) / 1024
+    return out
+
+
 def machine_busy_seconds() -> float:
     """CPU time every core of the machine has spent busy (not idle or iowait) since boot."""
     ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

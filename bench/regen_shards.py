@@ -43,6 +43,7 @@ from bench.common import (
     machine,
     machine_busy_seconds,
     median,
+    peak_rss_mb,
     process_tree,
     say,
     table,
@@ -121,6 +122,8 @@ def one_run(store: Store, app: Any, worker: Proc, redis_pid: int) -> dict[str, A
     others = (machine_busy_seconds() - busy - worker_cpu - redis_cpu
               - (time.process_time() - own_cpu))
     whole = store.job_status("regenerate")
+    # the pool's processes (the worker's main process only hands out tasks)
+    peaks = peak_rss_mb(p for p in pids if p != worker.proc.pid)
     shards = [{"shard": index, "cells": int(r["cells"]), "ads": int(r["ads"]),
                "written": int(r["written"]), "skipped": int(r["skipped"]),
                "duration_s": float(r["duration_s"]),
@@ -130,7 +133,8 @@ def one_run(store: Store, app: Any, worker: Proc, redis_pid: int) -> dict[str, A
     return {"run_id": run["run_id"], "duration_s": float(whole["duration_s"]),
             "send_to_done_s": round(wall_s, 4), "written": int(whole["written"]),
             "worker_cpu_s": round(worker_cpu, 2), "redis_cpu_s": round(redis_cpu, 2),
-            "other_processes_cores": round(max(others, 0.0) / wall_s, 2), "shards": shards}
+            "other_processes_cores": round(max(others, 0.0) / wall_s, 2),
+            "pool_peak_rss_mib": round(max(peaks.values(), default=0.0)), "shards": shards}
 
 
 def measure(store: Store, app: Any, env: dict[str, str], work: Path, concurrency: int,
@@ -216,7 +220,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{median([r['worker_cpu_s'] for r in w['runs']]):.2f} s",
                 f"{median([r['redis_cpu_s'] for r in w['runs']]):.2f} s",
                 f"{median([r['other_processes_cores'] for r in w['runs']]):.2f}",
-                f"{w['warm_up_s']:.2f} s", len(w["runs"])] for w in result["workers"]]
+                f"{w['warm_up_s']:.2f} s",
+                f"{max(r.get('pool_peak_rss_mib', 0) for r in w['runs']):,} MiB",
+                len(w["runs"])] for w in result["workers"]]
     shards = [[w["concurrency"], i + 1, sh["shard"], f"{sh['cells']:,}", f"{sh['ads']:,}",
                f"{sh['written']:,}", f"{sh['started_after_s']:.2f} s", f"{sh['duration_s']:.2f} s"]
               for w in result["workers"] for i, r in enumerate(w["runs"]) for sh in r["shards"]]
@@ -243,7 +249,8 @@ def markdown(result: dict[str, Any]) -> str:
         table(["worker processes", "run (median, planning to last shard)",
                "send to done (median)", "worker CPU (median)", "Redis CPU (median)",
                "other processes' cores (median)",
-               "warm-up run (median)", "runs"], medians),
+               "warm-up run (median)", "a pool process's peak memory (VmHWM)", "runs"],
+              medians),
         "\nEvery shard (started: after the run was planned; ads: those within reach of its "
         "cells, from the worker's copy of the catalogue, with their evidence from Redis):\n\n",
         table(["processes", "run", "shard", "cells", "ads", "written", "started", "took"],
