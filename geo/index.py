@@ -61,7 +61,8 @@ class PointIndex:
         self._order = order.astype(np.int64)
         self._lat = lat_deg[order]
         self._lon = lon_deg[order]
-        self._xyz = unit_vectors(self._lat, self._lon)
+        # the unit vectors' coordinates, each contiguous (a gather of one is then contiguous)
+        self._x, self._y, self._z = np.ascontiguousarray(unit_vectors(self._lat, self._lon).T)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -114,8 +115,7 @@ class PointIndex:
         # The two halves of a circle over the antimeridian can share columns of wide cells.
         positions = runs[0] if len(runs) == 1 else np.unique(np.concatenate(runs))
         min_cos = math.cos(min((radius_km + SLACK_KM) / EARTH_RADIUS_KM, math.pi)) - 1e-12
-        cos_angle = _cosines(unit_vectors(lat, lon)[None, :],
-                             np.take(self._xyz, positions, axis=0))[0]
+        cos_angle = self._cosines(unit_vectors(lat, lon)[None, :], positions)[0]
         maybe = cos_angle >= min_cos
         return positions[maybe], cos_angle[maybe]
 
@@ -178,7 +178,7 @@ class PointIndex:
         # the share of the group's points the sparsest circle holds, from a sample, sets how
         # far down each row's order to look (the cosine alone is near enough for a share)
         sample = np.linspace(0, n - 1, min(n, SHARE_SAMPLE)).astype(np.int64)
-        share = (_cosines(centres, self._xyz[positions[sample]])
+        share = (self._cosines(centres, positions[sample])
                  >= np.cos(np.minimum(radius / EARTH_RADIUS_KM, math.pi))[:, None])
         shortlist = first_shortlist(share.mean(axis=1).min(), length)
         while True:
@@ -193,7 +193,7 @@ class PointIndex:
             seen, slot = _distinct(top, n)
             inside = self._inside(lat[:, None], lon[:, None], radius[:, None],
                                   positions[seen][None, :],
-                                  _cosines(centres, self._xyz[positions[seen]]))
+                                  self._cosines(centres, positions[seen]))
             hits = inside[:, slot.reshape(top.shape)]              # (circles, rows, shortlist)
             rank = np.cumsum(hits, axis=2, dtype=np.int32)
             full = bool((rank[:, :, -1] >= length).all())
@@ -229,6 +229,15 @@ class PointIndex:
         sure[edge] = haversine_km(lat, lon, self._lat[spots], self._lon[spots]) <= radius_km
         return sure
 
+    def _cosines(self, centres: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(centres, points at ``positions``) cosines of the angles between unit vectors,
+        without BLAS: its threads cost more than they save here, and fight the other worker
+        processes for cores."""
+        out = np.multiply.outer(centres[:, 0], self._x[positions])
+        out += np.multiply.outer(centres[:, 1], self._y[positions])
+        out += np.multiply.outer(centres[:, 2], self._z[positions])
+        return out
+
     def _positions_in(self, row_lo: int, row_hi: int, col_lo: int, col_hi: int) -> np.ndarray:
         """Positions in the sorted arrays of the points in a block of grid cells (inclusive)."""
         if row_hi - row_lo < _MAX_ROW_RUNS:
@@ -263,13 +272,6 @@ def _distinct(values: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
     lookup = np.empty(bound, dtype=np.int64)
     lookup[seen] = np.arange(len(seen))
     return seen, lookup[values]
-
-
-def _cosines(centres: np.ndarray, xyz: np.ndarray) -> np.ndarray:
-    """(centres, points) cosines of the angles between unit vectors, without BLAS: its
-    threads cost more than they save here, and fight the other worker processes for cores."""
-    return (centres[:, 0:1] * xyz[:, 0] + centres[:, 1:2] * xyz[:, 1]
-            + centres[:, 2:3] * xyz[:, 2])
 
 
 def _concatenated_ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
