@@ -70,7 +70,7 @@ class CatalogueCopy:
         self._slot: dict[bytes, int] = {}           # id -> row
         self._ids = np.empty(0, dtype=object)
         self._rows = np.empty(0, dtype=SUMMARY)
-        self._xyz = np.empty((0, 3))
+        self._xyz = np.empty((3, 0))                 # unit vectors, a row per coordinate
         self._used = np.zeros(0, dtype=bool)        # rows holding an ad (others: removed)
         self._read_at = -np.inf                     # when it was last read whole (monotonic)
 
@@ -132,7 +132,8 @@ class CatalogueCopy:
         rows = summary_rows(list(raw.values()))
         self._ids = _objects(ids)
         self._rows = np.array(rows, dtype=SUMMARY)
-        self._xyz = geo.unit_vectors(rows["lat"], rows["lon"]).reshape(-1, 3)
+        xyz = geo.unit_vectors(rows["lat"], rows["lon"]).reshape(-1, 3)
+        self._xyz = np.ascontiguousarray(xyz.T)
         self._used = np.ones(len(ids), dtype=bool)
         self._slot = {a: i for i, a in enumerate(ids)}
         self._last = _entry_key(newest[0][0]) if newest else (0, 0)
@@ -151,7 +152,7 @@ class CatalogueCopy:
         present = [(a, v) for a, v in zip(changed, values, strict=True) if v is not None]
         if present:
             rows = summary_rows([v for _, v in present])
-            xyz = geo.unit_vectors(rows["lat"], rows["lon"]).reshape(-1, 3)
+            xyz = geo.unit_vectors(rows["lat"], rows["lon"]).reshape(-1, 3).T
             at = np.array([self._slot.get(a, -1) for a, _ in present])
             new = at < 0
             start = len(self._ids)
@@ -160,10 +161,10 @@ class CatalogueCopy:
             if fresh:
                 self._ids = np.concatenate([self._ids, _objects(fresh)])
                 self._rows = np.concatenate([self._rows, np.zeros(len(fresh), dtype=SUMMARY)])
-                self._xyz = np.concatenate([self._xyz, np.zeros((len(fresh), 3))])
+                self._xyz = np.concatenate([self._xyz, np.zeros((3, len(fresh)))], axis=1)
                 self._used = np.concatenate([self._used, np.zeros(len(fresh), dtype=bool)])
                 self._slot.update({a: start + i for i, a in enumerate(fresh)})
-            self._rows[at], self._xyz[at], self._used[at] = rows, xyz, True
+            self._rows[at], self._xyz[:, at], self._used[at] = rows, xyz, True
         self.stats.updates += 1
         self.stats.changed_ads += len(changed)
         if len(self._used) > 1000 and len(self._slot) < len(self._used) // 2:
@@ -172,7 +173,7 @@ class CatalogueCopy:
     def _compact(self) -> None:
         """Drop the rows of removed ads."""
         keep = np.flatnonzero(self._used)
-        self._ids, self._rows, self._xyz = self._ids[keep], self._rows[keep], self._xyz[keep]
+        self._ids, self._rows, self._xyz = self._ids[keep], self._rows[keep], self._xyz[:, keep]
         self._used = np.ones(len(keep), dtype=bool)
         self._slot = {a: i for i, a in enumerate(self._ids.tolist())}
 
@@ -184,8 +185,12 @@ class CatalogueCopy:
     def within(self, circles: Sequence[tuple[float, float, float]]) -> Summaries:
         """The ads of the copy within any of the ``circles`` (lat, lon, radius_km)."""
         near = np.zeros(len(self._used), dtype=bool)
+        x, y, z = self._xyz
         for lat, lon, radius_km in circles:
-            near |= self._xyz @ geo.unit_vector(lat, lon) >= geo.km_to_dot(radius_km)
+            cx, cy, cz = geo.unit_vector(lat, lon).tolist()
+            # element by element, not a BLAS product: its threads would fight the other
+            # worker processes for the cores
+            near |= x * cx + y * cy + z * cz >= geo.km_to_dot(radius_km)
         return self._of(np.flatnonzero(near & self._used))
 
     def _of(self, rows: np.ndarray) -> Summaries:
