@@ -20,6 +20,7 @@ ad Redis's (slightly larger sphere) search would return within the circle's radi
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class CatalogueCopy:
         self._xyz = np.empty((3, 0))                 # unit vectors, a row per coordinate
         self._used = np.zeros(0, dtype=bool)        # rows holding an ad (others: removed)
         self._read_at = -np.inf                     # when it was last read whole (monotonic)
+        self._lock = threading.Lock()               # threads of one process take turns
 
     def __len__(self) -> int:
         return len(self._slot)
@@ -81,6 +83,10 @@ class CatalogueCopy:
     def refresh(self) -> str:
         """Bring the copy up to date and return the catalogue epoch read before it (a feed
         built from the copy is written only while the epoch is still that one)."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> str:
         with self.r.pipeline(transaction=True) as p:
             p.get(Keys.catalog_epoch)
             p.xrange(Keys.catalog_changes, count=1)
@@ -180,18 +186,20 @@ class CatalogueCopy:
     # -- reading -------------------------------------------------------------------------
     def summaries(self) -> Summaries:
         """Every ad of the copy."""
-        return self._of(np.flatnonzero(self._used))
+        with self._lock:
+            return self._of(np.flatnonzero(self._used))
 
     def within(self, circles: Sequence[tuple[float, float, float]]) -> Summaries:
         """The ads of the copy within any of the ``circles`` (lat, lon, radius_km)."""
-        near = np.zeros(len(self._used), dtype=bool)
-        x, y, z = self._xyz
-        for lat, lon, radius_km in circles:
-            cx, cy, cz = geo.unit_vector(lat, lon).tolist()
-            # element by element, not a BLAS product: its threads would fight the other
-            # worker processes for the cores
-            near |= x * cx + y * cy + z * cz >= geo.km_to_dot(radius_km)
-        return self._of(np.flatnonzero(near & self._used))
+        with self._lock:
+            near = np.zeros(len(self._used), dtype=bool)
+            x, y, z = self._xyz
+            for lat, lon, radius_km in circles:
+                cx, cy, cz = geo.unit_vector(lat, lon).tolist()
+                # element by element, not a BLAS product: its threads would fight the other
+                # worker processes for the cores
+                near |= x * cx + y * cy + z * cz >= geo.km_to_dot(radius_km)
+            return self._of(np.flatnonzero(near & self._used))
 
     def _of(self, rows: np.ndarray) -> Summaries:
         return Summaries(self._ids[rows].tolist(), self._rows[rows])

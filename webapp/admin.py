@@ -41,7 +41,10 @@ def rollup() -> Response:
 def regenerate() -> Response:
     rt = runtime()
     if _wait():
-        return json_response(run_regenerate(rt.store, rt.settings, rt.now(), rt.rng))
+        try:
+            return json_response(run_regenerate(rt.store, rt.settings, rt.now(), rt.rng))
+        finally:    # a web process keeps no copy of the catalogue: the workers do
+            rt.store.drop_catalogue_copy()
     task = rt.celery.send_task(REGENERATE, kwargs={"forced": True},
                                queue=QUEUE[REGENERATE])
     return json_response({"task_id": task.id}, 202)

@@ -2,11 +2,14 @@
 feed_id is a 4xx naming it that writes nothing."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
+import geo
 from tests.support import bad_input, feeds
 from tests.support.api import error_of
-from tests.support.feeds import get_feed, ids_of
+from tests.support.feeds import HERE, get_feed, ids_of
 
 catalogue = feeds.catalogue       # the fixture: the ads around HERE
 unchanged = bad_input.unchanged   # the fixture: the refused request wrote nothing
@@ -68,3 +71,12 @@ def test_a_feed_another_process_has_not_logged_yet_is_waited_for(app, client, ad
     response = client.get(f"/v1/feeds/{feed.feed_id}", headers=admin)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["ads"] == [a["ad_id"] for a in feed.as_dict()["ads"]]
+
+
+def test_a_regeneration_the_web_process_runs_keeps_no_copy_of_the_catalogue(
+        client, admin, catalogue, fake_store):
+    fake_store.mark_active({geo.encode(*HERE, 6): time.time()})   # a cell the run rebuilds
+    response = client.post("/v1/admin/regenerate?wait=true", headers=admin)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["written"] > 0
+    assert fake_store._copy is None        # the workers keep one; a web process does not
