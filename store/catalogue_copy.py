@@ -29,12 +29,13 @@ import numpy as np
 import redis
 
 import geo
-from store.keys import SUMMARY, Keys
+from store.keys import SUMMARY, SUMMARY_CHUNK, Keys
 from store.rows import Summaries, summary_rows
 
 log = logging.getLogger(__name__)
 
 RELOAD_SHARE = 0.25   # more changed ids than this share of the copy: read everything again
+CHANGES_READ = 1000   # log entries one refresh reads at most (more: read everything again)
 MAX_AGE_S = 3600.0    # a copy is read whole again at least this often
 
 
@@ -43,6 +44,12 @@ def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
     text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _ids_of(fields: dict[bytes, bytes]) -> bytes:
+    """The ids a change log entry lists ("*": too many to list, or an entry of another
+    shape)."""
+    return fields.get(b"ids", b"*")
 
 
 def _objects(ids: list[bytes]) -> np.ndarray:
@@ -74,6 +81,8 @@ class CatalogueCopy:
         self._xyz = np.empty((3, 0))                 # unit vectors, a row per coordinate
         self._used = np.zeros(0, dtype=bool)        # rows holding an ad (others: removed)
         self._read_at = -np.inf                     # when it was last read whole (monotonic)
+        self._epoch = "0"                           # the catalogue epoch the copy is at
+        self._server: str | None = None             # the Redis run id it was read from
         self._lock = threading.Lock()               # threads of one process take turns
 
     def __len__(self) -> int:
@@ -84,64 +93,95 @@ class CatalogueCopy:
         """Bring the copy up to date and return the catalogue epoch read before it (a feed
         built from the copy is written only while the epoch is still that one)."""
         with self._lock:
-            return self._refresh()
+            try:
+                return self._refresh()
+            except BaseException:
+                self._last = None        # half done: the next refresh reads everything
+                raise
 
     def _refresh(self) -> str:
+        server = self._server_id()
+        last = self._last
         with self.r.pipeline(transaction=True) as p:
             p.get(Keys.catalog_epoch)
-            p.xrange(Keys.catalog_changes, count=1)
             p.xrevrange(Keys.catalog_changes, count=1)
-            if self._last is not None:
-                p.xrange(Keys.catalog_changes, min=f"({self._last[0]}-{self._last[1]}")
+            if last is not None:      # from the copy's own entry on, which must still be there
+                p.xrange(Keys.catalog_changes, min=f"{last[0]}-{last[1]}", count=CHANGES_READ)
             p.hlen(Keys.ads_summary)
-            epoch, oldest, newest, *after, indexed = p.execute()
+            epoch, newest, *after, indexed = p.execute()
         epoch = (epoch.decode() if isinstance(epoch, bytes) else epoch) or "0"
-        after = after[0] if after else []
-        why = self._why_reload(oldest, newest, after)
+        entries = after[0] if after else []
+        if entries and _entry_key(entries[0][0]) == last:
+            entries = entries[1:]
+        why = self._why_reload(server, epoch, newest, after[0] if after else [], entries)
         if why:
-            self._reload(why)
-            return epoch
-        changed = list(dict.fromkeys(a for _, fields in after for a in fields[b"ids"].split()))
+            self._reload(why, server)
+            return self._epoch
+        changed = list(dict.fromkeys(a for _, fields in entries
+                                     for a in _ids_of(fields).split()))
         if changed:
             self._apply(changed)
-            self._last = _entry_key(after[-1][0])
+            self._last = _entry_key(entries[-1][0])
+        self._epoch = epoch
         if len(self._slot) != int(indexed):
             # a writer that does not log, or an ad the log named removed between the two
             # reads: rare either way
-            self._reload("the summary hash holds another number of ads than the copy")
+            self._reload("the summary hash holds another number of ads than the copy", server)
+            return self._epoch
         return epoch
 
-    def _why_reload(self, oldest: list, newest: list, after: list) -> str | None:
-        """Why the copy must be read again rather than brought up to date from ``after``
-        (the log's entries after the copy's), or None."""
+    def _server_id(self) -> str | None:
+        """The Redis server's run id: another one (a restart, a failover) may have lost
+        writes the copy holds. None where the server does not say (fakeredis)."""
+        try:
+            return str(self.r.info("server").get("run_id"))
+        except redis.ResponseError:
+            return None
+
+    def _why_reload(self, server: str | None, epoch: str, newest: list, read: list,
+                    entries: list) -> str | None:
+        """Why the copy must be read again rather than brought up to date from ``entries``
+        (the log's entries after the copy's; ``read``: from the copy's own on), or None."""
         if self._last is None:
             return "first use"
         if time.monotonic() - self._read_at > MAX_AGE_S:
             return f"read whole more than {MAX_AGE_S:g} s ago"
+        if server != self._server:
+            return "another Redis server (restarted, or failed over): writes may be lost"
         if not newest:
             return None if self._last == (0, 0) else "the change log is gone"
-        if _entry_key(oldest[0][0]) > self._last:
-            return "the change log no longer reaches back to the copy"
-        if any(fields[b"ids"] == b"*" for _, fields in after):
+        if not read or _entry_key(read[0][0]) != self._last:
+            return "the change log no longer holds the copy's last entry"
+        if self._last == (0, 0):
+            return "the change log began after the copy was read"
+        if len(read) >= CHANGES_READ:
+            return f"more than {CHANGES_READ:,} writes since the copy's last read"
+        if any(_ids_of(fields) == b"*" for _, fields in entries):
             return "a write too large to list"
-        listed = sum(fields[b"ids"].count(b" ") + 1 for _, fields in after)
+        listed = sum(_ids_of(fields).count(b" ") + 1 for _, fields in entries)
         if listed > max(1000, RELOAD_SHARE * len(self._slot)):
             return f"{listed:,} ads changed"
+        bumps = sum(fields.get(b"voids") == b"1" for _, fields in entries)
+        if int(epoch) - int(self._epoch) != bumps:
+            return "the catalogue epoch moved without a logged write (an older writer)"
         return None
 
-    def _reload(self, why: str) -> None:
+    def _reload(self, why: str, server: str | None) -> None:
         with self.r.pipeline(transaction=True) as p:
+            p.get(Keys.catalog_epoch)
             p.xrevrange(Keys.catalog_changes, count=1)
             p.hgetall(Keys.ads_summary)
-            newest, raw = p.execute()
+            epoch, newest, raw = p.execute()
         ids = list(raw)
         rows = summary_rows(list(raw.values()))
-        self._ids = _objects(ids)
-        self._rows = np.array(rows, dtype=SUMMARY)
         xyz = geo.unit_vectors(rows["lat"], rows["lon"]).reshape(-1, 3)
-        self._xyz = np.ascontiguousarray(xyz.T)
+        # every field at once, after everything is read: a failure leaves the old copy
+        self._ids, self._rows, self._xyz = _objects(ids), np.array(rows, dtype=SUMMARY), \
+            np.ascontiguousarray(xyz.T)
         self._used = np.ones(len(ids), dtype=bool)
         self._slot = {a: i for i, a in enumerate(ids)}
+        self._epoch = (epoch.decode() if isinstance(epoch, bytes) else epoch) or "0"
+        self._server = server
         self._last = _entry_key(newest[0][0]) if newest else (0, 0)
         self._read_at = time.monotonic()
         self.stats.reloads += 1
@@ -149,7 +189,9 @@ class CatalogueCopy:
 
     def _apply(self, changed: list[bytes]) -> None:
         """Read the current summaries of ``changed`` and put them in (or take them out)."""
-        values = self.r.hmget(Keys.ads_summary, changed)
+        values: list[bytes | None] = []
+        for i in range(0, len(changed), SUMMARY_CHUNK):     # bounded commands
+            values += self.r.hmget(Keys.ads_summary, changed[i:i + SUMMARY_CHUNK])
         gone = [a for a, v in zip(changed, values, strict=True) if v is None]
         for a in gone:
             row = self._slot.pop(a, None)

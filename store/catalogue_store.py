@@ -45,12 +45,15 @@ def _index_expiry(p: redis.client.Pipeline, ids: Sequence[str],
         p.zrem(Keys.ads_expiry, *lasting)
 
 
-def _log_change(p: redis.client.Pipeline, ids: Sequence[str]) -> None:
+def _log_change(p: redis.client.Pipeline, ids: Sequence[str], voids: bool) -> None:
     """Within a catalogue transaction: note the ads whose summaries it writes or removes in
-    catalog:changes, which keeps the copies of the catalogue current (``CatalogueCopy``).
-    A write of more than CHANGE_IDS_MAX ads says "*": copies read everything again."""
+    catalog:changes, and whether it bumps catalog:epoch (``voids``), which keeps the copies
+    of the catalogue current (``CatalogueCopy``: an epoch that moved more often than the log
+    says was moved by a writer that does not log). A write of more than CHANGE_IDS_MAX ads
+    says "*": copies read everything again."""
     listed = " ".join(ids) if len(ids) <= CHANGE_IDS_MAX else "*"
-    p.xadd(Keys.catalog_changes, {"ids": listed}, maxlen=CHANGES_KEPT, approximate=True)
+    p.xadd(Keys.catalog_changes, {"ids": listed, "voids": "1" if voids else "0"},
+           maxlen=CHANGES_KEPT, approximate=True)
 
 
 def _locations(rows: np.ndarray) -> list[tuple[float, float]]:
@@ -123,7 +126,7 @@ class CatalogueStore:
                 if any(sums):
                     p.hsetnx(Keys.decayed, ad.ad_id, " ".join(map(repr, [evidence_at, *sums])))
             if rows:
-                _log_change(p, [ad.ad_id for ad in rows])
+                _log_change(p, [ad.ad_id for ad in rows], voids=False)
             return len(rows)
 
         return self.r.transaction(step, *keys, Keys.ads_summary, value_from_callable=True)
@@ -161,7 +164,7 @@ class CatalogueStore:
                                               in enumerate(zip(ads, expiry, strict=True))})
             p.hset(Keys.ads_cards, mapping={str(first + i): card_value(ad)
                                             for i, ad in enumerate(ads)})
-            _log_change(p, ids)
+            _log_change(p, ids, voids=bool(stale))
             if stale:
                 self._void_feeds(p, stale)
             return len(old)
@@ -179,8 +182,7 @@ class CatalogueStore:
             p.zrem(Keys.ads_geo, ad_id)
             p.zrem(Keys.ads_expiry, ad_id)
             p.hdel(Keys.ads_summary, ad_id)
-            if len(old):
-                _log_change(p, [ad_id])
+            _log_change(p, [ad_id], voids=True)      # (the epoch moves even for no such ad)
             self._forget_cards(p, old)
             self._void_feeds(p, stale)
 

@@ -21,6 +21,6 @@ end
 if #removed > 0 then
   local listed = '*'
   if #removed <= tonumber(ARGV[4]) then listed = table.concat(removed, ' ') end
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'ids', listed)
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'ids', listed, 'voids', '0')
 end
 return ids

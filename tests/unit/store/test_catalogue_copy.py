@@ -66,7 +66,7 @@ def test_a_write_too_large_to_list_makes_the_copy_read_everything_again(fake_sto
     many = [ad(f"b{i}", 52.5, 13.4 + i * 1e-4) for i in range(CHANGE_IDS_MAX + 1)]
     fake_store.put_ads(many, lambda old: [])
     fields = fake_store.r.xrevrange(Keys.catalog_changes, count=1)[0][1]
-    assert fields == {b"ids": b"*"}
+    assert fields == {b"ids": b"*", b"voids": b"0"}
     same_as_the_hash(fake_store)
     assert fake_store.catalogue_copy().stats.reloads == 2
 
@@ -86,6 +86,55 @@ def test_a_copy_the_log_no_longer_reaches_reads_everything_again(fake_store: Sto
         fake_store.r.delete(Keys.catalog_changes)
     same_as_the_hash(fake_store)
     assert fake_store.catalogue_copy().stats.reloads == 2
+
+
+def test_a_lost_write_the_copy_had_applied_makes_it_read_everything_again(fake_store: Store):
+    put(fake_store, "a", 52.5, 13.4)
+    same_as_the_hash(fake_store)
+    put(fake_store, "a", 48.8, 2.3)
+    same_as_the_hash(fake_store)           # the copy applied the move ...
+    # ... which the server then loses (a restart on an AOF a second behind): the summary and
+    # the log entry go back, and another write follows
+    moved = fake_store.r.xrevrange(Keys.catalog_changes, count=1)[0][0]
+    fake_store.r.xdel(Keys.catalog_changes, moved)
+    fake_store.r.hset(Keys.ads_summary, "a", summary(ad("a", 52.5, 13.4), NOW + 10, 1))
+    put(fake_store, "b", 40.0, 3.0)
+    same_as_the_hash(fake_store)
+    assert fake_store.catalogue_copy().stats.reloads == 2
+
+
+def test_an_epoch_moved_by_a_writer_that_does_not_log_makes_the_copy_read_everything_again(
+        fake_store: Store):
+    put(fake_store, "a", 52.5, 13.4)
+    put(fake_store, "b", 52.5, 13.5, stale=["u33dc0"])     # a logged write that voids feeds
+    same_as_the_hash(fake_store)
+    put(fake_store, "c", 52.5, 13.6, stale=["u33dc0"])
+    same_as_the_hash(fake_store)           # logged: read alone
+    assert fake_store.catalogue_copy().stats.reloads == 1
+    # an older version moves "a" far away, voiding feeds, without a log entry: the count
+    # stays, only the epoch tells
+    fake_store.r.hset(Keys.ads_summary, "a", summary(ad("a", 10.0, 10.0), NOW + 10, 99))
+    fake_store.r.incr(Keys.catalog_epoch)
+    epoch = fake_store.ads_within([(10.0, 10.0, 5.0)])
+    assert [a.decode() for a in epoch.ads.ids] == ["a"] and epoch.epoch == "3"
+    assert fake_store.catalogue_copy().stats.reloads == 2
+
+
+def test_a_refresh_that_fails_half_way_leaves_the_next_to_read_everything(
+        fake_store: Store, monkeypatch):
+    put(fake_store, "a", 52.5, 13.4)
+    same_as_the_hash(fake_store)
+    copy = fake_store.catalogue_copy()
+    put(fake_store, "b", 52.5, 13.5)
+
+    def broken(changed):
+        raise MemoryError
+    monkeypatch.setattr(copy, "_apply", broken)
+    with pytest.raises(MemoryError):
+        copy.refresh()
+    monkeypatch.undo()
+    same_as_the_hash(fake_store)
+    assert copy.stats.reloads == 2
 
 
 def test_a_writer_that_does_not_log_is_found_by_the_count(fake_store: Store):
