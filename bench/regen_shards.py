@@ -9,14 +9,16 @@
 4. N rounds (default 3), each a Celery worker (``-c 1``) on the regen queue with
    REGEN_SHARDS=2 and then one with ``-c 2``, the order alternating from round to round so
    that a slow spell of this shared machine falls on both sizes. Each worker: one warm-up
-   run, not counted, then R runs (default 2), each sent as the beat sends it
+   run, not counted (each pool process's first reads the whole catalogue into its copy),
+   then R runs (default 2), each after 0.1 % of the ads were edited (``--edits``) and sent
+   as the beat sends it
    (``regenerate.run``, forced) once the one before has finished. A run's time is the one
    its last shard records (from planning to the last shard's end,
    ``job_status("regenerate")``); the time from sending to seeing it done is kept too.
 5. The ratio of the medians of every round's runs (1 process over 2), each round's own
    ratio, each shard's time and ads read, the CPU the worker and Redis used during each
-   run, and the cores other processes kept busy meanwhile (on a shared machine they take
-   from the workers).
+   run, the cores other processes kept busy meanwhile (on a shared machine they take
+   from the workers), and a pool process's peak memory.
 
 Target: two worker processes at least 1.7 times as fast as one.
 
