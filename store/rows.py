@@ -7,7 +7,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, overload
+from typing import NamedTuple, cast, overload
 
 import numpy as np
 
@@ -127,18 +127,23 @@ def float_rows(raw: Sequence[bytes | None], width: int) -> np.ndarray:
     """Space-separated numbers, one value a row, as an (n, width) array: NaN where a value
     is missing or shorter (written when there were fewer fields)."""
     out = np.full((len(raw), width), np.nan)
-    present = [i for i, v in enumerate(raw) if v is not None]
-    values = [v for v in raw if v is not None]
-    if not present:
+    raw = list(raw)
+    if raw.count(None):
+        present: list[int] | slice = [i for i, v in enumerate(raw) if v is not None]
+        values = [v for v in raw if v is not None]
+    else:                     # every row there (the usual case): no pass in Python to sort out
+        present, values = slice(None), cast(list[bytes], raw)
+    if not values:
         return out
     if all(v.count(b" ") == width - 1 for v in values):
         # numpy's own text parser, not a Python bytes object per number
         numbers = np.fromstring(b" ".join(values), dtype=np.float64, sep=" ")
-        if len(numbers) != len(present) * width:
+        if len(numbers) != len(values) * width:
             raise ValueError("a stored row of numbers does not parse")
-        out[present] = numbers.reshape(len(present), width)
+        out[present] = numbers.reshape(len(values), width)
     else:
-        for i, v in zip(present, values, strict=True):
+        rows = range(len(raw)) if isinstance(present, slice) else present
+        for i, v in zip(rows, values, strict=True):
             row = np.array(v.split(), dtype=np.float64)[:width]
             out[i, :len(row)] = row
     return out
