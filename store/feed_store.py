@@ -113,8 +113,8 @@ class FeedStore:
                 if (_s(p.get(Keys.catalog_epoch)) or "0") != epoch:
                     return False
                 p.multi()
-                for cell, packed in feeds.items():
-                    p.set(Keys.feed(cell), packed, ex=ttl_s)
+                for cell, packed in feeds.items():   # (SET's own method: 4x the client's CPU)
+                    p.execute_command("SET", Keys.feed(cell), packed, "EX", ttl_s)
                 p.execute()
             except redis.WatchError:        # the catalogue changed between the read and EXEC
                 return False
