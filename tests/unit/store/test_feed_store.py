@@ -18,6 +18,8 @@ def test_write_feeds_refuses_after_the_catalogue_changed(fake_store: Store):
     assert not fake_store.write_feeds(epoch, {"u33dc1": b"v2"}, 60)
     assert fake_store.r.get(Keys.feed("u33dc1")) is None
     assert fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc1": b"v2"}, 60)
+    assert fake_store.r.get(Keys.feed("u33dc1")) == b"v2"
+    assert 0 < fake_store.r.ttl(Keys.feed("u33dc1")) <= 60      # a feed never outlives its TTL
 
 
 def test_write_feeds_refuses_when_the_catalogue_changes_between_its_check_and_its_write(
