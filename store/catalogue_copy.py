@@ -3,15 +3,20 @@ catalogue's change log (catalog:changes), so that a regeneration reads only what
 since its last run instead of every ad it needs.
 
 Every write of ads:summary (``CatalogueStore``: put, delete, reindex, and the expiry script)
-notes the ids it wrote or removed in catalog:changes, in the same transaction. A copy
-remembers the newest entry it has applied; bringing it up to date reads the entries after
-that one and the current summaries of the ids they name. It reads everything again when it
-cannot trust that path: on its first use, when the log no longer reaches back to its entry
-(trimmed, or the server was flushed), when an entry says "*" (a write too large to list,
-such as an import), or when the summary hash holds another number of ads than the copy
-(a writer that does not log, such as an older version of the service), and at least every
-MAX_AGE_S, which bounds how long a change such a writer made without changing the count
-can go unseen.
+notes the ids it wrote or removed in catalog:changes, in the same transaction, and whether
+it bumped catalog:epoch. A copy remembers the newest entry it has applied; bringing it up to
+date reads the entries from that one on and the current summaries of the ids they name. It
+reads everything again when it cannot trust that path:
+
+- on its first use, and after a refresh that failed half-way;
+- when the log no longer holds the copy's own last entry (trimmed, the server flushed, or a
+  write it had applied lost by a restart), or Redis's run id changed (a restart or failover);
+- when an entry says "*" (a write too large to list, such as an import), or more changed
+  than CHANGES_READ entries or RELOAD_SHARE of the ads;
+- when the summary hash holds another number of ads than the copy, or the epoch moved more
+  often than the entries say (a writer that does not log, such as an older version);
+- and at least every MAX_AGE_S, which bounds how long a change such a writer made without
+  either can go unseen.
 
 Selecting the ads near some circles is then arithmetic on the copy's unit vectors, with
 no GEOSEARCH: the distance is the true great-circle one, so a circle holds at least every
