@@ -35,7 +35,7 @@ import redis
 
 import geo
 from store.keys import SUMMARY, SUMMARY_CHUNK, Keys
-from store.rows import Summaries, summary_rows
+from store.rows import Summaries, _s, summary_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,7 @@ MAX_AGE_S = 3600.0    # a copy is read whole again at least this often
 
 def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
     """A stream entry id ("ms-seq") as a pair that orders like the ids."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
+    ms, _, seq = _s(entry_id).partition("-")
     return int(ms), int(seq or 0)
 
 
@@ -114,11 +113,10 @@ class CatalogueCopy:
                 p.xrange(Keys.catalog_changes, min=f"{last[0]}-{last[1]}", count=CHANGES_READ)
             p.hlen(Keys.ads_summary)
             epoch, newest, *after, indexed = p.execute()
-        epoch = (epoch.decode() if isinstance(epoch, bytes) else epoch) or "0"
-        entries = after[0] if after else []
-        if entries and _entry_key(entries[0][0]) == last:
-            entries = entries[1:]
-        why = self._why_reload(server, epoch, newest, after[0] if after else [], entries)
+        epoch = _s(epoch) or "0"
+        read = after[0] if after else []
+        entries = read[1:] if read and _entry_key(read[0][0]) == last else read
+        why = self._why_reload(server, epoch, newest, read, entries)
         if why:
             self._reload(why, server)
             return self._epoch
@@ -155,10 +153,10 @@ class CatalogueCopy:
             return "another Redis server (restarted, or failed over): writes may be lost"
         if not newest:
             return None if self._last == (0, 0) else "the change log is gone"
-        if not read or _entry_key(read[0][0]) != self._last:
-            return "the change log no longer holds the copy's last entry"
         if self._last == (0, 0):
             return "the change log began after the copy was read"
+        if not read or _entry_key(read[0][0]) != self._last:
+            return "the change log no longer holds the copy's last entry"
         if len(read) >= CHANGES_READ:
             return f"more than {CHANGES_READ:,} writes since the copy's last read"
         if any(_ids_of(fields) == b"*" for _, fields in entries):
@@ -185,7 +183,7 @@ class CatalogueCopy:
             np.ascontiguousarray(xyz.T)
         self._used = np.ones(len(ids), dtype=bool)
         self._slot = {a: i for i, a in enumerate(ids)}
-        self._epoch = (epoch.decode() if isinstance(epoch, bytes) else epoch) or "0"
+        self._epoch = _s(epoch) or "0"
         self._server = server
         self._last = _entry_key(newest[0][0]) if newest else (0, 0)
         self._read_at = time.monotonic()

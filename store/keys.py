@@ -55,7 +55,8 @@ class Keys:
     ad_serial = "ads:serial"            # the last serial given
     catalog_epoch = "catalog:epoch"
     # every write of ads:summary, in order: "ids" -> the ids written or removed, space-
-    # separated ("*": too many to list, read everything again); see store.catalogue_copy
+    # separated ("*": too many to list, read everything again), "voids" -> "1" when the
+    # write bumped catalog:epoch; see store.catalogue_copy
     catalog_changes = "catalog:changes"
     cells_active = "cells:active"
     served = "served"
