@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import msgpack
 import pytest
 import redis
 
@@ -13,6 +14,7 @@ import geo
 from config import Settings, load_settings
 from pipeline.catalogue import upsert_ads
 from pipeline.learning.rollup import run_rollup
+from pipeline.serving.cellfeed import FORMAT_VERSION, CellFeed
 from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
 from store import Keys, UserMemory
 from tests.conftest import NOW
@@ -55,6 +57,16 @@ def test_an_ad_a_user_applied_to_is_left_out_of_their_feed(serve, fake_store, se
     fake_store.exclude_for_users({"u1": {shown[0]}}, NOW, UserMemory(60))
     again = [a["ad_id"] for a in serve(req, NOW)["ads"]]
     assert shown[0] not in again and len(again) >= len(shown) - 1
+
+
+def test_a_feed_stored_in_an_older_layout_is_rebuilt_on_its_first_read(serve, fake_store,
+                                                                      settings, paris):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    fake_store.r.set(Keys.feed(cell), msgpack.packb({"v": FORMAT_VERSION - 1, "cell": cell}))
+    body = serve(FeedRequest(*PARIS, 20, 5.0), NOW)
+    assert body["cache"] == "miss" and len(body["ads"]) == 20
+    assert CellFeed.unpack(fake_store.feed_value(cell)).cell == cell    # stored anew
+    assert serve(FeedRequest(*PARIS, 20, 5.0), NOW)["cache"] == "hit"
 
 
 @pytest.mark.parametrize("strategy", ["nearest", "newest"])
