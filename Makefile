@@ -25,10 +25,12 @@ run: $(BIN)/.installed
 
 # Debian tools the tests drive, as command:package; installed when missing and run as root
 # (wrk: load test; prometheus, promtool, the Redis exporter: metrics and alert tests;
-# chromium and its driver: the browser tests of /dashboard and /docs)
+# chromium and its driver: the browser tests of /dashboard and /docs; rabbitmq-server: the
+# tests with RabbitMQ as the broker start a node of their own from it)
 TEST_TOOLS := wrk:wrk prometheus:prometheus promtool:prometheus \
 	prometheus-redis-exporter:prometheus-redis-exporter chromium:chromium \
-	chromedriver:chromium-driver docker-compose:docker-compose shellcheck:shellcheck
+	chromedriver:chromium-driver docker-compose:docker-compose shellcheck:shellcheck \
+	rabbitmq-server:rabbitmq-server
 
 test: $(BIN)/.installed-dev
 	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \

@@ -51,6 +51,11 @@ CREDENTIALS = {
 }
 
 
+# a worker takes up to 4 tasks a process ahead (tasks.factory: worker_prefetch_multiplier),
+# so a delivered task may wait for 4 others before its own run
+PREFETCH_ROUNDS = 5
+
+
 class SettingsError(ValueError):
     """A setting has a value the service cannot run with."""
 
@@ -127,6 +132,9 @@ class Settings(BaseModel):
 
     task_time_limit_s: int = Field(300, ge=10)
     visibility_timeout_s: int = Field(600, ge=30)
+    # RabbitMQ's consumer_timeout, as the server has it (its default: 30 minutes): a task
+    # delivered and not acknowledged within it makes RabbitMQ close the worker's channel
+    broker_consumer_timeout_s: int = Field(1800, ge=60)
 
     @field_validator(*CREDENTIALS)
     @classmethod
@@ -142,6 +150,12 @@ class Settings(BaseModel):
     def _consistent(self) -> Settings:
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S")
+        if (self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+                and PREFETCH_ROUNDS * self.task_time_limit_s > self.broker_consumer_timeout_s):
+            raise ValueError(f"with RabbitMQ, {PREFETCH_ROUNDS} x TASK_TIME_LIMIT_S (a task and "
+                             f"the {PREFETCH_ROUNDS - 1} a worker may take ahead of it) must not "
+                             "exceed BROKER_CONSUMER_TIMEOUT_S, or RabbitMQ closes the channel "
+                             "of a worker still within its limit")
         if self.event_max_age_s + 300 > self.dedupe_window_s:
             raise ValueError("EVENT_MAX_AGE_S + 300 must not exceed DEDUPE_WINDOW_S, or a "
                              "retried event could be counted twice")
@@ -183,4 +197,4 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError(f"invalid settings: {problems}") from None
 
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["PREFETCH_ROUNDS", "Settings", "SettingsError", "load_settings"]

@@ -1,16 +1,39 @@
 """The Celery app's factory: its configuration and the beat schedule, both derived from the
-settings. Building an app connects nothing (the web builds one to send tasks)."""
+settings. Building an app connects nothing (the web builds one to send tasks).
+
+Two brokers: Redis (the default: REDIS_URL's server) and RabbitMQ (``CELERY_BROKER_URL=
+amqp://...``). On RabbitMQ every queue is a durable quorum queue (replicated, and it keeps
+a message until a worker acknowledges it: with acks_late, after the task), bound to one
+durable topic exchange, which Celery's native delayed delivery needs for a retry's
+countdown; every publish waits for the broker's confirm. Nothing relies on a visibility
+timeout there: a message whose worker dies returns when its channel closes.
+"""
 from __future__ import annotations
 
 import ssl
 from typing import Any
 
 from celery import Celery
+from kombu import Exchange, Queue
 
-from config import Settings
+from config import PREFETCH_ROUNDS, Settings
 from tasks.names import QUEUE, QUEUES, REGENERATE, ROLLUP
 
-__all__ = ["QUEUES", "beat_schedule", "celery_config", "make_celery"]
+__all__ = ["EXCHANGE", "QUEUES", "beat_schedule", "celery_config", "is_amqp", "make_celery"]
+
+EXCHANGE = "jobs"   # on RabbitMQ: the topic exchange every queue is bound to, by its name
+
+
+def is_amqp(url: str) -> bool:
+    """Whether ``url`` names a RabbitMQ (AMQP) broker."""
+    return url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def amqp_queues() -> list[Queue]:
+    """Each queue as RabbitMQ keeps it: durable, quorum, bound by its own name."""
+    exchange = Exchange(EXCHANGE, type="topic", durable=True)
+    return [Queue(name, exchange, routing_key=name, durable=True,
+                  queue_arguments={"x-queue-type": "quorum"}) for name in QUEUES]
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -41,7 +64,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUES[0],
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0,
                                       "interval_step": 0.2, "interval_max": 0.5},
-        "worker_prefetch_multiplier": 4,
+        "worker_prefetch_multiplier": PREFETCH_ROUNDS - 1,
         "worker_hijack_root_logger": False,
         # task events feed Flower, whose /metrics gives task counts and durations by task
         # and outcome (summed over every worker and prefork child)
@@ -50,6 +73,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",
     }
+    if is_amqp(settings.broker_url):
+        del conf["broker_transport_options"]        # no visibility timeout on RabbitMQ
+        conf.update({
+            "task_queues": amqp_queues(),
+            "task_default_exchange": EXCHANGE,
+            "task_default_exchange_type": "topic",
+            "task_default_routing_key": QUEUES[0],
+            "task_default_queue_type": "quorum",
+            "broker_transport_options": {"confirm_publish": True},
+        })
     if settings.broker_url.startswith(("redis://", "rediss://")):
         conf["broker_transport"] = "tasks.broker:Transport"   # survives a Redis restart
     if settings.broker_url.startswith("rediss://") and "ssl_cert_reqs" not in settings.broker_url:

@@ -1,5 +1,7 @@
 """A real redis-server of the tests' own (free loopback port), real Celery workers and a
-real gunicorn, all stopped when the tests are done."""
+real gunicorn, all stopped when the tests are done. The broker is that Redis, unless a test
+asks for RabbitMQ (``@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])``): then a
+RabbitMQ node of the tests' own (``devtools.rabbitmq_server``), started once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,8 +12,10 @@ import redis
 
 from config import Settings, load_settings
 from devtools.procs import Proc, service_env, start_web, start_worker
+from devtools.rabbitmq_server import RabbitNode, clear_queues
 from devtools.redis_server import RedisServer
 from store import Store
+from tasks.names import QUEUES
 from tests.conftest import ADMIN_TOKEN
 
 
@@ -41,9 +45,34 @@ def real_store(redis_url: str) -> Store:
     return Store.from_url(redis_url)
 
 
+@pytest.fixture(scope="session")
+def rabbit_node(tmp_path_factory) -> Iterator[RabbitNode]:
+    with RabbitNode(tmp_path_factory.mktemp("rabbitmq")) as node:
+        yield node
+
+
 @pytest.fixture
-def env(redis_url: str) -> dict[str, str]:
-    return service_env(redis_url, ADMIN_TOKEN=ADMIN_TOKEN, LOG_LEVEL="INFO")
+def broker() -> str:
+    """The broker the services use: "redis" unless the test is parametrized with another."""
+    return "redis"
+
+
+@pytest.fixture
+def broker_url(broker: str, request: pytest.FixtureRequest) -> str | None:
+    """CELERY_BROKER_URL for ``broker`` (None: REDIS_URL's server), its queues empty."""
+    if broker == "redis":
+        return None
+    if broker != "rabbitmq":
+        raise ValueError(f"unknown broker {broker!r}")
+    node: RabbitNode = request.getfixturevalue("rabbit_node")
+    clear_queues(node.url, QUEUES)
+    return node.url
+
+
+@pytest.fixture
+def env(redis_url: str, broker_url: str | None) -> dict[str, str]:
+    extra = {"CELERY_BROKER_URL": broker_url} if broker_url else {}
+    return service_env(redis_url, ADMIN_TOKEN=ADMIN_TOKEN, LOG_LEVEL="INFO", **extra)
 
 
 @pytest.fixture

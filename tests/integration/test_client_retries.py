@@ -27,6 +27,7 @@ def post(base: str, events: list[dict]) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_retried_posts_count_once_and_report_their_duplicates(web, worker, real_store: Store):
     catalogue(real_store, [f"ad-{a}" for a in range(ADS)])
     rng = np.random.default_rng(21)

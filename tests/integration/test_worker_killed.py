@@ -43,6 +43,7 @@ class Answered:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_a_worker_killed_twice_loses_and_doubles_nothing(env: dict[str, str], tmp_path: Path,
                                                          real_store: Store, web: str):
     env = {**env, **FAST}

@@ -57,10 +57,20 @@ def test_config_is_the_only_module_reading_os_environ():
     ({"EVENT_MAX_AGE_S": "90000", "DEDUPE_WINDOW_S": "86400"}, "DEDUPE_WINDOW_S"),
     ({"FEED_TTL_S": "60", "REGEN_INTERVAL_S": "60"}, "FEED_TTL_S"),
     ({"GEOHASH_PRECISION": "7", "FEED_RADIUS_KM": "30"}, "FEED_RADIUS_KM"),
+    ({"CELERY_BROKER_URL": "amqp://guest@localhost//", "TASK_TIME_LIMIT_S": "400",
+      "VISIBILITY_TIMEOUT_S": "800"}, "BROKER_CONSUMER_TIMEOUT_S"),
 ])
 def test_settings_that_contradict_each_other_are_refused(env, name):
     with pytest.raises(SettingsError, match=name):
         load_settings(env)
+
+
+def test_a_long_task_limit_is_refused_only_where_rabbitmq_would_cut_it_short():
+    long = {"TASK_TIME_LIMIT_S": "400", "VISIBILITY_TIMEOUT_S": "800"}
+    assert load_settings(long).task_time_limit_s == 400            # Redis: no consumer timeout
+    rabbit = {**long, "CELERY_BROKER_URL": "amqp://guest@localhost//"}
+    assert load_settings({**rabbit, "BROKER_CONSUMER_TIMEOUT_S": "2000"}).task_time_limit_s == 400
+    assert load_settings({"CELERY_BROKER_URL": "amqp://guest@localhost//"}).task_time_limit_s == 300
 
 
 @pytest.mark.parametrize("given,level", [("warning", "WARNING"), ("Info", "INFO"),

@@ -6,8 +6,8 @@ from __future__ import annotations
 import tasks.jobs  # noqa: F401  (a worker imports it: the tasks register on the app)
 from config import load_settings
 from tasks.celery import app
-from tasks.factory import beat_schedule, celery_config
-from tasks.names import QUEUES
+from tasks.factory import EXCHANGE, beat_schedule, celery_config, make_celery
+from tasks.names import QUEUE, QUEUES
 
 
 def test_celery_accepts_json_only_and_routes_each_queue():
@@ -43,3 +43,32 @@ def test_a_redis_broker_uses_the_transport_that_survives_a_redis_restart():
         assert conf["broker_transport"] == "tasks.broker:Transport"
     rabbit = celery_config(load_settings({"CELERY_BROKER_URL": "amqp://guest@localhost//"}))
     assert "broker_transport" not in rabbit
+
+
+def test_on_rabbitmq_every_queue_is_a_durable_quorum_queue_on_one_topic_exchange():
+    conf = celery_config(load_settings({"CELERY_BROKER_URL": "amqp://guest@localhost//"}))
+    queues = {q.name: q for q in conf["task_queues"]}
+    assert set(queues) == set(QUEUES)
+    for name, q in queues.items():
+        assert q.durable and q.queue_arguments == {"x-queue-type": "quorum"}
+        assert (q.exchange.name, q.exchange.type, q.exchange.durable) == (EXCHANGE, "topic", True)
+        assert q.routing_key == name
+    assert conf["broker_transport_options"] == {"confirm_publish": True}   # no visibility timeout
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+
+
+def test_on_rabbitmq_each_task_is_routed_to_its_own_quorum_queue():
+    app = make_celery(load_settings({"CELERY_BROKER_URL": "amqp://guest@localhost//"}),
+                      main="routing-check")
+    router = app.amqp.router
+    for task, queue in QUEUE.items():
+        route = router.route({}, task)
+        assert route["queue"].name == queue
+        assert route["queue"].queue_arguments == {"x-queue-type": "quorum"}
+        assert route["queue"].exchange.type == "topic"       # native delayed delivery needs it
+
+
+def test_on_redis_the_queues_are_left_to_the_transport():
+    conf = celery_config(load_settings({}))
+    assert "task_queues" not in conf
+    assert conf["broker_transport_options"]["visibility_timeout"] == 600
