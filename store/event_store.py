@@ -20,6 +20,7 @@ from store.keys import (
 from store.rows import (
     Decayed,
     IngestRow,
+    RollupBlock,
     RollupRow,
     StreamEntry,
     Unrolled,
@@ -105,36 +106,26 @@ class EventStore:
             return []
         return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
 
-    def apply_rollup(self, rows: Sequence[RollupRow], now: float, half_life_s: float,
-                     strategies: Sequence[str], credited_ttl_s: int = 8 * 86_400,
-                     position_width: int = 0, epoch_ttl_s: int = 86_400) -> int:
-        """Count a block of events and XACK it, atomically: raw counters, per-day counters
-        (also per strategy), each ad's decayed evidence and its position counts in its
-        epoch (rows of ``position_width``), and, once per feed, the strategy and cell of the
-        feed an apply came from. Returns the events counted."""
-        days = sorted({row.day for row in rows})
-        feed_days = sorted({row.feed_day for row in rows if row.strategy})
-        epochs = sorted({row.epoch for row in rows if row.position_column})
-        fixed = [Keys.events, Keys.counts, Keys.decayed, Keys.strategies, Keys.ctr_all,
-                 Keys.position_epochs]
-        day_index = {d: len(fixed) + 1 + i for i, d in enumerate(days)}
-        credit_index = {d: len(fixed) + len(days) + 1 + i for i, d in enumerate(feed_days)}
-        epoch_index = {e: len(fixed) + len(days) + len(feed_days) + 1 + i
-                       for i, e in enumerate(epochs)}
-        strategy_index = {name: i for i, name in enumerate(strategies, start=1)}
-        args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
-                              position_width, epoch_ttl_s, len(STAT_FIELDS), *STAT_FIELDS,
-                              len(EVIDENCE_FIELDS), stat_type_index("apply"),
-                              len(strategies), *strategies]
-        for row in rows:
-            s = strategy_index.get(row.strategy, 0)
-            args += [row.entry_id, row.ad_id, row.type_index, day_index[row.day],
-                     repr(row.weight), row.cell, s, row.feed_id,
-                     credit_index[row.feed_day] if s else 0, row.position_column,
-                     epoch_index[row.epoch] if row.position_column else 0]
-        keys = [*fixed, *(Keys.ctr(d) for d in days), *(Keys.credited(d) for d in feed_days),
-                *(Keys.position_epoch(e) for e in epochs)]
-        return int(self._rollup(keys=keys, args=args))
+    def apply_rollup(self, rows: Sequence[RollupRow] | RollupBlock, now: float,
+                     half_life_s: float, strategies: Sequence[str],
+                     credited_ttl_s: int = 8 * 86_400, position_width: int = 0,
+                     epoch_ttl_s: int = 86_400) -> int:
+        """Count a block of events and XACK it, atomically (``scripts.ROLLUP``): raw
+        counters, per-day counters (also per strategy), each ad's decayed evidence and its
+        position counts in its epoch (rows of ``position_width``), and, once per feed, the
+        strategy and cell of the feed an apply came from. The block is summed here, so the
+        step's work grows with the ads and days it touches, not with its events. An entry
+        that is no longer pending (reclaimed and counted by another consumer) is left out:
+        the step refuses a block holding one, and the block is summed again without it.
+        Returns the events counted."""
+        block = rows if isinstance(rows, RollupBlock) else RollupBlock.of(rows)
+        while True:
+            keys, args = _rollup_step(block, now, half_life_s, strategies, credited_ttl_s,
+                                      position_width, epoch_ttl_s)
+            reply = self._rollup(keys=keys, args=args)
+            if not isinstance(reply, list):
+                return int(reply)
+            block = block.without({_s(entry) for entry in reply})
 
     def decayed_evidence(self, ad_ids: Sequence[str | bytes], chunk: int = 50_000) -> Decayed:
         """Each ad's decayed evidence (EVIDENCE_FIELDS) as last updated, and when."""
@@ -353,3 +344,101 @@ class EventStore:
             rows = p.execute()
         return {d: {_s(k): int(v) for k, v in row.items()}
                 for d, row in zip(days, rows, strict=True)}
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
+                 strategies: Sequence[str], credited_ttl_s: int, position_width: int,
+                 epoch_ttl_s: int) -> tuple[list[str], list[object]]:
+    """The KEYS and ARGV of ``scripts.ROLLUP`` for ``block``: its entries in stream order,
+    then its events summed by ad, by counter, by position epoch, and its applies that name
+    a feed (``store/lua/rollup.lua`` lists the sections)."""
+    ntypes, nev = len(STAT_FIELDS), len(EVIDENCE_FIELDS)
+    apply_type = stat_type_index("apply")
+    t = block.type_index
+    valid = np.flatnonzero(t > 0)
+    tv = t[valid] - 1                                         # 0-based types
+    args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
+                          position_width, epoch_ttl_s, ntypes, nev, len(strategies),
+                          len(valid), len(block), *sorted(block.entry_id, key=_entry_order)]
+    ads, ad_of = np.unique(np.array([block.ad_id[i] for i in valid], dtype=object),
+                           return_inverse=True)
+    ad_names = ads.tolist()
+    counts = np.bincount(ad_of * ntypes + tv, minlength=len(ads) * ntypes)
+    args.append(len(ads))
+    for ad, row in zip(ad_names, counts.reshape(len(ads), ntypes).tolist(), strict=True):
+        args += [ad, *row]
+
+    fixed = [Keys.events, Keys.counts, Keys.decayed, Keys.strategies, Keys.ctr_all,
+             Keys.position_epochs]
+    days, day_of = np.unique(np.array([block.day[i] for i in valid], dtype=object),
+                             return_inverse=True)
+    day_keys = [Keys.ctr(d) for d in days.tolist()]
+    strategy_index = {name: i for i, name in enumerate(strategies)}
+    s = np.array([strategy_index.get(block.strategy[i], -1) for i in valid], dtype=np.int64)
+    counters: list[object] = []
+
+    type_names = list(STAT_FIELDS)
+    by_day = np.bincount(day_of * ntypes + tv, minlength=len(days) * ntypes)
+    for flat in np.flatnonzero(by_day).tolist():
+        n = int(by_day[flat])
+        counters += [len(fixed) + 1 + flat // ntypes, type_names[flat % ntypes], n]
+    for j, n in enumerate(by_day.reshape(len(days), ntypes).sum(axis=0).tolist()):
+        if n:
+            counters += [5, type_names[j], n]
+    fed = s >= 0
+    if fed.any():
+        nstrat = len(strategies)
+        field = s[fed] * ntypes + tv[fed]
+        by_strategy = np.bincount(day_of[fed] * nstrat * ntypes + field,
+                                  minlength=len(days) * nstrat * ntypes)
+        width = nstrat * ntypes
+        for flat in np.flatnonzero(by_strategy).tolist():
+            k = flat % width
+            counters += [len(fixed) + 1 + flat // width,
+                         f"{strategies[k // ntypes]}:{type_names[k % ntypes]}",
+                         int(by_strategy[flat])]
+        for k, n in enumerate(by_strategy.reshape(len(days), width).sum(axis=0).tolist()):
+            if n:
+                counters += [5, f"{strategies[k // ntypes]}:{type_names[k % ntypes]}", n]
+    args += [len(counters) // 3, *counters]
+
+    weights = block.weight[valid]
+    evidence = tv < nev
+    ev_ads, ev_of = np.unique(ad_of[evidence], return_inverse=True)
+    sums = np.bincount(ev_of * nev + tv[evidence], weights=weights[evidence],
+                       minlength=len(ev_ads) * nev).reshape(len(ev_ads), nev)
+    args.append(len(ev_ads))
+    for a, row in zip(ev_ads.tolist(), sums.tolist(), strict=True):
+        args += [ad_names[a], *map(repr, row)]
+
+    columns = block.position_column[valid]
+    placed = np.flatnonzero(columns > 0)
+    epochs, epoch_of = np.unique(block.epoch[valid][placed], return_inverse=True)
+    credit_days = sorted({block.feed_day[valid[i]] for i in np.flatnonzero(
+        fed & (tv == apply_type - 1)).tolist()})
+    epoch_base = len(fixed) + len(days) + len(credit_days) + 1
+    width = position_width + 1
+    cells, cell_counts = np.unique((epoch_of * len(ads) + ad_of[placed]) * width
+                                   + columns[placed], return_counts=True)
+    args.append(len(cells))
+    for flat, n in zip(cells.tolist(), cell_counts.tolist(), strict=True):
+        pair, column = divmod(flat, width)
+        e, a = divmod(pair, len(ads))
+        args += [epoch_base + e, ad_names[a], column, n]
+
+    credit_base = len(fixed) + len(days) + 1
+    credit_index = {d: credit_base + i for i, d in enumerate(credit_days)}
+    applies = np.flatnonzero(fed & (tv == apply_type - 1)).tolist()
+    args.append(len(applies))
+    for j in applies:
+        i = int(valid[j])
+        args += [credit_index[block.feed_day[i]], block.feed_id[i], block.cell[i],
+                 int(s[j]) + 1, repr(float(weights[j]))]
+    keys = [*fixed, *day_keys, *(Keys.credited(d) for d in credit_days),
+            *(Keys.position_epoch(int(e)) for e in epochs.tolist())]
+    return keys, args

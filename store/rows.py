@@ -104,6 +104,57 @@ class RollupRow:
 
 
 @dataclass(frozen=True)
+class RollupBlock:
+    """A block of stream entries as the rollup counts them: RollupRow's fields as columns,
+    one item per entry (the rollup builds them without an object per event)."""
+
+    entry_id: list[str]
+    ad_id: list[str]
+    type_index: np.ndarray   # int64
+    day: list[str]
+    weight: np.ndarray       # float64
+    cell: list[str]
+    strategy: list[str]
+    feed_id: list[str]
+    feed_day: list[str]
+    position_column: np.ndarray   # int64
+    epoch: np.ndarray        # int64
+
+    @classmethod
+    def of(cls, rows: Sequence[RollupRow]) -> RollupBlock:
+        """The block of these rows.
+
+        >>> RollupBlock.of([RollupRow("1-0", "ad1", 2, "2030-01-01")]).type_index.tolist()
+        [2]
+        """
+        def column(name: str) -> list:
+            return [getattr(r, name) for r in rows]
+
+        return cls(column("entry_id"), column("ad_id"),
+                   np.array(column("type_index"), dtype=np.int64), column("day"),
+                   np.array(column("weight"), dtype=np.float64), column("cell"),
+                   column("strategy"), column("feed_id"), column("feed_day"),
+                   np.array(column("position_column"), dtype=np.int64),
+                   np.array(column("epoch"), dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.entry_id)
+
+    def without(self, entry_ids: set[str]) -> RollupBlock:
+        """The block less these entries."""
+        keep = [i for i, e in enumerate(self.entry_id) if e not in entry_ids]
+        index = np.array(keep, dtype=np.int64)
+
+        def pick(values: list) -> list:
+            return [values[i] for i in keep]
+
+        return RollupBlock(pick(self.entry_id), pick(self.ad_id), self.type_index[index],
+                           pick(self.day), self.weight[index], pick(self.cell),
+                           pick(self.strategy), pick(self.feed_id), pick(self.feed_day),
+                           self.position_column[index], self.epoch[index])
+
+
+@dataclass(frozen=True)
 class Decayed:
     """Decayed sums as stored: ``values`` (n, width) as they stood at ``updated_at`` (n);
     rows never written are zeros (their time NaN)."""

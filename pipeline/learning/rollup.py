@@ -10,8 +10,8 @@ the same step.
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -31,87 +31,91 @@ from pipeline.learning.examination import (
 )
 from pipeline.learning.ingest import sweep_inbox
 from pipeline.serving.feed import FeedRef, parse_feed_id
-from store import RollupRow, Store, StreamEntry, consumer_name, stat_type_index
+from store import RollupBlock, Store, StreamEntry, consumer_name, stat_type_index
 
 log = logging.getLogger(__name__)
 
 MAX_BLOCKS = 1000  # bounds one run; the next run goes on where this one stopped
 IMPRESSION = stat_type_index("impression")
 CREDITED_TTL_S = 8 * 86_400   # how long a feed's credit is remembered, per day it was served
+LAST_DAY_S = 253_402_300_800  # 10000-01-01: no event time is at or after it
 
 
 def day_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
 
 
-@dataclass(frozen=True)
-class Parsed:
-    """What the rollup reads of one event entry."""
-
-    entry_id: str
-    ad_id: str
-    type_index: int
-    day: str
-    ts: float
-    position: float          # 0: unknown
-    feed: FeedRef | None
-
-
-def parse_entry(entry: StreamEntry, secret: bytes) -> Parsed | None:
-    """The entry as the rollup counts it, or None if it is unreadable (acknowledged without
-    counting: it can never become readable, and must not hold the stream up)."""
-    try:
-        event = orjson.loads(entry.payload)
-        ts = float(event["ts"])
-        position = float(event.get("pos") or 0)
-        if not isinstance(event["ad"], str) or not isinstance(event["type"], str):
-            raise TypeError("ad and type must be strings")
-        feed = event.get("feed")
-        return Parsed(entry.entry_id, event["ad"], stat_type_index(event["type"]), day_of(ts),
-                      ts, position,
-                      parse_feed_id(feed, secret) if isinstance(feed, str) else None)
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError,
-            AttributeError):
-        return None
-
-
 def count_block(store: Store, settings: Settings, entries: list[StreamEntry], now: float,
                 secret: bytes, examination: Examination, starts: np.ndarray) -> int:
     """Count one block of entries and acknowledge it, atomically, impressions weighed by
     ``examination`` and position counts kept by epoch (``starts``: the generations').
-    Returns events counted."""
-    parsed: list[Parsed] = []
-    rows: list[RollupRow] = []
+    The block is read as columns, with no object per event; a feed id is checked once per
+    block however many events name it. Returns events counted."""
+    ids, ads, types, ts, positions, feeds = [], [], [], [], [], []
+    refs: dict[str, FeedRef | None] = {}
+    unreadable: list[str] = []
     for entry in entries:
-        event = parse_entry(entry, secret)
-        if event is None:
-            log.warning("unreadable event entry %s acknowledged without counting", entry.entry_id)
-            ms = int(entry.entry_id.split("-")[0])
-            rows.append(RollupRow(entry.entry_id, "", 0, day_of(ms / 1000)))
+        try:
+            event = orjson.loads(entry.payload)
+            at_s, slot = float(event["ts"]), float(event.get("pos") or 0)
+            ad, kind, feed = event["ad"], event["type"], event.get("feed")
+            if not isinstance(ad, str) or not isinstance(kind, str):
+                raise TypeError("ad and type must be strings")
+            if not (0 <= at_s < LAST_DAY_S and math.isfinite(slot)):
+                raise ValueError("ts out of range, or pos not finite")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError,
+                AttributeError):
+            log.warning("unreadable event entry %s acknowledged without counting",
+                        entry.entry_id)
+            unreadable.append(entry.entry_id)
+            continue
+        ids.append(entry.entry_id)
+        ads.append(ad)
+        types.append(stat_type_index(kind))
+        ts.append(at_s)
+        positions.append(slot)
+        if isinstance(feed, str):
+            if feed not in refs:
+                refs[feed] = parse_feed_id(feed, secret)
+            feeds.append(refs[feed])
         else:
-            parsed.append(event)
-    ts = np.array([e.ts for e in parsed])
-    positions = np.array([e.position for e in parsed])
-    types = np.array([e.type_index for e in parsed], dtype=np.int64)
-    impression = types == IMPRESSION
-    decay = decay_factor(now - ts, settings.stats_half_life_s)
-    weights = np.where(impression, decay * examination.weights(positions), decay).tolist()
-    served = np.array([e.ts if e.feed is None else e.feed.served_ms / 1000 for e in parsed])
-    epochs = epoch_of(served, starts).tolist()
-    columns = position_columns(types, positions).tolist()
-    for e, weight, served_s, epoch, column in zip(parsed, weights, served.tolist(), epochs,
-                                                  columns, strict=True):
-        feed = e.feed
-        # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
-        # credits no strategy (the evaluation's default attribution window is the same)
-        if feed is None or e.ts - served_s > settings.event_max_age_s:
-            rows.append(RollupRow(e.entry_id, e.ad_id, e.type_index, e.day, weight,
-                                  position_column=column, epoch=epoch))
-        else:
-            rows.append(RollupRow(e.entry_id, e.ad_id, e.type_index, e.day, weight, feed.cell,
-                                  feed.strategy, feed.feed_id, day_of(served_s), column, epoch))
-    return store.apply_rollup(rows, now, settings.stats_half_life_s, STRATEGIES,
+            feeds.append(None)
+    when = np.array(ts, dtype=np.float64)
+    place = np.array(positions, dtype=np.float64)
+    kinds = np.array(types, dtype=np.int64)
+    decay = decay_factor(now - when, settings.stats_half_life_s)
+    weights = np.where(kinds == IMPRESSION, decay * examination.weights(place), decay)
+    served = np.array([w if f is None else f.served_ms / 1000 for w, f
+                       in zip(ts, feeds, strict=True)], dtype=np.float64)
+    # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
+    # credits no strategy (the evaluation's default attribution window is the same)
+    credits = [f if f is not None and late <= settings.event_max_age_s else None
+               for f, late in zip(feeds, (when - served).tolist(), strict=True)]
+    block = RollupBlock(
+        ids + unreadable, ads + [""] * len(unreadable),
+        np.concatenate([kinds, np.zeros(len(unreadable), dtype=np.int64)]),
+        days_of(when) + [""] * len(unreadable),
+        np.concatenate([weights, np.zeros(len(unreadable))]),
+        [f.cell if f else "" for f in credits] + [""] * len(unreadable),
+        [f.strategy if f else "" for f in credits] + [""] * len(unreadable),
+        [f.feed_id if f else "" for f in credits] + [""] * len(unreadable),
+        days_of(served) + [""] * len(unreadable),
+        np.concatenate([position_columns(kinds, place),
+                        np.zeros(len(unreadable), dtype=np.int64)]),
+        np.concatenate([epoch_of(served, starts), np.zeros(len(unreadable), dtype=np.int64)]))
+    return store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
                               CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings))
+
+
+def days_of(ts: np.ndarray) -> list[str]:
+    """The UTC day (YYYY-MM-DD) of each time, each distinct day formatted once.
+
+    >>> days_of(np.array([0.0, 86_399.0, 86_400.0]))
+    ['1970-01-01', '1970-01-01', '1970-01-02']
+    """
+    days, index = np.unique(np.floor_divide(ts, 86_400).astype(np.int64), return_inverse=True)
+    names = [day_of(d * 86_400.0) for d in days.tolist()]
+    return [names[i] for i in index.tolist()]
 
 
 def count_served(store: Store, settings: Settings, now: float, secret: bytes) -> int:

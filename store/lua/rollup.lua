@@ -1,97 +1,123 @@
 -- uses: decay.lib
--- Count a block of events and XACK them in one step. An entry counts only if this
--- XACK acknowledged it, so an entry reclaimed and counted elsewhere is never counted twice.
--- The same step adds to each ad's counters and decayed evidence, to its impressions and views by
--- position in the epoch its feed was served in (for the examination curve), and credits the
--- strategy (and cell) of the feed an apply came from, once per feed: a feed earns 1 if it
--- led to any apply.
--- KEYS: events, counts (ad -> "n1 n2 ...": one counter per type, in the order of ARGV's
---       type names), decayed, strategies, the all-time ctr hash, the position epochs' set,
---       then ctr day
---       keys, credited-feed day keys and position epoch keys (each entry says which)
--- ARGV: group, now, half_life, credited_ttl_s, position_width, epoch_ttl_s,
---       n_types, the types' counter names (store.STAT_FIELDS), evidence_types (the first
---       this many types add to an ad's decayed evidence), apply_type (the type whose first
---       event naming a feed credits that feed's strategy),
---       n strategy names, the names, then per entry 11 values: entry_id, ad_id,
---       type_index 0..n_types, ctr_key_index, weight, cell, strategy_index (0: no feed),
---       feed_id, credited_key_index, position_column (0: none), epoch_key_index.
---       type_index 0 acknowledges an unusable entry without counting it.
--- Returns the entries counted.
+-- Count a block of events and XACK its entries in one step. The caller sums the block (per
+-- ad, per counter, per position epoch); the step counts it only if every entry of the block
+-- is still pending (delivered, never acknowledged), so an entry reclaimed and counted
+-- elsewhere is never counted twice: if any is not, nothing is written and the step returns
+-- those entries, for the caller to sum the block again without them.
+-- It adds each ad's counters ("n1 n2 ...", one per type), the per-day and all-time counters,
+-- each ad's decayed evidence, its impressions and views by position in the epoch its feed was
+-- served in (for the examination curve), and credits the strategy (and cell) of the feed an
+-- apply came from, once per feed: a feed earns its weight if it led to any apply.
+-- KEYS: events, counts, decayed, strategies, the all-time ctr hash, the position epochs'
+--       set, then the keys the sections below name by index (ctr days, credited-feed days,
+--       position epochs)
+-- ARGV: group, now, half_life, credited_ttl_s, position_width, epoch_ttl_s, n_types,
+--       evidence_types, n_strategies, counted (returned when the block counts), then five
+--       sections, each its item count then its items:
+--       entries: entry_id (sorted by id)
+--       ad counters: ad_id, then n_types counts
+--       counters: key_index, field, n (HINCRBY)
+--       evidence: ad_id, then evidence_types weights
+--       positions: key_index, ad_id, column, n
+--       credits: key_index (its credited-feed set), feed_id, cell, strategy (1-based), weight
+-- Returns counted, or the entries that are no longer pending (as a list).
 local group, now, half_life = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local credited_ttl, position_width, epoch_ttl = ARGV[4], tonumber(ARGV[5]), ARGV[6]
-local ntypes = tonumber(ARGV[7])
-local names = {}
-for i = 1, ntypes do names[i] = ARGV[7 + i] end
-local evidence_types = tonumber(ARGV[8 + ntypes])
-local apply_type = tonumber(ARGV[9 + ntypes])
-local nstrat = tonumber(ARGV[10 + ntypes])
-local strategy = {}
-for i = 1, nstrat do strategy[i] = ARGV[10 + ntypes + i] end
-local counts_key, decayed_key, strategies_key = KEYS[2], KEYS[3], KEYS[4]
-local ctr_all_key, epochs_key = KEYS[5], KEYS[6]
-local counts, per_ad, evidence, credit, credited_keys, positions = {}, {}, {}, {}, {}, {}
-local function add(tbl, key, field, n)
-  local t = tbl[key]
-  if not t then t = {}; tbl[key] = t end
-  t[field] = (t[field] or 0) + n
-end
-local counted = 0
-for i = 11 + ntypes + nstrat, #ARGV, 11 do
-  if redis.call('XACK', KEYS[1], group, ARGV[i]) == 1 then
-    local t = tonumber(ARGV[i + 2])
-    if t > 0 then
-      local ad, day_key, weight = ARGV[i + 1], KEYS[tonumber(ARGV[i + 3])], tonumber(ARGV[i + 4])
-      local cell, s = ARGV[i + 5], tonumber(ARGV[i + 6])
-      add(per_ad, ad, t, 1)
-      add(counts, day_key, names[t], 1)
-      add(counts, ctr_all_key, names[t], 1)
-      if t <= evidence_types then add(evidence, ad, t, weight) end
-      local column = tonumber(ARGV[i + 9])
-      if column > 0 then
-        local epoch_key = KEYS[tonumber(ARGV[i + 10])]
-        local by_ad = positions[epoch_key]
-        if not by_ad then by_ad = {}; positions[epoch_key] = by_ad end
-        add(by_ad, ad, column, 1)
-      end
-      if s > 0 then
-        add(counts, day_key, strategy[s] .. ':' .. names[t], 1)
-        add(counts, ctr_all_key, strategy[s] .. ':' .. names[t], 1)
-        local credited_key = KEYS[tonumber(ARGV[i + 8])]
-        if t == apply_type and redis.call('SADD', credited_key, ARGV[i + 7]) == 1 then
-          credited_keys[credited_key] = true
-          add(credit, cell, nstrat + s, weight)
-          add(credit, '*', nstrat + s, weight)
-        end
-      end
-      counted = counted + 1
+local ntypes, evidence_types = tonumber(ARGV[7]), tonumber(ARGV[8])
+local nstrat, counted = tonumber(ARGV[9]), tonumber(ARGV[10])
+local at = 11
+
+local n = tonumber(ARGV[at])
+local first, last = at + 1, at + n
+at = last + 1
+if n > 0 then
+  local pending = {}
+  local reply = redis.call('XPENDING', KEYS[1], group, ARGV[first], ARGV[last], n)
+  for _, p in ipairs(reply) do pending[p[1]] = true end
+  local gone = {}
+  for i = first, last do
+    -- absent from the range's reply: pending for no consumer, or crowded out by another
+    -- consumer's entries in the range, which the entry's own check tells apart
+    if not pending[ARGV[i]]
+        and #redis.call('XPENDING', KEYS[1], group, ARGV[i], ARGV[i], 1) == 0 then
+      gone[#gone + 1] = ARGV[i]
     end
   end
+  if #gone > 0 then return gone end
+  for i = first, last, 1000 do
+    redis.call('XACK', KEYS[1], group, unpack(ARGV, i, math.min(i + 999, last)))
+  end
 end
-for key, fields in pairs(counts) do
-  for field, n in pairs(fields) do redis.call('HINCRBY', key, field, n) end
+
+local function cut(width)      -- the next section: its item count, and where it starts
+  local items = tonumber(ARGV[at])
+  local start = at + 1
+  at = start + items * width
+  return start, at - 1
 end
-for ad, adds in pairs(per_ad) do
-  local now_counts = {}
+
+local counts_key = KEYS[2]
+local s, e = cut(1 + ntypes)
+for i = s, e, 1 + ntypes do
+  local ad, now_counts = ARGV[i], {}
   local cur = redis.call('HGET', counts_key, ad)
   if cur then
-    local i = 1
-    for x in string.gmatch(cur, '%S+') do now_counts[i] = tonumber(x); i = i + 1 end
+    local j = 1
+    for x in string.gmatch(cur, '%S+') do now_counts[j] = tonumber(x); j = j + 1 end
   end
   local out = {}
-  for i = 1, ntypes do out[i] = string.format('%d', (now_counts[i] or 0) + (adds[i] or 0)) end
+  for j = 1, ntypes do
+    out[j] = string.format('%d', (now_counts[j] or 0) + tonumber(ARGV[i + j]))
+  end
   redis.call('HSET', counts_key, ad, table.concat(out, ' '))
 end
-for ad, adds in pairs(evidence) do
-  decayed_add(decayed_key, ad, evidence_types, adds, now, half_life)
+
+s, e = cut(3)
+for i = s, e, 3 do redis.call('HINCRBY', KEYS[tonumber(ARGV[i])], ARGV[i + 1], ARGV[i + 2]) end
+
+s, e = cut(1 + evidence_types)
+for i = s, e, 1 + evidence_types do
+  local adds = {}
+  for j = 1, evidence_types do adds[j] = tonumber(ARGV[i + j]) end
+  decayed_add(KEYS[3], ARGV[i], evidence_types, adds, now, half_life)
 end
-for epoch_key, by_ad in pairs(positions) do
+
+local positions = {}
+s, e = cut(4)
+for i = s, e, 4 do
+  local key = KEYS[tonumber(ARGV[i])]
+  local by_ad = positions[key]
+  if not by_ad then by_ad = {}; positions[key] = by_ad end
+  local adds = by_ad[ARGV[i + 1]]
+  if not adds then adds = {}; by_ad[ARGV[i + 1]] = adds end
+  adds[tonumber(ARGV[i + 2])] = tonumber(ARGV[i + 3])
+end
+for key, by_ad in pairs(positions) do
   for ad, adds in pairs(by_ad) do
-    decayed_add(epoch_key, ad, position_width, adds, now, math.huge, '%.10g')
+    decayed_add(key, ad, position_width, adds, now, math.huge, '%.10g')
   end
-  redis.call('EXPIRE', epoch_key, epoch_ttl)
-  redis.call('ZADD', epochs_key, now, epoch_key)
+  redis.call('EXPIRE', key, epoch_ttl)
+  redis.call('ZADD', KEYS[6], now, key)
 end
-for cell, adds in pairs(credit) do decayed_add(strategies_key, cell, 2 * nstrat, adds, now, half_life) end
+
+local credit, credited_keys = {}, {}
+local function add(cell, column, weight)
+  local t = credit[cell]
+  if not t then t = {}; credit[cell] = t end
+  t[column] = (t[column] or 0) + weight
+end
+s, e = cut(5)
+for i = s, e, 5 do
+  local key = KEYS[tonumber(ARGV[i])]
+  if redis.call('SADD', key, ARGV[i + 1]) == 1 then
+    credited_keys[key] = true
+    local column, weight = nstrat + tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+    add(ARGV[i + 2], column, weight)
+    add('*', column, weight)
+  end
+end
+for cell, adds in pairs(credit) do
+  decayed_add(KEYS[4], cell, 2 * nstrat, adds, now, half_life)
+end
 for key in pairs(credited_keys) do redis.call('EXPIRE', key, credited_ttl) end
 return counted

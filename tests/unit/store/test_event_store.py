@@ -123,6 +123,20 @@ def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
     assert fake_store.backlog()["pending"] == 0
 
 
+def test_a_block_holding_entries_counted_elsewhere_counts_only_the_rest(fake_store: Store):
+    accept(fake_store, "b1", events("e1", "e2", "e3", "e4"))
+    fake_store.roll_in("b1")
+    fake_store.ensure_group()
+    entries = fake_store.read_new("c1", 100)
+    # another consumer claimed two of them and counted them first
+    fake_store.r.xclaim(Keys.events, "rollup", "c2", 0, [e.entry_id for e in entries[1:3]])
+    assert rollup(fake_store, rows_of(entries[1:3], ad="ad2")) == 2
+    assert rollup(fake_store, rows_of(entries)) == 2        # e1 and e4 only
+    assert fake_store.ad_stats(["ad1", "ad2"])["impressions"] == [2, 2]
+    assert fake_store.ctr_days(["2027-01-15"])["2027-01-15"] == {"impressions": 4}
+    assert fake_store.backlog()["pending"] == 0
+
+
 def test_unreadable_entries_are_acknowledged_without_counting(fake_store: Store):
     accept(fake_store, "b1", events("e1"))
     fake_store.roll_in("b1")
