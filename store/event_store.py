@@ -145,9 +145,27 @@ class EventStore:
                                           Keys.position_folding(epoch)]))
 
     def folding_counts(self, epoch: int, width: int, chunk: int = 10_000) -> np.ndarray:
-        """An epoch's set-aside impressions and views by position, a row per ad."""
-        values = [v for _, v in self.r.hscan_iter(Keys.position_folding(epoch), count=chunk)]
-        return Decayed.parse(values, width).values
+        """An epoch's set-aside impressions and views by position, a row per ad. The rollup
+        keeps a field "<ad> <column>" per ad and column; an earlier version kept one field
+        per ad holding its whole row ("t v1 ... v<width>"), which is read too."""
+        rows: dict[bytes, int] = {}
+        cells: list[tuple[int, int, float]] = []
+        whole: list[tuple[int, bytes]] = []
+        for field, value in self.r.hscan_iter(Keys.position_folding(epoch), count=chunk):
+            ad, _, column = field.rpartition(b" ")
+            if ad:
+                row = rows.setdefault(ad, len(rows))
+                cells.append((row, int(column) - 1, float(value)))
+            else:
+                whole.append((rows.setdefault(field, len(rows)), value))
+        counts = np.zeros((len(rows), width))
+        if cells:
+            row_of, column_of, n = (np.array(c) for c in zip(*cells, strict=True))
+            np.add.at(counts, (row_of.astype(np.int64), column_of.astype(np.int64)), n)
+        if whole:
+            at, values = zip(*whole, strict=True)
+            counts[list(at)] += Decayed.parse(list(values), width).values
+        return counts
 
     def fold_positions(self, epoch: int, pairs: Sequence[float], now: float,
                        half_life_s: float) -> bool:

@@ -6,8 +6,9 @@
 -- those entries, for the caller to sum the block again without them.
 -- It adds each ad's counters ("n1 n2 ...", one per type), the per-day and all-time counters,
 -- each ad's decayed evidence, its impressions and views by position in the epoch its feed was
--- served in (for the examination curve), and credits the strategy (and cell) of the feed an
--- apply came from, once per feed: a feed earns its weight if it led to any apply.
+-- served in (for the examination curve: a field "<ad> <column>" per ad and column, an
+-- integer added to in place), and credits the strategy (and cell) of the feed an apply came
+-- from, once per feed: a feed earns its weight if it led to any apply.
 -- KEYS: events, counts, decayed, strategies, the all-time ctr hash, the position epochs'
 --       set, then the keys the sections below name by index (ctr days, credited-feed days,
 --       position epochs)
@@ -22,7 +23,7 @@
 --       credits: key_index (its credited-feed set), feed_id, cell, strategy (1-based), weight
 -- Returns counted, or the entries that are no longer pending (as a list).
 local group, now, half_life = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local credited_ttl, position_width, epoch_ttl = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local credited_ttl, epoch_ttl = ARGV[4], ARGV[6]
 local ntypes, evidence_types = tonumber(ARGV[7]), tonumber(ARGV[8])
 local nstrat, counted = tonumber(ARGV[9]), tonumber(ARGV[10])
 local at = 11
@@ -82,20 +83,14 @@ for i = s, e, 1 + evidence_types do
   decayed_add(KEYS[3], ARGV[i], evidence_types, adds, now, half_life)
 end
 
-local positions = {}
+local touched = {}
 s, e = cut(4)
 for i = s, e, 4 do
   local key = KEYS[tonumber(ARGV[i])]
-  local by_ad = positions[key]
-  if not by_ad then by_ad = {}; positions[key] = by_ad end
-  local adds = by_ad[ARGV[i + 1]]
-  if not adds then adds = {}; by_ad[ARGV[i + 1]] = adds end
-  adds[tonumber(ARGV[i + 2])] = tonumber(ARGV[i + 3])
+  redis.call('HINCRBY', key, ARGV[i + 1] .. ' ' .. ARGV[i + 2], ARGV[i + 3])
+  touched[key] = true
 end
-for key, by_ad in pairs(positions) do
-  for ad, adds in pairs(by_ad) do
-    decayed_add(key, ad, position_width, adds, now, math.huge, '%.10g')
-  end
+for key in pairs(touched) do
   redis.call('EXPIRE', key, epoch_ttl)
   redis.call('ZADD', KEYS[6], now, key)
 end

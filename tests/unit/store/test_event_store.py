@@ -219,6 +219,15 @@ def test_served_feeds_are_counted_once_behind_a_cursor(fake_store: Store):
     assert stats.values.tolist() == [[1, 1, 0, 0], [0, 0.5, 0, 0], [1, 1.5, 0, 0]]
 
 
+def test_an_epoch_set_aside_by_an_earlier_version_reads_with_the_new_fields(fake_store: Store):
+    width = 4
+    fake_store.r.hset(Keys.position_folding(3), mapping={
+        "ad1": "1800000000 2 0 1 0",          # a whole row, as an earlier version kept it
+        "ad1 2": 3, "ad2 4": 1})              # a field per ad and column
+    counts = fake_store.folding_counts(3, width)
+    assert sorted(counts.tolist()) == [[0, 0, 0, 1], [2, 3, 1, 0]]
+
+
 def test_accept_adds_exclusions_in_the_same_round_trip(fake_store: Store):
     flags = accept(fake_store, "b1", events("e1", type_="apply", excludes_for="u1"),
                    memory=UserMemory(600, 10))
