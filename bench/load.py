@@ -100,7 +100,8 @@ end
 """
 
 
-def run(seconds: float, work: Path, post_every: int = POST_EVERY) -> dict:
+def run(seconds: float, work: Path, post_every: int = POST_EVERY,
+        per_post: int = PER_POST) -> dict:
     """The whole run; returns its figures (``accounted``: the rollup counted exactly what
     was accepted)."""
     wrk = shutil.which("wrk")
@@ -122,7 +123,11 @@ def run(seconds: float, work: Path, post_every: int = POST_EVERY) -> dict:
         script = work / "load.lua"
         script.write_text(LUA % {"paths": ", ".join(json.dumps(p) for p in paths),
                                  "ads": ", ".join(json.dumps(a) for a in ad_ids[:500]),
-                                 "every": post_every, "per_post": PER_POST})
+                                 "every": post_every, "per_post": per_post})
+        healthz = None
+        if post_every == 1:       # events only: the server's capacity for a trivial request
+            healthz = healthz_rate(wrk, base, min(10.0, seconds))
+            say(f"/healthz: {healthz:,.0f} requests a second")
         say(f"wrk: {CONNECTIONS} connections for {seconds:g} s against {base}")
         groups = {"gunicorn": web, "celery worker": procs[0], "beat": procs[1]}
         cpu_before = {name: cpu_seconds(process_tree(p.proc.pid)) for name, p in groups.items()}
@@ -151,15 +156,27 @@ def run(seconds: float, work: Path, post_every: int = POST_EVERY) -> dict:
             "p99_ms": out["p99_us"] / 1e3, "max_ms": out["max_us"] / 1e3,
             "errors": out["socket_errors"] + out["status_errors"] + out["timeouts"] + out["bad"],
             "accepted_by_server": accepted, "in_flight_at_stop": in_flight, "counted": counted,
-            "accounted": counted == accepted and 0 <= in_flight <= CONNECTIONS * PER_POST,
+            "accounted": counted == accepted and 0 <= in_flight <= CONNECTIONS * per_post,
             "settle_s": time.perf_counter() - settle_started, "machine": machine(server),
-            "post_every": post_every, "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
+            "post_every": post_every, "per_post": per_post, "healthz_rps": healthz,
+            "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         })
         return out
     finally:
         for p in reversed(procs):
             p.stop()
         server.stop()
+
+
+def healthz_rate(wrk: str, base: str, seconds: float) -> float:
+    """Requests a second GET /healthz answers on the same server, with the same wrk."""
+    done = subprocess.run([wrk, "-t", str(THREADS), "-c", str(CONNECTIONS), "-d",
+                           f"{seconds:g}s", f"{base}/healthz"],
+                          capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("Requests/sec:")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk /healthz failed ({done.returncode}):\n{done.stdout}")
+    return float(line.split()[1])
 
 
 def settle(store: Store, ad_ids: list[str], accepted: int, timeout_s: float = 120.0) -> int:
@@ -190,10 +207,10 @@ def cpu_rows(r: dict) -> list[list[str]]:
 
 def markdown(r: dict, command: str) -> str:
     m = r["machine"]
-    every = r["post_every"]
-    mix = (f"every request POST /v1/events with {PER_POST} new events" if every == 1 else
+    every, per_post = r["post_every"], r.get("per_post", PER_POST)
+    mix = (f"every request POST /v1/events with {per_post} new events" if every == 1 else
            f"GET /v1/feed at {POINTS} points, and every {every}th request POST /v1/events "
-           f"with {PER_POST} new events")
+           f"with {per_post} new events")
     return "".join([
         f"# {'Events' if every == 1 else 'Mixed load'} at capacity: {r['seconds']:g} s\n\n",
         f"{m['date']}, os.cpu_count() = {m['os_cpu_count']}; `{command}`. gunicorn (2 workers), "
@@ -201,6 +218,10 @@ def markdown(r: dict, command: str) -> str:
         f"(-t{THREADS} -c{CONNECTIONS}) all share the machine. {ADS:,} ads; {mix}.\n\n",
         table(["figure", "value"], [
             ["requests (rate)", f"{r['requests']:,} ({r['rps']:,.0f}/s)"],
+            *([["events accepted a second (posts a second); GET /healthz on the same "
+                "server, just before", f"{r['accepted'] / r['seconds']:,.0f} "
+                f"({r['posts'] / r['seconds']:,.0f}); {r['healthz_rps']:,.0f} requests a second"]]
+              if every == 1 and r.get("healthz_rps") else []),
             ["feeds answered 200 / posts answered 202", f"{r['feeds']:,} / {r['posts']:,}"],
             ["errors (socket, non-2xx, timeouts)", f"{r['errors']}"],
             ["latency p50 / p90 / p99 / max", f"{r['p50_ms']:.1f} / {r['p90_ms']:.1f} / "
@@ -221,11 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--post-every", type=int, default=POST_EVERY,
                         help=f"every Nth request posts events (default {POST_EVERY}; 1: events "
                              "only, written as load_events.*)")
+    parser.add_argument("--per-post", type=int, default=PER_POST,
+                        help=f"events in each post (default {PER_POST})")
     args = parser.parse_args(argv)
-    name = "load_events" if args.post_every == 1 else "load"
+    # events only: in posts of the default size the capacity model's input (load_events), in
+    # larger ones the ingest measure (issue 15: posts of 500)
+    name = ("load" if args.post_every != 1 else
+            "load_events" if args.per_post == PER_POST else "ingest")
     command = "python -m bench.load " + " ".join(argv if argv is not None else sys.argv[1:])
     with tempfile.TemporaryDirectory(prefix="load-") as work:
-        result = run(args.seconds, Path(work), args.post_every)
+        result = run(args.seconds, Path(work), args.post_every, args.per_post)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     md = markdown(result, command.strip())
