@@ -238,6 +238,21 @@ def test_a_charset_parameter_on_the_content_type_is_fine(client):
     assert response.status_code == 202
 
 
+def test_rejections_are_listed_in_the_order_of_the_post_whatever_their_kind(client, settings):
+    old = time.time() - settings.event_max_age_s - 60
+    posted = [event("stale-0", ts=old), event("bad-1", type="click"), event("ok-2"),
+              event("stale-3", ts=old), event("bad-4", ad_id="a b")]
+    expected = [(0, "invalid_ts"), (1, "invalid_parameter"), (3, "invalid_ts"),
+                (4, "invalid_parameter")]
+    status, body = post(client, *posted)
+    assert status == 202 and body["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in body["rejected"]] == expected
+    status, body = post(client, *posted[:2], *posted[3:])          # none usable: a 400
+    assert status == 400 and body["error"]["code"] == "no_valid_events"
+    assert [(r["index"], r["code"]) for r in body["rejected"]] == [
+        (0, "invalid_ts"), (1, "invalid_parameter"), (2, "invalid_ts"), (3, "invalid_parameter")]
+
+
 def test_an_event_for_an_ad_not_in_the_catalogue_is_rejected_alone(client, fake_store, sent):
     status, body = post(client, event("ok-0"), event("x-1", ad_id="ber-7"),
                         event("bad-2", type="click"), event("x-3", ad_id="ber-7", type="apply",
