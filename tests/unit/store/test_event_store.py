@@ -4,6 +4,7 @@ strategy credit and position counts, the served cursor, and seeded counts.
 (All on fakeredis; tests/integration/test_store_on_redis.py runs them on a real server.)"""
 from __future__ import annotations
 
+import fakeredis
 import numpy as np
 import orjson
 import pytest
@@ -328,3 +329,47 @@ def test_an_ads_counters_are_one_field_and_an_older_versions_are_added(fake_stor
     stats = fake_store.ad_stats(["a", "old", "none"], ("views", "applies"))
     assert stats == {"views": [111, 7, 0], "applies": [13, 0, 0]}
     assert fake_store.ads_with_impressions() == ["a", "b", "old"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_block_summed_at_once_writes_what_its_events_one_by_one_write(seed: int):
+    """The rollup sums a block by ad, counter and position epoch before its step: the
+    counters, the evidence, the position counts and the strategy credit come out as if each
+    event had been its own block."""
+    rng = np.random.default_rng(seed)
+    names = ("thompson", "popular", "nearest")
+    stores = [Store(fakeredis.FakeRedis(server=fakeredis.FakeServer())) for _ in range(2)]
+    n = 300
+    for store in stores:
+        accept(store, "b1", [IngestRow(f"e{i}", f"ad{i % 7}", b"{}") for i in range(n)])
+        store.roll_in("b1")
+        store.ensure_group()
+    entries = [s.read_new("c1", 1000) for s in stores]
+    fields = []
+    for _ in range(n):
+        fed = rng.random() < 0.5
+        fields.append((
+            f"ad{rng.integers(9)}", int(rng.integers(0, len(STAT_FIELDS) + 1)),
+            f"2027-01-{rng.integers(14, 17)}", float(rng.uniform(0.1, 1.0)),
+            f"u33dc{rng.integers(3)}" if fed else "", str(rng.choice(names)) if fed else "",
+            f"f{rng.integers(40)}" if fed else "", "2027-01-14" if fed else "",
+            int(rng.integers(0, 25)), int(rng.choice([5, 6]))))
+    rows = [[RollupRow(e.entry_id, *f) for e, f in zip(got, fields, strict=True)]
+            for got in entries]
+    together = stores[0].apply_rollup(rows[0], NOW, 3600.0, names, position_width=24)
+    alone = sum(stores[1].apply_rollup([r], NOW, 3600.0, names, position_width=24)
+                for r in rows[1])
+    assert together == alone == sum(f[1] > 0 for f in fields)
+    for key in (Keys.counts, Keys.ctr_all, Keys.ctr("2027-01-14"), Keys.ctr("2027-01-15"),
+                Keys.ctr("2027-01-16"), Keys.position_epoch(5), Keys.position_epoch(6),
+                Keys.credited("2027-01-14")):
+        got = [s.r.hgetall(key) if s.r.type(key) == b"hash" else s.r.smembers(key)
+               for s in stores]
+        assert got[0] == got[1], key
+    ads = [f"ad{a}" for a in range(9)]
+    evidence = [s.decayed_evidence(ads).values for s in stores]
+    np.testing.assert_allclose(evidence[0], evidence[1], rtol=1e-12)
+    cells = ["u33dc0", "u33dc1", "u33dc2", "*"]
+    credit = [s.strategy_stats(cells, 2 * len(names)).values for s in stores]
+    np.testing.assert_allclose(credit[0], credit[1], rtol=1e-12)
+    assert credit[0].sum() > 0 and stores[0].backlog()["pending"] == 0
