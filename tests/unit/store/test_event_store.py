@@ -8,6 +8,7 @@ import fakeredis
 import numpy as np
 import orjson
 import pytest
+import redis
 
 from store import (
     ACCEPTED,
@@ -331,14 +332,26 @@ def test_an_ads_counters_are_one_field_and_an_older_versions_are_added(fake_stor
     assert fake_store.ads_with_impressions() == ["a", "b", "old"]
 
 
+@pytest.fixture
+def second_store(fake_store: Store) -> Store:
+    """Another empty store of fake_store's kind (on a real server: its database 1)."""
+    if isinstance(fake_store.r, fakeredis.FakeRedis):
+        return Store(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    where = fake_store.r.connection_pool.connection_kwargs
+    client = redis.Redis(host=where["host"], port=where["port"], db=1)
+    client.flushdb()
+    return Store(client)
+
+
 @pytest.mark.parametrize("seed", range(3))
-def test_a_block_summed_at_once_writes_what_its_events_one_by_one_write(seed: int):
+def test_a_block_summed_at_once_writes_what_its_events_one_by_one_write(
+        seed: int, fake_store: Store, second_store: Store):
     """The rollup sums a block by ad, counter and position epoch before its step: the
     counters, the evidence, the position counts and the strategy credit come out as if each
     event had been its own block."""
     rng = np.random.default_rng(seed)
     names = ("thompson", "popular", "nearest")
-    stores = [Store(fakeredis.FakeRedis(server=fakeredis.FakeServer())) for _ in range(2)]
+    stores = [fake_store, second_store]
     n = 300
     for store in stores:
         accept(store, "b1", [IngestRow(f"e{i}", f"ad{i % 7}", b"{}") for i in range(n)])
