@@ -364,9 +364,15 @@ class EventStore:
                 for d, row in zip(days, rows, strict=True)}
 
 
-def _entry_order(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
+def factorize(values: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct values, in order of first appearance, and each value's index among them.
+
+    >>> factorize(["b", "a", "b"])
+    (['b', 'a'], array([0, 1, 0]))
+    """
+    index: dict[str, int] = {}
+    codes = [index.setdefault(v, len(index)) for v in values]
+    return list(index), np.array(codes, dtype=np.int64)
 
 
 def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
@@ -379,13 +385,15 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
     apply_type = stat_type_index("apply")
     t = block.type_index
     valid = np.flatnonzero(t > 0)
+    # distinct, in the order read: a block read from the stream is oldest first, which lets
+    # the step check them with one range (in another order each is checked alone)
+    entries = list(dict.fromkeys(block.entry_id))
     tv = t[valid] - 1                                         # 0-based types
     args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
                           position_width, epoch_ttl_s, ntypes, nev, len(strategies),
-                          len(valid), len(block), *sorted(block.entry_id, key=_entry_order)]
-    ads, ad_of = np.unique(np.array([block.ad_id[i] for i in valid], dtype=object),
-                           return_inverse=True)
-    ad_names = ads.tolist()
+                          len(valid), len(entries), *entries]
+    ad_names, ad_of = factorize([block.ad_id[i] for i in valid.tolist()])
+    ads = ad_names
     counts = np.bincount(ad_of * ntypes + tv, minlength=len(ads) * ntypes)
     args.append(len(ads))
     for ad, row in zip(ad_names, counts.reshape(len(ads), ntypes).tolist(), strict=True):
@@ -393,9 +401,8 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
 
     fixed = [Keys.events, Keys.counts, Keys.decayed, Keys.strategies, Keys.ctr_all,
              Keys.position_epochs]
-    days, day_of = np.unique(np.array([block.day[i] for i in valid], dtype=object),
-                             return_inverse=True)
-    day_keys = [Keys.ctr(d) for d in days.tolist()]
+    days, day_of = factorize([block.day[i] for i in valid.tolist()])
+    day_keys = [Keys.ctr(d) for d in days]
     strategy_index = {name: i for i, name in enumerate(strategies)}
     s = np.array([strategy_index.get(block.strategy[i], -1) for i in valid], dtype=np.int64)
     counters: list[object] = []

@@ -15,7 +15,7 @@
 -- ARGV: group, now, half_life, credited_ttl_s, position_width, epoch_ttl_s, n_types,
 --       evidence_types, n_strategies, counted (returned when the block counts), then five
 --       sections, each its item count then its items:
---       entries: entry_id (sorted by id)
+--       entries: entry_id (oldest first: else each is checked alone, which is slower)
 --       ad counters: ad_id, then n_types counts
 --       counters: key_index, field, n (HINCRBY)
 --       evidence: ad_id, then evidence_types weights

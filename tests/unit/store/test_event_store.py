@@ -139,6 +139,16 @@ def test_a_block_holding_entries_counted_elsewhere_counts_only_the_rest(fake_sto
     assert fake_store.backlog()["pending"] == 0
 
 
+def test_a_block_out_of_stream_order_is_counted_all_the_same(fake_store: Store):
+    accept(fake_store, "b1", events("e1", "e2", "e3"))
+    fake_store.roll_in("b1")
+    fake_store.ensure_group()
+    entries = fake_store.read_new("c1", 100)
+    assert rollup(fake_store, rows_of(entries[::-1])) == 3
+    assert rollup(fake_store, rows_of(entries[::-1])) == 0
+    assert fake_store.ad_stats(["ad1"])["impressions"] == [3]
+
+
 def test_unreadable_entries_are_acknowledged_without_counting(fake_store: Store):
     accept(fake_store, "b1", events("e1"))
     fake_store.roll_in("b1")
