@@ -51,9 +51,13 @@ CREDENTIALS = {
 }
 
 
-# a worker takes up to 4 tasks a process ahead (tasks.factory: worker_prefetch_multiplier),
-# so a delivered task may wait for 4 others before its own run
+# Redis broker: a worker process takes up to 4 tasks ahead (tasks.factory:
+# worker_prefetch_multiplier). RabbitMQ broker: 1 ahead per queue it consumes, since with
+# quorum queues the prefetch applies per consumer, and a worker of every queue (the
+# Procfile's) has 3; so a delivered task may wait for 3 others before its own run.
 PREFETCH_ROUNDS = 5
+AMQP_PREFETCH = 1
+AMQP_WAIT_ROUNDS = 3 * AMQP_PREFETCH + 1
 
 
 class SettingsError(ValueError):
@@ -151,11 +155,11 @@ class Settings(BaseModel):
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S")
         if (self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
-                and PREFETCH_ROUNDS * self.task_time_limit_s > self.broker_consumer_timeout_s):
-            raise ValueError(f"with RabbitMQ, {PREFETCH_ROUNDS} x TASK_TIME_LIMIT_S (a task and "
-                             f"the {PREFETCH_ROUNDS - 1} a worker may take ahead of it) must not "
-                             "exceed BROKER_CONSUMER_TIMEOUT_S, or RabbitMQ closes the channel "
-                             "of a worker still within its limit")
+                and AMQP_WAIT_ROUNDS * self.task_time_limit_s > self.broker_consumer_timeout_s):
+            raise ValueError(f"with RabbitMQ, {AMQP_WAIT_ROUNDS} x TASK_TIME_LIMIT_S (a task and "
+                             f"the {AMQP_WAIT_ROUNDS - 1} a worker process may take ahead of it, "
+                             "one per queue) must not exceed BROKER_CONSUMER_TIMEOUT_S, or "
+                             "RabbitMQ closes the channel of a worker still within its limit")
         if self.event_max_age_s + 300 > self.dedupe_window_s:
             raise ValueError("EVENT_MAX_AGE_S + 300 must not exceed DEDUPE_WINDOW_S, or a "
                              "retried event could be counted twice")
@@ -197,4 +201,4 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError(f"invalid settings: {problems}") from None
 
 
-__all__ = ["PREFETCH_ROUNDS", "Settings", "SettingsError", "load_settings"]
+__all__ = ["AMQP_PREFETCH", "PREFETCH_ROUNDS", "Settings", "SettingsError", "load_settings"]

@@ -21,7 +21,7 @@ from kombu import Connection
 from kombu.exceptions import ChannelError
 from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
-from devtools.redis_server import free_port
+from devtools.redis_server import _end_with_parent, free_port
 
 # Debian's /usr/sbin/rabbitmq-server switches to the rabbitmq user, which could not write
 # our directory; the script it wraps runs the node as whoever starts it
@@ -81,6 +81,11 @@ class RabbitNode:
                 "RABBITMQ_NODE_PORT": str(self.port),
                 "RABBITMQ_DIST_PORT": str(self.dist_port),
                 "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq"),
+                # none of the machine's own files under /etc/rabbitmq: they could name its
+                # epmd port or listeners
+                "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+                "RABBITMQ_CONFIG_FILES": str(d / "conf.d"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(d / "advanced.config"),
                 "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
                 "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
                 "RABBITMQ_LOG_BASE": str(d / "log"),
@@ -99,23 +104,39 @@ class RabbitNode:
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "log.console = false\nlog.file.level = warning\n")
         (d / "enabled_plugins").write_text("[].\n")
-        self.epmd = subprocess.Popen([epmd, "-port", str(self.epmd_port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        with open(d / "node.out", "wb") as out:
-            self.node = subprocess.Popen([script], env=self._env(), stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+        (d / "rabbitmq-env.conf").write_text("")
+        (d / "conf.d").mkdir(exist_ok=True)
+        (d / "advanced.config").write_text("[].\n")
+        try:
+            # each in a session of its own (a Ctrl-C reaches the tests first, which stop it),
+            # and ended by the kernel should this process die first
+            self.epmd = subprocess.Popen([epmd, "-address", "127.0.0.1", "-port",
+                                          str(self.epmd_port)],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                         start_new_session=True, preexec_fn=_end_with_parent)
+            with open(d / "node.out", "wb") as out:
+                self.node = subprocess.Popen([script], env=self._env(), stdout=out,
+                                             stderr=subprocess.STDOUT, start_new_session=True,
+                                             preexec_fn=_end_with_parent)
+            self._wait(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait(self, timeout_s: float) -> None:
+        assert self.node is not None
         deadline = time.monotonic() + timeout_s
         while True:
             try:
                 with Connection(self.url, connect_timeout=1) as conn:
                     conn.connect()
-                return self
+                return
             except OSError:
                 if self.node.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
                     raise RuntimeError(f"the RabbitMQ node did not start on port {self.port}; "
-                                       f"see {d / 'node.out'} and {d / 'log'}") from None
+                                       f"see {self.directory / 'node.out'} and "
+                                       f"{self.directory / 'log'}") from None
                 time.sleep(0.25)
 
     def stop(self) -> None:

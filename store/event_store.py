@@ -152,12 +152,11 @@ class EventStore:
         cells: list[tuple[int, int, float]] = []
         whole: list[tuple[int, bytes]] = []
         for field, value in self.r.hscan_iter(Keys.position_folding(epoch), count=chunk):
-            ad, _, column = field.rpartition(b" ")
-            if ad:
-                row = rows.setdefault(ad, len(rows))
-                cells.append((row, int(column) - 1, float(value)))
-            else:
+            if b" " in value:                 # an earlier version's whole row
                 whole.append((rows.setdefault(field, len(rows)), value))
+                continue
+            ad, _, column = field.rpartition(b" ")
+            cells.append((rows.setdefault(ad, len(rows)), int(column) - 1, float(value)))
         counts = np.zeros((len(rows), width))
         if cells:
             row_of, column_of, n = (np.array(c) for c in zip(*cells, strict=True))
@@ -442,7 +441,7 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
         args += [ad_names[a], *map(repr, row)]
 
     columns = block.position_column[valid]
-    placed = np.flatnonzero(columns > 0)
+    placed = np.flatnonzero((columns > 0) & (columns <= position_width))
     epochs, epoch_of = np.unique(block.epoch[valid][placed], return_inverse=True)
     credit_days = sorted({block.feed_day[valid[i]] for i in np.flatnonzero(
         fed & (tv == apply_type - 1)).tolist()})

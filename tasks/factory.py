@@ -16,7 +16,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from config import PREFETCH_ROUNDS, Settings
+from config import AMQP_PREFETCH, PREFETCH_ROUNDS, Settings
 from tasks.names import QUEUE, QUEUES, REGENERATE, ROLLUP
 
 __all__ = ["EXCHANGE", "QUEUES", "beat_schedule", "celery_config", "is_amqp", "make_celery"]
@@ -82,6 +82,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "task_default_routing_key": QUEUES[0],
             "task_default_queue_type": "quorum",
             "broker_transport_options": {"confirm_publish": True},
+            # one task ahead per queue: RabbitMQ counts a delivery's wait for a worker
+            # process against consumer_timeout (config.AMQP_WAIT_ROUNDS)
+            "worker_prefetch_multiplier": AMQP_PREFETCH,
         })
     if settings.broker_url.startswith(("redis://", "rediss://")):
         conf["broker_transport"] = "tasks.broker:Transport"   # survives a Redis restart

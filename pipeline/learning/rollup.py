@@ -110,10 +110,12 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
 def days_of(ts: np.ndarray) -> list[str]:
     """The UTC day (YYYY-MM-DD) of each time, each distinct day formatted once.
 
-    >>> days_of(np.array([0.0, 86_399.0, 86_400.0]))
-    ['1970-01-01', '1970-01-01', '1970-01-02']
+    >>> days_of(np.array([0.0, 86_399.0, 86_400.0, 86_399.9999998]))
+    ['1970-01-01', '1970-01-01', '1970-01-02', '1970-01-02']
     """
-    days, index = np.unique(np.floor_divide(ts, 86_400).astype(np.int64), return_inverse=True)
+    # to the microsecond first, as datetime.fromtimestamp rounds
+    days, index = np.unique(np.floor_divide(np.round(ts, 6), 86_400).astype(np.int64),
+                            return_inverse=True)
     names = [day_of(d * 86_400.0) for d in days.tolist()]
     return [names[i] for i in index.tolist()]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from kombu import Connection, Queue
+from kombu import Connection
 from kombu.exceptions import ChannelError
 from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
@@ -36,13 +36,14 @@ def delayed(url: str) -> int:
 
 
 def is_quorum(url: str, name: str) -> bool:
-    """Whether ``name`` exists as a quorum queue: declaring it again with the same
-    arguments succeeds, and as a classic queue is refused (inequivalent arguments)."""
+    """Whether ``name`` exists as a quorum queue: it exists, declaring it again as a durable
+    quorum queue is accepted, and as a classic one refused (inequivalent arguments)."""
     with Connection(url) as conn:
-        Queue(name, durable=True, queue_arguments={"x-queue-type": "quorum"},
-              no_declare=True).bind(conn.channel()).declare()
+        conn.channel().queue_declare(queue=name, passive=True)     # raises if absent
+        conn.channel().queue_declare(queue=name, durable=True, auto_delete=False,
+                                     arguments={"x-queue-type": "quorum"})
         try:
-            Queue(name, durable=True).bind(conn.channel()).declare()
+            conn.channel().queue_declare(queue=name, durable=True, auto_delete=False)
         except ChannelError:
             return True
     return False

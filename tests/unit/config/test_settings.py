@@ -57,7 +57,7 @@ def test_config_is_the_only_module_reading_os_environ():
     ({"EVENT_MAX_AGE_S": "90000", "DEDUPE_WINDOW_S": "86400"}, "DEDUPE_WINDOW_S"),
     ({"FEED_TTL_S": "60", "REGEN_INTERVAL_S": "60"}, "FEED_TTL_S"),
     ({"GEOHASH_PRECISION": "7", "FEED_RADIUS_KM": "30"}, "FEED_RADIUS_KM"),
-    ({"CELERY_BROKER_URL": "amqp://guest@localhost//", "TASK_TIME_LIMIT_S": "400",
+    ({"CELERY_BROKER_URL": "amqp://guest@localhost//", "TASK_TIME_LIMIT_S": "500",
       "VISIBILITY_TIMEOUT_S": "800"}, "BROKER_CONSUMER_TIMEOUT_S"),
 ])
 def test_settings_that_contradict_each_other_are_refused(env, name):
@@ -66,10 +66,12 @@ def test_settings_that_contradict_each_other_are_refused(env, name):
 
 
 def test_a_long_task_limit_is_refused_only_where_rabbitmq_would_cut_it_short():
-    long = {"TASK_TIME_LIMIT_S": "400", "VISIBILITY_TIMEOUT_S": "800"}
-    assert load_settings(long).task_time_limit_s == 400            # Redis: no consumer timeout
+    long = {"TASK_TIME_LIMIT_S": "500", "VISIBILITY_TIMEOUT_S": "800"}
+    assert load_settings(long).task_time_limit_s == 500            # Redis: no consumer timeout
     rabbit = {**long, "CELERY_BROKER_URL": "amqp://guest@localhost//"}
-    assert load_settings({**rabbit, "BROKER_CONSUMER_TIMEOUT_S": "2000"}).task_time_limit_s == 400
+    with pytest.raises(SettingsError, match="4 x TASK_TIME_LIMIT_S"):
+        load_settings(rabbit)                         # 4 x 500 s > RabbitMQ's 30 minutes
+    assert load_settings({**rabbit, "BROKER_CONSUMER_TIMEOUT_S": "2000"}).task_time_limit_s == 500
     assert load_settings({"CELERY_BROKER_URL": "amqp://guest@localhost//"}).task_time_limit_s == 300
 
 

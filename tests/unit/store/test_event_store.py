@@ -231,6 +231,15 @@ def test_served_feeds_are_counted_once_behind_a_cursor(fake_store: Store):
     assert stats.values.tolist() == [[1, 1, 0, 0], [0, 0.5, 0, 0], [1, 1.5, 0, 0]]
 
 
+def test_a_position_beyond_the_rows_width_counts_the_event_but_no_position(fake_store: Store):
+    entries = rolled_entries(fake_store, 2, "w1")
+    rows = [RollupRow(entries[0].entry_id, "ad1", 1, "2027-01-15", position_column=30, epoch=7),
+            RollupRow(entries[1].entry_id, "ad1", 1, "2027-01-15", position_column=2, epoch=7)]
+    assert fake_store.apply_rollup(rows, NOW, 3600.0, ("thompson",), position_width=24) == 2
+    assert fake_store.ad_stats(["ad1"])["impressions"] == [2]
+    assert fake_store.r.hgetall(Keys.position_epoch(7)) == {b"ad1 2": b"1"}
+
+
 def test_an_epoch_set_aside_by_an_earlier_version_reads_with_the_new_fields(fake_store: Store):
     width = 4
     fake_store.r.hset(Keys.position_folding(3), mapping={

@@ -55,6 +55,8 @@ def test_on_rabbitmq_every_queue_is_a_durable_quorum_queue_on_one_topic_exchange
         assert q.routing_key == name
     assert conf["broker_transport_options"] == {"confirm_publish": True}   # no visibility timeout
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    # quorum queues: the prefetch is per consumer, and a worker consumes every queue
+    assert conf["worker_prefetch_multiplier"] == 1
 
 
 def test_on_rabbitmq_each_task_is_routed_to_its_own_quorum_queue():
