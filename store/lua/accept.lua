@@ -14,23 +14,37 @@
 --       ad for a user, (its number 1..n, the KEYS index of that user's exclusion set)
 -- Returns one flag per event: 1 accepted, 0 duplicate, -1 unknown ad.
 local now, prefix, n = ARGV[2], ARGV[6], tonumber(ARGV[7])
-local flags, kept, batch_seen, known, excluded = {}, {}, {}, {}, {}
+local flags, kept, kept_ids, batch_seen, known, excluded = {}, {}, {}, {}, {}, {}
+local ids = {}
+for e = 1, n do ids[e] = ARGV[5 + 3 * e] end
+-- each seen set asked about the whole batch at once, a thousand ids a command
+local function seen_in(key)
+  local out = {}
+  for first = 1, n, 1000 do
+    local last = math.min(first + 999, n)
+    local reply = redis.call('SMISMEMBER', key, unpack(ids, first, last))
+    for j = 1, #reply do out[first + j - 1] = reply[j] end
+  end
+  return out
+end
+local seen_now, seen_prev = seen_in(KEYS[3]), seen_in(KEYS[4])
 for e = 1, n do
   local i = 5 + 3 * e
-  local id, ad = ARGV[i], ARGV[i + 1]
+  local id, ad = ids[e], ARGV[i + 1]
   if known[ad] == nil then known[ad] = redis.call('EXISTS', prefix .. ad) == 1 end
-  if batch_seen[id]
-      or redis.call('SISMEMBER', KEYS[3], id) == 1
-      or redis.call('SISMEMBER', KEYS[4], id) == 1 then
+  if batch_seen[id] or seen_now[e] == 1 or seen_prev[e] == 1 then
     flags[e] = 0
   elseif not known[ad] then
     flags[e] = -1
   else
     batch_seen[id] = true
     kept[#kept + 1] = ARGV[i + 2]
-    redis.call('SADD', KEYS[3], id)
+    kept_ids[#kept_ids + 1] = id
     flags[e] = 1
   end
+end
+for first = 1, #kept_ids, 1000 do
+  redis.call('SADD', KEYS[3], unpack(kept_ids, first, math.min(first + 999, #kept_ids)))
 end
 for j = 8 + 3 * n, #ARGV, 2 do
   local ad, x = ARGV[6 + 3 * tonumber(ARGV[j])], tonumber(ARGV[j + 1])
