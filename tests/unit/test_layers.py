@@ -18,6 +18,7 @@ KEY = re.compile(r"""["'](ad|ads|feed|cells|served|catalog|lock|job|user|regen|s
                  r"""position|priors|secret|\{ev\}):""")
 OWN_CLIENT = {  # code that may open a Redis client of its own, and why
     "devtools/redis_server.py": "starts a redis-server and waits for it to answer",
+    "devtools/redis_cluster.py": "starts cluster nodes and waits for each, then the cluster",
 }
 
 
