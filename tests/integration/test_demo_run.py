@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,7 +46,7 @@ class Demo:
             assert self.proc.poll() is None, self.output()[-3000:]
             try:
                 ready = requests.get(f"{self.base}/readyz", timeout=1).status_code == 200
-                if ready and listening(self.flower_port):
+                if ready and listening(self.flower_port) and worker_ready(self.output()):
                     return
             except requests.RequestException:
                 pass
@@ -181,6 +182,11 @@ def test_the_demo_is_local_refuses_a_busy_port_keeps_its_data_and_stops_cleanly(
         assert fresh.interrupt() == 0
 
 
+def worker_ready(output: str) -> bool:
+    """Whether the Celery worker has said it is ready (its pool started)."""
+    return re.search(r"celery@\S+ ready\.", output) is not None
+
+
 def test_ctrl_c_ends_make_run_without_a_make_error(tmp_path):
     """`make run` as the README gives it, stopped with Ctrl-C (SIGINT to the terminal's
     process group): everything stops and make prints no "make: *** ... Error" line."""
@@ -194,7 +200,10 @@ def test_ctrl_c_ends_make_run_without_a_make_error(tmp_path):
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + 120
-            while not listening(flower_port) or not listening(port):
+            # as a user would, once everything is up: a Ctrl-C while Celery still forks its
+            # pool makes Celery itself print a traceback (WorkerLostError)
+            while (not listening(flower_port) or not listening(port)
+                   or not worker_ready(log.read_text())):
                 assert make.poll() is None, log.read_text()[-3000:]
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.3)
