@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from store import STAT_FIELDS, Store
 
 ADS, POINTS, CONNECTIONS, THREADS = 5_000, 500, 8, 2
 POST_EVERY, PER_POST = 5, 50
+LAG_EVERY_S = 10.0
 ADMIN_TOKEN = "load-admin-token-0123456789"
 SETTINGS = {"ROLLUP_INTERVAL_S": "1", "REGEN_INTERVAL_S": "10"}
 
@@ -132,9 +134,13 @@ def run(seconds: float, work: Path, post_every: int = POST_EVERY,
         groups = {"gunicorn": web, "celery worker": procs[0], "beat": procs[1]}
         cpu_before = {name: cpu_seconds(process_tree(p.proc.pid)) for name, p in groups.items()}
         cpu_before["redis"] = cpu_seconds([server.proc.pid])
-        done = subprocess.run([wrk, "-t", str(THREADS), "-c", str(CONNECTIONS), "--timeout",
-                               "10s", "-d", f"{seconds:g}s", "-s", str(script), base],
-                              capture_output=True, text=True, timeout=seconds + 120)
+        lag = LagSampler(Store.from_url(server.url), LAG_EVERY_S).start()
+        try:
+            done = subprocess.run([wrk, "-t", str(THREADS), "-c", str(CONNECTIONS), "--timeout",
+                                   "10s", "-d", f"{seconds:g}s", "-s", str(script), base],
+                                  capture_output=True, text=True, timeout=seconds + 120)
+        finally:
+            lag.stop()
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
         if done.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -159,6 +165,7 @@ def run(seconds: float, work: Path, post_every: int = POST_EVERY,
             "accounted": counted == accepted and 0 <= in_flight <= CONNECTIONS * per_post,
             "settle_s": time.perf_counter() - settle_started, "machine": machine(server),
             "post_every": post_every, "per_post": per_post, "healthz_rps": healthz,
+            "lag_s": lag.samples,
             "cpu_s": {k: round(v, 2) for k, v in cpu.items()},
         })
         return out
@@ -166,6 +173,34 @@ def run(seconds: float, work: Path, post_every: int = POST_EVERY,
         for p in reversed(procs):
             p.stop()
         server.stop()
+
+
+class LagSampler:
+    """The rollup's lag (how long the oldest event not yet counted has waited, inbox
+    included) every ``every_s`` while the load runs: flat if the rollup keeps up, growing
+    if it falls behind."""
+
+    def __init__(self, store: Store, every_s: float) -> None:
+        self.store, self.every_s = store, every_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lag-sampler", daemon=True)
+
+    def start(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            now = time.time()
+            waiting = self.store.unrolled()
+            oldest = [t for t in (waiting.oldest_inbox_at, None if waiting.oldest_entry_ms is None
+                                  else waiting.oldest_entry_ms / 1000) if t is not None]
+            self.samples.append(round(max(0.0, now - min(oldest)) if oldest else 0.0, 2))
 
 
 def healthz_rate(wrk: str, base: str, seconds: float) -> float:
@@ -230,6 +265,9 @@ def markdown(r: dict, command: str) -> str:
              f"{r['accepted_by_server']:,} ({r['accepted']:,} + {r['in_flight_at_stop']:,}) / "
              f"{r['counted']:,}: {'every one' if r['accounted'] else 'NOT'} accounted for "
              f"(settled {r['settle_s']:.1f} s after the load)"],
+            *([[f"the rollup's lag every {LAG_EVERY_S:g} s of the load (the oldest event not "
+                "yet counted)", ", ".join(f"{v:.1f}" for v in r["lag_s"]) + " s"]]
+              if r.get("lag_s") else []),
             *cpu_rows(r),
         ]), "\n"])
 
