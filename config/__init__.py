@@ -51,13 +51,13 @@ CREDENTIALS = {
 }
 
 
-# Redis broker: a worker process takes up to 4 tasks ahead (tasks.factory:
-# worker_prefetch_multiplier). RabbitMQ broker: 1 ahead per queue it consumes, since with
-# quorum queues the prefetch applies per consumer, and a worker of every queue (the
-# Procfile's) has 3; so a delivered task may wait for 3 others before its own run.
-PREFETCH_ROUNDS = 5
+# RabbitMQ broker: a worker process takes 1 task ahead per queue it consumes (tasks.factory:
+# worker_prefetch_multiplier), since with quorum queues the prefetch applies per consumer,
+# and a worker of every queue (the Procfile's) consumes 3; so a delivered task may wait for
+# 3 others before its own run (tests/unit/tasks/test_factory.py ties the 3 to the queues)
 AMQP_PREFETCH = 1
 AMQP_WAIT_ROUNDS = 3 * AMQP_PREFETCH + 1
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 
 
 class SettingsError(ValueError):
@@ -154,7 +154,7 @@ class Settings(BaseModel):
     def _consistent(self) -> Settings:
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S")
-        if (self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
+        if (self.broker_is_amqp
                 and AMQP_WAIT_ROUNDS * self.task_time_limit_s > self.broker_consumer_timeout_s):
             raise ValueError(f"with RabbitMQ, {AMQP_WAIT_ROUNDS} x TASK_TIME_LIMIT_S (a task and "
                              f"the {AMQP_WAIT_ROUNDS - 1} a worker process may take ahead of it, "
@@ -181,6 +181,11 @@ class Settings(BaseModel):
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
 
+    @property
+    def broker_is_amqp(self) -> bool:
+        """Whether the broker is RabbitMQ (an AMQP URL)."""
+        return self.broker_url.startswith(AMQP_SCHEMES)
+
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Build the settings from ``environ`` (default ``os.environ``), then ``overrides``."""
@@ -201,4 +206,4 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         raise SettingsError(f"invalid settings: {problems}") from None
 
 
-__all__ = ["AMQP_PREFETCH", "PREFETCH_ROUNDS", "Settings", "SettingsError", "load_settings"]
+__all__ = ["AMQP_PREFETCH", "AMQP_WAIT_ROUNDS", "Settings", "SettingsError", "load_settings"]

@@ -16,17 +16,12 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from config import AMQP_PREFETCH, PREFETCH_ROUNDS, Settings
+from config import AMQP_PREFETCH, Settings
 from tasks.names import QUEUE, QUEUES, REGENERATE, ROLLUP
 
-__all__ = ["EXCHANGE", "QUEUES", "beat_schedule", "celery_config", "is_amqp", "make_celery"]
+__all__ = ["EXCHANGE", "QUEUES", "beat_schedule", "celery_config", "make_celery"]
 
 EXCHANGE = "jobs"   # on RabbitMQ: the topic exchange every queue is bound to, by its name
-
-
-def is_amqp(url: str) -> bool:
-    """Whether ``url`` names a RabbitMQ (AMQP) broker."""
-    return url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
 
 def amqp_queues() -> list[Queue]:
@@ -64,7 +59,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUES[0],
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0,
                                       "interval_step": 0.2, "interval_max": 0.5},
-        "worker_prefetch_multiplier": PREFETCH_ROUNDS - 1,
+        "worker_prefetch_multiplier": 4,
         "worker_hijack_root_logger": False,
         # task events feed Flower, whose /metrics gives task counts and durations by task
         # and outcome (summed over every worker and prefork child)
@@ -73,14 +68,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "beat_schedule": beat_schedule(settings),
         "timezone": "UTC",
     }
-    if is_amqp(settings.broker_url):
-        del conf["broker_transport_options"]        # no visibility timeout on RabbitMQ
+    if settings.broker_is_amqp:
         conf.update({
             "task_queues": amqp_queues(),
             "task_default_exchange": EXCHANGE,
             "task_default_exchange_type": "topic",
             "task_default_routing_key": QUEUES[0],
             "task_default_queue_type": "quorum",
+            # replaces the visibility timeout, which RabbitMQ has no use for
             "broker_transport_options": {"confirm_publish": True},
             # one task ahead per queue: RabbitMQ counts a delivery's wait for a worker
             # process against consumer_timeout (config.AMQP_WAIT_ROUNDS)

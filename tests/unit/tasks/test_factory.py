@@ -4,7 +4,7 @@ schedule lists every periodic job with its interval."""
 from __future__ import annotations
 
 import tasks.jobs  # noqa: F401  (a worker imports it: the tasks register on the app)
-from config import load_settings
+from config import AMQP_PREFETCH, AMQP_WAIT_ROUNDS, load_settings
 from tasks.celery import app
 from tasks.factory import EXCHANGE, beat_schedule, celery_config, make_celery
 from tasks.names import QUEUE, QUEUES
@@ -55,8 +55,10 @@ def test_on_rabbitmq_every_queue_is_a_durable_quorum_queue_on_one_topic_exchange
         assert q.routing_key == name
     assert conf["broker_transport_options"] == {"confirm_publish": True}   # no visibility timeout
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
-    # quorum queues: the prefetch is per consumer, and a worker consumes every queue
-    assert conf["worker_prefetch_multiplier"] == 1
+    # quorum queues: the prefetch is per consumer, and a worker consumes every queue, which
+    # is what the settings' consumer-timeout check counts on
+    assert conf["worker_prefetch_multiplier"] == AMQP_PREFETCH == 1
+    assert len(QUEUES) * AMQP_PREFETCH + 1 == AMQP_WAIT_ROUNDS
 
 
 def test_on_rabbitmq_each_task_is_routed_to_its_own_quorum_queue():
