@@ -196,11 +196,7 @@ class LagSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            now = time.time()
-            waiting = self.store.unrolled()
-            oldest = [t for t in (waiting.oldest_inbox_at, None if waiting.oldest_entry_ms is None
-                                  else waiting.oldest_entry_ms / 1000) if t is not None]
-            self.samples.append(round(max(0.0, now - min(oldest)) if oldest else 0.0, 2))
+            self.samples.append(round(self.store.unrolled().lag_s(time.time()), 2))
 
 
 def healthz_rate(wrk: str, base: str, seconds: float) -> float:

@@ -52,6 +52,16 @@ class Unrolled:
     undelivered: int
     oldest_entry_ms: int | None      # stream id time of the oldest pending or undelivered entry
 
+    def lag_s(self, now: float) -> float:
+        """How long the oldest event not counted yet has waited (0 if none waits).
+
+        >>> Unrolled(1, 95.0, 0, 2, 90_000).lag_s(100.0)
+        10.0
+        """
+        oldest = [t for t in (self.oldest_inbox_at, None if self.oldest_entry_ms is None
+                              else self.oldest_entry_ms / 1000) if t is not None]
+        return max(0.0, now - min(oldest)) if oldest else 0.0
+
 
 @dataclass(frozen=True)
 class AdRow:

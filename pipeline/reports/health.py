@@ -105,13 +105,10 @@ def job_state(status: Mapping[str, str], now: float, job: str) -> JobState:
 def pipeline_state(store: Store, settings: Settings, now: float) -> PipelineState:
     """Read the pipeline's state: backlog and lag, the periodic jobs, active cells, live ads."""
     unrolled = store.unrolled()
-    oldest = [t for t in (unrolled.oldest_inbox_at,
-                          None if unrolled.oldest_entry_ms is None
-                          else unrolled.oldest_entry_ms / 1000) if t is not None]
     jobs = {job: job_state(store.job_status(job), now, job) for job in JOBS}
     return PipelineState(
         at=now,
-        lag_s=max(0.0, now - min(oldest)) if oldest else 0.0,
+        lag_s=unrolled.lag_s(now),
         inbox_batches=unrolled.inbox_batches,
         pending_events=unrolled.pending,
         undelivered_events=unrolled.undelivered,
