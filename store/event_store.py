@@ -380,8 +380,7 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
     """The KEYS and ARGV of ``scripts.ROLLUP`` for ``block``: its entries in stream order,
     then its events summed by ad, by counter, by position epoch, and its applies that name
     a feed (``store/lua/rollup.lua`` lists the sections)."""
-    ntypes, nev = len(STAT_FIELDS), len(EVIDENCE_FIELDS)
-    apply_type = stat_type_index("apply")
+    ntypes, nev, nstrat = len(STAT_FIELDS), len(EVIDENCE_FIELDS), len(strategies)
     t = block.type_index
     valid = np.flatnonzero(t > 0)
     # distinct, in the order read: a block read from the stream is oldest first, which lets
@@ -389,46 +388,38 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
     entries = list(dict.fromkeys(block.entry_id))
     tv = t[valid] - 1                                         # 0-based types
     args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
-                          position_width, epoch_ttl_s, ntypes, nev, len(strategies),
+                          position_width, epoch_ttl_s, ntypes, nev, nstrat,
                           len(valid), len(entries), *entries]
-    ad_names, ad_of = factorize([block.ad_id[i] for i in valid.tolist()])
-    ads = ad_names
+    ads, ad_of = factorize([block.ad_id[i] for i in valid.tolist()])
     counts = np.bincount(ad_of * ntypes + tv, minlength=len(ads) * ntypes)
     args.append(len(ads))
-    for ad, row in zip(ad_names, counts.reshape(len(ads), ntypes).tolist(), strict=True):
+    for ad, row in zip(ads, counts.reshape(len(ads), ntypes).tolist(), strict=True):
         args += [ad, *row]
 
     fixed = [Keys.events, Keys.counts, Keys.decayed, Keys.strategies, Keys.ctr_all,
              Keys.position_epochs]
+    all_time, first_day = fixed.index(Keys.ctr_all) + 1, len(fixed) + 1   # KEYS, 1-based
     days, day_of = factorize([block.day[i] for i in valid.tolist()])
-    day_keys = [Keys.ctr(d) for d in days]
     strategy_index = {name: i for i, name in enumerate(strategies)}
-    s = np.array([strategy_index.get(block.strategy[i], -1) for i in valid], dtype=np.int64)
+    s = np.array([strategy_index.get(block.strategy[i], -1) for i in valid.tolist()],
+                 dtype=np.int64)
+    fed = s >= 0
     counters: list[object] = []
 
-    type_names = list(STAT_FIELDS)
-    by_day = np.bincount(day_of * ntypes + tv, minlength=len(days) * ntypes)
-    for flat in np.flatnonzero(by_day).tolist():
-        n = int(by_day[flat])
-        counters += [len(fixed) + 1 + flat // ntypes, type_names[flat % ntypes], n]
-    for j, n in enumerate(by_day.reshape(len(days), ntypes).sum(axis=0).tolist()):
-        if n:
-            counters += [5, type_names[j], n]
-    fed = s >= 0
-    if fed.any():
-        nstrat = len(strategies)
-        field = s[fed] * ntypes + tv[fed]
-        by_strategy = np.bincount(day_of[fed] * nstrat * ntypes + field,
-                                  minlength=len(days) * nstrat * ntypes)
-        width = nstrat * ntypes
-        for flat in np.flatnonzero(by_strategy).tolist():
-            k = flat % width
-            counters += [len(fixed) + 1 + flat // width,
-                         f"{strategies[k // ntypes]}:{type_names[k % ntypes]}",
-                         int(by_strategy[flat])]
-        for k, n in enumerate(by_strategy.reshape(len(days), width).sum(axis=0).tolist()):
+    def count(field: np.ndarray, day: np.ndarray, names: list[str]) -> None:
+        """HINCRBYs of ``names[field]`` on each day's ctr hash and on the all-time one."""
+        width = len(names)
+        sums = np.bincount(day * width + field, minlength=len(days) * width)
+        for flat in np.flatnonzero(sums).tolist():
+            counters.extend((first_day + flat // width, names[flat % width], int(sums[flat])))
+        for k, n in enumerate(sums.reshape(len(days), width).sum(axis=0).tolist()):
             if n:
-                counters += [5, f"{strategies[k // ntypes]}:{type_names[k % ntypes]}", n]
+                counters.extend((all_time, names[k], n))
+
+    count(tv, day_of, list(STAT_FIELDS))
+    if fed.any():
+        count(s[fed] * ntypes + tv[fed], day_of[fed],
+              [f"{name}:{kind}" for name in strategies for kind in STAT_FIELDS])
     args += [len(counters) // 3, *counters]
 
     weights = block.weight[valid]
@@ -438,14 +429,14 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
                        minlength=len(ev_ads) * nev).reshape(len(ev_ads), nev)
     args.append(len(ev_ads))
     for a, row in zip(ev_ads.tolist(), sums.tolist(), strict=True):
-        args += [ad_names[a], *map(repr, row)]
+        args += [ads[a], *map(repr, row)]
 
+    applies = np.flatnonzero(fed & (tv == stat_type_index("apply") - 1)).tolist()
+    credit_days = sorted({block.feed_day[valid[j]] for j in applies})
     columns = block.position_column[valid]
     placed = np.flatnonzero((columns > 0) & (columns <= position_width))
     epochs, epoch_of = np.unique(block.epoch[valid][placed], return_inverse=True)
-    credit_days = sorted({block.feed_day[valid[i]] for i in np.flatnonzero(
-        fed & (tv == apply_type - 1)).tolist()})
-    epoch_base = len(fixed) + len(days) + len(credit_days) + 1
+    epoch_base = first_day + len(days) + len(credit_days)
     width = position_width + 1
     cells, cell_counts = np.unique((epoch_of * len(ads) + ad_of[placed]) * width
                                    + columns[placed], return_counts=True)
@@ -453,16 +444,14 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
     for flat, n in zip(cells.tolist(), cell_counts.tolist(), strict=True):
         pair, column = divmod(flat, width)
         e, a = divmod(pair, len(ads))
-        args += [epoch_base + e, ad_names[a], column, n]
+        args += [epoch_base + e, ads[a], column, n]
 
-    credit_base = len(fixed) + len(days) + 1
-    credit_index = {d: credit_base + i for i, d in enumerate(credit_days)}
-    applies = np.flatnonzero(fed & (tv == apply_type - 1)).tolist()
+    credit_index = {d: first_day + len(days) + i for i, d in enumerate(credit_days)}
     args.append(len(applies))
     for j in applies:
         i = int(valid[j])
         args += [credit_index[block.feed_day[i]], block.feed_id[i], block.cell[i],
                  int(s[j]) + 1, repr(float(weights[j]))]
-    keys = [*fixed, *day_keys, *(Keys.credited(d) for d in credit_days),
+    keys = [*fixed, *(Keys.ctr(d) for d in days), *(Keys.credited(d) for d in credit_days),
             *(Keys.position_epoch(int(e)) for e in epochs.tolist())]
     return keys, args

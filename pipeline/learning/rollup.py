@@ -53,7 +53,6 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     block however many events name it. Returns events counted."""
     ids, ads, types, ts, positions, feeds = [], [], [], [], [], []
     refs: dict[str, FeedRef | None] = {}
-    unreadable: list[str] = []
     for entry in entries:
         try:
             event = orjson.loads(entry.payload)
@@ -67,8 +66,8 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
                 AttributeError):
             log.warning("unreadable event entry %s acknowledged without counting",
                         entry.entry_id)
-            unreadable.append(entry.entry_id)
-            continue
+            # type 0: acknowledged with its block, counted nowhere
+            ad, kind, at_s, slot, feed = "", "", 0.0, 0.0, None
         ids.append(entry.entry_id)
         ads.append(ad)
         types.append(stat_type_index(kind))
@@ -85,24 +84,16 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     kinds = np.array(types, dtype=np.int64)
     decay = decay_factor(now - when, settings.stats_half_life_s)
     weights = np.where(kinds == IMPRESSION, decay * examination.weights(place), decay)
-    served = np.array([w if f is None else f.served_ms / 1000 for w, f
+    served = np.array([at_s if f is None else f.served_ms / 1000 for at_s, f
                        in zip(ts, feeds, strict=True)], dtype=np.float64)
     # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
     # credits no strategy (the evaluation's default attribution window is the same)
     credits = [f if f is not None and late <= settings.event_max_age_s else None
                for f, late in zip(feeds, (when - served).tolist(), strict=True)]
     block = RollupBlock(
-        ids + unreadable, ads + [""] * len(unreadable),
-        np.concatenate([kinds, np.zeros(len(unreadable), dtype=np.int64)]),
-        days_of(when) + [""] * len(unreadable),
-        np.concatenate([weights, np.zeros(len(unreadable))]),
-        [f.cell if f else "" for f in credits] + [""] * len(unreadable),
-        [f.strategy if f else "" for f in credits] + [""] * len(unreadable),
-        [f.feed_id if f else "" for f in credits] + [""] * len(unreadable),
-        days_of(served) + [""] * len(unreadable),
-        np.concatenate([position_columns(kinds, place),
-                        np.zeros(len(unreadable), dtype=np.int64)]),
-        np.concatenate([epoch_of(served, starts), np.zeros(len(unreadable), dtype=np.int64)]))
+        ids, ads, kinds, days_of(when), weights, [f.cell if f else "" for f in credits],
+        [f.strategy if f else "" for f in credits], [f.feed_id if f else "" for f in credits],
+        days_of(served), position_columns(kinds, place), epoch_of(served, starts))
     return store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
                               CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings))
 
