@@ -11,7 +11,7 @@ from pipeline.learning.ingest import Event
 from pipeline.learning.rollup import run_rollup
 from pipeline.reports.adstats import ad_report
 from pipeline.serving.feed import make_feed_id
-from store import GLOBAL_CELL
+from store import GLOBAL_CELL, STAT_FIELDS, Keys
 from tests.conftest import NOW
 from tests.support.builders import PARIS, events_of, send
 
@@ -71,3 +71,16 @@ def test_only_a_real_recent_feed_earns_its_strategy_one_credit(fake_store, paris
     assert report["counted"] == 5                              # every apply counts for its ad
     credit = fake_store.strategy_stats([cell, GLOBAL_CELL], 12).values[:, 6 + 2]
     assert credit.tolist() == pytest.approx([1.0, 1.0], abs=1e-3)
+
+
+def test_unreadable_entries_are_acknowledged_and_the_rest_of_their_block_counted(fake_store):
+    settings = load_settings({})
+    send(fake_store, settings, events_of("a", NOW, impressions=3, views=1), NOW)
+    for garbage in (b"not json", b'{"ad": "a", "type": "view"}',             # no ts
+                    b'{"ad": "a", "type": "view", "ts": -5}', b'["a list"]'):
+        fake_store.r.xadd(Keys.events, {"e": garbage})
+    report = run_rollup(fake_store, settings, NOW)
+    assert report["counted"] == 4
+    assert fake_store.ad_stats(["a"]) == {**dict.fromkeys(STAT_FIELDS, [0]),
+                                           "impressions": [3], "views": [1]}
+    assert fake_store.backlog()["pending"] == 0 and fake_store.backlog()["lag"] == 0
