@@ -26,11 +26,12 @@ run: $(BIN)/.installed
 # Debian tools the tests drive, as command:package; installed when missing and run as root
 # (wrk: load test; prometheus, promtool, the Redis exporter: metrics and alert tests;
 # chromium and its driver: the browser tests of /dashboard and /docs; rabbitmq-server: the
-# tests with RabbitMQ as the broker start a node of their own from it)
+# tests with RabbitMQ as the broker start a node of their own from it; redis-server 7 and
+# redis-cli: the tests on a Redis Cluster start one of their own, with sharded pub/sub)
 TEST_TOOLS := wrk:wrk prometheus:prometheus promtool:prometheus \
 	prometheus-redis-exporter:prometheus-redis-exporter chromium:chromium \
 	chromedriver:chromium-driver docker-compose:docker-compose shellcheck:shellcheck \
-	rabbitmq-server:rabbitmq-server
+	rabbitmq-server:rabbitmq-server redis-server:redis-server redis-cli:redis-tools
 
 test: $(BIN)/.installed-dev
 	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \

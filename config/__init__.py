@@ -69,7 +69,9 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    redis_url: str = Field("redis://localhost:6379/0", pattern=r"^(redis|rediss|unix)://")
+    # redis+cluster:// (rediss+cluster:// with TLS): a Redis Cluster, named by any one node
+    redis_url: str = Field("redis://localhost:6379/0",
+                           pattern=r"^(redis|rediss|unix|redis\+cluster|rediss\+cluster)://")
     celery_broker_url: str | None = None  # None: the same server as REDIS_URL
     # secrets: SecretStr, so that no repr or log of the settings shows them
     admin_token: SecretStr | None = Field(None, min_length=16)
@@ -152,6 +154,11 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.redis_is_cluster and (self.celery_broker_url is None
+                                      or "+cluster://" in self.celery_broker_url):
+            raise ValueError("REDIS_URL names a Redis Cluster, which cannot carry Celery's "
+                             "queues (kombu has no cluster transport): set CELERY_BROKER_URL "
+                             "to RabbitMQ (amqp://...) or to a plain Redis (redis://...)")
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("VISIBILITY_TIMEOUT_S must exceed TASK_TIME_LIMIT_S")
         if (self.broker_is_amqp
@@ -180,6 +187,11 @@ class Settings(BaseModel):
     @property
     def broker_url(self) -> str:
         return self.celery_broker_url or self.redis_url
+
+    @property
+    def redis_is_cluster(self) -> bool:
+        """Whether REDIS_URL names a Redis Cluster (``redis+cluster://``)."""
+        return self.redis_url.startswith(("redis+cluster://", "rediss+cluster://"))
 
     @property
     def broker_is_amqp(self) -> bool:

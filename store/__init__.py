@@ -1,17 +1,20 @@
 """The store: the one layer that names Redis keys and runs Lua scripts.
 
-Callers hand it validated values only; it turns them into keys. Keys that one atomic step
-touches together share the ``{ev}`` hash tag, so a move to Redis Cluster changes only this file.
+Callers hand it validated values only; it turns them into keys. On Redis Cluster
+(``REDIS_URL=redis+cluster://host:port``) the keys that one atomic step touches together
+share a hash tag (``ClusterKeys``), and a step whose keys lie in several slots is split into
+single-slot ones (``store.spread``).
 """
 from __future__ import annotations
 
 import redis
+from redis.cluster import RedisCluster
 
 from store import scripts
 from store.catalogue_copy import CatalogueCopy
 from store.catalogue_store import CatalogueStore
 from store.event_store import EventStore
-from store.feed_store import FeedStore
+from store.feed_store import FeedChanges, FeedStore
 from store.job_store import JobStore
 from store.keys import (  # noqa: F401
     ACCEPTED,
@@ -36,6 +39,7 @@ from store.keys import (  # noqa: F401
     SUMMARY_TAG,
     UNDELIVERED_COUNTED,
     UNKNOWN_AD,
+    ClusterKeys,
     Keys,
     StaleCells,
 )
@@ -61,15 +65,20 @@ from store.rows import (  # noqa: F401
     summary,
     summary_rows,
 )
+from store.spread import is_cluster
 from store.user_store import UserStore
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
     """Redis access for the whole service, by area (catalogue, events and rollup, feeds,
     users, jobs: a module each). Takes its client; opens nothing itself."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.r = client
+        self.cluster = is_cluster(client)
+        self.k: type[Keys] = ClusterKeys if self.cluster else Keys
         self._accept = client.register_script(scripts.ACCEPT)
         self._exclude = client.register_script(scripts.EXCLUDE)
         self._roll_in = client.register_script(scripts.ROLL_IN)
@@ -80,6 +89,8 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self._drop_expired = client.register_script(scripts.DROP_EXPIRED)
         self._finish_shard = client.register_script(scripts.FINISH_SHARD)
         self._put_records = client.register_script(scripts.PUT_RECORDS)
+        self._set_feed = client.register_script(scripts.SET_FEED)
+        self._void_feed = client.register_script(scripts.VOID_FEED)
         self._begin_fold = client.register_script(scripts.BEGIN_FOLD)
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
         self._copy: CatalogueCopy | None = None
@@ -88,7 +99,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         """This process's copy of the catalogue's summaries (``CatalogueCopy``), made empty on
         first use; a regeneration brings it up to date before reading it."""
         if self._copy is None:
-            self._copy = CatalogueCopy(self.r)
+            self._copy = CatalogueCopy(self.r, self.k)
         return self._copy
 
     def drop_catalogue_copy(self) -> None:
@@ -98,25 +109,50 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
 
     @classmethod
     def from_url(cls, url: str, **kwargs: object) -> Store:
+        """A store on the server ``url`` names; ``redis+cluster://host:port`` (or
+        ``rediss+cluster://``, with TLS) names a Redis Cluster by any one of its nodes."""
+        scheme, sep, rest = url.partition("://")
+        if scheme in CLUSTER_SCHEMES and sep:
+            return cls(RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **kwargs))
         return cls(redis.Redis.from_url(url, **kwargs))
 
     def ping(self) -> bool:
         return bool(self.r.ping())
 
     def close(self) -> None:
-        """Close the client's connections (a short-lived tool's store, when it is done)."""
-        self.r.close()
+        """Close the client's connections (a short-lived tool's store, when it is done); a
+        later call opens new ones."""
+        if not self.cluster:
+            self.r.close()
+            return
+        for node in self.r.get_nodes():     # (RedisCluster.close() would forget the nodes)
+            if node.redis_connection is not None:
+                node.redis_connection.connection_pool.disconnect()
+
+    def _info(self, section: str) -> list[dict]:
+        """INFO ``section`` of every server holding data: the one, or each cluster master."""
+        if not self.cluster:
+            return [self.r.info(section)]
+        return [node.redis_connection.info(section) for node in self.r.get_primaries()]
 
     def memory_used(self) -> tuple[int, str]:
-        """Redis's ``used_memory``: bytes, and as Redis writes it for people ("1.52M")."""
-        info = self.r.info("memory")
-        return int(info["used_memory"]), str(info["used_memory_human"])
+        """Redis's ``used_memory`` (on a cluster, summed over its masters): bytes, and for
+        people ("1.52M"; on a cluster, in MiB)."""
+        infos = self._info("memory")
+        if len(infos) == 1:
+            return int(infos[0]["used_memory"]), str(infos[0]["used_memory_human"])
+        used = sum(int(i["used_memory"]) for i in infos)
+        return used, f"{used / 2 ** 20:.2f}M"
 
     def command_time_us(self) -> dict[str, int]:
-        """Microseconds the server has spent in each command since it started, by command
-        name (INFO commandstats, INFO itself included): a benchmark's Redis cost."""
-        stats = self.r.info("commandstats")
-        return {name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in stats.items()}
+        """Microseconds the servers have spent in each command since they started, by
+        command name (INFO commandstats, INFO itself included): a benchmark's Redis cost."""
+        out: dict[str, int] = {}
+        for stats in self._info("commandstats"):
+            for name, row in stats.items():
+                key = name.removeprefix("cmdstat_")
+                out[key] = out.get(key, 0) + int(row["usec"])
+        return out
 
     def flush_all(self) -> None:
         """Delete every key of every database on the server (FLUSHALL). For benchmarks and
@@ -126,6 +162,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
 
 __all__ = [
     "Store",
+    "FeedChanges",
     "CatalogueCopy",
     "Keys",
     "StreamEntry",

@@ -50,6 +50,17 @@ def _entry_key(entry_id: bytes | str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _pairs(reply: dict | list) -> dict:
+    """A hash as a dict: a cluster's transactions hand back the server's flat list."""
+    return reply if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2],
+                                                          strict=True))
+
+
+def _stream_rows(rows: list) -> list[tuple[bytes, dict]]:
+    """Stream entries as (id, fields dict), however the client parsed them."""
+    return [(entry_id, _pairs(fields)) for entry_id, fields in rows]
+
+
 def _ids_of(fields: dict[bytes, bytes]) -> bytes:
     """The ids a change log entry lists ("*": too many to list, or an entry of another
     shape)."""
@@ -75,8 +86,9 @@ class CopyStats:
 class CatalogueCopy:
     """Every indexed ad's summary as of the last ``refresh``, with its unit vector."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, keys: type[Keys] = Keys) -> None:
         self.r = client
+        self.k = keys
         self.stats = CopyStats()
         self._last: tuple[int, int] | None = None   # the newest change applied; None: empty
         self._slot: dict[bytes, int] = {}           # id -> row
@@ -107,14 +119,15 @@ class CatalogueCopy:
         server = self._server_id()
         last = self._last
         with self.r.pipeline(transaction=True) as p:
-            p.get(Keys.catalog_epoch)
-            p.xrevrange(Keys.catalog_changes, count=1)
+            p.get(self.k.catalog_epoch)
+            p.xrevrange(self.k.catalog_changes, count=1)
             if last is not None:      # from the copy's own entry on, which must still be there
-                p.xrange(Keys.catalog_changes, min=f"{last[0]}-{last[1]}", count=CHANGES_READ)
-            p.hlen(Keys.ads_summary)
+                p.xrange(self.k.catalog_changes, min=f"{last[0]}-{last[1]}", count=CHANGES_READ)
+            p.hlen(self.k.ads_summary)
             epoch, newest, *after, indexed = p.execute()
         epoch = _s(epoch) or "0"
-        read = after[0] if after else []
+        newest = _stream_rows(newest)
+        read = _stream_rows(after[0]) if after else []
         entries = read[1:] if read and _entry_key(read[0][0]) == last else read
         why = self._why_reload(server, epoch, newest, read, entries)
         if why:
@@ -171,10 +184,11 @@ class CatalogueCopy:
 
     def _reload(self, why: str, server: str | None) -> None:
         with self.r.pipeline(transaction=True) as p:
-            p.get(Keys.catalog_epoch)
-            p.xrevrange(Keys.catalog_changes, count=1)
-            p.hgetall(Keys.ads_summary)
+            p.get(self.k.catalog_epoch)
+            p.xrevrange(self.k.catalog_changes, count=1)
+            p.hgetall(self.k.ads_summary)
             epoch, newest, raw = p.execute()
+        newest, raw = _stream_rows(newest), _pairs(raw)
         ids = list(raw)
         rows = summary_rows(list(raw.values()))
         xyz = geo.unit_vectors(rows["lat"], rows["lon"]).reshape(-1, 3)
@@ -194,7 +208,7 @@ class CatalogueCopy:
         """Read the current summaries of ``changed`` and put them in (or take them out)."""
         values: list[bytes | None] = []
         for i in range(0, len(changed), SUMMARY_CHUNK):     # bounded commands
-            values += self.r.hmget(Keys.ads_summary, changed[i:i + SUMMARY_CHUNK])
+            values += self.r.hmget(self.k.ads_summary, changed[i:i + SUMMARY_CHUNK])
         gone = [a for a, v in zip(changed, values, strict=True) if v is None]
         for a in gone:
             row = self._slot.pop(a, None)

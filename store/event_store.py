@@ -3,7 +3,7 @@ decayed evidence, the position epochs and the served log's cursor, and the count
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import orjson
@@ -36,6 +36,9 @@ class EventStore:
     """Events and the rollup: accepting batches, the inbox, the events stream, counting, the"""
 
     r: redis.Redis
+    k: type[Keys]
+    cluster: bool
+    exclude_for_users: Callable[..., None]      # UserStore's
     # the Lua scripts this area runs (Store registers them on its client)
     _accept: Script
     _roll_in: Script
@@ -49,59 +52,80 @@ class EventStore:
         """Accept a batch in one atomic step (``scripts.ACCEPT``): each event is ACCEPTED
         (kept durably in the inbox), a DUPLICATE of one accepted before, or UNKNOWN_AD (its
         ad has no record: rejected, nothing written). Exclusions (``excludes_for``) of
-        known ads are added in the same step."""
+        known ads are added in the same step. On Redis Cluster the records and the users'
+        exclusions lie in other slots than the event pipeline's: which ads have a record is
+        asked first, and the exclusions are added after the step, for duplicates too (adding
+        one twice changes nothing), so a post retried after a failure in between still adds
+        them."""
         memory = memory or UserMemory()
         bucket = int(now // window_s)
-        keys = [Keys.inbox, Keys.inbox_due, Keys.seen(bucket), Keys.seen(bucket - 1)]
-        args: list[object] = [batch_id, now, 2 * window_s, memory.max_ads, memory.ttl_s,
-                              Keys.ad_prefix, len(rows)]
+        keys = [self.k.inbox, self.k.inbox_due, self.k.seen(bucket), self.k.seen(bucket - 1)]
+        unknown: list[str] = []
+        if self.cluster:
+            ads = list(dict.fromkeys(row[1] for row in rows))
+            with self.r.pipeline(transaction=False) as p:
+                for ad in ads:
+                    p.exists(self.k.ad(ad))
+                unknown = [ad for ad, n in zip(ads, p.execute(), strict=True) if not n]
         exclusions: list[object] = []
         users: dict[str, int] = {}
+        events: list[object] = []
         for n, row in enumerate(rows, start=1):
-            args += row[:3]
-            if row.excludes_for:
+            events += row[:3]
+            if row.excludes_for and not self.cluster:
                 if row.excludes_for not in users:
-                    keys.append(Keys.user_excluded(row.excludes_for))
+                    keys.append(self.k.user_excluded(row.excludes_for))
                     users[row.excludes_for] = len(keys)
                 exclusions += [n, users[row.excludes_for]]
-        args += exclusions
-        return [int(f) for f in self._accept(keys=keys, args=args)]
+        args: list[object] = [batch_id, now, 2 * window_s, memory.max_ads, memory.ttl_s,
+                              "" if self.cluster else self.k.ad_prefix, len(rows),
+                              len(exclusions) // 2, *events, *exclusions, *unknown]
+        flags = [int(f) for f in self._accept(keys=keys, args=args)]
+        if self.cluster:
+            gone = set(unknown)
+            by_user: dict[str, list[str]] = {}
+            for row in rows:
+                if row.excludes_for and row[1] not in gone:
+                    by_user.setdefault(row.excludes_for, []).append(row[1])
+            self.exclude_for_users(by_user, now, memory)
+        return flags
 
     def accepted_count(self, now: float, window_s: int) -> int:
         """How many event ids were accepted in this dedupe window and the last (each
         accepted event's id is in exactly one of the two seen sets)."""
         bucket = int(now // window_s)
         with self.r.pipeline(transaction=False) as p:
-            p.scard(Keys.seen(bucket))
-            p.scard(Keys.seen(bucket - 1))
+            p.scard(self.k.seen(bucket))
+            p.scard(self.k.seen(bucket - 1))
             return sum(p.execute())
 
     def roll_in(self, batch_id: str) -> int:
         """Move an accepted batch into the events stream; 0 if it was already moved."""
-        return int(self._roll_in(keys=[Keys.inbox, Keys.inbox_due, Keys.events], args=[batch_id]))
+        return int(self._roll_in(keys=[self.k.inbox, self.k.inbox_due, self.k.events],
+                                 args=[batch_id]))
 
     def overdue_batches(self, older_than: float) -> list[str]:
-        return [_s(b) for b in self.r.zrangebyscore(Keys.inbox_due, "-inf", older_than)]
+        return [_s(b) for b in self.r.zrangebyscore(self.k.inbox_due, "-inf", older_than)]
 
     def inbox_size(self) -> int:
-        return int(self.r.zcard(Keys.inbox_due))
+        return int(self.r.zcard(self.k.inbox_due))
 
     def ensure_group(self) -> None:
         try:
-            self.r.xgroup_create(Keys.events, ROLLUP_GROUP, id="0", mkstream=True)
+            self.r.xgroup_create(self.k.events, ROLLUP_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[StreamEntry]:
         """Entries delivered to a consumer that died before acknowledging them."""
-        _next, claimed, *_ = self.r.xautoclaim(Keys.events, ROLLUP_GROUP, consumer,
+        _next, claimed, *_ = self.r.xautoclaim(self.k.events, ROLLUP_GROUP, consumer,
                                                min_idle_time=min_idle_ms, start_id="0-0",
                                                count=count)
         return [StreamEntry(_s(i), f[b"e"]) for i, f in claimed if f]
 
     def read_new(self, consumer: str, count: int) -> list[StreamEntry]:
-        reply = self.r.xreadgroup(ROLLUP_GROUP, consumer, {Keys.events: ">"}, count=count)
+        reply = self.r.xreadgroup(ROLLUP_GROUP, consumer, {self.k.events: ">"}, count=count)
         if not reply:
             return []
         return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
@@ -120,7 +144,7 @@ class EventStore:
         Returns the events counted."""
         block = rows if isinstance(rows, RollupBlock) else RollupBlock.of(rows)
         while True:
-            keys, args = _rollup_step(block, now, half_life_s, strategies, credited_ttl_s,
+            keys, args = _rollup_step(self.k, block, now, half_life_s, strategies, credited_ttl_s,
                                       position_width, epoch_ttl_s)
             reply = self._rollup(keys=keys, args=args)
             if not isinstance(reply, list):
@@ -131,18 +155,18 @@ class EventStore:
         """Each ad's decayed evidence (EVIDENCE_FIELDS) as last updated, and when."""
         values: list[bytes | None] = []
         for i in range(0, len(ad_ids), chunk):
-            values.extend(self.r.hmget(Keys.decayed, list(ad_ids[i:i + chunk])))
+            values.extend(self.r.hmget(self.k.decayed, list(ad_ids[i:i + chunk])))
         return Decayed.parse(values, len(EVIDENCE_FIELDS))
 
     def position_epochs(self) -> list[int]:
         """The epochs with position counts not folded yet, oldest first."""
-        prefix = len(Keys.position_epoch(0)) - 1
-        return sorted(int(k[prefix:]) for k in self.r.zrange(Keys.position_epochs, 0, -1))
+        prefix = len(self.k.position_epoch(0)) - 1
+        return sorted(int(k[prefix:]) for k in self.r.zrange(self.k.position_epochs, 0, -1))
 
     def begin_fold(self, epoch: int) -> int:
         """Set an epoch's counts aside for folding (``scripts.BEGIN_FOLD``)."""
-        return int(self._begin_fold(keys=[Keys.position_epoch(epoch),
-                                          Keys.position_folding(epoch)]))
+        return int(self._begin_fold(keys=[self.k.position_epoch(epoch),
+                                          self.k.position_folding(epoch)]))
 
     def folding_counts(self, epoch: int, width: int, chunk: int = 10_000) -> np.ndarray:
         """An epoch's set-aside impressions and views by position, a row per ad. The rollup
@@ -151,7 +175,7 @@ class EventStore:
         rows: dict[bytes, int] = {}
         cells: list[tuple[int, int, float]] = []
         whole: list[tuple[int, bytes]] = []
-        for field, value in self.r.hscan_iter(Keys.position_folding(epoch), count=chunk):
+        for field, value in self.r.hscan_iter(self.k.position_folding(epoch), count=chunk):
             if b" " in value:                 # an earlier version's whole row
                 whole.append((rows.setdefault(field, len(rows)), value))
                 continue
@@ -169,33 +193,33 @@ class EventStore:
     def fold_positions(self, epoch: int, pairs: Sequence[float], now: float,
                        half_life_s: float) -> bool:
         """Add an epoch's set-aside pair counts to the decayed ones and drop them, once."""
-        keys = [Keys.position_folding(epoch), Keys.position_pairs, Keys.position_epochs,
-                Keys.position_epoch(epoch)]
+        keys = [self.k.position_folding(epoch), self.k.position_pairs, self.k.position_epochs,
+                self.k.position_epoch(epoch)]
         args = [repr(now), repr(half_life_s), len(pairs), *map(repr, pairs)]
         return bool(self._fold_positions(keys=keys, args=args))
 
     def record_generation(self, now: float, keep: int = 10_000) -> None:
         """A regeneration wrote its feeds at ``now``: the start of a position epoch."""
         with self.r.pipeline(transaction=False) as p:
-            p.zadd(Keys.generations, {repr(now): now})
-            p.zremrangebyrank(Keys.generations, 0, -keep - 1)
+            p.zadd(self.k.generations, {repr(now): now})
+            p.zremrangebyrank(self.k.generations, 0, -keep - 1)
             p.execute()
 
     def generations(self, since: float) -> np.ndarray:
         """When each regeneration since ``since`` wrote its feeds, oldest first."""
-        return np.array([s for _, s in self.r.zrangebyscore(Keys.generations, since, "+inf",
+        return np.array([s for _, s in self.r.zrangebyscore(self.k.generations, since, "+inf",
                                                             withscores=True)])
 
     def position_pairs(self, width: int) -> Decayed:
         """The decayed pair counts, as last updated, and when."""
-        return Decayed.parse([self.r.hget(Keys.position_pairs, "pairs")], width)
+        return Decayed.parse([self.r.hget(self.k.position_pairs, "pairs")], width)
 
     def write_position_curve(self, curve: Mapping[str, object]) -> None:
-        self.r.set(Keys.position_curve, orjson.dumps(curve))
+        self.r.set(self.k.position_curve, orjson.dumps(curve))
 
     def position_curve(self) -> dict | None:
         """The last examination curve the rollup learnt, or None before the first."""
-        raw = self.r.get(Keys.position_curve)
+        raw = self.r.get(self.k.position_curve)
         try:
             return orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
@@ -203,7 +227,7 @@ class EventStore:
 
     def served_after(self, cursor: str, count: int) -> list[tuple[str, dict[str, str]]]:
         """Served-feed entries logged after ``cursor`` (a stream id), oldest first."""
-        rows = self.r.xrange(Keys.served, f"({cursor}", "+", count=count)
+        rows = self.r.xrange(self.k.served, f"({cursor}", "+", count=count)
         return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
 
     def served_between(self, start_ms: int, end_ms: int,
@@ -212,7 +236,7 @@ class EventStore:
         first, in chunks (for the off-policy evaluation)."""
         start = f"{max(0, start_ms)}-0"
         while True:
-            rows = self.r.xrange(Keys.served, start, str(end_ms), count=chunk)
+            rows = self.r.xrange(self.k.served, start, str(end_ms), count=chunk)
             if not rows:
                 return
             yield [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
@@ -225,14 +249,14 @@ class EventStore:
         (EVENTS_RETENTION_S)."""
         start = f"{max(0, start_ms)}-0"
         while True:
-            rows = self.r.xrange(Keys.events, start, str(end_ms), count=chunk)
+            rows = self.r.xrange(self.k.events, start, str(end_ms), count=chunk)
             if not rows:
                 return
             yield [StreamEntry(_s(i), f[b"e"]) for i, f in rows if b"e" in f]
             start = f"({_s(rows[-1][0])}"
 
     def served_cursor(self) -> str:
-        return _s(self.r.get(Keys.served_cursor)) or "0-0"
+        return _s(self.r.get(self.k.served_cursor)) or "0-0"
 
     def count_served(self, expected_cursor: str, new_cursor: str,
                      rows: Sequence[tuple[str, int, float]], now: float, half_life_s: float,
@@ -243,23 +267,23 @@ class EventStore:
                               strategies]
         for cell, index, weight in rows:
             args += [cell, index, repr(weight)]
-        return int(self._count_served(keys=[Keys.served_cursor, Keys.strategies], args=args))
+        return int(self._count_served(keys=[self.k.served_cursor, self.k.strategies], args=args))
 
     def trim_events(self, min_id_ms: int) -> int:
         """Drop rolled-up entries older than min_id_ms; never one still pending."""
-        info = self.r.xpending(Keys.events, ROLLUP_GROUP)
+        info = self.r.xpending(self.k.events, ROLLUP_GROUP)
         cut = min_id_ms
         if info["pending"]:
             cut = min(cut, int(_s(info["min"]).split("-")[0]))
-        groups = self.r.xinfo_groups(Keys.events)
+        groups = self.r.xinfo_groups(self.k.events)
         for g in groups:
             if _s(g["name"]) == ROLLUP_GROUP:
                 cut = min(cut, int(_s(g["last-delivered-id"]).split("-")[0]))
-        return int(self.r.xtrim(Keys.events, minid=f"{cut}-0", approximate=False))
+        return int(self.r.xtrim(self.k.events, minid=f"{cut}-0", approximate=False))
 
     def backlog(self) -> dict[str, int]:
         """Events not yet rolled up: waiting in the stream and pending with a consumer."""
-        info = {_s(g["name"]): g for g in self.r.xinfo_groups(Keys.events)}
+        info = {_s(g["name"]): g for g in self.r.xinfo_groups(self.k.events)}
         group = info.get(ROLLUP_GROUP)
         pending = int(group["pending"]) if group else 0
         lag = group.get("lag") if group else None
@@ -271,11 +295,11 @@ class EventStore:
         a rollup consumer or never delivered, and the oldest of each (two round trips at
         most; nothing is read or changed)."""
         with self.r.pipeline(transaction=False) as p:
-            p.zcard(Keys.inbox_due)
-            p.zrange(Keys.inbox_due, 0, 0, withscores=True)
-            p.xlen(Keys.events)
-            p.xinfo_groups(Keys.events)
-            p.xpending(Keys.events, ROLLUP_GROUP)
+            p.zcard(self.k.inbox_due)
+            p.zrange(self.k.inbox_due, 0, 0, withscores=True)
+            p.xlen(self.k.events)
+            p.xinfo_groups(self.k.events)
+            p.xpending(self.k.events, ROLLUP_GROUP)
             batches, first_batch, length, groups, pending = p.execute(raise_on_error=False)
         oldest_inbox_at = float(first_batch[0][1]) if first_batch else None
         group = None
@@ -284,7 +308,7 @@ class EventStore:
                 raise groups
             group = next((g for g in groups if _s(g["name"]) == ROLLUP_GROUP), None)
         if group is None:
-            first = self.r.xrange(Keys.events, "-", "+", count=1) if int(length) else []
+            first = self.r.xrange(self.k.events, "-", "+", count=1) if int(length) else []
             return Unrolled(int(batches), oldest_inbox_at, 0, int(length),
                             _entry_ms(first[0][0]) if first else None)
         if isinstance(pending, Exception):
@@ -294,7 +318,7 @@ class EventStore:
         if lag != 0:
             # Redis gives no lag once entries were trimmed or deleted: count what follows
             # the last delivered entry instead, up to UNDELIVERED_COUNTED
-            after = self.r.xrange(Keys.events, f"({_s(group['last-delivered-id'])}", "+",
+            after = self.r.xrange(self.k.events, f"({_s(group['last-delivered-id'])}", "+",
                                   count=1 if lag is not None else UNDELIVERED_COUNTED)
             oldest += [_entry_ms(after[0][0])] if after else []
             if lag is None:
@@ -311,9 +335,9 @@ class EventStore:
         for i in range(0, len(ad_ids), chunk):
             part = list(ad_ids[i:i + chunk])
             with self.r.pipeline(transaction=False) as p:
-                p.hmget(Keys.counts, part)
+                p.hmget(self.k.counts, part)
                 for field in fields:
-                    p.hmget(Keys.stats(field), part)
+                    p.hmget(self.k.stats(field), part)
                 packed, *older = p.execute()
             counts = int_rows(packed, len(STAT_FIELDS))
             for field, column, row in zip(fields, columns, older, strict=True):
@@ -333,11 +357,11 @@ class EventStore:
         for i in range(0, len(ad_ids), chunk):
             part = slice(i, i + chunk)
             with self.r.pipeline(transaction=False) as p:
-                p.hset(Keys.counts, mapping={
+                p.hset(self.k.counts, mapping={
                     a: " ".join(str(int(c)) for c in values)
                     for a, *values in zip(ad_ids[part], *(counts[f][part] for f in STAT_FIELDS),
                                           strict=True)})
-                p.hset(Keys.decayed, mapping={
+                p.hset(self.k.decayed, mapping={
                     a: " ".join([when, *(str(int(v)) for v in values)])
                     for a, *values in zip(ad_ids[part], *(e[part] for e in evidence),
                                           strict=True)})
@@ -345,19 +369,19 @@ class EventStore:
 
     def ads_with_impressions(self) -> list[str]:
         """Every ad that has been shown at least once (deleted ones included)."""
-        shown = {_s(a) for a, v in self.r.hscan_iter(Keys.counts, count=10_000)
+        shown = {_s(a) for a, v in self.r.hscan_iter(self.k.counts, count=10_000)
                  if int(v.split(b" ", 1)[0]) > 0}
-        return sorted(shown | {_s(a) for a in self.r.hkeys(Keys.stats("impressions"))})
+        return sorted(shown | {_s(a) for a in self.r.hkeys(self.k.stats("impressions"))})
 
     def ctr_all_time(self) -> dict[str, int]:
         """The per-day counters' fields (impressions, ..., thompson:applies, ...) summed over
         all time: monotonic, for Prometheus counters."""
-        return {_s(k): int(v) for k, v in self.r.hgetall(Keys.ctr_all).items()}
+        return {_s(k): int(v) for k, v in self.r.hgetall(self.k.ctr_all).items()}
 
     def ctr_days(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
         with self.r.pipeline(transaction=False) as p:
             for day in days:
-                p.hgetall(Keys.ctr(day))
+                p.hgetall(self.k.ctr(day))
             rows = p.execute()
         return {d: {_s(k): int(v) for k, v in row.items()}
                 for d, row in zip(days, rows, strict=True)}
@@ -374,7 +398,7 @@ def factorize(values: list[str]) -> tuple[list[str], np.ndarray]:
     return list(index), np.array(codes, dtype=np.int64)
 
 
-def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
+def _rollup_step(k: type[Keys], block: RollupBlock, now: float, half_life_s: float,
                  strategies: Sequence[str], credited_ttl_s: int, position_width: int,
                  epoch_ttl_s: int) -> tuple[list[str], list[object]]:
     """The KEYS and ARGV of ``scripts.ROLLUP`` for ``block``: its entries in stream order,
@@ -396,9 +420,9 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
     for ad, row in zip(ads, counts.reshape(len(ads), ntypes).tolist(), strict=True):
         args += [ad, *row]
 
-    fixed = [Keys.events, Keys.counts, Keys.decayed, Keys.strategies, Keys.ctr_all,
-             Keys.position_epochs]
-    all_time, first_day = fixed.index(Keys.ctr_all) + 1, len(fixed) + 1   # KEYS, 1-based
+    fixed = [k.events, k.counts, k.decayed, k.strategies, k.ctr_all,
+             k.position_epochs]
+    all_time, first_day = fixed.index(k.ctr_all) + 1, len(fixed) + 1   # KEYS, 1-based
     days, day_of = factorize([block.day[i] for i in valid.tolist()])
     strategy_index = {name: i for i, name in enumerate(strategies)}
     s = np.array([strategy_index.get(block.strategy[i], -1) for i in valid.tolist()],
@@ -452,6 +476,6 @@ def _rollup_step(block: RollupBlock, now: float, half_life_s: float,
         i = int(valid[j])
         args += [credit_index[block.feed_day[i]], block.feed_id[i], block.cell[i],
                  int(s[j]) + 1, repr(float(weights[j]))]
-    keys = [*fixed, *(Keys.ctr(d) for d in days), *(Keys.credited(d) for d in credit_days),
-            *(Keys.position_epoch(int(e)) for e in epochs.tolist())]
+    keys = [*fixed, *(k.ctr(d) for d in days), *(k.credited(d) for d in credit_days),
+            *(k.position_epoch(int(e)) for e in epochs.tolist())]
     return keys, args

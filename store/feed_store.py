@@ -6,9 +6,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 
 from store.catalogue_copy import CatalogueCopy
@@ -28,14 +30,52 @@ from store.rows import (
     float_rows,
     searchable,
 )
+from store.spread import run_each
+
+
+class FeedChanges(Protocol):
+    """A subscription to FEEDS_CHANNEL: ``get_message`` gives type "subscribe" once
+    subscribed, then "message"s, whose data lists cells."""
+
+    def get_message(self, ignore_subscribe_messages: bool = False,
+                    timeout: float = 0.0) -> dict | None: ...
+
+    def close(self) -> None: ...
+
+
+class ShardedChanges:
+    """FeedChanges on Redis Cluster: a sharded channel (SSUBSCRIBE, Redis 7), carried by the
+    one node that holds its slot instead of by every node of the cluster, its messages
+    given as a plain subscription gives them."""
+
+    KINDS = {"ssubscribe": "subscribe", "smessage": "message"}
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._pubsub = client.pubsub(ignore_subscribe_messages=False)
+        self._pubsub.ssubscribe(FEEDS_CHANNEL)
+
+    def get_message(self, ignore_subscribe_messages: bool = False,
+                    timeout: float = 0.0) -> dict | None:
+        message = self._pubsub.get_sharded_message(
+            ignore_subscribe_messages=ignore_subscribe_messages, timeout=timeout)
+        if message is None:
+            return None
+        kind = _s(message["type"])
+        return {**message, "type": self.KINDS.get(kind, kind)}
+
+    def close(self) -> None:
+        self._pubsub.close()
 
 
 class FeedStore:
     """Feeds: the packed cell feeds, active cells, the served-feed log, the strategy bandit's"""
 
     r: redis.Redis
+    k: type[Keys]
+    cluster: bool
     # the Lua scripts this area runs (Store registers them on its client)
     _append_served: Script
+    _set_feed: Script
     catalogue_copy: Callable[[], CatalogueCopy]                  # Store's
     decayed_evidence: Callable[[Sequence[str | bytes]], Decayed]  # EventStore's
 
@@ -43,13 +83,13 @@ class FeedStore:
         """The secret that signs feed ids: made once, on first use, and shared by every
         process through the store (delete the key to rotate it: older feed ids then credit
         no strategy)."""
-        self.r.set(Keys.feed_id_secret, secrets.token_hex(32), nx=True)
-        return self.r.get(Keys.feed_id_secret)
+        self.r.set(self.k.feed_id_secret, secrets.token_hex(32), nx=True)
+        return self.r.get(self.k.feed_id_secret)
 
     def strategy_stats(self, cells: Sequence[str], width: int) -> Decayed:
         """Each cell's (or GLOBAL_CELL's) decayed served feeds then applies, ``width`` / 2
         strategies each, as last updated, and when."""
-        values = self.r.hmget(Keys.strategies, list(cells)) if cells else []
+        values = self.r.hmget(self.k.strategies, list(cells)) if cells else []
         return Decayed.parse(values, width)
 
     def seed_strategy_stats(self, rows: Mapping[str, Sequence[float]], as_of: float) -> None:
@@ -57,7 +97,7 @@ class FeedStore:
         ``strategy_stats`` reads them, as of ``as_of``: for benchmarks and tests (the
         service's come from ``count_served`` and ``apply_rollup`` only)."""
         if rows:
-            self.r.hset(Keys.strategies, mapping={
+            self.r.hset(self.k.strategies, mapping={
                 cell: " ".join([repr(float(as_of)), *map(str, row)])
                 for cell, row in rows.items()})
 
@@ -68,53 +108,63 @@ class FeedStore:
         values = {str(code): " ".join(map(repr, row)) for code, row in rows.items()}
         values[GLOBAL_CELL] = " ".join(map(repr, overall))
         with self.r.pipeline(transaction=True) as p:
-            p.delete(Keys.priors(model))
-            p.hset(Keys.priors(model), mapping=values)
+            p.delete(self.k.priors(model))
+            p.hset(self.k.priors(model), mapping=values)
             p.execute()
 
     def prior_rows(self, model: str, codes: Sequence[int],
                    width: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows for ``codes``, overall row) of the stored prior means; NaN where none."""
-        return _prior_rows(self.r.hmget(Keys.priors(model), [*map(str, codes), GLOBAL_CELL]),
+        return _prior_rows(self.r.hmget(self.k.priors(model), [*map(str, codes), GLOBAL_CELL]),
                            width)
 
     def active_cells_since(self, since: float, limit: int) -> list[tuple[str, float]]:
         """Up to ``limit`` cells requested since ``since``, most recent first, with when
         (read only: unlike ``active_cells``, it forgets none)."""
-        rows = self.r.zrevrangebyscore(Keys.cells_active, "+inf", since, start=0, num=limit,
+        rows = self.r.zrevrangebyscore(self.k.cells_active, "+inf", since, start=0, num=limit,
                                        withscores=True)
         return [(_s(c), float(t)) for c, t in rows]
 
     def active_cells(self, since: float) -> list[str]:
         """Cells requested since ``since``; older ones are forgotten here."""
         with self.r.pipeline(transaction=False) as p:
-            p.zremrangebyscore(Keys.cells_active, "-inf", f"({since}")
-            p.zrange(Keys.cells_active, 0, -1)
+            p.zremrangebyscore(self.k.cells_active, "-inf", f"({since}")
+            p.zrange(self.k.cells_active, 0, -1)
             _, cells = p.execute()
         return [_s(c) for c in cells]
 
     def mark_active(self, cells: Mapping[str, float]) -> None:
-        self.r.zadd(Keys.cells_active, dict(cells))
+        self.r.zadd(self.k.cells_active, dict(cells))
 
     def active_cell_count(self, since: float) -> int:
         """How many cells were requested since ``since`` (read only: unlike
         ``active_cells``, it forgets none)."""
-        return int(self.r.zcount(Keys.cells_active, since, "+inf"))
+        return int(self.r.zcount(self.k.cells_active, since, "+inf"))
 
     def write_feeds(self, epoch: str, feeds: Mapping[str, bytes], ttl_s: int) -> bool:
         """Store packed feeds unless the catalogue changed since ``epoch``: one transaction
         that WATCHes the epoch (a Lua script would copy every feed into Lua strings and out
-        again, several times Redis's own work for the SETs)."""
+        again, several times Redis's own work for the SETs). On Redis Cluster the feeds lie
+        in many slots: each is stored unless its cell was voided since ``epoch``
+        (``scripts.SET_FEED``), and False means some were refused."""
         if not feeds:
             return True
+        if self.cluster:
+            stored = run_each(self.r, self._set_feed, [
+                ([self.k.feed(cell), self.k.feed_void(cell)], [epoch, packed, ttl_s])
+                for cell, packed in feeds.items()])
+            written = [cell for cell, ok in zip(feeds, stored, strict=True) if ok]
+            if written:
+                self.r.spublish(FEEDS_CHANNEL, " ".join(written))
+            return len(written) == len(feeds)
         with self.r.pipeline(transaction=True) as p:
             try:
-                p.watch(Keys.catalog_epoch)
-                if (_s(p.get(Keys.catalog_epoch)) or "0") != epoch:
+                p.watch(self.k.catalog_epoch)
+                if (_s(p.get(self.k.catalog_epoch)) or "0") != epoch:
                     return False
                 p.multi()
                 for cell, packed in feeds.items():   # (SET's own method: 4x the client's CPU)
-                    p.execute_command("SET", Keys.feed(cell), packed, "EX", ttl_s)
+                    p.execute_command("SET", self.k.feed(cell), packed, "EX", ttl_s)
                 p.execute()
             except redis.WatchError:        # the catalogue changed between the read and EXEC
                 return False
@@ -122,13 +172,13 @@ class FeedStore:
         return True
 
     def feed_value(self, cell: str) -> bytes | None:
-        return self.r.get(Keys.feed(cell))
+        return self.r.get(self.k.feed(cell))
 
     def feed_values(self, cells: Sequence[str]) -> list[bytes | None]:
         """Each cell's packed feed (None where it has none), in one round trip."""
         with self.r.pipeline(transaction=False) as p:
             for cell in cells:
-                p.get(Keys.feed(cell))
+                p.get(self.k.feed(cell))
             return p.execute()
 
     def packed_feed_sizes(self, cells: Sequence[str]) -> list[int]:
@@ -136,7 +186,7 @@ class FeedStore:
         and without reading the feeds."""
         with self.r.pipeline(transaction=False) as p:
             for cell in cells:
-                p.strlen(Keys.feed(cell))
+                p.strlen(self.k.feed(cell))
             return [int(n) for n in p.execute()]
 
     def record_serving(self, served: Sequence[Mapping[str, str | float | int]],
@@ -146,23 +196,32 @@ class FeedStore:
         stream (entries with the same fields, in order; once per ``flush_id``, so a retry
         of a write that happened adds nothing) and cells to ``cells:active``. (Users' last
         locations are not buffered: ``locate_user`` writes them as they are served.)"""
-        with self.r.pipeline(transaction=False) as p:
-            if served:
-                names = list(served[0])
-                args: list[object] = [maxlen, FLUSH_MARKER_TTL_S, len(names), *names]
-                for entry in served:
-                    args.extend(entry[name] for name in names)
-                marker = Keys.served_flush(flush_id or secrets.token_hex(8))
-                self._append_served(keys=[Keys.served, marker], args=args, client=p)
+        append: tuple[list[str], list[object]] | None = None
+        if served:
+            names = list(served[0])
+            args: list[object] = [maxlen, FLUSH_MARKER_TTL_S, len(names), *names]
+            for entry in served:
+                args.extend(entry[name] for name in names)
+            append = ([self.k.served, self.k.served_flush(flush_id or secrets.token_hex(8))],
+                      args)
+        if self.cluster:     # (a cluster's pipelines take no scripts; the keys differ in slot)
+            if append:
+                self._append_served(keys=append[0], args=append[1])
             if active:
-                p.zadd(Keys.cells_active, dict(active), gt=True)   # a late flush never ages a cell
+                self.r.zadd(self.k.cells_active, dict(active), gt=True)
+            return
+        with self.r.pipeline(transaction=False) as p:
+            if append:
+                self._append_served(keys=append[0], args=append[1], client=p)
+            if active:
+                p.zadd(self.k.cells_active, dict(active), gt=True)   # a late flush ages no cell
             p.execute()
 
     def served_feed(self, feed_id: str, around_ms: int, window_ms: int = 60_000,
                     scan: int = 50_000) -> dict[str, str] | None:
         """A served feed by its feed_id, looked up among the entries logged from one second
         before ``around_ms`` (when it was served) to ``window_ms`` after."""
-        rows = self.r.xrange(Keys.served, f"{max(0, around_ms - 1000)}-0",
+        rows = self.r.xrange(self.k.served, f"{max(0, around_ms - 1000)}-0",
                              f"{around_ms + window_ms}-0", count=scan)
         target = feed_id.encode()
         for _, fields in rows:
@@ -172,16 +231,18 @@ class FeedStore:
 
     def served_count(self) -> int:
         """Served-feed entries the log holds (it is capped: the newest ``maxlen`` or so)."""
-        return int(self.r.xlen(Keys.served))
+        return int(self.r.xlen(self.k.served))
 
     def latest_served(self, count: int) -> list[tuple[str, dict[str, str]]]:
         """The last ``count`` served-feed entries logged, newest first."""
-        rows = self.r.xrevrange(Keys.served, count=count)
+        rows = self.r.xrevrange(self.k.served, count=count)
         return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
 
-    def feed_changes(self) -> redis.client.PubSub:
+    def feed_changes(self) -> FeedChanges:
         """A subscription to feed changes: each message lists cells whose feed was rebuilt
         or voided by an ad change, so that copies cached elsewhere are dropped."""
+        if self.cluster:
+            return ShardedChanges(self.r)
         pubsub = self.r.pubsub(ignore_subscribe_messages=False)
         pubsub.subscribe(FEEDS_CHANNEL)
         return pubsub
@@ -191,19 +252,19 @@ class FeedStore:
         """The strategy bandit's overall probabilities, as the last regeneration found them,
         appended to a capped history (for the dashboard) and kept as the current ones."""
         with self.r.pipeline(transaction=False) as p:
-            p.xadd(Keys.strategy_history, {"ts": repr(now), **chances}, maxlen=keep,
+            p.xadd(self.k.strategy_history, {"ts": repr(now), **chances}, maxlen=keep,
                    approximate=True)
-            p.delete(Keys.strategy_current)
-            p.hset(Keys.strategy_current, mapping=dict(chances))
+            p.delete(self.k.strategy_current)
+            p.hset(self.k.strategy_current, mapping=dict(chances))
             p.execute()
 
     def strategy_probabilities(self) -> dict[str, float]:
         """Each strategy's current probability of being served (overall)."""
-        return {_s(k): float(v) for k, v in self.r.hgetall(Keys.strategy_current).items()}
+        return {_s(k): float(v) for k, v in self.r.hgetall(self.k.strategy_current).items()}
 
     def strategy_history(self, since: float) -> list[tuple[float, dict[str, float]]]:
         """(time, probabilities) of each regeneration since ``since``, oldest first."""
-        rows = self.r.xrange(Keys.strategy_history, f"{int(since * 1000)}-0", "+")
+        rows = self.r.xrange(self.k.strategy_history, f"{int(since * 1000)}-0", "+")
         out = []
         for _, fields in rows:
             values = {_s(k): float(v) for k, v in fields.items()}
@@ -218,11 +279,11 @@ class FeedStore:
         the strategy bandit's sums of the cell then of GLOBAL_CELL."""
         search_lat, search_km = searchable(lat, lon, radius_km)
         with self.r.pipeline(transaction=False) as p:
-            p.get(Keys.catalog_epoch)
-            p.geosearch(Keys.ads_geo, longitude=lon, latitude=search_lat, radius=search_km,
+            p.get(self.k.catalog_epoch)
+            p.geosearch(self.k.ads_geo, longitude=lon, latitude=search_lat, radius=search_km,
                         unit="km")
-            p.hgetall(Keys.priors(prior_model))
-            p.hmget(Keys.strategies, [cell, GLOBAL_CELL])
+            p.hgetall(self.k.priors(prior_model))
+            p.hmget(self.k.strategies, [cell, GLOBAL_CELL])
             epoch, ids, priors, strategies = p.execute()
         ads, evidence = self._ads_of(ids)
         return CellInputs(epoch=_s(epoch) or "0", ads=ads, evidence=evidence,
@@ -247,8 +308,8 @@ class FeedStore:
         if ids:
             with self.r.pipeline(transaction=False) as p:
                 for i in range(0, len(ids), SUMMARY_CHUNK):
-                    p.hmget(Keys.ads_summary, ids[i:i + SUMMARY_CHUNK])
-                    p.hmget(Keys.decayed, ids[i:i + SUMMARY_CHUNK])
+                    p.hmget(self.k.ads_summary, ids[i:i + SUMMARY_CHUNK])
+                    p.hmget(self.k.decayed, ids[i:i + SUMMARY_CHUNK])
                 replies = p.execute()
             for part, sums in zip(replies[::2], replies[1::2], strict=True):
                 summaries += part

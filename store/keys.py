@@ -34,6 +34,7 @@ STRATEGY_HISTORY_LEN = 20_000   # regenerations kept: two weeks at one a minute
 GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
 REGEN_RUN_TTL_S = 86_400   # a sharded run's bookkeeping is kept a day
 FLUSH_MARKER_TTL_S = 3600  # a served-feed flush retried within this is recognised
+VOID_MARK_TTL_S = 86_400   # a cell's void mark (Redis Cluster) outlives any regeneration run
 LOCATION_TTL_S = 30 * 86_400  # a user's last location is forgotten this long after their last feed
 
 
@@ -101,6 +102,12 @@ class Keys:
     def feed(cell: str) -> str:
         return f"feed:{cell}"
 
+    @staticmethod
+    def feed_void(cell: str) -> str:
+        """On Redis Cluster: the last catalogue epoch that voided the cell's feed (a single
+        Redis refuses stale feeds by WATCHing catalog:epoch instead)."""
+        return f"feed:{cell}:void"
+
     regen_latest = "regen:latest"        # the id of the last sharded regeneration run
 
     @staticmethod
@@ -152,3 +159,40 @@ class Keys:
         return f"{{ev}}:credited:{day}"
 
     feed_id_secret = "secret:feed_ids"
+
+
+class ClusterKeys(Keys):
+    """The keys on Redis Cluster: the same, but for a hash tag wherever one atomic step
+    touches several keys, so that they share a slot (redis-py's RedisCluster runs a script
+    or a transaction only within one). On a single Redis the names stay as ``Keys`` has
+    them, so an existing deployment keeps its data. Ads, users and cells keep keys of their
+    own, spread over the slots."""
+
+    ads_geo = "{cat}:ads:geo"
+    ads_expiry = "{cat}:ads:expiry"
+    ads_summary = "{cat}:ads:summary"
+    ads_cards = "{cat}:ads:cards"
+    ad_serial = "{cat}:ads:serial"
+    catalog_epoch = "{cat}:catalog:epoch"
+    catalog_changes = "{cat}:catalog:changes"
+    served = "{served}:feeds"
+
+    @staticmethod
+    def feed(cell: str) -> str:
+        return f"feed:{{{cell}}}"
+
+    @staticmethod
+    def feed_void(cell: str) -> str:
+        return f"feed:{{{cell}}}:void"
+
+    @staticmethod
+    def served_flush(flush_id: str) -> str:
+        return f"{{served}}:flush:{flush_id}"
+
+    @staticmethod
+    def regen_run(run_id: str) -> str:
+        return f"regen:run:{{{run_id}}}"
+
+    @staticmethod
+    def regen_shards(run_id: str) -> str:
+        return f"regen:run:{{{run_id}}}:shards"

@@ -29,7 +29,7 @@ import orjson
 import redis
 
 import geo
-from store import Store, split_card
+from store import FeedChanges, Store, split_card
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ class FeedCache:
         self._entries: OrderedDict[str, tuple[float, CellFeed, int]] = OrderedDict()
         self._bytes = 0
         self._generation = 0
-        self._pubsub: redis.client.PubSub | None = None
+        self._pubsub: FeedChanges | None = None
         self._pid = -1
         self._listening = False
         self._next_attempt = 0.0

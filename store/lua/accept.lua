@@ -5,18 +5,22 @@
 -- can be sent again once the ad exists; the rest are marked as seen and kept in the inbox
 -- until the ingest task moves them. An apply or hide of a known ad, accepted or a duplicate,
 -- adds the ad to its user's exclusions.
--- The catalogue records (ad_key_prefix .. ad_id, as NEARBY reads them) and the exclusion sets
--- lie outside the {ev} slot: on Redis Cluster this step needs a known-ads set tagged {ev}
--- instead (a change of the store alone).
+-- The catalogue records (ad_key_prefix .. ad_id) and the exclusion sets lie outside the {ev}
+-- slot: on Redis Cluster the caller asks which ads have a record before, passes an empty
+-- prefix and the unknown ads, and adds the exclusions after (EXCLUDE), no exclusion here.
 -- KEYS: inbox, inbox_due, seen_now, seen_prev, then the exclusion sets of the batch's users
--- ARGV: batch_id, now, seen_ttl_s, exclusions_max, exclusions_ttl_s, ad_key_prefix, n, then
---       n events of 3 values (event_id, ad_id, json), then for each event that excludes its
---       ad for a user, (its number 1..n, the KEYS index of that user's exclusion set)
+-- ARGV: batch_id, now, seen_ttl_s, exclusions_max, exclusions_ttl_s, ad_key_prefix, n, m,
+--       then n events of 3 values (event_id, ad_id, json), then for each of the m events
+--       that exclude their ad for a user, (its number 1..n, the KEYS index of that user's
+--       exclusion set), then (with an empty prefix) the batch's ads that have no record
 -- Returns one flag per event: 1 accepted, 0 duplicate, -1 unknown ad.
-local now, prefix, n = ARGV[2], ARGV[6], tonumber(ARGV[7])
+local now, prefix, n, m = ARGV[2], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local first_excluded = 9 + 3 * n
 local flags, kept, kept_ids, batch_seen, known, excluded = {}, {}, {}, {}, {}, {}
 local ids = {}
-for e = 1, n do ids[e] = ARGV[5 + 3 * e] end
+for e = 1, n do ids[e] = ARGV[6 + 3 * e] end
+local unknown = {}
+for j = first_excluded + 2 * m, #ARGV do unknown[ARGV[j]] = true end
 -- each seen set asked about the whole batch at once, a thousand ids a command
 local function seen_in(key)
   local out = {}
@@ -29,9 +33,12 @@ local function seen_in(key)
 end
 local seen_now, seen_prev = seen_in(KEYS[3]), seen_in(KEYS[4])
 for e = 1, n do
-  local i = 5 + 3 * e
+  local i = 6 + 3 * e
   local id, ad = ids[e], ARGV[i + 1]
-  if known[ad] == nil then known[ad] = redis.call('EXISTS', prefix .. ad) == 1 end
+  if known[ad] == nil then
+    if prefix == '' then known[ad] = not unknown[ad]
+    else known[ad] = redis.call('EXISTS', prefix .. ad) == 1 end
+  end
   if batch_seen[id] or seen_now[e] == 1 or seen_prev[e] == 1 then
     flags[e] = 0
   elseif not known[ad] then
@@ -46,8 +53,8 @@ end
 for first = 1, #kept_ids, 1000 do
   redis.call('SADD', KEYS[3], unpack(kept_ids, first, math.min(first + 999, #kept_ids)))
 end
-for j = 8 + 3 * n, #ARGV, 2 do
-  local ad, x = ARGV[6 + 3 * tonumber(ARGV[j])], tonumber(ARGV[j + 1])
+for j = first_excluded, first_excluded + 2 * m - 1, 2 do
+  local ad, x = ARGV[7 + 3 * tonumber(ARGV[j])], tonumber(ARGV[j + 1])
   if known[ad] then
     local ads = excluded[x]
     if not ads then ads = {}; excluded[x] = ads end

@@ -1,7 +1,9 @@
 """A real redis-server of the tests' own (free loopback port), real Celery workers and a
 real gunicorn, all stopped when the tests are done. The broker is that Redis, unless a test
 asks for RabbitMQ (``@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])``): then a
-RabbitMQ node of the tests' own (``devtools.rabbitmq_server``), started once."""
+RabbitMQ node of the tests' own (``devtools.rabbitmq_server``), started once. A test
+parametrized with ``store_kind`` "cluster" puts the store on a Redis Cluster of the tests'
+own (``devtools.redis_cluster``, 3 masters, started once)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import redis
 from config import Settings, load_settings
 from devtools.procs import Proc, service_env, start_web, start_worker
 from devtools.rabbitmq_server import RabbitNode, clear_queues
+from devtools.redis_cluster import LocalCluster
 from devtools.redis_server import RedisServer
 from store import Store
 from tasks.names import QUEUES
@@ -27,11 +30,38 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory) -> Iterator[LocalCluster]:
+    """A Redis Cluster of the tests' own (3 masters), started once when a test asks."""
+    with LocalCluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
+def cluster_url(redis_cluster: LocalCluster) -> str:
+    """REDIS_URL for the tests' cluster (``redis+cluster://``), every master emptied."""
+    for port in redis_cluster.ports:
+        with redis.Redis(port=port) as client:
+            client.flushall()
+    return redis_cluster.url.replace("redis://", "redis+cluster://", 1)
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """Where the store lives: "redis" (one server) unless the test is parametrized with
+    "cluster" (the tests' Redis Cluster; the broker is then the plain Redis)."""
+    return "redis"
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, store_kind: str, request: pytest.FixtureRequest) -> str:
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
+    if store_kind == "cluster":
+        return request.getfixturevalue("cluster_url")
+    if store_kind != "redis":
+        raise ValueError(f"unknown store kind {store_kind!r}")
     return redis_server.url
 
 
@@ -58,10 +88,12 @@ def broker() -> str:
 
 
 @pytest.fixture
-def broker_url(broker: str, request: pytest.FixtureRequest) -> str | None:
-    """CELERY_BROKER_URL for ``broker`` (None: REDIS_URL's server), its queues empty."""
+def broker_url(broker: str, store_kind: str, redis_server: RedisServer,
+               request: pytest.FixtureRequest) -> str | None:
+    """CELERY_BROKER_URL for ``broker`` (None: REDIS_URL's server; with the store on the
+    cluster, the plain Redis), its queues empty."""
     if broker == "redis":
-        return None
+        return redis_server.url if store_kind == "cluster" else None
     if broker != "rabbitmq":
         raise ValueError(f"unknown broker {broker!r}")
     node: RabbitNode = request.getfixturevalue("rabbit_node")

@@ -8,7 +8,7 @@ import requests
 
 import geo
 from devtools.procs import wait_until
-from store import Keys, Store
+from store import Store
 from tests.conftest import ADMIN_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -43,6 +43,7 @@ def feed(base: str, **params) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store_kind", ["redis", "cluster"])
 def test_the_ad_people_apply_to_rises_to_the_top(web, worker, real_store: Store):
     rng = np.random.default_rng(5)
     ids = put_ads(web, 30, rng)
@@ -64,7 +65,7 @@ def test_the_ad_people_apply_to_rises_to_the_top(web, worker, real_store: Store)
     post_events(web, events)
     # the worker's ingest tasks move every accepted batch into the stream
     wait_until(lambda: real_store.inbox_size() == 0 and
-               real_store.r.xlen(Keys.events) == len(events), what="ingest tasks")
+               real_store.r.xlen(real_store.k.events) == len(events), what="ingest tasks")
 
     rolled = requests.post(f"{web}/v1/admin/rollup?wait=true", headers=ADMIN, timeout=60)
     assert rolled.status_code == 200, rolled.text
@@ -103,10 +104,11 @@ def test_beat_jobs_run_on_the_worker(web, worker, real_store: Store):
     assert r.status_code == 202
     wait_until(lambda: real_store.job_status("regenerate").get("written") == "1",
                what="regeneration task")
-    assert real_store.r.exists(Keys.feed(cell))
+    assert real_store.r.exists(real_store.k.feed(cell))
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store_kind", ["redis", "cluster"])
 def test_a_deleted_ad_leaves_every_feed_at_once(web, real_store: Store):
     ids = put_ads(web, 5, np.random.default_rng(2))
     assert len(feed(web)["ads"]) == 5

@@ -19,6 +19,7 @@ CENTRE = (48.8566, 2.3522)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("store_kind", ["redis", "cluster"])
 def test_deleted_and_expired_ads_leave_every_feed_at_once(env: dict[str, str], tmp_path):
     env = {**env, "ROLLUP_INTERVAL_S": "1", "REGEN_INTERVAL_S": "3"}
     procs = [start_worker(env, tmp_path), start_beat(env, tmp_path)]

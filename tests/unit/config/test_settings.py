@@ -75,6 +75,21 @@ def test_a_long_task_limit_is_refused_only_where_rabbitmq_would_cut_it_short():
     assert load_settings({"CELERY_BROKER_URL": "amqp://guest@localhost//"}).task_time_limit_s == 300
 
 
+def test_a_cluster_redis_url_needs_a_broker_of_its_own():
+    """kombu has no Redis Cluster transport: the queues go to RabbitMQ or a plain Redis."""
+    cluster = {"REDIS_URL": "redis+cluster://10.0.0.1:7000"}
+    with pytest.raises(SettingsError, match="CELERY_BROKER_URL"):
+        load_settings(cluster)
+    with pytest.raises(SettingsError, match="CELERY_BROKER_URL"):
+        load_settings({**cluster, "CELERY_BROKER_URL": "redis+cluster://10.0.0.1:7000"})
+    for broker in ("amqp://guest@mq//", "redis://queues:6379/0"):
+        settings = load_settings({**cluster, "CELERY_BROKER_URL": broker})
+        assert settings.redis_is_cluster and settings.broker_url == broker
+    assert load_settings({"REDIS_URL": "rediss+cluster://c:7000",
+                          "CELERY_BROKER_URL": broker}).redis_is_cluster
+    assert not load_settings({}).redis_is_cluster
+
+
 @pytest.mark.parametrize("given,level", [("warning", "WARNING"), ("Info", "INFO"),
                                          ("CRITICAL", "CRITICAL"), (" debug ", "DEBUG")])
 def test_log_level_is_taken_in_any_case(given, level):

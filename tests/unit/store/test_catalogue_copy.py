@@ -11,7 +11,7 @@ import pytest
 import geo
 from config import load_settings
 from pipeline.catalogue import reindex_ads
-from store import CHANGE_IDS_MAX, GEO_LAT_LIMIT, AdRow, Keys, Store, summary
+from store import CHANGE_IDS_MAX, GEO_LAT_LIMIT, AdRow, Store, summary
 from tests.conftest import NOW
 from tests.support.stored_ads import first_layout, put
 
@@ -65,7 +65,7 @@ def test_a_write_too_large_to_list_makes_the_copy_read_everything_again(fake_sto
     same_as_the_hash(fake_store)
     many = [ad(f"b{i}", 52.5, 13.4 + i * 1e-4) for i in range(CHANGE_IDS_MAX + 1)]
     fake_store.put_ads(many, lambda old: [])
-    fields = fake_store.r.xrevrange(Keys.catalog_changes, count=1)[0][1]
+    fields = fake_store.r.xrevrange(fake_store.k.catalog_changes, count=1)[0][1]
     assert fields == {b"ids": b"*", b"voids": b"0"}
     same_as_the_hash(fake_store)
     assert fake_store.catalogue_copy().stats.reloads == 2
@@ -81,9 +81,9 @@ def test_a_copy_the_log_no_longer_reaches_reads_everything_again(fake_store: Sto
     put(fake_store, "a", 48.8, 2.3)
     put(fake_store, "b", 48.9, 2.4)
     if lose_the_log == "trimmed":        # the entry after the copy's is gone
-        fake_store.r.xtrim(Keys.catalog_changes, maxlen=1, approximate=False)
+        fake_store.r.xtrim(fake_store.k.catalog_changes, maxlen=1, approximate=False)
     else:                                # a flush, then writes the log does not list
-        fake_store.r.delete(Keys.catalog_changes)
+        fake_store.r.delete(fake_store.k.catalog_changes)
     same_as_the_hash(fake_store)
     assert fake_store.catalogue_copy().stats.reloads == 2
 
@@ -95,9 +95,9 @@ def test_a_lost_write_the_copy_had_applied_makes_it_read_everything_again(fake_s
     same_as_the_hash(fake_store)           # the copy applied the move ...
     # ... which the server then loses (a restart on an AOF a second behind): the summary and
     # the log entry go back, and another write follows
-    moved = fake_store.r.xrevrange(Keys.catalog_changes, count=1)[0][0]
-    fake_store.r.xdel(Keys.catalog_changes, moved)
-    fake_store.r.hset(Keys.ads_summary, "a", summary(ad("a", 52.5, 13.4), NOW + 10, 1))
+    moved = fake_store.r.xrevrange(fake_store.k.catalog_changes, count=1)[0][0]
+    fake_store.r.xdel(fake_store.k.catalog_changes, moved)
+    fake_store.r.hset(fake_store.k.ads_summary, "a", summary(ad("a", 52.5, 13.4), NOW + 10, 1))
     put(fake_store, "b", 40.0, 3.0)
     same_as_the_hash(fake_store)
     assert fake_store.catalogue_copy().stats.reloads == 2
@@ -113,8 +113,8 @@ def test_an_epoch_moved_by_a_writer_that_does_not_log_makes_the_copy_read_everyt
     assert fake_store.catalogue_copy().stats.reloads == 1
     # an older version moves "a" far away, voiding feeds, without a log entry: the count
     # stays, only the epoch tells
-    fake_store.r.hset(Keys.ads_summary, "a", summary(ad("a", 10.0, 10.0), NOW + 10, 99))
-    fake_store.r.incr(Keys.catalog_epoch)
+    fake_store.r.hset(fake_store.k.ads_summary, "a", summary(ad("a", 10.0, 10.0), NOW + 10, 99))
+    fake_store.r.incr(fake_store.k.catalog_epoch)
     epoch = fake_store.ads_within([(10.0, 10.0, 5.0)])
     assert [a.decode() for a in epoch.ads.ids] == ["a"] and epoch.epoch == "3"
     assert fake_store.catalogue_copy().stats.reloads == 2
@@ -141,7 +141,7 @@ def test_a_writer_that_does_not_log_is_found_by_the_count(fake_store: Store):
     put(fake_store, "a", 52.5, 13.4)
     same_as_the_hash(fake_store)
     # an older version of the service writes an ad without noting it in the log
-    fake_store.r.hset(Keys.ads_summary, "old", summary(ad("old", 52.5, 13.4), NOW + 10, 99))
+    fake_store.r.hset(fake_store.k.ads_summary, "old", summary(ad("old", 52.5, 13.4), NOW + 10, 99))
     same_as_the_hash(fake_store)
     assert fake_store.catalogue_copy().stats.reloads == 2
 
@@ -150,7 +150,7 @@ def test_a_copy_too_old_is_read_whole_again(fake_store: Store, monkeypatch):
     put(fake_store, "a", 52.5, 13.4)
     same_as_the_hash(fake_store)
     # an unlogged rewrite that keeps the count is seen once the copy is MAX_AGE_S old
-    fake_store.r.hset(Keys.ads_summary, "a", summary(ad("a", 10.0, 10.0), NOW + 10, 99))
+    fake_store.r.hset(fake_store.k.ads_summary, "a", summary(ad("a", 10.0, 10.0), NOW + 10, 99))
     copy = fake_store.catalogue_copy()
     copy.refresh()
     assert copy.summaries().rows["lat"].tolist() == [52.5]
@@ -182,8 +182,8 @@ def test_ads_within_circles_are_those_within_their_radius_by_the_true_distance(
 
 def test_ads_within_reads_the_epoch_before_the_ads_and_their_evidence(fake_store: Store):
     put(fake_store, "a", 52.5, 13.4)
-    fake_store.r.hset(Keys.decayed, "a", f"{NOW!r} 4.0 2.0 0.0 1.0")
-    fake_store.r.set(Keys.catalog_epoch, 7)
+    fake_store.r.hset(fake_store.k.decayed, "a", f"{NOW!r} 4.0 2.0 0.0 1.0")
+    fake_store.r.set(fake_store.k.catalog_epoch, 7)
     found = fake_store.ads_within([(52.5, 13.4, 1.0)])
     assert found.epoch == "7" and [a.decode() for a in found.ads.ids] == ["a"]
     assert found.evidence.values.tolist() == [[4.0, 2.0, 0.0, 1.0]]

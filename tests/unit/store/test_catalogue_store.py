@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from store import NO_EXPIRY, AdRow, Keys, Store, catalogue_store, split_card
+from store import NO_EXPIRY, AdRow, Store, catalogue_store, split_card
 from tests.conftest import NOW
 from tests.support.stored_ads import first_layout, put
 
@@ -14,7 +14,7 @@ def test_delete_voids_the_listed_feeds_and_bumps_the_epoch(fake_store: Store):
     put(fake_store, "a1", 52.5, 13.4)
     fake_store.write_feeds("0", {"u33dc0": b"v"}, 60)
     assert fake_store.delete_ad("a1", lambda old: ["u33dc0"])
-    assert fake_store.r.get(Keys.feed("u33dc0")) is None
+    assert fake_store.r.get(fake_store.k.feed("u33dc0")) is None
     assert fake_store.catalog_epoch() == "1"
     assert fake_store.get_ad("a1") is None
     assert not fake_store.delete_ad("a1", lambda old: [])
@@ -37,14 +37,15 @@ def test_nearby_widens_its_search_past_expired_ads(fake_store: Store):
 
 def test_drop_expired_takes_ads_and_cards_out_of_the_index_but_keeps_the_record(
         fake_store: Store):
-    fake_store.r.set(Keys.ad_serial, 2**40 + 255)       # serials past 32 bits read in Lua too
+    k = fake_store.k
+    fake_store.r.set(k.ad_serial, 2**40 + 255)       # serials past 32 bits read in Lua too
     put(fake_store, "old", 52.5, 13.4, expires_at=NOW - 1)
     put(fake_store, "new", 52.5, 13.4)
     assert fake_store.drop_expired(NOW) == ["old"]
     assert fake_store.live_ad_ids() == ["new"]
     assert fake_store.get_ad("old") is not None
-    assert fake_store.r.zscore(Keys.ads_expiry, "new") is None     # it never expires
-    assert fake_store.r.hgetall(Keys.ads_cards) == {str(2**40 + 257).encode(): b"new\x00card:new"}
+    assert fake_store.r.zscore(fake_store.k.ads_expiry, "new") is None     # it never expires
+    assert fake_store.r.hgetall(k.ads_cards) == {str(2**40 + 257).encode(): b"new\x00card:new"}
 
 
 def test_ad_summaries_round_trip_location_expiry_and_serial(fake_store: Store):
@@ -72,7 +73,7 @@ def test_a_replaced_ad_gets_a_new_serial_and_its_old_card_goes(fake_store: Store
     assert fake_store.ad_cards([first, second]) == [None, b"a\x00card:a"]
     fake_store.delete_ad("a", lambda old: [])
     assert fake_store.ad_cards([second]) == [None]
-    assert fake_store.r.hlen(Keys.ads_cards) == 1                  # b's
+    assert fake_store.r.hlen(fake_store.k.ads_cards) == 1                  # b's
 
 
 def test_an_id_twice_in_one_put_keeps_one_card_the_last(fake_store: Store):
@@ -80,7 +81,7 @@ def test_an_id_twice_in_one_put_keeps_one_card_the_last(fake_store: Store):
                         for t in ("first", "last")], lambda old: [])
     serial = int(fake_store.ad_summaries(["a"]).rows["sn"][0])
     assert fake_store.ad_cards([serial]) == [b"a\x00last"]
-    assert fake_store.r.hlen(Keys.ads_cards) == 1
+    assert fake_store.r.hlen(fake_store.k.ads_cards) == 1
 
 
 def test_a_change_racing_a_write_makes_it_read_the_old_location_again(fake_store: Store):
@@ -120,11 +121,11 @@ def test_only_ads_that_expire_are_in_the_expiry_index(fake_store: Store):
     expiry moves in or out of it, and a never-expiring ad is live everywhere."""
     put(fake_store, "lasting", 52.5, 13.4)
     put(fake_store, "ending", 52.5, 13.4, expires_at=NOW + 60)
-    assert fake_store.r.zrange(Keys.ads_expiry, 0, -1, withscores=True) == [(b"ending",
+    assert fake_store.r.zrange(fake_store.k.ads_expiry, 0, -1, withscores=True) == [(b"ending",
                                                                              NOW + 60)]
     put(fake_store, "ending", 52.5, 13.4)                          # renewed for good
     put(fake_store, "lasting", 52.5, 13.4, expires_at=NOW + 5)
-    assert fake_store.r.zrange(Keys.ads_expiry, 0, -1) == [b"lasting"]
+    assert fake_store.r.zrange(fake_store.k.ads_expiry, 0, -1) == [b"lasting"]
     assert fake_store.live_ad_count(NOW) == 2 and fake_store.live_ad_count(NOW + 6) == 1
     assert [a for a, _, _ in fake_store.nearby(52.5, 13.4, 1.0, 10, NOW + 6)] == ["ending"]
     assert fake_store.drop_expired(NOW + 6) == ["lasting"]
@@ -147,5 +148,14 @@ def test_rebuilding_the_indexes_keeps_serials_and_leaves_no_card_behind(fake_sto
         assert fake_store.rebuild_indexes(["a", "b"], rows_of, NOW) == 2
     serials = fake_store.ad_summaries(["a", "b"]).rows["sn"].tolist()
     assert serials[0] == serial_a and serials[1] > 0
-    assert fake_store.r.hlen(Keys.ads_cards) == 2
+    assert fake_store.r.hlen(fake_store.k.ads_cards) == 2
     assert [split_card(v)[0] for v in fake_store.ad_cards(serials)] == ["a", "b"]
+
+
+@pytest.mark.parametrize(("lat", "lon"), [(0.0, -0.5), (-33.868820, 151.209295),
+                                          (64.1466, -21.9426), (1e-9, -1e-9)])
+def test_nearby_reads_exact_coordinates_of_either_sign_from_the_summaries(
+        fake_store: Store, lat: float, lon: float):
+    """The script decodes the summaries' doubles itself (store/lua/nearby.lua)."""
+    put(fake_store, "here", lat, lon)
+    assert fake_store.nearby(lat, lon, 1.0, 10, NOW) == [("here", lat, lon)]

@@ -16,7 +16,6 @@ from store import (
     STAT_FIELDS,
     UNKNOWN_AD,
     IngestRow,
-    Keys,
     RollupRow,
     Store,
     UserMemory,
@@ -62,24 +61,25 @@ def test_an_event_for_an_ad_not_in_the_catalogue_is_rejected_alone(fake_store: S
     put(fake_store, "ad1", 52.5, 13.4)
     batch = [*events("e1"), *events("e2", "e3", ad="ghost", type_="apply", excludes_for="u1"),
              *events("e4", type_="hide", excludes_for="u1")]
-    before = set(fake_store.r.keys())
+    before = set(fake_store.r.scan_iter())
     assert fake_store.accept_events("b1", batch, NOW, 86400) == \
         [ACCEPTED, UNKNOWN_AD, UNKNOWN_AD, ACCEPTED]
     assert fake_store.excluded_ads("u1") == {"ad1"}
-    assert set(fake_store.r.keys()) - before == {
-        Keys.inbox.encode(), Keys.inbox_due.encode(), Keys.seen(int(NOW // 86400)).encode(),
-        Keys.user_excluded("u1").encode()}
+    k = fake_store.k
+    assert set(fake_store.r.scan_iter()) - before == {
+        k.inbox.encode(), k.inbox_due.encode(), k.seen(int(NOW // 86400)).encode(),
+        k.user_excluded("u1").encode()}
     assert fake_store.roll_in("b1") == 2
-    assert b"ghost" not in b"".join(f[b"e"] for _, f in fake_store.r.xrange(Keys.events))
+    assert b"ghost" not in b"".join(f[b"e"] for _, f in fake_store.r.xrange(fake_store.k.events))
     put(fake_store, "ghost", 52.5, 13.4)
     assert fake_store.accept_events("b2", events("e2", ad="ghost"), NOW, 86400) == [ACCEPTED]
 
 
 def test_a_batch_of_unknown_ads_writes_nothing(fake_store: Store):
-    before = set(fake_store.r.keys())
+    before = set(fake_store.r.scan_iter())
     assert fake_store.accept_events("b1", events("e1", "e2", ad="ghost"), NOW, 86400) == \
         [UNKNOWN_AD, UNKNOWN_AD]
-    assert set(fake_store.r.keys()) == before
+    assert set(fake_store.r.scan_iter()) == before
 
 
 def test_an_ad_deleted_is_unknown_from_then_on_and_a_retry_of_its_events_a_duplicate(
@@ -100,7 +100,7 @@ def test_roll_in_moves_a_batch_once(fake_store: Store):
     accept(fake_store, "b1", events("e1", "e2"))
     assert fake_store.roll_in("b1") == 2
     assert fake_store.roll_in("b1") == 0
-    assert fake_store.r.xlen(Keys.events) == 2
+    assert fake_store.r.xlen(fake_store.k.events) == 2
     assert fake_store.inbox_size() == 0
 
 
@@ -131,7 +131,7 @@ def test_a_block_holding_entries_counted_elsewhere_counts_only_the_rest(fake_sto
     fake_store.ensure_group()
     entries = fake_store.read_new("c1", 100)
     # another consumer claimed two of them and counted them first
-    fake_store.r.xclaim(Keys.events, "rollup", "c2", 0, [e.entry_id for e in entries[1:3]])
+    fake_store.r.xclaim(fake_store.k.events, "rollup", "c2", 0, [e.entry_id for e in entries[1:3]])
     assert rollup(fake_store, rows_of(entries[1:3], ad="ad2")) == 2
     assert rollup(fake_store, rows_of(entries)) == 2        # e1 and e4 only
     assert fake_store.ad_stats(["ad1", "ad2"])["impressions"] == [2, 2]
@@ -214,7 +214,7 @@ def test_rollup_credits_each_feed_once_to_its_strategy_and_cell_and_counts_ctr_p
     day = fake_store.ctr_days(["2027-01-15"])["2027-01-15"]
     assert day == {"impressions": 1, "applies": 5, "popular:applies": 4,
                    "thompson:impressions": 1}
-    assert 0 < fake_store.r.ttl(Keys.credited("2027-01-14")) <= 8 * 86_400
+    assert 0 < fake_store.r.ttl(fake_store.k.credited("2027-01-14")) <= 8 * 86_400
 
 
 def test_served_feeds_are_counted_once_behind_a_cursor(fake_store: Store):
@@ -237,12 +237,12 @@ def test_a_position_beyond_the_rows_width_counts_the_event_but_no_position(fake_
             RollupRow(entries[1].entry_id, "ad1", 1, "2027-01-15", position_column=2, epoch=7)]
     assert fake_store.apply_rollup(rows, NOW, 3600.0, ("thompson",), position_width=24) == 2
     assert fake_store.ad_stats(["ad1"])["impressions"] == [2]
-    assert fake_store.r.hgetall(Keys.position_epoch(7)) == {b"ad1 2": b"1"}
+    assert fake_store.r.hgetall(fake_store.k.position_epoch(7)) == {b"ad1 2": b"1"}
 
 
 def test_an_epoch_set_aside_by_an_earlier_version_reads_with_the_new_fields(fake_store: Store):
     width = 4
-    fake_store.r.hset(Keys.position_folding(3), mapping={
+    fake_store.r.hset(fake_store.k.position_folding(3), mapping={
         "ad1": "1800000000 2 0 1 0",          # a whole row, as an earlier version kept it
         "ad1 2": 3, "ad2 4": 1})              # a field per ad and column
     counts = fake_store.folding_counts(3, width)
@@ -254,7 +254,7 @@ def test_accept_adds_exclusions_in_the_same_round_trip(fake_store: Store):
                    memory=UserMemory(600, 10))
     assert flags == [ACCEPTED]
     assert fake_store.excluded_ads("u1") == {"ad1"}
-    assert 0 < fake_store.r.ttl(Keys.user_excluded("u1")) <= 600
+    assert 0 < fake_store.r.ttl(fake_store.k.user_excluded("u1")) <= 600
 
 
 def test_rollup_counts_positions_by_epoch_and_each_epoch_is_folded_once(fake_store: Store):
@@ -266,7 +266,7 @@ def test_rollup_counts_positions_by_epoch_and_each_epoch_is_folded_once(fake_sto
             RollupRow(entries[4].entry_id, "ad2", 4, "2027-01-15")]         # no position
     assert fake_store.apply_rollup(rows, NOW, 3600.0, ("thompson",), position_width=24) == 5
     assert fake_store.position_epochs() == [7, 8]
-    assert 0 < fake_store.r.ttl(Keys.position_epoch(7)) <= 86_400
+    assert 0 < fake_store.r.ttl(fake_store.k.position_epoch(7)) <= 86_400
     assert fake_store.begin_fold(7) == 1                      # set aside ...
     late = [RollupRow(entries[5].entry_id, "ad3", 1, "2027-01-15", position_column=3, epoch=7)]
     fake_store.apply_rollup(late, NOW, 3600.0, ("thompson",), position_width=24)
@@ -343,9 +343,9 @@ def test_an_ads_counters_are_one_field_and_an_older_versions_are_added(fake_stor
     memory of a hash per counter); what an older version counted in its per-field hashes is
     still read, and added."""
     seeded(fake_store, ["a", "b"])
-    assert fake_store.r.hget(Keys.counts, "a") == b"10 11 12 13 14"
-    fake_store.r.hset(Keys.stats("views"), mapping={"a": 100, "old": 7})
-    fake_store.r.hset(Keys.stats("impressions"), "old", 9)
+    assert fake_store.r.hget(fake_store.k.counts, "a") == b"10 11 12 13 14"
+    fake_store.r.hset(fake_store.k.stats("views"), mapping={"a": 100, "old": 7})
+    fake_store.r.hset(fake_store.k.stats("impressions"), "old", 9)
     stats = fake_store.ad_stats(["a", "old", "none"], ("views", "applies"))
     assert stats == {"views": [111, 7, 0], "applies": [13, 0, 0]}
     assert fake_store.ads_with_impressions() == ["a", "b", "old"]
@@ -392,9 +392,10 @@ def test_a_block_summed_at_once_writes_what_its_events_one_by_one_write(
     alone = sum(stores[1].apply_rollup([r], NOW, 3600.0, names, position_width=24)
                 for r in rows[1])
     assert together == alone == sum(f[1] > 0 for f in fields)
-    for key in (Keys.counts, Keys.ctr_all, Keys.ctr("2027-01-14"), Keys.ctr("2027-01-15"),
-                Keys.ctr("2027-01-16"), Keys.position_epoch(5), Keys.position_epoch(6),
-                Keys.credited("2027-01-14")):
+    k = fake_store.k
+    for key in (k.counts, k.ctr_all, k.ctr("2027-01-14"), k.ctr("2027-01-15"),
+                k.ctr("2027-01-16"), k.position_epoch(5), k.position_epoch(6),
+                k.credited("2027-01-14")):
         got = [s.r.hgetall(key) if s.r.type(key) == b"hash" else s.r.smembers(key)
                for s in stores]
         assert got[0] == got[1], key

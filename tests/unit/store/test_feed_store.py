@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from store import GLOBAL_CELL, Keys, Store
+from store import GLOBAL_CELL, Store
 from tests.conftest import NOW
 
 
@@ -16,10 +16,10 @@ def test_write_feeds_refuses_after_the_catalogue_changed(fake_store: Store):
     assert fake_store.write_feeds(epoch, {"u33dc0": b"v1"}, 60)
     fake_store.delete_ad("gone", lambda old: [])
     assert not fake_store.write_feeds(epoch, {"u33dc1": b"v2"}, 60)
-    assert fake_store.r.get(Keys.feed("u33dc1")) is None
+    assert fake_store.r.get(fake_store.k.feed("u33dc1")) is None
     assert fake_store.write_feeds(fake_store.catalog_epoch(), {"u33dc1": b"v2"}, 60)
-    assert fake_store.r.get(Keys.feed("u33dc1")) == b"v2"
-    assert 0 < fake_store.r.ttl(Keys.feed("u33dc1")) <= 60      # a feed never outlives its TTL
+    assert fake_store.r.get(fake_store.k.feed("u33dc1")) == b"v2"
+    assert 0 < fake_store.r.ttl(fake_store.k.feed("u33dc1")) <= 60    # it never outlives its TTL
 
 
 def test_write_feeds_refuses_when_the_catalogue_changes_between_its_check_and_its_write(
@@ -44,8 +44,8 @@ def test_write_feeds_refuses_when_the_catalogue_changes_between_its_check_and_it
     monkeypatch.setattr(fake_store.r, "pipeline", racing_pipeline)
     assert not fake_store.write_feeds(epoch, {"u33dc0": b"v1", "u33dc1": b"v2"}, 60)
     other.close()
-    assert fake_store.r.get(Keys.feed("u33dc0")) is None
-    assert fake_store.r.get(Keys.feed("u33dc1")) is None
+    assert fake_store.r.get(fake_store.k.feed("u33dc0")) is None
+    assert fake_store.r.get(fake_store.k.feed("u33dc1")) is None
 
 
 def test_recorded_serving_logs_feeds_and_marks_cells(fake_store: Store):
@@ -70,7 +70,7 @@ def test_feed_changes_are_published_to_subscribers(fake_store: Store):
 def test_active_cells_forgets_idle_cells(fake_store: Store):
     fake_store.mark_active({"old": NOW - 100, "new": NOW})
     assert fake_store.active_cells(since=NOW - 10) == ["new"]
-    assert fake_store.r.zcard(Keys.cells_active) == 1
+    assert fake_store.r.zcard(fake_store.k.cells_active) == 1
 
 
 def test_prior_rows_are_replaced_whole_and_missing_ones_are_nan(fake_store: Store):
