@@ -108,6 +108,10 @@ class Settings(BaseModel):
     rollup_interval_s: float = Field(10.0, gt=0)
     regen_interval_s: float = Field(60.0, gt=0)
     regen_shards: int = Field(1, ge=1, le=1024)
+    # partitions of the event pipeline: each its own inbox, dedupe sets, stream and consumer
+    # group, rolled up by a task of its own; fixed for a deployment's life (the store refuses
+    # another count once events were accepted)
+    event_partitions: int = Field(1, ge=1, le=64)
     priors_max_age_s: float = Field(600.0, ge=0)
     rollup_batch: int = Field(5000, ge=100, le=100_000)
     rollup_claim_idle_s: int = Field(60, ge=1)

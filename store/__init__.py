@@ -13,7 +13,7 @@ from redis.cluster import RedisCluster
 from store import scripts
 from store.catalogue_copy import CatalogueCopy
 from store.catalogue_store import CatalogueStore
-from store.event_store import EventStore
+from store.event_store import EventStore, PartitionsChanged
 from store.feed_store import FeedChanges, FeedStore
 from store.job_store import JobStore
 from store.keys import (  # noqa: F401
@@ -75,10 +75,13 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
     """Redis access for the whole service, by area (catalogue, events and rollup, feeds,
     users, jobs: a module each). Takes its client; opens nothing itself."""
 
-    def __init__(self, client: redis.Redis | RedisCluster) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster, partitions: int = 1) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
         self.r = client
         self.cluster = is_cluster(client)
         self.k: type[Keys] = ClusterKeys if self.cluster else Keys
+        self.parts = [self.k.partition(p) for p in range(partitions)]
         self._accept = client.register_script(scripts.ACCEPT)
         self._exclude = client.register_script(scripts.EXCLUDE)
         self._roll_in = client.register_script(scripts.ROLL_IN)
@@ -91,6 +94,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self._put_records = client.register_script(scripts.PUT_RECORDS)
         self._set_feed = client.register_script(scripts.SET_FEED)
         self._void_feed = client.register_script(scripts.VOID_FEED)
+        self._settle_credits = client.register_script(scripts.SETTLE_CREDITS)
         self._begin_fold = client.register_script(scripts.BEGIN_FOLD)
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
         self._copy: CatalogueCopy | None = None
@@ -108,13 +112,15 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self._copy = None
 
     @classmethod
-    def from_url(cls, url: str, **kwargs: object) -> Store:
-        """A store on the server ``url`` names; ``redis+cluster://host:port`` (or
-        ``rediss+cluster://``, with TLS) names a Redis Cluster by any one of its nodes."""
+    def from_url(cls, url: str, partitions: int = 1, **kwargs: object) -> Store:
+        """A store on the server ``url`` names, its event pipeline in ``partitions``
+        (EVENT_PARTITIONS); ``redis+cluster://host:port`` (or ``rediss+cluster://``, with
+        TLS) names a Redis Cluster by any one of its nodes."""
         scheme, sep, rest = url.partition("://")
         if scheme in CLUSTER_SCHEMES and sep:
-            return cls(RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **kwargs))
-        return cls(redis.Redis.from_url(url, **kwargs))
+            return cls(RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme]}://{rest}", **kwargs),
+                       partitions)
+        return cls(redis.Redis.from_url(url, **kwargs), partitions)
 
     def ping(self) -> bool:
         return bool(self.r.ping())
@@ -163,6 +169,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
 __all__ = [
     "Store",
     "FeedChanges",
+    "PartitionsChanged",
     "CatalogueCopy",
     "Keys",
     "StreamEntry",

@@ -3,6 +3,7 @@ decayed evidence, the position epochs and the served log's cursor, and the count
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ from store.keys import (
     STAT_FIELDS,
     UNDELIVERED_COUNTED,
     Keys,
+    Partition,
 )
 from store.rows import (
     Decayed,
@@ -32,12 +34,17 @@ from store.rows import (
 )
 
 
+class PartitionsChanged(RuntimeError):
+    """EVENT_PARTITIONS differs from the count the store's events were partitioned by."""
+
+
 class EventStore:
     """Events and the rollup: accepting batches, the inbox, the events stream, counting, the"""
 
     r: redis.Redis
     k: type[Keys]
     cluster: bool
+    parts: list[Partition]       # the event pipeline's partitions (EVENT_PARTITIONS)
     exclude_for_users: Callable[..., None]      # UserStore's
     # the Lua scripts this area runs (Store registers them on its client)
     _accept: Script
@@ -46,6 +53,22 @@ class EventStore:
     _begin_fold: Script
     _fold_positions: Script
     _count_served: Script
+    _settle_credits: Script
+
+    def partition_of(self, ad_id: str) -> Partition:
+        """The partition an ad's events go to (a hash of its id: always the same one)."""
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return self.parts[zlib.crc32(ad_id.encode()) % len(self.parts)]
+
+    def _by_partition(self, ad_ids: Sequence[str | bytes]) -> dict[int, list[int]]:
+        """The positions in ``ad_ids`` of each partition's ads."""
+        if len(self.parts) == 1:
+            return {0: list(range(len(ad_ids)))}
+        out: dict[int, list[int]] = {}
+        for i, ad in enumerate(ad_ids):
+            out.setdefault(self.partition_of(_s(ad)).index, []).append(i)
+        return out
 
     def accept_events(self, batch_id: str, rows: Sequence[IngestRow], now: float,
                       window_s: int, memory: UserMemory | None = None) -> list[int]:
@@ -58,8 +81,22 @@ class EventStore:
         one twice changes nothing), so a post retried after a failure in between still adds
         them."""
         memory = memory or UserMemory()
+        parts = self._by_partition([row[1] for row in rows])
+        if len(parts) > 1:       # each partition's events in a step of their own
+            flags = [0] * len(rows)
+            for index, at in parts.items():
+                got = self._accept_in(self.parts[index], batch_id, [rows[i] for i in at],
+                                      now, window_s, memory)
+                for i, flag in zip(at, got, strict=True):
+                    flags[i] = flag
+            return flags
+        part = self.parts[next(iter(parts))] if rows else self.parts[0]
+        return self._accept_in(part, batch_id, rows, now, window_s, memory)
+
+    def _accept_in(self, part: Partition, batch_id: str, rows: Sequence[IngestRow], now: float,
+                   window_s: int, memory: UserMemory) -> list[int]:
         bucket = int(now // window_s)
-        keys = [self.k.inbox, self.k.inbox_due, self.k.seen(bucket), self.k.seen(bucket - 1)]
+        keys = [part.inbox, part.inbox_due, part.seen(bucket), part.seen(bucket - 1)]
         unknown: list[str] = []
         if self.cluster:
             ads = list(dict.fromkeys(row[1] for row in rows))
@@ -92,40 +129,73 @@ class EventStore:
 
     def accepted_count(self, now: float, window_s: int) -> int:
         """How many event ids were accepted in this dedupe window and the last (each
-        accepted event's id is in exactly one of the two seen sets)."""
+        accepted event's id is in exactly one of the two seen sets of its partition)."""
         bucket = int(now // window_s)
         with self.r.pipeline(transaction=False) as p:
-            p.scard(self.k.seen(bucket))
-            p.scard(self.k.seen(bucket - 1))
+            for part in self.parts:
+                p.scard(part.seen(bucket))
+                p.scard(part.seen(bucket - 1))
             return sum(p.execute())
 
     def roll_in(self, batch_id: str) -> int:
-        """Move an accepted batch into the events stream; 0 if it was already moved."""
-        return int(self._roll_in(keys=[self.k.inbox, self.k.inbox_due, self.k.events],
-                                 args=[batch_id]))
+        """Move an accepted batch into the events streams (its events in each partition
+        into that partition's); 0 if it was already moved."""
+        return sum(int(self._roll_in(keys=[part.inbox, part.inbox_due, part.events],
+                                     args=[batch_id])) for part in self.parts)
+
+    def stream_length(self) -> int:
+        """Entries the events streams hold (counted or not, until trimmed), over every
+        partition."""
+        with self.r.pipeline(transaction=False) as p:
+            for part in self.parts:
+                p.xlen(part.events)
+            return sum(int(n) for n in p.execute())
 
     def overdue_batches(self, older_than: float) -> list[str]:
-        return [_s(b) for b in self.r.zrangebyscore(self.k.inbox_due, "-inf", older_than)]
+        """Batches accepted before ``older_than`` and still in an inbox (once each)."""
+        found: dict[str, None] = {}
+        for part in self.parts:
+            found.update(dict.fromkeys(
+                _s(b) for b in self.r.zrangebyscore(part.inbox_due, "-inf", older_than)))
+        return list(found)
 
     def inbox_size(self) -> int:
-        return int(self.r.zcard(self.k.inbox_due))
+        """Batches waiting in the inboxes (a batch split over partitions counts in each)."""
+        with self.r.pipeline(transaction=False) as p:
+            for part in self.parts:
+                p.zcard(part.inbox_due)
+            return sum(int(n) for n in p.execute())
 
     def ensure_group(self) -> None:
-        try:
-            self.r.xgroup_create(self.k.events, ROLLUP_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        """Make each partition's stream and consumer group, once; refuse to go on with
+        another number of partitions than the store was first rolled up with (an ad's
+        events would move to another partition, and its counts with them)."""
+        self.r.set(self.k.partitions, len(self.parts), nx=True)
+        first = int(self.r.get(self.k.partitions) or len(self.parts))
+        if first != len(self.parts):
+            raise PartitionsChanged(
+                f"EVENT_PARTITIONS is {len(self.parts)}, but this store's events were "
+                f"partitioned {first} ways: set it back to {first} (the partition count is "
+                f"fixed for a store's life)")
+        for part in self.parts:
+            try:
+                self.r.xgroup_create(part.events, ROLLUP_GROUP, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
 
-    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[StreamEntry]:
-        """Entries delivered to a consumer that died before acknowledging them."""
-        _next, claimed, *_ = self.r.xautoclaim(self.k.events, ROLLUP_GROUP, consumer,
-                                               min_idle_time=min_idle_ms, start_id="0-0",
-                                               count=count)
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int,
+                    partition: int = 0) -> list[StreamEntry]:
+        """Entries of a partition delivered to a consumer that died before acknowledging
+        them."""
+        _next, claimed, *_ = self.r.xautoclaim(self.parts[partition].events, ROLLUP_GROUP,
+                                               consumer, min_idle_time=min_idle_ms,
+                                               start_id="0-0", count=count)
         return [StreamEntry(_s(i), f[b"e"]) for i, f in claimed if f]
 
-    def read_new(self, consumer: str, count: int) -> list[StreamEntry]:
-        reply = self.r.xreadgroup(ROLLUP_GROUP, consumer, {self.k.events: ">"}, count=count)
+    def read_new(self, consumer: str, count: int, partition: int = 0) -> list[StreamEntry]:
+        reply = self.r.xreadgroup(ROLLUP_GROUP, consumer, {self.parts[partition].events: ">"},
+                                  count=count)
         if not reply:
             return []
         return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
@@ -133,7 +203,7 @@ class EventStore:
     def apply_rollup(self, rows: Sequence[RollupRow] | RollupBlock, now: float,
                      half_life_s: float, strategies: Sequence[str],
                      credited_ttl_s: int = 8 * 86_400, position_width: int = 0,
-                     epoch_ttl_s: int = 86_400) -> int:
+                     epoch_ttl_s: int = 86_400, partition: int = 0) -> int:
         """Count a block of events and XACK it, atomically (``scripts.ROLLUP``): raw
         counters, per-day counters (also per strategy), each ad's decayed evidence and its
         position counts in its epoch (rows of ``position_width``), and, once per feed, the
@@ -141,41 +211,73 @@ class EventStore:
         step's work grows with the ads and days it touches, not with its events. An entry
         that is no longer pending (reclaimed and counted by another consumer) is left out:
         the step refuses a block holding one, and the block is summed again without it.
-        Returns the events counted."""
+        In a partition other than 0 the strategy credits are listed in the partition, and
+        ``settle_credits`` applies them. Returns the events counted."""
         block = rows if isinstance(rows, RollupBlock) else RollupBlock.of(rows)
+        part = self.parts[partition]
+        strategies_key = self.k.strategies if partition == 0 else part.credits
         while True:
-            keys, args = _rollup_step(self.k, block, now, half_life_s, strategies, credited_ttl_s,
-                                      position_width, epoch_ttl_s)
+            keys, args = _rollup_step(part, strategies_key, block, now, half_life_s, strategies,
+                                      credited_ttl_s, position_width, epoch_ttl_s)
             reply = self._rollup(keys=keys, args=args)
             if not isinstance(reply, list):
                 return int(reply)
             block = block.without({_s(entry) for entry in reply})
 
+    def settle_credits(self, partition: int, now: float, half_life_s: float, strategies: int,
+                       credited_ttl_s: int = 8 * 86_400, chunk: int = 100) -> int:
+        """Apply in partition 0 the strategy credits a partition's rollup listed, once per
+        feed (``scripts.SETTLE_CREDITS``), then drop them from the list: a settle cut short
+        leaves them listed, and doing them again adds nothing. Returns the credits read."""
+        if partition == 0:
+            return 0
+        part, settled = self.parts[partition], 0
+        while texts := self.r.lrange(part.credits, 0, chunk - 1):
+            items = [item for text in texts for item in orjson.loads(text)]
+            days = sorted({day for day, *_ in items})
+            index = {day: 2 + i for i, day in enumerate(days)}
+            args: list[object] = [repr(now), repr(half_life_s), credited_ttl_s, strategies]
+            for day, feed_id, cell, strategy, weight in items:
+                args += [index[day], feed_id, cell, strategy, repr(weight)]
+            self._settle_credits(keys=[self.k.strategies, *(self.k.credited(d) for d in days)],
+                                 args=args)
+            self.r.ltrim(part.credits, len(texts), -1)
+            settled += len(items)
+        return settled
+
     def decayed_evidence(self, ad_ids: Sequence[str | bytes], chunk: int = 50_000) -> Decayed:
         """Each ad's decayed evidence (EVIDENCE_FIELDS) as last updated, and when."""
-        values: list[bytes | None] = []
-        for i in range(0, len(ad_ids), chunk):
-            values.extend(self.r.hmget(self.k.decayed, list(ad_ids[i:i + chunk])))
+        values: list[bytes | None] = [None] * len(ad_ids)
+        for index, at in self._by_partition(ad_ids).items():
+            for i in range(0, len(at), chunk):
+                part = at[i:i + chunk]
+                found = self.r.hmget(self.parts[index].decayed, [ad_ids[j] for j in part])
+                for j, value in zip(part, found, strict=True):
+                    values[j] = value
         return Decayed.parse(values, len(EVIDENCE_FIELDS))
 
-    def position_epochs(self) -> list[int]:
-        """The epochs with position counts not folded yet, oldest first."""
-        prefix = len(self.k.position_epoch(0)) - 1
-        return sorted(int(k[prefix:]) for k in self.r.zrange(self.k.position_epochs, 0, -1))
+    def position_epochs(self, partition: int = 0) -> list[int]:
+        """A partition's epochs with position counts not folded yet, oldest first."""
+        part = self.parts[partition]
+        prefix = len(part.position_epoch(0)) - 1
+        return sorted(int(k[prefix:]) for k in self.r.zrange(part.position_epochs, 0, -1))
 
-    def begin_fold(self, epoch: int) -> int:
+    def begin_fold(self, epoch: int, partition: int = 0) -> int:
         """Set an epoch's counts aside for folding (``scripts.BEGIN_FOLD``)."""
-        return int(self._begin_fold(keys=[self.k.position_epoch(epoch),
-                                          self.k.position_folding(epoch)]))
+        part = self.parts[partition]
+        return int(self._begin_fold(keys=[part.position_epoch(epoch),
+                                          part.position_folding(epoch)]))
 
-    def folding_counts(self, epoch: int, width: int, chunk: int = 10_000) -> np.ndarray:
+    def folding_counts(self, epoch: int, width: int, chunk: int = 10_000,
+                       partition: int = 0) -> np.ndarray:
         """An epoch's set-aside impressions and views by position, a row per ad. The rollup
         keeps a field "<ad> <column>" per ad and column; an earlier version kept one field
         per ad holding its whole row ("t v1 ... v<width>"), which is read too."""
         rows: dict[bytes, int] = {}
         cells: list[tuple[int, int, float]] = []
         whole: list[tuple[int, bytes]] = []
-        for field, value in self.r.hscan_iter(self.k.position_folding(epoch), count=chunk):
+        folding = self.parts[partition].position_folding(epoch)
+        for field, value in self.r.hscan_iter(folding, count=chunk):
             if b" " in value:                 # an earlier version's whole row
                 whole.append((rows.setdefault(field, len(rows)), value))
                 continue
@@ -191,10 +293,12 @@ class EventStore:
         return counts
 
     def fold_positions(self, epoch: int, pairs: Sequence[float], now: float,
-                       half_life_s: float) -> bool:
-        """Add an epoch's set-aside pair counts to the decayed ones and drop them, once."""
-        keys = [self.k.position_folding(epoch), self.k.position_pairs, self.k.position_epochs,
-                self.k.position_epoch(epoch)]
+                       half_life_s: float, partition: int = 0) -> bool:
+        """Add an epoch's set-aside pair counts to the partition's decayed ones and drop
+        them, once."""
+        part = self.parts[partition]
+        keys = [part.position_folding(epoch), part.position_pairs, part.position_epochs,
+                part.position_epoch(epoch)]
         args = [repr(now), repr(half_life_s), len(pairs), *map(repr, pairs)]
         return bool(self._fold_positions(keys=keys, args=args))
 
@@ -211,8 +315,12 @@ class EventStore:
                                                             withscores=True)])
 
     def position_pairs(self, width: int) -> Decayed:
-        """The decayed pair counts, as last updated, and when."""
-        return Decayed.parse([self.r.hget(self.k.position_pairs, "pairs")], width)
+        """The decayed pair counts, as last updated, and when: a row per partition (each
+        partition folds its own; decay them to one time, then add)."""
+        with self.r.pipeline(transaction=False) as p:
+            for part in self.parts:
+                p.hget(part.position_pairs, "pairs")
+            return Decayed.parse(p.execute(), width)
 
     def write_position_curve(self, curve: Mapping[str, object]) -> None:
         self.r.set(self.k.position_curve, orjson.dumps(curve))
@@ -244,16 +352,17 @@ class EventStore:
 
     def events_between(self, start_ms: int, end_ms: int,
                        chunk: int = 10_000) -> Iterator[list[StreamEntry]]:
-        """Accepted events that reached the stream from ``start_ms`` to ``end_ms``
-        (inclusive), oldest first, in chunks; only what the stream still holds
-        (EVENTS_RETENTION_S)."""
-        start = f"{max(0, start_ms)}-0"
-        while True:
-            rows = self.r.xrange(self.k.events, start, str(end_ms), count=chunk)
-            if not rows:
-                return
-            yield [StreamEntry(_s(i), f[b"e"]) for i, f in rows if b"e" in f]
-            start = f"({_s(rows[-1][0])}"
+        """Accepted events that reached the streams from ``start_ms`` to ``end_ms``
+        (inclusive), in chunks, each partition's oldest first; only what the streams still
+        hold (EVENTS_RETENTION_S)."""
+        for part in self.parts:
+            start = f"{max(0, start_ms)}-0"
+            while True:
+                rows = self.r.xrange(part.events, start, str(end_ms), count=chunk)
+                if not rows:
+                    break
+                yield [StreamEntry(_s(i), f[b"e"]) for i, f in rows if b"e" in f]
+                start = f"({_s(rows[-1][0])}"
 
     def served_cursor(self) -> str:
         return _s(self.r.get(self.k.served_cursor)) or "0-0"
@@ -269,37 +378,48 @@ class EventStore:
             args += [cell, index, repr(weight)]
         return int(self._count_served(keys=[self.k.served_cursor, self.k.strategies], args=args))
 
-    def trim_events(self, min_id_ms: int) -> int:
-        """Drop rolled-up entries older than min_id_ms; never one still pending."""
-        info = self.r.xpending(self.k.events, ROLLUP_GROUP)
+    def trim_events(self, min_id_ms: int, partition: int | None = None) -> int:
+        """Drop rolled-up entries older than min_id_ms (of one partition, or of all); never
+        one still pending."""
+        parts = self.parts if partition is None else [self.parts[partition]]
+        return sum(self._trim(part, min_id_ms) for part in parts)
+
+    def _trim(self, part: Partition, min_id_ms: int) -> int:
+        info = self.r.xpending(part.events, ROLLUP_GROUP)
         cut = min_id_ms
         if info["pending"]:
             cut = min(cut, int(_s(info["min"]).split("-")[0]))
-        groups = self.r.xinfo_groups(self.k.events)
+        groups = self.r.xinfo_groups(part.events)
         for g in groups:
             if _s(g["name"]) == ROLLUP_GROUP:
                 cut = min(cut, int(_s(g["last-delivered-id"]).split("-")[0]))
-        return int(self.r.xtrim(self.k.events, minid=f"{cut}-0", approximate=False))
+        return int(self.r.xtrim(part.events, minid=f"{cut}-0", approximate=False))
 
     def backlog(self) -> dict[str, int]:
-        """Events not yet rolled up: waiting in the stream and pending with a consumer."""
-        info = {_s(g["name"]): g for g in self.r.xinfo_groups(self.k.events)}
-        group = info.get(ROLLUP_GROUP)
-        pending = int(group["pending"]) if group else 0
-        lag = group.get("lag") if group else None
-        return {"pending": pending, "lag": int(lag) if lag is not None else -1,
-                "inbox": self.inbox_size()}
+        """Events not yet rolled up, over every partition: waiting in the streams and
+        pending with a consumer."""
+        pending, lag = 0, 0
+        for part in self.parts:
+            info = {_s(g["name"]): g for g in self.r.xinfo_groups(part.events)}
+            group = info.get(ROLLUP_GROUP)
+            pending += int(group["pending"]) if group else 0
+            known = group.get("lag") if group else None
+            lag = -1 if known is None or lag < 0 else lag + int(known)
+        return {"pending": pending, "lag": lag, "inbox": self.inbox_size()}
 
     def unrolled(self) -> Unrolled:
-        """Accepted events not counted yet: batches in the inbox, stream entries pending with
-        a rollup consumer or never delivered, and the oldest of each (two round trips at
-        most; nothing is read or changed)."""
+        """Accepted events not counted yet, over every partition: batches in the inboxes,
+        stream entries pending with a rollup consumer or never delivered, and the oldest of
+        each (two round trips a partition at most; nothing is read or changed)."""
+        return Unrolled.add([self._unrolled(part) for part in self.parts])
+
+    def _unrolled(self, part: Partition) -> Unrolled:
         with self.r.pipeline(transaction=False) as p:
-            p.zcard(self.k.inbox_due)
-            p.zrange(self.k.inbox_due, 0, 0, withscores=True)
-            p.xlen(self.k.events)
-            p.xinfo_groups(self.k.events)
-            p.xpending(self.k.events, ROLLUP_GROUP)
+            p.zcard(part.inbox_due)
+            p.zrange(part.inbox_due, 0, 0, withscores=True)
+            p.xlen(part.events)
+            p.xinfo_groups(part.events)
+            p.xpending(part.events, ROLLUP_GROUP)
             batches, first_batch, length, groups, pending = p.execute(raise_on_error=False)
         oldest_inbox_at = float(first_batch[0][1]) if first_batch else None
         group = None
@@ -308,7 +428,7 @@ class EventStore:
                 raise groups
             group = next((g for g in groups if _s(g["name"]) == ROLLUP_GROUP), None)
         if group is None:
-            first = self.r.xrange(self.k.events, "-", "+", count=1) if int(length) else []
+            first = self.r.xrange(part.events, "-", "+", count=1) if int(length) else []
             return Unrolled(int(batches), oldest_inbox_at, 0, int(length),
                             _entry_ms(first[0][0]) if first else None)
         if isinstance(pending, Exception):
@@ -318,7 +438,7 @@ class EventStore:
         if lag != 0:
             # Redis gives no lag once entries were trimmed or deleted: count what follows
             # the last delivered entry instead, up to UNDELIVERED_COUNTED
-            after = self.r.xrange(self.k.events, f"({_s(group['last-delivered-id'])}", "+",
+            after = self.r.xrange(part.events, f"({_s(group['last-delivered-id'])}", "+",
                                   count=1 if lag is not None else UNDELIVERED_COUNTED)
             oldest += [_entry_ms(after[0][0])] if after else []
             if lag is None:
@@ -331,18 +451,23 @@ class EventStore:
         """Each stat field as a list aligned with ad_ids (0 where an ad has none), with
         what an older version counted in its per-field hashes added."""
         columns = [STAT_FIELDS.index(f) for f in fields]
-        out: dict[str, list[int]] = {f: [] for f in fields}
-        for i in range(0, len(ad_ids), chunk):
-            part = list(ad_ids[i:i + chunk])
-            with self.r.pipeline(transaction=False) as p:
-                p.hmget(self.k.counts, part)
-                for field in fields:
-                    p.hmget(self.k.stats(field), part)
-                packed, *older = p.execute()
-            counts = int_rows(packed, len(STAT_FIELDS))
-            for field, column, row in zip(fields, columns, older, strict=True):
-                out[field].extend((counts[:, column] + int_rows(row, 1)[:, 0]).tolist())
-        return out
+        out = {f: np.zeros(len(ad_ids), dtype=np.int64) for f in fields}
+        for index, at in self._by_partition(ad_ids).items():
+            for i in range(0, len(at), chunk):
+                rows = at[i:i + chunk]
+                part = [ad_ids[j] for j in rows]
+                with self.r.pipeline(transaction=False) as p:
+                    p.hmget(self.parts[index].counts, part)
+                    older = fields if index == 0 else []   # (an older version: one partition)
+                    for field in older:
+                        p.hmget(self.k.stats(field), part)
+                    packed, *older_rows = p.execute()
+                counts = int_rows(packed, len(STAT_FIELDS))
+                for field, column in zip(fields, columns, strict=True):
+                    out[field][rows] = counts[:, column]
+                for field, row in zip(older, older_rows, strict=True):
+                    out[field][rows] += int_rows(row, 1)[:, 0]
+        return {f: column.tolist() for f, column in out.items()}
 
     def seed_ad_counts(self, ad_ids: Sequence[str], counts: Mapping[str, Sequence[int]],
                        as_of: float, chunk: int = 10_000) -> None:
@@ -354,37 +479,52 @@ class EventStore:
             raise ValueError(f"counts must hold exactly {STAT_FIELDS}, not {sorted(counts)}")
         evidence = [counts["impressions"], *(counts[f] for f in EVIDENCE_FIELDS[1:])]
         when = repr(float(as_of))
-        for i in range(0, len(ad_ids), chunk):
-            part = slice(i, i + chunk)
-            with self.r.pipeline(transaction=False) as p:
-                p.hset(self.k.counts, mapping={
-                    a: " ".join(str(int(c)) for c in values)
-                    for a, *values in zip(ad_ids[part], *(counts[f][part] for f in STAT_FIELDS),
-                                          strict=True)})
-                p.hset(self.k.decayed, mapping={
-                    a: " ".join([when, *(str(int(v)) for v in values)])
-                    for a, *values in zip(ad_ids[part], *(e[part] for e in evidence),
-                                          strict=True)})
-                p.execute()
+        for index, at in self._by_partition(ad_ids).items():
+            for i in range(0, len(at), chunk):
+                rows = at[i:i + chunk]
+                ids = [ad_ids[j] for j in rows]
+                with self.r.pipeline(transaction=False) as p:
+                    p.hset(self.parts[index].counts, mapping={
+                        a: " ".join(str(int(counts[f][j])) for f in STAT_FIELDS)
+                        for a, j in zip(ids, rows, strict=True)})
+                    p.hset(self.parts[index].decayed, mapping={
+                        a: " ".join([when, *(str(int(e[j])) for e in evidence)])
+                        for a, j in zip(ids, rows, strict=True)})
+                    p.execute()
 
     def ads_with_impressions(self) -> list[str]:
         """Every ad that has been shown at least once (deleted ones included)."""
-        shown = {_s(a) for a, v in self.r.hscan_iter(self.k.counts, count=10_000)
+        shown = {_s(a) for part in self.parts
+                 for a, v in self.r.hscan_iter(part.counts, count=10_000)
                  if int(v.split(b" ", 1)[0]) > 0}
         return sorted(shown | {_s(a) for a in self.r.hkeys(self.k.stats("impressions"))})
 
     def ctr_all_time(self) -> dict[str, int]:
         """The per-day counters' fields (impressions, ..., thompson:applies, ...) summed over
-        all time: monotonic, for Prometheus counters."""
-        return {_s(k): int(v) for k, v in self.r.hgetall(self.k.ctr_all).items()}
+        all time (and over the partitions): monotonic, for Prometheus counters."""
+        with self.r.pipeline(transaction=False) as p:
+            for part in self.parts:
+                p.hgetall(part.ctr_all)
+            return _summed(p.execute())
 
     def ctr_days(self, days: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Each day's counters, summed over the partitions."""
         with self.r.pipeline(transaction=False) as p:
             for day in days:
-                p.hgetall(self.k.ctr(day))
+                for part in self.parts:
+                    p.hgetall(part.ctr(day))
             rows = p.execute()
-        return {d: {_s(k): int(v) for k, v in row.items()}
-                for d, row in zip(days, rows, strict=True)}
+        n = len(self.parts)
+        return {d: _summed(rows[i * n:(i + 1) * n]) for i, d in enumerate(days)}
+
+
+def _summed(hashes: Sequence[Mapping[bytes, bytes]]) -> dict[str, int]:
+    """Counter hashes added field by field."""
+    out: dict[str, int] = {}
+    for row in hashes:
+        for k, v in row.items():
+            out[_s(k)] = out.get(_s(k), 0) + int(v)
+    return out
 
 
 def factorize(values: list[str]) -> tuple[list[str], np.ndarray]:
@@ -398,12 +538,13 @@ def factorize(values: list[str]) -> tuple[list[str], np.ndarray]:
     return list(index), np.array(codes, dtype=np.int64)
 
 
-def _rollup_step(k: type[Keys], block: RollupBlock, now: float, half_life_s: float,
-                 strategies: Sequence[str], credited_ttl_s: int, position_width: int,
-                 epoch_ttl_s: int) -> tuple[list[str], list[object]]:
-    """The KEYS and ARGV of ``scripts.ROLLUP`` for ``block``: its entries in stream order,
-    then its events summed by ad, by counter, by position epoch, and its applies that name
-    a feed (``store/lua/rollup.lua`` lists the sections)."""
+def _rollup_step(k: Partition, strategies_key: str, block: RollupBlock, now: float,
+                 half_life_s: float, strategies: Sequence[str], credited_ttl_s: int,
+                 position_width: int, epoch_ttl_s: int) -> tuple[list[str], list[object]]:
+    """The KEYS and ARGV of ``scripts.ROLLUP`` for ``block`` in partition ``k``: its entries
+    in stream order, then its events summed by ad, by counter, by position epoch, and its
+    applies that name a feed (``store/lua/rollup.lua`` lists the sections): credited in the
+    step in partition 0, listed as one text for ``settle_credits`` in another."""
     ntypes, nev, nstrat = len(STAT_FIELDS), len(EVIDENCE_FIELDS), len(strategies)
     t = block.type_index
     valid = np.flatnonzero(t > 0)
@@ -420,8 +561,7 @@ def _rollup_step(k: type[Keys], block: RollupBlock, now: float, half_life_s: flo
     for ad, row in zip(ads, counts.reshape(len(ads), ntypes).tolist(), strict=True):
         args += [ad, *row]
 
-    fixed = [k.events, k.counts, k.decayed, k.strategies, k.ctr_all,
-             k.position_epochs]
+    fixed = [k.events, k.counts, k.decayed, strategies_key, k.ctr_all, k.position_epochs]
     all_time, first_day = fixed.index(k.ctr_all) + 1, len(fixed) + 1   # KEYS, 1-based
     days, day_of = factorize([block.day[i] for i in valid.tolist()])
     strategy_index = {name: i for i, name in enumerate(strategies)}
@@ -456,6 +596,13 @@ def _rollup_step(k: type[Keys], block: RollupBlock, now: float, half_life_s: flo
         args += [ads[a], *map(repr, row)]
 
     applies = np.flatnonzero(fed & (tv == stat_type_index("apply") - 1)).tolist()
+    listed: list[list[object]] = []
+    if k.index:                         # credited in partition 0, by settle_credits
+        for j in applies:
+            i = int(valid[j])
+            listed.append([block.feed_day[i], block.feed_id[i], block.cell[i], int(s[j]) + 1,
+                           float(weights[j])])
+        applies = []
     credit_days = sorted({block.feed_day[valid[j]] for j in applies})
     columns = block.position_column[valid]
     placed = np.flatnonzero((columns > 0) & (columns <= position_width))
@@ -476,6 +623,7 @@ def _rollup_step(k: type[Keys], block: RollupBlock, now: float, half_life_s: flo
         i = int(valid[j])
         args += [credit_index[block.feed_day[i]], block.feed_id[i], block.cell[i],
                  int(s[j]) + 1, repr(float(weights[j]))]
+    args.append(orjson.dumps(listed) if listed else "")
     keys = [*fixed, *(k.ctr(d) for d in days), *(k.credited(d) for d in credit_days),
             *(k.position_epoch(int(e)) for e in epochs.tolist())]
     return keys, args

@@ -43,8 +43,50 @@ StaleCells = Callable[[list[tuple[float, float]]], Iterable[str]]
 ACCEPTED, DUPLICATE, UNKNOWN_AD = 1, 0, -1   # what the accept step says of each event
 
 
+class Partition:
+    """The event pipeline's keys of one partition (EVENT_PARTITIONS): its inbox, seen sets,
+    events stream (with its consumer group), the counters, decayed evidence and position
+    counts of the ads it holds (an ad's events all go to one partition), its per-day
+    counters, and the credits it found for strategies, before they are settled in partition
+    0. Every key of a partition shares its hash tag: partition 0's is ``{ev}`` (the names
+    of a deployment with one partition), partition p's ``{ev.p}``."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.tag = tag = "{ev}" if index == 0 else f"{{ev.{index}}}"
+        self.inbox = f"{tag}:inbox"
+        self.inbox_due = f"{tag}:inbox:due"
+        self.events = f"{tag}:events"
+        self.counts = f"{tag}:counts"             # ad -> its STAT_FIELDS counters
+        self.decayed = f"{tag}:decayed"           # ad -> decayed evidence
+        self.ctr_all = f"{tag}:ctr:all"
+        self.position_epochs = f"{tag}:positions:epochs"
+        self.position_pairs = f"{tag}:position-pairs"
+        self.credits = f"{tag}:credits"   # credits found here, to settle in partition 0
+
+    def seen(self, bucket: int) -> str:
+        return f"{self.tag}:seen:{bucket}"
+
+    def ctr(self, day: str) -> str:
+        return f"{self.tag}:ctr:{day}"
+
+    def credited(self, day: str) -> str:
+        return f"{self.tag}:credited:{day}"
+
+    def position_epoch(self, epoch: int) -> str:
+        return f"{self.tag}:positions:{epoch}"
+
+    def position_folding(self, epoch: int) -> str:
+        return f"{self.tag}:positions:{epoch}:folding"
+
+
 class Keys:
     """Every key name. Nothing outside this module spells one."""
+
+    @staticmethod
+    def partition(index: int) -> Partition:
+        """The event pipeline's keys of partition ``index`` (0 for the names below)."""
+        return Partition(index)
 
     ads_geo = "ads:geo"
     ads_expiry = "ads:expiry"
@@ -71,6 +113,7 @@ class Keys:
     position_curve = "position:curve"           # the learnt examination curve (JSON)
     strategies = "{ev}:strategies"      # cell (or "*") -> decayed served feeds and applies
     served_cursor = "{ev}:served:cursor"  # the last served entry counted into strategies
+    partitions = "{ev}:partitions"      # EVENT_PARTITIONS, as the first rollup found it
 
     @staticmethod
     def ad(ad_id: str) -> str:

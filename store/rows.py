@@ -62,6 +62,23 @@ class Unrolled:
                               else self.oldest_entry_ms / 1000) if t is not None]
         return max(0.0, now - min(oldest)) if oldest else 0.0
 
+    @classmethod
+    def add(cls, parts: Sequence[Unrolled]) -> Unrolled:
+        """Several partitions' together: the counts added, the oldest of the oldest.
+
+        >>> both = Unrolled.add([Unrolled(1, 95.0, 2, 3, None), Unrolled(0, None, 1, 0, 9000)])
+        >>> both.inbox_batches, both.oldest_inbox_at, both.pending, both.undelivered
+        (1, 95.0, 3, 3)
+        >>> both.oldest_entry_ms
+        9000
+        """
+        def oldest(values: list[float | int | None]) -> float | int | None:
+            return min((v for v in values if v is not None), default=None)
+        return cls(sum(u.inbox_batches for u in parts),
+                   oldest([u.oldest_inbox_at for u in parts]), sum(u.pending for u in parts),
+                   sum(u.undelivered for u in parts),
+                   oldest([u.oldest_entry_ms for u in parts]))  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class AdRow:

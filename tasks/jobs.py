@@ -21,10 +21,10 @@ from celery import signals
 from config import Settings, load_settings
 from pipeline.learning.ingest import roll_in
 from pipeline.learning.regenerate import maybe_learn_priors, plan_shards, run_regenerate, run_shard
-from pipeline.learning.rollup import run_rollup
+from pipeline.learning.rollup import count_partition, run_rollup
 from store import Store
 from tasks.celery import app
-from tasks.names import INGEST, QUEUE, REGEN_SHARD, REGENERATE, ROLLUP
+from tasks.names import INGEST, QUEUE, REGEN_SHARD, REGENERATE, ROLLUP, ROLLUP_PARTITION
 
 log = logging.getLogger("tasks")
 
@@ -45,8 +45,9 @@ def settings() -> Settings:
 
 @cache
 def store() -> Store:
-    return Store.from_url(settings().redis_url, socket_timeout=30, socket_connect_timeout=5,
-                          health_check_interval=30)
+    s = settings()
+    return Store.from_url(s.redis_url, s.event_partitions, socket_timeout=30,
+                          socket_connect_timeout=5, health_check_interval=30)
 
 
 _rng: dict[int, np.random.Generator] = {}
@@ -91,7 +92,26 @@ def rollup(self: Any, forced: bool = False) -> dict[str, Any]:
     many beats fire them."""
     s = settings()
     return periodic("rollup", s.rollup_interval_s, self.request, forced,
-                    lambda: run_rollup(store(), s, time.time()))
+                    lambda: run_rollup(store(), s, time.time(), rng=rng(),
+                                       fan_out=send_partition))
+
+
+def send_partition(partition: int) -> None:
+    rollup_partition.apply_async((partition,), queue=QUEUE[ROLLUP_PARTITION])
+
+
+@app.task(name=ROLLUP_PARTITION, **WRITES)
+def rollup_partition(partition: int) -> dict[str, Any]:
+    """Count one partition of the event pipeline (EVENT_PARTITIONS above 1), and report it
+    (``flask status``: job rollup.<partition>)."""
+    st = store()
+    if not 0 < partition < len(st.parts):
+        raise ValueError(f"no event partition {partition} (EVENT_PARTITIONS is "
+                         f"{len(st.parts)})")
+    report = {**count_partition(st, settings(), time.time(), partition, rng=rng()),
+              "finished_at": time.time()}
+    st.record_job(f"rollup.{partition}", report)
+    return report
 
 
 @app.task(name=REGENERATE, bind=True, **WRITES)

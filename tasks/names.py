@@ -4,9 +4,11 @@ from __future__ import annotations
 
 INGEST = "ingest.events"      # move an accepted batch of events onto the stream
 ROLLUP = "rollup.run"         # count new events, exactly once
+ROLLUP_PARTITION = "rollup.partition"  # count one partition's new events (EVENT_PARTITIONS)
 REGENERATE = "regenerate.run"  # rebuild every active cell's feed (or plan a sharded run)
 REGEN_SHARD = "regenerate.shard"  # rebuild one shard of a sharded run's cells
 
 # each task's queue
-QUEUE = {INGEST: "ingest", ROLLUP: "rollup", REGENERATE: "regen", REGEN_SHARD: "regen"}
+QUEUE = {INGEST: "ingest", ROLLUP: "rollup", ROLLUP_PARTITION: "rollup", REGENERATE: "regen",
+         REGEN_SHARD: "regen"}
 QUEUES = tuple(dict.fromkeys(QUEUE.values()))   # a worker of every kind (the Procfile's -Q)

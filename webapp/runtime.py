@@ -26,7 +26,8 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        return Store.from_url(self.settings.redis_url, socket_timeout=5,
+        return Store.from_url(self.settings.redis_url, self.settings.event_partitions,
+                              socket_timeout=5,
                               socket_connect_timeout=2, health_check_interval=30)
 
     @cached_property

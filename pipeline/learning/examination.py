@@ -125,19 +125,20 @@ def position_columns(type_index: np.ndarray, positions: np.ndarray) -> np.ndarra
 
 
 def fold_epochs(store: Store, settings: Settings, now: float, starts: np.ndarray,
-                rng: np.random.Generator) -> int:
-    """Fold every epoch that is over into the decayed pair counts, then fit the curve again
-    and store it. Returns the epochs folded."""
+                rng: np.random.Generator, partition: int = 0) -> int:
+    """Fold every epoch of a partition that is over into its decayed pair counts (an ad's
+    counts all lie in one partition, and pairs are counted within an ad), then fit the
+    curve again and store it. Returns the epochs folded."""
     folded = 0
-    for epoch in store.position_epochs():
+    for epoch in store.position_epochs(partition):
         later = starts[starts * 1000 > epoch]
         if not len(later) or now - later[0] < settle_s(settings):
             continue                                          # its generation, or too soon
-        while (state := store.begin_fold(epoch)) > 0:
-            counts = store.folding_counts(epoch, WIDTH)
+        while (state := store.begin_fold(epoch, partition)) > 0:
+            counts = store.folding_counts(epoch, WIDTH, partition=partition)
             pairs = pair_counts(counts[:, :BINS], counts[:, BINS:])
             folded += store.fold_positions(epoch, pairs.ravel().tolist(), now,
-                                           settings.stats_half_life_s)
+                                           settings.stats_half_life_s, partition)
             if state == 1:
                 break
     if folded:
@@ -147,8 +148,9 @@ def fold_epochs(store: Store, settings: Settings, now: float, starts: np.ndarray
 
 def learn_curve(store: Store, settings: Settings, now: float,
                 rng: np.random.Generator) -> PositionCurve:
-    """Fit the curve to the decayed pair counts and store it with when it was learnt."""
-    pairs = decayed_now(store.position_pairs(PAIRS_WIDTH), now, settings)[0]
+    """Fit the curve to the decayed pair counts (every partition's, added) and store it
+    with when it was learnt."""
+    pairs = decayed_now(store.position_pairs(PAIRS_WIDTH), now, settings).sum(axis=0)
     curve = position_curve(pairs.reshape(2, BINS, BINS), rng)
     store.write_position_curve({**curve.as_dict(), "updated_at": now})
     log.info("examination curve from %.0f comparisons: %s", curve.comparisons,

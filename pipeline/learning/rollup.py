@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
@@ -46,7 +47,8 @@ def day_of(ts: float) -> str:
 
 
 def count_block(store: Store, settings: Settings, entries: list[StreamEntry], now: float,
-                secret: bytes, examination: Examination, starts: np.ndarray) -> int:
+                secret: bytes, examination: Examination, starts: np.ndarray,
+                partition: int = 0) -> int:
     """Count one block of entries and acknowledge it, atomically, impressions weighed by
     ``examination`` and position counts kept by epoch (``starts``: the generations').
     The block is read as columns, with no object per event; a feed id is checked once per
@@ -95,7 +97,7 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
         [f.strategy if f else "" for f in credits], [f.feed_id if f else "" for f in credits],
         days_of(served), position_columns(kinds, place), epoch_of(served, starts))
     return store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
-                              CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings))
+                              CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings), partition)
 
 
 def days_of(ts: np.ndarray) -> list[str]:
@@ -136,34 +138,60 @@ def count_served(store: Store, settings: Settings, now: float, secret: bytes) ->
 
 def run_rollup(store: Store, settings: Settings, now: float,
                consumer: str | None = None,
-               rng: np.random.Generator | None = None) -> dict[str, float | int]:
-    """Roll in lost batches, reclaim entries a dead worker left pending, count every new
-    entry and every feed served, fold the position epochs that are over into the examination
-    curve, take expired ads out of the index and trim the stream past its retention."""
+               rng: np.random.Generator | None = None,
+               fan_out: Callable[[int], object] | None = None) -> dict[str, float | int]:
+    """Roll in lost batches, count every partition's new entries (``count_partition``),
+    count every feed served, take expired ads out of the index. With EVENT_PARTITIONS above
+    1, ``fan_out`` (the rollup task's) hands each partition but 0 to a task of its own;
+    without it they are all counted here, one after the other."""
     started = time.perf_counter()
+    consumer = consumer or consumer_name()
+    rng = rng or np.random.default_rng()
+    recovered = sweep_inbox(store, settings, now)
+    store.ensure_group()
+    report: dict[str, float | int] = {**count_partition(store, settings, now, 0, consumer, rng)}
+    for partition in range(1, len(store.parts)):
+        if fan_out is not None:
+            fan_out(partition)
+            continue
+        done = count_partition(store, settings, now, partition, consumer, rng)
+        report = {k: v + done[k] for k, v in report.items()}
+    served = count_served(store, settings, now, store.feed_id_secret())
+    expired = store.drop_expired(now)
+    report = {**report, "recovered_events": recovered, "served_feeds": served,
+              "expired_ads": len(expired), "partitions_sent": len(store.parts) - 1 if fan_out
+              else 0, "duration_s": round(time.perf_counter() - started, 4),
+              "finished_at": now}
+    store.record_job("rollup", report)
+    return report
+
+
+def count_partition(store: Store, settings: Settings, now: float, partition: int,
+                    consumer: str | None = None,
+                    rng: np.random.Generator | None = None) -> dict[str, int]:
+    """One partition of the event pipeline: reclaim the entries a dead worker left pending,
+    count every new entry, settle the strategy credits it found in partition 0, fold its
+    position epochs that are over into the examination curve, and trim its stream past its
+    retention."""
     consumer = consumer or consumer_name()
     secret = store.feed_id_secret()
     examination = current(store, settings)
     starts = generations(store, settings, now)
-    recovered = sweep_inbox(store, settings, now)
-    store.ensure_group()
     counted = 0
     entries = store.claim_stale(consumer, settings.rollup_claim_idle_s * 1000,
-                                settings.rollup_batch)
+                                settings.rollup_batch, partition)
     reclaimed = len(entries)
     for _ in range(MAX_BLOCKS):
         if entries:
-            counted += count_block(store, settings, entries, now, secret, examination, starts)
-        entries = store.read_new(consumer, settings.rollup_batch)
+            counted += count_block(store, settings, entries, now, secret, examination, starts,
+                                   partition)
+        entries = store.read_new(consumer, settings.rollup_batch, partition)
         if not entries:
             break
-    served = count_served(store, settings, now, secret)
-    folded = fold_epochs(store, settings, now, starts, rng or np.random.default_rng())
-    expired = store.drop_expired(now)
-    store.trim_events(int((now - settings.events_retention_s) * 1000))
-    report = {"counted": counted, "reclaimed": reclaimed, "recovered_events": recovered,
-              "served_feeds": served, "expired_ads": len(expired),
-              "position_epochs_folded": folded,
-              "duration_s": round(time.perf_counter() - started, 4), "finished_at": now}
-    store.record_job("rollup", report)
-    return report
+    settled = store.settle_credits(partition, now, settings.stats_half_life_s,
+                                   len(STRATEGIES), CREDITED_TTL_S)
+    folded = fold_epochs(store, settings, now, starts, rng or np.random.default_rng(),
+                         partition)
+    store.trim_events(int((now - settings.events_retention_s) * 1000), partition)
+    return {"counted": counted, "reclaimed": reclaimed, "credits_settled": settled,
+            "position_epochs_folded": folded}

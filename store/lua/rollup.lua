@@ -1,4 +1,5 @@
 -- uses: decay.lib
+-- uses: credit.lib
 -- Count a block of events and XACK its entries in one step. The caller sums the block (per
 -- ad, per counter, per position epoch); the step counts it only if every entry of the block
 -- is still pending (delivered, never acknowledged), so an entry reclaimed and counted
@@ -9,9 +10,12 @@
 -- served in (for the examination curve: a field "<ad> <column>" per ad and column, an
 -- integer added to in place), and credits the strategy (and cell) of the feed an apply came
 -- from, once per feed: a feed earns its weight if it led to any apply.
--- KEYS: events, counts, decayed, strategies, the all-time ctr hash, the position epochs'
---       set, then the keys the sections below name by index (ctr days, credited-feed days,
---       position epochs)
+-- In a partition other than 0 (EVENT_PARTITIONS) the credits section is empty: the block's
+-- credits come as one text after the sections, pushed onto the partition's credits list, for
+-- SETTLE_CREDITS to apply in partition 0 (whose keys this step cannot touch).
+-- KEYS: events, counts, decayed, strategies (in another partition: its credits list), the
+--       all-time ctr hash, the position epochs' set, then the keys the sections below name
+--       by index (ctr days, credited-feed days, position epochs)
 -- ARGV: group, now, half_life, credited_ttl_s, position_width, epoch_ttl_s, n_types,
 --       evidence_types, n_strategies, counted (returned when the block counts), then five
 --       sections, each its item count then its items:
@@ -21,6 +25,7 @@
 --       evidence: ad_id, then evidence_types weights
 --       positions: key_index, ad_id, column, n
 --       credits: key_index (its credited-feed set), feed_id, cell, strategy (1-based), weight
+--       then the credits to push onto the credits list ('' for none)
 -- Returns counted, or the entries that are no longer pending (as a list).
 local group, now, half_life = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local credited_ttl, epoch_ttl = ARGV[4], ARGV[6]
@@ -95,24 +100,7 @@ for key in pairs(touched) do
   redis.call('ZADD', KEYS[6], now, key)
 end
 
-local credit, credited_keys = {}, {}
-local function add(cell, column, weight)
-  local t = credit[cell]
-  if not t then t = {}; credit[cell] = t end
-  t[column] = (t[column] or 0) + weight
-end
 s, e = cut(5)
-for i = s, e, 5 do
-  local key = KEYS[tonumber(ARGV[i])]
-  if redis.call('SADD', key, ARGV[i + 1]) == 1 then
-    credited_keys[key] = true
-    local column, weight = nstrat + tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-    add(ARGV[i + 2], column, weight)
-    add('*', column, weight)
-  end
-end
-for cell, adds in pairs(credit) do
-  decayed_add(KEYS[4], cell, 2 * nstrat, adds, now, half_life)
-end
-for key in pairs(credited_keys) do redis.call('EXPIRE', key, credited_ttl) end
+credit_feeds(KEYS[4], s, e, nstrat, now, half_life, credited_ttl)
+if ARGV[at] ~= '' then redis.call('RPUSH', KEYS[4], ARGV[at]) end
 return counted

@@ -3,7 +3,8 @@ real gunicorn, all stopped when the tests are done. The broker is that Redis, un
 asks for RabbitMQ (``@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])``): then a
 RabbitMQ node of the tests' own (``devtools.rabbitmq_server``), started once. A test
 parametrized with ``store_kind`` "cluster" puts the store on a Redis Cluster of the tests'
-own (``devtools.redis_cluster``, 3 masters, started once)."""
+own (``devtools.redis_cluster``, 3 masters, started once), its event pipeline in
+CLUSTER_PARTITIONS partitions."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -70,9 +71,16 @@ def real_settings(redis_url: str) -> Settings:
     return load_settings({"REDIS_URL": redis_url}, admin_token=ADMIN_TOKEN)
 
 
+CLUSTER_PARTITIONS = 3   # on the tests' cluster, the event pipeline is split this many ways
+
+
+def partitions_of(store_kind: str) -> int:
+    return CLUSTER_PARTITIONS if store_kind == "cluster" else 1
+
+
 @pytest.fixture
-def real_store(redis_url: str) -> Store:
-    return Store.from_url(redis_url)
+def real_store(redis_url: str, store_kind: str) -> Store:
+    return Store.from_url(redis_url, partitions_of(store_kind))
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +110,9 @@ def broker_url(broker: str, store_kind: str, redis_server: RedisServer,
 
 
 @pytest.fixture
-def env(redis_url: str, broker_url: str | None) -> dict[str, str]:
+def env(redis_url: str, broker_url: str | None, store_kind: str) -> dict[str, str]:
     extra = {"CELERY_BROKER_URL": broker_url} if broker_url else {}
+    extra["EVENT_PARTITIONS"] = str(partitions_of(store_kind))
     return service_env(redis_url, ADMIN_TOKEN=ADMIN_TOKEN, LOG_LEVEL="INFO", **extra)
 
 

@@ -99,3 +99,12 @@ def test_memory_and_command_time_are_summed_over_the_masters(fake_store: Store):
     assert human == f"{used / 2 ** 20:.2f}M"
     times = fake_store.command_time_us()
     assert times["info"] > 0 and ("evalsha" in times or "eval" in times)
+
+
+def test_three_event_partitions_land_on_the_three_masters(fake_store: Store):
+    """EVENT_PARTITIONS 3 on a cluster whose slots are split evenly over 3 masters (as
+    redis-cli --cluster create splits them): each partition's keys on a master of its own,
+    so ingest and rollup spread over all three."""
+    store = Store(fake_store.r, partitions=3)
+    masters = {store.r.get_node_from_key(part.events).name for part in store.parts}
+    assert len(masters) == 3

@@ -22,7 +22,8 @@ def fixed_keys() -> dict[str, str]:
 
 
 def key_makers() -> dict[str, staticmethod]:
-    return {name: value for name, value in vars(Keys).items() if isinstance(value, staticmethod)}
+    return {name: value for name, value in vars(Keys).items()
+            if isinstance(value, staticmethod) and name != "partition"}
 
 
 def spelled(maker: staticmethod) -> list[str]:
@@ -61,8 +62,32 @@ def test_the_keys_tagged_ev_share_one_cluster_slot_and_no_key_has_another_tag():
     keys = [*fixed_keys().values(),
             *itertools.chain.from_iterable(spelled(m) for m in key_makers().values())]
     tagged = [k for k in keys if "{" in k]
-    assert tagged and all(k.startswith("{ev}:") for k in tagged), tagged
+    assert tagged and all(k.startswith("{ev}:") for k in tagged), tagged      # (partitions:
+    # the test above; on a cluster, store.keys.ClusterKeys: test_store_on_cluster.py)
     assert {key_slot(k.encode()) for k in tagged} == {key_slot(b"{ev}")}
+
+
+def test_each_partition_keeps_to_one_slot_and_partition_0_is_spelled_as_ever():
+    """EVENT_PARTITIONS: a partition's atomic steps touch only its own keys, which share
+    its tag; partition 0's are the names a single-partition deployment always had."""
+    home = Keys.partition(0)
+    assert (home.inbox, home.inbox_due, home.events, home.counts, home.decayed, home.ctr_all,
+            home.position_epochs, home.position_pairs) == (
+        Keys.inbox, Keys.inbox_due, Keys.events, Keys.counts, Keys.decayed, Keys.ctr_all,
+        Keys.position_epochs, Keys.position_pairs)
+    assert (home.seen(3), home.ctr("2027-01-15"), home.credited("2027-01-15"),
+            home.position_epoch(7), home.position_folding(7)) == (
+        Keys.seen(3), Keys.ctr("2027-01-15"), Keys.credited("2027-01-15"),
+        Keys.position_epoch(7), Keys.position_folding(7))
+    tags = set()
+    for index in range(8):
+        part = Keys.partition(index)
+        keys = [v for v in vars(part).values() if isinstance(v, str) and v != part.tag]
+        keys += [part.seen(1), part.ctr("2027-01-15"), part.credited("2027-01-15"),
+                 part.position_epoch(7), part.position_folding(7)]
+        assert {key_slot(k.encode()) for k in keys} == {key_slot(part.tag.encode())}
+        tags.add(part.tag)
+    assert len(tags) == 8
 
 
 def test_each_event_type_has_the_counter_field_of_the_same_place():

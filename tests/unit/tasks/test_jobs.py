@@ -8,10 +8,10 @@ import tasks.jobs  # noqa: F401  (a worker imports it: the tasks register on the
 from config import load_settings
 from tasks.celery import app
 from tasks.factory import beat_schedule
-from tasks.names import INGEST, REGEN_SHARD, REGENERATE, ROLLUP
+from tasks.names import INGEST, REGEN_SHARD, REGENERATE, ROLLUP, ROLLUP_PARTITION
 
 
-@pytest.mark.parametrize("name", [INGEST, ROLLUP, REGENERATE, REGEN_SHARD])
+@pytest.mark.parametrize("name", [INGEST, ROLLUP, ROLLUP_PARTITION, REGENERATE, REGEN_SHARD])
 def test_writing_tasks_ack_late_and_survive_a_lost_worker(name):
     task = app.tasks[name]
     assert task.acks_late is True
@@ -49,3 +49,38 @@ def test_a_sharded_run_sends_one_task_per_shard_to_the_regen_queue(fake_store, m
     assert [args[:2] for args, _ in sent] == [(result["run_id"], i) for i in range(3)]
     assert sorted(c for args, _ in sent for c in args[2]) == sorted(
         ["u09tv", "u09tw", "xn76c", "xn76f", "dr5re"])
+
+
+def test_a_partitioned_rollup_counts_partition_0_and_sends_one_task_per_other(monkeypatch):
+    """With EVENT_PARTITIONS above 1 the beat's rollup task counts partition 0 itself and
+    sends each other partition to the rollup queue; a partition task counts its own and
+    records its report; a partition the store does not have is refused."""
+    import fakeredis
+
+    from pipeline.learning.ingest import Event, accept_batch, roll_in
+    from store import Store
+    from tasks import jobs
+    from tests.conftest import NOW
+    from tests.support.builders import catalogue
+    settings = load_settings({}, event_partitions=3)
+    store = Store(fakeredis.FakeRedis(server=fakeredis.FakeServer()), partitions=3)
+    monkeypatch.setattr(jobs, "store", lambda: store)
+    monkeypatch.setattr(jobs, "settings", lambda: settings)
+    sent = []
+    monkeypatch.setattr(jobs.rollup_partition, "apply_async",
+                        lambda args, queue: sent.append((args, queue)))
+    ads = [f"ad-{i}" for i in range(30)]
+    catalogue(store, ads)
+    roll_in(store, accept_batch(store, settings, [Event(f"e{i}", ad, "impression", NOW)
+                                                  for i, ad in enumerate(ads)], NOW).batch_id)
+    report = jobs.rollup.run(forced=True)
+    assert sent == [((1,), "rollup"), ((2,), "rollup")]
+    assert report["partitions_sent"] == 2
+    at_home = sum(store.partition_of(ad).index == 0 for ad in ads)
+    assert report["counted"] == at_home < len(ads)
+    reports = [jobs.rollup_partition.run(p) for p in (1, 2)]
+    assert sum(r["counted"] for r in reports) == len(ads) - at_home
+    assert store.job_status("rollup.2")["counted"] == str(reports[1]["counted"])
+    assert sum(store.ad_stats(ads)["impressions"]) == len(ads)
+    with pytest.raises(ValueError, match="no event partition 3"):
+        jobs.rollup_partition.run(3)

@@ -1,19 +1,22 @@
 """pipeline.learning.rollup on a fakeredis store: decayed evidence, so that the ranking
 follows a change of the true rates; exposure weighed by the position an ad was shown at;
-strategy credit only for a recent feed the service signed, once."""
+strategy credit only for a recent feed the service signed, once; the event pipeline split
+over partitions counting exactly what one partition counts."""
 from __future__ import annotations
 
+import fakeredis
+import numpy as np
 import pytest
 
 import geo
 from config import load_settings
-from pipeline.learning.ingest import Event
-from pipeline.learning.rollup import run_rollup
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.rollup import count_partition, run_rollup
 from pipeline.reports.adstats import ad_report
 from pipeline.serving.feed import make_feed_id
-from store import GLOBAL_CELL, STAT_FIELDS, Keys
+from store import GLOBAL_CELL, STAT_FIELDS, Keys, PartitionsChanged, Store
 from tests.conftest import NOW
-from tests.support.builders import PARIS, events_of, send
+from tests.support.builders import PARIS, catalogue, events_of, send
 
 
 @pytest.mark.parametrize("half_life_s, within, beyond", [(300.0, 30, None), (1e9, None, 60)])
@@ -84,3 +87,120 @@ def test_unreadable_entries_are_acknowledged_and_the_rest_of_their_block_counted
     assert fake_store.ad_stats(["a"]) == {**dict.fromkeys(STAT_FIELDS, [0]),
                                            "impressions": [3], "views": [1]}
     assert fake_store.backlog()["pending"] == 0 and fake_store.backlog()["lag"] == 0
+
+
+# EVENT_PARTITIONS: the event pipeline split over partitions counts exactly what one
+# partition counts, whatever partition each ad hashes to (counters, evidence, per-day
+# counters, position counts, and strategy credits once per feed, even for a feed whose
+# applies lie in several partitions). tests/integration/test_worker_killed.py and
+# test_learning_loop.py run partitions on a Redis Cluster with real workers.
+
+ADS = [f"ad-{i}" for i in range(24)]
+SECRET = "0" * 64
+
+
+def partitioned(count: int) -> Store:
+    store = Store(fakeredis.FakeRedis(server=fakeredis.FakeServer()), partitions=count)
+    store.r.set(Keys.feed_id_secret, SECRET)        # both stores sign feed ids alike
+    catalogue(store, ADS)
+    return store
+
+
+def traffic(store: Store, settings, rng: np.random.Generator) -> list[Event]:
+    """Impressions and views of every ad at positions of two feeds, and applies: three from
+    one feed on ads of different partitions (one credit), two from another."""
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    secret = store.feed_id_secret()
+    feeds = [make_feed_id(NOW - 30, cell, "thompson", rng, secret),
+             make_feed_id(NOW - 20, cell, "newest", rng, secret)]
+    events = []
+    for i, ad in enumerate(ADS):
+        feed = feeds[i % 2]
+        events.append(Event(f"i{i}", ad, "impression", NOW - 10, "u1", feed, i % 12 + 1))
+        if i % 3 == 0:
+            events.append(Event(f"v{i}", ad, "view", NOW - 9, "u1", feed, i % 12 + 1))
+    events += [Event(f"a{i}", ADS[i], "apply", NOW - 5, "u1", feeds[0]) for i in (0, 1, 2)]
+    events += [Event(f"a{i}", ADS[i], "apply", NOW - 5, "u2", feeds[1]) for i in (3, 5)]
+    return events
+
+
+def positions(store: Store) -> dict[bytes, int]:
+    """Every position count of every epoch, over the partitions."""
+    out: dict[bytes, int] = {}
+    for part in store.parts:
+        for epoch in store.position_epochs(part.index):
+            for field, n in store.r.hgetall(part.position_epoch(epoch)).items():
+                out[field] = out.get(field, 0) + int(n)
+    return out
+
+
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_partitions_count_exactly_what_one_partition_counts(count: int):
+    settings = load_settings({}, geohash_precision=6)
+    rng = np.random.default_rng(5)
+    one, many = partitioned(1), partitioned(count)
+    assert len({many.partition_of(ad).index for ad in ADS}) == count   # every one used
+    events = traffic(one, settings, rng)
+    for store in (one, many):
+        half = len(events) // 2
+        for batch in (events[:half], events[half:], events[:3]):       # the last: a retry
+            accepted = accept_batch(store, settings, batch, NOW)
+            if accepted.batch_id:
+                roll_in(store, accepted.batch_id)
+        assert store.stream_length() == len(events)
+        report = run_rollup(store, settings, NOW)
+        assert report["counted"] == len(events)
+        assert store.unrolled().undelivered == store.unrolled().pending == 0
+        assert store.backlog() == {"pending": 0, "lag": 0, "inbox": 0}
+    assert many.ad_stats(ADS, STAT_FIELDS) == one.ad_stats(ADS, STAT_FIELDS)
+    assert many.ad_stats(ADS)["applies"][:6] == [1, 1, 1, 1, 0, 1]
+    a, b = one.decayed_evidence(ADS), many.decayed_evidence(ADS)
+    assert b.values == pytest.approx(a.values) and b.updated_at == pytest.approx(a.updated_at)
+    day = "2027-01-15"
+    assert many.ctr_days([day]) == one.ctr_days([day]) and one.ctr_days([day])[day]
+    assert many.ctr_all_time() == one.ctr_all_time()
+    assert positions(many) == positions(one) and positions(one)
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    credit = {s: s_.strategy_stats([cell, GLOBAL_CELL], 12).values for s, s_ in
+              (("one", one), ("many", many))}
+    assert credit["many"] == pytest.approx(credit["one"])
+    # a credit a feed with applies on three ads earns once, wherever the ads lie
+    assert credit["one"][:, 6:] .sum(axis=1) == pytest.approx([2.0, 2.0], abs=1e-3)
+
+
+def test_a_settle_cut_short_and_done_again_credits_nothing_twice(monkeypatch):
+    settings = load_settings({}, geohash_precision=6)
+    store = partitioned(3)
+    events = traffic(store, settings, np.random.default_rng(5))
+    roll_in(store, accept_batch(store, settings, events, NOW).batch_id)
+    store.ensure_group()
+    settle = store.settle_credits
+    with monkeypatch.context() as m:
+        m.setattr(store, "settle_credits", lambda *a, **k: 0)      # counted, not settled
+        for p in range(3):
+            count_partition(store, settings, NOW, p)
+    listed = {part.index: store.r.lrange(part.credits, 0, -1) for part in store.parts[1:]}
+    assert sum(map(len, listed.values())) >= 1
+    for p in range(3):
+        settle(p, NOW, settings.stats_half_life_s, 6)
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    once = store.strategy_stats([cell, GLOBAL_CELL], 12).values.copy()
+    assert once[:, 6:].sum(axis=1) == pytest.approx([2.0, 2.0], abs=1e-3)
+    for index, texts in listed.items():        # as if a settle had died before its LTRIM
+        if texts:
+            store.r.rpush(store.parts[index].credits, *texts)
+    for p in range(3):
+        settle(p, NOW, settings.stats_half_life_s, 6)
+    assert store.strategy_stats([cell, GLOBAL_CELL], 12).values == pytest.approx(once)
+    assert all(store.r.llen(part.credits) == 0 for part in store.parts)
+
+
+def test_a_rollup_refuses_another_partition_count_than_the_first():
+    store = partitioned(3)
+    store.ensure_group()
+    again = Store(store.r, partitions=2)
+    with pytest.raises(PartitionsChanged, match="set it back to 3"):
+        again.ensure_group()
+    Store(store.r, partitions=3).ensure_group()
+    with pytest.raises(ValueError):
+        Store(store.r, partitions=0)
