@@ -114,9 +114,12 @@ class EventStore:
                     keys.append(self.k.user_excluded(row.excludes_for))
                     users[row.excludes_for] = len(keys)
                 exclusions += [n, users[row.excludes_for]]
+        records = 0 if self.cluster else len(keys) + 1
+        if not self.cluster:       # each ad's record, in the order the script meets them
+            keys += [self.k.ad(ad) for ad in dict.fromkeys(row[1] for row in rows)]
         args: list[object] = [batch_id, now, 2 * window_s, memory.max_ads, memory.ttl_s,
-                              "" if self.cluster else self.k.ad_prefix, len(rows),
-                              len(exclusions) // 2, *events, *exclusions, *unknown]
+                              records, len(rows), len(exclusions) // 2, *events, *exclusions,
+                              *unknown]
         flags = [int(f) for f in self._accept(keys=keys, args=args)]
         if self.cluster:
             gone = set(unknown)

@@ -5,16 +5,19 @@
 -- can be sent again once the ad exists; the rest are marked as seen and kept in the inbox
 -- until the ingest task moves them. An apply or hide of a known ad, accepted or a duplicate,
 -- adds the ad to its user's exclusions.
--- The catalogue records (ad_key_prefix .. ad_id) and the exclusion sets lie outside the {ev}
--- slot: on Redis Cluster the caller asks which ads have a record before, passes an empty
--- prefix and the unknown ads, and adds the exclusions after (EXCLUDE), no exclusion here.
--- KEYS: inbox, inbox_due, seen_now, seen_prev, then the exclusion sets of the batch's users
--- ARGV: batch_id, now, seen_ttl_s, exclusions_max, exclusions_ttl_s, ad_key_prefix, n, m,
---       then n events of 3 values (event_id, ad_id, json), then for each of the m events
---       that exclude their ad for a user, (its number 1..n, the KEYS index of that user's
---       exclusion set), then (with an empty prefix) the batch's ads that have no record
+-- The catalogue records and the exclusion sets lie outside the {ev} slot: on Redis Cluster
+-- the caller asks which ads have a record before, passes no record keys but the unknown ads,
+-- and adds the exclusions after (EXCLUDE), none here.
+-- KEYS: inbox, inbox_due, seen_now, seen_prev, then the exclusion sets of the batch's users,
+--       then (on a single Redis) the record of each of the batch's ads, in the order the
+--       events first name them
+-- ARGV: batch_id, now, seen_ttl_s, exclusions_max, exclusions_ttl_s, the KEYS index of the
+--       first record (0: none passed), n, m, then n events of 3 values (event_id, ad_id,
+--       json), then for each of the m events that exclude their ad for a user, (its number
+--       1..n, the KEYS index of that user's exclusion set), then (with no records passed)
+--       the batch's ads that have no record
 -- Returns one flag per event: 1 accepted, 0 duplicate, -1 unknown ad.
-local now, prefix, n, m = ARGV[2], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local now, record_at, n, m = ARGV[2], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local first_excluded = 9 + 3 * n
 local flags, kept, kept_ids, batch_seen, known, excluded = {}, {}, {}, {}, {}, {}
 local ids = {}
@@ -36,8 +39,11 @@ for e = 1, n do
   local i = 6 + 3 * e
   local id, ad = ids[e], ARGV[i + 1]
   if known[ad] == nil then
-    if prefix == '' then known[ad] = not unknown[ad]
-    else known[ad] = redis.call('EXISTS', prefix .. ad) == 1 end
+    if record_at == 0 then known[ad] = not unknown[ad]
+    else
+      known[ad] = redis.call('EXISTS', KEYS[record_at]) == 1
+      record_at = record_at + 1
+    end
   end
   if batch_seen[id] or seen_now[e] == 1 or seen_prev[e] == 1 then
     flags[e] = 0

@@ -35,8 +35,8 @@ def spelled(maker: staticmethod) -> list[str]:
 
 
 def test_an_ads_key_is_the_ad_prefix_then_its_id():
-    """The catalogue scans for ``ad_prefix*`` and the accept and nearby scripts build an ad's
-    key from the prefix they are passed: both must spell what Keys.ad spells."""
+    """The catalogue scans for ``ad_prefix*`` to find every ad's record: it must match
+    what Keys.ad spells (no script builds a key: each is passed its keys)."""
     for ad_id in ("a1", "job:42", "x.y-z"):
         assert Keys.ad(ad_id) == Keys.ad_prefix + ad_id
         assert Keys.ad(ad_id).removeprefix(Keys.ad_prefix) == ad_id
