@@ -82,6 +82,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self.cluster = is_cluster(client)
         self.k: type[Keys] = ClusterKeys if self.cluster else Keys
         self.parts = [self.k.partition(p) for p in range(partitions)]
+        self._partitions_checked, self._partitions_next_check = False, 0.0
         self._accept = client.register_script(scripts.ACCEPT)
         self._exclude = client.register_script(scripts.EXCLUDE)
         self._roll_in = client.register_script(scripts.ROLL_IN)
@@ -95,6 +96,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self._set_feed = client.register_script(scripts.SET_FEED)
         self._void_feed = client.register_script(scripts.VOID_FEED)
         self._settle_credits = client.register_script(scripts.SETTLE_CREDITS)
+        self._drop_settled = client.register_script(scripts.DROP_SETTLED)
         self._begin_fold = client.register_script(scripts.BEGIN_FOLD)
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
         self._copy: CatalogueCopy | None = None

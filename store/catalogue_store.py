@@ -22,6 +22,7 @@ from store.keys import (
     SUMMARY_TAG,
     VOID_MARK_TTL_S,
     Keys,
+    Partition,
     StaleCells,
 )
 from store.rows import (
@@ -76,6 +77,7 @@ class CatalogueStore:
     _put_records: Script
     _void_feed: Script
     ad_stats: Callable[..., dict[str, list[int]]]   # EventStore's: an ad's counters
+    partition_of: Callable[[str], Partition]          # EventStore's: where its events go
     catalogue_copy: Callable[[], CatalogueCopy]      # Store's: this process's copy
 
     def get_ad(self, ad_id: str) -> dict[str, str] | None:
@@ -142,9 +144,9 @@ class CatalogueStore:
         # catalogue's, and a record is written before its summary, so a record that changes
         # meanwhile also changes the watched summary
         indexed = self.r.transaction(step, self.k.ads_summary, value_from_callable=True)
-        with self.r.pipeline(transaction=False) as p:     # the {ev} slot: after, once
+        with self.r.pipeline(transaction=False) as p:     # the {ev} slots: after, once
             for ad_id, value in evidence.items():
-                p.hsetnx(self.k.decayed, ad_id, value)
+                p.hsetnx(self.partition_of(ad_id).decayed, ad_id, value)
             p.execute()
         return indexed
 

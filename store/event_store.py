@@ -3,6 +3,7 @@ decayed evidence, the position epochs and the served log's cursor, and the count
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -33,6 +34,8 @@ from store.rows import (
     stat_type_index,
 )
 
+PARTITIONS_RECHECK_S = 10.0   # an accept looks for the recorded partition count this often
+
 
 class PartitionsChanged(RuntimeError):
     """EVENT_PARTITIONS differs from the count the store's events were partitioned by."""
@@ -45,6 +48,8 @@ class EventStore:
     k: type[Keys]
     cluster: bool
     parts: list[Partition]       # the event pipeline's partitions (EVENT_PARTITIONS)
+    _partitions_checked: bool    # this process has checked them against the store's
+    _partitions_next_check: float   # (monotonic) when to look for the count again
     exclude_for_users: Callable[..., None]      # UserStore's
     # the Lua scripts this area runs (Store registers them on its client)
     _accept: Script
@@ -54,6 +59,7 @@ class EventStore:
     _fold_positions: Script
     _count_served: Script
     _settle_credits: Script
+    _drop_settled: Script
 
     def partition_of(self, ad_id: str) -> Partition:
         """The partition an ad's events go to (a hash of its id: always the same one)."""
@@ -81,6 +87,11 @@ class EventStore:
         one twice changes nothing), so a post retried after a failure in between still adds
         them."""
         memory = memory or UserMemory()
+        if not self._partitions_checked and time.monotonic() >= self._partitions_next_check:
+            # once a process, once the first rollup recorded the count (till then, at most
+            # every PARTITIONS_RECHECK_S: a post stays one round trip)
+            self._partitions_checked = self.check_partitions(record=False)
+            self._partitions_next_check = time.monotonic() + PARTITIONS_RECHECK_S
         parts = self._by_partition([row[1] for row in rows])
         if len(parts) > 1:       # each partition's events in a step of their own
             flags = [0] * len(rows)
@@ -169,17 +180,31 @@ class EventStore:
                 p.zcard(part.inbox_due)
             return sum(int(n) for n in p.execute())
 
-    def ensure_group(self) -> None:
-        """Make each partition's stream and consumer group, once; refuse to go on with
-        another number of partitions than the store was first rolled up with (an ad's
-        events would move to another partition, and its counts with them)."""
-        self.r.set(self.k.partitions, len(self.parts), nx=True)
-        first = int(self.r.get(self.k.partitions) or len(self.parts))
+    def check_partitions(self, record: bool = True) -> bool:
+        """Refuse (PartitionsChanged) another number of partitions than the store's events
+        were first counted in: an ad's events would move to another partition, and its
+        counts with them. The first rollup records the count (``record``) before it counts
+        anything, so counts without a recorded count were left by an earlier version, which
+        had one partition. Whether a count was recorded (an accept only reads it)."""
+        found = self.r.get(self.k.partitions)
+        if found is None:
+            if not record:
+                return False
+            earlier = self.r.exists(self.k.counts, self.k.decayed, self.k.ctr_all)
+            self.r.set(self.k.partitions, 1 if earlier else len(self.parts), nx=True)
+            found = self.r.get(self.k.partitions)
+        first = int(found)
         if first != len(self.parts):
             raise PartitionsChanged(
                 f"EVENT_PARTITIONS is {len(self.parts)}, but this store's events were "
                 f"partitioned {first} ways: set it back to {first} (the partition count is "
                 f"fixed for a store's life)")
+        return True
+
+    def ensure_group(self) -> None:
+        """Make each partition's stream and consumer group, once (after
+        ``check_partitions``)."""
+        self.check_partitions()
         for part in self.parts:
             try:
                 self.r.xgroup_create(part.events, ROLLUP_GROUP, id="0", mkstream=True)
@@ -230,8 +255,10 @@ class EventStore:
     def settle_credits(self, partition: int, now: float, half_life_s: float, strategies: int,
                        credited_ttl_s: int = 8 * 86_400, chunk: int = 100) -> int:
         """Apply in partition 0 the strategy credits a partition's rollup listed, once per
-        feed (``scripts.SETTLE_CREDITS``), then drop them from the list: a settle cut short
-        leaves them listed, and doing them again adds nothing. Returns the credits read."""
+        feed (``scripts.SETTLE_CREDITS``), then drop them from the list if they are still
+        its head (``scripts.DROP_SETTLED``): a settle cut short leaves them listed, two
+        settles at once drop them once, and doing them again adds nothing. Returns the
+        credits read."""
         if partition == 0:
             return 0
         part, settled = self.parts[partition], 0
@@ -244,7 +271,7 @@ class EventStore:
                 args += [index[day], feed_id, cell, strategy, repr(weight)]
             self._settle_credits(keys=[self.k.strategies, *(self.k.credited(d) for d in days)],
                                  args=args)
-            self.r.ltrim(part.credits, len(texts), -1)
+            self._drop_settled(keys=[part.credits], args=texts)
             settled += len(items)
         return settled
 

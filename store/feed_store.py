@@ -78,6 +78,7 @@ class FeedStore:
     _set_feed: Script
     catalogue_copy: Callable[[], CatalogueCopy]                  # Store's
     decayed_evidence: Callable[[Sequence[str | bytes]], Decayed]  # EventStore's
+    parts: list                                                    # Store's: event partitions
 
     def feed_id_secret(self) -> bytes:
         """The secret that signs feed ids: made once, on first use, and shared by every
@@ -305,19 +306,25 @@ class FeedStore:
         in one round trip of bounded commands."""
         summaries: list[bytes | None] = []
         evidence: list[bytes | None] = []
+        together = len(self.parts) == 1 and not self.cluster    # the evidence in one hash
         if ids:
             with self.r.pipeline(transaction=False) as p:
                 for i in range(0, len(ids), SUMMARY_CHUNK):
                     p.hmget(self.k.ads_summary, ids[i:i + SUMMARY_CHUNK])
-                    p.hmget(self.k.decayed, ids[i:i + SUMMARY_CHUNK])
+                    if together:
+                        p.hmget(self.k.decayed, ids[i:i + SUMMARY_CHUNK])
                 replies = p.execute()
-            for part, sums in zip(replies[::2], replies[1::2], strict=True):
+            step = 2 if together else 1
+            for j, part in enumerate(replies[::step]):
                 summaries += part
-                evidence += sums
+                if together:
+                    evidence += replies[2 * j + 1]
         present = [i for i, v in enumerate(summaries) if v is not None]
-        return (Summaries.decode([ids[i] for i in present],
-                                 [v for v in summaries if v is not None]),
-                Decayed.parse([evidence[i] for i in present], len(EVIDENCE_FIELDS)))
+        found = Summaries.decode([ids[i] for i in present],
+                                 [v for v in summaries if v is not None])
+        if not together:       # partitioned: each ad's evidence in its own partition
+            return found, self.decayed_evidence([ids[i] for i in present])
+        return found, Decayed.parse([evidence[i] for i in present], len(EVIDENCE_FIELDS))
 
 
 @dataclass(frozen=True)

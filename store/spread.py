@@ -1,8 +1,8 @@
 """Running one script many times, each call on keys of one slot, in as few round trips as
 the server's layout allows: one pipeline on a single Redis; on Redis Cluster one pipeline
 per node holding the calls' slots (redis-py's cluster pipeline refuses scripts), with a call
-the cluster redirects meanwhile (a slot moving) run again through the cluster client, which
-follows the redirect."""
+the cluster redirects meanwhile (a slot moving: MOVED or ASK) run again through the cluster
+client, which follows the redirect."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import AskError
 
 Call = tuple[Sequence[str], Sequence[object]]   # a call's KEYS (one slot) and ARGV
 
@@ -22,7 +23,8 @@ def is_cluster(client: object) -> bool:
 
 def run_each(client: redis.Redis | RedisCluster, script: Script,
              calls: Sequence[Call]) -> list[Any]:
-    """Each call's reply, in order. A call that fails raises, after every call was sent."""
+    """Each call's reply, in order. A call that fails raises its error, once every call
+    was sent."""
     if not calls:
         return []
     if not is_cluster(client):
@@ -35,6 +37,7 @@ def run_each(client: redis.Redis | RedisCluster, script: Script,
     for i, (keys, _) in enumerate(calls):
         by_node[cluster.get_node_from_key(keys[0]).name].append(i)
     out: list[Any] = [None] * len(calls)
+    failed: list[Exception] = []
     for name, indexes in by_node.items():
         node = cluster.get_node(node_name=name)
         with node.redis_connection.pipeline(transaction=False) as p:
@@ -42,9 +45,14 @@ def run_each(client: redis.Redis | RedisCluster, script: Script,
                 script(keys=calls[i][0], args=calls[i][1], client=p)
             replies = p.execute(raise_on_error=False)
         for i, reply in zip(indexes, replies, strict=True):
-            if isinstance(reply, redis.ResponseError) and str(reply).startswith(("MOVED", "ASK")):
-                reply = script(keys=calls[i][0], args=calls[i][1], client=cluster)
-            elif isinstance(reply, Exception):
-                raise reply
+            if isinstance(reply, AskError):          # (MovedError is one too)
+                try:
+                    reply = script(keys=calls[i][0], args=calls[i][1], client=cluster)
+                except redis.RedisError as exc:
+                    reply = exc
+            if isinstance(reply, Exception):
+                failed.append(reply)
             out[i] = reply
+    if failed:
+        raise failed[0]
     return out

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from obs.prometheus import observe_redis_error
 from pipeline.learning.regenerate import CellUnavailable
+from store import PartitionsChanged
 from webapp.validation import ApiError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,12 @@ def init_app(app: Flask) -> None:
         observe_redis_error(exc)
         return json_response({"error": {"code": "store_unavailable",
                                         "message": "the store is unreachable; retry shortly"}},
+                             503, {"Retry-After": str(RETRY_AFTER_S)})
+
+    @app.errorhandler(PartitionsChanged)
+    def partitions_changed(exc: PartitionsChanged) -> Response:
+        log.error("%s", exc)
+        return json_response({"error": {"code": "store_misconfigured", "message": str(exc)}},
                              503, {"Retry-After": str(RETRY_AFTER_S)})
 
     @app.errorhandler(CellUnavailable)

@@ -179,7 +179,9 @@ class Thresholds:
         return cls(lag_s=LATE_FACTOR * settings.rollup_interval_s,
                    rollup_age_s=LATE_FACTOR * settings.rollup_interval_s,
                    regenerate_age_s=LATE_FACTOR * settings.regen_interval_s,
-                   queue_depth=dict(QUEUE_WARN_DEPTH))
+                   # a rollup slot sends a task per event partition beyond the first
+                   queue_depth={**QUEUE_WARN_DEPTH, "rollup": QUEUE_WARN_DEPTH["rollup"]
+                                + settings.event_partitions - 1})
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,23 @@ def test_three_event_partitions_land_on_the_three_masters(fake_store: Store):
     store = Store(fake_store.r, partitions=3)
     masters = {store.r.get_node_from_key(part.events).name for part in store.parts}
     assert len(masters) == 3
+
+
+def test_a_call_sent_to_the_wrong_node_follows_the_redirect(fake_store: Store, monkeypatch):
+    """store.spread sends each node its calls in one pipeline; a call that lands on a node
+    no longer holding its slot (as while slots move) is answered MOVED and run again through
+    the cluster client."""
+    from store.spread import run_each
+
+    cluster = fake_store.r
+    primaries = cluster.get_primaries()
+    owner = {node.name: node for node in primaries}
+    wrong = {name: next(n for n in primaries if n.name != name) for name in owner}
+    right = cluster.get_node_from_key
+    monkeypatch.setattr(cluster, "get_node_from_key",
+                        lambda key, *a, **k: wrong[right(key, *a, **k).name])
+    calls = [([fake_store.k.user_excluded(f"u{i}")], [10, 60, "1.0", 1, f"ad-{i}"])
+             for i in range(12)]
+    assert run_each(cluster, fake_store._exclude, calls) == [1] * 12
+    monkeypatch.undo()
+    assert all(fake_store.excluded_ads(f"u{i}") == {f"ad-{i}"} for i in range(12))

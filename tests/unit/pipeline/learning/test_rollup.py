@@ -204,3 +204,26 @@ def test_a_rollup_refuses_another_partition_count_than_the_first():
     Store(store.r, partitions=3).ensure_group()
     with pytest.raises(ValueError):
         Store(store.r, partitions=0)
+
+
+def test_a_store_an_earlier_version_counted_is_one_partition():
+    """Counts without a recorded partition count were left by an earlier version (one
+    partition): a rollup with more refuses, one with one records it; a fresh store records
+    the count its first rollup has."""
+    old = Store(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    old.r.hset(Keys.counts, "ad-1", "3 1 0 0 0")
+    with pytest.raises(PartitionsChanged, match="set it back to 1"):
+        Store(old.r, partitions=3).ensure_group()
+    fresh = partitioned(3)
+    assert fresh.check_partitions(record=False) is False          # an accept only looks
+    fresh.ensure_group()
+    assert fresh.r.get(Keys.partitions) == b"3"
+
+
+def test_a_settle_drops_only_what_is_still_the_head_of_its_list():
+    store = partitioned(3)
+    credits = store.parts[1].credits
+    store.r.rpush(credits, "A", "B", "C")
+    assert store._drop_settled(keys=[credits], args=["A", "B"]) == 1
+    assert store._drop_settled(keys=[credits], args=["A", "B"]) == 0    # a second settle
+    assert store.r.lrange(credits, 0, -1) == [b"C"]

@@ -294,3 +294,13 @@ def test_a_sharded_run_shows_its_shards_and_warns_when_one_is_late() -> None:
     done = replace(late, done=2)
     assert levels(replace(HEALTHY, sharded_run=done))["regenerate shards"] == Level.OK
     assert "regenerate shards" not in levels()            # no sharded run: no line
+
+
+def test_the_rollup_queue_may_hold_a_task_per_event_partition_before_it_warns():
+    from config import load_settings
+    from pipeline.reports.health import QUEUE_WARN_DEPTH, Thresholds
+    one = Thresholds.from_settings(load_settings({}))
+    eight = Thresholds.from_settings(load_settings({}, event_partitions=8))
+    assert one.queue_depth == QUEUE_WARN_DEPTH
+    assert eight.queue_depth["rollup"] == QUEUE_WARN_DEPTH["rollup"] + 7
+    assert eight.queue_depth["ingest"] == QUEUE_WARN_DEPTH["ingest"]
