@@ -83,6 +83,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self.k: type[Keys] = ClusterKeys if self.cluster else Keys
         self.parts = [self.k.partition(p) for p in range(partitions)]
         self._partitions_checked, self._partitions_next_check = False, 0.0
+        self._partitions_failure = None
         self._accept = client.register_script(scripts.ACCEPT)
         self._exclude = client.register_script(scripts.EXCLUDE)
         self._roll_in = client.register_script(scripts.ROLL_IN)

@@ -50,6 +50,7 @@ class EventStore:
     parts: list[Partition]       # the event pipeline's partitions (EVENT_PARTITIONS)
     _partitions_checked: bool    # this process has checked them against the store's
     _partitions_next_check: float   # (monotonic) when to look for the count again
+    _partitions_failure: PartitionsChanged | None   # what the last look found wrong
     exclude_for_users: Callable[..., None]      # UserStore's
     # the Lua scripts this area runs (Store registers them on its client)
     _accept: Script
@@ -87,11 +88,8 @@ class EventStore:
         one twice changes nothing), so a post retried after a failure in between still adds
         them."""
         memory = memory or UserMemory()
-        if not self._partitions_checked and time.monotonic() >= self._partitions_next_check:
-            # once a process, once the first rollup recorded the count (till then, at most
-            # every PARTITIONS_RECHECK_S: a post stays one round trip)
-            self._partitions_checked = self.check_partitions(record=False)
-            self._partitions_next_check = time.monotonic() + PARTITIONS_RECHECK_S
+        if not self._partitions_checked:
+            self._check_partitions_now_and_then()
         parts = self._by_partition([row[1] for row in rows])
         if len(parts) > 1:       # each partition's events in a step of their own
             flags = [0] * len(rows)
@@ -180,6 +178,22 @@ class EventStore:
                 p.zcard(part.inbox_due)
             return sum(int(n) for n in p.execute())
 
+    def _check_partitions_now_and_then(self) -> None:
+        """``check_partitions`` for an accept: once a process when it passes with a count
+        recorded; till then at most every PARTITIONS_RECHECK_S (a post stays one round
+        trip), a failure raised again meanwhile without asking."""
+        if time.monotonic() < self._partitions_next_check:
+            if self._partitions_failure is not None:
+                raise self._partitions_failure
+            return
+        self._partitions_next_check = time.monotonic() + PARTITIONS_RECHECK_S
+        try:
+            self._partitions_checked = self.check_partitions(record=False)
+            self._partitions_failure = None
+        except PartitionsChanged as exc:
+            self._partitions_failure = exc
+            raise
+
     def check_partitions(self, record: bool = True) -> bool:
         """Refuse (PartitionsChanged) another number of partitions than the store's events
         were first counted in: an ad's events would move to another partition, and its
@@ -188,11 +202,15 @@ class EventStore:
         had one partition. Whether a count was recorded (an accept only reads it)."""
         found = self.r.get(self.k.partitions)
         if found is None:
-            if not record:
-                return False
             earlier = self.r.exists(self.k.counts, self.k.decayed, self.k.ctr_all)
-            self.r.set(self.k.partitions, 1 if earlier else len(self.parts), nx=True)
-            found = self.r.get(self.k.partitions)
+            if not record:           # (an accept: the count is the rollup's to record)
+                if earlier and len(self.parts) != 1:
+                    found = b"1"
+                else:
+                    return False
+            else:
+                self.r.set(self.k.partitions, 1 if earlier else len(self.parts), nx=True)
+                found = self.r.get(self.k.partitions)
         first = int(found)
         if first != len(self.parts):
             raise PartitionsChanged(

@@ -303,10 +303,11 @@ class FeedStore:
 
     def _ads_of(self, ids: list[bytes]) -> tuple[Summaries, Decayed]:
         """The summaries and decayed evidence of the listed ads that still exist, aligned,
-        in one round trip of bounded commands."""
+        in one round trip of bounded commands (with EVENT_PARTITIONS above 1, one more
+        for each partition's evidence)."""
         summaries: list[bytes | None] = []
         evidence: list[bytes | None] = []
-        together = len(self.parts) == 1 and not self.cluster    # the evidence in one hash
+        together = len(self.parts) == 1       # the evidence in one hash: one round trip
         if ids:
             with self.r.pipeline(transaction=False) as p:
                 for i in range(0, len(ids), SUMMARY_CHUNK):

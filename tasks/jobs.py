@@ -104,7 +104,8 @@ def send_partition(partition: int) -> None:
 def rollup_partition(partition: int) -> dict[str, Any]:
     """Count one partition of the event pipeline (EVENT_PARTITIONS above 1), and keep its
     report (job ``rollup.<partition>``). A partition left uncounted shows in ``flask
-    status`` as the lag of its oldest event, which the lag check sums over partitions."""
+    status`` as the lag of its oldest event (the lag check takes the oldest over every
+    partition)."""
     st = store()
     if not 0 < partition < len(st.parts):
         raise ValueError(f"no event partition {partition} (EVENT_PARTITIONS is "

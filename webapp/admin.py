@@ -23,7 +23,8 @@ def _wait() -> bool:
 
 @bp.post("/admin/rollup")
 @documented("Run the stats rollup now (202 with the task, or 200 with its report when wait)",
-            "admin", ok=202, query=WaitQuery, response=TaskSent, answers={200: RollupReport})
+            "admin", ok=202, query=WaitQuery, response=TaskSent, answers={200: RollupReport},
+            errors={503: ("store_misconfigured",)})
 @require_admin
 def rollup() -> Response:
     rt = runtime()

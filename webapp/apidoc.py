@@ -264,11 +264,14 @@ class TaskSent(BaseModel):
 
 
 class RollupReport(BaseModel):
-    counted: int
+    counted: int          # in the partitions this run counted (all of them when it waits)
     reclaimed: int
     recovered_events: int
     served_feeds: int
     expired_ads: int
+    credits_settled: int          # strategy credits other partitions found, applied
+    position_epochs_folded: int
+    partitions_sent: int          # partitions handed to tasks of their own (EVENT_PARTITIONS)
     duration_s: float
     finished_at: float
 

@@ -54,8 +54,10 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(PartitionsChanged)
     def partitions_changed(exc: PartitionsChanged) -> Response:
-        log.error("%s", exc)
-        return json_response({"error": {"code": "store_misconfigured", "message": str(exc)}},
+        log.error("%s", exc)             # the setting and its value: for operators only
+        return json_response({"error": {"code": "store_misconfigured", "message":
+                                        "the service is misconfigured for its store; its "
+                                        "operators have been told"}},
                              503, {"Retry-After": str(RETRY_AFTER_S)})
 
     @app.errorhandler(CellUnavailable)

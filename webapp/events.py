@@ -26,7 +26,8 @@ EVENTS = TypeAdapter(list[EventIn])
 @bp.post("/events")
 @documented("Report what happened to ads: impressions, views, saves, applies, hides",
             "events", ok=202, body=EventBatch, body_whole=False, response=EventsAccepted,
-            errors={400: ("invalid_body", "no_valid_events"), 413: ("too_many_events",)})
+            errors={400: ("invalid_body", "no_valid_events"), 413: ("too_many_events",),
+                    503: ("store_misconfigured",)})
 def post_events() -> Response:
     rt = runtime()
     s = rt.settings

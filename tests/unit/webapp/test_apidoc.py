@@ -35,7 +35,7 @@ class Case:
     query: dict[str, str] = field(default_factory=dict)
     body: Any = None                  # JSON, or bytes sent as they are
     headers: dict[str, str] = field(default_factory=dict)
-    setup: str | None = None          # store_down, no_admin_token, rebuilding
+    setup: str | None = None          # store_down, no_admin_token, rebuilding, misconfigured
 
 
 def case(method: str, path: str, **kw: Any) -> Case:
@@ -105,6 +105,8 @@ ERROR_CASES: dict[tuple[str, int, str], Case] = {
         case("POST", "/v1/events", body=b"{}", headers={"Content-Type": "text/plain"}),
     ("events.post_events", 503, "store_unavailable"):
         case("POST", "/v1/events", body={"events": [EVENT]}, setup="store_down"),
+    ("events.post_events", 503, "store_misconfigured"):
+        case("POST", "/v1/events", body={"events": [EVENT]}, setup="misconfigured"),
     ("ads.put_ad", 400, "invalid_identifier"): admin_case("PUT", "/v1/ads/caf\u00e9", body=AD),
     ("ads.put_ad", 400, "invalid_json"): admin_case("PUT", "/v1/ads/a1", body=b"{,}", headers=JSON),
     ("ads.put_ad", 400, "invalid_parameter"):
@@ -140,6 +142,8 @@ ERROR_CASES: dict[tuple[str, int, str], Case] = {
         admin_case("POST", "/v1/admin/rollup", setup="no_admin_token"),
     ("admin.rollup", 503, "store_unavailable"):
         admin_case("POST", "/v1/admin/rollup", query={"wait": "true"}, setup="store_down"),
+    ("admin.rollup", 503, "store_misconfigured"):
+        admin_case("POST", "/v1/admin/rollup", query={"wait": "true"}, setup="misconfigured"),
     ("admin.regenerate", 400, "invalid_parameter"):
         admin_case("POST", "/v1/admin/regenerate", query={"wait": "2"}),
     ("admin.regenerate", 401, "unauthorized"):
@@ -304,6 +308,8 @@ def served_app(settings, fake_store):
         if setup and setup.endswith("store_down"):
             fake_store.r.connection_pool.connection_kwargs["server"].connected = False
             rt.__dict__.pop("feed_cache", None)      # forget the feeds cached in memory
+        if setup == "misconfigured":       # a rollup recorded another EVENT_PARTITIONS
+            fake_store.r.set(fake_store.k.partitions, 3)
         if setup == "rebuilding":
             def unavailable(*args, **kwargs):
                 raise CellUnavailable("u33dc")

@@ -213,6 +213,14 @@ def test_a_store_an_earlier_version_counted_is_one_partition():
     old = Store(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
     old.r.hset(Keys.counts, "ad-1", "3 1 0 0 0")
     with pytest.raises(PartitionsChanged, match="set it back to 1"):
+        Store(old.r, partitions=3).check_partitions(record=False)     # a web process
+    web = Store(old.r, partitions=3)
+    catalogue(web, ["ad-1"])
+    for _ in range(2):                   # the failure is kept, not asked again each post
+        with pytest.raises(PartitionsChanged):
+            web.accept_events("b1", [], NOW, 86_400)
+    assert old.r.get(Keys.partitions) is None                 # a web process records nothing
+    with pytest.raises(PartitionsChanged, match="set it back to 1"):
         Store(old.r, partitions=3).ensure_group()
     fresh = partitioned(3)
     assert fresh.check_partitions(record=False) is False          # an accept only looks
