@@ -3,8 +3,8 @@ real gunicorn, all stopped when the tests are done. The broker is that Redis, un
 asks for RabbitMQ (``@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])``): then a
 RabbitMQ node of the tests' own (``devtools.rabbitmq_server``), started once. A test
 parametrized with ``store_kind`` "cluster" puts the store on a Redis Cluster of the tests'
-own (``devtools.redis_cluster``, 3 masters, started once), its event pipeline in
-CLUSTER_PARTITIONS partitions."""
+own (``devtools.redis_cluster``, 3 masters, started once), its event pipeline in three
+partitions; "partitioned" keeps one redis-server and splits the event pipeline in two."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -61,7 +61,7 @@ def redis_url(redis_server: RedisServer, store_kind: str, request: pytest.Fixtur
     client.close()
     if store_kind == "cluster":
         return request.getfixturevalue("cluster_url")
-    if store_kind != "redis":
+    if store_kind not in PARTITIONS:
         raise ValueError(f"unknown store kind {store_kind!r}")
     return redis_server.url
 
@@ -71,11 +71,13 @@ def real_settings(redis_url: str) -> Settings:
     return load_settings({"REDIS_URL": redis_url}, admin_token=ADMIN_TOKEN)
 
 
-CLUSTER_PARTITIONS = 3   # on the tests' cluster, the event pipeline is split this many ways
+# EVENT_PARTITIONS by store kind: "partitioned" is one redis-server with the event pipeline
+# split in two; on the tests' cluster it is split in three
+PARTITIONS = {"redis": 1, "partitioned": 2, "cluster": 3}
 
 
 def partitions_of(store_kind: str) -> int:
-    return CLUSTER_PARTITIONS if store_kind == "cluster" else 1
+    return PARTITIONS[store_kind]
 
 
 @pytest.fixture

@@ -44,7 +44,8 @@ class Answered:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("broker", "store_kind"),
-                         [("redis", "redis"), ("rabbitmq", "redis"), ("redis", "cluster")])
+                         [("redis", "redis"), ("rabbitmq", "redis"), ("redis", "partitioned"),
+                          ("redis", "cluster")])
 def test_a_worker_killed_twice_loses_and_doubles_nothing(env: dict[str, str], tmp_path: Path,
                                                          real_store: Store, web: str):
     env = {**env, **FAST}
