@@ -15,6 +15,7 @@ outcomes, event types, jobs. Never an ad, user, feed, cell or request id.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -84,12 +85,8 @@ def observe_feed(strategy: str, cache: str, age_s: float) -> None:
 
 def observe_events(outcomes: Iterable[tuple[str, str]]) -> None:
     """(type, outcome) of each posted event, counted."""
-    counts: dict[tuple[str, str], int] = {}
-    for event_type, outcome in outcomes:
-        key = (event_type if event_type in EVENT_TYPES else "invalid", outcome)
-        counts[key] = counts.get(key, 0) + 1
-    for (event_type, outcome), n in counts.items():
-        EVENTS.labels(event_type, outcome).inc(n)
+    for (event_type, outcome), n in collections.Counter(outcomes).items():
+        EVENTS.labels(event_type if event_type in EVENT_TYPES else "invalid", outcome).inc(n)
 
 
 def observe_redis_error(exc: BaseException) -> None:

@@ -13,7 +13,7 @@ from redis.cluster import RedisCluster
 from store import scripts
 from store.catalogue_copy import CatalogueCopy
 from store.catalogue_store import CatalogueStore
-from store.event_store import EventStore, PartitionsChanged
+from store.event_store import EventStore, PartitionsChanged, factorize
 from store.feed_store import FeedChanges, FeedStore
 from store.job_store import JobStore
 from store.keys import (  # noqa: F401
@@ -46,7 +46,7 @@ from store.keys import (  # noqa: F401
 from store.rows import (  # noqa: F401
     AdRow,
     Decayed,
-    IngestRow,
+    IngestBatch,
     RollupBlock,
     RollupRow,
     StreamEntry,
@@ -176,9 +176,10 @@ __all__ = [
     "CatalogueCopy",
     "Keys",
     "StreamEntry",
+    "factorize",
     "Unrolled",
     "AdRow",
-    "IngestRow",
+    "IngestBatch",
     "RollupBlock",
     "RollupRow",
     "Decayed",

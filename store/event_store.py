@@ -22,7 +22,7 @@ from store.keys import (
 )
 from store.rows import (
     Decayed,
-    IngestRow,
+    IngestBatch,
     RollupBlock,
     RollupRow,
     StreamEntry,
@@ -77,7 +77,7 @@ class EventStore:
             out.setdefault(self.partition_of(_s(ad)).index, []).append(i)
         return out
 
-    def accept_events(self, batch_id: str, rows: Sequence[IngestRow], now: float,
+    def accept_events(self, batch_id: str, batch: IngestBatch, now: float,
                       window_s: int, memory: UserMemory | None = None) -> list[int]:
         """Accept a batch in one atomic step (``scripts.ACCEPT``): each event is ACCEPTED
         (kept durably in the inbox), a DUPLICATE of one accepted before, or UNKNOWN_AD (its
@@ -86,56 +86,64 @@ class EventStore:
         exclusions lie in other slots than the event pipeline's: which ads have a record is
         asked first, and the exclusions are added after the step, for duplicates too (adding
         one twice changes nothing), so a post retried after a failure in between still adds
-        them."""
+        them. With several partitions each keeps its own events, in a step of its own."""
         memory = memory or UserMemory()
         if not self._partitions_checked:
             self._check_partitions_now_and_then()
-        parts = self._by_partition([row[1] for row in rows])
-        if len(parts) > 1:       # each partition's events in a step of their own
-            flags = [0] * len(rows)
+        for column in (batch.event_ids, batch.ad_ids):
+            if any("\n" in value for value in column):
+                raise ValueError("an event or ad id holds a line break")
+        parts = self._by_partition(batch.ad_ids)
+        if len(parts) > 1:
+            flags = [0] * len(batch.event_ids)
             for index, at in parts.items():
-                got = self._accept_in(self.parts[index], batch_id, [rows[i] for i in at],
-                                      now, window_s, memory)
+                got = self._accept_in(self.parts[index], batch_id, batch, at, now, window_s,
+                                      memory)
                 for i, flag in zip(at, got, strict=True):
                     flags[i] = flag
             return flags
-        part = self.parts[next(iter(parts))] if rows else self.parts[0]
-        return self._accept_in(part, batch_id, rows, now, window_s, memory)
+        part = self.parts[next(iter(parts))] if batch.ad_ids else self.parts[0]
+        return self._accept_in(part, batch_id, batch, None, now, window_s, memory)
 
-    def _accept_in(self, part: Partition, batch_id: str, rows: Sequence[IngestRow], now: float,
-                   window_s: int, memory: UserMemory) -> list[int]:
+    def _accept_in(self, part: Partition, batch_id: str, batch: IngestBatch,
+                   at: list[int] | None, now: float, window_s: int,
+                   memory: UserMemory) -> list[int]:
+        """The step for one partition: the batch's events at positions ``at`` (None:
+        all)."""
+        def pick(column: Sequence) -> Sequence:
+            return column if at is None else [column[i] for i in at]
+        ids, ad_ids, excludes_for = (pick(c) for c in batch[:3])
         bucket = int(now // window_s)
         keys = [part.inbox, part.inbox_due, part.seen(bucket), part.seen(bucket - 1)]
+        ads = list(dict.fromkeys(ad_ids))
         unknown: list[str] = []
         if self.cluster:
-            ads = list(dict.fromkeys(row[1] for row in rows))
             with self.r.pipeline(transaction=False) as p:
                 for ad in ads:
                     p.exists(self.k.ad(ad))
                 unknown = [ad for ad, n in zip(ads, p.execute(), strict=True) if not n]
         exclusions: list[object] = []
         users: dict[str, int] = {}
-        events: list[object] = []
-        for n, row in enumerate(rows, start=1):
-            events += row[:3]
-            if row.excludes_for and not self.cluster:
-                if row.excludes_for not in users:
-                    keys.append(self.k.user_excluded(row.excludes_for))
-                    users[row.excludes_for] = len(keys)
-                exclusions += [n, users[row.excludes_for]]
+        if not self.cluster:
+            for n, user in enumerate(excludes_for, start=1):
+                if user:
+                    if user not in users:
+                        keys.append(self.k.user_excluded(user))
+                        users[user] = len(keys)
+                    exclusions += [n, users[user]]
         records = 0 if self.cluster else len(keys) + 1
         if not self.cluster:       # each ad's record, in the order the script meets them
-            keys += [self.k.ad(ad) for ad in dict.fromkeys(row[1] for row in rows)]
+            keys += [self.k.ad(ad) for ad in ads]
         args: list[object] = [batch_id, now, 2 * window_s, memory.max_ads, memory.ttl_s,
-                              records, len(rows), len(exclusions) // 2, *events, *exclusions,
-                              *unknown]
+                              records, len(ids), len(exclusions) // 2, "\n".join(ids),
+                              "\n".join(ad_ids), batch.payload(at), *exclusions, *unknown]
         flags = [int(f) for f in self._accept(keys=keys, args=args)]
         if self.cluster:
             gone = set(unknown)
             by_user: dict[str, list[str]] = {}
-            for row in rows:
-                if row.excludes_for and row[1] not in gone:
-                    by_user.setdefault(row.excludes_for, []).append(row[1])
+            for user, ad in zip(excludes_for, ad_ids, strict=True):
+                if user and ad not in gone:
+                    by_user.setdefault(user, []).append(ad)
             self.exclude_for_users(by_user, now, memory)
         return flags
 
@@ -154,14 +162,6 @@ class EventStore:
         into that partition's); 0 if it was already moved."""
         return sum(int(self._roll_in(keys=[part.inbox, part.inbox_due, part.events],
                                      args=[batch_id])) for part in self.parts)
-
-    def stream_length(self) -> int:
-        """Entries the events streams hold (counted or not, until trimmed), over every
-        partition."""
-        with self.r.pipeline(transaction=False) as p:
-            for part in self.parts:
-                p.xlen(part.events)
-            return sum(int(n) for n in p.execute())
 
     def overdue_batches(self, older_than: float) -> list[str]:
         """Batches accepted before ``older_than`` and still in an inbox (once each)."""
@@ -237,14 +237,14 @@ class EventStore:
         _next, claimed, *_ = self.r.xautoclaim(self.parts[partition].events, ROLLUP_GROUP,
                                                consumer, min_idle_time=min_idle_ms,
                                                start_id="0-0", count=count)
-        return [StreamEntry(_s(i), f[b"e"]) for i, f in claimed if f]
+        return [_stream_entry(i, f) for i, f in claimed if f]
 
     def read_new(self, consumer: str, count: int, partition: int = 0) -> list[StreamEntry]:
         reply = self.r.xreadgroup(ROLLUP_GROUP, consumer, {self.parts[partition].events: ">"},
                                   count=count)
         if not reply:
             return []
-        return [StreamEntry(_s(i), f[b"e"]) for i, f in reply[0][1]]
+        return [_stream_entry(i, f) for i, f in reply[0][1]]
 
     def apply_rollup(self, rows: Sequence[RollupRow] | RollupBlock, now: float,
                      half_life_s: float, strategies: Sequence[str],
@@ -409,7 +409,7 @@ class EventStore:
                 rows = self.r.xrange(part.events, start, str(end_ms), count=chunk)
                 if not rows:
                     break
-                yield [StreamEntry(_s(i), f[b"e"]) for i, f in rows if b"e" in f]
+                yield [_stream_entry(i, f) for i, f in rows if f]
                 start = f"({_s(rows[-1][0])}"
 
     def served_cursor(self) -> str:
@@ -564,6 +564,15 @@ class EventStore:
             rows = p.execute()
         n = len(self.parts)
         return {d: _summed(rows[i * n:(i + 1) * n]) for i, d in enumerate(days)}
+
+
+def _stream_entry(entry_id: bytes, fields: Mapping[bytes, bytes]) -> StreamEntry:
+    """An events-stream entry as XADD wrote it (``scripts.ROLL_IN``): a batch's flags and
+    payload, or an earlier version's single event (an entry with neither reads as
+    unreadable)."""
+    if b"e" in fields:
+        return StreamEntry(_s(entry_id), fields[b"e"])
+    return StreamEntry(_s(entry_id), fields.get(b"b", b""), fields.get(b"k", b""))
 
 
 def _summed(hashes: Sequence[Mapping[bytes, bytes]]) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, cast, overload
 
@@ -37,8 +37,13 @@ class Summaries:
 
 @dataclass(frozen=True)
 class StreamEntry:
+    """An events-stream entry: one accepted batch's events in one partition (``payload``,
+    as the ingest step encoded them, with ``kept``: a flag an event, b"1" if it was accepted
+    and b"0" if not), or, written by an earlier version, one event (``kept`` None)."""
+
     entry_id: str
     payload: bytes
+    kept: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -103,14 +108,16 @@ class UserMemory:
     max_ads: int = 1000
 
 
-class IngestRow(NamedTuple):
-    """One validated event as the accept step takes it: ``payload`` is what the events
-    stream keeps; ``excludes_for`` the user whose feeds leave its ad out from now on."""
+class IngestBatch(NamedTuple):
+    """Validated events as the accept step takes them, as columns: each event's id and ad,
+    and the user whose feeds leave its ad out from now on (None: nobody). ``payload(at)``
+    is what the events stream keeps of the events at positions ``at`` (None: all of them),
+    one value however many they are."""
 
-    event_id: str
-    ad_id: str
-    payload: bytes
-    excludes_for: str | None = None
+    event_ids: Sequence[str]
+    ad_ids: Sequence[str]
+    excludes_for: Sequence[str | None]
+    payload: Callable[[Sequence[int] | None], bytes]
 
 
 @dataclass(frozen=True)

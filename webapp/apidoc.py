@@ -265,7 +265,7 @@ class TaskSent(BaseModel):
 
 class RollupReport(BaseModel):
     counted: int          # in the partitions this run counted (all of them when it waits)
-    reclaimed: int
+    reclaimed: int        # stream entries (a post's events each) a dead worker left pending
     recovered_events: int
     served_feeds: int
     expired_ads: int

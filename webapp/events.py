@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from flask import Blueprint, Response, g, request
 from kombu.exceptions import OperationalError
 from pydantic import TypeAdapter, ValidationError
 
 from obs.prometheus import observe_events
-from pipeline.learning.ingest import Event, accept_batch
+from pipeline.learning.ingest import Batch, accept_batch
 from tasks.names import INGEST, QUEUE
 from webapp.apidoc import EventsAccepted, documented
 from webapp.errors import json_response
@@ -21,6 +20,7 @@ log = logging.getLogger(__name__)
 
 FUTURE_SLACK_S = 300
 EVENTS = TypeAdapter(list[EventIn])
+EVENT = TypeAdapter(EventIn)
 
 
 @bp.post("/events")
@@ -39,18 +39,19 @@ def post_events() -> Response:
         raise ApiError(413, "too_many_events",
                        f"at most {s.max_events_per_post} events per post", "events")
     now = rt.now()
-    valid, rejected = validate_events(raw, now, s.event_max_age_s)
+    index, batch, rejected = validate_events(raw, now, s.event_max_age_s)
     observe_events((_type_of(raw[r["index"]]), "rejected") for r in rejected)
-    if not valid:
+    if not index:
         raise ApiError(400, "no_valid_events", "no event in the body is usable", "events",
                        {"rejected": rejected})
-    result = accept_batch(rt.store, s, [e for _, e in valid], now)
-    observe_events((e.type, "rejected" if outcome == "unknown_ad" else outcome)
-                   for (_, e), outcome in zip(valid, result.outcomes, strict=True))
-    rejected = sorted(rejected + [unknown_ad(index, e) for (index, e), outcome
-                                  in zip(valid, result.outcomes, strict=True)
-                                  if outcome == "unknown_ad"],
-                      key=lambda r: r["index"])
+    result = accept_batch(rt.store, s, batch, now)
+    observe_events((kind, "rejected" if outcome == "unknown_ad" else outcome)
+                   for kind, outcome in zip(batch.type, result.outcomes, strict=True))
+    if result.unknown:
+        rejected = sorted(rejected + [unknown_ad(i, ad) for i, ad, outcome
+                                      in zip(index, batch.ad_id, result.outcomes, strict=True)
+                                      if outcome == "unknown_ad"],
+                          key=lambda r: r["index"])
     if result.accepted + result.duplicates == 0:
         raise ApiError(400, "no_valid_events", "no event in the body is usable", "events",
                        {"rejected": rejected})
@@ -61,9 +62,9 @@ def post_events() -> Response:
                           "rejected": rejected, "task_id": task_id}, 202)
 
 
-def unknown_ad(index: int, event: Event) -> dict:
+def unknown_ad(index: int, ad_id: str) -> dict:
     return {"index": index, "code": "unknown_ad", "field": "ad_id",
-            "message": f"ad_id: no ad {event.ad_id} in the catalogue"}
+            "message": f"ad_id: no ad {ad_id} in the catalogue"}
 
 
 def _type_of(item: object) -> str:
@@ -72,32 +73,38 @@ def _type_of(item: object) -> str:
 
 
 def validate_events(raw: list, now: float,
-                    max_age_s: int) -> tuple[list[tuple[int, Event]], list[dict]]:
-    """The valid events with their index in the post, and a rejection for each other."""
-    valid: list[tuple[int, Event]] = []
+                    max_age_s: int) -> tuple[list[int], Batch, list[dict]]:
+    """The valid events as columns with each one's index in the post, and a rejection for
+    each other."""
     rejected: list[dict] = []
     try:                       # the whole post in one call; item by item only if it fails
-        checked: Sequence[EventIn | None] = EVENTS.validate_python(raw, strict=True)
+        events: list[EventIn] = EVENTS.validate_python(raw, strict=True)
+        index = list(range(len(events)))
     except ValidationError:
-        checked = [one_event(index, item, rejected) for index, item in enumerate(raw)]
-    for index, e in enumerate(checked):
-        if e is None:
-            continue
-        ts = now if e.ts is None else e.ts
-        if not now - max_age_s <= ts <= now + FUTURE_SLACK_S:
-            rejected.append({"index": index, "code": "invalid_ts", "field": "ts",
-                             "message": "ts: more than EVENT_MAX_AGE_S old or in the future"})
-            continue
-        valid.append((index, Event(e.event_id, e.ad_id, e.type, ts, e.user_id, e.feed_id,
-                                   e.position)))
+        each = [one_event(i, item, rejected) for i, item in enumerate(raw)]
+        index = [i for i, e in enumerate(each) if e is not None]
+        events = [e for e in each if e is not None]
+    ts: list[float] = [now if (t := e.get("ts")) is None else t for e in events]
+    oldest, newest = now - max_age_s, now + FUTURE_SLACK_S
+    if not all(oldest <= t <= newest for t in ts):
+        late = [j for j, t in enumerate(ts) if not oldest <= t <= newest]
+        rejected += [{"index": index[j], "code": "invalid_ts", "field": "ts",
+                      "message": "ts: more than EVENT_MAX_AGE_S old or in the future"}
+                     for j in late]
+        keep = sorted(set(range(len(ts))) - set(late))
+        index, events, ts = [index[j] for j in keep], [events[j] for j in keep], \
+            [ts[j] for j in keep]
+    batch = Batch([e["event_id"] for e in events], [e["ad_id"] for e in events],
+                  [e["type"] for e in events], ts, [e.get("user_id") for e in events],
+                  [e.get("feed_id") for e in events], [e.get("position") for e in events])
     rejected.sort(key=lambda r: r["index"])
-    return valid, rejected
+    return index, batch, rejected
 
 
 def one_event(index: int, item: object, rejected: list[dict]) -> EventIn | None:
     """The event, or None with its rejection (its first problem) added to ``rejected``."""
     try:
-        return EventIn.model_validate(item, strict=True)
+        return EVENT.validate_python(item, strict=True)
     except ValidationError as exc:
         code, message, field = first_error(exc)
         rejected.append({"index": index, "code": code, "message": message, "field": field})

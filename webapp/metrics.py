@@ -40,8 +40,8 @@ def store_figures() -> dict[str, Any]:
                      "size": {what: s.report.get(what, 0.0) for what in JOB_SIZES[job]}}
     return {
         "lag_s": state.lag_s,
-        "backlog": {"inbox_batches": state.inbox_batches, "pending": state.pending_events,
-                    "undelivered": max(0, state.undelivered_events)},
+        "backlog": {"inbox_batches": state.inbox_batches, "pending": state.pending_batches,
+                    "undelivered": max(0, state.undelivered_batches)},
         "jobs": jobs,
         "active_cells": state.active_cells,
         "live_ads": state.live_ads,

@@ -10,13 +10,11 @@ the same step.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
-import orjson
 
 from bandit import STRATEGIES, decay_factor
 from config import Settings
@@ -30,16 +28,16 @@ from pipeline.learning.examination import (
     generations,
     position_columns,
 )
-from pipeline.learning.ingest import sweep_inbox
-from pipeline.serving.feed import FeedRef, parse_feed_id
-from store import RollupBlock, Store, StreamEntry, consumer_name, stat_type_index
+from pipeline.learning.ingest import decode_entries, sweep_inbox
+from pipeline.serving.feed import parse_feed_id
+from store import RollupBlock, Store, StreamEntry, consumer_name, factorize, stat_type_index
 
 log = logging.getLogger(__name__)
 
 MAX_BLOCKS = 1000  # bounds one run; the next run goes on where this one stopped
+SERVED_BLOCK = 5000   # served-log entries (a feed each) counted per step
 IMPRESSION = stat_type_index("impression")
 CREDITED_TTL_S = 8 * 86_400   # how long a feed's credit is remembered, per day it was served
-LAST_DAY_S = 253_402_300_800  # 10000-01-01: no event time is at or after it
 
 
 def day_of(ts: float) -> str:
@@ -53,49 +51,26 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     ``examination`` and position counts kept by epoch (``starts``: the generations').
     The block is read as columns, with no object per event; a feed id is checked once per
     block however many events name it. Returns events counted."""
-    ids, ads, types, ts, positions, feeds = [], [], [], [], [], []
-    refs: dict[str, FeedRef | None] = {}
-    for entry in entries:
-        try:
-            event = orjson.loads(entry.payload)
-            at_s, slot = float(event["ts"]), float(event.get("pos") or 0)
-            ad, kind, feed = event["ad"], event["type"], event.get("feed")
-            if not isinstance(ad, str) or not isinstance(kind, str):
-                raise TypeError("ad and type must be strings")
-            if not (0 <= at_s < LAST_DAY_S and math.isfinite(slot)):
-                raise ValueError("ts out of range, or pos not finite")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError,
-                AttributeError):
-            log.warning("unreadable event entry %s acknowledged without counting",
-                        entry.entry_id)
-            # type 0: acknowledged with its block, counted nowhere
-            ad, kind, at_s, slot, feed = "", "", 0.0, 0.0, None
-        ids.append(entry.entry_id)
-        ads.append(ad)
-        types.append(stat_type_index(kind))
-        ts.append(at_s)
-        positions.append(slot)
-        if isinstance(feed, str):
-            if feed not in refs:
-                refs[feed] = parse_feed_id(feed, secret)
-            feeds.append(refs[feed])
-        else:
-            feeds.append(None)
-    when = np.array(ts, dtype=np.float64)
-    place = np.array(positions, dtype=np.float64)
-    kinds = np.array(types, dtype=np.int64)
+    events = decode_entries(entries)
+    kinds, when, place = events.type_index, events.ts, events.position
     decay = decay_factor(now - when, settings.stats_half_life_s)
     weights = np.where(kinds == IMPRESSION, decay * examination.weights(place), decay)
-    served = np.array([at_s if f is None else f.served_ms / 1000 for at_s, f
-                       in zip(ts, feeds, strict=True)], dtype=np.float64)
-    # an event more than EVENT_MAX_AGE_S after its feed still counts for its ad, but
-    # credits no strategy (the evaluation's default attribution window is the same)
-    credits = [f if f is not None and late <= settings.event_max_age_s else None
-               for f, late in zip(feeds, (when - served).tolist(), strict=True)]
+    # each distinct feed id read once; an event more than EVENT_MAX_AGE_S after its feed
+    # still counts for its ad, but credits no strategy (the evaluation's default
+    # attribution window is the same)
+    names, feed_of = factorize(["" if f is None else f for f in events.feed_id])
+    refs = [parse_feed_id(name, secret) if name else None for name in names]
+    ref_served = np.array([np.nan if r is None else r.served_ms / 1000 for r in refs],
+                          dtype=np.float64)[feed_of] if refs else when
+    served = np.where(np.isnan(ref_served), when, ref_served)
+    late = (when - served).tolist()
+    credits = [refs[i] if t <= settings.event_max_age_s else None
+               for i, t in zip(feed_of.tolist(), late, strict=True)]
     block = RollupBlock(
-        ids, ads, kinds, days_of(when), weights, [f.cell if f else "" for f in credits],
-        [f.strategy if f else "" for f in credits], [f.feed_id if f else "" for f in credits],
-        days_of(served), position_columns(kinds, place), epoch_of(served, starts))
+        events.entry_id, events.ad_id, kinds, days_of(when), weights,
+        [f.cell if f else "" for f in credits], [f.strategy if f else "" for f in credits],
+        [f.feed_id if f else "" for f in credits], days_of(served),
+        position_columns(kinds, place), epoch_of(served, starts))
     return store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
                               CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings), partition)
 
@@ -119,7 +94,7 @@ def count_served(store: Store, settings: Settings, now: float, secret: bytes) ->
     total = 0
     for _ in range(MAX_BLOCKS):
         cursor = store.served_cursor()
-        entries = store.served_after(cursor, settings.rollup_batch)
+        entries = store.served_after(cursor, SERVED_BLOCK)
         if not entries:
             break
         refs = [parse_feed_id(fields.get("feed_id"), secret) for _, fields in entries]

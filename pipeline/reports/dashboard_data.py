@@ -38,7 +38,7 @@ def dashboard_data(store: Store, settings: Settings, now: float) -> dict[str, An
         "ctr": ctr,
         "probabilities": _history(store.strategy_history(now - HISTORY_S)),
         "pipeline": {"lag_s": state.lag_s, "inbox_batches": state.inbox_batches,
-                     "pending_events": state.pending_events,
+                     "pending_batches": state.pending_batches,
                      "rollup": _job(state.rollup), "regenerate": _job(state.regenerate),
                      "active_cells": state.active_cells, "live_ads": state.live_ads},
         "cells": active_cells(store, settings, now),

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import orjson
 
 from bandit import STRATEGIES, Estimate, ips, logged_value, mean_estimate, snips
-from store import Store, StreamEntry
+from pipeline.learning.ingest import decode_entries
+from store import Store, StreamEntry, stat_type_index
+
+APPLY = stat_type_index("apply")
 
 
 @dataclass(frozen=True)
@@ -126,17 +128,11 @@ def _served_row(fields: dict[str, str]) -> tuple[bytes, int, int, float] | None:
 
 def _applies(chunk: list[StreamEntry]) -> tuple[np.ndarray, np.ndarray]:
     """The feed ids that the apply events of a chunk name, and when each reached the stream."""
-    feeds: list[bytes] = []
-    reached_ms: list[int] = []
-    for entry in chunk:
-        if b"apply" not in entry.payload:       # most events are impressions: skip the parse
-            continue
-        try:
-            event = orjson.loads(entry.payload)
-        except orjson.JSONDecodeError:
-            continue
-        if (isinstance(event, dict) and event.get("type") == "apply"
-                and isinstance(event.get("feed"), str) and event["feed"]):
-            feeds.append(event["feed"].encode())
-            reached_ms.append(int(entry.entry_id.split("-")[0]))
-    return np.array(feeds, dtype=bytes), np.array(reached_ms, dtype=np.int64)
+    with_apply = [entry for entry in chunk if b"apply" in entry.payload]   # most hold none
+    events = decode_entries(with_apply)
+    reached = {entry.entry_id: int(entry.entry_id.split("-")[0]) for entry in with_apply}
+    picked = [(feed.encode(), reached[entry_id]) for feed, kind, entry_id
+              in zip(events.feed_id, events.type_index.tolist(), events.entry_id, strict=True)
+              if kind == APPLY and feed]
+    return (np.array([f for f, _ in picked], dtype=bytes),
+            np.array([ms for _, ms in picked], dtype=np.int64))

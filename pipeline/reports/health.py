@@ -67,8 +67,9 @@ class PipelineState:
     at: float
     lag_s: float                # age of the oldest accepted event not rolled up; 0: none
     inbox_batches: int          # accepted batches not yet in the events stream
-    pending_events: int         # delivered to a rollup consumer, not acknowledged
-    undelivered_events: int     # in the stream, not yet read by the rollup (at most counted:
+    # stream entries, each an accepted post's events (in one partition):
+    pending_batches: int        # delivered to a rollup consumer, not acknowledged
+    undelivered_batches: int    # in the stream, not yet read by the rollup (at most counted:
                                 # UNDELIVERED_COUNTED means at least that many)
     rollup: JobState
     regenerate: JobState
@@ -80,7 +81,7 @@ class PipelineState:
     def empty(self) -> bool:
         """Nothing to work on yet: no live ad, no active cell, no event waiting."""
         return not (self.live_ads or self.active_cells or self.inbox_batches
-                    or self.pending_events or self.undelivered_events > 0)
+                    or self.pending_batches or self.undelivered_batches > 0)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,8 +111,8 @@ def pipeline_state(store: Store, settings: Settings, now: float) -> PipelineStat
         at=now,
         lag_s=unrolled.lag_s(now),
         inbox_batches=unrolled.inbox_batches,
-        pending_events=unrolled.pending,
-        undelivered_events=unrolled.undelivered,
+        pending_batches=unrolled.pending,
+        undelivered_batches=unrolled.undelivered,
         rollup=jobs["rollup"],
         regenerate=jobs["regenerate"],
         active_cells=store.active_cell_count(since=now - settings.active_cell_ttl_s),
@@ -264,10 +265,10 @@ def queues_check(depths: Mapping[str, int], limits: Mapping[str, int]) -> Check:
 
 
 def lag_check(state: PipelineState, limit_s: float) -> Check:
-    undelivered = (f"{UNDELIVERED_COUNTED}+" if state.undelivered_events >= UNDELIVERED_COUNTED
-                   else str(state.undelivered_events))
-    value = (f"{state.lag_s:.1f} s (inbox {state.inbox_batches} batches, pending "
-             f"{state.pending_events}, undelivered {undelivered} events)")
+    undelivered = (f"{UNDELIVERED_COUNTED}+" if state.undelivered_batches >= UNDELIVERED_COUNTED
+                   else str(state.undelivered_batches))
+    value = (f"{state.lag_s:.1f} s (batches: inbox {state.inbox_batches}, pending "
+             f"{state.pending_batches}, undelivered {undelivered})")
     return Check("pipeline lag", Level.FAIL if state.lag_s > limit_s else Level.OK, value,
                  f"limit {limit_s:g} s")
 

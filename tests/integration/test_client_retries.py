@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import requests
 
-from store import STAT_FIELDS, Keys, Store
+from store import STAT_FIELDS, Store
 from tests.conftest import ADMIN_TOKEN
 from tests.integration.test_learning_loop import wait_until
 from tests.support.builders import catalogue
+from tests.support.streams import streamed_events
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EVENTS, PER_POST, ADS = 20_000, 500, 40
@@ -53,7 +54,7 @@ def test_retried_posts_count_once_and_report_their_duplicates(web, worker, real_
             assert all(a["duplicates"] == len(batch) for a in answers[1:])
 
     wait_until(lambda: real_store.inbox_size() == 0
-               and real_store.r.xlen(Keys.events) == EVENTS, timeout_s=60,
+               and streamed_events(real_store) == EVENTS, timeout_s=60,
                what="every accepted event in the stream")
     rolled = requests.post(f"{web}/v1/admin/rollup?wait=true", headers=ADMIN, timeout=120)
     assert rolled.status_code == 200 and rolled.json()["counted"] == EVENTS

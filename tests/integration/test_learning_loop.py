@@ -10,6 +10,7 @@ import geo
 from devtools.procs import wait_until
 from store import Store
 from tests.conftest import ADMIN_TOKEN
+from tests.support.streams import streamed_events
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BERLIN = (52.5200, 13.4050)
@@ -65,7 +66,7 @@ def test_the_ad_people_apply_to_rises_to_the_top(web, worker, real_store: Store)
     post_events(web, events)
     # the worker's ingest tasks move every accepted batch into the stream
     wait_until(lambda: real_store.inbox_size() == 0 and
-               real_store.stream_length() == len(events), what="ingest tasks")
+               streamed_events(real_store) == len(events), what="ingest tasks")
 
     rolled = requests.post(f"{web}/v1/admin/rollup?wait=true", headers=ADMIN, timeout=60)
     assert rolled.status_code == 200, rolled.text

@@ -16,10 +16,11 @@ from kombu.transport.native_delayed_delivery import MAX_LEVEL, level_name
 
 from config import load_settings
 from devtools.procs import start_worker, wait_until
-from store import STAT_FIELDS, Keys, Store
+from store import STAT_FIELDS, Store
 from tasks.factory import make_celery
 from tasks.names import QUEUES, ROLLUP
 from tests.support.builders import catalogue
+from tests.support.streams import streamed_events
 
 ADS = ["ad-a", "ad-b"]
 
@@ -60,7 +61,7 @@ def test_on_rabbitmq_tasks_run_from_quorum_queues_and_a_countdown_is_kept(
         r = requests.post(f"{web}/v1/events", json={"events": events}, timeout=30)
         assert r.status_code == 202 and r.json()["task_id"], r.text
         # the ingest task went through RabbitMQ: the batch moved from the inbox to the stream
-        wait_until(lambda: real_store.r.xlen(Keys.events) == 40, timeout_s=30,
+        wait_until(lambda: streamed_events(real_store) == 40, timeout_s=30,
                    what="the ingest task run from RabbitMQ")
         assert all(is_quorum(broker_url, name) for name in QUEUES)
 

@@ -66,7 +66,7 @@ def test_a_healthy_service_exits_0_and_shows_its_worker(
     assert document["status"] == "OK"
     assert [w.split("-")[0] for w in document["broker"]["workers"]] == ["worker"]
     state = document["state"]
-    assert state["lag_s"] == 0.0 and state["undelivered_events"] == 0
+    assert state["lag_s"] == 0.0 and state["undelivered_batches"] == 0
     assert state["rollup"]["runs"] == 1 and state["rollup"]["report"]["counted"] == 1
     assert state["regenerate"]["runs"] == 1 and state["regenerate"]["processed"] == 1
     assert (state["active_cells"], state["live_ads"]) == (1, 5)
@@ -119,7 +119,7 @@ def test_redis_unreachable_exits_1_quickly_without_a_traceback(env: dict[str, st
     assert {"redis", "broker", "workers", "pipeline lag", "rollup"} <= set(failing(document))
 
 
-def test_undelivered_events_are_counted_when_redis_gives_no_lag(real_store: Store,
+def test_undelivered_batches_are_counted_when_redis_gives_no_lag(real_store: Store,
                                                                 real_settings: Settings):
     """Redis 6.2 (the embedded one of make run) reports no consumer-group lag, and Redis 7
     none once an entry past the group's position was deleted: the count is then made from
@@ -127,16 +127,17 @@ def test_undelivered_events_are_counted_when_redis_gives_no_lag(real_store: Stor
     from pipeline.reports.health import lag_check, pipeline_state
     fresh_pipeline(real_store, real_settings)
     now = time.time()
-    batch = [Event(f"late-{i}", "ad0", "impression", now) for i in range(4)]
-    roll_in(real_store, accept_batch(real_store, real_settings, batch, now).batch_id)
+    for i in range(4):                                    # four posts: four entries
+        batch = [Event(f"late-{i}", "ad0", "impression", now)]
+        roll_in(real_store, accept_batch(real_store, real_settings, batch, now).batch_id)
     last = real_store.r.xrange("{ev}:events", "-", "+")[-1][0]
     real_store.r.xdel("{ev}:events", last)                # a tombstone past the group
     group = real_store.r.xinfo_groups("{ev}:events")[0]
     assert group.get("lag") is None                       # the case this test is about
     state = pipeline_state(real_store, real_settings, now + 1)
-    assert state.undelivered_events == 3
+    assert state.undelivered_batches == 3
     check = lag_check(state, 30.0)
-    assert "undelivered 3 events" in check.value and "?" not in check.value
+    assert "undelivered 3)" in check.value and "?" not in check.value
 
 
 def test_a_sharded_regeneration_shows_as_a_whole_and_by_shard(

@@ -6,9 +6,10 @@ import itertools
 import json
 
 import numpy as np
+import orjson
 from flask import Flask
 
-from pipeline.learning.ingest import Event
+from pipeline.learning.ingest import Batch, Event
 from pipeline.serving.feed import make_feed_id
 from store import Keys, Store
 from tests.conftest import NOW
@@ -36,10 +37,13 @@ def add_served(store: Store, feeds: list[dict[str, str]]) -> None:
 
 
 def add_events(store: Store, events: list[tuple[float, bytes]]) -> None:
-    """Events-stream entries, each reaching the stream at its time."""
+    """Events-stream entries, each reaching the stream at its time: a batch of one accepted
+    event (``event``), or one an earlier version wrote (``old_event``)."""
     with store.r.pipeline(transaction=False) as p:
         for j, (reached, payload) in enumerate(sorted(events, key=lambda e: e[0])):
-            p.xadd(Keys.events, {"e": payload}, id=f"{int(reached * 1000)}-{j}")
+            fields = {"e": payload} if payload.startswith(b'{"id":"') else \
+                {"k": b"1", "b": payload}
+            p.xadd(Keys.events, fields, id=f"{int(reached * 1000)}-{j}")
         p.execute()
 
 
@@ -52,9 +56,17 @@ def served(feed_id: str, ts: float, strategy: str, propensity: float,
 
 
 def event(feed_id: str | None, at: float, type_: str = "apply") -> tuple[float, bytes]:
-    """An accepted event as it reaches the stream at ``at``."""
+    """An accepted event as it reaches the stream at ``at`` (in a batch of its own)."""
     at = float(at)
-    return at, Event(f"e{next(EVENT_IDS)}", "ad1", type_, at - 1, "u1", feed_id, 1).encode(at)
+    return at, Batch.of([Event(f"e{next(EVENT_IDS)}", "ad1", type_, at - 1, "u1", feed_id,
+                               1)]).encode(at)
+
+
+def old_event(feed_id: str | None, at: float, type_: str = "apply") -> tuple[float, bytes]:
+    """An event as an earlier version kept it: an entry of its own."""
+    at = float(at)
+    return at, orjson.dumps({"id": f"e{next(EVENT_IDS)}", "ad": "ad1", "type": type_,
+                             "ts": at - 1, "user": "u1", "feed": feed_id, "pos": 1, "at": at})
 
 
 def feed_id(ts: float, strategy: str, rng: np.random.Generator, cell: str = "u33dc0") -> str:

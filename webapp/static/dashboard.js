@@ -75,7 +75,7 @@ function number(x) {   // at most three significant digits, no exponent
 function drawPipeline(p) {
   const rows = [
     ["pipeline lag (oldest event not rolled up)", `${p.lag_s.toFixed(1)} s`],
-    ["waiting: inbox batches / pending events", `${p.inbox_batches} / ${p.pending_events}`],
+    ["waiting: batches in the inbox / pending", `${p.inbox_batches} / ${p.pending_batches}`],
     ["last rollup finished", `${age(p.rollup.age_s)}, ${plural(p.rollup.processed, "event")} counted`],
     ["last regeneration finished", `${age(p.regenerate.age_s)}, ${plural(p.regenerate.processed, "feed")} written`],
     ["active cells / live ads", `${p.active_cells} / ${p.live_ads}`],

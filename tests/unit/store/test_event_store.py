@@ -4,6 +4,8 @@ strategy credit and position counts, the served cursor, and seeded counts.
 (All on fakeredis; tests/integration/test_store_on_redis.py runs them on a real server.)"""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import fakeredis
 import numpy as np
 import orjson
@@ -15,7 +17,7 @@ from store import (
     DUPLICATE,
     STAT_FIELDS,
     UNKNOWN_AD,
-    IngestRow,
+    IngestBatch,
     RollupRow,
     Store,
     UserMemory,
@@ -24,19 +26,41 @@ from tests.conftest import NOW
 from tests.support.stored_ads import put
 
 
-def events(*ids: str, ad: str = "ad1", type_: str = "impression",
-           excludes_for: str | None = None) -> list[IngestRow]:
-    return [IngestRow(i, ad, orjson.dumps({"id": i, "ad": ad, "type": type_, "ts": NOW,
-                                           "at": NOW}), excludes_for) for i in ids]
+class Row(NamedTuple):
+    event_id: str
+    ad_id: str
+    excludes_for: str | None = None
 
 
-def accept(store: Store, batch_id: str, rows: list[IngestRow], now: float = NOW,
+def events(*ids: str, ad: str = "ad1", excludes_for: str | None = None) -> list[Row]:
+    return [Row(i, ad, excludes_for) for i in ids]
+
+
+def batch_of(rows: list[Row]) -> IngestBatch:
+    """The rows as the accept step takes them; the payload names their ids and ads."""
+    def payload(at):
+        picked = rows if at is None else [rows[i] for i in at]
+        return orjson.dumps({"id": [r.event_id for r in picked], "ad": [r.ad_id for r in picked]})
+    return IngestBatch([r.event_id for r in rows], [r.ad_id for r in rows],
+                       [r.excludes_for for r in rows], payload)
+
+
+def accept(store: Store, batch_id: str, rows: list[Row], now: float = NOW,
            window_s: int = 86400, memory: UserMemory | None = None) -> list[int]:
     """Accept rows whose ads are in the catalogue (put there first when they are not)."""
     for ad_id in {row.ad_id for row in rows}:
         if store.get_ad(ad_id) is None:
             put(store, ad_id, 52.5, 13.4)
-    return store.accept_events(batch_id, rows, now, window_s, memory)
+    return store.accept_events(batch_id, batch_of(rows), now, window_s, memory)
+
+
+def stream_of(store: Store, *ids: str, ad: str = "ad1") -> list:
+    """The stream entries of a batch a event, read by consumer c1."""
+    for i in ids:
+        accept(store, f"b-{i}", events(i, ad=ad))
+        store.roll_in(f"b-{i}")
+    store.ensure_group()
+    return store.read_new("c1", 1000)
 
 
 def test_accept_marks_duplicates_within_and_across_batches(fake_store: Store):
@@ -59,10 +83,10 @@ def test_an_event_for_an_ad_not_in_the_catalogue_is_rejected_alone(fake_store: S
     """Nothing of it is written: not kept, not seen (it is accepted once the ad exists), no
     exclusion; the known ad's events in the same batch are kept."""
     put(fake_store, "ad1", 52.5, 13.4)
-    batch = [*events("e1"), *events("e2", "e3", ad="ghost", type_="apply", excludes_for="u1"),
-             *events("e4", type_="hide", excludes_for="u1")]
+    batch = [*events("e1"), *events("e2", "e3", ad="ghost", excludes_for="u1"),
+             *events("e4", excludes_for="u1")]
     before = set(fake_store.r.scan_iter())
-    assert fake_store.accept_events("b1", batch, NOW, 86400) == \
+    assert fake_store.accept_events("b1", batch_of(batch), NOW, 86400) == \
         [ACCEPTED, UNKNOWN_AD, UNKNOWN_AD, ACCEPTED]
     assert fake_store.excluded_ads("u1") == {"ad1"}
     k = fake_store.k
@@ -70,14 +94,17 @@ def test_an_event_for_an_ad_not_in_the_catalogue_is_rejected_alone(fake_store: S
         k.inbox.encode(), k.inbox_due.encode(), k.seen(int(NOW // 86400)).encode(),
         k.user_excluded("u1").encode()}
     assert fake_store.roll_in("b1") == 2
-    assert b"ghost" not in b"".join(f[b"e"] for _, f in fake_store.r.xrange(fake_store.k.events))
+    (_, entry), = fake_store.r.xrange(fake_store.k.events)
+    assert entry[b"k"] == b"1001"        # the batch as posted, the ghost's events not kept
     put(fake_store, "ghost", 52.5, 13.4)
-    assert fake_store.accept_events("b2", events("e2", ad="ghost"), NOW, 86400) == [ACCEPTED]
+    assert fake_store.accept_events("b2", batch_of(events("e2", ad="ghost")), NOW, 86400) == \
+        [ACCEPTED]
 
 
 def test_a_batch_of_unknown_ads_writes_nothing(fake_store: Store):
     before = set(fake_store.r.scan_iter())
-    assert fake_store.accept_events("b1", events("e1", "e2", ad="ghost"), NOW, 86400) == \
+    assert fake_store.accept_events("b1", batch_of(events("e1", "e2", ad="ghost")), NOW,
+                                    86400) == \
         [UNKNOWN_AD, UNKNOWN_AD]
     assert set(fake_store.r.scan_iter()) == before
 
@@ -89,18 +116,19 @@ def test_an_ad_deleted_is_unknown_from_then_on_and_a_retry_of_its_events_a_dupli
     duplicates) and are counted. An expired ad keeps its record, so it stays known."""
     accept(fake_store, "b1", events("e1"))
     fake_store.delete_ad("ad1", lambda old: [])
-    assert fake_store.accept_events("b2", events("e1", "e2"), NOW, 86400) == \
+    assert fake_store.accept_events("b2", batch_of(events("e1", "e2")), NOW, 86400) == \
         [DUPLICATE, UNKNOWN_AD]
     put(fake_store, "old", 52.5, 13.4, expires_at=NOW - 60)
     fake_store.drop_expired(NOW)
-    assert fake_store.accept_events("b3", events("e3", ad="old"), NOW, 86400) == [ACCEPTED]
+    assert fake_store.accept_events("b3", batch_of(events("e3", ad="old")), NOW, 86400) == \
+        [ACCEPTED]
 
 
 def test_roll_in_moves_a_batch_once(fake_store: Store):
     accept(fake_store, "b1", events("e1", "e2"))
     assert fake_store.roll_in("b1") == 2
     assert fake_store.roll_in("b1") == 0
-    assert fake_store.r.xlen(fake_store.k.events) == 2
+    assert fake_store.r.xlen(fake_store.k.events) == 1          # one entry holds the batch
     assert fake_store.inbox_size() == 0
 
 
@@ -113,10 +141,7 @@ def rollup(store: Store, rows) -> int:
 
 
 def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
-    accept(fake_store, "b1", events("e1", "e2", "e3"))
-    fake_store.roll_in("b1")
-    fake_store.ensure_group()
-    entries = fake_store.read_new("c1", 100)
+    entries = stream_of(fake_store, "e1", "e2", "e3")
     assert len(entries) == 3
     assert rollup(fake_store, rows_of(entries)) == 3
     assert rollup(fake_store, rows_of(entries)) == 0  # already acknowledged
@@ -126,10 +151,7 @@ def test_rollup_counts_and_acks_atomically_and_never_twice(fake_store: Store):
 
 
 def test_a_block_holding_entries_counted_elsewhere_counts_only_the_rest(fake_store: Store):
-    accept(fake_store, "b1", events("e1", "e2", "e3", "e4"))
-    fake_store.roll_in("b1")
-    fake_store.ensure_group()
-    entries = fake_store.read_new("c1", 100)
+    entries = stream_of(fake_store, "e1", "e2", "e3", "e4")
     # another consumer claimed two of them and counted them first
     fake_store.r.xclaim(fake_store.k.events, "rollup", "c2", 0, [e.entry_id for e in entries[1:3]])
     assert rollup(fake_store, rows_of(entries[1:3], ad="ad2")) == 2
@@ -140,30 +162,21 @@ def test_a_block_holding_entries_counted_elsewhere_counts_only_the_rest(fake_sto
 
 
 def test_a_block_out_of_stream_order_is_counted_all_the_same(fake_store: Store):
-    accept(fake_store, "b1", events("e1", "e2", "e3"))
-    fake_store.roll_in("b1")
-    fake_store.ensure_group()
-    entries = fake_store.read_new("c1", 100)
+    entries = stream_of(fake_store, "e1", "e2", "e3")
     assert rollup(fake_store, rows_of(entries[::-1])) == 3
     assert rollup(fake_store, rows_of(entries[::-1])) == 0
     assert fake_store.ad_stats(["ad1"])["impressions"] == [3]
 
 
 def test_unreadable_entries_are_acknowledged_without_counting(fake_store: Store):
-    accept(fake_store, "b1", events("e1"))
-    fake_store.roll_in("b1")
-    fake_store.ensure_group()
-    entries = fake_store.read_new("c1", 10)
+    entries = stream_of(fake_store, "e1")
     assert rollup(fake_store, rows_of(entries, type_index=0)) == 0
     assert fake_store.backlog()["pending"] == 0
     assert fake_store.ad_stats(["ad1"])["impressions"] == [0]
 
 
 def rolled_entries(store: Store, count: int, batch: str = "b1") -> list:
-    accept(store, batch, events(*(f"{batch}-{i}" for i in range(count))))
-    store.roll_in(batch)
-    store.ensure_group()
-    return store.read_new("c1", 1000)
+    return stream_of(store, *(f"{batch}-{i}" for i in range(count)))
 
 
 def test_rollup_keeps_decayed_evidence_that_halves_every_half_life(fake_store: Store):
@@ -250,7 +263,7 @@ def test_an_epoch_set_aside_by_an_earlier_version_reads_with_the_new_fields(fake
 
 
 def test_accept_adds_exclusions_in_the_same_round_trip(fake_store: Store):
-    flags = accept(fake_store, "b1", events("e1", type_="apply", excludes_for="u1"),
+    flags = accept(fake_store, "b1", events("e1", excludes_for="u1"),
                    memory=UserMemory(600, 10))
     assert flags == [ACCEPTED]
     assert fake_store.excluded_ads("u1") == {"ad1"}
@@ -373,8 +386,9 @@ def test_a_block_summed_at_once_writes_what_its_events_one_by_one_write(
     stores = [fake_store, second_store]
     n = 300
     for store in stores:
-        accept(store, "b1", [IngestRow(f"e{i}", f"ad{i % 7}", b"{}") for i in range(n)])
-        store.roll_in("b1")
+        for i in range(n):
+            accept(store, f"b{i}", events(f"e{i}", ad=f"ad{i % 7}"))
+            store.roll_in(f"b{i}")
         store.ensure_group()
     entries = [s.read_new("c1", 1000) for s in stores]
     fields = []

@@ -32,13 +32,23 @@ def post(client, *events) -> tuple[int, dict]:
     return response.status_code, response.get_json()
 
 
+def inbox_events(fake_store) -> list[dict]:
+    """The accepted events held in the inbox, over every batch, in order: a batch is a
+    line of flags (1: accepted) and the posted events as columns."""
+    events = []
+    for batch_id in sorted(fake_store.overdue_batches(float("inf"))):
+        kept, payload = fake_store.r.hget(Keys.inbox, batch_id).split(b"\n", 1)
+        columns = orjson.loads(payload)
+        del columns["at"]
+        rows = [dict(zip(columns, row, strict=True))
+                for row in zip(*columns.values(), strict=True)]
+        events += [row for row, flag in zip(rows, kept.decode(), strict=True) if flag == "1"]
+    return events
+
+
 def inbox_event_ids(fake_store) -> list[str]:
     """The event ids held in the inbox, over every batch, in order."""
-    ids = []
-    for batch_id in sorted(fake_store.overdue_batches(float("inf"))):
-        payload = fake_store.r.hget(Keys.inbox, batch_id)
-        ids += [orjson.loads(line)["id"] for line in payload.split(b"\n")]
-    return ids
+    return [e["id"] for e in inbox_events(fake_store)]
 
 
 def test_a_valid_batch_is_accepted_and_kept_in_the_inbox_before_any_task_runs(
@@ -142,9 +152,7 @@ def test_ts_as_epoch_or_iso_with_a_zone_is_accepted(client, fake_store, make_ts)
 def test_an_iso_ts_is_kept_as_the_instant_it_names(client, fake_store):
     instant = float(int(time.time()) - 120)
     post(client, event("e1", ts=iso(instant, 2)), event("e2", ts=iso(instant, -5)))
-    [batch_id] = fake_store.overdue_batches(float("inf"))
-    lines = fake_store.r.hget(Keys.inbox, batch_id).split(b"\n")
-    assert [orjson.loads(line)["ts"] for line in lines] == [instant, instant]
+    assert [e["ts"] for e in inbox_events(fake_store)] == [instant, instant]
 
 
 @pytest.mark.parametrize("make_ts", [

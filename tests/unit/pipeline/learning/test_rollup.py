@@ -17,6 +17,7 @@ from pipeline.serving.feed import make_feed_id
 from store import GLOBAL_CELL, STAT_FIELDS, Keys, PartitionsChanged, Store
 from tests.conftest import NOW
 from tests.support.builders import PARIS, catalogue, events_of, send
+from tests.support.streams import streamed_events
 
 
 @pytest.mark.parametrize("half_life_s, within, beyond", [(300.0, 30, None), (1e9, None, 60)])
@@ -147,7 +148,7 @@ def test_partitions_count_exactly_what_one_partition_counts(count: int):
             accepted = accept_batch(store, settings, batch, NOW)
             if accepted.batch_id:
                 roll_in(store, accepted.batch_id)
-        assert store.stream_length() == len(events)
+        assert streamed_events(store) == len(events)
         report = run_rollup(store, settings, NOW)
         assert report["counted"] == len(events)
         assert store.unrolled().undelivered == store.unrolled().pending == 0

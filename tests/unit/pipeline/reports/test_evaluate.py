@@ -22,6 +22,7 @@ from tests.support.served_log import (
     add_served,
     event,
     feed_id,
+    old_event,
     run_json,
     served,
     small_log,
@@ -67,7 +68,9 @@ def simulate_log(store: Store, n: int, seed: int, attribution_s: float) -> Simul
     add_served(store, [served(f, t, STRATEGY_NAMES[s], p, cells[c])
                        for f, t, s, p, c in zip(ids, ts, strategy, propensity, cell, strict=True)])
     delay = rng.uniform(1, attribution_s, n)
-    events = [event(f, t + d) for f, t, d, r in zip(ids, ts, delay, reward, strict=True) if r]
+    # half the applies in entries as an earlier version wrote them (an event each)
+    events = [(old_event if i % 2 else event)(f, t + d)
+              for i, (f, t, d, r) in enumerate(zip(ids, ts, delay, reward, strict=True)) if r]
     events += [event(f, t + 5, "impression") for f, t in zip(ids, ts, strict=True)]
     events += [event(f, t + attribution_s + 60) for f, t in zip(ids[::10], ts[::10], strict=True)]
     before = SINCE - 600

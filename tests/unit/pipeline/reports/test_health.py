@@ -49,8 +49,8 @@ def first_entry_s(store: Store) -> float:
 
 def test_nothing_waiting_means_zero_lag(fake_store: Store, settings: Settings) -> None:
     state = pipeline_state(fake_store, settings, time.time())
-    assert (state.lag_s, state.inbox_batches, state.pending_events,
-            state.undelivered_events) == (0.0, 0, 0, 0)
+    assert (state.lag_s, state.inbox_batches, state.pending_batches,
+            state.undelivered_batches) == (0.0, 0, 0, 0)
     assert state.empty
 
 
@@ -71,7 +71,7 @@ def test_lag_is_the_oldest_undelivered_entry_when_the_rollup_has_not_run(
     oldest = first_entry_s(fake_store)
     state = pipeline_state(fake_store, settings, oldest + 42)
     assert state.inbox_batches == 0
-    assert state.undelivered_events == 3   # no consumer group yet: the whole stream waits
+    assert state.undelivered_batches == 1   # no consumer group yet: the whole stream waits
     assert state.lag_s == pytest.approx(42.0)
 
 
@@ -84,16 +84,17 @@ def test_lag_follows_the_oldest_pending_entry_then_the_rollup_clears_it(
     fake_store.read_new("dead-consumer", count=1)    # delivered, never acknowledged
     time.sleep(0.01)
     roll_in(fake_store, accept(fake_store, settings, events("b", 2, now), now).batch_id)
+    roll_in(fake_store, accept(fake_store, settings, events("c", 1, now), now).batch_id)
 
     state = pipeline_state(fake_store, settings, oldest + 60)
-    assert (state.pending_events, state.undelivered_events) == (1, 3)
+    assert (state.pending_batches, state.undelivered_batches) == (1, 2)
     assert state.lag_s == pytest.approx(60.0)
 
     later = time.time()
     report = run_rollup(fake_store, settings, later)
     state = pipeline_state(fake_store, settings, later + 5)
     assert report["counted"] == 3        # the dead consumer's entry waits to be reclaimed
-    assert (state.pending_events, state.undelivered_events) == (1, 0)
+    assert (state.pending_batches, state.undelivered_batches) == (1, 0)
     assert state.lag_s == pytest.approx(later + 5 - oldest)
 
     idle_ms = (settings.rollup_claim_idle_s + 60) * 1000    # the dead consumer, long gone
@@ -102,7 +103,7 @@ def test_lag_follows_the_oldest_pending_entry_then_the_rollup_clears_it(
     report = run_rollup(fake_store, settings, later + 100)
     state = pipeline_state(fake_store, settings, later + 105)
     assert report["reclaimed"] == 1
-    assert (state.lag_s, state.pending_events, state.undelivered_events) == (0.0, 0, 0)
+    assert (state.lag_s, state.pending_batches, state.undelivered_batches) == (0.0, 0, 0)
 
 
 def test_the_rollup_clears_inbox_and_stream(fake_store: Store, settings: Settings) -> None:
@@ -112,8 +113,8 @@ def test_the_rollup_clears_inbox_and_stream(fake_store: Store, settings: Setting
     assert pipeline_state(fake_store, settings, now).lag_s == pytest.approx(60.0, abs=1)
     run_rollup(fake_store, settings, now)
     state = pipeline_state(fake_store, settings, now + 1)
-    assert (state.lag_s, state.inbox_batches, state.pending_events,
-            state.undelivered_events) == (0.0, 0, 0, 0)
+    assert (state.lag_s, state.inbox_batches, state.pending_batches,
+            state.undelivered_batches) == (0.0, 0, 0, 0)
     assert state.rollup.processed == 7
 
 
@@ -124,9 +125,9 @@ def test_after_a_rollup_the_lag_is_the_first_entry_it_has_not_read(
     run_rollup(fake_store, settings, now)
     time.sleep(0.01)
     roll_in(fake_store, accept(fake_store, settings, events("b", 3, now), now).batch_id)
-    first_new = int(fake_store.r.xrange(Keys.events, "-", "+")[2][0].decode().split("-")[0])
+    first_new = int(fake_store.r.xrange(Keys.events, "-", "+")[1][0].decode().split("-")[0])
     state = pipeline_state(fake_store, settings, first_new / 1000 + 25)
-    assert (state.pending_events, state.undelivered_events) == (0, 3)
+    assert (state.pending_batches, state.undelivered_batches) == (0, 1)
     assert state.lag_s == pytest.approx(25.0)
 
 
@@ -193,8 +194,8 @@ def test_live_ads_leave_out_expired_ones_still_indexed(
 LIMITS = Thresholds(lag_s=30.0, rollup_age_s=30.0, regenerate_age_s=180.0,
                     queue_depth={"ingest": 1000, "rollup": 5, "regen": 5})
 RECENT = JobState(runs=5, finished_at=990.0, age_s=10.0, duration_s=0.1, processed=3)
-HEALTHY = PipelineState(at=1000.0, lag_s=4.0, inbox_batches=0, pending_events=0,
-                        undelivered_events=2, rollup=RECENT, regenerate=RECENT,
+HEALTHY = PipelineState(at=1000.0, lag_s=4.0, inbox_batches=0, pending_batches=0,
+                        undelivered_batches=2, rollup=RECENT, regenerate=RECENT,
                         active_cells=7, live_ads=300)
 NEVER = JobState(runs=0, finished_at=None, age_s=None, duration_s=None, processed=0)
 BROKER = BrokerState({"ingest": 0, "rollup": 0, "regen": 0}, ("worker-1@host",))
@@ -257,7 +258,7 @@ def test_a_late_job_fails(job: str, limit_s: float) -> None:
 
 
 def test_a_job_never_run_warns_on_an_empty_store_and_fails_otherwise() -> None:
-    empty = replace(HEALTHY, undelivered_events=0, active_cells=0, live_ads=0,
+    empty = replace(HEALTHY, undelivered_batches=0, active_cells=0, live_ads=0,
                     rollup=NEVER, regenerate=NEVER)
     assert empty.empty
     found = levels(empty)
