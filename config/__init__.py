@@ -143,6 +143,9 @@ class Settings(BaseModel):
     user_memory_max: int = Field(1000, ge=10, le=100_000)
 
     task_time_limit_s: int = Field(300, ge=10)
+    # whether the ingest task (one a post) is announced to Flower: sent, received, started,
+    # succeeded; at hundreds of posts a second they cost about a tenth of the pipeline's CPU
+    ingest_task_events: bool = True
     visibility_timeout_s: int = Field(600, ge=30)
     # RabbitMQ's consumer_timeout, as the server has it (its default: 30 minutes): a task
     # delivered and not acknowledged within it makes RabbitMQ close the worker's channel

@@ -89,9 +89,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 def make_celery(settings: Settings, main: str = "tasks",
-                include: tuple[str, ...] = ()) -> Celery:
+                include: tuple[str, ...] = (), sent_events: bool = True) -> Celery:
     """A Celery app for these settings; ``include``: the modules a worker imports for its
-    tasks. Creating it connects nothing."""
+    tasks; ``sent_events``: whether a task it sends is announced to Flower (task-sent).
+    Creating it connects nothing."""
     app = Celery(main, set_as_current=(main == "tasks"), include=list(include))
-    app.config_from_object(celery_config(settings))
+    app.config_from_object({**celery_config(settings), "task_send_sent_event": sent_events})
     return app

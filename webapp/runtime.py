@@ -50,7 +50,10 @@ class Runtime:
 
     @cached_property
     def celery(self) -> Celery:
-        return make_celery(self.settings, main="webapp")
+        # the web sends an ingest task a post (INGEST_TASK_EVENTS: whether Flower hears of
+        # each); beat's periodic tasks announce themselves all the same
+        return make_celery(self.settings, main="webapp",
+                           sent_events=self.settings.ingest_task_events)
 
     @property
     def rng(self) -> np.random.Generator:

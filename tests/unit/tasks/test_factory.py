@@ -3,6 +3,8 @@ the visibility timeout covers, the transport that survives a Redis restart), and
 schedule lists every periodic job with its interval."""
 from __future__ import annotations
 
+import os
+
 import tasks.jobs  # noqa: F401  (a worker imports it: the tasks register on the app)
 from config import AMQP_PREFETCH, AMQP_WAIT_ROUNDS, load_settings
 from tasks.celery import app
@@ -76,3 +78,19 @@ def test_on_redis_the_queues_are_left_to_the_transport():
     conf = celery_config(load_settings({}))
     assert "task_queues" not in conf
     assert conf["broker_transport_options"]["visibility_timeout"] == 600
+
+
+def test_ingest_task_events_can_be_turned_off_for_the_task_that_runs_once_a_post():
+    """INGEST_TASK_EVENTS=false: the worker's ingest task sends no task events and the web
+    announces no task it sends; the periodic tasks and beat keep theirs."""
+    import subprocess
+    import sys
+
+    assert tasks.jobs.ingest_events.send_events is True            # the default
+    assert make_celery(load_settings({})).conf.task_send_sent_event is True
+    assert make_celery(load_settings({}), sent_events=False).conf.task_send_sent_event is False
+    code = ("import tasks.jobs as j; print(j.ingest_events.send_events, "
+            "j.rollup.send_events, j.app.conf.worker_send_task_events)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "INGEST_TASK_EVENTS": "false"}, check=True)
+    assert out.stdout.split() == ["False", "True", "True"]
