@@ -242,7 +242,7 @@ def runs_line(r: dict) -> str:
     if len(r.get("runs", [])) < 2:
         return ""
     each = [f"{x['events_per_s']:,.0f} events/s (last lag {x['lag_s'][-1] if x['lag_s'] else 0:.1f}"
-            f" s, {sum(x['cpu_s'].values()) / (x['events_per_s'] * r['seconds']) * 1e6:.0f} "
+            f" s, {sum(x['cpu_s'].values()) / x['counted'] * 1e6:.0f} "
             f"µs an event{'' if x['accounted'] and not x['errors'] else ', NOT accounted'})"
             for x in r["runs"]]
     return f" {len(each)} runs: " + "; ".join(each) + ". The table is the median run's."
@@ -308,11 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="load-") as work:
             runs.append(run(args.seconds, Path(work), args.post_every, args.per_post, settings))
-    ordered = sorted(runs, key=lambda r: r["accepted_by_server"])
+    ordered = sorted(runs, key=lambda r: r["accepted"])
     result = {**ordered[len(ordered) // 2], "settings": settings,
-              "runs": [{"events_per_s": r["accepted_by_server"] / r["seconds"],
+              "runs": [{"events_per_s": r["accepted"] / r["seconds"],
                         "lag_s": r["lag_s"], "accounted": r["accounted"],
-                        "errors": r["errors"], "cpu_s": r["cpu_s"]} for r in runs]}
+                        "errors": r["errors"], "cpu_s": r["cpu_s"],
+                        "counted": r["counted"]} for r in runs]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     md = markdown(result, command.strip())
