@@ -308,6 +308,20 @@ def in_process_breakdown(store: Store, settings: Settings, points: list[tuple[fl
             "cpu_us": {k: median(v) for k, v in cpu.items()}}
 
 
+def cpu_budget(redis_url: str, points: int, rounds: int, work: Path) -> dict:
+    """``bench.budget`` in a process of its own, whose prometheus-client writes its metrics
+    to files as a gunicorn worker's does."""
+    metrics_dir = work / "budget-metrics"
+    metrics_dir.mkdir(exist_ok=True)
+    env = service_env(redis_url, LOG_LEVEL="WARNING", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    done = subprocess.run([sys.executable, "-m", "bench.budget", "--redis-url", redis_url,
+                           "--points", str(points), "--rounds", str(rounds)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.budget failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def measure_size(n: int, points: list[tuple[float, float]], wrk: str,
                  args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-serve-{n}-"))
@@ -362,6 +376,7 @@ def measure_size(n: int, points: list[tuple[float, float]], wrk: str,
         time.sleep(LOG_FLUSH_WAIT_S)
         outcomes = cache_outcomes(store, after)
         breakdown = in_process_breakdown(store, settings, points, args.breakdown_rounds)
+        budget = cpu_budget(redis.url, len(points), args.breakdown_rounds, work)
         summary = {s.name: {"label": s.label, **summarise(runs[s.name])} for s in series}
         trivial_rounds = [r["rps"] for r in runs["trivial"]]
         ratios = {name: {"median_rps_ratio": summary[name]["rps"] / summary["trivial"]["rps"],
@@ -371,7 +386,7 @@ def measure_size(n: int, points: list[tuple[float, float]], wrk: str,
         ok = True
         return {"ads": n, "load_s": round(load_s, 1), "regenerate": regen, "feeds": sizes,
                 "check": checked, "series": summary, "ratio_to_trivial": ratios,
-                "cache": outcomes, "in_process_us": breakdown,
+                "cache": outcomes, "in_process_us": breakdown, "budget": budget,
                 "redis_memory": redis_memory(store)}
     finally:
         for web in webs:
@@ -435,11 +450,60 @@ def markdown(result: dict) -> str:
             "through the Flask test client (no HTTP):\n\n",
             table(["ads", "clock", "PING", "GET feed", "unpack", "flask /healthz",
                    "flask /v1/feed", "flask /v1/feed, no process cache"], parts)]
+    out += budget_markdown(result)
     flat = result["flatness"]
     out.append("\nFeed req/s by N: " + "; ".join(
         f"{n}: {', '.join(f'{v:,.0f}' for v in vals)} (largest / smallest N = "
         f"{vals[-1] / vals[0]:.2f})" for n, vals in flat["rps"].items()) + ".\n")
     return "".join(out)
+
+
+def budget_markdown(result: dict) -> list[str]:
+    """The CPU budget of a feed request, step by step, next to /healthz's, for each size:
+    ``bench.budget``'s steps, the framework's rest, and gunicorn's (the server's CPU a
+    request, from the wrk runs, less the test client's whole request)."""
+    from bench.budget import FEED_STEPS, HEALTHZ_STEPS
+    sizes = [s for s in result["sizes"] if "budget" in s]
+    if not sizes:
+        return []
+    healthz_names = dict(HEALTHZ_STEPS)
+
+    def cell(value: float | None) -> str:
+        return "" if value is None else f"{value:,.1f}"
+
+    rows = []
+    for key, label in FEED_STEPS:
+        row = [label]
+        for s in sizes:
+            b = s["budget"]
+            row += [cell(b["feed_steps_us"][key]), cell(b["healthz_steps_us"].get(key))]
+        rows.append(row)
+    rows.append([healthz_names["handler"] + ", /healthz's"] + [
+        v for s in sizes for v in ("", cell(s["budget"]["healthz_steps_us"]["handler"]))])
+    rows.append(["Flask, werkzeug and the hooks' own code (the rest of a test-client request)"]
+                + [cell(s["budget"]["framework_us"][k]) for s in sizes
+                   for k in ("feed", "healthz")])
+    rows.append(["a whole request through the Flask test client"]
+                + [cell(s["budget"]["whole_us"][k]) for s in sizes for k in ("feed", "healthz")])
+    server = {s["ads"]: {"feed": s["series"]["feed"]["cpu_us_per_request"]["gunicorn"],
+                         "healthz": s["series"]["trivial"]["cpu_us_per_request"]["gunicorn"]}
+              for s in sizes}
+    rows.append(["gunicorn, HTTP and the socket (the server's CPU a request less the test "
+                 "client's)"] + [cell(server[s["ads"]][k] - s["budget"]["whole_us"][k])
+                                 for s in sizes for k in ("feed", "healthz")])
+    rows.append(["**on the server: gunicorn's CPU a request (wrk runs, median)**"]
+                + [f"**{server[s['ads']][k]:,.0f}**" for s in sizes for k in ("feed", "healthz")])
+    rows.append(["feed / healthz, CPU a request on the server (target 1.25)"]
+                + [v for s in sizes for v in (
+                    f"{server[s['ads']]['feed'] / server[s['ads']]['healthz']:.2f}", "")])
+    header = ["step (µs of CPU, median)"] + [f"{s['ads']:,} ads: {k}" for s in sizes
+                                             for k in ("feed", "healthz")]
+    b0 = sizes[0]["budget"]
+    return ["\nCPU budget of a request, step by step (`bench.budget`: each step of "
+            "`serve_feed` timed alone with the functions it calls, over the request points, "
+            f"{b0['requests']:,} times, in a process whose metrics are written to files as "
+            f"gunicorn's workers' are, LOG_LEVEL={b0['log_level']}; blank: a step /healthz "
+            "does not take):\n\n", table(header, rows)]
 
 
 def main(argv: list[str] | None = None) -> int:

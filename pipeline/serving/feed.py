@@ -147,38 +147,75 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     ads (given ``excluded``, the caller read the user's context, location included). The
     ads' cards come from ``cards`` (the process's: one more round trip only for cards it
     has not seen; without it, every time). The served feed is logged through ``served``.
-    ``secret`` signs the feed id (serving processes keep it: else it is read)."""
+    ``secret`` signs the feed id (serving processes keep it: else it is read).
+
+    Each step is a function of its own, which ``bench.budget`` times alone."""
     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)
     cards = CardCache(store) if cards is None else cards
     feed, outcome = load_cell(store, settings, cell, now, rng, cache, cards)
     if excluded is None:
-        excluded = (store.locate_user(req.user_id, location_text(req.lat, req.lon))
-                    if req.user_id else set())
+        excluded = user_exclusions(store, req)
     pick = pick_order(feed, rng)
-    order = pick.order
+    kept, dot = within_reach(feed, pick.order, req, now, excluded, cards)
+    shown, cards_shown = _with_cards(feed, pick.order, kept, req.limit, cards)
+    shown, cards_shown = screened(feed, pick, dot, shown, cards_shown)
+    feed_id = make_feed_id(now, cell, pick.strategy, rng, secret or store.feed_id_secret())
+    served.add(served_entry(feed_id, now, cell, pick, feed, outcome, req, cards_shown),
+               cell, now)
+    return FeedAnswer(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
+                      render_ads(cards_shown, dot[shown]))
+
+
+def user_exclusions(store: Store, req: FeedRequest) -> set[str]:
+    """With a user_id, keep the point as the user's last location and read the ads they
+    applied to or hid (one round trip); without, none."""
+    if not req.user_id:
+        return set()
+    return store.locate_user(req.user_id, location_text(req.lat, req.lon))
+
+
+def within_reach(feed: CellFeed, order: np.ndarray, req: FeedRequest, now: float,
+                 excluded: set[str], cards: CardCache) -> tuple[np.ndarray, np.ndarray]:
+    """The positions in ``order`` of the ads within the radius of the point, not expired
+    and not excluded for the user, and each listed ad's dot product with the point (its
+    distance)."""
     dot = feed.xyz[order] @ geo.unit_vector(req.lat, req.lon)
     keep = (dot >= geo.km_to_dot(req.radius_km)) & (feed.expires_at[order] > now)
     if excluded:
         entries = cards.get_many(feed.serials[order].tolist())
         keep &= np.fromiter((e is not None and e[0] not in excluded for e in entries), bool,
                             len(order))
-    shown, cards_shown = _with_cards(feed, order, np.flatnonzero(keep), req.limit, cards)
-    if pick.strategy in SCREENED:
-        key = dot[shown] if pick.strategy == "nearest" else feed.keys[pick.strategy][order[shown]]
-        screen = screen_orders(key[None, :])[0]
-        shown, cards_shown = shown[screen], [cards_shown[i] for i in screen]
-    chosen_km = geo.dot_to_km(dot[shown]).tolist()
-    feed_id = make_feed_id(now, cell, pick.strategy, rng, secret or store.feed_id_secret())
-    served.add({"feed_id": feed_id, "ts": now, "cell": cell, "strategy": pick.strategy,
-                "propensity": pick.propensity, "variant": pick.variant,
-                "generated_at": feed.generated_at, "cache": outcome,
-                "user_id": req.user_id or "", "ads": " ".join(e[0] for e in cards_shown)},
-               cell, now)
-    ads_json = b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (card, p, km)
-                         for p, ((_, card), km)
-                         in enumerate(zip(cards_shown, chosen_km, strict=True), start=1))
-    return FeedAnswer(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
-                      ads_json)
+    return np.flatnonzero(keep), dot
+
+
+def screened(feed: CellFeed, pick: Pick, dot: np.ndarray, shown: np.ndarray,
+             cards_shown: list[tuple[str, bytes]]
+             ) -> tuple[np.ndarray, list[tuple[str, bytes]]]:
+    """A screened strategy's ads (``bandit.SCREENED``) reordered by its key over the ads
+    Thompson chose; any other strategy's as they are."""
+    if pick.strategy not in SCREENED:
+        return shown, cards_shown
+    key = dot[shown] if pick.strategy == "nearest" else feed.keys[pick.strategy][pick.order[shown]]
+    screen = screen_orders(key[None, :])[0]
+    return shown[screen], [cards_shown[i] for i in screen]
+
+
+def served_entry(feed_id: str, now: float, cell: str, pick: Pick, feed: CellFeed,
+                 outcome: str, req: FeedRequest,
+                 cards_shown: list[tuple[str, bytes]]) -> dict[str, str | float | int]:
+    """The served log's entry of a feed (what the evaluation and the strategy counts read)."""
+    return {"feed_id": feed_id, "ts": now, "cell": cell, "strategy": pick.strategy,
+            "propensity": pick.propensity, "variant": pick.variant,
+            "generated_at": feed.generated_at, "cache": outcome,
+            "user_id": req.user_id or "", "ads": " ".join(e[0] for e in cards_shown)}
+
+
+def render_ads(cards_shown: list[tuple[str, bytes]], dot: np.ndarray) -> bytes:
+    """The feed's ads as JSON objects, comma-joined: each card, its position and distance."""
+    chosen_km = geo.dot_to_km(dot).tolist()
+    return b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (card, p, km)
+                     for p, ((_, card), km) in enumerate(zip(cards_shown, chosen_km, strict=True),
+                                                         start=1))
 
 
 def _with_cards(feed: CellFeed, order: np.ndarray, kept: np.ndarray, limit: int,
