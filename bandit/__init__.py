@@ -38,6 +38,7 @@ from bandit.strategies import (
     order_sources,
     probability_best,
     screen_keys,
+    screen_order,
     screen_orders,
     strategy_orders,
     strategy_probabilities,
@@ -52,6 +53,6 @@ __all__ = [
     "exposure_weight", "fit_priors", "fit_stage", "importance_weights", "ips", "logged_value",
     "mean_estimate", "order_sources", "posterior_mean", "PriorRates", "PriorSpec",
     "probability_best", "Proportion", "rank_variants", "sample_scores", "screen_keys",
-    "screen_orders", "snips", "stage_evidence", "StagePrior", "strategy_orders",
+    "screen_order", "screen_orders", "snips", "stage_evidence", "StagePrior", "strategy_orders",
     "strategy_probabilities", "StrategyPrior", "wilson_interval", "with_floor", "z_score",
 ]

@@ -87,6 +87,19 @@ def screen_orders(keys: np.ndarray, screen: int = SCREEN) -> np.ndarray:
     return flat.reshape(rows, n) - np.arange(rows)[:, None] * n
 
 
+def screen_order(keys: Sequence[float], screen: int = SCREEN) -> list[int]:
+    """``screen_orders`` of one short row, without arrays (a feed's few dozen ads, once a
+    request).
+
+    >>> screen_order([1.0, 3.0, 2.0, 9.0, 8.0], screen=3)
+    [1, 2, 0, 3, 4]
+    """
+    out: list[int] = []
+    for start in range(0, len(keys), screen):
+        out += sorted(range(start, min(start + screen, len(keys))), key=lambda i: -keys[i])
+    return out
+
+
 def strategy_orders(strategies: Sequence[str], cand: Candidates, length: int,
                     rng: np.random.Generator, epsilon: float = 0.1) -> dict[str, np.ndarray]:
     """The orders a cell's feed keeps (``order_sources``): for each, a (K, min(length, n))

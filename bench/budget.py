@@ -33,8 +33,7 @@ FEED_STEPS = (
     ("notices", "of which the change-notice check alone"),
     ("exclusions", "user exclusions (none: the requests name no user)"),
     ("draw", "strategy and variant draw"),
-    ("filter", "distance and expiry filter"),
-    ("cards", "the ads' cards"),
+    ("filter", "the ads within reach, with their cards (the variant laid out once)"),
     ("screen", "screen (popular, newest, nearest reorder)"),
     ("feed_id", "feed id (HMAC)"),
     ("served_log", "served log (buffered)"),
@@ -82,15 +81,14 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
         FeedAnswer,
         FeedRequest,
         ServingLog,
-        _with_cards,
         load_cell,
         make_feed_id,
         pick_order,
+        quick_ads,
         render_ads,
         screened,
         served_entry,
         user_exclusions,
-        within_reach,
     )
     from webapp import create_app
     from webapp.errors import json_response
@@ -130,9 +128,9 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
                 with feed("draw"):
                     pick = pick_order(cell_feed, rng)
                 with feed("filter"):
-                    kept, dot = within_reach(cell_feed, pick.order, req, now, excluded, cards)
-                with feed("cards"):
-                    shown, shown_cards = _with_cards(cell_feed, pick.order, kept, limit, cards)
+                    quick = quick_ads(cell_feed, pick, req, now, excluded, cards)
+                assert quick is not None                # (no user: no exclusions)
+                shown, dot, shown_cards = quick
                 with feed("screen"):
                     shown, shown_cards = screened(cell_feed, pick, dot, shown, shown_cards)
                 with feed("feed_id"):

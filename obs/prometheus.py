@@ -72,14 +72,29 @@ def route_label(rule: str | None) -> str:
     return _UNBOUND.sub(r"{\1}", rule) if rule else "unmatched"
 
 
+# each label set's children, looked up once: ``labels()`` checks and locks on every call, a
+# few µs a request (the keys are bounded: routes, methods folded to METHODS, statuses,
+# strategies and cache outcomes)
+_REQUEST_CHILDREN: dict[tuple[str | None, str, int], tuple[Any, Any]] = {}
+_FEED_CHILDREN: dict[tuple[str, str], Any] = {}
+
+
 def observe_request(rule: str | None, method: str, status: int, seconds: float) -> None:
-    route = route_label(rule)
-    HTTP_REQUESTS.labels(route, method if method in METHODS else "other", str(status)).inc()
-    HTTP_LATENCY.labels(route).observe(seconds)
+    method = method if method in METHODS else "other"
+    children = _REQUEST_CHILDREN.get((rule, method, status))
+    if children is None:
+        route = route_label(rule)
+        children = _REQUEST_CHILDREN[(rule, method, status)] = (
+            HTTP_REQUESTS.labels(route, method, str(status)), HTTP_LATENCY.labels(route))
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def observe_feed(strategy: str, cache: str, age_s: float) -> None:
-    FEEDS_SERVED.labels(strategy, cache).inc()
+    served = _FEED_CHILDREN.get((strategy, cache))
+    if served is None:
+        served = _FEED_CHILDREN[(strategy, cache)] = FEEDS_SERVED.labels(strategy, cache)
+    served.inc()
     FEED_AGE.observe(max(0.0, age_s))
 
 

@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import msgpack
 import numpy as np
@@ -30,6 +31,9 @@ import redis
 
 import geo
 from store import FeedChanges, Store, split_card
+
+if TYPE_CHECKING:
+    from pipeline.serving.feed import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,21 @@ class CellFeed:
     def xyz(self) -> np.ndarray:
         """(n, 3) unit vectors, for distances at serve time."""
         return geo.unit_vectors(self.lat, self.lon)
+
+    @cached_property
+    def cumulative(self) -> list[float]:
+        """The strategies' cumulative probabilities (np.cumsum's sums), for a draw."""
+        return np.cumsum(self.probabilities).tolist()
+
+    @cached_property
+    def probabilities_list(self) -> list[float]:
+        return self.probabilities.tolist()
+
+    @cached_property
+    def prepared(self) -> dict[tuple[str, int], Prepared]:
+        """This feed's variants as the serving process laid them out
+        (``pipeline.serving.feed.Prepared``), each on first use: they go with the feed."""
+        return {}
 
     def pack(self) -> bytes:
         columns = AdColumns.of(self.serials, self.lat, self.lon, self.expires_at, self.keys)

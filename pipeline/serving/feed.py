@@ -23,6 +23,7 @@ import re
 import threading
 import time
 import uuid
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ import orjson
 import redis
 
 import geo
-from bandit import SCREENED, STRATEGIES, choose, screen_orders
+from bandit import SCREENED, STRATEGIES, screen_order
 from config import Settings
 from pipeline.learning.regenerate import build_one_cell
 from pipeline.serving.cellfeed import CardCache, CellFeed, FeedCache
@@ -119,22 +120,29 @@ class FeedAnswer:
 
 @dataclass(frozen=True)
 class Pick:
-    """The strategy a feed is served by, the probability it had, and its order of the ads."""
+    """The strategy a feed is served by, the probability it had, and its order of the ads:
+    variant ``variant`` of the orders of ``source`` (Thompson's, for a screened strategy)."""
 
     strategy: str
     propensity: float
     variant: int
     order: np.ndarray
+    source: str = "thompson"
 
 
 def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
-    """Draw a strategy with the cell's probabilities, then one of its variants uniformly (a
-    screened strategy's variants are Thompson's)."""
-    s = choose(feed.probabilities, rng.random()) if len(feed.strategies) > 1 else 0
+    """Draw a strategy with the cell's probabilities (``bandit.choose``, on the cumulative
+    probabilities the feed keeps), then one of its variants uniformly (a screened
+    strategy's variants are Thompson's)."""
+    s = 0
+    if len(feed.strategies) > 1:
+        cumulative = feed.cumulative
+        s = min(bisect_right(cumulative, rng.random() * cumulative[-1]), len(cumulative) - 1)
     strategy = feed.strategies[s]
-    rows = feed.orders["thompson" if strategy in SCREENED else strategy]
+    source = "thompson" if strategy in SCREENED else strategy
+    rows = feed.orders[source]
     variant = int(rng.integers(rows.shape[0])) if rows.shape[0] > 1 else 0
-    return Pick(strategy, float(feed.probabilities[s]), variant, rows[variant])
+    return Pick(strategy, feed.probabilities_list[s], variant, rows[variant], source)
 
 
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
@@ -156,8 +164,12 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     if excluded is None:
         excluded = user_exclusions(store, req)
     pick = pick_order(feed, rng)
-    kept, dot = within_reach(feed, pick.order, req, now, excluded, cards)
-    shown, cards_shown = _with_cards(feed, pick.order, kept, req.limit, cards)
+    quick = quick_ads(feed, pick, req, now, excluded, cards)
+    if quick is not None:
+        shown, dot, cards_shown = quick
+    else:
+        kept, dot = within_reach(feed, pick.order, req, now, excluded, cards)
+        shown, cards_shown = _with_cards(feed, pick.order, kept, req.limit, cards)
     shown, cards_shown = screened(feed, pick, dot, shown, cards_shown)
     feed_id = make_feed_id(now, cell, pick.strategy, rng, secret or store.feed_id_secret())
     served.add(served_entry(feed_id, now, cell, pick, feed, outcome, req, cards_shown),
@@ -172,6 +184,45 @@ def user_exclusions(store: Store, req: FeedRequest) -> set[str]:
     if not req.user_id:
         return set()
     return store.locate_user(req.user_id, location_text(req.lat, req.lon))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One variant's order laid out for serving: its ads' unit vectors, expiries and cards
+    gathered in the order's sequence, once. It lives with its CellFeed in the feed cache,
+    so a change that voids the cell drops it too."""
+
+    xyz: np.ndarray                          # (L, 3), in the variant's order
+    expires_at: np.ndarray                   # (L,)
+    has_card: np.ndarray                     # (L,) bool: False for an ad gone meanwhile
+    cards: list[tuple[str, bytes] | None]    # (ad id, open card) of each, None if gone
+
+    @classmethod
+    def of(cls, feed: CellFeed, order: np.ndarray, cards: CardCache) -> Prepared:
+        entries = cards.get_many(feed.serials[order].tolist())
+        return cls(feed.xyz[order], feed.expires_at[order],
+                   np.array([e is not None for e in entries], dtype=bool), entries)
+
+
+def quick_ads(feed: CellFeed, pick: Pick, req: FeedRequest, now: float, excluded: set[str],
+              cards: CardCache
+              ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, bytes]]] | None:
+    """The ads ``within_reach`` and ``_with_cards`` would give (their positions in the
+    order, every listed ad's dot product with the point, their cards), from the variant
+    laid out once (``Prepared``): one product and one mask a request, no gathering and no
+    card lookup. None for a user who excludes ads (the full filter reads their cards)."""
+    if excluded:
+        return None
+    key = (pick.source, pick.variant)
+    prepared = feed.prepared.get(key)
+    if prepared is None:
+        prepared = feed.prepared[key] = Prepared.of(feed, pick.order, cards)
+    dot = prepared.xyz @ geo.unit_vector(req.lat, req.lon)
+    keep = (dot >= geo.km_to_dot(req.radius_km)) & (prepared.expires_at > now) \
+        & prepared.has_card
+    shown = np.flatnonzero(keep)[:req.limit]
+    listed = [prepared.cards[i] for i in shown.tolist()]
+    return shown, dot, [e for e in listed if e is not None]    # (all are: has_card)
 
 
 def within_reach(feed: CellFeed, order: np.ndarray, req: FeedRequest, now: float,
@@ -196,7 +247,7 @@ def screened(feed: CellFeed, pick: Pick, dot: np.ndarray, shown: np.ndarray,
     if pick.strategy not in SCREENED:
         return shown, cards_shown
     key = dot[shown] if pick.strategy == "nearest" else feed.keys[pick.strategy][pick.order[shown]]
-    screen = screen_orders(key[None, :])[0]
+    screen = screen_order(key.tolist())
     return shown[screen], [cards_shown[i] for i in screen]
 
 
@@ -261,8 +312,18 @@ class FeedRef:
     feed_id: str
 
 
+_KEYED: dict[bytes, hmac.HMAC] = {}   # an HMAC keyed with each secret, copied per id
+
+
 def _mac(secret: bytes, head: str) -> str:
-    return hmac.new(secret, head.encode(), hashlib.sha256).hexdigest()[:12]
+    keyed = _KEYED.get(secret)
+    if keyed is None:
+        if len(_KEYED) > 8:                  # secrets rotated many times: start afresh
+            _KEYED.clear()
+        keyed = _KEYED[secret] = hmac.new(secret, digestmod=hashlib.sha256)
+    mac = keyed.copy()
+    mac.update(head.encode())
+    return mac.hexdigest()[:12]
 
 
 def make_feed_id(now: float, cell: str, strategy: str, rng: np.random.Generator,
@@ -271,7 +332,7 @@ def make_feed_id(now: float, cell: str, strategy: str, rng: np.random.Generator,
     >>> make_feed_id(1800000000.0, "u33dc0", "thompson", np.random.default_rng(0), b"k")[:30]
     '1800000000000-u33dc0-thompson-'
     """
-    head = f"{int(now * 1000)}-{cell}-{strategy}-{rng.bytes(4).hex()}"
+    head = f"{int(now * 1000)}-{cell}-{strategy}-{int(rng.random() * 4294967296):08x}"
     return head + _mac(secret, head)
 
 

@@ -15,6 +15,7 @@ from bandit import (
     order_sources,
     probability_best,
     screen_keys,
+    screen_order,
     screen_orders,
     strategy_orders,
     strategy_probabilities,
@@ -165,3 +166,15 @@ def test_with_no_evidence_every_strategy_is_equally_likely():
     p = strategy_probabilities(np.zeros((1, 4)), np.zeros((1, 4)), np.zeros(4), np.zeros(4),
                                StrategyPrior(), rng, 20_000)
     assert p[0].tolist() == pytest.approx([0.25] * 4, abs=0.015)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_screen_order_of_one_row_is_screen_orders(seed: int):
+    """The feed's one-row screen (plain Python) orders exactly as the array one, ties
+    (rounded keys) included, for every length a feed can have."""
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 9, 10, 11, 20, 37, 100):
+        keys = np.round(rng.normal(size=n), 1)
+        for screen in (3, 10):
+            assert screen_order(keys.tolist(), screen) == \
+                screen_orders(keys[None, :], screen)[0].tolist()

@@ -115,6 +115,39 @@ def test_shorter_geohash_is_a_prefix_of_a_longer_one(lat: float, lon: float) -> 
     assert all(encode(lat, lon, precision) == longest[:precision] for precision in range(1, 12))
 
 
+def bisected(lat: float, lon: float, precision: int) -> str:
+    """The textbook geohash: bisect longitude and latitude in turn, ``value >= mid`` upper."""
+    intervals = [[-180.0, 180.0], [-90.0, 90.0]]  # longitude first
+    values = (lon, lat)
+    code = 0
+    for bit in range(5 * precision):
+        interval = intervals[bit % 2]
+        mid = (interval[0] + interval[1]) / 2
+        upper = values[bit % 2] >= mid
+        interval[0 if upper else 1] = mid
+        code = (code << 1) | upper
+    return "".join(BASE32[(code >> (5 * k)) & 31] for k in reversed(range(precision)))
+
+
+@settings(max_examples=1000)
+@given(latitudes, longitudes, precisions)
+def test_encode_equals_the_textbook_bisection(lat: float, lon: float, precision: int) -> None:
+    assert encode(lat, lon, precision) == bisected(float(lat), float(lon), precision)
+
+
+@pytest.mark.parametrize("precision", range(1, 13))
+def test_encode_equals_the_bisection_on_cell_edges(precision: int) -> None:
+    """Points on, just below and just above every edge of the first cells, and the poles and
+    the antimeridian, where a quotient could round across an edge."""
+    box = decode_box(encode(0.0, 0.0, precision))
+    for lat in (box.lat_min, box.lat_max, -90.0, 90.0, 0.0):
+        for lon in (box.lon_min, box.lon_max, -180.0, 180.0, 0.0):
+            for dlat in (0.0, 1e-12, -1e-12):
+                for dlon in (0.0, 1e-12, -1e-12):
+                    a, o = min(90.0, max(-90.0, lat + dlat)), min(180.0, max(-180.0, lon + dlon))
+                    assert encode(a, o, precision) == bisected(a, o, precision)
+
+
 @settings(max_examples=300)
 @given(st.lists(st.tuples(latitudes, longitudes), min_size=1, max_size=50), precisions)
 def test_encode_many_equals_encode_for_every_point(points: list[tuple[float, float]],

@@ -14,8 +14,19 @@ import geo
 from config import Settings, load_settings
 from pipeline.catalogue import upsert_ads
 from pipeline.learning.rollup import run_rollup
-from pipeline.serving.cellfeed import FORMAT_VERSION, CellFeed
-from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
+from pipeline.serving.cellfeed import FORMAT_VERSION, CardCache, CellFeed
+from pipeline.serving.feed import (
+    FeedRequest,
+    ServingLog,
+    _with_cards,
+    load_cell,
+    pick_order,
+    quick_ads,
+    render_ads,
+    screened,
+    serve_feed,
+    within_reach,
+)
 from store import Keys, UserMemory
 from tests.conftest import NOW
 from tests.support.builders import PARIS, ads_around, events_of, send, serve_many
@@ -186,3 +197,51 @@ def test_a_flush_whose_reply_was_lost_is_not_appended_twice(fake_store, monkeypa
     assert log.flush() == 6
     logged = [f[b"feed_id"].decode() for _, f in fake_store.r.xrange(Keys.served)]
     assert logged == [f"f{i}" for i in range(6)]
+
+
+# ---- the quick path: a variant laid out once serves what the full filter keeps --------
+
+def full_filter(feed, pick, req, now, cards):
+    kept, dot = within_reach(feed, pick.order, req, now, set(), cards)
+    shown, entries = _with_cards(feed, pick.order, kept, req.limit, cards)
+    return screened(feed, pick, dot, shown, entries), dot
+
+
+@pytest.mark.parametrize("spread_km", [3.0, 9.0])
+def test_the_quick_path_serves_what_the_full_filter_keeps(fake_store, rng, spread_km):
+    """Points all over the cell (corners included), every strategy and variant, radii and
+    limits, ads near and beyond the radius, some expiring, one deleted from the cards:
+    the same ads, in the same order, at the same distances, byte for byte."""
+    settings = load_settings({}, feed_length=400)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 300, spread_km, rng))
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 20, 2.0, rng, prefix="soon",
+                                                expires_at=NOW + 30))
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    cards = CardCache(fake_store)
+    feed, _ = load_cell(fake_store, settings, cell, NOW, rng, None, cards)
+    box = geo.decode_box(cell)
+    corners = [(box.lat_min, box.lon_min), (box.lat_max, box.lon_max)]
+    for i in range(300):
+        lat, lon = corners[i] if i < 2 else (float(rng.uniform(box.lat_min, box.lat_max)),
+                                             float(rng.uniform(box.lon_min, box.lon_max)))
+        req = FeedRequest(lat, lon, int(rng.choice([1, 5, 20, 60, 100])),
+                          float(rng.choice([5.0, 2.5, 0.7])))
+        now = NOW + float(rng.choice([0.0, 60.0]))
+        pick = pick_order(feed, rng)
+        shown, dot, entries = quick_ads(feed, pick, req, now, set(), cards)
+        (want_shown, want_entries), want_dot = full_filter(feed, pick, req, now, cards)
+        got_shown, got_entries = screened(feed, pick, dot, shown, entries)
+        assert [e[0] for e in got_entries] == [e[0] for e in want_entries]
+        assert render_ads(got_entries, dot[got_shown]) == \
+            render_ads(want_entries, want_dot[want_shown])
+
+
+def test_the_quick_path_leaves_a_user_who_excludes_ads_to_the_full_filter(
+        fake_store, settings, paris, rng):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    cards = CardCache(fake_store)
+    feed, _ = load_cell(fake_store, settings, cell, NOW, rng, None, cards)
+    pick = pick_order(feed, rng)
+    req = FeedRequest(*PARIS, 20, settings.feed_radius_km)
+    assert quick_ads(feed, pick, req, NOW, set(), cards) is not None
+    assert quick_ads(feed, pick, req, NOW, {"ad0"}, cards) is None
