@@ -80,6 +80,7 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
     from pipeline.serving.feed import (
         FeedAnswer,
         FeedRequest,
+        Pick,
         ServingLog,
         load_cell,
         make_feed_id,
@@ -109,6 +110,16 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
         store, cache, cards, rng = rt.store, rt.feed_cache, rt.card_cache, rt.rng
         secret = rt.feed_id_secret
         served = ServingLog(store, settings.served_maxlen, None)  # buffered, never flushed
+        # warm as a server that has served a while: every variant of every cell laid out
+        for lat, lon in points:
+            warm = FeedRequest(lat, lon, limit, settings.feed_radius_km)
+            cell_feed, _ = load_cell(store, settings, geo.encode(lat, lon,
+                                                                 settings.geohash_precision),
+                                     time.time(), rng, cache, cards)
+            for source, rows in cell_feed.orders.items():
+                for variant in range(rows.shape[0]):
+                    quick_ads(cell_feed, Pick(source, 1.0, variant, rows[variant], source),
+                              warm, time.time(), set(), cards)
         for _ in range(rounds):
             for (lat, lon), path in zip(points, paths, strict=True):
                 now = time.time()

@@ -112,6 +112,17 @@ def unit_vector(lat: float, lon: float) -> np.ndarray:
     return np.array([math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)])
 
 
+def dots(xyz: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """The dot product of each unit vector (n, 3) with ``point``, element by element: each
+    row's value is the same whatever the array's length (a matrix product may group the
+    sums differently for another shape).
+
+    >>> dots(unit_vectors(np.array([0.0, 60.0]), np.array([0.0, 0.0])), unit_vector(0, 0)).round(12)
+    array([1. , 0.5])
+    """
+    return xyz[:, 0] * point[0] + xyz[:, 1] * point[1] + xyz[:, 2] * point[2]
+
+
 def middle_point(xyz: np.ndarray) -> tuple[float, float]:
     """(lat, lon) of the direction of the sum of unit vectors (n, 3): a middle of points
     near each other that the antimeridian does not split (the first point, should they

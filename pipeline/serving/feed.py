@@ -186,41 +186,52 @@ def user_exclusions(store: Store, req: FeedRequest) -> set[str]:
     return store.locate_user(req.user_id, location_text(req.lat, req.lon))
 
 
+PREPARED_LENGTH = 64   # a variant's leading ads laid out for the quick path
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """One variant's order laid out for serving: its ads' unit vectors, expiries and cards
-    gathered in the order's sequence, once. It lives with its CellFeed in the feed cache,
-    so a change that voids the cell drops it too."""
+    """A variant's first PREPARED_LENGTH ads laid out for serving: their unit vectors,
+    expiries and cards gathered in the order's sequence, once (about 2.6 KB a variant). It
+    lives with its CellFeed in the feed cache, so a change that voids the cell drops it
+    too."""
 
-    xyz: np.ndarray                          # (L, 3), in the variant's order
-    expires_at: np.ndarray                   # (L,)
-    has_card: np.ndarray                     # (L,) bool: False for an ad gone meanwhile
+    xyz: np.ndarray                          # (P, 3), in the variant's order
+    expires_at: np.ndarray                   # (P,)
+    has_card: np.ndarray                     # (P,) bool: False for an ad gone meanwhile
     cards: list[tuple[str, bytes] | None]    # (ad id, open card) of each, None if gone
+    whole: bool                              # the variant has no more ads than these
 
     @classmethod
     def of(cls, feed: CellFeed, order: np.ndarray, cards: CardCache) -> Prepared:
-        entries = cards.get_many(feed.serials[order].tolist())
-        return cls(feed.xyz[order], feed.expires_at[order],
-                   np.array([e is not None for e in entries], dtype=bool), entries)
+        head = order[:PREPARED_LENGTH]
+        entries = cards.get_many(feed.serials[head].tolist())
+        return cls(feed.xyz[head], feed.expires_at[head],
+                   np.array([e is not None for e in entries], dtype=bool), entries,
+                   len(head) == len(order))
 
 
 def quick_ads(feed: CellFeed, pick: Pick, req: FeedRequest, now: float, excluded: set[str],
               cards: CardCache
               ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, bytes]]] | None:
     """The ads ``within_reach`` and ``_with_cards`` would give (their positions in the
-    order, every listed ad's dot product with the point, their cards), from the variant
-    laid out once (``Prepared``): one product and one mask a request, no gathering and no
-    card lookup. None for a user who excludes ads (the full filter reads their cards)."""
+    order, the listed ads' dot products with the point, their cards), from the variant's
+    first ads laid out once (``Prepared``): one product and one mask a request, no gather
+    and no card lookup. None when the full filter must run: a user who excludes ads (it
+    reads their cards), or fewer than ``req.limit`` ads kept among the laid-out ones of a
+    longer variant (the next ones could be kept)."""
     if excluded:
         return None
     key = (pick.source, pick.variant)
     prepared = feed.prepared.get(key)
     if prepared is None:
         prepared = feed.prepared[key] = Prepared.of(feed, pick.order, cards)
-    dot = prepared.xyz @ geo.unit_vector(req.lat, req.lon)
+    dot = geo.dots(prepared.xyz, geo.unit_vector(req.lat, req.lon))
     keep = (dot >= geo.km_to_dot(req.radius_km)) & (prepared.expires_at > now) \
         & prepared.has_card
     shown = np.flatnonzero(keep)[:req.limit]
+    if len(shown) < req.limit and not prepared.whole:
+        return None
     listed = [prepared.cards[i] for i in shown.tolist()]
     return shown, dot, [e for e in listed if e is not None]    # (all are: has_card)
 
@@ -230,7 +241,7 @@ def within_reach(feed: CellFeed, order: np.ndarray, req: FeedRequest, now: float
     """The positions in ``order`` of the ads within the radius of the point, not expired
     and not excluded for the user, and each listed ad's dot product with the point (its
     distance)."""
-    dot = feed.xyz[order] @ geo.unit_vector(req.lat, req.lon)
+    dot = geo.dots(feed.xyz[order], geo.unit_vector(req.lat, req.lon))
     keep = (dot >= geo.km_to_dot(req.radius_km)) & (feed.expires_at[order] > now)
     if excluded:
         entries = cards.get_many(feed.serials[order].tolist())
