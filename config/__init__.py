@@ -114,8 +114,10 @@ class Settings(BaseModel):
     event_partitions: int = Field(1, ge=1, le=64)
     priors_max_age_s: float = Field(600.0, ge=0)
     # stream entries per atomic rollup step; an entry holds one post's events (in one
-    # partition), so a step counts at most ROLLUP_BATCH x MAX_EVENTS_PER_POST events
-    rollup_batch: int = Field(20, ge=1, le=10_000)
+    # partition), so a step counts at most ROLLUP_BATCH x MAX_EVENTS_PER_POST events. (It
+    # counted events before one entry a post: an old value such as 5000 is refused, not
+    # taken as 5000 posts in one step that would hold Redis for seconds.)
+    rollup_batch: int = Field(20, ge=1, le=200)
     rollup_claim_idle_s: int = Field(60, ge=1)
     inbox_redeliver_s: int = Field(30, ge=1)
     dedupe_window_s: int = Field(2 * 86_400, ge=60)

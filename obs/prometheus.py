@@ -143,8 +143,9 @@ def store_metrics(f: dict[str, Any]) -> Iterator[Metric]:
                  "Age of the oldest accepted event not yet rolled up (0 when none waits)",
                  f["lag_s"])
     backlog = GaugeMetricFamily(f"{PREFIX}_pipeline_backlog",
-                                "Accepted work not yet rolled up: batches in the inbox, "
-                                "events pending with a rollup, events not yet read",
+                                "Accepted work not yet rolled up, in batches (a post's "
+                                "events each): in the inbox, pending with a rollup, not yet "
+                                "read",
                                 labels=["stage"])
     for stage, n in f["backlog"].items():
         backlog.add_metric([stage], float(n))

@@ -157,10 +157,12 @@ class Columns:
 TYPE_INDEX = {kind: stat_type_index(kind) for kind in EVENT_TYPES}
 
 
-def decode_entries(entries: Sequence[StreamEntry]) -> Columns:
+def decode_entries(entries: Sequence[StreamEntry],
+                   unreadable: str = "acknowledged without counting") -> Columns:
     """The accepted events of stream entries, as columns, in the order the entries hold
     them. An entry that cannot be read, or holds no accepted event, gives one event of type
-    0, so that it is acknowledged with its block; a warning names an unreadable one."""
+    0, so that the rollup acknowledges it with its block; a warning names an unreadable one
+    and says what becomes of it (``unreadable``)."""
     entry_ids: list[str] = []
     ads: list[str] = []
     types, ts, positions = [], [], []
@@ -170,8 +172,7 @@ def decode_entries(entries: Sequence[StreamEntry]) -> Columns:
             ad, kind, at_s, slot, feed = _decode(entry)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError,
                 AttributeError):
-            log.warning("unreadable event entry %s acknowledged without counting",
-                        entry.entry_id)
+            log.warning("unreadable event entry %s %s", entry.entry_id, unreadable)
             ad = []
         if not ad:
             ad, kind, at_s, slot, feed = [""], NONE, NONE_AT, NONE_AT, [None]

@@ -129,7 +129,7 @@ def _served_row(fields: dict[str, str]) -> tuple[bytes, int, int, float] | None:
 def _applies(chunk: list[StreamEntry]) -> tuple[np.ndarray, np.ndarray]:
     """The feed ids that the apply events of a chunk name, and when each reached the stream."""
     with_apply = [entry for entry in chunk if b"apply" in entry.payload]   # most hold none
-    events = decode_entries(with_apply)
+    events = decode_entries(with_apply, "left out of the evaluation")
     reached = {entry.entry_id: int(entry.entry_id.split("-")[0]) for entry in with_apply}
     picked = [(feed.encode(), reached[entry_id]) for feed, kind, entry_id
               in zip(events.feed_id, events.type_index.tolist(), events.entry_id, strict=True)

@@ -90,8 +90,8 @@ def load_cell(store: Store, settings: Settings, cell: str, now: float,
         feed, outcome = CellFeed.unpack(raw), "miss"
     if cards is not None:
         cards.get_many(feed.serials.tolist())
-    if cache:
-        cache.put(cell, feed, generation, len(raw))
+    if cache:     # its variants laid out later (``Prepared``) are counted now, at most
+        cache.put(cell, feed, generation, len(raw) + prepared_bytes(feed))
     return feed, outcome
 
 
@@ -187,12 +187,20 @@ def user_exclusions(store: Store, req: FeedRequest) -> set[str]:
 
 
 PREPARED_LENGTH = 64   # a variant's leading ads laid out for the quick path
+PREPARED_AD_BYTES = 45  # one laid out: unit vector, expiry, flag, card slot, arrays' share
+
+
+def prepared_bytes(feed: CellFeed) -> int:
+    """The most memory the feed's variants take once laid out (``Prepared``): counted with
+    the packed feed against FEED_CACHE_MB when the feed is cached."""
+    return PREPARED_AD_BYTES * sum(rows.shape[0] * min(rows.shape[1], PREPARED_LENGTH)
+                                   for rows in feed.orders.values())
 
 
 @dataclass(frozen=True)
 class Prepared:
     """A variant's first PREPARED_LENGTH ads laid out for serving: their unit vectors,
-    expiries and cards gathered in the order's sequence, once (about 2.6 KB a variant). It
+    expiries and cards gathered in the order's sequence, once (about 2.9 KB a variant). It
     lives with its CellFeed in the feed cache, so a change that voids the cell drops it
     too."""
 

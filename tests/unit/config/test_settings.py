@@ -117,3 +117,11 @@ def test_a_malformed_credential_is_refused_without_echoing_it(name, value):
     with pytest.raises(SettingsError, match=name) as refused:
         load_settings({name: value})
     assert value not in str(refused.value)
+
+
+def test_a_rollup_batch_counted_in_events_by_an_older_version_is_refused_by_name():
+    """ROLLUP_BATCH counts posts now; 5000 (the events of an older version's step) would be
+    5000 posts in one atomic step."""
+    assert load_settings({"ROLLUP_BATCH": "200"}).rollup_batch == 200
+    with pytest.raises(SettingsError, match="ROLLUP_BATCH"):
+        load_settings({"ROLLUP_BATCH": "5000"})

@@ -14,13 +14,16 @@ import geo
 from config import Settings, load_settings
 from pipeline.catalogue import upsert_ads
 from pipeline.learning.rollup import run_rollup
-from pipeline.serving.cellfeed import FORMAT_VERSION, CardCache, CellFeed
+from pipeline.serving.cellfeed import FORMAT_VERSION, CardCache, CellFeed, FeedCache
 from pipeline.serving.feed import (
+    PREPARED_AD_BYTES,
+    PREPARED_LENGTH,
     FeedRequest,
     ServingLog,
     _with_cards,
     load_cell,
     pick_order,
+    prepared_bytes,
     quick_ads,
     render_ads,
     screened,
@@ -252,3 +255,14 @@ def test_the_quick_path_leaves_a_user_who_excludes_ads_to_the_full_filter(
     req = FeedRequest(*PARIS, 20, settings.feed_radius_km)
     assert quick_ads(feed, pick, req, NOW, set(), cards) is not None
     assert quick_ads(feed, pick, req, NOW, {"ad0"}, cards) is None
+
+
+def test_a_cached_feed_counts_its_variants_laid_out_against_the_cache_budget(
+        fake_store, settings, paris, rng):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    cache = FeedCache(fake_store, 60.0)
+    feed, _ = load_cell(fake_store, settings, cell, NOW, rng, cache, CardCache(fake_store))
+    raw = fake_store.feed_value(cell)
+    variants = sum(rows.shape[0] for rows in feed.orders.values())
+    assert prepared_bytes(feed) == PREPARED_AD_BYTES * variants * PREPARED_LENGTH
+    assert cache._bytes == len(raw) + prepared_bytes(feed)
