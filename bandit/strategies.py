@@ -94,9 +94,12 @@ def screen_order(keys: Sequence[float], screen: int = SCREEN) -> list[int]:
     >>> screen_order([1.0, 3.0, 2.0, 9.0, 8.0], screen=3)
     [1, 2, 0, 3, 4]
     """
+    key = keys.__getitem__
+    if len(keys) <= screen:
+        return sorted(range(len(keys)), key=key, reverse=True)   # (a stable sort, reversed)
     out: list[int] = []
     for start in range(0, len(keys), screen):
-        out += sorted(range(start, min(start + screen, len(keys))), key=lambda i: -keys[i])
+        out += sorted(range(start, min(start + screen, len(keys))), key=key, reverse=True)
     return out
 
 

@@ -107,7 +107,7 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
     whole = Clock((("feed", ""), ("healthz", "")))
     with app.app_context():
         rt = runtime()
-        store, cache, cards, rng = rt.store, rt.feed_cache, rt.card_cache, rt.rng
+        store, cache, cards, rng = rt.store, rt.feed_cache, rt.card_cache, rt.random
         secret = rt.feed_id_secret
         served = ServingLog(store, settings.served_maxlen, None)  # buffered, never flushed
         # warm as a server that has served a while: every variant of every cell laid out
@@ -141,18 +141,16 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
                 with feed("filter"):
                     quick = quick_ads(cell_feed, pick, req, now, excluded, cards)
                 assert quick is not None                # (no user: no exclusions)
-                shown, dot, shown_cards = quick
                 with feed("screen"):
-                    shown, shown_cards = screened(cell_feed, pick, dot, shown, shown_cards)
+                    chosen = screened(cell_feed, pick, quick)
                 with feed("feed_id"):
                     feed_id = make_feed_id(now, cell, pick.strategy, rng, secret)
                 with feed("served_log"):
                     served.add(served_entry(feed_id, now, cell, pick, cell_feed, outcome, req,
-                                            shown_cards), cell, now)
+                                            chosen.cards), cell, now)
                 with feed("render"):
                     FeedAnswer(feed_id, cell, pick.strategy, pick.propensity,
-                               cell_feed.generated_at, outcome,
-                               render_ads(shown_cards, dot[shown])).json()
+                               cell_feed.generated_at, outcome, render_ads(chosen)).json()
                 with feed("metrics"):
                     observe_feed(pick.strategy, outcome, now - cell_feed.generated_at)
                     observe_request("/v1/feed", "GET", 200, 0.002)

@@ -102,23 +102,26 @@ def unit_vectors(lat: float | np.ndarray, lon: float | np.ndarray) -> np.ndarray
     return np.stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)], axis=-1)
 
 
-def unit_vector(lat: float, lon: float) -> np.ndarray:
-    """``unit_vectors`` for one point, without array overhead.
+def unit_vector(lat: float, lon: float) -> tuple[float, float, float]:
+    """``unit_vectors`` for one point, as plain floats (no array overhead).
 
-    >>> unit_vector(90.0, 0.0).round(12).tolist()
+    >>> [round(v, 12) for v in unit_vector(90.0, 0.0)]
     [0.0, 0.0, 1.0]
     """
     phi, lam = math.radians(lat), math.radians(lon)
-    return np.array([math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)])
+    return math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi)
 
 
-def dots(xyz: np.ndarray, point: np.ndarray) -> np.ndarray:
+def dots(xyz: np.ndarray, point: tuple[float, float, float] | np.ndarray) -> np.ndarray:
     """The dot product of each unit vector (n, 3) with ``point``, element by element: each
     row's value is the same whatever the array's length (a matrix product may group the
     sums differently for another shape).
 
     >>> dots(unit_vectors(np.array([0.0, 60.0]), np.array([0.0, 0.0])), unit_vector(0, 0)).round(12)
     array([1. , 0.5])
+
+    One row in plain floats, ``x * px + y * py + z * pz``, gives the same value bit for bit
+    (the same products, summed in the same order).
     """
     return xyz[:, 0] * point[0] + xyz[:, 1] * point[1] + xyz[:, 2] * point[2]
 
@@ -144,11 +147,23 @@ def dot_to_km(dot: np.ndarray) -> np.ndarray:
     Uses the half-chord, sqrt((1 - dot) / 2), like the haversine; precise to well under a
     metre at any range, which is what a feed shows.
 
-    >>> london, paris = unit_vectors(51.5074, -0.1278), unit_vector(48.8566, 2.3522)
+    >>> london, paris = unit_vectors(51.5074, -0.1278), unit_vectors(48.8566, 2.3522)
     >>> dot_to_km(np.array([london @ paris])).round(1)
     array([343.6])
     """
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip((1.0 - dot) / 2.0, 0.0, 1.0)))
+
+
+def dot_km(dot: float) -> float:
+    """``dot_to_km`` of one dot product, in plain floats (a feed's few dozen distances).
+
+    >>> round(dot_km(km_to_dot(5.0)), 9), dot_km(1.0 + 1e-16)
+    (5.0, 0.0)
+    """
+    half_chord_sq = (1.0 - dot) / 2.0
+    if half_chord_sq <= 0.0:
+        return 0.0
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(half_chord_sq, 1.0)))
 
 
 def km_to_dot(distance_km: float) -> float:

@@ -254,7 +254,7 @@ class CatalogueCopy:
             near = np.zeros(len(self._used), dtype=bool)
             x, y, z = self._xyz
             for lat, lon, radius_km in circles:
-                cx, cy, cz = geo.unit_vector(lat, lon).tolist()
+                cx, cy, cz = geo.unit_vector(lat, lon)
                 # element by element, not a BLAS product: its threads would fight the other
                 # worker processes for the cores
                 near |= x * cx + y * cy + z * cz >= geo.km_to_dot(radius_km)

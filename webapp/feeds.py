@@ -41,7 +41,7 @@ def feed() -> Response:
     rt = runtime()
     req = FeedRequest(q.lat, q.lon, q.limit, _radius_km(q.radius_km), q.user_id)
     now = rt.now()
-    served = serve_feed(rt.store, rt.settings, req, now, rt.rng, rt.feed_cache,
+    served = serve_feed(rt.store, rt.settings, req, now, rt.random, rt.feed_cache,
                         rt.serving_log, secret=rt.feed_id_secret, cards=rt.card_cache)
     _observe(served, now)
     return Response(served.json(), mimetype="application/json")
@@ -78,7 +78,7 @@ def recommend(user_id: str) -> Response:
         (lat, lon), source = known, "last_known"
     req = FeedRequest(lat, lon, q.limit, _radius_km(q.radius_km), user_id)
     now = rt.now()
-    served = serve_feed(rt.store, rt.settings, req, now, rt.rng, rt.feed_cache,
+    served = serve_feed(rt.store, rt.settings, req, now, rt.random, rt.feed_cache,
                         rt.serving_log, excluded, rt.feed_id_secret, rt.card_cache)
     _observe(served, now)
     # the location itself is not echoed: anyone who knows a user_id would learn where they are

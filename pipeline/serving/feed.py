@@ -18,14 +18,15 @@ import atexit
 import hashlib
 import hmac
 import logging
+import math
 import os
 import re
 import threading
 import time
 import uuid
 from bisect import bisect_right
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import orjson
@@ -52,6 +53,13 @@ class FeedRequest:
     user_id: str | None = None
 
 
+class Draws(Protocol):
+    """What serving draws from: ``random.Random`` (a web process's, cheapest) or a numpy
+    ``Generator`` (the tests' and the simulation's, seeded). Uniform floats in [0, 1)."""
+
+    def random(self) -> float: ...
+
+
 def parse_location(value: str | None) -> tuple[float, float] | None:
     """A stored "lat,lon" as numbers, or None if there is none (or it is unusable).
 
@@ -71,8 +79,16 @@ def location_text(lat: float, lon: float) -> str:
     return f"{lat:.6f},{lon:.6f}"
 
 
+def numpy_generator(rng: Draws) -> np.random.Generator:
+    """``rng`` itself if it is a numpy Generator, else one seeded from it (a miss builds the
+    cell's feed with array draws)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(int(rng.random() * 2**53))
+
+
 def load_cell(store: Store, settings: Settings, cell: str, now: float,
-              rng: np.random.Generator, cache: FeedCache | None,
+              rng: Draws, cache: FeedCache | None,
               cards: CardCache | None = None) -> tuple[CellFeed, str]:
     """The cell's feed and where it came from: "hit" (cached here or read from Redis) or
     "miss" (built now, with the beat's code, and stored). A feed not cached here has the
@@ -86,7 +102,7 @@ def load_cell(store: Store, settings: Settings, cell: str, now: float,
     raw = store.feed_value(cell)
     feed, outcome = _decode(raw), "hit"
     if raw is None or feed is None:
-        raw = build_one_cell(store, cell, settings, now, rng)
+        raw = build_one_cell(store, cell, settings, now, numpy_generator(rng))
         feed, outcome = CellFeed.unpack(raw), "miss"
     if cards is not None:
         cards.get_many(feed.serials.tolist())
@@ -130,7 +146,7 @@ class Pick:
     source: str = "thompson"
 
 
-def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
+def pick_order(feed: CellFeed, rng: Draws) -> Pick:
     """Draw a strategy with the cell's probabilities (``bandit.choose``, on the cumulative
     probabilities the feed keeps), then one of its variants uniformly (a screened
     strategy's variants are Thompson's)."""
@@ -141,12 +157,13 @@ def pick_order(feed: CellFeed, rng: np.random.Generator) -> Pick:
     strategy = feed.strategies[s]
     source = "thompson" if strategy in SCREENED else strategy
     rows = feed.orders[source]
-    variant = int(rng.integers(rows.shape[0])) if rows.shape[0] > 1 else 0
+    count = rows.shape[0]
+    variant = min(int(rng.random() * count), count - 1) if count > 1 else 0
     return Pick(strategy, feed.probabilities_list[s], variant, rows[variant], source)
 
 
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
-               rng: np.random.Generator, cache: FeedCache | None, served: ServingLog,
+               rng: Draws, cache: FeedCache | None, served: ServingLog,
                excluded: set[str] | None = None, secret: bytes | None = None,
                cards: CardCache | None = None) -> FeedAnswer:
     """The ordered ads for a point. A cached cell costs no Redis round trip; an uncached one
@@ -157,25 +174,24 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     has not seen; without it, every time). The served feed is logged through ``served``.
     ``secret`` signs the feed id (serving processes keep it: else it is read).
 
-    Each step is a function of its own, which ``bench.budget`` times alone."""
+    Each step is a function of its own, which ``bench.budget`` times alone. A cached cell
+    and a request that excludes nothing (the common case) take the quick path: plain
+    floats over the variant's first ads, laid out once; no array call."""
     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)
     cards = CardCache(store) if cards is None else cards
     feed, outcome = load_cell(store, settings, cell, now, rng, cache, cards)
     if excluded is None:
         excluded = user_exclusions(store, req)
     pick = pick_order(feed, rng)
-    quick = quick_ads(feed, pick, req, now, excluded, cards)
-    if quick is not None:
-        shown, dot, cards_shown = quick
-    else:
-        kept, dot = within_reach(feed, pick.order, req, now, excluded, cards)
-        shown, cards_shown = _with_cards(feed, pick.order, kept, req.limit, cards)
-    shown, cards_shown = screened(feed, pick, dot, shown, cards_shown)
+    chosen = quick_ads(feed, pick, req, now, excluded, cards)
+    if chosen is None:
+        chosen = within_reach(feed, pick.order, req, now, excluded, cards)
+    chosen = screened(feed, pick, chosen)
     feed_id = make_feed_id(now, cell, pick.strategy, rng, secret or store.feed_id_secret())
-    served.add(served_entry(feed_id, now, cell, pick, feed, outcome, req, cards_shown),
+    served.add(served_entry(feed_id, now, cell, pick, feed, outcome, req, chosen.cards),
                cell, now)
     return FeedAnswer(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
-                      render_ads(cards_shown, dot[shown]))
+                      render_ads(chosen))
 
 
 def user_exclusions(store: Store, req: FeedRequest) -> set[str]:
@@ -186,8 +202,17 @@ def user_exclusions(store: Store, req: FeedRequest) -> set[str]:
     return store.locate_user(req.user_id, location_text(req.lat, req.lon))
 
 
+class Chosen(NamedTuple):
+    """The ads a feed lists, in order: their positions in the variant's order, their dot
+    products with the point (their distances) and their (ad id, open card)."""
+
+    positions: list[int]
+    dots: list[float]
+    cards: list[tuple[str, bytes]]
+
+
 PREPARED_LENGTH = 64   # a variant's leading ads laid out for the quick path
-PREPARED_AD_BYTES = 45  # one laid out: unit vector, expiry, flag, card slot, arrays' share
+PREPARED_AD_BYTES = 150  # one laid out: its vector's floats, expiry, card slot, sort keys
 
 
 def prepared_bytes(feed: CellFeed) -> int:
@@ -199,75 +224,104 @@ def prepared_bytes(feed: CellFeed) -> int:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A variant's first PREPARED_LENGTH ads laid out for serving: their unit vectors,
-    expiries and cards gathered in the order's sequence, once (about 2.9 KB a variant). It
-    lives with its CellFeed in the feed cache, so a change that voids the cell drops it
-    too."""
+    """A variant's first PREPARED_LENGTH ads laid out for serving, as plain Python values
+    in the order's sequence: unit vectors, expiries, cards and the screened strategies' sort
+    keys, gathered once (about 10 KB a variant). It lives with its CellFeed in the feed
+    cache, so a change that voids the cell drops it too."""
 
-    xyz: np.ndarray                          # (P, 3), in the variant's order
-    expires_at: np.ndarray                   # (P,)
-    has_card: np.ndarray                     # (P,) bool: False for an ad gone meanwhile
+    xyz: list[tuple[float, float, float]]
+    expires_at: list[float]
+    live_until: float                        # none has expired before this
     cards: list[tuple[str, bytes] | None]    # (ad id, open card) of each, None if gone
+    keys: dict[str, list[float]]             # screened strategy -> each ad's sort key
     whole: bool                              # the variant has no more ads than these
 
     @classmethod
     def of(cls, feed: CellFeed, order: np.ndarray, cards: CardCache) -> Prepared:
         head = order[:PREPARED_LENGTH]
-        entries = cards.get_many(feed.serials[head].tolist())
-        return cls(feed.xyz[head], feed.expires_at[head],
-                   np.array([e is not None for e in entries], dtype=bool), entries,
+        expires_at = feed.expires_at[head].tolist()
+        return cls([(x, y, z) for x, y, z in feed.xyz[head].tolist()], expires_at,
+                   min(expires_at, default=math.inf),
+                   cards.get_many(feed.serials[head].tolist()),
+                   {k: v[head].tolist() for k, v in feed.keys.items()},
                    len(head) == len(order))
 
 
 def quick_ads(feed: CellFeed, pick: Pick, req: FeedRequest, now: float, excluded: set[str],
-              cards: CardCache
-              ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, bytes]]] | None:
-    """The ads ``within_reach`` and ``_with_cards`` would give (their positions in the
-    order, the listed ads' dot products with the point, their cards), from the variant's
-    first ads laid out once (``Prepared``): one product and one mask a request, no gather
-    and no card lookup. None when the full filter must run: a user who excludes ads (it
-    reads their cards), or fewer than ``req.limit`` ads kept among the laid-out ones of a
-    longer variant (the next ones could be kept)."""
+              cards: CardCache) -> Chosen | None:
+    """What ``within_reach`` would choose, from the variant's first ads laid out once
+    (``Prepared``): plain floats over the first few dozen ads, no gather and no card
+    lookup. None when the full filter must run: a user who excludes ads (it reads their
+    cards), or fewer than ``req.limit`` ads kept among the laid-out ones of a longer
+    variant (the next ones could be kept)."""
     if excluded:
         return None
     key = (pick.source, pick.variant)
     prepared = feed.prepared.get(key)
     if prepared is None:
         prepared = feed.prepared[key] = Prepared.of(feed, pick.order, cards)
-    dot = geo.dots(prepared.xyz, geo.unit_vector(req.lat, req.lon))
-    keep = (dot >= geo.km_to_dot(req.radius_km)) & (prepared.expires_at > now) \
-        & prepared.has_card
-    shown = np.flatnonzero(keep)[:req.limit]
-    if len(shown) < req.limit and not prepared.whole:
+    ux, uy, uz = geo.unit_vector(req.lat, req.lon)
+    floor, limit = geo.km_to_dot(req.radius_km), req.limit
+    listed, expires_at = prepared.cards, prepared.expires_at
+    fresh = now < prepared.live_until
+    positions: list[int] = []
+    dots: list[float] = []
+    for i, (x, y, z) in enumerate(prepared.xyz):
+        dot = x * ux + y * uy + z * uz            # geo.dots' value, bit for bit
+        if dot >= floor and listed[i] is not None and (fresh or expires_at[i] > now):
+            positions.append(i)
+            dots.append(dot)
+            if len(positions) == limit:
+                break
+    if len(positions) < limit and not prepared.whole:
         return None
-    listed = [prepared.cards[i] for i in shown.tolist()]
-    return shown, dot, [e for e in listed if e is not None]    # (all are: has_card)
+    return Chosen(positions, dots, [listed[i] for i in positions])  # type: ignore[misc]
 
 
 def within_reach(feed: CellFeed, order: np.ndarray, req: FeedRequest, now: float,
-                 excluded: set[str], cards: CardCache) -> tuple[np.ndarray, np.ndarray]:
-    """The positions in ``order`` of the ads within the radius of the point, not expired
-    and not excluded for the user, and each listed ad's dot product with the point (its
-    distance)."""
+                 excluded: set[str], cards: CardCache) -> Chosen:
+    """The first ``req.limit`` ads of ``order`` within the radius of the point, not expired,
+    not excluded for the user and not deleted since the feed was read (the next one takes
+    a deleted ad's place)."""
     dot = geo.dots(feed.xyz[order], geo.unit_vector(req.lat, req.lon))
     keep = (dot >= geo.km_to_dot(req.radius_km)) & (feed.expires_at[order] > now)
     if excluded:
         entries = cards.get_many(feed.serials[order].tolist())
         keep &= np.fromiter((e is not None and e[0] not in excluded for e in entries), bool,
                             len(order))
-    return np.flatnonzero(keep), dot
+    kept = np.flatnonzero(keep)
+    positions: list[int] = []
+    listed: list[tuple[str, bytes]] = []
+    start = 0
+    while len(positions) < req.limit and start < len(kept):
+        batch = kept[start:start + req.limit - len(positions)]
+        start += len(batch)
+        for i, entry in zip(batch.tolist(), cards.get_many(feed.serials[order[batch]].tolist()),
+                            strict=True):
+            if entry is not None:
+                positions.append(i)
+                listed.append(entry)
+    return Chosen(positions, dot[positions].tolist(), listed)
 
 
-def screened(feed: CellFeed, pick: Pick, dot: np.ndarray, shown: np.ndarray,
-             cards_shown: list[tuple[str, bytes]]
-             ) -> tuple[np.ndarray, list[tuple[str, bytes]]]:
+def screened(feed: CellFeed, pick: Pick, chosen: Chosen) -> Chosen:
     """A screened strategy's ads (``bandit.SCREENED``) reordered by its key over the ads
     Thompson chose; any other strategy's as they are."""
-    if pick.strategy not in SCREENED:
-        return shown, cards_shown
-    key = dot[shown] if pick.strategy == "nearest" else feed.keys[pick.strategy][pick.order[shown]]
-    screen = screen_order(key.tolist())
-    return shown[screen], [cards_shown[i] for i in screen]
+    if pick.strategy not in SCREENED or not chosen.positions:
+        return chosen
+    positions = chosen.positions
+    if pick.strategy == "nearest":
+        key = chosen.dots
+    else:
+        prepared = feed.prepared.get((pick.source, pick.variant))
+        if prepared is not None and positions[-1] < len(prepared.xyz):
+            column = prepared.keys[pick.strategy]
+            key = [column[i] for i in positions]
+        else:
+            key = feed.keys[pick.strategy][pick.order[positions]].tolist()
+    screen = screen_order(key)
+    return Chosen([positions[i] for i in screen], [chosen.dots[i] for i in screen],
+                  [chosen.cards[i] for i in screen])
 
 
 def served_entry(feed_id: str, now: float, cell: str, pick: Pick, feed: CellFeed,
@@ -280,31 +334,12 @@ def served_entry(feed_id: str, now: float, cell: str, pick: Pick, feed: CellFeed
             "user_id": req.user_id or "", "ads": " ".join(e[0] for e in cards_shown)}
 
 
-def render_ads(cards_shown: list[tuple[str, bytes]], dot: np.ndarray) -> bytes:
+def render_ads(chosen: Chosen) -> bytes:
     """The feed's ads as JSON objects, comma-joined: each card, its position and distance."""
-    chosen_km = geo.dot_to_km(dot).tolist()
-    return b",".join(b'%s,"position":%d,"distance_km":%.3f}' % (card, p, km)
-                     for p, ((_, card), km) in enumerate(zip(cards_shown, chosen_km, strict=True),
-                                                         start=1))
-
-
-def _with_cards(feed: CellFeed, order: np.ndarray, kept: np.ndarray, limit: int,
-                cards: CardCache) -> tuple[np.ndarray, list[tuple[str, bytes]]]:
-    """The first ``limit`` of ``kept`` (positions in ``order``) whose cards exist, and their
-    (ad id, card): an ad deleted since the feed was read has none, and the next one takes
-    its place."""
-    shown: list[int] = []
-    entries: list[tuple[str, bytes]] = []
-    start = 0
-    while len(shown) < limit and start < len(kept):
-        batch = kept[start:start + limit - len(shown)]
-        start += len(batch)
-        for i, entry in zip(batch.tolist(), cards.get_many(feed.serials[order[batch]].tolist()),
-                            strict=True):
-            if entry is not None:
-                shown.append(i)
-                entries.append(entry)
-    return np.array(shown, dtype=np.int64), entries
+    dot_km, out = geo.dot_km, []
+    for p, ((_, card), dot) in enumerate(zip(chosen.cards, chosen.dots, strict=True), start=1):
+        out.append(b'%s,"position":%d,"distance_km":%.3f}' % (card, p, dot_km(dot)))
+    return b",".join(out)
 
 
 def _decode(raw: bytes | None) -> CellFeed | None:
@@ -345,7 +380,7 @@ def _mac(secret: bytes, head: str) -> str:
     return mac.hexdigest()[:12]
 
 
-def make_feed_id(now: float, cell: str, strategy: str, rng: np.random.Generator,
+def make_feed_id(now: float, cell: str, strategy: str, rng: Draws,
                  secret: bytes) -> str:
     """
     >>> make_feed_id(1800000000.0, "u33dc0", "thompson", np.random.default_rng(0), b"k")[:30]
@@ -389,10 +424,12 @@ class ServingLog:
         self._active: dict[str, float] = {}
         self._flusher_pid = -1
 
-    def add(self, entry: Mapping[str, str | float | int], cell: str, now: float) -> None:
+    def add(self, entry: dict[str, str | float | int], cell: str, now: float) -> None:
+        """Buffer a served feed's entry (kept as given: the caller must not change it) and
+        mark its cell active."""
         self._ensure_flusher()
         with self._lock:
-            self._served.append(dict(entry))
+            self._served.append(entry)
             self._active[cell] = now
             self._bound()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import msgpack
+import numpy as np
 import pytest
 import redis
 
@@ -20,7 +21,6 @@ from pipeline.serving.feed import (
     PREPARED_LENGTH,
     FeedRequest,
     ServingLog,
-    _with_cards,
     load_cell,
     pick_order,
     prepared_bytes,
@@ -205,9 +205,7 @@ def test_a_flush_whose_reply_was_lost_is_not_appended_twice(fake_store, monkeypa
 # ---- the quick path: a variant laid out once serves what the full filter keeps --------
 
 def full_filter(feed, pick, req, now, cards):
-    kept, dot = within_reach(feed, pick.order, req, now, set(), cards)
-    shown, entries = _with_cards(feed, pick.order, kept, req.limit, cards)
-    return screened(feed, pick, dot, shown, entries), dot
+    return screened(feed, pick, within_reach(feed, pick.order, req, now, set(), cards))
 
 
 @pytest.mark.parametrize("spread_km", [3.0, 9.0])
@@ -237,13 +235,25 @@ def test_the_quick_path_serves_what_the_full_filter_keeps(fake_store, rng, sprea
             assert req.limit > 1
             continue
         answered += 1
-        shown, dot, entries = quick
-        (want_shown, want_entries), want_dot = full_filter(feed, pick, req, now, cards)
-        got_shown, got_entries = screened(feed, pick, dot, shown, entries)
-        assert [e[0] for e in got_entries] == [e[0] for e in want_entries]
-        assert render_ads(got_entries, dot[got_shown]) == \
-            render_ads(want_entries, want_dot[want_shown])
+        got, want = screened(feed, pick, quick), full_filter(feed, pick, req, now, cards)
+        assert got == want             # positions, dot products and cards, exactly
+        assert render_ads(got) == render_ads(want)
     assert answered > 100             # the common case answers quickly
+
+
+def test_the_quick_path_dot_products_are_the_array_ones_bit_for_bit(fake_store, settings,
+                                                                     paris, rng):
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    cards = CardCache(fake_store)
+    feed, _ = load_cell(fake_store, settings, cell, NOW, rng, None, cards)
+    pick = pick_order(feed, rng)
+    req = FeedRequest(PARIS[0] + 0.001234567, PARIS[1] - 0.00765432, 20, 5.0)
+    chosen = quick_ads(feed, pick, req, NOW, set(), cards)
+    assert chosen is not None and chosen.positions
+    rows = feed.xyz[pick.order[chosen.positions]]
+    assert chosen.dots == geo.dots(rows, geo.unit_vector(req.lat, req.lon)).tolist()
+    assert [geo.dot_km(d) for d in chosen.dots] == \
+        pytest.approx(geo.dot_to_km(np.array(chosen.dots)).tolist(), abs=1e-9)
 
 
 def test_the_quick_path_leaves_a_user_who_excludes_ads_to_the_full_filter(
