@@ -27,7 +27,7 @@ import numpy as np
 from werkzeug.datastructures import MultiDict
 
 FEED_STEPS = (
-    ("query", "query parsing (the FeedQuery model)"),
+    ("query", "query parsing (feed_query: plain Python, the FeedQuery model for the rest)"),
     ("geohash", "geohash of the point"),
     ("cache", "cache lookup (load_cell: the change notices delivered are applied first)"),
     ("notices", "of which the change-notice check alone"),
@@ -94,7 +94,7 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
     from webapp import create_app
     from webapp.errors import json_response
     from webapp.runtime import runtime
-    from webapp.validation import FeedQuery, parse_query
+    from webapp.validation import feed_query
 
     settings = load_settings(redis_url=redis_url)
     app = create_app(settings)
@@ -126,7 +126,7 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
                 args = MultiDict([("lat", f"{lat:.6f}"), ("lon", f"{lon:.6f}"),
                                   ("limit", str(limit))])
                 with feed("query"):
-                    q = parse_query(FeedQuery, args)
+                    q = feed_query(args)
                 req = FeedRequest(q.lat, q.lon, q.limit, settings.feed_radius_km, None)
                 with feed("geohash"):
                     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)

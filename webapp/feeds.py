@@ -17,6 +17,7 @@ from webapp.validation import (
     FeedQuery,
     NearbyQuery,
     RecommendQuery,
+    feed_query,
     identifier,
     parse_query,
 )
@@ -37,7 +38,7 @@ def _radius_km(given: float | None) -> float:
 @documented("The feed of ads near a point", "feeds", query=FeedQuery, response=Feed,
             errors={503: ("feed_rebuilding",)})
 def feed() -> Response:
-    q = parse_query(FeedQuery, request.args)
+    q = feed_query(request.args)
     rt = runtime()
     req = FeedRequest(q.lat, q.lon, q.limit, _radius_km(q.radius_km), q.user_id)
     now = rt.now()
