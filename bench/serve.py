@@ -47,7 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -84,6 +84,8 @@ WEB_WORKERS = 2
 TARGET_RATIO = 0.8
 TRIVIAL_PATH = "/healthz"
 UNCACHED = {"FEED_CACHE_TTL_S": "0"}  # the second server: no per-process feed cache
+PACED_CONNECTIONS = 8                # the half-capacity run: each paces itself (wrk delay())
+P99_TARGET_MS, P999_TARGET_MS = 5.0, 20.0   # at half capacity
 LOG_FLUSH_WAIT_S = 1.0                # the servers write their served log in the background
 
 LUA = """
@@ -104,16 +106,18 @@ function request()
   counter = counter + 1
   return wrk.format("GET", paths[(counter %% #paths) + 1])
 end
+%(pace)s
 
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {"requests": %%d, "duration_us": %%d, "bytes": %%d, "connect_errors": %%d, ' ..
     '"read_errors": %%d, "write_errors": %%d, "status_errors": %%d, "timeouts": %%d, ' ..
-    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "mean_us": %%.1f, "max_us": %%d}\\n',
+    '"p50_us": %%d, "p90_us": %%d, "p99_us": %%d, "p999_us": %%d, "mean_us": %%.1f, ' ..
+    '"max_us": %%d}\\n',
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
     e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.mean, latency.max))
+    latency:percentile(99.9), latency.mean, latency.max))
 end
 """
 
@@ -130,9 +134,13 @@ def feed_path(lat: float, lon: float) -> str:
     return f"/v1/feed?lat={lat:.6f}&lon={lon:.6f}&limit={LIMIT}"
 
 
-def wrk_script(paths: list[str], directory: Path, name: str) -> Path:
+def wrk_script(paths: list[str], directory: Path, name: str, pause_ms: int | None = None
+               ) -> Path:
+    """The Lua script of a run over ``paths``; with ``pause_ms``, each connection waits that
+    long after an answer before its next request (wrk's ``delay()``): a paced run."""
     script = directory / f"{name}.lua"
-    script.write_text(LUA % {"paths": ", ".join(json.dumps(p) for p in paths)})
+    pace = "" if pause_ms is None else f"\nfunction delay()\n  return {int(pause_ms)}\nend\n"
+    script.write_text(LUA % {"paths": ", ".join(json.dumps(p) for p in paths), "pace": pace})
     return script
 
 
@@ -154,14 +162,14 @@ class Load:
                  args: argparse.Namespace) -> None:
         self.wrk, self.redis, self.store, self.args = wrk, redis, store, args
 
-    def run(self, series: Series, duration_s: float) -> dict:
+    def run(self, series: Series, duration_s: float, connections: int | None = None) -> dict:
         web_pids = process_tree(series.web.proc.pid)
         commands0 = self._command_usec()
         web0, redis0 = cpu_seconds(web_pids), cpu_seconds([self.redis.proc.pid])
         busy0, wall0 = machine_busy_seconds(), time.perf_counter()
         kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run([self.wrk, "-t", str(self.args.threads), "-c",
-                               str(self.args.connections), "--timeout", "5s",
+                               str(connections or self.args.connections), "--timeout", "5s",
                                "-d", f"{duration_s:g}s", "-s", str(series.script), series.base],
                               capture_output=True, text=True, timeout=duration_s + 60)
         kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -179,6 +187,7 @@ class Load:
         out.update({
             "rps": out["requests"] / (out["duration_us"] / 1e6),
             "p50_ms": out["p50_us"] / 1e3, "p99_ms": out["p99_us"] / 1e3,
+            "p999_ms": out["p999_us"] / 1e3, "max_ms": out["max_us"] / 1e3,
             "errors": sum(out[k] for k in ("connect_errors", "read_errors", "write_errors",
                                             "status_errors", "timeouts")),
             "cores_used": {"gunicorn": web_cpu / wall, "redis": redis_cpu / wall,
@@ -193,6 +202,20 @@ class Load:
 
     def _command_usec(self) -> dict[str, int]:
         return {k: v for k, v in self.store.command_time_us().items() if k != "info"}
+
+
+def paced_run(load: Load, series: Series, capacity_rps: float, work: Path, paths: list[str],
+              args: argparse.Namespace) -> dict:
+    """Latency at half of ``capacity_rps`` (the series' median in the rounds): PACED_CONNECTIONS
+    connections, each pausing between an answer and its next request so that together they
+    ask for about half the capacity (wrk with a rate-limiting script). A connection is idle
+    most of the time, so a slow answer delays little else: the tail is the server's."""
+    target = capacity_rps / 2
+    pause_ms = max(1, round(PACED_CONNECTIONS * 1000 / target) - 1)   # ~1 ms an answer
+    script = wrk_script(paths, work, f"{series.name}-paced", pause_ms)
+    out = load.run(replace(series, script=script), args.paced_duration, PACED_CONNECTIONS)
+    return {**out, "capacity_rps": capacity_rps, "target_rps": target, "pause_ms": pause_ms,
+            "connections": PACED_CONNECTIONS, "share_of_capacity": out["rps"] / capacity_rps}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -346,10 +369,11 @@ def measure_size(n: int, points: list[tuple[float, float]], wrk: str,
         env = service_env(redis.url, LOG_LEVEL="WARNING")
         web, base = start_web(env, work, workers=WEB_WORKERS)
         webs.append(web)
+        paths = {"trivial": [TRIVIAL_PATH], "feed": [feed_path(*p) for p in points]}
         series = [Series("trivial", f"GET {TRIVIAL_PATH}", base, web,
-                         wrk_script([TRIVIAL_PATH], work, "trivial")),
+                         wrk_script(paths["trivial"], work, "trivial")),
                   Series("feed", "GET /v1/feed", base, web,
-                         wrk_script([feed_path(*p) for p in points], work, "feed"))]
+                         wrk_script(paths["feed"], work, "feed"))]
         if not args.no_uncached:
             web2, base2 = start_web({**env, **UNCACHED}, work, workers=WEB_WORKERS,
                                     name="web-uncached")
@@ -373,6 +397,12 @@ def measure_size(n: int, points: list[tuple[float, float]], wrk: str,
                 runs[s.name].append(load.run(s, args.duration))
             say(f"N={n:,} round {r + 1}/{args.repeats}: " + ", ".join(
                 f"{name} {rs[-1]['rps']:,.0f} req/s" for name, rs in runs.items()))
+        half = {s.name: paced_run(load, s, median([r["rps"] for r in runs[s.name]]), work,
+                                  paths[s.name], args)
+                for s in series[:2]}
+        say(f"N={n:,}: at half capacity, " + ", ".join(
+            f"{name} {h['rps']:,.0f} req/s, p99 {h['p99_ms']:.2f} ms, p99.9 {h['p999_ms']:.2f} ms"
+            for name, h in half.items()))
         time.sleep(LOG_FLUSH_WAIT_S)
         outcomes = cache_outcomes(store, after)
         breakdown = in_process_breakdown(store, settings, points, args.breakdown_rounds)
@@ -386,6 +416,7 @@ def measure_size(n: int, points: list[tuple[float, float]], wrk: str,
         ok = True
         return {"ads": n, "load_s": round(load_s, 1), "regenerate": regen, "feeds": sizes,
                 "check": checked, "series": summary, "ratio_to_trivial": ratios,
+                "half_capacity": half,
                 "cache": outcomes, "in_process_us": breakdown, "budget": budget,
                 "redis_memory": redis_memory(store)}
     finally:
@@ -428,6 +459,20 @@ def markdown(result: dict) -> str:
         "trivial; flat in N.\n\n",
         table(header, rows),
     ]
+    paced = [[f"{s['ads']:,}", name, f"{h['capacity_rps']:,.0f}",
+               f"{h['rps']:,.0f} ({h['share_of_capacity']:.2f})",
+               f"{h['p50_ms']:.2f}", f"{h['p99_ms']:.2f}", f"{h['p999_ms']:.2f}",
+               f"{h['max_ms']:.1f}", f"{h['requests']:,}", f"{h['errors']}"]
+              for s in result["sizes"] for name, h in s.get("half_capacity", {}).items()]
+    if paced:
+        h0 = next(iter(result["sizes"][0]["half_capacity"].values()))
+        out += [f"\nLatency at half capacity (targets for the feed: p99 <= {P99_TARGET_MS:g} ms, "
+                f"p99.9 <= {P999_TARGET_MS:g} ms): wrk with a rate-limiting script, "
+                f"{h0['connections']} connections, each waiting {h0['pause_ms']} ms or so "
+                f"after an answer ({p['paced_duration_s']:g} s a run, after the rounds):\n\n",
+                table(["ads", "series", "capacity req/s (rounds' median)",
+                       "paced req/s (x capacity)", "p50 ms", "p99 ms", "p99.9 ms", "max ms",
+                       "requests", "errors"], paced)]
     cost = []
     for s in result["sizes"]:
         for n in names:
@@ -526,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.warmup = 1.0 if args.quick else 3.0
     args.breakdown_rounds = 1 if args.quick else 3
+    args.paced_duration = 3.0 if args.quick else 20.0
     wrk = require_wrk()
 
     points = request_points(args.points, time.time())
@@ -537,7 +583,9 @@ def main(argv: list[str] | None = None) -> int:
                    "web_workers": WEB_WORKERS, "wrk": subprocess.run(
                        [wrk, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
                    "trivial_path": TRIVIAL_PATH, "uncached_server_env": UNCACHED,
-                   "target_ratio": TARGET_RATIO, "quick": args.quick},
+                   "target_ratio": TARGET_RATIO, "quick": args.quick,
+                   "paced_duration_s": args.paced_duration,
+                   "paced_connections": PACED_CONNECTIONS},
         "sizes": [],
     }
     started = time.perf_counter()
@@ -548,7 +596,13 @@ def main(argv: list[str] | None = None) -> int:
         name: [s["series"][name]["rps"] for s in result["sizes"]] for name in feed_names}}
     result["targets"] = {"feed_ratio_met": {
         str(s["ads"]): s["ratio_to_trivial"]["feed"]["median_rps_ratio"] >= TARGET_RATIO
-        for s in result["sizes"]}}
+        for s in result["sizes"]},
+        "half_capacity_feed_p99_met": {
+            str(s["ads"]): s["half_capacity"]["feed"]["p99_ms"] <= P99_TARGET_MS
+            for s in result["sizes"]},
+        "half_capacity_feed_p999_met": {
+            str(s["ads"]): s["half_capacity"]["feed"]["p999_ms"] <= P999_TARGET_MS
+            for s in result["sizes"]}}
     result["wall_s"] = round(time.perf_counter() - started, 1)
     result["code"] = code_check(result["machine"]["code_digest"])
     md = markdown(result)

@@ -132,12 +132,31 @@ def wait_for_http(url: str, proc: Proc, timeout_s: float = 60.0) -> None:
             time.sleep(0.2)
 
 
+WEB_SERVERS = ("sync", "gthread", "granian")
+
+
+def web_command(server: str, port: int, workers: int, threads: int = 4) -> list[str]:
+    """The command that serves the app on the loopback: gunicorn's sync workers (the
+    Procfile's), gunicorn's gthread workers (``threads`` each, keep-alive), or granian's
+    WSGI mode (a Rust HTTP server; ``threads`` blocking threads a worker)."""
+    if server == "granian":
+        return [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(workers), "--blocking-threads",
+                str(threads), "--no-access-log", "--factory", "webapp:create_app"]
+    if server not in WEB_SERVERS:
+        raise ValueError(f"unknown web server {server!r}: one of {', '.join(WEB_SERVERS)}")
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers",
+               str(workers), "--timeout", "60"]
+    if server == "gthread":
+        command += ["--worker-class", "gthread", "--threads", str(threads)]
+    return [*command, "webapp:create_app()"]
+
+
 def start_web(env: Mapping[str, str], log_dir: Path, workers: int = 2,
-              port: int | None = None, name: str = "web") -> tuple[Proc, str]:
+              port: int | None = None, name: str = "web", server: str = "sync",
+              threads: int = 4) -> tuple[Proc, str]:
     port = port or free_port()
-    proc = Proc(name, [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                       "--workers", str(workers), "--timeout", "60", "webapp:create_app()"],
-                env, log_dir)
+    proc = Proc(name, web_command(server, port, workers, threads), env, log_dir)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
