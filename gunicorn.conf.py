@@ -9,6 +9,7 @@ workers only: a flask command run beside them writes no metric files.
 """
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -30,6 +31,15 @@ def on_starting(server) -> None:
     directory.mkdir(parents=True)
     # prometheus-client reads it from the environment when a worker imports it
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+
+
+def post_worker_init(worker) -> None:
+    """The app is loaded: its modules, routes and models live as long as the worker. Frozen
+    out of the garbage collector's sight, a full collection (which a busy worker makes every
+    few tens of seconds, as served-log entries outlive the young generations) walks only
+    what was made since, a few milliseconds instead of tens: the feed's slowest thousandth."""
+    gc.collect()
+    gc.freeze()
 
 
 def child_exit(server, worker) -> None:

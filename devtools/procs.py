@@ -153,9 +153,18 @@ def web_command(server: str, port: int, workers: int, threads: int = 4) -> list[
 
 
 def start_web(env: Mapping[str, str], log_dir: Path, workers: int = 2,
-              port: int | None = None, name: str = "web", server: str = "sync",
+              port: int | None = None, name: str = "web", server: str | None = None,
               threads: int = 4) -> tuple[Proc, str]:
+    """The app on a free loopback port (or ``port``), by ``server`` (default: the
+    Procfile's sync workers, or WEB_SERVER_UNDER_TEST from this process's environment, so
+    that the tests can be run against another server). granian reads no gunicorn.conf.py:
+    its workers get a metrics directory of their own here unless ``env`` names one."""
+    server = server or os.environ.get("WEB_SERVER_UNDER_TEST", "sync")
     port = port or free_port()
+    if server == "granian" and "PROMETHEUS_MULTIPROC_DIR" not in env:
+        metrics = log_dir / f"{name}-metrics"
+        metrics.mkdir(parents=True, exist_ok=True)
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
     proc = Proc(name, web_command(server, port, workers, threads), env, log_dir)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -167,5 +176,5 @@ def start_web(env: Mapping[str, str], log_dir: Path, workers: int = 2,
             pass
         if not proc.alive() or time.monotonic() > deadline:
             proc.stop()
-            raise RuntimeError(f"gunicorn did not start:\n{proc.log()[-3000:]}")
+            raise RuntimeError(f"{server} did not start:\n{proc.log()[-3000:]}")
         time.sleep(0.1)

@@ -34,6 +34,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         took_s = time.perf_counter() - started if started is not None else 0.0
         if started is not None:
             observe_request(route, request.method, response.status_code, took_s)
+        if not log.isEnabledFor(logging.INFO):      # nothing is built for a line not written
+            return response
         fields = {"request_id": g.get("request_id"), "method": request.method,
                   "route": route, "status": response.status_code,
                   "ms": round(took_s * 1e3, 2)}

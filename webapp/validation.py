@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NamedTuple, NotRequired
 
 import orjson
 from pydantic import (
@@ -263,16 +263,29 @@ _COUNT = re.compile(r"[0-9]{1,3}").fullmatch                        # and by pyd
 _ID = re.compile(IDENTIFIER_PATTERN.strip("^$")).fullmatch
 
 
-def feed_query(args: Any) -> FeedQuery:
-    """``parse_query(FeedQuery, args)``, with the common query read in plain Python: each
-    parameter given once, plain decimals within the model's bounds, an identifier that
+class FeedParams(NamedTuple):
+    """A feed's query, read (``feed_query``): FeedQuery's fields."""
+
+    lat: float
+    lon: float
+    limit: int = 20
+    radius_km: float | None = None
+    user_id: str | None = None
+
+
+def feed_query(args: Any) -> FeedParams:
+    """``parse_query(FeedQuery, args)``'s values, with the common query read in plain Python:
+    each parameter given once, plain decimals within the model's bounds, an identifier that
     matches. Anything else (an error included) goes to the model, so the answer, and
     every error, is the model's (tested on generated queries)."""
     plain = _plain_feed_query(args)
-    return plain if plain is not None else parse_query(FeedQuery, args)
+    if plain is not None:
+        return plain
+    q = parse_query(FeedQuery, args)
+    return FeedParams(q.lat, q.lon, q.limit, q.radius_km, q.user_id)
 
 
-def _plain_feed_query(args: Any) -> FeedQuery | None:
+def _plain_feed_query(args: Any) -> FeedParams | None:
     values: dict[str, Any] = {}
     for name, given in args.lists():
         if len(given) != 1:
@@ -281,24 +294,18 @@ def _plain_feed_query(args: Any) -> FeedQuery | None:
     lat, lon = values.get("lat"), values.get("lon")
     if lat is None or lon is None or not (_DECIMAL(lat) and _DECIMAL(lon)):
         return None
-    q: dict[str, Any] = {"lat": float(lat), "lon": float(lon), "limit": 20, "radius_km": None,
-                         "user_id": None}
-    if not (-90.0 <= q["lat"] <= 90.0 and -180.0 <= q["lon"] <= 180.0):
+    lat_deg, lon_deg = float(lat), float(lon)
+    if not (-90.0 <= lat_deg <= 90.0 and -180.0 <= lon_deg <= 180.0):
         return None
     limit, radius, user = values.get("limit"), values.get("radius_km"), values.get("user_id")
-    if limit is not None:
-        if not _COUNT(limit) or not 1 <= int(limit) <= 100:
-            return None
-        q["limit"] = int(limit)
-    if radius is not None:
-        if not _DECIMAL(radius) or not 0.0 < float(radius) <= 50.0:
-            return None
-        q["radius_km"] = float(radius)
-    if user is not None:
-        if not _ID(user):
-            return None
-        q["user_id"] = user
-    return FeedQuery.model_construct(**q)
+    if limit is not None and not (_COUNT(limit) and 1 <= int(limit) <= 100):
+        return None
+    if radius is not None and not (_DECIMAL(radius) and 0.0 < float(radius) <= 50.0):
+        return None
+    if user is not None and not _ID(user):
+        return None
+    return FeedParams(lat_deg, lon_deg, 20 if limit is None else int(limit),
+                      None if radius is None else float(radius), user)
 
 
 def identifier(value: str, field: str) -> str:

@@ -247,3 +247,21 @@ def test_the_ci_workflow_passes_actionlint_and_runs_make_test():
     (job,) = workflow["jobs"].values()
     assert job["container"]["image"].startswith("python:3.11-bookworm")
     assert [step["run"] for step in job["steps"] if "run" in step] == ["make test"]
+
+
+def test_a_gunicorn_worker_freezes_the_loaded_app_out_of_the_collectors_sight():
+    """gunicorn.conf.py's post_worker_init: after the app is loaded, its objects are frozen
+    (a full collection then walks only what was made since), and collection stays on."""
+    script = (
+        "import gc, runpy\n"
+        "conf = runpy.run_path('gunicorn.conf.py')\n"
+        "from webapp import create_app\n"
+        "create_app()\n"
+        "before = gc.get_freeze_count()\n"
+        "conf['post_worker_init'](None)\n"
+        "print(before, gc.get_freeze_count(), gc.isenabled())\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "REDIS_URL": "redis://x:1"})
+    assert done.returncode == 0, done.stderr
+    before, after, enabled = done.stdout.split()
+    assert int(before) == 0 and int(after) > 10_000 and enabled == "True"
