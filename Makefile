@@ -46,6 +46,7 @@ test-quick: $(BIN)/.installed-dev
 bench: $(BIN)/.installed-dev
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.serve
+	$(BIN)/python -m bench.servers
 	$(BIN)/python -m bench.regen
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.imports
