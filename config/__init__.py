@@ -123,6 +123,12 @@ class Settings(BaseModel):
     dedupe_window_s: int = Field(2 * 86_400, ge=60)
     events_retention_s: int = Field(7 * 86_400, ge=3600)
     event_max_age_s: int = Field(86_400, ge=60)
+    # the archive of counted events and served feeds: Parquet files at a local directory
+    # or any fsspec URL (s3://..., gs://...: its fsspec package installed beside)
+    archive_url: str = Field("archive", min_length=1)
+    archive_interval_s: float = Field(60.0, gt=0, le=86_400)
+    archive_row_group: int = Field(50_000, ge=100, le=1_000_000)
+    archive_file_rows: int = Field(1_000_000, ge=1000, le=100_000_000)
 
     max_events_per_post: int = Field(1000, ge=1, le=10_000)
     max_content_length: int = Field(1 << 20, ge=1024)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -75,6 +77,9 @@ class Proc:
 def service_env(redis_url: str, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env.update({"REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"})
+    # the archive's files: one directory per Redis server, outside the project's tree
+    tag = re.sub(r"[^A-Za-z0-9]+", "-", redis_url.partition("://")[2]).strip("-")
+    env["ARCHIVE_URL"] = str(Path(tempfile.gettempdir()) / f"recommender-archive-{tag}")
     env.update(settings)
     return env
 

@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
               f"stop it with Ctrl-C first", file=sys.stderr)
         return 1
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not env.get("ARCHIVE_URL"):     # the archive beside the embedded Redis's data
+        if args.fresh:
+            shutil.rmtree(run_dir / "archive", ignore_errors=True)
+        env["ARCHIVE_URL"] = str(run_dir / "archive")
     server = None
     try:
         if not env.get("REDIS_URL"):

@@ -11,6 +11,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from store import scripts
+from store.archive_store import ARCHIVE_KINDS, ArchiveStore  # noqa: F401
 from store.catalogue_copy import CatalogueCopy
 from store.catalogue_store import CatalogueStore
 from store.event_store import EventStore, PartitionsChanged, factorize
@@ -71,9 +72,10 @@ from store.user_store import UserStore
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
-class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
+class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore, ArchiveStore):
     """Redis access for the whole service, by area (catalogue, events and rollup, feeds,
-    users, jobs: a module each). Takes its client; opens nothing itself."""
+    users, jobs, the archive's cursors: a module each). Takes its client; opens nothing
+    itself."""
 
     def __init__(self, client: redis.Redis | RedisCluster, partitions: int = 1) -> None:
         if partitions < 1:
@@ -100,6 +102,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore):
         self._drop_settled = client.register_script(scripts.DROP_SETTLED)
         self._begin_fold = client.register_script(scripts.BEGIN_FOLD)
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
+        self._move_cursor = client.register_script(scripts.MOVE_CURSOR)
         self._copy: CatalogueCopy | None = None
 
     def catalogue_copy(self) -> CatalogueCopy:

@@ -426,22 +426,26 @@ class EventStore:
             args += [cell, index, repr(weight)]
         return int(self._count_served(keys=[self.k.served_cursor, self.k.strategies], args=args))
 
-    def trim_events(self, min_id_ms: int, partition: int | None = None) -> int:
+    def trim_events(self, min_id_ms: int, partition: int | None = None,
+                    keep_after: str | None = None) -> int:
         """Drop rolled-up entries older than min_id_ms (of one partition, or of all); never
-        one still pending."""
+        one still pending, nor (given ``keep_after``, an entry id) one after it."""
         parts = self.parts if partition is None else [self.parts[partition]]
-        return sum(self._trim(part, min_id_ms) for part in parts)
+        return sum(self._trim(part, min_id_ms, keep_after) for part in parts)
 
-    def _trim(self, part: Partition, min_id_ms: int) -> int:
+    def _trim(self, part: Partition, min_id_ms: int, keep_after: str | None) -> int:
         info = self.r.xpending(part.events, ROLLUP_GROUP)
-        cut = min_id_ms
+        cut = (min_id_ms, 0)
         if info["pending"]:
-            cut = min(cut, int(_s(info["min"]).split("-")[0]))
+            cut = min(cut, (_entry_ms(info["min"]), 0))
         groups = self.r.xinfo_groups(part.events)
         for g in groups:
             if _s(g["name"]) == ROLLUP_GROUP:
-                cut = min(cut, int(_s(g["last-delivered-id"]).split("-")[0]))
-        return int(self.r.xtrim(part.events, minid=f"{cut}-0", approximate=False))
+                cut = min(cut, (_entry_ms(g["last-delivered-id"]), 0))
+        if keep_after is not None:
+            ms, _, seq = keep_after.partition("-")
+            cut = min(cut, (int(ms), int(seq or 0) + 1))     # the first id after it
+        return int(self.r.xtrim(part.events, minid=f"{cut[0]}-{cut[1]}", approximate=False))
 
     def backlog(self) -> dict[str, int]:
         """Events not yet rolled up, over every partition: waiting in the streams and

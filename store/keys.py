@@ -63,6 +63,7 @@ class Partition:
         self.position_epochs = f"{tag}:positions:epochs"
         self.position_pairs = f"{tag}:position-pairs"
         self.credits = f"{tag}:credits"   # credits found here, to settle in partition 0
+        self.archived = f"{tag}:archived"  # the last entry of ``events`` archived
 
     def seen(self, bucket: int) -> str:
         return f"{self.tag}:seen:{bucket}"
@@ -113,6 +114,8 @@ class Keys:
     position_curve = "position:curve"           # the learnt examination curve (JSON)
     strategies = "{ev}:strategies"      # cell (or "*") -> decayed served feeds and applies
     served_cursor = "{ev}:served:cursor"  # the last served entry counted into strategies
+    served_archived = "{ev}:served:archived"  # the last served entry archived
+    archive_lock = "archive:lock"       # held by the archive run under way (a token, expiring)
     partitions = "{ev}:partitions"      # EVENT_PARTITIONS, as the first rollup found it
 
     @staticmethod

@@ -17,7 +17,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from config import AMQP_PREFETCH, Settings
-from tasks.names import QUEUE, QUEUES, REGENERATE, ROLLUP
+from tasks.names import ARCHIVE, QUEUE, QUEUES, REGENERATE, ROLLUP
 
 __all__ = ["EXCHANGE", "QUEUES", "beat_schedule", "celery_config", "make_celery"]
 
@@ -40,6 +40,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "regenerate": {"task": REGENERATE, "schedule": settings.regen_interval_s,
                        "options": {"queue": QUEUE[REGENERATE],
                                    "expires": settings.regen_interval_s}},
+        "archive": {"task": ARCHIVE, "schedule": settings.archive_interval_s,
+                    "options": {"queue": QUEUE[ARCHIVE], "expires": settings.archive_interval_s}},
     }
 
 

@@ -19,12 +19,21 @@ import redis
 from celery import signals
 
 from config import Settings, load_settings
+from pipeline.archive import run_archive
 from pipeline.learning.ingest import roll_in
 from pipeline.learning.regenerate import maybe_learn_priors, plan_shards, run_regenerate, run_shard
 from pipeline.learning.rollup import count_partition, run_rollup
 from store import Store
 from tasks.celery import app
-from tasks.names import INGEST, QUEUE, REGEN_SHARD, REGENERATE, ROLLUP, ROLLUP_PARTITION
+from tasks.names import (
+    ARCHIVE,
+    INGEST,
+    QUEUE,
+    REGEN_SHARD,
+    REGENERATE,
+    ROLLUP,
+    ROLLUP_PARTITION,
+)
 
 log = logging.getLogger("tasks")
 
@@ -143,6 +152,16 @@ def fan_out(st: Store, s: Settings, now: float, gen: np.random.Generator) -> dic
 def regenerate_shard(run_id: str, index: int, cells: list[str]) -> dict[str, Any]:
     """Rebuild one shard of a sharded run, and report it."""
     return run_shard(store(), settings(), run_id, index, cells, time.time(), rng())
+
+
+@app.task(name=ARCHIVE, bind=True, **WRITES)
+def archive(self: Any, forced: bool = False) -> dict[str, Any]:
+    """Write the events and served feeds counted since the last run to the archive's
+    Parquet files, exactly once (``pipeline.archive``). Beat-fired runs run once per
+    schedule slot; one run at a time holds the archive lock."""
+    s = settings()
+    return periodic("archive", s.archive_interval_s, self.request, forced,
+                    lambda: run_archive(store(), s, time.time()))
 
 
 _started: dict[str, float] = {}

@@ -30,7 +30,14 @@ from pipeline.learning.examination import (
 )
 from pipeline.learning.ingest import decode_entries, sweep_inbox
 from pipeline.serving.feed import parse_feed_id
-from store import RollupBlock, Store, StreamEntry, consumer_name, factorize, stat_type_index
+from store import (
+    RollupBlock,
+    Store,
+    StreamEntry,
+    consumer_name,
+    factorize,
+    stat_type_index,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +154,7 @@ def count_partition(store: Store, settings: Settings, now: float, partition: int
     """One partition of the event pipeline: reclaim the entries a dead worker left pending,
     count every new entry, settle the strategy credits it found in partition 0, fold its
     position epochs that are over into the examination curve, and trim its stream past its
-    retention."""
+    retention (never an entry not yet archived)."""
     consumer = consumer or consumer_name()
     secret = store.feed_id_secret()
     examination = current(store, settings)
@@ -167,6 +174,8 @@ def count_partition(store: Store, settings: Settings, now: float, partition: int
                                    len(STRATEGIES), CREDITED_TTL_S)
     folded = fold_epochs(store, settings, now, starts, rng or np.random.default_rng(),
                          partition)
-    store.trim_events(int((now - settings.events_retention_s) * 1000), partition)
+    # past its retention, and never beyond what was archived
+    store.trim_events(int((now - settings.events_retention_s) * 1000), partition,
+                      keep_after=store.archive_cursor("events", partition))
     return {"counted": counted, "reclaimed": reclaimed, "credits_settled": settled,
             "position_epochs_folded": folded}

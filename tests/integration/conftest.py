@@ -112,8 +112,10 @@ def broker_url(broker: str, store_kind: str, redis_server: RedisServer,
 
 
 @pytest.fixture
-def env(redis_url: str, broker_url: str | None, store_kind: str) -> dict[str, str]:
+def env(redis_url: str, broker_url: str | None, store_kind: str, tmp_path: Path
+        ) -> dict[str, str]:
     extra = {"CELERY_BROKER_URL": broker_url} if broker_url else {}
+    extra["ARCHIVE_URL"] = str(tmp_path / "archive")
     extra["EVENT_PARTITIONS"] = str(partitions_of(store_kind))
     return service_env(redis_url, ADMIN_TOKEN=ADMIN_TOKEN, LOG_LEVEL="INFO", **extra)
 

@@ -27,9 +27,11 @@ def test_visibility_timeout_covers_the_longest_task_and_no_more_than_needed():
 
 
 def test_beat_schedule_lists_every_periodic_job_with_its_interval():
-    s = load_settings({"ROLLUP_INTERVAL_S": "7", "REGEN_INTERVAL_S": "45"})
+    s = load_settings({"ROLLUP_INTERVAL_S": "7", "REGEN_INTERVAL_S": "45",
+                       "ARCHIVE_INTERVAL_S": "30"})
     schedule = beat_schedule(s)
-    assert {k: v["schedule"] for k, v in schedule.items()} == {"rollup": 7.0, "regenerate": 45.0}
+    assert {k: v["schedule"] for k, v in schedule.items()} == {"rollup": 7.0, "regenerate": 45.0,
+                                                               "archive": 30.0}
     assert {v["task"] for v in schedule.values()} <= set(app.tasks)
 
 

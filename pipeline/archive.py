@@ -1,0 +1,306 @@
+"""The archive: every event and every served feed, once counted, written to Parquet files.
+
+Layout, under ARCHIVE_URL (a local directory, or any fsspec URL such as ``s3://bucket/path``)::
+
+    events/date=2026-12-05/p0_1764892800000-0_1764893400000-7.parquet
+    served/date=2026-12-05/p0_1764892800012-0_1764893399998-3.parquet
+
+one directory per kind and UTC day (the day of the stream entries' ids: when they reached
+Redis); a file holds the entries of one stream partition from its first to its last, both
+named. A file is written in row groups of ARCHIVE_ROW_GROUP rows (memory stays bounded by
+one group), under a hidden temporary name, then renamed; then the stream's cursor (the
+last entry archived) moves on.
+
+Exactly once: a run starts at the first entry after the cursor. If a file named from that
+entry exists, a run that died after renaming it already wrote it: the cursor moves to the
+file's last entry and nothing is written again. A run that died before the rename left only
+a hidden temporary file, removed by the next run, which writes the file anew. The streams
+are trimmed no further than the cursor, so the entry a run starts from is always the same.
+One run at a time holds the archive lock.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+from config import Settings
+from store import Store, StreamEntry, _entry_ms
+
+log = logging.getLogger(__name__)
+
+EVENTS_SCHEMA = pa.schema([
+    ("entry_id", pa.string()),       # the events-stream entry (one accepted post's batch)
+    ("partition", pa.int16()),
+    ("event_id", pa.string()),
+    ("ad_id", pa.string()),
+    ("type", pa.string()),
+    ("ts", pa.float64()),            # when the event happened (seconds, UTC)
+    ("user_id", pa.string()),
+    ("feed_id", pa.string()),
+    ("position", pa.int32()),
+    ("accepted_at", pa.float64()),
+])
+SERVED_SCHEMA = pa.schema([
+    ("entry_id", pa.string()),       # the served-log entry
+    ("feed_id", pa.string()),
+    ("ts", pa.float64()),
+    ("cell", pa.string()),
+    ("strategy", pa.string()),
+    ("propensity", pa.float64()),
+    ("variant", pa.int32()),
+    ("generated_at", pa.float64()),
+    ("cache", pa.string()),
+    ("user_id", pa.string()),
+    ("ads", pa.list_(pa.string())),
+])
+SCHEMAS = {"events": EVENTS_SCHEMA, "served": SERVED_SCHEMA}
+READ_CHUNK = 500          # stream entries read per XRANGE (an events entry holds one post)
+FILE_NAME = re.compile(r"^p(\d+)_(\d+-\d+)_(\d+-\d+)\.parquet$")
+TEMPORARY = ".tmp-"
+
+
+def day_of_entry(entry_id: str) -> str:
+    """The UTC day a stream entry reached Redis.
+
+    >>> day_of_entry("1764892799999-3"), day_of_entry("1764892800000-0")
+    ('2025-12-04', '2025-12-05')
+    """
+    return datetime.fromtimestamp(_entry_ms(entry_id) / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+class Archive:
+    """The files under ARCHIVE_URL, through fsspec (the local file system by default)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.fs, self.root = url_to_fs(url)
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def directory(self, kind: str, day: str) -> str:
+        return f"{self.root.rstrip('/')}/{kind}/date={day}"
+
+    def find(self, kind: str, day: str, partition: int, first: str) -> str | None:
+        """The last entry of the file that starts at ``first``, if one was written."""
+        for path in self.fs.glob(f"{self.directory(kind, day)}/p{partition}_{first}_*.parquet"):
+            match = FILE_NAME.match(path.rsplit("/", 1)[-1])
+            if match:
+                return match.group(3)
+        return None
+
+    def drop_temporary(self, kind: str, partition: int) -> int:
+        """Remove what a run that died before its rename left (only the lock's holder calls
+        this, so no run is writing them)."""
+        found = self.fs.glob(f"{self.root.rstrip('/')}/{kind}/date=*/{TEMPORARY}p{partition}_*")
+        for path in found:
+            self.fs.rm(path)
+        return len(found)
+
+    def write(self, kind: str, day: str, partition: int, first: str,
+              groups: Iterator[tuple[pa.RecordBatch, str]]) -> tuple[str, int]:
+        """Write ``groups`` (a row group each, with the last entry it holds) to a temporary
+        file, then rename it to its name. Returns the last entry and the rows written."""
+        directory = self.directory(kind, day)
+        self.fs.makedirs(directory, exist_ok=True)
+        temporary = f"{directory}/{TEMPORARY}p{partition}_{first}_{uuid.uuid4().hex}"
+        last, rows = first, 0
+        with self.fs.open(temporary, "wb") as out, \
+                pq.ParquetWriter(out, SCHEMAS[kind], compression="zstd") as writer:
+            for batch, last_in in groups:
+                writer.write_batch(batch)
+                last, rows = last_in, rows + batch.num_rows
+        self.fs.mv(temporary, f"{directory}/p{partition}_{first}_{last}.parquet")
+        return last, rows
+
+    def files(self, kind: str) -> list[str]:
+        """Every file of one kind, oldest day first."""
+        return sorted(p for p in self.fs.glob(f"{self.root.rstrip('/')}/{kind}/date=*/p*.parquet")
+                      if FILE_NAME.match(p.rsplit("/", 1)[-1]))
+
+
+def events_rows(entries: list[StreamEntry], partition: int) -> tuple[dict[str, list], int]:
+    """The accepted events of events-stream entries as columns; and how many entries could
+    not be read (the rollup acknowledged them without counting: they are left out here too,
+    with a warning)."""
+    columns: dict[str, list] = {name: [] for name in EVENTS_SCHEMA.names}
+    unreadable = 0
+    for entry in entries:
+        try:
+            batch = _batch(entry)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("archive: unreadable event entry %s left out", entry.entry_id)
+            unreadable += 1
+            continue
+        n = len(batch["ad"])
+        columns["entry_id"] += [entry.entry_id] * n
+        columns["partition"] += [partition] * n
+        for name, key in (("event_id", "id"), ("ad_id", "ad"), ("type", "type"),
+                          ("ts", "ts"), ("user_id", "user"), ("feed_id", "feed"),
+                          ("position", "pos")):
+            columns[name] += batch[key]
+        columns["accepted_at"] += [batch["at"]] * n
+    return columns, unreadable
+
+
+def _batch(entry: StreamEntry) -> dict[str, list]:
+    """An entry's accepted events, column by column (``Batch.encode``'s keys)."""
+    if entry.kept is None:                  # an earlier version's entry: one event
+        event = orjson.loads(entry.payload)
+        columns = {k: [event.get(k)] for k in ("id", "ad", "type", "ts", "user", "feed", "pos")}
+        columns["id"] = [event.get("event_id", event.get("id"))]
+        return {**columns, "at": event.get("at")}
+    columns = orjson.loads(entry.payload)
+    names = ("id", "ad", "type", "ts", "user", "feed", "pos")
+    n = len(columns["ad"])
+    if any(len(columns.get(k) or [None] * n) != n for k in names):
+        raise ValueError("columns of different lengths")
+    kept = [flag == ord("1") for flag in entry.kept]
+    if len(kept) != n:
+        raise ValueError("one flag an event")
+    out = {k: [v for v, keep in zip(columns.get(k) or [None] * n, kept, strict=True) if keep]
+           for k in names}
+    return {**out, "at": columns.get("at")}
+
+
+def served_rows(entries: list[tuple[str, dict[str, str]]]) -> dict[str, list]:
+    """Served-log entries as columns (a field an older entry lacks is null)."""
+    def number(value: str | None, kind: type) -> float | int | None:
+        try:
+            return kind(value) if value not in (None, "") else None
+        except ValueError:
+            return None
+    return {"entry_id": [i for i, _ in entries],
+            "feed_id": [f.get("feed_id") for _, f in entries],
+            "ts": [number(f.get("ts"), float) for _, f in entries],
+            "cell": [f.get("cell") for _, f in entries],
+            "strategy": [f.get("strategy") for _, f in entries],
+            "propensity": [number(f.get("propensity"), float) for _, f in entries],
+            "variant": [number(f.get("variant"), int) for _, f in entries],
+            "generated_at": [number(f.get("generated_at"), float) for _, f in entries],
+            "cache": [f.get("cache") for _, f in entries],
+            "user_id": [f.get("user_id") or None for _, f in entries],
+            "ads": [(f.get("ads") or "").split() for _, f in entries]}
+
+
+@dataclass
+class Progress:
+    files: int = 0
+    rows: int = 0
+    adopted: int = 0        # files a run that died had written: the cursor moved to them
+    unreadable: int = 0
+
+
+def archive_stream(store: Store, archive: Archive, settings: Settings, kind: str,
+                   partition: int, deadline: float) -> Progress:
+    """Archive one stream's counted entries, a file at a time, until none is left or the
+    run's time is up."""
+    progress = Progress()
+    while time.monotonic() < deadline:
+        cursor = store.archive_cursor(kind, partition)
+        head = _read(store, kind, partition, cursor, 1)
+        if not head:
+            break
+        first = head[0][0]
+        day = day_of_entry(first)
+        done = archive.find(kind, day, partition, first)
+        if done is None:
+            groups = _groups(store, settings, kind, partition, cursor, day, progress)
+            done, rows = archive.write(kind, day, partition, first, groups)
+            progress.files, progress.rows = progress.files + 1, progress.rows + rows
+        else:
+            log.info("archive: %s file from %s found (a run stopped before moving the "
+                     "cursor): cursor moved to %s", kind, first, done)
+            progress.adopted += 1
+        if not store.move_archive_cursor(kind, partition, cursor, done):
+            raise RuntimeError(f"archive: the {kind} cursor of partition {partition} moved "
+                               "under a run holding the lock")
+    return progress
+
+
+def _read(store: Store, kind: str, partition: int, after: str, count: int) -> list[tuple]:
+    if kind == "served":
+        return store.archivable_served(after, count)
+    return [(e.entry_id, e) for e in store.archivable_events(partition, after, count)]
+
+
+def _groups(store: Store, settings: Settings, kind: str, partition: int, cursor: str,
+            day: str, progress: Progress) -> Iterator[tuple[pa.RecordBatch, str]]:
+    """Row groups of the entries after ``cursor`` of day ``day``, up to about
+    ARCHIVE_FILE_ROWS rows, each with the last entry it holds."""
+    after, rows, pending = cursor, 0, []
+    while rows < settings.archive_file_rows:
+        read = _read(store, kind, partition, after,
+                     min(READ_CHUNK, settings.archive_row_group))
+        same_day = [r for r in read if day_of_entry(r[0]) == day]
+        pending += same_day
+        after = same_day[-1][0] if same_day else after
+        end = len(same_day) < len(read) or not read
+        if pending and (end or _size(kind, pending) >= settings.archive_row_group):
+            if kind == "served":
+                columns = served_rows(pending)
+            else:
+                columns, unreadable = events_rows([e for _, e in pending], partition)
+                progress.unreadable += unreadable
+            batch = pa.RecordBatch.from_pydict(columns, schema=SCHEMAS[kind])
+            rows += batch.num_rows
+            yield batch, pending[-1][0]
+            pending = []
+        if end:
+            break
+
+
+def _size(kind: str, pending: list[tuple]) -> int:
+    """Rows that ``pending`` entries make (an events entry holds a post's events)."""
+    if kind == "served":
+        return len(pending)
+    return sum(e.kept.count(b"1") if e.kept is not None else 1 for _, e in pending)
+
+
+def run_archive(store: Store, settings: Settings, now: float | None = None
+                ) -> dict[str, float | int | str]:
+    """Archive every stream's counted entries (each partition's events, the served log),
+    holding the archive lock; a run that finds it held does nothing."""
+    started = time.monotonic()
+    lock = store.archive_lock(settings.task_time_limit_s)
+    if not lock.acquire():
+        return {"skipped_run": "another archive run holds the lock"}
+    report: dict[str, float | int | str] = {}
+    try:
+        archive = Archive(settings.archive_url)
+        deadline = started + settings.task_time_limit_s * 0.8
+        for kind, partitions in (("events", range(len(store.parts))), ("served", [0])):
+            for partition in partitions:
+                archive.drop_temporary(kind, partition)
+                done = archive_stream(store, archive, settings, kind, partition, deadline)
+                name = kind if partition == 0 else f"{kind}.{partition}"
+                report.update({f"{name}_{k}": v for k, v in vars(done).items()})
+        report.update({f"cursor_{k}": v for k, v in store.archive_cursors().items()})
+    finally:
+        try:
+            lock.release()
+        except Exception:   # expired meanwhile: the run took longer than the lock's time
+            log.warning("archive: the lock expired before the run ended")
+    report["duration_s"] = round(time.monotonic() - started, 3)
+    report["finished_at"] = now if now is not None else time.time()
+    store.record_job("archive", report)
+    return report
+
+
+def read_archive(url: str, kind: str, columns: list[str] | None = None) -> pa.Table:
+    """Every archived row of one kind, as one table (for tests, tools and small ranges)."""
+    archive = Archive(url)
+    files = archive.files(kind)
+    if not files:
+        return SCHEMAS[kind].empty_table()
+    return pa.concat_tables(pq.read_table(f, columns=columns, filesystem=archive.fs)
+                            for f in files)
+

@@ -1,0 +1,90 @@
+"""The archive's side of Redis: which stream entries are counted and not archived yet, the
+cursor that marks how far each stream was archived, and the lock one archive run holds."""
+
+from __future__ import annotations
+
+import redis
+from redis.commands.core import Script
+from redis.lock import Lock
+
+from store.event_store import _stream_entry
+from store.keys import ROLLUP_GROUP, Keys, Partition
+from store.rows import StreamEntry, _s
+
+ARCHIVE_KINDS = ("events", "served")
+
+
+class ArchiveStore:
+    """The entries the archive may take and its cursors. An events-stream entry may be
+    archived once the rollup has counted it (delivered to the consumer group, and not
+    pending); a served-log entry once it was counted into the strategies (the served
+    cursor). Each stream has a cursor: the last entry archived."""
+
+    r: redis.Redis
+    k: type[Keys]
+    parts: list[Partition]
+    _move_cursor: Script
+
+    def _archive_cursor_key(self, kind: str, partition: int) -> str:
+        if kind == "events":
+            return self.parts[partition].archived
+        if kind == "served" and partition == 0:
+            return self.k.served_archived
+        raise ValueError(f"no archived stream {kind!r} in partition {partition}")
+
+    def archive_cursor(self, kind: str, partition: int = 0) -> str:
+        """The last entry of the stream (``events`` of a partition, or ``served``) archived:
+        '0-0' before the first."""
+        return _s(self.r.get(self._archive_cursor_key(kind, partition))) or "0-0"
+
+    def move_archive_cursor(self, kind: str, partition: int, expected: str, new: str) -> bool:
+        """Move the cursor from ``expected`` to ``new``, unless another run moved it."""
+        key = self._archive_cursor_key(kind, partition)
+        return bool(self._move_cursor(keys=[key], args=[expected, new]))
+
+    def archivable_events(self, partition: int, after: str, count: int
+                          ) -> list[StreamEntry]:
+        """Up to ``count`` entries of a partition's events stream after ``after`` that the
+        rollup has counted, oldest first."""
+        key = self.parts[partition].events
+        end = self._counted_end(key)
+        if end is None:
+            return []
+        return [_stream_entry(i, f) for i, f in self.r.xrange(key, f"({after}", end,
+                                                                 count=count)]
+
+    def archivable_served(self, after: str, count: int) -> list[tuple[str, dict[str, str]]]:
+        """Up to ``count`` served-log entries after ``after`` that were counted into the
+        strategies, oldest first."""
+        end = self.r.get(self.k.served_cursor)
+        if end is None:
+            return []
+        rows = self.r.xrange(self.k.served, f"({after}", _s(end), count=count)
+        return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
+
+    def _counted_end(self, key: str) -> str | None:
+        """The XRANGE end that takes only the entries the rollup counted: up to its group's
+        last delivered entry, and before the first one still pending with a consumer."""
+        try:
+            groups = self.r.xinfo_groups(key)
+        except redis.ResponseError:      # no stream yet
+            return None
+        group = next((g for g in groups if _s(g["name"]) == ROLLUP_GROUP), None)
+        if group is None:
+            return None
+        pending = self.r.xpending(key, ROLLUP_GROUP)
+        if pending["pending"]:
+            return f"({_s(pending['min'])}"
+        return _s(group["last-delivered-id"])
+
+    def archive_lock(self, ttl_s: float) -> Lock:
+        """The lock an archive run holds (redis-py's: a token of its own, released only by
+        its holder, and expiring after ``ttl_s`` should the holder die)."""
+        return self.r.lock(self.k.archive_lock, timeout=ttl_s, blocking=False)
+
+    def archive_cursors(self) -> dict[str, str]:
+        """Every cursor, by name: ``events`` (``events.<partition>`` beyond the first) and
+        ``served``."""
+        cursors = {"events" if p.index == 0 else f"events.{p.index}":
+                   self.archive_cursor("events", p.index) for p in self.parts}
+        return {**cursors, "served": self.archive_cursor("served")}

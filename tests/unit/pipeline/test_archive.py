@@ -1,0 +1,206 @@
+"""pipeline.archive on a fakeredis store and a local directory: every counted event and
+served feed reaches a Parquet file exactly once, whatever step a run dies at; nothing not yet
+counted is taken; files are split by day and written in row groups; the retention trim
+never drops an entry not archived yet."""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from config import Settings, load_settings
+from pipeline.archive import Archive, read_archive, run_archive
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.rollup import run_rollup
+from pipeline.serving.feed import make_feed_id
+from store import Store
+from tests.conftest import NOW
+from tests.support.builders import catalogue, events_of, send
+from tests.support.served_log import add_events, add_served, event, old_event
+from tests.support.served_log import served as served_entry
+
+DAY = 86_400.0
+
+
+def archived_settings(tmp_path: Path, **overrides) -> Settings:
+    return load_settings({}, archive_url=str(tmp_path / "archive"), **overrides)
+
+
+def served_feeds(store: Store, at: float, count: int) -> list[dict[str, str]]:
+    feeds = []
+    for i in range(count):
+        ts = at + i * 0.01
+        feeds.append({"feed_id": make_feed_id(ts, "u33db", "thompson", random.Random(i),
+                                              store.feed_id_secret()),
+                      "ts": repr(ts), "cell": "u33db", "strategy": "thompson",
+                      "propensity": "0.8", "variant": str(i % 8),
+                      "generated_at": repr(at - 30), "cache": "hit", "user_id": "",
+                      "ads": "a1 a2 a3"})
+    add_served(store, feeds)
+    return feeds
+
+
+def stream_entries(store: Store) -> int:
+    return sum(len(chunk) for chunk in store.events_between(0, 2**62))
+
+
+def hidden_files(settings: Settings) -> list[Path]:
+    return [p for p in Path(settings.archive_url).rglob("*") if p.name.startswith(".tmp-")]
+
+
+def event_ids(url: str) -> list[str]:
+    return read_archive(url, "events", ["event_id"]).column("event_id").to_pylist()
+
+
+def test_every_counted_event_and_served_feed_is_archived_once(fake_store, tmp_path):
+    settings = archived_settings(tmp_path)
+    first = events_of("a1", NOW, impressions=30, views=5) + events_of("a2", NOW, applies=2,
+                                                                       user_id="u1")
+    send(fake_store, settings, first, NOW)
+    # a duplicate and an unknown ad are not accepted, so never archived
+    accept_batch(fake_store, settings, [first[0], Event("x", "no-such-ad", "view", NOW)], NOW)
+    feeds = served_feeds(fake_store, NOW - 5, 40)
+    run_rollup(fake_store, settings, NOW + 1)
+
+    report = run_archive(fake_store, settings, NOW + 2)
+    assert report["events_rows"] == len(first) and report["served_rows"] == 40
+    assert sorted(event_ids(settings.archive_url)) == sorted(e.event_id for e in first)
+    rows = read_archive(settings.archive_url, "events").to_pylist()
+    applies = [r for r in rows if r["type"] == "apply"]
+    assert {(r["ad_id"], r["user_id"], r["ts"]) for r in applies} == {("a2", "u1", NOW)}
+    assert all(r["accepted_at"] == NOW and r["partition"] == 0 for r in rows)
+    served = read_archive(settings.archive_url, "served").to_pylist()
+    assert [r["feed_id"] for r in served] == [f["feed_id"] for f in feeds]
+    assert served[3]["ads"] == ["a1", "a2", "a3"] and served[3]["variant"] == 3
+    assert served[3]["propensity"] == 0.8 and served[3]["user_id"] is None
+
+    again = run_archive(fake_store, settings, NOW + 3)     # nothing new: nothing written
+    assert again["events_files"] == again["served_files"] == 0
+    later = events_of("a1", NOW + 60, views=7)
+    send(fake_store, settings, later, NOW + 60)
+    run_rollup(fake_store, settings, NOW + 61)
+    assert run_archive(fake_store, settings, NOW + 62)["events_rows"] == 7
+    ids = event_ids(settings.archive_url)
+    assert sorted(ids) == sorted(e.event_id for e in first + later) and len(set(ids)) == len(ids)
+    assert len(Archive(settings.archive_url).files("events")) == 2
+
+
+def test_only_what_the_rollup_counted_is_archived(fake_store, tmp_path):
+    settings = archived_settings(tmp_path, rollup_claim_idle_s=1)
+    send(fake_store, settings, events_of("a1", NOW, views=3), NOW)
+    assert run_archive(fake_store, settings, NOW)["events_rows"] == 0   # not counted yet
+    run_rollup(fake_store, settings, NOW + 1)
+    send(fake_store, settings, events_of("a1", NOW + 2, views=4), NOW + 2)
+    fake_store.read_new("a-consumer", 10)     # delivered, pending: not counted either
+    send(fake_store, settings, events_of("a1", NOW + 3, views=5), NOW + 3)
+    served_feeds(fake_store, NOW, 5)           # served, not yet counted into the strategies
+    report = run_archive(fake_store, settings, NOW + 4)
+    assert report["events_rows"] == 3 and report["served_rows"] == 0
+    time.sleep(1.1)                               # ROLLUP_CLAIM_IDLE_S: the entry is reclaimed
+    run_rollup(fake_store, settings, NOW + 5)
+    report = run_archive(fake_store, settings, NOW + 6)
+    assert report["events_rows"] == 9 and report["served_rows"] == 5
+    assert len(event_ids(settings.archive_url)) == 12
+
+
+class Died(BaseException):
+    """A worker dying at a step (BaseException: no ``except Exception`` catches it)."""
+
+
+@pytest.mark.parametrize("step", ["writing", "renamed", "cursor_moved"])
+def test_a_run_that_dies_at_any_step_loses_and_doubles_nothing(fake_store, tmp_path,
+                                                               monkeypatch, step):
+    settings = archived_settings(tmp_path, archive_row_group=100)
+    events = [e for a in range(20) for e in events_of(f"a{a}", NOW, impressions=25)]
+    for i in range(0, len(events), 50):
+        send(fake_store, settings, events[i:i + 50], NOW)
+    run_rollup(fake_store, settings, NOW + 1)
+    real_write, real_move = Archive.write, Store.move_archive_cursor
+
+    def dying_write(self, kind, day, partition, first, groups):
+        if kind != "events":
+            return real_write(self, kind, day, partition, first, groups)
+        if step == "writing":
+            def die_after_one():
+                yield next(groups)
+                raise Died
+            return real_write(self, kind, day, partition, first, die_after_one())
+        done = real_write(self, kind, day, partition, first, groups)
+        if step == "renamed":
+            raise Died
+        return done
+
+    def dying_move(self, kind, partition, expected, new):
+        moved = real_move(self, kind, partition, expected, new)
+        if step == "cursor_moved":
+            raise Died
+        return moved
+
+    monkeypatch.setattr(Archive, "write", dying_write)
+    monkeypatch.setattr(Store, "move_archive_cursor", dying_move)
+    with pytest.raises(Died):
+        run_archive(fake_store, settings, NOW + 2)
+    monkeypatch.undo()
+    assert len(hidden_files(settings)) == (1 if step == "writing" else 0)
+
+    report = run_archive(fake_store, settings, NOW + 3)
+    assert report["events_adopted"] == (1 if step == "renamed" else 0)
+    ids = event_ids(settings.archive_url)
+    assert sorted(ids) == sorted(e.event_id for e in events)        # none lost, none twice
+    assert hidden_files(settings) == []
+
+
+def test_files_are_split_by_the_day_entries_reached_redis_and_in_row_groups(fake_store,
+                                                                          tmp_path):
+    settings = archived_settings(tmp_path, archive_row_group=100)
+    midnight = (NOW // DAY + 1) * DAY
+    entries = [event(None, midnight - 300 + i) for i in range(250)]
+    entries += [old_event(None, midnight + 10 + i) for i in range(20)]   # an earlier layout
+    add_events(fake_store, entries)
+    add_served(fake_store, [served_entry(f"f{i}", midnight - 1 + i, "thompson", 0.5)
+                            for i in range(3)])
+    run_rollup(fake_store, settings, midnight + 60)
+    run_archive(fake_store, settings, midnight + 61)
+    archive = Archive(settings.archive_url)
+    files = archive.files("events")
+    assert [Path(f).parent.name for f in files] == ["date=2027-01-15", "date=2027-01-16"]
+    first = pq.ParquetFile(files[0])
+    assert first.metadata.num_rows == 250 and first.num_row_groups == 3
+    assert pq.read_table(files[1]).num_rows == 20
+    assert [Path(f).parent.name for f in archive.files("served")] == ["date=2027-01-15",
+                                                                      "date=2027-01-16"]
+    rows = read_archive(settings.archive_url, "events").to_pylist()
+    assert [r["ts"] for r in rows] == [t - 1 for t, _ in entries]
+    assert {(r["ad_id"], r["type"], r["user_id"], r["position"]) for r in rows} == {
+        ("ad1", "apply", "u1", 1)}
+
+
+def test_the_retention_trim_keeps_what_is_not_archived(fake_store, tmp_path):
+    settings = archived_settings(tmp_path)
+    send(fake_store, settings, events_of("a1", NOW, views=3), NOW)
+    time.sleep(0.002)     # the next entry a later millisecond (the trim keeps the last one's)
+    send(fake_store, settings, events_of("a1", NOW, views=4), NOW)
+    run_rollup(fake_store, settings, NOW + 1)
+    much_later = NOW + settings.events_retention_s + 3600
+    run_rollup(fake_store, settings, much_later)              # past retention, not archived
+    assert stream_entries(fake_store) == 2
+    run_archive(fake_store, settings, much_later)
+    run_rollup(fake_store, settings, much_later + 1)          # archived: now trimmed
+    assert stream_entries(fake_store) == 1
+    assert len(event_ids(settings.archive_url)) == 7
+
+
+def test_roll_in_helper_is_used_as_the_ingest_task_does(fake_store, tmp_path):
+    """An accepted batch that never reached the stream is not archived until it does."""
+    settings = archived_settings(tmp_path)
+    catalogue(fake_store, ["a1"])
+    accepted = accept_batch(fake_store, settings, events_of("a1", NOW, views=2), NOW)
+    run_archive(fake_store, settings, NOW)
+    assert event_ids(settings.archive_url) == []
+    roll_in(fake_store, accepted.batch_id)
+    run_rollup(fake_store, settings, NOW + 1)
+    run_archive(fake_store, settings, NOW + 2)
+    assert len(event_ids(settings.archive_url)) == 2
