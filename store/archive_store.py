@@ -8,7 +8,7 @@ from redis.commands.core import Script
 from redis.lock import Lock
 
 from store.event_store import _stream_entry
-from store.keys import ROLLUP_GROUP, Keys, Partition
+from store.keys import ROLLUP_GROUP, STAT_FIELDS, Keys, Partition
 from store.rows import StreamEntry, _s
 
 ARCHIVE_KINDS = ("events", "served")
@@ -81,6 +81,31 @@ class ArchiveStore:
         """The lock an archive run holds (redis-py's: a token of its own, released only by
         its holder, and expiring after ``ttl_s`` should the holder die)."""
         return self.r.lock(self.k.archive_lock, timeout=ttl_s, blocking=False)
+
+    def holds_counters(self) -> bool:
+        """Whether any partition holds per-ad counters, decayed evidence or CTR counters."""
+        keys = [k for p in self.parts for k in (p.counts, p.decayed, p.ctr_all)]
+        return any(self.r.exists(k) for k in keys)
+
+    def clear_counters(self) -> int:
+        """Delete what a replay rebuilds, in every partition: the per-ad counters (and an
+        older version's per-field ones), the decayed evidence, the per-day and all-time CTR
+        counters. The strategy counts and the feeds already credited stay. Returns keys
+        deleted."""
+        deleted = 0
+        for p in self.parts:
+            days = list(self.r.scan_iter(match=p.ctr("*"), count=1000))
+            older = [self.k.stats(f) for f in STAT_FIELDS] if p.index == 0 else []
+            for key in [p.counts, p.decayed, p.ctr_all, *days, *older]:
+                deleted += int(self.r.delete(key))
+        return deleted
+
+    def adopt_feed_id_secret(self, secret: bytes) -> bool:
+        """Take ``secret`` as the one that signs feed ids (a replay into another Redis, so
+        that the same feeds credit the same strategies), unless one is set: whether the
+        secret now stored is ``secret``."""
+        self.r.set(self.k.feed_id_secret, secret, nx=True)
+        return self.r.get(self.k.feed_id_secret) == secret
 
     def archive_cursors(self) -> dict[str, str]:
         """Every cursor, by name: ``events`` (``events.<partition>`` beyond the first) and

@@ -249,7 +249,8 @@ class EventStore:
     def apply_rollup(self, rows: Sequence[RollupRow] | RollupBlock, now: float,
                      half_life_s: float, strategies: Sequence[str],
                      credited_ttl_s: int = 8 * 86_400, position_width: int = 0,
-                     epoch_ttl_s: int = 86_400, partition: int = 0) -> int:
+                     epoch_ttl_s: int = 86_400, partition: int = 0,
+                     acknowledge: bool = True) -> int:
         """Count a block of events and XACK it, atomically (``scripts.ROLLUP``): raw
         counters, per-day counters (also per strategy), each ad's decayed evidence and its
         position counts in its epoch (rows of ``position_width``), and, once per feed, the
@@ -258,13 +259,15 @@ class EventStore:
         that is no longer pending (reclaimed and counted by another consumer) is left out:
         the step refuses a block holding one, and the block is summed again without it.
         In a partition other than 0 the strategy credits are listed in the partition, and
-        ``settle_credits`` applies them. Returns the events counted."""
+        ``settle_credits`` applies them. Without ``acknowledge`` (a replay of archived
+        events, which no stream holds) the block is counted with no entry checked or
+        acknowledged. Returns the events counted."""
         block = rows if isinstance(rows, RollupBlock) else RollupBlock.of(rows)
         part = self.parts[partition]
         strategies_key = self.k.strategies if partition == 0 else part.credits
         while True:
             keys, args = _rollup_step(part, strategies_key, block, now, half_life_s, strategies,
-                                      credited_ttl_s, position_width, epoch_ttl_s)
+                                      credited_ttl_s, position_width, epoch_ttl_s, acknowledge)
             reply = self._rollup(keys=keys, args=args)
             if not isinstance(reply, list):
                 return int(reply)
@@ -601,7 +604,8 @@ def factorize(values: list[str]) -> tuple[list[str], np.ndarray]:
 
 def _rollup_step(k: Partition, strategies_key: str, block: RollupBlock, now: float,
                  half_life_s: float, strategies: Sequence[str], credited_ttl_s: int,
-                 position_width: int, epoch_ttl_s: int) -> tuple[list[str], list[object]]:
+                 position_width: int, epoch_ttl_s: int, acknowledge: bool = True
+                 ) -> tuple[list[str], list[object]]:
     """The KEYS and ARGV of ``scripts.ROLLUP`` for ``block`` in partition ``k``: its entries
     in stream order, then its events summed by ad, by counter, by position epoch, and its
     applies that name a feed (``store/lua/rollup.lua`` lists the sections): credited in the
@@ -611,7 +615,7 @@ def _rollup_step(k: Partition, strategies_key: str, block: RollupBlock, now: flo
     valid = np.flatnonzero(t > 0)
     # distinct, in the order read: a block read from the stream is oldest first, which lets
     # the step check them with one range (in another order each is checked alone)
-    entries = list(dict.fromkeys(block.entry_id))
+    entries = list(dict.fromkeys(block.entry_id)) if acknowledge else []
     tv = t[valid] - 1                                         # 0-based types
     args: list[object] = [ROLLUP_GROUP, repr(now), repr(half_life_s), credited_ttl_s,
                           position_width, epoch_ttl_s, ntypes, nev, nstrat,

@@ -1,5 +1,5 @@
 """Command line: ``flask --app webapp ads import FILE.jsonl``, ``ads demo``,
-``evaluate`` and ``report ctr`` (webapp/report.py)."""
+``evaluate``, ``events replay`` and ``report ctr`` (webapp/report.py)."""
 from __future__ import annotations
 
 import math
@@ -18,8 +18,12 @@ from flask.cli import AppGroup, with_appcontext
 
 from bandit import Estimate
 from devtools.demo import demo_ads
+from pipeline.archive import Archive
 from pipeline.catalogue import AdRecord, reindex, upsert_ads
+from pipeline.learning.examination import current
+from pipeline.replay import archived_days, replay_events
 from pipeline.reports.evaluate import Report, evaluate
+from store import Store
 from webapp.ads import ad_record
 from webapp.command_runtime import command_runtime
 from webapp.report import report_cli
@@ -27,12 +31,14 @@ from webapp.status import status_command
 from webapp.validation import AdLine, ApiError, epoch_seconds, parse
 
 ads_cli = AppGroup("ads", help="The ad catalogue.")
+events_cli = AppGroup("events", help="The events: rebuild the counters from the archive.")
 CHUNK = 1000           # ads per catalogue transaction
 SHOWN_REJECTED = 100   # rejected lines an import lists
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(ads_cli)
+    app.cli.add_command(events_cli)
     app.cli.add_command(evaluate_command)
     app.cli.add_command(report_cli)
     app.cli.add_command(status_command)
@@ -136,6 +142,59 @@ class EpochSeconds(click.ParamType):
             return float(epoch_seconds(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+@events_cli.command("replay")
+@click.option("--from", "first_day", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="First archived day (YYYY-MM-DD, UTC).")
+@click.option("--to", "last_day", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="Last archived day (YYYY-MM-DD, UTC), included.")
+@click.option("--into", "into_url", metavar="REDIS_URL",
+              help="Rebuild into this Redis, which must hold no counters yet.")
+@click.option("--in-place", is_flag=True,
+              help="Delete this store's counters and evidence, then rebuild them.")
+@with_appcontext
+def replay_command(first_day: datetime, last_day: datetime, into_url: str | None,
+                   in_place: bool) -> None:
+    """Rebuild the per-ad counters, the per-day and all-time CTR counters and each ad's
+    decayed evidence from the archived events of the days given (ARCHIVE_URL), into another
+    Redis or in place (pipeline/replay.py says what is rebuilt, and what is not)."""
+    if (into_url is None) == (not in_place):
+        raise click.UsageError("give one of --into REDIS_URL or --in-place")
+    first, last = first_day.strftime("%Y-%m-%d"), last_day.strftime("%Y-%m-%d")
+    if first > last:
+        raise click.BadParameter("must not be after --to", param_hint="--from")
+    rt = command_runtime()
+    archive = Archive(rt.settings.archive_url)
+    files = archived_days(archive, first, last)
+    if not files:
+        click.echo(f"no archived events from {first} to {last} in {rt.settings.archive_url}",
+                   err=True)
+        sys.exit(1)
+    secret = rt.store.feed_id_secret()
+    examination = current(rt.store, rt.settings)
+    target = rt.store if into_url is None else Store.from_url(into_url,
+                                                             rt.settings.event_partitions)
+    try:
+        if in_place:
+            cleared = target.clear_counters()
+            click.echo(f"in place: {cleared} counter keys deleted", err=True)
+        elif target.holds_counters():
+            click.echo("error: the Redis given by --into holds counters already: give an "
+                       "empty one, or use --in-place", err=True)
+            sys.exit(1)
+        elif not target.adopt_feed_id_secret(secret):
+            click.echo("error: the Redis given by --into signs feed ids with another secret "
+                       "(secret:feed_ids): feeds would credit no strategy", err=True)
+            sys.exit(1)
+        done = replay_events(archive, target, rt.settings, first, last, secret, examination,
+                             rt.now())
+    finally:
+        if not in_place:
+            target.close()
+    read = f"{done.files} file" + ("" if done.files == 1 else "s")
+    click.echo(f"replayed {done.events:,} archived events from {read} ({first} to {last}): "
+               f"{done.counted:,} counted")
 
 
 @click.command("evaluate")

@@ -28,7 +28,7 @@ from pipeline.learning.examination import (
     generations,
     position_columns,
 )
-from pipeline.learning.ingest import decode_entries, sweep_inbox
+from pipeline.learning.ingest import Columns, decode_entries, sweep_inbox
 from pipeline.serving.feed import parse_feed_id
 from store import (
     RollupBlock,
@@ -58,7 +58,16 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     ``examination`` and position counts kept by epoch (``starts``: the generations').
     The block is read as columns, with no object per event; a feed id is checked once per
     block however many events name it. Returns events counted."""
-    events = decode_entries(entries)
+    block = rollup_block(decode_entries(entries), settings, now, secret, examination, starts)
+    return store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
+                              CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings), partition)
+
+
+def rollup_block(events: Columns, settings: Settings, now: float, secret: bytes,
+                 examination: Examination, starts: np.ndarray) -> RollupBlock:
+    """What a block of events adds, as of ``now``: each event's day and weight (decayed,
+    an impression weighed by its position's examination), and the feed, cell and strategy
+    it credits (a signed feed id served at most EVENT_MAX_AGE_S before the event)."""
     kinds, when, place = events.type_index, events.ts, events.position
     decay = decay_factor(now - when, settings.stats_half_life_s)
     weights = np.where(kinds == IMPRESSION, decay * examination.weights(place), decay)
@@ -73,13 +82,11 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     late = (when - served).tolist()
     credits = [refs[i] if t <= settings.event_max_age_s else None
                for i, t in zip(feed_of.tolist(), late, strict=True)]
-    block = RollupBlock(
+    return RollupBlock(
         events.entry_id, events.ad_id, kinds, days_of(when), weights,
         [f.cell if f else "" for f in credits], [f.strategy if f else "" for f in credits],
         [f.feed_id if f else "" for f in credits], days_of(served),
         position_columns(kinds, place), epoch_of(served, starts))
-    return store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
-                              CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings), partition)
 
 
 def days_of(ts: np.ndarray) -> list[str]:

@@ -1,4 +1,6 @@
-"""webapp.cli: `flask --app webapp evaluate` reads its options (ISO times or epoch seconds,
+"""webapp.cli: `flask --app webapp events replay` rebuilds the counters from the archive,
+in place or into an empty Redis, and refuses bad options and a Redis with counters;
+`flask --app webapp evaluate` reads its options (ISO times or epoch seconds,
 the last day by default), prints the estimates as a table, and exits 1 on an empty range and 2
 on a bad option (the estimates themselves: tests/unit/pipeline/reports/test_evaluate.py);
 `flask ads import` loads a JSON-lines file line by line, reporting each bad line, `flask ads
@@ -233,3 +235,76 @@ def test_reindex_rebuilds_every_live_ads_summary_from_its_record(app, client, ad
     evidence = fake_store.decayed_evidence(["keep"])
     assert evidence.values[0].tolist() == [40, 0, 0, 3]
     assert evidence.updated_at[0] == pytest.approx(now + 2)
+
+
+# ---- events replay ------------------------------------------------------------------
+
+@pytest.fixture
+def archived(settings, fake_store, tmp_path) -> Flask:
+    """An app whose ARCHIVE_URL holds a few archived, counted events."""
+    from config import load_settings
+    from pipeline.archive import run_archive
+    from pipeline.learning.rollup import run_rollup
+    from tests.support.builders import events_of, send
+    from webapp import create_app
+
+    s = load_settings({"REDIS_URL": settings.redis_url}, archive_url=str(tmp_path / "arch"),
+                      admin_token=settings.admin_token)
+    send(fake_store, s, events_of("a1", NOW, impressions=6, views=2, applies=1), NOW)
+    run_rollup(fake_store, s, NOW + 1)
+    run_archive(fake_store, s, NOW + 2)
+    app = create_app(s)
+    app.extensions["runtime"].__dict__["store"] = fake_store
+    app.extensions["runtime"].now = lambda: NOW + 3
+    return app
+
+
+def replay(app: Flask, *args: str):
+    return app.test_cli_runner().invoke(args=["events", "replay", *args])
+
+
+ALL_DAYS = ("--from", "2000-01-01", "--to", "2100-12-31")
+
+
+def test_a_replay_in_place_rebuilds_the_counters(archived, fake_store):
+    before = fake_store.ad_stats(["a1"])
+    fake_store.r.hset(Keys.counts, "a1", "100 100 100 100 100")     # a counter gone wrong
+    result = replay(archived, *ALL_DAYS, "--in-place")
+    assert result.exit_code == 0, result.output
+    assert "replayed 9 archived events from 1 file (2000-01-01 to 2100-12-31)" in result.stdout
+    assert fake_store.ad_stats(["a1"]) == before == {
+        "impressions": [6], "views": [2], "saves": [0], "applies": [1], "hides": [0]}
+
+
+def test_a_replay_into_another_redis_refuses_one_that_holds_counters(archived, fake_store,
+                                                                     monkeypatch):
+    import fakeredis
+
+    from store import Store
+    target = Store(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    monkeypatch.setattr(Store, "from_url", classmethod(lambda cls, url, *a, **k: target))
+    result = replay(archived, *ALL_DAYS, "--into", "redis://elsewhere:6379/0")
+    assert result.exit_code == 0, result.output
+    assert target.ad_stats(["a1"]) == fake_store.ad_stats(["a1"])
+    assert target.feed_id_secret() == fake_store.feed_id_secret()
+    again = replay(archived, *ALL_DAYS, "--into", "redis://elsewhere:6379/0")
+    assert again.exit_code == 1 and "holds counters already" in again.stderr
+    assert target.ad_stats(["a1"])["impressions"] == [6]                # nothing added
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    ((*ALL_DAYS,), "give one of --into REDIS_URL or --in-place"),
+    ((*ALL_DAYS, "--in-place", "--into", "redis://x:1/0"), "give one of"),
+    (("--from", "2026-12-05", "--to", "2026-12-01", "--in-place"), "must not be after --to"),
+    (("--from", "05/12/2026", "--to", "2026-12-05", "--in-place"), "'05/12/2026' does not match"),
+])
+def test_bad_replay_options_are_usage_errors(archived, args, said):
+    result = replay(archived, *args)
+    assert result.exit_code == 2 and said in result.output
+
+
+def test_a_replay_of_days_with_nothing_archived_exits_1(archived, fake_store):
+    before = fake_store.ad_stats(["a1"])
+    result = replay(archived, "--from", "1999-01-01", "--to", "1999-01-02", "--in-place")
+    assert result.exit_code == 1 and "no archived events from 1999-01-01" in result.stderr
+    assert fake_store.ad_stats(["a1"]) == before                     # nothing deleted
