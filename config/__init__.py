@@ -121,7 +121,10 @@ class Settings(BaseModel):
     rollup_claim_idle_s: int = Field(60, ge=1)
     inbox_redeliver_s: int = Field(30, ge=1)
     dedupe_window_s: int = Field(2 * 86_400, ge=60)
-    events_retention_s: int = Field(7 * 86_400, ge=3600)
+    # raw events and served feeds stay in Redis this long once counted and archived (the
+    # archive holds them all): the evaluation and feed provenance read Redis for the last
+    # minutes, the archive before
+    events_retention_s: int = Field(900, ge=0, le=30 * 86_400)
     event_max_age_s: int = Field(86_400, ge=60)
     # the archive of counted events and served feeds: Parquet files at a local directory
     # or any fsspec URL (s3://..., gs://...: its fsspec package installed beside)

@@ -16,7 +16,9 @@ entry exists, a run that died after renaming it already wrote it: the cursor mov
 file's last entry and nothing is written again. A run that died before the rename left only
 a hidden temporary file, removed by the next run, which writes the file anew. The streams
 are trimmed no further than the cursor, so the entry a run starts from is always the same.
-One run at a time holds the archive lock.
+One run at a time holds the archive lock. After archiving, a run trims each stream of what it
+archived that is older than EVENTS_RETENTION_S: Redis keeps minutes of raw events, the
+archive every one.
 """
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
@@ -83,8 +87,7 @@ class Archive:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.fs, self.root = url_to_fs(url)
-        self.fs.makedirs(self.root, exist_ok=True)
+        self.fs, self.root = url_to_fs(url)      # made by the first write
 
     def directory(self, kind: str, day: str) -> str:
         return f"{self.root.rstrip('/')}/{kind}/date={day}"
@@ -120,6 +123,17 @@ class Archive:
                 last, rows = last_in, rows + batch.num_rows
         self.fs.mv(temporary, f"{directory}/p{partition}_{first}_{last}.parquet")
         return last, rows
+
+    def files_between(self, kind: str, start_ms: int, end_ms: int) -> list[str]:
+        """The files of one kind holding entries that reached Redis from ``start_ms`` to
+        ``end_ms`` (by the first and last entry their names give)."""
+        out = []
+        for path in self.files(kind):
+            match = FILE_NAME.match(path.rsplit("/", 1)[-1])
+            if (match and _entry_ms(match.group(2)) <= end_ms
+                    and _entry_ms(match.group(3)) >= start_ms):
+                out.append(path)
+        return out
 
     def files(self, kind: str) -> list[str]:
         """Every file of one kind, oldest day first."""
@@ -283,6 +297,8 @@ def run_archive(store: Store, settings: Settings, now: float | None = None
                 done = archive_stream(store, archive, settings, kind, partition, deadline)
                 name = kind if partition == 0 else f"{kind}.{partition}"
                 report.update({f"{name}_{k}": v for k, v in vars(done).items()})
+                report[f"{name}_trimmed"] = trim(store, settings, kind, partition,
+                                                 time.time() if now is None else now)
         report.update({f"cursor_{k}": v for k, v in store.archive_cursors().items()})
     finally:
         try:
@@ -293,6 +309,67 @@ def run_archive(store: Store, settings: Settings, now: float | None = None
     report["finished_at"] = now if now is not None else time.time()
     store.record_job("archive", report)
     return report
+
+
+def trim(store: Store, settings: Settings, kind: str, partition: int, now: float) -> int:
+    """Drop from Redis the stream's entries that are archived and older than
+    EVENTS_RETENTION_S (an events entry still pending with a rollup is never dropped)."""
+    cursor = store.archive_cursor(kind, partition)
+    if cursor == "0-0":                  # nothing archived yet: nothing to drop
+        return 0
+    min_id_ms = int((now - settings.events_retention_s) * 1000)
+    if kind == "served":
+        return store.trim_served(min_id_ms, cursor)
+    return store.trim_events(min_id_ms, partition, keep_after=cursor)
+
+
+def _entry_ms_column(table: pa.Table) -> np.ndarray:
+    """When each row's stream entry reached Redis (ms), from its ``entry_id``."""
+    heads = pc.list_element(pc.split_pattern(table.column("entry_id"), "-", max_splits=1), 0)
+    return pc.cast(heads, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def served_between(archive: Archive, start_ms: int, end_ms: int
+                   ) -> Iterator[list[tuple[str, dict[str, str]]]]:
+    """Archived served feeds logged from ``start_ms`` to ``end_ms`` (inclusive), a file at a
+    time, as (entry id, fields) with the fields' values as the served log spells them."""
+    columns = ["entry_id", "feed_id", "ts", "strategy", "propensity"]
+    for path in archive.files_between("served", start_ms, end_ms):
+        table = pq.read_table(path, columns=columns, filesystem=archive.fs)
+        reached = _entry_ms_column(table)
+        table = table.filter(pa.array((reached >= start_ms) & (reached <= end_ms)))
+        yield [(row["entry_id"], {"feed_id": row["feed_id"] or "", "ts": repr(row["ts"]),
+                                  "strategy": row["strategy"] or "",
+                                  "propensity": repr(row["propensity"])})
+               for row in table.to_pylist()]
+
+
+def applies_between(archive: Archive, start_ms: int, end_ms: int
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The feed ids that archived applies name, and when each reached Redis (ms), of the
+    events that reached it from ``start_ms`` to ``end_ms``, a file at a time."""
+    for path in archive.files_between("events", start_ms, end_ms):
+        table = pq.read_table(path, columns=["entry_id", "type", "feed_id"],
+                              filesystem=archive.fs)
+        table = table.filter(pc.and_(pc.equal(table.column("type"), "apply"),
+                                     pc.is_valid(table.column("feed_id"))))
+        reached = _entry_ms_column(table)
+        keep = (reached >= start_ms) & (reached <= end_ms)
+        feeds = table.column("feed_id").to_pylist()
+        yield (np.array([f.encode() for f, k in zip(feeds, keep.tolist(), strict=True) if k],
+                        dtype=bytes), reached[keep].astype(np.int64))
+
+
+def find_served(archive: Archive, feed_id: str, around_ms: int, window_ms: int = 60_000
+                ) -> dict[str, object] | None:
+    """An archived served feed by its id, among those logged from one second before
+    ``around_ms`` (when it was served) to ``window_ms`` after."""
+    for path in archive.files_between("served", around_ms - 1000, around_ms + window_ms):
+        table = pq.read_table(path, filesystem=archive.fs,
+                              filters=[("feed_id", "=", feed_id)])
+        if table.num_rows:
+            return table.slice(0, 1).to_pylist()[0]
+    return None
 
 
 def read_archive(url: str, kind: str, columns: list[str] | None = None) -> pa.Table:

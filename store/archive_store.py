@@ -77,6 +77,13 @@ class ArchiveStore:
             return f"({_s(pending['min'])}"
         return _s(group["last-delivered-id"])
 
+    def trim_served(self, min_id_ms: int, keep_after: str) -> int:
+        """Drop served-log entries older than ``min_id_ms`` that are archived (up to
+        ``keep_after``, the archive's cursor, included)."""
+        ms, _, seq = keep_after.partition("-")
+        cut = min((min_id_ms, 0), (int(ms), int(seq or 0) + 1))
+        return int(self.r.xtrim(self.k.served, minid=f"{cut[0]}-{cut[1]}", approximate=False))
+
     def archive_lock(self, ttl_s: float) -> Lock:
         """The lock an archive run holds (redis-py's: a token of its own, released only by
         its holder, and expiring after ``ttl_s`` should the holder die)."""

@@ -389,11 +389,12 @@ class EventStore:
         rows = self.r.xrange(self.k.served, f"({cursor}", "+", count=count)
         return [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
 
-    def served_between(self, start_ms: int, end_ms: int,
-                       chunk: int = 10_000) -> Iterator[list[tuple[str, dict[str, str]]]]:
+    def served_between(self, start_ms: int, end_ms: int, chunk: int = 10_000,
+                       after: str | None = None) -> Iterator[list[tuple[str, dict[str, str]]]]:
         """Served-feed entries logged from ``start_ms`` to ``end_ms`` (inclusive), oldest
-        first, in chunks (for the off-policy evaluation)."""
-        start = f"{max(0, start_ms)}-0"
+        first, in chunks (for the off-policy evaluation); given ``after``, only the entries
+        after it (those the archive does not hold)."""
+        start = _range_start(start_ms, after)
         while True:
             rows = self.r.xrange(self.k.served, start, str(end_ms), count=chunk)
             if not rows:
@@ -401,13 +402,14 @@ class EventStore:
             yield [(_s(i), {_s(k): _s(v) for k, v in f.items()}) for i, f in rows]
             start = f"({_s(rows[-1][0])}"
 
-    def events_between(self, start_ms: int, end_ms: int,
-                       chunk: int = 10_000) -> Iterator[list[StreamEntry]]:
+    def events_between(self, start_ms: int, end_ms: int, chunk: int = 10_000,
+                       after: Mapping[int, str] | None = None) -> Iterator[list[StreamEntry]]:
         """Accepted events that reached the streams from ``start_ms`` to ``end_ms``
         (inclusive), in chunks, each partition's oldest first; only what the streams still
-        hold (EVENTS_RETENTION_S)."""
+        hold (EVENTS_RETENTION_S), and given ``after`` (by partition), only each partition's
+        entries after it (those the archive does not hold)."""
         for part in self.parts:
-            start = f"{max(0, start_ms)}-0"
+            start = _range_start(start_ms, (after or {}).get(part.index))
             while True:
                 rows = self.r.xrange(part.events, start, str(end_ms), count=chunk)
                 if not rows:
@@ -571,6 +573,17 @@ class EventStore:
             rows = p.execute()
         n = len(self.parts)
         return {d: _summed(rows[i * n:(i + 1) * n]) for i, d in enumerate(days)}
+
+
+def _range_start(start_ms: int, after: str | None) -> str:
+    """The XRANGE start of entries from ``start_ms`` on, and after ``after`` if given.
+
+    >>> _range_start(5, None), _range_start(5, "7-2"), _range_start(9, "7-2")
+    ('5-0', '(7-2', '9-0')
+    """
+    if after is not None and after != "0-0" and _entry_ms(after) >= start_ms:
+        return f"({after}"
+    return f"{max(0, start_ms)}-0"
 
 
 def _stream_entry(entry_id: bytes, fields: Mapping[bytes, bytes]) -> StreamEntry:

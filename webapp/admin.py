@@ -5,6 +5,7 @@ import time
 
 from flask import Blueprint, Response, request
 
+from pipeline.archive import Archive, find_served
 from pipeline.learning.regenerate import run_regenerate
 from pipeline.learning.rollup import run_rollup
 from pipeline.serving.feed import parse_feed_id
@@ -51,6 +52,15 @@ def regenerate() -> Response:
     return json_response({"task_id": task.id}, 202)
 
 
+def archived_feed(feed_id: str, served_ms: int) -> dict[str, str] | None:
+    """A served feed as the archive keeps it, spelt as the served log spells it."""
+    found = find_served(Archive(runtime().settings.archive_url), feed_id, served_ms)
+    if found is None:
+        return None
+    return {k: " ".join(v) if isinstance(v, list) else "" if v is None else str(v)
+            for k, v in found.items()}
+
+
 @bp.get("/feeds/<feed_id>")
 @documented("A served feed's provenance", "admin", response=ServedFeed,
             errors={404: ("not_found",)})
@@ -71,6 +81,8 @@ def served_feed(feed_id: str) -> Response:
         while entry is None and time.monotonic() < deadline:
             time.sleep(min(0.05, rt.settings.served_flush_s))
             entry = rt.store.served_feed(feed_id, ref.served_ms)
+    if entry is None and ref is not None:    # trimmed from Redis: the archive has it
+        entry = archived_feed(feed_id, ref.served_ms)
     if entry is None:
         raise ApiError(404, "not_found", f"no served feed {feed_id}", "feed_id")
     return json_response({

@@ -210,10 +210,10 @@ def replay_command(first_day: datetime, last_day: datetime, into_url: str | None
 @with_appcontext
 def evaluate_command(since: float | None, until: float | None, attribution_s: float | None,
                      output: str) -> None:
-    """Off-policy evaluation of the feed strategies: for each strategy in the served log,
-    its logged value (the share of its feeds that led to an apply) and the IPS and
-    self-normalised IPS estimates of that share had it served every feed, with 95 %
-    intervals."""
+    """Off-policy evaluation of the feed strategies over any range (the archive, then what
+    Redis holds since): for each strategy in the served log, its logged value (the share of
+    its feeds that led to an apply) and the IPS and self-normalised IPS estimates of that
+    share had it served every feed, with 95 % intervals."""
     rt = command_runtime()
     until = rt.now() if until is None else until
     since = until - 86_400 if since is None else since
@@ -221,11 +221,7 @@ def evaluate_command(since: float | None, until: float | None, attribution_s: fl
         raise click.BadParameter("must be before --until", param_hint="--since")
     if attribution_s is None:
         attribution_s = float(rt.settings.event_max_age_s)
-    if since < rt.now() - rt.settings.events_retention_s:
-        click.echo(f"warning: events older than EVENTS_RETENTION_S "
-                   f"({rt.settings.events_retention_s} s) are trimmed; applies to the earliest "
-                   f"feeds may be missing", err=True)
-    report = evaluate(rt.store, since, until, attribution_s)
+    report = evaluate(rt.store, since, until, attribution_s, Archive(rt.settings.archive_url))
     if not report.feeds:
         click.echo(f"no served feeds from {_iso(since)} to {_iso(until)}: nothing to evaluate",
                    err=True)

@@ -14,7 +14,8 @@ from webapp.runtime import runtime
 
 bp = Blueprint("metrics", __name__)
 
-JOB_SIZES = {"rollup": ("counted",), "regenerate": ("written", "ads", "shards")}
+JOB_SIZES = {"rollup": ("counted",), "regenerate": ("written", "ads", "shards"),
+             "archive": ("events_rows", "served_rows")}
 
 
 @bp.get("/metrics")
@@ -36,6 +37,8 @@ def store_figures() -> dict[str, Any]:
     jobs = {}
     for job in JOBS:
         s = getattr(state, job)
+        if s is None:
+            continue
         jobs[job] = {"finished_at": s.finished_at, "duration_s": s.duration_s, "runs": s.runs,
                      "size": {what: s.report.get(what, 0.0) for what in JOB_SIZES[job]}}
     return {

@@ -7,11 +7,14 @@ Both logs are read in chunks into arrays; the join is a sorted search on the fee
 """
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from bandit import STRATEGIES, Estimate, ips, logged_value, mean_estimate, snips
+from pipeline.archive import Archive, applies_between, served_between
 from pipeline.learning.ingest import decode_entries
 from store import Store, StreamEntry, stat_type_index
 
@@ -58,12 +61,14 @@ class ServedLog:
         return len(self.feed_ids)
 
 
-def evaluate(store: Store, since: float, until: float, attribution_s: float) -> Report:
+def evaluate(store: Store, since: float, until: float, attribution_s: float,
+             archive: Archive | None = None) -> Report:
     """Each strategy seen among the feeds served from ``since`` to ``until`` (epoch seconds):
-    its logged value, and the IPS and SNIPS estimates of serving it always."""
-    log = read_served(store, int(since * 1000), int(until * 1000))
+    its logged value, and the IPS and SNIPS estimates of serving it always. With
+    ``archive``, what it holds is read from it and only the rest from Redis."""
+    log = read_served(store, int(since * 1000), int(until * 1000), archive)
     applies = credit_applies(store, log, int(since * 1000), int(until * 1000),
-                             int(attribution_s * 1000))
+                             int(attribution_s * 1000), archive)
     rewards = np.minimum(applies, 1.0)
     strategies = tuple(
         StrategyReport(STRATEGIES[code], int((log.strategy == code).sum()),
@@ -75,12 +80,19 @@ def evaluate(store: Store, since: float, until: float, attribution_s: float) -> 
                   mean_estimate(rewards), strategies)
 
 
-def read_served(store: Store, start_ms: int, end_ms: int) -> ServedLog:
-    """The feeds logged from ``start_ms`` to ``end_ms``; entries without a feed id, a known
-    strategy and a propensity in (0, 1] are counted as skipped, as is a feed id's repeat."""
+def read_served(store: Store, start_ms: int, end_ms: int,
+                archive: Archive | None = None) -> ServedLog:
+    """The feeds logged from ``start_ms`` to ``end_ms`` (from the archive up to its cursor,
+    then from Redis); entries without a feed id, a known strategy and a propensity in
+    (0, 1] are counted as skipped, as is a feed id's repeat."""
     parts: list[tuple] = []
     skipped = 0
-    for chunk in store.served_between(start_ms, end_ms):
+    chunks: Iterable[list[tuple[str, dict[str, str]]]] = store.served_between(start_ms, end_ms)
+    if archive is not None:
+        chunks = itertools.chain(
+            served_between(archive, start_ms, end_ms),
+            store.served_between(start_ms, end_ms, after=store.archive_cursor("served")))
+    for chunk in chunks:
         rows = [row for row in map(_served_row, (fields for _, fields in chunk)) if row]
         skipped += len(chunk) - len(rows)
         if rows:
@@ -98,16 +110,24 @@ def read_served(store: Store, start_ms: int, end_ms: int) -> ServedLog:
 
 
 def credit_applies(store: Store, log: ServedLog, since_ms: int, until_ms: int,
-                   attribution_ms: int) -> np.ndarray:
+                   attribution_ms: int, archive: Archive | None = None) -> np.ndarray:
     """Each served feed's applies: those naming it that reached the events stream at most
-    ``attribution_ms`` after it was served. Applies naming other feeds are ignored."""
+    ``attribution_ms`` after it was served (read from the archive up to each partition's
+    cursor, then from Redis). Applies naming other feeds are ignored."""
     rewards = np.zeros(len(log), dtype=np.float64)
     if not len(log):
         return rewards
     start_ms = min(since_ms, int(log.served_ms.min()))
     end_ms = max(until_ms, int(log.served_ms.max())) + attribution_ms
-    for chunk in store.events_between(start_ms, end_ms):
-        feeds, reached_ms = _applies(chunk)
+    found: Iterable[tuple[np.ndarray, np.ndarray]]
+    if archive is None:
+        found = map(_applies, store.events_between(start_ms, end_ms))
+    else:
+        cursors = {p.index: store.archive_cursor("events", p.index) for p in store.parts}
+        found = itertools.chain(applies_between(archive, start_ms, end_ms),
+                                map(_applies, store.events_between(start_ms, end_ms,
+                                                                   after=cursors)))
+    for feeds, reached_ms in found:
         if not len(feeds):
             continue
         rows = np.minimum(np.searchsorted(log.feed_ids, feeds), len(log) - 1)

@@ -1,12 +1,13 @@
 """The service's health: what the store says about the pipeline, what the broker says about
 the queues and workers, and a pure verdict on both (``flask --app webapp status``).
 
-``pipeline_state`` is cheap (seven Redis round trips at most, nothing scanned), so a metrics
+``pipeline_state`` is cheap (eight Redis round trips at most, nothing scanned), so a metrics
 exporter can call it on every scrape; it returns numbers only.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
@@ -18,8 +19,9 @@ from store import UNDELIVERED_COUNTED, Store
 if TYPE_CHECKING:
     from celery import Celery
 
-JOBS = ("rollup", "regenerate")
-PROCESSED = {"rollup": "counted", "regenerate": "written"}   # each job's main count
+JOBS = ("rollup", "regenerate", "archive")
+# each job's main count
+PROCESSED = {"rollup": "counted", "regenerate": "written", "archive": "events_rows"}
 LATE_FACTOR = 3.0   # a job or the lag over this many intervals fails the check
 QUEUE_WARN_DEPTH = {"ingest": 1000, "rollup": 5, "regen": 5}   # messages waiting
 
@@ -76,6 +78,7 @@ class PipelineState:
     active_cells: int           # cells requested within ACTIVE_CELL_TTL_S
     live_ads: int               # ads in the geo index not past their expiry
     sharded_run: ShardedRun | None = None   # the latest sharded regeneration, if any
+    archive: JobState | None = None         # the last archive run (None: not read)
 
     @property
     def empty(self) -> bool:
@@ -118,6 +121,7 @@ def pipeline_state(store: Store, settings: Settings, now: float) -> PipelineStat
         active_cells=store.active_cell_count(since=now - settings.active_cell_ttl_s),
         live_ads=store.live_ad_count(now),
         sharded_run=ShardedRun.of(store.regen_run()),
+        archive=jobs["archive"],
     )
 
 
@@ -174,6 +178,7 @@ class Thresholds:
     rollup_age_s: float               # last rollup older: FAIL
     regenerate_age_s: float           # last regeneration older: FAIL
     queue_depth: Mapping[str, int]    # more messages waiting: WARN
+    archive_age_s: float = math.inf   # last archive run older: FAIL
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
@@ -182,7 +187,8 @@ class Thresholds:
                    regenerate_age_s=LATE_FACTOR * settings.regen_interval_s,
                    # a rollup slot sends a task per event partition beyond the first
                    queue_depth={**QUEUE_WARN_DEPTH, "rollup": QUEUE_WARN_DEPTH["rollup"]
-                                + settings.event_partitions - 1})
+                                + settings.event_partitions - 1},
+                   archive_age_s=LATE_FACTOR * settings.archive_interval_s)
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,9 @@ def assess(seen: Observation, limits: Thresholds) -> list[Check]:
         Check("live ads", Level.OK if state.live_ads else Level.WARN, str(state.live_ads),
               "" if state.live_ads else "no live ads: every feed is empty"),
     ] + ([shards_check(state.sharded_run, state.at, limits.regenerate_age_s)]
-         if state.sharded_run else [])
+         if state.sharded_run else []) + (
+        [job_check("archive", state.archive, limits.archive_age_s, state.empty)]
+        if state.archive is not None else [])
 
 
 def workers_check(workers: Sequence[str]) -> Check:

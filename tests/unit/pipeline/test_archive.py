@@ -204,3 +204,26 @@ def test_roll_in_helper_is_used_as_the_ingest_task_does(fake_store, tmp_path):
     run_rollup(fake_store, settings, NOW + 1)
     run_archive(fake_store, settings, NOW + 2)
     assert len(event_ids(settings.archive_url)) == 2
+
+
+def test_a_run_trims_what_it_archived_once_past_the_retention(fake_store, tmp_path):
+    settings = archived_settings(tmp_path, events_retention_s=900)
+    for _ in range(3):
+        send(fake_store, settings, events_of("a1", NOW, views=2), NOW)
+        time.sleep(0.002)           # each entry its own millisecond
+    wall = time.time()              # the events' stream ids are the server's clock
+    served_feeds(fake_store, wall - 5, 6)
+    run_rollup(fake_store, settings, NOW + 1)
+    report = run_archive(fake_store, settings, wall)                 # all within 900 s
+    assert report["events_trimmed"] == report["served_trimmed"] == 0
+    assert stream_entries(fake_store) == 3 and fake_store.served_count() == 6
+    send(fake_store, settings, events_of("a1", NOW, views=5), NOW)   # counted, not archived
+    report = run_archive(fake_store, settings, wall + 901)
+    assert report["events_trimmed"] == 2 and report["served_trimmed"] == 6
+    # the last archived entry's millisecond stays (the rollup's trim keeps its group's last
+    # delivered entry), and the entry not yet counted, of course
+    assert stream_entries(fake_store) == 2 and fake_store.served_count() == 0
+    run_rollup(fake_store, settings, NOW + 2)
+    run_archive(fake_store, settings, wall + 902)
+    assert sorted(event_ids(settings.archive_url)) == sorted(set(event_ids(settings.archive_url)))
+    assert len(event_ids(settings.archive_url)) == 11

@@ -80,3 +80,22 @@ def test_a_regeneration_the_web_process_runs_keeps_no_copy_of_the_catalogue(
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["written"] > 0
     assert fake_store._copy is None        # the workers keep one; a web process does not
+
+
+def test_a_feed_trimmed_from_redis_is_read_from_the_archive(app, client, admin, catalogue,
+                                                            fake_store):
+    from pipeline.archive import run_archive
+    from pipeline.learning.rollup import run_rollup
+
+    feed = get_feed(client, limit=4)
+    response = client.get(f"/v1/feeds/{feed['feed_id']}", headers=admin)   # logs it
+    from_redis = response.get_json()
+    rt = app.extensions["runtime"]
+    settings = rt.settings.model_copy(update={"events_retention_s": 0})
+    run_rollup(fake_store, settings, time.time())
+    report = run_archive(fake_store, settings, time.time() + 1)
+    assert report["served_rows"] == 1 and report["served_trimmed"] == 1
+    assert fake_store.served_count() == 0
+    response = client.get(f"/v1/feeds/{feed['feed_id']}", headers=admin)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == from_redis

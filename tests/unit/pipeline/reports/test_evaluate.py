@@ -160,3 +160,20 @@ def test_chunk_boundaries_do_not_change_the_report(fake_store, monkeypatch):
                             functools.partial(getattr(Store, method), fake_store, chunk=7))
     assert evaluate(fake_store, SINCE, UNTIL, 3600) == whole
     assert whole.feeds == 300
+
+
+def test_the_report_is_the_same_once_the_logs_are_archived_and_trimmed(fake_store, settings):
+    from pipeline.archive import Archive, run_archive
+    from pipeline.learning.rollup import run_rollup
+
+    simulate_log(fake_store, 1_500, seed=9, attribution_s=3600)
+    before = evaluate(fake_store, SINCE, UNTIL, 3600.0)
+    archive = Archive(settings.archive_url)
+    assert evaluate(fake_store, SINCE, UNTIL, 3600.0, archive) == before   # nothing archived
+    run_rollup(fake_store, settings, UNTIL + 7200)
+    trimmed = settings.model_copy(update={"events_retention_s": 0})
+    report = run_archive(fake_store, trimmed, UNTIL + 7200)
+    assert report["served_rows"] == 1_500 and report["served_trimmed"] == 1_500
+    assert report["events_trimmed"] > 0        # the last entry's millisecond stays in Redis
+    assert evaluate(fake_store, SINCE, UNTIL, 3600.0).feeds == 0           # Redis alone
+    assert evaluate(fake_store, SINCE, UNTIL, 3600.0, archive) == before

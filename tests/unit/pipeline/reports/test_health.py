@@ -305,3 +305,23 @@ def test_the_rollup_queue_may_hold_a_task_per_event_partition_before_it_warns():
     assert one.queue_depth == QUEUE_WARN_DEPTH
     assert eight.queue_depth["rollup"] == QUEUE_WARN_DEPTH["rollup"] + 7
     assert eight.queue_depth["ingest"] == QUEUE_WARN_DEPTH["ingest"]
+
+
+def test_an_archive_run_older_than_three_intervals_fails(settings: Settings) -> None:
+    import dataclasses
+    limits = Thresholds.from_settings(settings)
+    assert limits.archive_age_s == 3 * settings.archive_interval_s
+    limits = dataclasses.replace(LIMITS, archive_age_s=180.0)
+    late = JobState(runs=5, finished_at=700.0, age_s=300.0, duration_s=0.1, processed=3)
+    for job, level in ((RECENT, Level.OK), (late, Level.FAIL)):
+        state = dataclasses.replace(HEALTHY, archive=job)
+        checks = {c.name: c.level for c in assess(Observation(state, BROKER), limits)}
+        assert list(checks)[-1] == "archive" and checks["archive"] == level
+
+
+def test_the_archive_job_is_read_with_the_others(fake_store: Store, settings: Settings) -> None:
+    fake_store.record_job("archive", {"finished_at": 990.0, "duration_s": 0.2,
+                                      "events_rows": 12})
+    state = pipeline_state(fake_store, settings, 1000.0)
+    assert state.archive is not None
+    assert (state.archive.runs, state.archive.age_s, state.archive.processed) == (1, 10.0, 12)
