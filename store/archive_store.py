@@ -114,6 +114,17 @@ class ArchiveStore:
         self.r.set(self.k.feed_id_secret, secret, nx=True)
         return self.r.get(self.k.feed_id_secret) == secret
 
+    def telemetry_memory(self) -> dict[str, int]:
+        """Bytes Redis holds for raw telemetry (MEMORY USAGE, every element counted): the
+        events streams, the dedupe sets and the served log, each summed over partitions."""
+        out = {"events": 0, "dedupe": 0, "served": 0}
+        for p in self.parts:
+            out["events"] += int(self.r.memory_usage(p.events, samples=0) or 0)
+            for key in self.r.scan_iter(match=f"{p.tag}:seen:*", count=1000):
+                out["dedupe"] += int(self.r.memory_usage(key, samples=0) or 0)
+        out["served"] = int(self.r.memory_usage(self.k.served, samples=0) or 0)
+        return out
+
     def archive_cursors(self) -> dict[str, str]:
         """Every cursor, by name: ``events`` (``events.<partition>`` beyond the first) and
         ``served``."""

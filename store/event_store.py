@@ -3,6 +3,7 @@ decayed evidence, the position epochs and the served log's cursor, and the count
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -134,7 +135,10 @@ class EventStore:
         records = 0 if self.cluster else len(keys) + 1
         if not self.cluster:       # each ad's record, in the order the script meets them
             keys += [self.k.ad(ad) for ad in ads]
-        args: list[object] = [batch_id, now, 2 * window_s, memory.max_ads, memory.ttl_s,
+        # the set is consulted until the bucket after next begins: it expires then (not two
+        # windows after its last addition, which would keep a third window's ids)
+        seen_ttl_s = max(1, math.ceil((bucket + 2) * window_s - now))
+        args: list[object] = [batch_id, now, seen_ttl_s, memory.max_ads, memory.ttl_s,
                               records, len(ids), len(exclusions) // 2, "\n".join(ids),
                               "\n".join(ad_ids), batch.payload(at), *exclusions, *unknown]
         flags = [int(f) for f in self._accept(keys=keys, args=args)]

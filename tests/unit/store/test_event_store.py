@@ -73,6 +73,18 @@ def test_dedupe_window_spans_the_previous_bucket(fake_store: Store):
     assert accept(fake_store, "b2", events("e1"), NOW + 3600, 3600) == [DUPLICATE]
 
 
+@pytest.mark.parametrize("into_bucket", [0.1, 0.5, 0.95])
+def test_a_dedupe_set_lives_until_the_bucket_after_next_begins(fake_store: Store, into_bucket):
+    """Consulted while it is the current or the previous bucket, and no longer: an id is
+    held 1 to 2 windows (1.5 on average), not up to 3."""
+    window = 3600
+    bucket = int(NOW // window) + 1
+    now = (bucket + into_bucket) * window
+    accept(fake_store, "b1", events("e1"), now, window)
+    ttl = fake_store.r.ttl(fake_store.parts[0].seen(bucket))
+    assert abs(ttl - (2 - into_bucket) * window) <= 1
+
+
 def test_a_batch_of_duplicates_leaves_nothing_in_the_inbox(fake_store: Store):
     accept(fake_store, "b1", events("e1"))
     accept(fake_store, "b2", events("e1"))

@@ -1,0 +1,176 @@
+"""Redis memory per sustained event a second, before and after the archive.
+
+1. A fresh redis-server of our own (a free loopback port), 1,000 demo ads.
+2. ``--posts`` posts (default 2,000) of 50 events each, with uuid4 event ids as devices make
+   them, accepted, rolled in and rolled up as the service does (``accept_batch``,
+   ``roll_in``, ``run_rollup``); ``--feeds`` served-feed entries (default 20,000) of 20 ads
+   written as the web's served log writes them (``Store.record_serving``) and counted.
+3. What Redis holds for them, every element counted (``Store.telemetry_memory``: MEMORY
+   USAGE of the events stream, the dedupe sets and the served log): bytes an event, bytes
+   an event id remembered, bytes a served feed.
+4. Then an archive run (``run_archive``, EVENTS_RETENTION_S=0, into a temporary directory):
+   what is left in Redis, and the archive's own bytes an event and a feed, on disk.
+5. The steady state, per sustained event a second (and per feed a second), from those
+   per-item bytes and how long each item stays: before the archive, the stream kept events
+   7 days (604,800 s); after it, EVENTS_RETENTION_S (900 s). An event id stays in the dedupe
+   sets 1 to 2 windows after it was accepted (DEDUPE_WINDOW_S, 172,800 s); a set used to be
+   dropped 2 windows after its last addition, 2.5 windows held on average, and is now
+   dropped when it is no longer consulted, 1.5 windows on average.
+   Served feeds: before, the log held SERVED_MAXLEN entries whatever the rate.
+
+Target (issue 17): the bytes per sustained event a second fall at least 100 x.
+
+    python -m bench.archive            # writes bench/results/archive.{json,md}
+    python -m bench.archive --quick    # 200 posts, 2,000 feeds, no files
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import load_catalogue, machine, say, write_results
+from config import load_settings
+from devtools.redis_server import RedisServer
+from pipeline.archive import Archive, run_archive
+from pipeline.learning.ingest import Event, accept_batch, roll_in
+from pipeline.learning.rollup import run_rollup
+from pipeline.serving.feed import make_feed_id
+from store import Store
+
+PER_POST = 50
+OLD_RETENTION_S = 7 * 86_400                 # EVENTS_RETENTION_S before the archive
+RETENTION_S = load_settings({}).events_retention_s   # its default now
+TYPES = ("impression",) * 7 + ("view", "view", "apply")
+
+
+def measure(posts: int, feeds: int, seed: int = 1) -> dict:
+    rng = np.random.default_rng(seed)
+    work = Path(tempfile.mkdtemp(prefix="bench-archive-"))
+    redis = RedisServer(work / "redis").start()
+    try:
+        store = Store.from_url(redis.url)
+        now = time.time()
+        settings = load_settings({}, redis_url=redis.url, archive_url=str(work / "archive"),
+                                 events_retention_s=0)
+        load_catalogue(store, 1000, now)
+        secret = store.feed_id_secret()
+        say(f"{posts:,} posts of {PER_POST} events")
+        known = store.live_ad_ids()
+        for _ in range(posts):
+            picks = rng.integers(len(known), size=PER_POST).tolist()
+            kinds = rng.integers(len(TYPES), size=PER_POST).tolist()
+            events = [Event(str(uuid.uuid4()), known[a], TYPES[k], now - 5.0,
+                            f"user-{a % 300}", make_feed_id(now - 60, "u33dbc", "thompson",
+                                                             rng, secret), 1 + a % 20)
+                      for a, k in zip(picks, kinds, strict=True)]
+            accepted = accept_batch(store, settings, events, now)
+            roll_in(store, accepted.batch_id)
+        say(f"{feeds:,} served feeds")
+        served = [{"feed_id": make_feed_id(now - 1, "u33dbc", "thompson", rng, secret),
+                   "ts": now - 1, "cell": "u33dbc", "strategy": "thompson",
+                   "propensity": 0.8125, "variant": 3, "generated_at": now - 31.5,
+                   "cache": "hit", "user_id": "",
+                   "ads": " ".join(known[i] for i in rng.integers(len(known), size=20))}
+                  for _ in range(feeds)]
+        for i in range(0, feeds, 1000):
+            store.record_serving(served[i:i + 1000], {"u33dbc": now}, 10_000_000)
+        run_rollup(store, settings, now + 1)
+        events = posts * PER_POST
+        held = store.telemetry_memory()
+        say(f"in Redis: {held}")
+        report = run_archive(store, settings, now + 2)
+        left = store.telemetry_memory()
+        disk = {kind: sum(Path(f).stat().st_size for f in Archive(settings.archive_url)
+                          .files(kind)) for kind in ("events", "served")}
+        per_event = held["events"] / events
+        per_id = held["dedupe"] / events
+        per_feed = held["served"] / feeds
+        window = settings.dedupe_window_s
+        before = per_event * OLD_RETENTION_S + per_id * 2.5 * window
+        after = per_event * RETENTION_S + per_id * 1.5 * window
+        return {
+            "posts": posts, "events": events, "feeds": feeds,
+            "redis_bytes": held, "redis_bytes_after_archive": left, "archive_report": report,
+            "archive_disk_bytes": disk,
+            "per_event": {"stream": per_event, "dedupe_id": per_id,
+                          "archive_disk": disk["events"] / events},
+            "per_feed": {"served_log": per_feed, "archive_disk": disk["served"] / feeds},
+            "steady_state_per_event_per_s": {
+                "before": {"stream": per_event * OLD_RETENTION_S,
+                           "dedupe": per_id * 2.5 * window, "total": before},
+                "after": {"stream": per_event * RETENTION_S, "dedupe": per_id * 1.5 * window,
+                          "total": after},
+                "ratio": before / after},
+            "steady_state_per_feed_per_s_after": per_feed * RETENTION_S,
+            "served_log_before_bytes": per_feed * settings.served_maxlen,
+            "dedupe_window_s": window,
+        }
+    finally:
+        redis.stop()
+
+
+def markdown(r: dict) -> str:
+    s = r["steady_state_per_event_per_s"]
+    mb = 1e6
+    return "\n".join([
+        "# Redis memory per sustained event a second, before and after the archive",
+        "",
+        f"{r['machine']['date']}; `python -m bench.archive`: {r['posts']:,} posts of "
+        f"{PER_POST} events (uuid4 event ids), {r['feeds']:,} served feeds of 20 ads, every "
+        "element counted (MEMORY USAGE ... SAMPLES 0).",
+        "",
+        "| item | Redis bytes | archive bytes on disk (Parquet, zstd) |",
+        "| --- | --- | --- |",
+        f"| an event in the stream | {r['per_event']['stream']:.1f} | "
+        f"{r['per_event']['archive_disk']:.1f} |",
+        f"| an event id in the dedupe sets | {r['per_event']['dedupe_id']:.1f} | |",
+        f"| a served feed in the log | {r['per_feed']['served_log']:.1f} | "
+        f"{r['per_feed']['archive_disk']:.1f} |",
+        "",
+        "Steady state, per sustained event a second (an event id held 2.5 dedupe windows of "
+        f"{r['dedupe_window_s']:,} s on average before, 1.5 now):",
+        "",
+        "| | stream | dedupe sets | total |",
+        "| --- | --- | --- | --- |",
+        f"| before (7 days in the stream) | {s['before']['stream'] / mb:.2f} MB | "
+        f"{s['before']['dedupe'] / mb:.2f} MB | {s['before']['total'] / mb:.2f} MB |",
+        f"| after (900 s, EVENTS_RETENTION_S) | {s['after']['stream'] / mb:.3f} MB | "
+        f"{s['after']['dedupe'] / mb:.2f} MB | {s['after']['total'] / mb:.2f} MB |",
+        "",
+        f"Ratio before / after: **{s['ratio']:.1f} x** (target 100 x). The dedupe sets "
+        "now hold nearly all of it.",
+        "",
+        f"Served feeds: the log held up to SERVED_MAXLEN entries, "
+        f"{r['served_log_before_bytes'] / mb:.0f} MB; now 900 s of them, "
+        f"{r['steady_state_per_feed_per_s_after'] / mb:.3f} MB per sustained feed a second.",
+        "",
+        f"After an archive run with EVENTS_RETENTION_S=0: {r['redis_bytes_after_archive']} "
+        f"bytes left (from {r['redis_bytes']}).",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, default=2000)
+    parser.add_argument("--feeds", type=int, default=20_000)
+    parser.add_argument("--quick", action="store_true", help="a small run, no files")
+    args = parser.parse_args(argv)
+    posts, feeds = (200, 2000) if args.quick else (args.posts, args.feeds)
+    result = {**measure(posts, feeds), "machine": machine()}
+    text = markdown(result)
+    print(text)
+    if not args.quick:
+        paths = write_results("archive", result, text)
+        say(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
