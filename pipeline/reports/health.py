@@ -253,7 +253,7 @@ def assess(seen: Observation, limits: Thresholds) -> list[Check]:
               "" if state.live_ads else "no live ads: every feed is empty"),
     ] + ([shards_check(state.sharded_run, state.at, limits.regenerate_age_s)]
          if state.sharded_run else []) + (
-        [job_check("archive", state.archive, limits.archive_age_s, state.empty)]
+        [job_check("archive", state.archive, limits.archive_age_s, state.empty, True)]
         if state.archive is not None else [])
 
 
@@ -294,12 +294,16 @@ def shards_check(run: ShardedRun, now: float, limit_s: float) -> Check:
                  else f"limit {limit_s:g} s")
 
 
-def job_check(name: str, job: JobState, limit_s: float, empty: bool) -> Check:
+def job_check(name: str, job: JobState, limit_s: float, empty: bool,
+              never_run_warns: bool = False) -> Check:
     """Late (older than ``limit_s``) fails. Never run warns on an empty store (a fresh
-    install), and fails otherwise."""
+    install), or with ``never_run_warns`` (a job added to a running service), and fails
+    otherwise."""
     if job.age_s is None:
         if empty:
             return Check(name, Level.WARN, "never run", "store empty")
+        if never_run_warns:
+            return Check(name, Level.WARN, "never run", f"the first is due within {limit_s:g} s")
         return Check(name, Level.FAIL, "never run", f"limit {limit_s:g} s")
     value = (f"{job.age_s:.1f} s ago, took {job.duration_s or 0:.2f} s, "
              f"{PROCESSED[name]} {job.processed}, runs {job.runs}")

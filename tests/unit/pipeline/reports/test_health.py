@@ -313,7 +313,7 @@ def test_an_archive_run_older_than_three_intervals_fails(settings: Settings) -> 
     assert limits.archive_age_s == 3 * settings.archive_interval_s
     limits = dataclasses.replace(LIMITS, archive_age_s=180.0)
     late = JobState(runs=5, finished_at=700.0, age_s=300.0, duration_s=0.1, processed=3)
-    for job, level in ((RECENT, Level.OK), (late, Level.FAIL)):
+    for job, level in ((RECENT, Level.OK), (late, Level.FAIL), (NEVER, Level.WARN)):
         state = dataclasses.replace(HEALTHY, archive=job)
         checks = {c.name: c.level for c in assess(Observation(state, BROKER), limits)}
         assert list(checks)[-1] == "archive" and checks["archive"] == level
