@@ -67,8 +67,9 @@ def redis_url(redis_server: RedisServer, store_kind: str, request: pytest.Fixtur
 
 
 @pytest.fixture
-def real_settings(redis_url: str) -> Settings:
-    return load_settings({"REDIS_URL": redis_url}, admin_token=ADMIN_TOKEN)
+def real_settings(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return load_settings({"REDIS_URL": redis_url}, admin_token=ADMIN_TOKEN,
+                         archive_url=str(tmp_path_factory.mktemp("archive")))
 
 
 # EVENT_PARTITIONS by store kind: "partitioned" is one redis-server with the event pipeline

@@ -14,6 +14,7 @@ import pytest
 from config import Settings
 from devtools.procs import ROOT, Proc
 from devtools.redis_server import free_port
+from pipeline.archive import run_archive
 from pipeline.catalogue import upsert_ads
 from pipeline.learning.ingest import Event, accept_batch, roll_in
 from pipeline.learning.regenerate import run_regenerate
@@ -34,7 +35,8 @@ def status(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess
 
 
 def fresh_pipeline(store: Store, settings: Settings) -> None:
-    """An ad, a cell in use and an event, then a rollup and a regeneration just done."""
+    """An ad, a cell in use and an event, then a rollup, a regeneration and an archive run
+    just done."""
     now = time.time()
     upsert_ads(store, settings, ads_around(52.52, 13.40, 5, 1.0, np.random.default_rng(3)))
     store.mark_active({CELL: now})
@@ -42,6 +44,7 @@ def fresh_pipeline(store: Store, settings: Settings) -> None:
     roll_in(store, accepted.batch_id)
     run_rollup(store, settings, now)
     run_regenerate(store, settings, now, np.random.default_rng(4))
+    run_archive(store, settings, now)
 
 
 def failing(document: dict) -> list[str]:
