@@ -346,3 +346,22 @@ def test_a_web_process_with_another_partition_count_refuses_posts(client, fake_s
     assert "EVENT_PARTITIONS" not in body["error"]["message"]
     assert "set it back to 3" in caplog.text                       # the log names it
     assert set(fake_store.r.scan_iter()) == before and not sent
+
+
+def test_a_retry_is_a_duplicate_within_the_dedupe_window_and_a_late_one_is_refused_by_its_ts(
+        app, client, settings):
+    """What docs/api.md promises of retries: within DEDUPE_WINDOW_S a retry is a duplicate;
+    with a ts, a retry past it is refused (older than EVENT_MAX_AGE_S); without one, it
+    takes its time of acceptance and is counted again."""
+    rt = app.extensions["runtime"]
+    start = time.time()
+    stamped = event("r-1", ts=start)
+    assert post(client, stamped, event("r-2"))[1]["accepted"] == 2
+    rt.now = lambda: start + settings.dedupe_window_s - 60
+    status, body = post(client, event("r-2"))
+    assert (status, body["accepted"], body["duplicates"]) == (202, 0, 1)
+    rt.now = lambda: start + 2 * settings.dedupe_window_s + 60      # both windows over
+    status, body = post(client, stamped)
+    assert status == 400 and body["rejected"][0]["code"] == "invalid_ts"
+    status, body = post(client, event("r-2"))
+    assert (status, body["accepted"]) == (202, 1)
