@@ -28,7 +28,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -38,6 +37,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from config import Settings
+from pipeline.learning.rollup import day_of
 from store import Store, StreamEntry, _entry_ms
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def day_of_entry(entry_id: str) -> str:
     >>> day_of_entry("1764892799999-3"), day_of_entry("1764892800000-0")
     ('2025-12-04', '2025-12-05')
     """
-    return datetime.fromtimestamp(_entry_ms(entry_id) / 1000, tz=UTC).strftime("%Y-%m-%d")
+    return day_of(_entry_ms(entry_id) / 1000)
 
 
 class Archive:

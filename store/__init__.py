@@ -11,7 +11,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from store import scripts
-from store.archive_store import ARCHIVE_KINDS, ArchiveStore  # noqa: F401
+from store.archive_store import ArchiveStore
 from store.catalogue_copy import CatalogueCopy
 from store.catalogue_store import CatalogueStore
 from store.event_store import EventStore, PartitionsChanged, factorize

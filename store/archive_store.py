@@ -9,9 +9,7 @@ from redis.lock import Lock
 
 from store.event_store import _stream_entry
 from store.keys import ROLLUP_GROUP, STAT_FIELDS, Keys, Partition
-from store.rows import StreamEntry, _s
-
-ARCHIVE_KINDS = ("events", "served")
+from store.rows import StreamEntry, _after_entry, _s
 
 
 class ArchiveStore:
@@ -80,8 +78,7 @@ class ArchiveStore:
     def trim_served(self, min_id_ms: int, keep_after: str) -> int:
         """Drop served-log entries older than ``min_id_ms`` that are archived (up to
         ``keep_after``, the archive's cursor, included)."""
-        ms, _, seq = keep_after.partition("-")
-        cut = min((min_id_ms, 0), (int(ms), int(seq or 0) + 1))
+        cut = min((min_id_ms, 0), _after_entry(keep_after))
         return int(self.r.xtrim(self.k.served, minid=f"{cut[0]}-{cut[1]}", approximate=False))
 
     def archive_lock(self, ttl_s: float) -> Lock:

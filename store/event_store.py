@@ -29,6 +29,7 @@ from store.rows import (
     StreamEntry,
     Unrolled,
     UserMemory,
+    _after_entry,
     _entry_ms,
     _s,
     int_rows,
@@ -452,8 +453,7 @@ class EventStore:
             if _s(g["name"]) == ROLLUP_GROUP:
                 cut = min(cut, (_entry_ms(g["last-delivered-id"]), 0))
         if keep_after is not None:
-            ms, _, seq = keep_after.partition("-")
-            cut = min(cut, (int(ms), int(seq or 0) + 1))     # the first id after it
+            cut = min(cut, _after_entry(keep_after))
         return int(self.r.xtrim(part.events, minid=f"{cut[0]}-{cut[1]}", approximate=False))
 
     def backlog(self) -> dict[str, int]:

@@ -298,6 +298,17 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _after_entry(entry_id: str) -> tuple[int, int]:
+    """The first stream id after ``entry_id``, as (ms, seq): XTRIM MINID at it drops the
+    entry and everything before.
+
+    >>> _after_entry("7-2"), _after_entry("9")
+    ((7, 3), (9, 1))
+    """
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0) + 1
+
+
 def _entry_ms(entry_id: bytes | str) -> int:
     """The time part of a stream id: milliseconds since the epoch."""
     return int(_s(entry_id).split("-")[0])
