@@ -48,6 +48,8 @@ Strategies = Annotated[tuple[Strategy, ...], BeforeValidator(_names), Field(min_
 CREDENTIALS = {
     "flower_basic_auth": (r"[^:,]+:[^,]+(,[^:,]+:[^,]+)*", "user:password[,user:password]"),
     "dashboard_basic_auth": (r"[^:]+:.+", "user:password"),
+    "api_keys": (r"[A-Za-z0-9_.-]+:[^,\s]{16,}(,[A-Za-z0-9_.-]+:[^,\s]{16,})*",
+                 "name:key[,name:key] (a key of at least 16 characters)"),
 }
 
 
@@ -85,6 +87,21 @@ class Settings(BaseModel):
     # platform routes to it), the loopback only for an unauthenticated local Flower.
     # ``make run`` sets 127.0.0.1 unless HOST is given.
     host: str | None = Field(None, pattern=r"^[0-9A-Za-z.:\-\[\]]+$")
+    # name:key[,name:key]: a client sending a key in X-API-Key is rate limited by its
+    # key's name; unset, or without the header: by its address
+    api_keys: SecretStr | None = None
+    # proxies in front of the web whose X-Forwarded-For to trust for the client's address
+    # (0: the peer's address is the client's, as without a proxy)
+    trusted_proxies: int = Field(0, ge=0, le=5)
+    # token buckets per client (API key or address): requests a second, and a burst; 0: no
+    # limit. Feeds: GET /v1/feed, /v1/recommend/{user_id}, /v1/ads/nearby. Events: posts
+    # to POST /v1/events (a post of up to MAX_EVENTS_PER_POST events takes one token)
+    rate_limit_feeds_per_s: float = Field(200.0, ge=0)
+    rate_limit_feeds_burst: int = Field(400, ge=1)
+    rate_limit_events_per_s: float = Field(50.0, ge=0)
+    rate_limit_events_burst: int = Field(200, ge=1)
+    # how often each web process settles its clients' buckets with the shared ones in Redis
+    rate_limit_sync_s: float = Field(0.5, gt=0, le=10)
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "text"] = "json"
     # where gunicorn's workers keep their metrics for /metrics to sum (gunicorn.conf.py

@@ -80,6 +80,10 @@ def service_env(redis_url: str, **settings: str) -> dict[str, str]:
     # the archive's files: one directory per Redis server, outside the project's tree
     tag = re.sub(r"[^A-Za-z0-9]+", "-", redis_url.partition("://")[2]).strip("-")
     env["ARCHIVE_URL"] = str(Path(tempfile.gettempdir()) / f"recommender-archive-{tag}")
+    # the load of tests and benchmarks comes from one loopback address: the rate limits run
+    # (their cost is in every figure) but are far above it, unless given
+    env.update({f"RATE_LIMIT_{limit}_{kind}": "1000000"
+                for limit in ("FEEDS", "EVENTS") for kind in ("PER_S", "BURST")})
     env.update(settings)
     return env
 

@@ -60,6 +60,10 @@ EVENTS = Counter(f"{PREFIX}_events_total",
                  "Events posted, by type and outcome (accepted, duplicate, rejected); the type "
                  "of a rejected event that has none of the known ones is 'invalid'",
                  ["type", "outcome"])
+RATE_LIMITED = Counter(f"{PREFIX}_rate_limited_total",
+                       "Requests answered 429 by a rate limit (feeds, events)", ["limit"])
+for _limit in ("feeds", "events"):     # at 0 from the start: an alert sees the first one
+    RATE_LIMITED.labels(_limit)
 REDIS_ERRORS = Counter(f"{PREFIX}_redis_errors_total",
                        "Requests that failed because Redis could not be reached", ["error"])
 
@@ -102,6 +106,10 @@ def observe_events(outcomes: Iterable[tuple[str, str]]) -> None:
     """(type, outcome) of each posted event, counted."""
     for (event_type, outcome), n in collections.Counter(outcomes).items():
         EVENTS.labels(event_type if event_type in EVENT_TYPES else "invalid", outcome).inc(n)
+
+
+def observe_rate_limited(limit: str) -> None:
+    RATE_LIMITED.labels(limit).inc()
 
 
 def observe_redis_error(exc: BaseException) -> None:

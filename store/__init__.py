@@ -44,6 +44,7 @@ from store.keys import (  # noqa: F401
     Keys,
     StaleCells,
 )
+from store.limit_store import LimitStore
 from store.rows import (  # noqa: F401
     AdRow,
     Decayed,
@@ -72,10 +73,11 @@ from store.user_store import UserStore
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
-class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore, ArchiveStore):
+class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore, ArchiveStore,
+            LimitStore):
     """Redis access for the whole service, by area (catalogue, events and rollup, feeds,
-    users, jobs, the archive's cursors: a module each). Takes its client; opens nothing
-    itself."""
+    users, jobs, the archive's cursors, rate limits: a module each). Takes its client;
+    opens nothing itself."""
 
     def __init__(self, client: redis.Redis | RedisCluster, partitions: int = 1) -> None:
         if partitions < 1:
@@ -103,6 +105,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore, ArchiveS
         self._begin_fold = client.register_script(scripts.BEGIN_FOLD)
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
         self._move_cursor = client.register_script(scripts.MOVE_CURSOR)
+        self._settle_bucket = client.register_script(scripts.SETTLE_BUCKET)
         self._copy: CatalogueCopy | None = None
 
     def catalogue_copy(self) -> CatalogueCopy:

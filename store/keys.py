@@ -122,6 +122,12 @@ class Keys:
     def ad(ad_id: str) -> str:
         return f"ad:{ad_id}"
 
+    @staticmethod
+    def rate_bucket(limit: str, client: str) -> str:
+        """A client's shared token bucket of one rate limit (``feeds``, ``events``); the
+        client is ``key:<name>`` or ``addr:<address>``."""
+        return f"rate:{limit}:{client}"
+
     ad_prefix = "ad:"
 
     @staticmethod

@@ -6,6 +6,7 @@ reached on the first request that needs them).
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, load_settings
 
@@ -30,6 +31,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    if settings.trusted_proxies:
+        # the client's address (rate limits, logs) as the proxies in front forwarded it
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     app.extensions["runtime"] = runtime.Runtime(settings)
 
     requestlog.init_app(app, settings)

@@ -63,7 +63,8 @@ def documented(summary: str, tag: str, **kwargs: Any) -> Callable[[F], F]:
     return mark
 
 
-def documented_errors(doc: Doc, path_params: list[str], admin: bool) -> dict[int, set[str]]:
+def documented_errors(doc: Doc, path_params: list[str], admin: bool,
+                      limited: bool = False) -> dict[int, set[str]]:
     """Every (status, code) the operation can answer with the error shape."""
     errors: dict[int, set[str]] = {}
 
@@ -87,6 +88,9 @@ def documented_errors(doc: Doc, path_params: list[str], admin: bool) -> dict[int
         add(415, "unsupported_media_type")
     if admin:
         add(401, "unauthorized", "admin_disabled")
+    if limited:
+        add(401, "invalid_api_key")
+        add(429, "rate_limited")
     if doc.uses_store:
         add(503, "store_unavailable")
     for status, codes in doc.errors.items():
@@ -348,10 +352,12 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             continue
         path = route_label(rule.rule)
         params = [a for a in rule.arguments]
-        admin = getattr(app.view_functions[rule.endpoint], "requires_admin", False)
+        view = app.view_functions[rule.endpoint]
+        admin = getattr(view, "requires_admin", False)
+        limited = getattr(view, "rate_limit", None) is not None
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(doc, rule.endpoint, params,
-                                                                    admin, schemas)
+                                                                    admin, schemas, limited)
     settings = app.extensions["runtime"].settings
     for operation in (op for ops in paths.values() for op in ops.values()):
         for param in operation.get("parameters", ()):
@@ -379,13 +385,18 @@ def openapi_document(app: Flask) -> dict[str, Any]:
         "components": {
             "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer",
-                                          "description": "ADMIN_TOKEN"}},
+                                          "description": "ADMIN_TOKEN"},
+                                "apiKey": {"type": "apiKey", "in": "header",
+                                           "name": "X-API-Key",
+                                           "description": "optional: one of API_KEYS, by "
+                                                          "which the rate limits count; "
+                                                          "without it, the client's address"}},
         },
     }
 
 
 def _operation(doc: Doc, endpoint: str, path_params: list[str], admin: bool,
-               schemas: dict[str, Any]) -> dict[str, Any]:
+               schemas: dict[str, Any], limited: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": endpoint, "summary": doc.summary, "tags": [doc.tag]}
     if doc.description:
         op["description"] = doc.description
@@ -401,6 +412,8 @@ def _operation(doc: Doc, endpoint: str, path_params: list[str], admin: bool,
             "application/json": {"schema": _ref(doc.body, schemas, "validation")}}}
     if admin:
         op["security"] = [{"admin": []}]
+    elif limited:
+        op["security"] = [{}, {"apiKey": []}]
     ok: dict[str, Any] = {"description": HTTPStatus(doc.ok).phrase}
     if isinstance(doc.response, dict):
         ok["content"] = {doc.media_type: {"schema": doc.response}}
@@ -410,10 +423,10 @@ def _operation(doc: Doc, endpoint: str, path_params: list[str], admin: bool,
     for status, model in doc.answers.items():
         responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": {
             "application/json": {"schema": _ref(model, schemas, "serialization")}}}
-    for status, codes in sorted(documented_errors(doc, path_params, admin).items()):
+    for status, codes in sorted(documented_errors(doc, path_params, admin, limited).items()):
         error = {"description": ", ".join(sorted(codes)),
                  "content": {"application/json": {"schema": _error_schema(sorted(codes))}}}
-        if status == 503:
+        if status in (429, 503):
             error["headers"] = {"Retry-After": {"schema": {"type": "string", "pattern": "^[0-9]+$"},
                                                 "required": True}}
         responses[str(status)] = error

@@ -12,6 +12,7 @@ from pipeline.learning.ingest import Batch, accept_batch
 from tasks.names import INGEST, QUEUE
 from webapp.apidoc import EventsAccepted, documented
 from webapp.errors import json_response
+from webapp.ratelimit import limited
 from webapp.runtime import runtime
 from webapp.validation import ApiError, EventBatch, EventIn, first_error, json_body
 
@@ -28,6 +29,7 @@ EVENT = TypeAdapter(EventIn)
             "events", ok=202, body=EventBatch, body_whole=False, response=EventsAccepted,
             errors={400: ("invalid_body", "no_valid_events"), 413: ("too_many_events",),
                     503: ("store_misconfigured",)})
+@limited("events")
 def post_events() -> Response:
     rt = runtime()
     s = rt.settings

@@ -11,6 +11,7 @@ from pipeline.reports.adstats import ad_report
 from pipeline.serving.feed import FeedAnswer, FeedRequest, parse_location, serve_feed
 from webapp.apidoc import AdStats, Feed, Nearby, UserFeed, documented
 from webapp.errors import json_response
+from webapp.ratelimit import limited
 from webapp.runtime import runtime
 from webapp.validation import (
     ApiError,
@@ -37,6 +38,7 @@ def _radius_km(given: float | None) -> float:
 @bp.get("/feed")
 @documented("The feed of ads near a point", "feeds", query=FeedQuery, response=Feed,
             errors={503: ("feed_rebuilding",)})
+@limited("feeds")
 def feed() -> Response:
     q = feed_query(request.args)
     rt = runtime()
@@ -58,6 +60,7 @@ def _observe(served: FeedAnswer, now: float) -> None:
             query=RecommendQuery, response=UserFeed,
             errors={400: ("missing_parameter",), 404: ("location_unknown",),
                     503: ("feed_rebuilding",)})
+@limited("feeds")
 def recommend(user_id: str) -> Response:
     """The feed for a user: at the location given, else at their last known one. Ads they
     applied to or hid are left out. One round trip reads the location and the exclusions."""
@@ -90,6 +93,7 @@ def recommend(user_id: str) -> Response:
 @bp.get("/ads/nearby")
 @documented("The live ads within a radius, nearest first", "ads", query=NearbyQuery,
             response=Nearby)
+@limited("feeds")
 def nearby() -> Response:
     q = parse_query(NearbyQuery, request.args)
     radius_km = _radius_km(q.radius_km)

@@ -16,6 +16,7 @@ from pipeline.serving.cellfeed import CardCache, FeedCache
 from pipeline.serving.feed import ServingLog
 from store import Store
 from tasks.factory import make_celery
+from webapp.ratelimit import RateLimiter
 
 
 class Runtime:
@@ -50,6 +51,10 @@ class Runtime:
     @cached_property
     def serving_log(self) -> ServingLog:
         return ServingLog(self.store, self.settings.served_maxlen, self.settings.served_flush_s)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.settings, lambda: self.store)
 
     @cached_property
     def celery(self) -> Celery:

@@ -2,6 +2,7 @@
 (a file that exists, and a heading for each #anchor)."""
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def test_the_redis_keys_table_names_every_key_the_store_spells():
         if name == "partition":       # a partition's keys: the {ev} rows, tagged {ev.p}
             continue
         if isinstance(value, staticmethod):
-            spelled = value.__func__("\x00")
+            arguments = len(inspect.signature(value.__func__).parameters)
+            spelled = value.__func__(*["\x00"] * arguments)
             prefix = spelled.split("\x00")[0]
         elif isinstance(value, str):
             prefix = value

@@ -13,7 +13,8 @@ from store.keys import EVENT_TYPES, STAT_FIELDS, Keys
 # as validation lets them through (which may hold ":" and ".")
 IDENTIFIERS = ["a1", "a1:loc", "x:excluded", "all", "epochs", "u33dc0", "rollup:8"]
 NUMBERS = [0, 7, 1_800_000_000_000]
-BY_PARAMETER = {"day": ["2027-01-15", "2026-12-31"], "field": list(STAT_FIELDS)}
+BY_PARAMETER = {"day": ["2027-01-15", "2026-12-31"], "field": list(STAT_FIELDS),
+                "limit": ["feeds", "events"], "client": ["key:a1", "addr:10.0.0.1", "addr:::1"]}
 
 
 def fixed_keys() -> dict[str, str]:
@@ -27,11 +28,12 @@ def key_makers() -> dict[str, staticmethod]:
 
 
 def spelled(maker: staticmethod) -> list[str]:
-    """The keys ``maker`` spells from sample arguments of the kind it takes."""
+    """The keys ``maker`` spells from sample arguments of the kind it takes (every
+    combination, for a maker of several)."""
     hints = get_type_hints(maker.__func__)
-    ((name, kind),) = ((n, k) for n, k in hints.items() if n != "return")
-    samples = NUMBERS if kind is int else BY_PARAMETER.get(name, IDENTIFIERS)
-    return [maker.__func__(arg) for arg in samples]
+    samples = [NUMBERS if kind is int else BY_PARAMETER.get(name, IDENTIFIERS)
+               for name, kind in hints.items() if name != "return"]
+    return [maker.__func__(*args) for args in itertools.product(*samples)]
 
 
 def test_an_ads_key_is_the_ad_prefix_then_its_id():

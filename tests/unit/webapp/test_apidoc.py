@@ -5,6 +5,7 @@ the schemathesis run of tests/integration/test_openapi_fuzz.py checks.)"""
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,8 @@ class Case:
     query: dict[str, str] = field(default_factory=dict)
     body: Any = None                  # JSON, or bytes sent as they are
     headers: dict[str, str] = field(default_factory=dict)
-    setup: str | None = None          # store_down, no_admin_token, rebuilding, misconfigured
+    setup: str | None = None          # store_down, no_admin_token, rebuilding, misconfigured,
+    #                                   rate_limited, api_keys
 
 
 def case(method: str, path: str, **kw: Any) -> Case:
@@ -161,6 +163,19 @@ ERROR_CASES: dict[tuple[str, int, str], Case] = {
     ("admin.served_feed", 503, "store_unavailable"):
         admin_case("GET", "/v1/feeds/{served}", setup="store_down"),
 }
+
+# rate limits: a client over its limit (setup "rate_limited": a bucket of one token, taken),
+# and a key this service does not know (setup "api_keys": API_KEYS set)
+WRONG_KEY = {"X-API-Key": "not-a-key-of-this-service"}
+for _op, _method, _path, _query, _body in (
+        ("feeds.feed", "GET", "/v1/feed", HERE, None),
+        ("feeds.recommend", "GET", "/v1/recommend/u1", HERE, None),
+        ("feeds.nearby", "GET", "/v1/ads/nearby", HERE, None),
+        ("events.post_events", "POST", "/v1/events", {}, {"events": [EVENT]})):
+    ERROR_CASES[(_op, 429, "rate_limited")] = case(_method, _path, query=_query, body=_body,
+                                                   setup="rate_limited")
+    ERROR_CASES[(_op, 401, "invalid_api_key")] = case(_method, _path, query=_query, body=_body,
+                                                      headers=WRONG_KEY, setup="api_keys")
 
 OWNER = {"Authorization": "Basic " + base64.b64encode(b"owner:secret-pw").decode()}
 ERROR_CASES.update({
@@ -308,6 +323,15 @@ def served_app(settings, fake_store):
         if setup and setup.endswith("store_down"):
             fake_store.r.connection_pool.connection_kwargs["server"].connected = False
             rt.__dict__.pop("feed_cache", None)      # forget the feeds cached in memory
+        if setup == "rate_limited":
+            app, rt = make(settings.model_copy(update={
+                "rate_limit_feeds_per_s": 0.001, "rate_limit_feeds_burst": 1,
+                "rate_limit_events_per_s": 0.001, "rate_limit_events_burst": 1}))
+            for buckets in rt.limiter.buckets.values():
+                buckets.take("addr:127.0.0.1", time.monotonic())
+        if setup == "api_keys":
+            keys = {"api_keys": SecretStr("backend:a-key-of-sixteen-chars")}
+            app, rt = make(settings.model_copy(update=keys))
         if setup == "misconfigured":       # a rollup recorded another EVENT_PARTITIONS
             fake_store.r.set(fake_store.k.partitions, 3)
         if setup == "rebuilding":
@@ -353,7 +377,7 @@ def test_each_documented_error_is_what_the_app_answers(key, served_app, document
     body = response.get_json()
     assert (response.status_code, body["error"]["code"]) == (status, code), body
     assert schema_errors(response_schema(document, op, status), body) == []
-    if status == 503:
+    if status in (429, 503):
         assert response.headers["Retry-After"].isdigit()
 
 

@@ -15,7 +15,7 @@ from tests.support.api import put_ad
 
 HERE = {"lat": "52.52", "lon": "13.405"}
 ALLOWED_LABELS = {"route", "method", "status", "strategy", "cache", "type", "outcome", "error",
-                  "stage", "job", "what", "le"}
+                  "stage", "job", "what", "limit", "le"}
 
 
 def scrape(client) -> dict[tuple[str, tuple], float]:
