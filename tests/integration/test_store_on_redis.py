@@ -11,6 +11,7 @@ from tests.unit.store.test_catalogue_store import *  # noqa: F401,F403
 from tests.unit.store.test_event_store import *  # noqa: F401,F403
 from tests.unit.store.test_feed_store import *  # noqa: F401,F403
 from tests.unit.store.test_job_store import *  # noqa: F401,F403
+from tests.unit.store.test_limit_store import *  # noqa: F401,F403
 from tests.unit.store.test_store import *  # noqa: F401,F403
 from tests.unit.store.test_user_store import *  # noqa: F401,F403
 
