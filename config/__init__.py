@@ -137,7 +137,9 @@ class Settings(BaseModel):
     rollup_batch: int = Field(20, ge=1, le=200)
     rollup_claim_idle_s: int = Field(60, ge=1)
     inbox_redeliver_s: int = Field(30, ge=1)
-    dedupe_window_s: int = Field(2 * 86_400, ge=60)
+    # an accepted event_id is a duplicate for at least this long (1 to 1.5 windows: see
+    # store/dedupe.py); at least EVENT_MAX_AGE_S + 300, its default
+    dedupe_window_s: int = Field(86_700, ge=60)
     # raw events and served feeds stay in Redis this long once counted and archived (the
     # archive holds them all): the evaluation and feed provenance read Redis for the last
     # minutes, the archive before

@@ -14,6 +14,7 @@ from store import scripts
 from store.archive_store import ArchiveStore
 from store.catalogue_copy import CatalogueCopy
 from store.catalogue_store import CatalogueStore
+from store.dedupe import ShardCounts
 from store.event_store import EventStore, PartitionsChanged, factorize
 from store.feed_store import FeedChanges, FeedStore
 from store.job_store import JobStore
@@ -106,6 +107,8 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore, ArchiveS
         self._fold_positions = client.register_script(scripts.FOLD_POSITIONS)
         self._move_cursor = client.register_script(scripts.MOVE_CURSOR)
         self._settle_bucket = client.register_script(scripts.SETTLE_BUCKET)
+        self._size_dedupe = client.register_script(scripts.SIZE_DEDUPE)
+        self._dedupe_shards = ShardCounts()
         self._copy: CatalogueCopy | None = None
 
     def catalogue_copy(self) -> CatalogueCopy:

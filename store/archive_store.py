@@ -113,13 +113,42 @@ class ArchiveStore:
 
     def telemetry_memory(self) -> dict[str, int]:
         """Bytes Redis holds for raw telemetry (MEMORY USAGE, every element counted): the
-        events streams, the dedupe sets and the served log, each summed over partitions."""
+        events streams, the dedupe sets (and those of earlier versions) and the served log,
+        each summed over partitions."""
         out = {"events": 0, "dedupe": 0, "served": 0}
         for p in self.parts:
             out["events"] += int(self.r.memory_usage(p.events, samples=0) or 0)
-            for key in self.r.scan_iter(match=f"{p.tag}:seen:*", count=1000):
-                out["dedupe"] += int(self.r.memory_usage(key, samples=0) or 0)
+            for pattern in (p.seen(0)[:-1], p.dedupe(0)[:-1]):
+                for key in self.r.scan_iter(match=pattern + "*", count=1000):
+                    out["dedupe"] += int(self.r.memory_usage(key, samples=0) or 0)
         out["served"] = int(self.r.memory_usage(self.k.served, samples=0) or 0)
+        return out
+
+    def legacy_dedupe_bytes(self, ids: list[str]) -> float:
+        """Bytes an id takes in the dedupe sets as versions before ``store.dedupe`` kept
+        them (the id itself, in one set a window): written to a set of that layout, measured
+        and deleted. For benchmarks, on a server of their own."""
+        key = self.parts[0].seen(-1)        # a bucket no clock reaches
+        try:
+            for i in range(0, len(ids), 1000):
+                self.r.sadd(key, *ids[i:i + 1000])
+            return int(self.r.memory_usage(key, samples=0) or 0) / len(ids)
+        finally:
+            self.r.delete(key)
+
+    def dedupe_bucket_memory(self, bucket: int) -> dict[str, int]:
+        """One dedupe bucket, over partitions: its sets' bytes (with its record's), the ids
+        it holds, its sets, and how many of them Redis keeps as intsets."""
+        out = {"bytes": 0, "ids": 0, "shards": 0, "intsets": 0}
+        for p in self.parts:
+            record = self.r.hgetall(p.dedupe(bucket))
+            out["bytes"] += int(self.r.memory_usage(p.dedupe(bucket), samples=0) or 0)
+            out["ids"] += int(record.get(b"ids", 0))
+            out["shards"] += int(record.get(b"shards", 0))
+            for key in self.r.scan_iter(match=p.dedupe_shard(bucket, 0)[:-1] + "*",
+                                        count=1000):
+                out["bytes"] += int(self.r.memory_usage(key, samples=0) or 0)
+                out["intsets"] += self.r.object("encoding", key) == b"intset"
         return out
 
     def archive_cursors(self) -> dict[str, str]:

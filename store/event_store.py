@@ -3,7 +3,6 @@ decayed evidence, the position epochs and the served log's cursor, and the count
 
 from __future__ import annotations
 
-import math
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -13,6 +12,7 @@ import orjson
 import redis
 from redis.commands.core import Script
 
+from store import dedupe
 from store.keys import (
     EVIDENCE_FIELDS,
     ROLLUP_GROUP,
@@ -56,6 +56,8 @@ class EventStore:
     exclude_for_users: Callable[..., None]      # UserStore's
     # the Lua scripts this area runs (Store registers them on its client)
     _accept: Script
+    _size_dedupe: Script
+    _dedupe_shards: dedupe.ShardCounts      # what this process knows of the buckets
     _roll_in: Script
     _rollup: Script
     _begin_fold: Script
@@ -115,8 +117,11 @@ class EventStore:
         def pick(column: Sequence) -> Sequence:
             return column if at is None else [column[i] for i in at]
         ids, ad_ids, excludes_for = (pick(c) for c in batch[:3])
-        bucket = int(now // window_s)
-        keys = [part.inbox, part.inbox_due, part.seen(bucket), part.seen(bucket - 1)]
+        bucket = dedupe.bucket_of(now, window_s)
+        legacy = int(now // dedupe.LEGACY_WINDOW_S)
+        keys = [part.inbox, part.inbox_due, part.dedupe(bucket), part.seen(legacy),
+                part.seen(legacy - 1)]
+        prints, buckets = self._dedupe_sets(part, bucket, ids, keys, now, window_s)
         ads = list(dict.fromkeys(ad_ids))
         unknown: list[str] = []
         if self.cluster:
@@ -136,12 +141,11 @@ class EventStore:
         records = 0 if self.cluster else len(keys) + 1
         if not self.cluster:       # each ad's record, in the order the script meets them
             keys += [self.k.ad(ad) for ad in ads]
-        # the set is consulted until the bucket after next begins: it expires then (not two
-        # windows after its last addition, which would keep a third window's ids)
-        seen_ttl_s = max(1, math.ceil((bucket + 2) * window_s - now))
-        args: list[object] = [batch_id, now, seen_ttl_s, memory.max_ads, memory.ttl_s,
-                              records, len(ids), len(exclusions) // 2, "\n".join(ids),
-                              "\n".join(ad_ids), batch.payload(at), *exclusions, *unknown]
+        args: list[object] = [batch_id, now, dedupe.ttl_s(bucket, now, window_s),
+                              memory.max_ads, memory.ttl_s, records, len(ids),
+                              len(exclusions) // 2, "\n".join(ids), "\n".join(ad_ids),
+                              batch.payload(at), "\n".join(prints), buckets,
+                              *exclusions, *unknown]
         flags = [int(f) for f in self._accept(keys=keys, args=args)]
         if self.cluster:
             gone = set(unknown)
@@ -152,15 +156,47 @@ class EventStore:
             self.exclude_for_users(by_user, now, memory)
         return flags
 
+    def _dedupe_sets(self, part: Partition, bucket: int, ids: Sequence[str],
+                     keys: list[str], now: float, window_s: int) -> tuple[list[str], int]:
+        """The events' fingerprints, and how many dedupe buckets are consulted; for each of
+        them, the current first, the set each event's fingerprint falls in is added to
+        ``keys``. The current bucket's shard count is decided on its first accept."""
+        consulted = dedupe.consulted(bucket)
+        known = self._dedupe_shards
+        missing = known.missing(part.tag, consulted)
+        if missing:
+            with self.r.pipeline(transaction=False) as p:
+                for b in missing:
+                    p.hget(part.dedupe(b), "shards")
+                for b, shards in zip(missing, p.execute(), strict=True):
+                    known.learn(part.tag, b, int(shards) if shards else None)
+        shards = known.of(part.tag, consulted)
+        if bucket not in shards:
+            decided = self._size_dedupe(
+                keys=[part.dedupe(bucket), part.dedupe(bucket - 1)],
+                args=[dedupe.LEAST_SHARDS, dedupe.IDS_PER_SHARD,
+                      dedupe.ttl_s(bucket, now, window_s)])
+            known.learn(part.tag, bucket, int(decided))
+            shards = known.of(part.tag, consulted)
+        prints = [dedupe.fingerprint(i) for i in ids]
+        buckets = [b for b in consulted if b in shards]
+        for b in buckets:
+            prefix, n = part.dedupe_shard(b, 0)[:-1], shards[b]
+            keys += [prefix + str((fp & dedupe.MASK) % n) for fp in prints]
+        return [str(fp) for fp in prints], len(buckets)
+
     def accepted_count(self, now: float, window_s: int) -> int:
-        """How many event ids were accepted in this dedupe window and the last (each
-        accepted event's id is in exactly one of the two seen sets of its partition)."""
-        bucket = int(now // window_s)
+        """How many event ids the dedupe buckets still consulted hold (with any the sets of
+        earlier versions hold): the events accepted in the last one to one and a half
+        windows."""
+        legacy = int(now // dedupe.LEGACY_WINDOW_S)
         with self.r.pipeline(transaction=False) as p:
             for part in self.parts:
-                p.scard(part.seen(bucket))
-                p.scard(part.seen(bucket - 1))
-            return sum(p.execute())
+                for b in dedupe.consulted(dedupe.bucket_of(now, window_s)):
+                    p.hget(part.dedupe(b), "ids")
+                p.scard(part.seen(legacy))
+                p.scard(part.seen(legacy - 1))
+            return sum(int(n or 0) for n in p.execute())
 
     def roll_in(self, batch_id: str) -> int:
         """Move an accepted batch into the events streams (its events in each partition

@@ -66,7 +66,18 @@ class Partition:
         self.archived = f"{tag}:archived"  # the last entry of ``events`` archived
 
     def seen(self, bucket: int) -> str:
+        """The event ids of a two-day bucket, as versions before ``dedupe`` kept them: read,
+        never written."""
         return f"{self.tag}:seen:{bucket}"
+
+    def dedupe(self, bucket: int) -> str:
+        """A dedupe bucket's record: ``shards``, the sets its ids are spread over, and
+        ``ids``, how many it holds (``store.dedupe``)."""
+        return f"{self.tag}:dedupe:{bucket}"
+
+    def dedupe_shard(self, bucket: int, shard: int) -> str:
+        """One of a dedupe bucket's sets of fingerprints."""
+        return f"{self.tag}:dedupe:{bucket}:{shard}"
 
     def ctr(self, day: str) -> str:
         return f"{self.tag}:ctr:{day}"
@@ -133,6 +144,14 @@ class Keys:
     @staticmethod
     def seen(bucket: int) -> str:
         return f"{{ev}}:seen:{bucket}"
+
+    @staticmethod
+    def dedupe(bucket: int) -> str:
+        return f"{{ev}}:dedupe:{bucket}"
+
+    @staticmethod
+    def dedupe_shard(bucket: int, shard: int) -> str:
+        return f"{{ev}}:dedupe:{bucket}:{shard}"
 
     counts = "{ev}:counts"    # ad -> its STAT_FIELDS counters, space-separated
 
