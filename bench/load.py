@@ -33,6 +33,7 @@ from bench.common import (
     say,
     table,
 )
+from config import load_settings
 from devtools.procs import service_env, start_beat, start_web, start_worker
 from devtools.redis_server import RedisServer
 from store import STAT_FIELDS, Store
@@ -146,7 +147,7 @@ def run(seconds: float, work: Path, post_every: int = POST_EVERY,
             raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         out = json.loads(line[len("WRKJSON "):])
         settle_started = time.perf_counter()
-        window_s = int(env.get("DEDUPE_WINDOW_S", 172_800))
+        window_s = load_settings(env).dedupe_window_s    # as the web has it
         time.sleep(1.0)                  # the last posts wrk left in flight finish meanwhile
         counted = settle(store, ad_ids, store.accepted_count(time.time(), window_s))
         cpu = {name: cpu_seconds(process_tree(p.proc.pid)) - cpu_before[name]
