@@ -1,7 +1,7 @@
 """bench.archive on a real redis-server of its own, small: every element of the telemetry is
-counted, the event ids are fingerprints in intsets, an archive run with EVENTS_RETENTION_S=0 leaves only the last entry's millisecond of
-the stream and none of the served log in Redis, and the steady state it reports follows from
-the per-item bytes it measured."""
+counted, the event ids are fingerprints in intsets, an archive run with EVENTS_RETENTION_S=0
+leaves only the last entry's millisecond of the stream and none of the served log in Redis,
+and the steady state it reports follows from the per-item bytes it measured."""
 from __future__ import annotations
 
 from bench.archive import OLD_RETENTION_S, RETENTION_S, markdown, measure
