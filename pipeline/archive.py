@@ -26,7 +26,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from config import Settings
-from pipeline.learning.rollup import day_of
+from pipeline.learning.rollup import credited_feeds, day_of
 from store import Store, StreamEntry, _entry_ms
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ EVENTS_SCHEMA = pa.schema([
     ("feed_id", pa.string()),
     ("position", pa.int32()),
     ("accepted_at", pa.float64()),
+    ("credited", pa.string()),       # the strategy the rollup credited (null: none)
 ])
 SERVED_SCHEMA = pa.schema([
     ("entry_id", pa.string()),       # the served-log entry
@@ -136,15 +137,91 @@ class Archive:
         return out
 
     def files(self, kind: str) -> list[str]:
-        """Every file of one kind, oldest day first."""
-        return sorted(p for p in self.fs.glob(f"{self.root.rstrip('/')}/{kind}/date=*/p*.parquet")
-                      if FILE_NAME.match(p.rsplit("/", 1)[-1]))
+        """Every file of one kind, oldest day first, but those a compacted file holds (left
+        by a compaction that stopped before deleting them: ``superseded``)."""
+        found = [p for p in self.fs.glob(f"{self.root.rstrip('/')}/{kind}/date=*/p*.parquet")
+                 if FILE_NAME.match(p.rsplit("/", 1)[-1])]
+        gone = superseded(found)
+        return sorted(p for p in found if p not in gone)
+
+    def merge(self, kind: str, paths: list[str], row_group: int,
+              conform: Callable[[pa.RecordBatch], pa.RecordBatch]) -> str:
+        """Write the rows of ``paths`` (consecutive files of one day and partition, in
+        stream order) into one file named from the first's first entry to the last's last
+        entry, in row groups of ``row_group`` rows (memory stays bounded by one), under a
+        temporary name then renamed; then delete them. A merge that stops before the rename
+        leaves a temporary file (``drop_temporary``), one that stops after it leaves files the
+        merged one holds (``superseded``): no row is lost or read twice either way."""
+        first_name, last_name = (FILE_NAME.match(p.rsplit("/", 1)[-1])
+                                 for p in (paths[0], paths[-1]))
+        assert first_name is not None and last_name is not None
+        partition, first, last = first_name.group(1), first_name.group(2), last_name.group(3)
+        directory = paths[0].rsplit("/", 1)[0]
+        temporary = f"{directory}/{TEMPORARY}p{partition}_{first}_{uuid.uuid4().hex}"
+        with self.fs.open(temporary, "wb") as out, \
+                pq.ParquetWriter(out, SCHEMAS[kind], compression="zstd") as writer:
+            pending: list[pa.RecordBatch] = []
+            for path in paths:
+                with self.fs.open(path, "rb") as f:
+                    for batch in pq.ParquetFile(f).iter_batches(batch_size=row_group):
+                        pending.append(conform(batch))
+                        if sum(b.num_rows for b in pending) >= row_group:
+                            writer.write_table(pa.Table.from_batches(pending),
+                                               row_group_size=row_group)
+                            pending = []
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=row_group)
+        merged = f"{directory}/p{partition}_{first}_{last}.parquet"
+        self.fs.mv(temporary, merged)
+        for path in paths:
+            self.fs.rm(path)
+        return merged
 
 
-def events_rows(entries: list[StreamEntry], partition: int) -> tuple[dict[str, list], int]:
-    """The accepted events of events-stream entries as columns; and how many entries could
-    not be read (the rollup acknowledged them without counting: they are left out here too,
-    with a warning)."""
+def _span(path: str) -> tuple[str, str, tuple[int, int], tuple[int, int]] | None:
+    """A file's directory, partition and first and last entry (as numbers, to compare)."""
+    directory, _, name = path.rpartition("/")
+    match = FILE_NAME.match(name)
+    if match is None:
+        return None
+    first, last = (_entry_key(match.group(i)) for i in (2, 3))
+    return directory, match.group(1), first, last
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
+def superseded(paths: list[str]) -> set[str]:
+    """The files whose entries another file of the same directory and partition holds (its
+    span within the other's): what a compaction merged but had not deleted yet.
+
+    >>> sorted(superseded(["d/p0_1-0_5-0.parquet", "d/p0_1-0_2-0.parquet",
+    ...                    "d/p0_3-0_5-0.parquet", "d/p1_1-0_2-0.parquet"]))
+    ['d/p0_1-0_2-0.parquet', 'd/p0_3-0_5-0.parquet']
+    """
+    spans = sorted((s[0], s[1], s[2], (-s[3][0], -s[3][1]), path)
+                   for path in paths if (s := _span(path)) is not None)
+    gone: set[str] = set()
+    group, reach = ("", ""), (-1, -1)
+    for directory, partition, _, (ms, seq), path in spans:
+        last = (-ms, -seq)
+        if (directory, partition) != group:
+            group, reach = (directory, partition), last
+        elif last <= reach:
+            gone.add(path)
+        else:
+            reach = last
+    return gone
+
+
+def events_rows(entries: list[StreamEntry], partition: int, secret: bytes, max_age_s: float
+                ) -> tuple[dict[str, list], int]:
+    """The accepted events of events-stream entries as columns, each with the strategy the
+    rollup credited (``credited_feeds``: the archive answers for its days without the feed
+    id secret); and how many entries could not be read (the rollup acknowledged them
+    without counting: they are left out here too, with a warning)."""
     columns: dict[str, list] = {name: [] for name in EVENTS_SCHEMA.names}
     unreadable = 0
     for entry in entries:
@@ -162,7 +239,17 @@ def events_rows(entries: list[StreamEntry], partition: int) -> tuple[dict[str, l
                           ("position", "pos")):
             columns[name] += batch[key]
         columns["accepted_at"] += [batch["at"]] * n
+    columns["credited"] = credited_strategies(columns["feed_id"], columns["ts"], secret,
+                                              max_age_s)
     return columns, unreadable
+
+
+def credited_strategies(feed_ids: list[str | None], ts: list[float | None], secret: bytes,
+                        max_age_s: float) -> list[str | None]:
+    """The strategy each event credits, by the rollup's rule; None where it credits none."""
+    when = np.array([np.nan if t is None else t for t in ts], dtype=np.float64)
+    credits, _ = credited_feeds(feed_ids, when, secret, max_age_s)
+    return [None if c is None else c.strategy for c in credits]
 
 
 def _batch(entry: StreamEntry) -> dict[str, list]:
@@ -218,6 +305,7 @@ def archive_stream(store: Store, archive: Archive, settings: Settings, kind: str
     """Archive one stream's counted entries, a file at a time, until none is left or the
     run's time is up."""
     progress = Progress()
+    secret = store.feed_id_secret()
     while time.monotonic() < deadline:
         cursor = store.archive_cursor(kind, partition)
         head = _read(store, kind, partition, cursor, 1)
@@ -227,7 +315,7 @@ def archive_stream(store: Store, archive: Archive, settings: Settings, kind: str
         day = day_of_entry(first)
         done = archive.find(kind, day, partition, first)
         if done is None:
-            groups = _groups(store, settings, kind, partition, cursor, day, progress)
+            groups = _groups(store, settings, kind, partition, cursor, day, progress, secret)
             done, rows = archive.write(kind, day, partition, first, groups)
             progress.files, progress.rows = progress.files + 1, progress.rows + rows
         else:
@@ -247,7 +335,8 @@ def _read(store: Store, kind: str, partition: int, after: str, count: int) -> li
 
 
 def _groups(store: Store, settings: Settings, kind: str, partition: int, cursor: str,
-            day: str, progress: Progress) -> Iterator[tuple[pa.RecordBatch, str]]:
+            day: str, progress: Progress, secret: bytes
+            ) -> Iterator[tuple[pa.RecordBatch, str]]:
     """Row groups of the entries after ``cursor`` of day ``day``, up to about
     ARCHIVE_FILE_ROWS rows, each with the last entry it holds."""
     after, rows, pending = cursor, 0, []
@@ -262,7 +351,8 @@ def _groups(store: Store, settings: Settings, kind: str, partition: int, cursor:
             if kind == "served":
                 columns = served_rows(pending)
             else:
-                columns, unreadable = events_rows([e for _, e in pending], partition)
+                columns, unreadable = events_rows([e for _, e in pending], partition, secret,
+                                                  settings.event_max_age_s)
                 progress.unreadable += unreadable
             batch = pa.RecordBatch.from_pydict(columns, schema=SCHEMAS[kind])
             rows += batch.num_rows
@@ -299,6 +389,8 @@ def run_archive(store: Store, settings: Settings, now: float | None = None
                 report.update({f"{name}_{k}": v for k, v in vars(done).items()})
                 report[f"{name}_trimmed"] = trim(store, settings, kind, partition,
                                                  time.time() if now is None else now)
+                report[f"{name}_compacted"] = compact_closed_days(
+                    archive, store, settings, kind, partition, deadline)
         report.update({f"cursor_{k}": v for k, v in store.archive_cursors().items()})
     finally:
         try:
@@ -321,6 +413,77 @@ def trim(store: Store, settings: Settings, kind: str, partition: int, now: float
     if kind == "served":
         return store.trim_served(min_id_ms, cursor)
     return store.trim_events(min_id_ms, partition, keep_after=cursor)
+
+
+def compact_closed_days(archive: Archive, store: Store, settings: Settings, kind: str,
+                        partition: int, deadline: float) -> int:
+    """Merge each closed day's files of one stream (the days before its cursor's: no entry
+    of theirs is still to come) into as few files as ARCHIVE_FILE_ROWS allows, so that a
+    day costs a reader one file, not one a run. Returns the files merged away."""
+    cursor = store.archive_cursor(kind, partition)
+    if cursor == "0-0":
+        return 0
+    closed = f"date={day_of_entry(cursor)}"
+    days: dict[str, list[str]] = {}
+    found = archive.fs.glob(f"{archive.root.rstrip('/')}/{kind}/date=*/p{partition}_*.parquet")
+    for path in found:
+        directory = path.rsplit("/", 2)[-2]
+        if directory < closed and FILE_NAME.match(path.rsplit("/", 1)[-1]):
+            days.setdefault(directory, []).append(path)
+    secret = store.feed_id_secret() if kind == "events" else b""
+
+    def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
+        return conformed(batch, kind, secret, settings.event_max_age_s)
+
+    merged = 0
+    for paths in days.values():
+        gone = superseded(paths)
+        for path in gone:                  # a merge that stopped before deleting them
+            archive.fs.rm(path)
+        live = sorted((p for p in paths if p not in gone), key=_span)   # type: ignore[arg-type]
+        if len(live) < 2:
+            continue
+        for run in _runs(archive, live, settings.archive_file_rows):
+            if time.monotonic() >= deadline:
+                return merged
+            archive.merge(kind, run, settings.archive_row_group, conform)
+            merged += len(run)
+    return merged
+
+
+def _runs(archive: Archive, paths: list[str], max_rows: int) -> list[list[str]]:
+    """Consecutive files of at most ``max_rows`` rows together, each run of two or more."""
+    runs: list[list[str]] = [[]]
+    rows = 0
+    for path in paths:
+        n = pq.read_metadata(path, filesystem=archive.fs).num_rows
+        if runs[-1] and rows + n > max_rows:
+            runs.append([])
+            rows = 0
+        runs[-1].append(path)
+        rows += n
+    return [run for run in runs if len(run) > 1]
+
+
+def conformed(batch: pa.RecordBatch, kind: str, secret: bytes, max_age_s: float
+              ) -> pa.RecordBatch:
+    """A batch read from a file an earlier version wrote, with the schema written now: an
+    events batch without ``credited`` gets it by the rollup's rule (with ``secret``), any
+    other column it lacks is null."""
+    schema = SCHEMAS[kind]
+    if batch.schema.equals(schema):
+        return batch
+    columns = []
+    for field in schema:
+        if field.name in batch.schema.names:
+            columns.append(batch.column(field.name).cast(field.type))
+        elif kind == "events" and field.name == "credited":
+            columns.append(pa.array(credited_strategies(
+                batch.column("feed_id").to_pylist(), batch.column("ts").to_pylist(), secret,
+                max_age_s), pa.string()))
+        else:
+            columns.append(pa.nulls(batch.num_rows, field.type))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def _entry_ms_column(table: pa.Table) -> np.ndarray:

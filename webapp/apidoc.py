@@ -205,6 +205,9 @@ class CtrCounts(BaseModel):
 class CtrDay(CtrCounts):
     day: str = Field(description="UTC day of the events' own times, YYYY-MM-DD",
                      json_schema_extra={"format": "date"})
+    source: Literal["redis", "archive"] | None = Field(
+        description="where the day's counts came from: Redis's daily counters, or the "
+                    "archived events (a day before the first one Redis holds); null: none")
 
 
 class CtrReport(BaseModel):

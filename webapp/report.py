@@ -10,6 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from bandit import STRATEGIES
+from pipeline.reports.archived_ctr import archived_ctr
 from pipeline.reports.ctr import (
     COUNTS,
     DEFAULT_DAYS,
@@ -43,7 +44,8 @@ def ctr_command(days: int, strategy: str | None, csv_path: str | None) -> None:
     score interval ("-" where nothing was shown or viewed)."""
     rt = command_runtime()
     end = utc_today(rt.now())
-    report = daily_ctr(rt.store, end - timedelta(days=days - 1), end, strategy)
+    report = daily_ctr(rt.store, end - timedelta(days=days - 1), end, strategy,
+                       archived=archived_ctr(rt.store, rt.settings))
     if csv_path is not None:
         with click.open_file(csv_path, "w", encoding="utf-8") as out:
             write_csv(report, out)
@@ -55,7 +57,8 @@ def ctr_table(report: DailyCtr) -> str:
     """The report as aligned text: a row per day, then the totals."""
     data = report.as_dict()
     rows = [("day", *COUNTS, *(f"{h} [95 % CI]" for h in TABLE_RATES.values()))]
-    rows += [_table_row(day["day"], day) for day in data["days"]]
+    rows += [_table_row(day["day"] + ("*" if day["source"] == "archive" else ""), day)
+             for day in data["days"]]
     rows.append(_table_row("total", data["totals"]))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     numeric = range(1, 1 + len(COUNTS))
@@ -65,6 +68,9 @@ def ctr_table(report: DailyCtr) -> str:
     lines += ["  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
                         for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
               for row in rows]
+    if report.archived_days:
+        lines.append(f"* {report.archived_days} of {len(report.days)} days read from the "
+                     f"archive (the days before the first one Redis holds)")
     return "\n".join(lines)
 
 
@@ -80,12 +86,14 @@ def _percent(rate: dict[str, Any]) -> str:
 
 def write_csv(report: DailyCtr, out: IO[str]) -> None:
     """A header, a row per day, then a "total" row. Rates are fractions, each followed by
-    its interval; a rate with a zero denominator is empty."""
+    its interval; a rate with a zero denominator is empty. ``source`` is redis, archive or
+    empty (no events)."""
     data = report.as_dict()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["day", *COUNTS, *(f"{r}{part}" for r in RATES
-                                       for part in ("", "_low", "_high"))])
+                                       for part in ("", "_low", "_high")), "source"])
     for day, row in [*((d["day"], d) for d in data["days"]), ("total", data["totals"])]:
         writer.writerow([day, *(row[c] for c in COUNTS),
                          *(("" if v is None else v) for r in RATES
-                           for v in (row[r]["rate"], row[r]["low"], row[r]["high"]))])
+                           for v in (row[r]["rate"], row[r]["low"], row[r]["high"])),
+                         row.get("source") or ""])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from pipeline.learning import examination
+from pipeline.reports.archived_ctr import archived_ctr
 from pipeline.reports.ctr import daily_ctr, utc_today
 from webapp.apidoc import CtrReport, PositionBias, documented
 from webapp.errors import json_response
@@ -22,12 +23,17 @@ bp = Blueprint("stats", __name__, url_prefix="/v1/stats")
                         "per impression and applies per view, each with its 95 % Wilson score "
                         "interval. A rate with a zero denominator is null, its interval "
                         "[0, 1]. With `strategy`, only the events naming a feed that strategy "
-                        "served count.")
+                        "served count. Each day's `source` says where its counts came "
+                        "from: `redis`, or for the days before the first one Redis holds "
+                        "(a Redis started or rebuilt since), `archive`: the archived events "
+                        "counted again (null: no events).")
 def ctr() -> Response:
     q = parse_query(CtrQuery, request.args)
     rt = runtime()
     start, end = q.span(utc_today(rt.now()))
-    return json_response(daily_ctr(rt.store, start, end, q.strategy).as_dict())
+    report = daily_ctr(rt.store, start, end, q.strategy,
+                       archived=archived_ctr(rt.store, rt.settings))
+    return json_response(report.as_dict())
 
 
 @bp.get("/position-bias")

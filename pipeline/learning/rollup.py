@@ -29,7 +29,7 @@ from pipeline.learning.examination import (
     position_columns,
 )
 from pipeline.learning.ingest import Columns, decode_entries, sweep_inbox
-from pipeline.serving.feed import parse_feed_id
+from pipeline.serving.feed import FeedRef, parse_feed_id
 from store import (
     RollupBlock,
     Store,
@@ -71,22 +71,29 @@ def rollup_block(events: Columns, settings: Settings, now: float, secret: bytes,
     kinds, when, place = events.type_index, events.ts, events.position
     decay = decay_factor(now - when, settings.stats_half_life_s)
     weights = np.where(kinds == IMPRESSION, decay * examination.weights(place), decay)
-    # each distinct feed id read once; an event more than EVENT_MAX_AGE_S after its feed
-    # still counts for its ad, but credits no strategy (the evaluation's default
-    # attribution window is the same)
-    names, feed_of = factorize(["" if f is None else f for f in events.feed_id])
-    refs = [parse_feed_id(name, secret) if name else None for name in names]
-    ref_served = np.array([np.nan if r is None else r.served_ms / 1000 for r in refs],
-                          dtype=np.float64)[feed_of] if refs else when
-    served = np.where(np.isnan(ref_served), when, ref_served)
-    late = (when - served).tolist()
-    credits = [refs[i] if t <= settings.event_max_age_s else None
-               for i, t in zip(feed_of.tolist(), late, strict=True)]
+    credits, served = credited_feeds(events.feed_id, when, secret, settings.event_max_age_s)
     return RollupBlock(
         events.entry_id, events.ad_id, kinds, days_of(when), weights,
         [f.cell if f else "" for f in credits], [f.strategy if f else "" for f in credits],
         [f.feed_id if f else "" for f in credits], days_of(served),
         position_columns(kinds, place), epoch_of(served, starts))
+
+
+def credited_feeds(feed_ids: list[str | None], when: np.ndarray, secret: bytes,
+                   max_age_s: float) -> tuple[list[FeedRef | None], np.ndarray]:
+    """The feed each event credits: the one its id names, if this service signed it and
+    served it at most ``max_age_s`` before the event (the evaluation's default attribution
+    window is the same; a later event still counts for its ad, but credits no strategy);
+    and when each event's feed was served (the event's own time where it names none).
+    Each distinct feed id is checked once, however many events name it."""
+    names, feed_of = factorize(["" if f is None else f for f in feed_ids])
+    refs = [parse_feed_id(name, secret) if name else None for name in names]
+    ref_served = np.array([np.nan if r is None else r.served_ms / 1000 for r in refs],
+                          dtype=np.float64)[feed_of] if refs else when
+    served = np.where(np.isnan(ref_served), when, ref_served)
+    late = (when - served).tolist()
+    return [refs[i] if t <= max_age_s else None
+            for i, t in zip(feed_of.tolist(), late, strict=True)], served
 
 
 def days_of(ts: np.ndarray) -> list[str]:

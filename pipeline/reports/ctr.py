@@ -5,12 +5,18 @@ both answer with this.
 Days are those of the events' own times (``ts``), as the rollup files them. A strategy's
 figures count the events that name a feed it served (and came within EVENT_MAX_AGE_S of
 the serving); events naming no feed count only overall.
+
+Redis keeps each day's counters (``{ev}:ctr:{day}``). The days of the range before the first
+one Redis holds (every day of it, when Redis holds none) are counted again from the
+archived events, if an archive is given (``pipeline.archive.ctr_counters``): the days before
+this Redis was started, or rebuilt. A day after that with nothing in Redis had no events.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -29,6 +35,10 @@ RATES: dict[str, tuple[str, str]] = {
 DEFAULT_DAYS = 14
 MAX_DAYS = 92        # one read of a day's hash each: a quarter at most
 DECIMALS = 6
+
+Counters = dict[str, dict[str, int]]                  # day -> its ctr hash's fields
+ArchivedCounters = Callable[[Sequence[str]], Counters]   # the same, from the archive
+Source = Literal["redis", "archive"] | None
 
 
 @dataclass(frozen=True)
@@ -64,13 +74,19 @@ class DailyCtr:
     days: tuple[str, ...]       # YYYY-MM-DD, every day from start to end
     rows: tuple[CtrRow, ...]    # aligned with days
     totals: CtrRow
+    sources: tuple[Source, ...]  # aligned with days: where its counts came from, if any
 
     def as_dict(self) -> dict[str, Any]:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(),
                 "strategy": self.strategy, "level": self.level,
-                "days": [{"day": d, **asdict(r)}
-                         for d, r in zip(self.days, self.rows, strict=True)],
+                "days": [{"day": d, "source": source, **asdict(r)}
+                         for d, source, r in zip(self.days, self.sources, self.rows,
+                                                 strict=True)],
                 "totals": asdict(self.totals)}
+
+    @property
+    def archived_days(self) -> int:
+        return self.sources.count("archive")
 
 
 def utc_today(now: float) -> date:
@@ -86,14 +102,32 @@ def days_between(start: date, end: date) -> tuple[str, ...]:
     return tuple((start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1))
 
 
+def day_counters(store: Store, days: Sequence[str], archived: ArchivedCounters | None = None
+                 ) -> tuple[Counters, tuple[Source, ...]]:
+    """Each day's counters, and where they came from: Redis, or for the days before the
+    first one Redis holds, the archive (see the module's docstring)."""
+    found = store.ctr_days(days)
+    held = [i for i, d in enumerate(days) if found[d]]
+    sources: list[Source] = ["redis" if found[d] else None for d in days]
+    before = days[:held[0]] if held else days
+    if archived is not None and before:
+        from_archive = archived(before)
+        for i, day in enumerate(before):
+            if from_archive.get(day):
+                found[day], sources[i] = from_archive[day], "archive"
+    return found, tuple(sources)
+
+
 def daily_ctr(store: Store, start: date, end: date, strategy: str | None = None,
-              level: float = LEVEL) -> DailyCtr:
+              level: float = LEVEL, archived: ArchivedCounters | None = None,
+              counters: tuple[Counters, tuple[Source, ...]] | None = None) -> DailyCtr:
     """The counts and rates of each day from ``start`` to ``end`` (UTC, inclusive; days
-    without events are zeros) and of the whole range, of every feed or of ``strategy``'s."""
+    without events are zeros) and of the whole range, of every feed or of ``strategy``'s;
+    ``counters`` (``day_counters``' answer for those days) saves reading them again."""
     if start > end:
         raise ValueError("start must not be after end")
     days = days_between(start, end)
-    found = store.ctr_days(days)
+    found, sources = counters if counters is not None else day_counters(store, days, archived)
     prefix = f"{strategy}:" if strategy else ""
     counts = np.array([[found[d].get(prefix + f, 0) for f in COUNTS] for d in days],
                       dtype=np.int64).reshape(len(days), len(COUNTS))
@@ -101,7 +135,7 @@ def daily_ctr(store: Store, start: date, end: date, strategy: str | None = None,
     rates = {name: capped_interval(table[:, COUNTS.index(k)], table[:, COUNTS.index(n)], level)
              for name, (k, n) in RATES.items()}
     rows = [_row(table[i], rates, i) for i in range(len(table))]
-    return DailyCtr(start, end, strategy, level, days, tuple(rows[:-1]), rows[-1])
+    return DailyCtr(start, end, strategy, level, days, tuple(rows[:-1]), rows[-1], sources)
 
 
 def capped_interval(successes: np.ndarray, trials: np.ndarray, level: float) -> Proportion:

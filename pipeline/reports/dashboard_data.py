@@ -16,7 +16,8 @@ from config import Settings
 from pipeline.learning import examination
 from pipeline.learning.regenerate import decayed_now
 from pipeline.reports.adstats import top_ads
-from pipeline.reports.ctr import DailyCtr, daily_ctr, utc_today
+from pipeline.reports.archived_ctr import archived_ctr
+from pipeline.reports.ctr import DailyCtr, daily_ctr, day_counters, days_between, utc_today
 from pipeline.reports.health import JobState, pipeline_state
 from store import Store, split_card
 
@@ -30,7 +31,8 @@ REGION_STEP_DEG = 0.5   # cells in the same or touching squares this wide share 
 def dashboard_data(store: Store, settings: Settings, now: float) -> dict[str, Any]:
     end = utc_today(now)
     start = end - timedelta(days=DAYS - 1)
-    ctr = {name: _series(daily_ctr(store, start, end, strategy))
+    counters = day_counters(store, days_between(start, end), archived_ctr(store, settings))
+    ctr = {name: _series(daily_ctr(store, start, end, strategy, counters=counters))
            for name, strategy in (("all", None), *((s, s) for s in settings.feed_strategies))}
     state = pipeline_state(store, settings, now)
     return {

@@ -1,7 +1,9 @@
 """pipeline.archive on a fakeredis store and a local directory: every counted event and
 served feed reaches a Parquet file exactly once, whatever step a run dies at; nothing not yet
 counted is taken; files are split by day and written in row groups; the retention trim
-never drops an entry not archived yet."""
+never drops an entry not archived yet; once a day is closed its files are merged, rows and
+their order unchanged, and a merge that stops before or after its rename loses and doubles
+nothing."""
 from __future__ import annotations
 
 import random
@@ -227,3 +229,114 @@ def test_a_run_trims_what_it_archived_once_past_the_retention(fake_store, tmp_pa
     run_archive(fake_store, settings, wall + 902)
     assert sorted(event_ids(settings.archive_url)) == sorted(set(event_ids(settings.archive_url)))
     assert len(event_ids(settings.archive_url)) == 11
+
+# ---- compaction: a closed day's files merged into as few as ARCHIVE_FILE_ROWS allows ----
+
+MIDNIGHT = (NOW // DAY + 1) * DAY            # 2027-01-16T00:00:00Z
+
+
+class Dying:
+    """A file system whose ``step`` method kills the worker."""
+
+    def __init__(self, fs, step: str) -> None:
+        self.fs, self.step = fs, step
+
+    def __getattr__(self, name: str):
+        if name == self.step:
+            raise Died
+        return getattr(self.fs, name)
+
+
+@pytest.fixture
+def compacting(tmp_path):
+    """Small row groups and files, so that a few archive runs make a merge."""
+    return archived_settings(tmp_path, archive_row_group=100, archive_file_rows=1000)
+
+
+def archive_runs(store: Store, settings: Settings, at: float, runs: int, rows: int) -> list:
+    """``runs`` archive runs ten minutes apart from ``at``, each after ``rows`` events reached
+    the stream and were counted; returns the events' (time, payload)."""
+    sent = []
+    secret = store.feed_id_secret()
+    for r in range(runs):
+        start = at + r * 600
+        feed = make_feed_id(start - 5, "u33dbc", "popular", random.Random(r), secret)
+        batch = [event(feed, start + i * 0.01, "impression") for i in range(rows)]
+        add_events(store, batch)
+        sent += batch
+        run_rollup(store, settings, start + 60)
+        run_archive(store, settings, start + 61)
+    return sent
+
+
+def files_of(settings: Settings, day: str) -> list[str]:
+    return [f for f in Archive(settings.archive_url).files("events") if f"date={day}" in f]
+
+
+def all_event_ids(settings: Settings) -> list[str]:
+    return event_ids(settings.archive_url)
+
+
+def test_a_closed_days_files_are_merged_and_the_open_day_is_left_alone(fake_store, compacting):
+    sent = archive_runs(fake_store, compacting, MIDNIGHT - 3000, runs=4, rows=200)
+    before = all_event_ids(compacting)
+    assert len(files_of(compacting, "2027-01-15")) == 4
+    # a run on the next day closes 2027-01-15
+    sent += archive_runs(fake_store, compacting, MIDNIGHT + 600, runs=2, rows=150)
+    merged = files_of(compacting, "2027-01-15")
+    assert len(merged) == 1                     # 800 rows, under ARCHIVE_FILE_ROWS
+    name = Path(merged[0]).name
+    assert name.startswith(f"p0_{int((MIDNIGHT - 3000) * 1000)}-")
+    assert name.endswith(f"_{int((MIDNIGHT - 1200 + 199 * 0.01) * 1000)}-199.parquet")
+    table = pq.ParquetFile(merged[0])
+    assert table.metadata.num_rows == 800 and table.num_row_groups == 8
+    assert pq.read_table(merged[0]).column("credited").to_pylist() == ["popular"] * 800
+    assert len(files_of(compacting, "2027-01-16")) == 2          # still open
+    assert all_event_ids(compacting)[:800] == before                   # in the same order
+    assert len(all_event_ids(compacting)) == len(sent) == 1100
+
+
+def test_a_merge_holds_at_most_archive_file_rows(fake_store, compacting):
+    archive_runs(fake_store, compacting, MIDNIGHT - 3600, runs=5, rows=300)
+    archive_runs(fake_store, compacting, MIDNIGHT + 600, runs=1, rows=10)
+    rows = [pq.read_metadata(f).num_rows for f in files_of(compacting, "2027-01-15")]
+    assert rows == [900, 600]                    # 3 files, then 2: each at most 1000
+    assert len(all_event_ids(compacting)) == 1510
+
+
+@pytest.mark.parametrize("step", ["before_rename", "after_rename"])
+def test_a_merge_that_stops_loses_and_doubles_nothing(fake_store, compacting, monkeypatch,
+                                                      step):
+    archive_runs(fake_store, compacting, MIDNIGHT - 3000, runs=3, rows=100)
+    expected = all_event_ids(compacting)
+    real_merge = Archive.merge
+
+    def dying_merge(self, *args):
+        self.fs = Dying(self.fs, "mv" if step == "before_rename" else "rm")
+        return real_merge(self, *args)
+
+    monkeypatch.setattr(Archive, "merge", dying_merge)
+    with pytest.raises(Died):
+        archive_runs(fake_store, compacting, MIDNIGHT + 600, runs=1, rows=10)
+    monkeypatch.undo()
+    left = sorted(p.name for p in (Path(compacting.archive_url) / "events" / "date=2027-01-15")
+                  .iterdir())
+    assert len(left) == 4                   # the 3 inputs, and the temporary or merged file
+    assert all_event_ids(compacting)[:300] == expected               # read once, either way
+    assert len(files_of(compacting, "2027-01-15")) == (3 if step == "before_rename" else 1)
+
+    run_archive(fake_store, compacting, MIDNIGHT + 2000)      # the next run finishes it
+    on_disk = list((Path(compacting.archive_url) / "events" / "date=2027-01-15").iterdir())
+    assert len(on_disk) == 1 and not on_disk[0].name.startswith(".tmp-")
+    assert all_event_ids(compacting)[:300] == expected
+    assert len(all_event_ids(compacting)) == 310
+
+
+def test_files_of_an_earlier_version_get_the_credited_strategy(fake_store, compacting):
+    archive_runs(fake_store, compacting, MIDNIGHT - 3000, runs=2, rows=100)
+    for path in files_of(compacting, "2027-01-15"):          # as an earlier version wrote
+        pq.write_table(pq.read_table(path).drop_columns(["credited"]), path)
+    archive_runs(fake_store, compacting, MIDNIGHT + 600, runs=1, rows=10)
+    merged = files_of(compacting, "2027-01-15")
+    assert len(merged) == 1
+    assert pq.read_table(merged[0]).column("credited").to_pylist() == ["popular"] * 200

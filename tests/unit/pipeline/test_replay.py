@@ -4,54 +4,17 @@ rebuilds every per-ad counter and per-day and all-time CTR counter exactly, and 
 decayed evidence to within rounding; with the events split over partitions too."""
 from __future__ import annotations
 
-import random
-
 import fakeredis
 import numpy as np
 import pytest
 
 from bandit import decay_factor
 from config import Settings, load_settings
-from pipeline.archive import Archive, run_archive
+from pipeline.archive import Archive
 from pipeline.learning.examination import current
-from pipeline.learning.ingest import Event, accept_batch
-from pipeline.learning.rollup import run_rollup
 from pipeline.replay import replay_events
-from pipeline.serving.feed import make_feed_id
 from store import EVIDENCE_FIELDS, Store
-from tests.conftest import NOW
-from tests.support.builders import send
-
-TYPES = ("impression", "impression", "impression", "view", "save", "apply", "hide")
-ADS = [f"ad{i}" for i in range(40)]
-
-
-def a_day_of_traffic(store: Store, settings: Settings, seed: int = 3) -> float:
-    """Posts every ten minutes for a day (impressions at positions, views, saves, applies
-    naming their feed, a retried post now and then), each rolled up; the archive runs every
-    hour. Returns when the day ended."""
-    rng = random.Random(seed)
-    secret = store.feed_id_secret()
-    now, sent = NOW, []
-    for step in range(144):
-        now = NOW + step * 600.0
-        events = []
-        for _ in range(rng.randint(5, 40)):
-            strategy = rng.choice(("thompson", "popular", "newest", "nearest"))
-            feed = make_feed_id(now - rng.uniform(0, 900), "u33dbc", strategy, rng, secret)
-            events.append(Event(f"e{len(sent) + len(events)}", rng.choice(ADS),
-                                rng.choice(TYPES), now - rng.uniform(0, 3600),
-                                f"user{rng.randint(1, 30)}", feed, rng.randint(1, 30)))
-        send(store, settings, events, now)
-        if sent and rng.random() < 0.2:           # a retried post: its events are duplicates
-            assert accept_batch(store, settings, sent[-3:], now).batch_id is None
-        sent += events
-        run_rollup(store, settings, now + 5)
-        if step % 6 == 5:
-            run_archive(store, settings, now + 6)
-    run_rollup(store, settings, now + 10)
-    run_archive(store, settings, now + 11)
-    return now + 11
+from tests.support.traffic import ADS, a_day_of_traffic
 
 
 def counters(store: Store) -> dict[str, dict[bytes, bytes]]:

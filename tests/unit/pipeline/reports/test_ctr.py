@@ -124,11 +124,13 @@ def test_the_report_as_json_names_the_range_and_every_figure(counted):
     assert (body["from"], body["to"], body["strategy"], body["level"]) == (
         "2027-01-15", "2027-01-15", "popular", 0.95)
     assert body["days"][0]["day"] == "2027-01-15"
-    assert set(body["days"][0]) == {"day", "impressions", "views", "saves", "applies",
-                                    "view_rate", "save_rate", "apply_rate", "apply_per_view"}
+    assert set(body["days"][0]) == {"day", "source", "impressions", "views", "saves",
+                                    "applies", "view_rate", "save_rate", "apply_rate",
+                                    "apply_per_view"}
+    assert body["days"][0]["source"] == "redis"
     assert body["days"][0]["apply_rate"] == {"rate": 0.04, "low": pytest.approx(0.011, abs=1e-3),
                                              "high": pytest.approx(0.1346, abs=1e-3)}
-    assert set(body["totals"]) == set(body["days"][0]) - {"day"}
+    assert set(body["totals"]) == set(body["days"][0]) - {"day", "source"}
 
 
 def test_a_range_that_ends_before_it_starts_is_refused(fake_store):
