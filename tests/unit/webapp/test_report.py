@@ -1,5 +1,6 @@
 """webapp.report: `flask --app webapp report ctr` prints the daily CTR of GET /v1/stats/ctr as
-a table, or writes the same figures as CSV, and refuses bad options."""
+a table, or writes the same figures as CSV, and refuses bad options; the days Redis no
+longer holds come from the archive, marked."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from pipeline.archive import run_archive
 from tests.conftest import NOW
 from tests.support import daily_ctr
 from tests.support.daily_ctr import TODAY, ctr, figures
@@ -83,3 +85,22 @@ def test_csv_to_standard_output_is_only_the_csv(app, served):
 def test_the_command_refuses_bad_options(app, args):
     result = app.test_cli_runner().invoke(args=["report", "ctr", *args])
     assert result.exit_code == 2
+
+
+def test_days_redis_no_longer_holds_are_read_from_the_archive_and_marked(app, served,
+                                                                         fake_store, settings,
+                                                                         tmp_path: Path):
+    before = report(app, "--days", "3").output.splitlines()
+    run_archive(fake_store, settings, NOW + 700)
+    assert fake_store.clear_counters() > 0               # a Redis that lost its counters
+    lines = report(app, "--days", "3").output.splitlines()
+    assert [r.split()[:5] for r in lines[2:5]] == [
+        ["2027-01-13", "0", "0", "0", "0"], ["2027-01-14*", "400", "40", "8", "12"],
+        [f"{TODAY}*", "100", "9", "3", "2"]]
+    assert lines[5].split() == before[5].split()          # the totals, rates included
+    assert lines[-1] == ("* 2 of 3 days read from the archive (the days before the first "
+                         "one Redis holds)")
+    strategy = report(app, "--days", "1", "--strategy", served["strategy"]).output
+    assert strategy.splitlines()[-2].split()[:5] == ["total", "90", "9", "3", "2"]
+    rows = list(csv.DictReader(io.StringIO(report(app, "--days", "3", "--csv", "-").output)))
+    assert [r["source"] for r in rows] == ["", "archive", "archive", ""]

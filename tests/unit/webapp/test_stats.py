@@ -1,7 +1,8 @@
 """webapp.stats. GET /v1/stats/ctr reads what the real ingest and rollup wrote (per strategy
-through a feed the API served), every day of the range, and refuses bad ranges with the field
-named. GET /v1/stats/position-bias: the weights the rollup uses by position, where they come
-from, and the learnt curve with its interval."""
+through a feed the API served), every day of the range, the days Redis no longer holds from
+the archive, and refuses bad ranges with the field named. GET /v1/stats/position-bias: the
+weights the rollup uses by position, where they come from, and the learnt curve with its
+interval."""
 from __future__ import annotations
 
 import pytest
@@ -10,6 +11,7 @@ from flask import Flask
 from bandit import STRATEGIES
 from bandit.position import PRIOR_CURVE
 from config import load_settings
+from pipeline.archive import run_archive
 from store import Store
 from tests.conftest import ADMIN_TOKEN, NOW
 from tests.support import daily_ctr
@@ -59,6 +61,22 @@ def test_a_strategy_reads_the_events_on_the_feeds_it_served(client, served):
     assert body["days"][-1]["apply_per_view"]["rate"] == pytest.approx(2 / 9, abs=1e-6)
     other = next(s for s in STRATEGIES if s != served["strategy"])
     assert figures(ctr(client, strategy=other).get_json()["totals"]) == (0, 0, 0, 0)
+
+
+def test_days_redis_no_longer_holds_come_from_the_archive_with_their_source(
+        client, served, fake_store: Store, settings):
+    query = {"from": "2027-01-13", "to": TODAY}
+    live = ctr(client, **query).get_json()
+    assert [d["source"] for d in live["days"]] == [None, "redis", "redis"]
+    run_archive(fake_store, settings, NOW + 700)
+    fake_store.clear_counters()                              # a Redis started anew
+    body = ctr(client, **query).get_json()
+    assert [d["source"] for d in body["days"]] == [None, "archive", "archive"]
+    assert body["totals"] == live["totals"]
+    assert [{k: v for k, v in d.items() if k != "source"} for d in body["days"]] == [
+        {k: v for k, v in d.items() if k != "source"} for d in live["days"]]
+    by_strategy = ctr(client, strategy=served["strategy"], **query).get_json()
+    assert figures(by_strategy["totals"]) == (90, 9, 3, 2)
 
 
 def test_the_default_range_is_the_last_fourteen_days_to_today(client, served):
