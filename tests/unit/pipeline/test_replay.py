@@ -14,7 +14,7 @@ from pipeline.archive import Archive
 from pipeline.learning.examination import current
 from pipeline.replay import replay_events
 from store import EVIDENCE_FIELDS, Store
-from tests.support.traffic import ADS, a_day_of_traffic
+from tests.support.day_of_traffic import ADS, a_day_of_traffic
 
 
 def counters(store: Store) -> dict[str, dict[bytes, bytes]]:

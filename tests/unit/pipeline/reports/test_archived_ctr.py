@@ -17,7 +17,7 @@ from pipeline.archive import Archive
 from pipeline.reports.archived_ctr import archived_ctr, ctr_counters
 from pipeline.reports.ctr import daily_ctr
 from store import Store
-from tests.support.traffic import a_day_of_traffic
+from tests.support.day_of_traffic import a_day_of_traffic
 
 
 def new_store(partitions: int = 1) -> Store:
