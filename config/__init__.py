@@ -114,6 +114,7 @@ class Settings(BaseModel):
     geohash_precision: int = Field(6, ge=4, le=7)
     feed_variants: int = Field(8, ge=1, le=64)
     feed_length: int = Field(100, ge=10, le=2000)
+    max_per_employer: int = Field(2, ge=0, le=10)
     feed_ttl_s: int = Field(3600, ge=60)
     active_cell_ttl_s: int = Field(3600, ge=60)
     served_maxlen: int = Field(1_000_000, ge=1000)

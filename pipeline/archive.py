@@ -67,6 +67,7 @@ SERVED_SCHEMA = pa.schema([
     ("cache", pa.string()),
     ("user_id", pa.string()),
     ("ads", pa.list_(pa.string())),
+    ("employer_moved", pa.list_(pa.string())),   # ads the employer rule moved down
 ])
 SCHEMAS = {"events": EVENTS_SCHEMA, "served": SERVED_SCHEMA}
 READ_CHUNK = 500          # stream entries read per XRANGE (an events entry holds one post)
@@ -289,7 +290,8 @@ def served_rows(entries: list[tuple[str, dict[str, str]]]) -> dict[str, list]:
             "generated_at": [number(f.get("generated_at"), float) for _, f in entries],
             "cache": [f.get("cache") for _, f in entries],
             "user_id": [f.get("user_id") or None for _, f in entries],
-            "ads": [(f.get("ads") or "").split() for _, f in entries]}
+            "ads": [(f.get("ads") or "").split() for _, f in entries],
+            "employer_moved": [(f.get("employer_moved") or "").split() for _, f in entries]}
 
 
 @dataclass

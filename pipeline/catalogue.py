@@ -82,7 +82,7 @@ class AdRecord:
         """The ad as ``Store.put_ads`` takes it."""
         return AdRow(self.ad_id, self.fields(), self.lat, self.lon, self.expires_at,
                      self.created_at, category_code(self.category),
-                     ad_card(self.title, self.company))
+                     ad_card(self.title, self.company), employer_code(self.company))
 
     def fields(self) -> dict[str, str]:
         """The ad's stored hash: the inverse of ``from_fields`` (an empty description and a
@@ -107,6 +107,24 @@ def category_code(category: str) -> int:
     """
     digest = hashlib.blake2b(category.strip().lower().encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
+
+
+@lru_cache(maxsize=65_536)
+def employer_code(company: str) -> int:
+    """A 64-bit code for an employer, from its company's name compared without case and
+    with its spacing collapsed (the employer rule, ``bandit.diversity``, reads it); 0 for
+    no name (an unknown employer: no rule holds its ads back).
+
+    >>> employer_code("Acme  GmbH") == employer_code(" acme gmbh") != employer_code("Acme")
+    True
+    >>> employer_code("  ")
+    0
+    """
+    name = " ".join(company.casefold().split())
+    if not name:
+        return 0
+    digest = hashlib.blake2b(name.encode(), digest_size=8, person=b"employer").digest()
+    return int.from_bytes(digest, "little") or 1
 
 
 def cells_listing(locations: Iterable[tuple[float, float]], settings: Settings) -> set[str]:

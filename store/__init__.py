@@ -39,6 +39,8 @@ from store.keys import (  # noqa: F401
     SUMMARY,
     SUMMARY_CHUNK,
     SUMMARY_TAG,
+    THIRD_LAYOUT_SIZE,
+    THIRD_LAYOUT_TAG,
     UNDELIVERED_COUNTED,
     UNKNOWN_AD,
     ClusterKeys,

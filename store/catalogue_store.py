@@ -20,6 +20,8 @@ from store.keys import (
     SUMMARY,
     SUMMARY_CHUNK,
     SUMMARY_TAG,
+    THIRD_LAYOUT_SIZE,
+    THIRD_LAYOUT_TAG,
     VOID_MARK_TTL_S,
     Keys,
     Partition,
@@ -276,8 +278,9 @@ class CatalogueStore:
         expired = self._drop_expired(
             keys=[self.k.ads_expiry, self.k.ads_geo, self.k.ads_summary, self.k.ads_cards,
                   self.k.catalog_changes],
-            args=[now, SUMMARY_TAG, len(SUMMARY_TAG) + SUMMARY.itemsize - 8 + 1,
-                  CHANGE_IDS_MAX, CHANGES_KEPT])
+            args=[now, CHANGE_IDS_MAX, CHANGES_KEPT,
+                  SUMMARY_TAG, len(SUMMARY_TAG) + SUMMARY.itemsize - 8 + 1,
+                  THIRD_LAYOUT_TAG, len(THIRD_LAYOUT_TAG) + THIRD_LAYOUT_SIZE - 8 + 1])
         return [_s(a) for a in expired]
 
     def nearby(self, lat: float, lon: float, search_radius_km: float, count: int,
@@ -286,7 +289,7 @@ class CatalogueStore:
         lat, search_radius_km = searchable(lat, lon, search_radius_km)
         flat = self._nearby(keys=[self.k.ads_geo, self.k.ads_expiry, self.k.ads_summary],
                             args=[lon, lat, search_radius_km, count, now, SUMMARY_TAG,
-                                  SECOND_LAYOUT_TAG])
+                                  THIRD_LAYOUT_TAG, SECOND_LAYOUT_TAG])
         return [(_s(flat[i]), float(flat[i + 1]), float(flat[i + 2]))
                 for i in range(0, len(flat), 3)]
 

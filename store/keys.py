@@ -8,14 +8,18 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 # ads:summary values: a layout tag, then lat, lon, expires_at, created_at, a 64-bit code of
-# the category and the ad's serial (its key in ads:cards). Older values read too: with the
-# second layout's tag the fixed part has no serial and a card follows; without a tag (the
-# first layout) only lat, lon, expires_at, then the card. They read with serial 0 (creation
-# time and category 0 for the first) until rewritten: regeneration rewrites them from the
-# ads' records, as `flask ads reindex` does.
+# the category, one of the employer (0: unknown) and the ad's serial (its key in ads:cards),
+# always last. Older values read too: with the third layout's tag, the same without the
+# employer (read as 0: unknown); with the second's, the fixed part has no serial and a card
+# follows; without a tag (the first layout) only lat, lon, expires_at, then the card. The
+# first two read with serial 0 (creation time and category 0 for the first) until
+# rewritten: regeneration rewrites them from the ads' records, as `flask ads reindex` does
+# (which gives the third layout's their employer).
 SUMMARY = np.dtype([("lat", "<f8"), ("lon", "<f8"), ("exp", "<f8"), ("created", "<f8"),
-                    ("cat", "<u8"), ("sn", "<u8")])
-SUMMARY_TAG = b"AS3\x00"
+                    ("cat", "<u8"), ("emp", "<u8"), ("sn", "<u8")])
+SUMMARY_TAG = b"AS4\x00"
+THIRD_LAYOUT_TAG = b"AS3\x00"
+THIRD_LAYOUT_SIZE = 48
 SECOND_LAYOUT_TAG = b"AS2\x00"
 SECOND_LAYOUT_SIZE = 40
 FIRST_LAYOUT_SIZE = 24

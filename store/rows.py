@@ -20,6 +20,8 @@ from store.keys import (
     SECOND_LAYOUT_TAG,
     SUMMARY,
     SUMMARY_TAG,
+    THIRD_LAYOUT_SIZE,
+    THIRD_LAYOUT_TAG,
 )
 
 
@@ -98,6 +100,7 @@ class AdRow:
     created_at: float
     category_code: int
     card: bytes
+    employer_code: int = 0       # 0: unknown (no company)
 
 
 @dataclass(frozen=True)
@@ -244,8 +247,9 @@ def _s(value: bytes | str | None) -> str | None:
 
 
 def summary_rows(values: Sequence[bytes]) -> np.ndarray:
-    """The fixed part of each ads:summary value, as SUMMARY records. Values of older layouts
-    read with serial 0 (and, the first, with creation time and category 0)."""
+    """The fixed part of each ads:summary value, as SUMMARY records. Values of the third
+    layout read with employer 0 (unknown), older ones with serial 0 too (and, the first,
+    with creation time and category 0)."""
     tag = len(SUMMARY_TAG)
     whole, stride = b"".join(values), tag + SUMMARY.itemsize
     if values and len(whole) == len(values) * stride:       # all current, most likely
@@ -260,16 +264,22 @@ def summary_rows(values: Sequence[bytes]) -> np.ndarray:
 
 
 def _older(value: bytes) -> bytes:
-    """An older ads:summary value's fixed part in the current layout (serial 0)."""
+    """An older ads:summary value's fixed part in the current layout (employer 0; serial 0
+    but for the third layout)."""
+    if value[:len(THIRD_LAYOUT_TAG)] == THIRD_LAYOUT_TAG:
+        start = len(THIRD_LAYOUT_TAG)
+        head = value[start:start + THIRD_LAYOUT_SIZE - 8]
+        return head + bytes(8) + value[start + THIRD_LAYOUT_SIZE - 8:start + THIRD_LAYOUT_SIZE]
     if value[:len(SECOND_LAYOUT_TAG)] == SECOND_LAYOUT_TAG:
         start = len(SECOND_LAYOUT_TAG)
-        return value[start:start + SECOND_LAYOUT_SIZE] + bytes(8)
+        return value[start:start + SECOND_LAYOUT_SIZE] + bytes(16)
     return value[:FIRST_LAYOUT_SIZE] + bytes(SUMMARY.itemsize - FIRST_LAYOUT_SIZE)
 
 
 def summary(ad: AdRow, expires_at: float, serial: int) -> bytes:
     """An ads:summary value: what regeneration needs of an ad, and its serial."""
-    fixed = (ad.lat, ad.lon, expires_at, ad.created_at, ad.category_code, serial)
+    fixed = (ad.lat, ad.lon, expires_at, ad.created_at, ad.category_code, ad.employer_code,
+             serial)
     return SUMMARY_TAG + np.array([fixed], dtype=SUMMARY).tobytes()
 
 

@@ -90,4 +90,5 @@ def served_feed(feed_id: str) -> Response:
         "strategy": entry["strategy"], "propensity": float(entry["propensity"]),
         "variant": int(entry["variant"]), "generated_at": float(entry["generated_at"]),
         "cache": entry["cache"], "user_id": entry.get("user_id") or None,
-        "ads": entry.get("ads", "").split()})
+        "ads": entry.get("ads", "").split(),
+        "employer_moved": (entry.get("employer_moved") or "").split()})

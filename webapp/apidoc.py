@@ -306,6 +306,9 @@ class ServedFeed(BaseModel):
     cache: Literal["hit", "miss"]
     user_id: str | None
     ads: list[str]
+    employer_moved: list[str] = Field(
+        description="the ads the employer rule (MAX_PER_EMPLOYER) moved down this feed, or "
+                    "left out of it, after its filters; empty when it moved none")
 
 
 class DashboardData(BaseModel):

@@ -34,6 +34,7 @@ from bandit import (
     strategy_orders,
     strategy_probabilities,
 )
+from bandit.diversity import diversify_orders
 from config import Settings
 from pipeline.catalogue import reindex_ads
 from pipeline.serving.cellfeed import AdColumns, pack_feeds
@@ -62,6 +63,7 @@ class Snapshot:
     categories: np.ndarray   # the distinct category codes
     groups: np.ndarray       # each ad's position in ``categories``
     evidence: Evidence       # decayed to the snapshot's time
+    employers: np.ndarray | None = None   # uint64: each ad's employer code (0: unknown)
 
     def __len__(self) -> int:
         return len(self.lat)
@@ -120,7 +122,8 @@ def snapshot_of(found: Summaries, live: np.ndarray, evidence: Decayed, now: floa
         lat=rows["lat"].copy(), lon=rows["lon"].copy(), expires_at=rows["exp"].copy(),
         created_at=rows["created"].copy(),
         categories=categories, groups=groups.reshape(-1),
-        evidence=Evidence(*(sums[:, i] for i in range(len(EVIDENCE_FIELDS)))))
+        evidence=Evidence(*(sums[:, i] for i in range(len(EVIDENCE_FIELDS)))),
+        employers=rows["emp"].copy())
 
 
 def candidate_radius_km(cell: str, settings: Settings) -> float:
@@ -230,8 +233,11 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     else:
         orders = {"thompson": index.best_within(lat, lon, reach_km, every_ad.draws.T,
                                                 settings.feed_length)}
+    if settings.max_per_employer and snapshot.employers is not None:
+        orders = {name: diversify_orders(o, snapshot.employers, settings.max_per_employer)[0]
+                  for name, o in orders.items()}
     columns = AdColumns.of(snapshot.serials, snapshot.lat, snapshot.lon, snapshot.expires_at,
-                           keys)
+                           keys, snapshot.employers)
     packed = pack_feeds(columns, cells, now, settings.feed_strategies, probabilities, orders)
     return dict(zip(cells, packed, strict=True))
 

@@ -69,8 +69,10 @@ class CellFeed:
     """A cell's precomputed feed: the ads it can show (by serial, with where they are and
     when they expire), the orders kept over them (``bandit.order_sources``), what the
     screened strategies sort each screen by, and the probability each strategy is served
-    with. Packed, an ad costs 24 bytes: coordinates to 1e-7 degrees, expiry to the second
-    (rounded down) and sort keys as float32 from the cell's highest."""
+    with. Packed, an ad costs 28 bytes: coordinates to 1e-7 degrees, expiry to the second
+    (rounded down), sort keys as float32 from the cell's highest, and its employer's code
+    in 32 bits (``short_employers``: equal within a feed is what the employer rule asks).
+    A feed packed before employers were kept reads with every employer unknown."""
 
     cell: str
     generated_at: float
@@ -82,6 +84,7 @@ class CellFeed:
     probabilities: np.ndarray  # float64, one per strategy
     orders: dict[str, np.ndarray]  # strategy -> int32 (rows, L): positions into the ads
     keys: dict[str, np.ndarray]    # screened strategy -> float64 (n): its sort key per ad
+    employers: np.ndarray | None = None   # uint32 (n): employer codes, 0 unknown (None: all)
 
     def __len__(self) -> int:
         return len(self.serials)
@@ -107,7 +110,8 @@ class CellFeed:
         return {}
 
     def pack(self) -> bytes:
-        columns = AdColumns.of(self.serials, self.lat, self.lon, self.expires_at, self.keys)
+        columns = AdColumns.of(self.serials, self.lat, self.lon, self.expires_at, self.keys,
+                               self.employers)
         return pack_feed(columns, np.arange(len(self)), self.cell, self.generated_at,
                          self.strategies, self.probabilities, self.orders)
 
@@ -126,13 +130,16 @@ class CellFeed:
         def order(rows: int, packed: bytes) -> np.ndarray:
             width = "<u4" if n > 2**16 else "<u2"
             return np.frombuffer(packed, dtype=width).astype(np.int32).reshape(rows, -1)
+        employers = (np.frombuffer(d["emp"], dtype="<u4").astype(np.uint32)
+                     if d.get("emp") else np.zeros(n, dtype=np.uint32))
         return cls(cell=d["cell"], generated_at=d["gen"], serials=serials.astype(np.uint64),
                    lat=coords[:, 0], lon=coords[:, 1], expires_at=expiry,
                    strategies=tuple(d["strategies"]),
                    probabilities=np.frombuffer(d["probs"], dtype="<f8"),
                    orders={k: order(rows, v) for k, (rows, v) in d["orders"].items()},
                    keys={k: top + np.frombuffer(v, dtype="<f4").astype(np.float64)
-                         for k, (top, v) in d["keys"].items()})
+                         for k, (top, v) in d["keys"].items()},
+                   employers=employers)
 
 
 @dataclass(frozen=True)
@@ -146,10 +153,12 @@ class AdColumns:
     coords: np.ndarray                           # <i4 (n, 2): lat, lon in 1e-7 degrees
     expiry: np.ndarray                           # <u4 whole seconds, rounded down; NEVER
     keys: dict[str, tuple[float, np.ndarray]]    # name -> (highest, <f4 values less it)
+    employers: np.ndarray                        # <u4 (``short_employers``)
 
     @classmethod
     def of(cls, serials: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-           expires_at: np.ndarray, keys: dict[str, np.ndarray]) -> AdColumns:
+           expires_at: np.ndarray, keys: dict[str, np.ndarray],
+           employers: np.ndarray | None = None) -> AdColumns:
         serials = np.asarray(serials, dtype=np.uint64)
         wide = len(serials) > 0 and int(serials.max()) >= 2**32
         coords = np.empty((len(serials), 2), dtype="<i4")
@@ -161,7 +170,19 @@ class AdColumns:
             values = np.asarray(values, dtype=np.float64)
             top = float(values.max()) if len(values) else 0.0
             packed_keys[name] = (top, (values - top).astype("<f4"))
-        return cls(serials.astype("<u8" if wide else "<u4"), coords, expiry, packed_keys)
+        short = (np.zeros(len(serials), dtype="<u4") if employers is None
+                 else short_employers(np.asarray(employers, dtype=np.uint64)))
+        return cls(serials.astype("<u8" if wide else "<u4"), coords, expiry, packed_keys, short)
+
+
+def short_employers(codes: np.ndarray) -> np.ndarray:
+    """64-bit employer codes in 32 bits, 0 (unknown) kept 0 and no other code made 0.
+
+    >>> short_employers(np.array([0, 5, 2**32, 2**32 + 7], dtype=np.uint64)).tolist()
+    [0, 5, 1, 7]
+    """
+    low = (codes & np.uint64(0xFFFFFFFF)).astype("<u4")
+    return np.where((codes != 0) & (low == 0), 1, low).astype("<u4")
 
 
 def pack_feed(columns: AdColumns, shown: np.ndarray, cell: str, generated_at: float,
@@ -174,7 +195,8 @@ def pack_feed(columns: AdColumns, shown: np.ndarray, cell: str, generated_at: fl
                    columns.coords[shown].tobytes(), columns.expiry[shown].tobytes(),
                    strategies, np.asarray(probabilities, dtype="<f8").tobytes(),
                    {k: [int(v.shape[0]), v.astype(width).tobytes()] for k, v in orders.items()},
-                   {k: [top, values[shown].tobytes()] for k, (top, values) in columns.keys.items()})
+                   {k: [top, values[shown].tobytes()] for k, (top, values) in columns.keys.items()},
+                   columns.employers[shown].tobytes())
 
 
 def pack_feeds(columns: AdColumns, cells: Sequence[str], generated_at: float,
@@ -199,8 +221,8 @@ def pack_feeds(columns: AdColumns, cells: Sequence[str], generated_at: float,
         size = column[:1].nbytes
         return lambda c: data[bounds[c] * size:bounds[c + 1] * size]
 
-    serials, coords, expiry = (sliced(v) for v in (columns.serials, columns.coords,
-                                                   columns.expiry))
+    serials, coords, expiry, employers = (sliced(v) for v in (
+        columns.serials, columns.coords, columns.expiry, columns.employers))
     keys = {k: (top, sliced(values)) for k, (top, values) in columns.keys.items()}
     probs = np.ascontiguousarray(probabilities, dtype="<f8").reshape(count, -1)
     spans = np.cumsum([0] + [o[0].size for o in orders.values()]).tolist()
@@ -218,7 +240,8 @@ def pack_feeds(columns: AdColumns, cells: Sequence[str], generated_at: float,
                 packed_orders[name] = [rows, narrow[c, lo:hi].tobytes()]
         out.append(_packed(cell, generated_at, serials(c), coords(c), expiry(c), strategies,
                            probs[c].tobytes(), packed_orders,
-                           {k: [top, values(c)] for k, (top, values) in keys.items()}))
+                           {k: [top, values(c)] for k, (top, values) in keys.items()},
+                           employers(c)))
     return out
 
 
@@ -249,11 +272,12 @@ def distinct_by_row(listed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 def _packed(cell: str, generated_at: float, serials: bytes | memoryview,
             coords: bytes | memoryview, expiry: bytes | memoryview, strategies: Sequence[str],
-            probabilities: bytes, orders: dict[str, list], keys: dict[str, list]) -> bytes:
+            probabilities: bytes, orders: dict[str, list], keys: dict[str, list],
+            employers: bytes | memoryview) -> bytes:
     return msgpack.packb({
         "v": FORMAT_VERSION, "cell": cell, "gen": generated_at, "sn": serials, "ll": coords,
         "exp": expiry, "strategies": list(strategies), "probs": probabilities,
-        "orders": orders, "keys": keys}, use_bin_type=True)
+        "orders": orders, "keys": keys, "emp": employers}, use_bin_type=True)
 
 
 class CardCache:

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -34,6 +35,7 @@ import redis
 
 import geo
 from bandit import SCREENED, STRATEGIES, screen_order
+from bandit.diversity import diversified
 from config import Settings
 from pipeline.learning.regenerate import build_one_cell
 from pipeline.serving.cellfeed import CardCache, CellFeed, FeedCache
@@ -183,12 +185,14 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     if excluded is None:
         excluded = user_exclusions(store, req)
     pick = pick_order(feed, rng)
-    chosen = quick_ads(feed, pick, req, now, excluded, cards)
+    cap = settings.max_per_employer
+    wanted = req.limit * (2 if cap else 1)   # ads the employer rule can move down into
+    chosen = quick_ads(feed, pick, req, now, excluded, cards, wanted)
     if chosen is None:
-        chosen = within_reach(feed, pick.order, req, now, excluded, cards)
-    chosen = screened(feed, pick, chosen)
+        chosen = within_reach(feed, pick.order, req, now, excluded, cards, wanted)
+    chosen, moved = employer_rule(feed, pick, screened(feed, pick, chosen), cap, req.limit)
     feed_id = make_feed_id(now, cell, pick.strategy, rng, secret or store.feed_id_secret())
-    served.add(served_entry(feed_id, now, cell, pick, feed, outcome, req, chosen.cards),
+    served.add(served_entry(feed_id, now, cell, pick, feed, outcome, req, chosen.cards, moved),
                cell, now)
     return FeedAnswer(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
                       render_ads(chosen))
@@ -251,12 +255,12 @@ class Prepared:
 
 
 def quick_ads(feed: CellFeed, pick: Pick, req: FeedRequest, now: float, excluded: set[str],
-              cards: CardCache) -> Chosen | None:
+              cards: CardCache, wanted: int | None = None) -> Chosen | None:
     """What ``within_reach`` would choose, from the variant's first ads laid out once
     (``Prepared``): plain floats over the first few dozen ads, no gather and no card
     lookup. None when the full filter must run: a user who excludes ads (it reads their
-    cards), or fewer than ``req.limit`` ads kept among the laid-out ones of a longer
-    variant (the next ones could be kept)."""
+    cards), or fewer than ``wanted`` (default ``req.limit``) ads kept among the laid-out
+    ones of a longer variant (the next ones could be kept)."""
     if excluded:
         return None
     key = (pick.source, pick.variant)
@@ -264,7 +268,7 @@ def quick_ads(feed: CellFeed, pick: Pick, req: FeedRequest, now: float, excluded
     if prepared is None:
         prepared = feed.prepared[key] = Prepared.of(feed, pick.order, cards)
     ux, uy, uz = geo.unit_vector(req.lat, req.lon)
-    floor, limit = geo.km_to_dot(req.radius_km), req.limit
+    floor, limit = geo.km_to_dot(req.radius_km), wanted or req.limit
     listed, expires_at = prepared.cards, prepared.expires_at
     fresh = now < prepared.live_until
     positions: list[int] = []
@@ -282,10 +286,11 @@ def quick_ads(feed: CellFeed, pick: Pick, req: FeedRequest, now: float, excluded
 
 
 def within_reach(feed: CellFeed, order: np.ndarray, req: FeedRequest, now: float,
-                 excluded: set[str], cards: CardCache) -> Chosen:
-    """The first ``req.limit`` ads of ``order`` within the radius of the point, not expired,
-    not excluded for the user and not deleted since the feed was read (the next one takes
-    a deleted ad's place)."""
+                 excluded: set[str], cards: CardCache, wanted: int | None = None) -> Chosen:
+    """The first ``wanted`` (default ``req.limit``) ads of ``order`` within the radius of
+    the point, not expired, not excluded for the user and not deleted since the feed was
+    read (the next one takes a deleted ad's place)."""
+    wanted = wanted or req.limit
     dot = geo.dots(feed.xyz[order], geo.unit_vector(req.lat, req.lon))
     keep = (dot >= geo.km_to_dot(req.radius_km)) & (feed.expires_at[order] > now)
     if excluded:
@@ -296,8 +301,8 @@ def within_reach(feed: CellFeed, order: np.ndarray, req: FeedRequest, now: float
     positions: list[int] = []
     listed: list[tuple[str, bytes]] = []
     start = 0
-    while len(positions) < req.limit and start < len(kept):
-        batch = kept[start:start + req.limit - len(positions)]
+    while len(positions) < wanted and start < len(kept):
+        batch = kept[start:start + wanted - len(positions)]
         start += len(batch)
         for i, entry in zip(batch.tolist(), cards.get_many(feed.serials[order[batch]].tolist()),
                             strict=True):
@@ -327,14 +332,35 @@ def screened(feed: CellFeed, pick: Pick, chosen: Chosen) -> Chosen:
                   [chosen.cards[i] for i in screen])
 
 
+def employer_rule(feed: CellFeed, pick: Pick, chosen: Chosen, cap: int,
+                  limit: int) -> tuple[Chosen, list[str]]:
+    """At most ``cap`` ads of one employer among any 10 consecutive positions of the feed
+    (``bandit.diversity.diversified``) over the ads chosen, ``limit`` of them; and the ads
+    the rule moved down or left out. Without a rule (``cap`` 0), the first ``limit``."""
+    if not cap or feed.employers is None or len(chosen.positions) < 2:
+        return Chosen(chosen.positions[:limit], chosen.dots[:limit], chosen.cards[:limit]), []
+    codes = feed.employers[pick.order[chosen.positions]].tolist()
+    kept = diversified(codes, cap, limit=limit)
+    if kept == list(range(min(limit, len(codes)))):
+        return Chosen(chosen.positions[:limit], chosen.dots[:limit], chosen.cards[:limit]), []
+    moved = [chosen.cards[p][0] for i, p in enumerate(kept) if i > p]
+    moved += [chosen.cards[p][0] for p in sorted(set(range(min(limit, len(codes))))
+                                                   - set(kept))]
+    return Chosen([chosen.positions[p] for p in kept], [chosen.dots[p] for p in kept],
+                  [chosen.cards[p] for p in kept]), moved
+
+
 def served_entry(feed_id: str, now: float, cell: str, pick: Pick, feed: CellFeed,
-                 outcome: str, req: FeedRequest,
-                 cards_shown: list[tuple[str, bytes]]) -> dict[str, str | float | int]:
-    """The served log's entry of a feed (what the evaluation and the strategy counts read)."""
+                 outcome: str, req: FeedRequest, cards_shown: list[tuple[str, bytes]],
+                 moved: Sequence[str] = ()) -> dict[str, str | float | int]:
+    """The served log's entry of a feed (what the evaluation and the strategy counts read);
+    ``moved``: the ads the employer rule moved down or left out (every entry has the same
+    fields: the log writes them so)."""
     return {"feed_id": feed_id, "ts": now, "cell": cell, "strategy": pick.strategy,
             "propensity": pick.propensity, "variant": pick.variant,
             "generated_at": feed.generated_at, "cache": outcome,
-            "user_id": req.user_id or "", "ads": " ".join(e[0] for e in cards_shown)}
+            "user_id": req.user_id or "", "ads": " ".join(e[0] for e in cards_shown),
+            "employer_moved": " ".join(moved)}
 
 
 def render_ads(chosen: Chosen) -> bytes:

@@ -20,7 +20,7 @@ def drive_load(web: str, seconds: float) -> int:
             lat, lon = POINTS[i % len(POINTS)]
             s.put(f"{web}/v1/ads/obs-{i}", headers=ADMIN, timeout=10,
                   json={"lat": lat + (i % 7) * 1e-3, "lon": lon, "title": f"job {i}",
-                        "company": "co", "category": ["retail", "care"][i % 2]})
+                        "company": f"co {i}", "category": ["retail", "care"][i % 2]})
         n, deadline = 0, time.monotonic() + seconds
         while time.monotonic() < deadline:
             lat, lon = POINTS[n % len(POINTS)]

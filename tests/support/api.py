@@ -39,7 +39,10 @@ def ad_body(lat: float, lon: float, **extra: Any) -> dict:
 
 def put_ad(client: FlaskClient, admin: dict[str, str], ad_id: str, lat: float, lon: float,
            **extra: Any) -> TestResponse:
-    response = client.put(f"/v1/ads/{ad_id}", headers=admin, json=ad_body(lat, lon, **extra))
+    """PUT an ad; its company is its own (``Blue Leaf {ad_id}``: the employer rule holds
+    none back) unless ``extra`` names one."""
+    body = ad_body(lat, lon, **{"company": f"Blue Leaf {ad_id}", **extra})
+    response = client.put(f"/v1/ads/{ad_id}", headers=admin, json=body)
     assert response.status_code in (200, 201), response.get_data(as_text=True)
     return response
 

@@ -20,12 +20,14 @@ _ids = itertools.count()
 
 def ads_around(lat: float, lon: float, count: int, spread_km: float, rng: np.random.Generator,
                prefix: str = "ad", expires_at: float | None = None) -> list[AdRecord]:
-    """Ads at uniformly random bearings and distances up to spread_km from a point."""
+    """Ads at uniformly random bearings and distances up to spread_km from a point, each of
+    an employer of its own (the employer rule holds none back)."""
     bearing = rng.uniform(0, 360, count)
     dist = rng.uniform(0, spread_km, count)
     lats, lons = geo.destination_point(np.full(count, lat), np.full(count, lon), bearing, dist)
-    return [AdRecord(f"{prefix}{i}", float(a), float(o), f"title {i}", "co", "retail", "", NOW - 10,
-                     expires_at) for i, (a, o) in enumerate(zip(lats, lons, strict=True))]
+    return [AdRecord(f"{prefix}{i}", float(a), float(o), f"title {i}", f"co {prefix}{i}",
+                     "retail", "", NOW - 10, expires_at)
+            for i, (a, o) in enumerate(zip(lats, lons, strict=True))]
 
 
 def catalogue(store: Store, ad_ids: Iterable[str], lat: float = 52.52,
@@ -34,7 +36,7 @@ def catalogue(store: Store, ad_ids: Iterable[str], lat: float = 52.52,
     the catalogue does not hold is rejected."""
     missing = [a for a in dict.fromkeys(ad_ids) if store.get_ad(a) is None]
     if missing:
-        store.put_ads([AdRecord(a, lat, lon, f"title {a}", "co", "retail", "", NOW - 10,
+        store.put_ads([AdRecord(a, lat, lon, f"title {a}", f"co {a}", "retail", "", NOW - 10,
                                 None).row() for a in missing], lambda old: [])
 
 

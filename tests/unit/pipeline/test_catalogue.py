@@ -9,7 +9,14 @@ import pytest
 
 import geo
 from config import Settings, load_settings
-from pipeline.catalogue import AdRecord, cells_listing, delete_ad, reindex, upsert_ads
+from pipeline.catalogue import (
+    AdRecord,
+    cells_listing,
+    delete_ad,
+    employer_code,
+    reindex,
+    upsert_ads,
+)
 from pipeline.serving.feed import FeedRequest
 from tests.conftest import NOW
 from tests.support.builders import PARIS, ads_around
@@ -62,3 +69,17 @@ def test_reindex_never_brings_back_an_ad_deleted_while_it_runs(fake_store, setti
     assert reindex(fake_store, settings, time.time()) == (0, 1)
     assert fake_store.get_ad("a1") is None
     assert fake_store.live_ad_ids() == [] and fake_store.ad_summaries().ids == []
+
+
+def test_an_ads_summary_holds_its_employer_compared_without_case_or_spacing(fake_store,
+                                                                          settings):
+    body = {"lat": 48.85, "lon": 2.35, "title": "Cook"}
+    upsert_ads(fake_store, settings, [
+        AdRecord.from_wire("a", {**body, "company": "Café  de Flore"}, NOW),
+        AdRecord.from_wire("b", {**body, "company": "café de flore "}, NOW),
+        AdRecord.from_wire("c", {**body, "company": "Café de la Paix"}, NOW),
+        AdRecord.from_wire("d", {**body, "company": ""}, NOW)])
+    found = fake_store.ad_summaries(["a", "b", "c", "d"])
+    emp = dict(zip([i.decode() for i in found.ids], found.rows["emp"].tolist(), strict=True))
+    assert emp["a"] == emp["b"] == employer_code("CAFÉ DE FLORE") != emp["c"]
+    assert emp["d"] == 0 and emp["a"] != 0

@@ -3,6 +3,7 @@ proximity search and the packed summaries regeneration reads.
 (All on fakeredis; tests/integration/test_store_on_redis.py runs them on a real server.)"""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from store import NO_EXPIRY, AdRow, Store, catalogue_store, split_card
@@ -46,6 +47,25 @@ def test_drop_expired_takes_ads_and_cards_out_of_the_index_but_keeps_the_record(
     assert fake_store.get_ad("old") is not None
     assert fake_store.r.zscore(fake_store.k.ads_expiry, "new") is None     # it never expires
     assert fake_store.r.hgetall(k.ads_cards) == {str(2**40 + 257).encode(): b"new\x00card:new"}
+
+
+def test_an_ad_of_the_third_layout_is_found_nearby_and_its_card_dropped_at_expiry(
+        fake_store: Store):
+    """Written before summaries held the employer: still found, still read, and its card
+    still goes when it expires."""
+    k = fake_store.k
+    put(fake_store, "earlier", 52.5, 13.4, expires_at=NOW - 1)
+    value = fake_store.r.hget(k.ads_summary, "earlier")
+    assert value[:4] == b"AS4\x00" and len(value) == 4 + 56
+    fixed = np.frombuffer(value[4:], dtype="<f8,<f8,<f8,<f8,<u8,<u8,<u8")[0].tolist()
+    third = b"AS3\x00" + np.array([fixed[:5] + fixed[6:]],
+                                  dtype="<f8,<f8,<f8,<f8,<u8,<u8").tobytes()
+    fake_store.r.hset(k.ads_summary, "earlier", third)
+    assert fake_store.ad_summaries(["earlier"]).rows["sn"].tolist() == [fixed[6]]
+    assert fake_store.nearby(52.5, 13.4, 1.0, 10, NOW - 2) == [("earlier", 52.5, 13.4)]
+    assert fake_store.r.hlen(k.ads_cards) == 1
+    assert fake_store.drop_expired(NOW) == ["earlier"]
+    assert fake_store.r.hlen(k.ads_cards) == 0
 
 
 def test_ad_summaries_round_trip_location_expiry_and_serial(fake_store: Store):

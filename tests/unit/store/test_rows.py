@@ -63,8 +63,8 @@ def test_decayed_sums_never_written_are_zero_with_no_time():
     assert decayed.values.tolist() == [[1, 2], [0, 0], [3, 0]]    # the short row: 0, not NaN
 
 
-def ad(ad_id: str, card: bytes, category_code: int = 7) -> AdRow:
-    return AdRow(ad_id, {}, 52.5, 13.4, None, NOW - 60, category_code, card)
+def ad(ad_id: str, card: bytes, category_code: int = 7, employer: int = 0) -> AdRow:
+    return AdRow(ad_id, {}, 52.5, 13.4, None, NOW - 60, category_code, card, employer)
 
 
 def test_summaries_read_back_the_fixed_part_and_the_serial_of_each_value():
@@ -79,23 +79,28 @@ def test_summaries_read_back_the_fixed_part_and_the_serial_of_each_value():
     assert found.rows["sn"].tolist() == [1, 2**40 + 3, 9]
 
 
-def test_summaries_of_older_layouts_read_with_serial_zero():
+def test_summaries_of_older_layouts_read_with_employer_and_serial_zero():
     """The first layout (lat, lon, expiry, card) also reads with creation time and category
-    0; the second (tagged, no serial, a card) with its own."""
+    0; the second (tagged, no serial, a card) with its own; the third (no employer) with its
+    serial and employer 0, unknown."""
     first = np.array([(48.85, 2.35, NO_EXPIRY)], dtype="<f8,<f8,<f8").tobytes() + b"old card"
     second = (b"AS2\x00" + np.array([(40.4, -3.7, NOW + 9, NOW - 5, 3)],
                                     dtype="<f8,<f8,<f8,<f8,<u8").tobytes() + b"card")
-    found = Summaries.decode([b"new", b"first", b"second"],
-                             [summary(ad("new", b"new card"), NOW, 12), first, second])
-    new, old, older = found.rows.tolist()
-    assert new == (52.5, 13.4, NOW, NOW - 60, 7, 12)
-    assert old == (48.85, 2.35, NO_EXPIRY, 0, 0, 0)
-    assert older == (40.4, -3.7, NOW + 9, NOW - 5, 3, 0)
+    third = b"AS3\x00" + np.array([(41.4, 2.2, NOW + 8, NOW - 4, 5, 77)],
+                                  dtype="<f8,<f8,<f8,<f8,<u8,<u8").tobytes()
+    found = Summaries.decode([b"new", b"first", b"second", b"third"],
+                             [summary(ad("new", b"new card", employer=99), NOW, 12), first,
+                              second, third])
+    new, old, older, earlier = found.rows.tolist()
+    assert new == (52.5, 13.4, NOW, NOW - 60, 7, 99, 12)
+    assert old == (48.85, 2.35, NO_EXPIRY, 0, 0, 0, 0)
+    assert older == (40.4, -3.7, NOW + 9, NOW - 5, 3, 0, 0)
+    assert earlier == (41.4, 2.2, NOW + 8, NOW - 4, 5, 0, 77)
 
 
 def test_a_summary_of_no_known_layout_is_an_error():
     with pytest.raises(ValueError, match="layout"):
-        Summaries.decode([b"x"], [b"AS3\x00short"])
+        Summaries.decode([b"x"], [b"AS4\x00short"])
 
 
 def test_a_card_value_holds_the_id_then_the_card():

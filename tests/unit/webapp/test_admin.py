@@ -1,5 +1,5 @@
-"""webapp.admin: a served feed's provenance by its feed_id, behind the admin token; a bad
-feed_id is a 4xx naming it that writes nothing."""
+"""webapp.admin: a served feed's provenance by its feed_id (the ads the employer rule moved
+among it), behind the admin token; a bad feed_id is a 4xx naming it that writes nothing."""
 from __future__ import annotations
 
 import time
@@ -8,7 +8,7 @@ import pytest
 
 import geo
 from tests.support import bad_input, feeds
-from tests.support.api import error_of
+from tests.support.api import app_with, error_of, put_ad
 from tests.support.feeds import HERE, get_feed, ids_of
 
 catalogue = feeds.catalogue       # the fixture: the ads around HERE
@@ -25,6 +25,30 @@ def test_a_feed_id_resolves_to_the_feed_that_was_served(client, admin, catalogue
     assert served["cell"] == feed["cell"]
     assert served["strategy"] == feed["strategy"]
     assert float(served["propensity"]) == feed["propensity"]
+
+
+def test_the_provenance_names_the_ads_the_employer_rule_moved(client, admin, fake_store):
+    """Twelve ads of one employer (spelt three ways) and eight of others, around HERE, in a
+    cell feed built without the rule (MAX_PER_EMPLOYER=0): served with it, the feed keeps at
+    most two of that employer in any ten positions, and its provenance names the ads the
+    rule moved down or left out."""
+    spellings = ["Acme GmbH", "acme  gmbh", "ACME GmbH"]
+    for i in range(20):
+        put_ad(client, admin, f"ad-{i:02d}", HERE[0] + i * 1e-4, HERE[1],
+               company=spellings[i % 3] if i < 12 else f"Other {i}")
+    unruled = app_with(fake_store, max_per_employer=0).test_client()
+    assert unruled.get("/v1/feed", query_string={"lat": HERE[0], "lon": HERE[1]}).status_code \
+        == 200                                       # the cell's feed, built without the rule
+    moved: list[str] = []
+    for _ in range(5):
+        feed = get_feed(client, limit=10)
+        assert feed["cache"] == "hit"
+        shown = ids_of(feed)
+        assert len([a for a in shown if int(a[3:]) < 12]) <= 2 and len(shown) >= 8
+        served = client.get(f"/v1/feeds/{feed['feed_id']}", headers=admin).get_json()
+        assert served["ads"] == shown
+        moved += served["employer_moved"]
+    assert moved and all(int(a[3:]) < 12 for a in moved)
 
 
 def test_a_feed_id_needs_the_admin_token(client, catalogue):

@@ -36,7 +36,7 @@ def a_feed(cell: str = "u33dc0") -> CellFeed:
                     {"thompson": np.array([[0, 1]], dtype=np.int32)}, {})
 
 
-def test_a_feed_packs_in_24_bytes_an_ad_and_reads_back_to_the_precision_it_promises():
+def test_a_feed_packs_in_28_bytes_an_ad_and_reads_back_to_the_precision_it_promises():
     rng = np.random.default_rng(3)
     n = 500
     lat, lon = rng.uniform(-85, 85, n), rng.uniform(-180, 180, n)
@@ -45,11 +45,12 @@ def test_a_feed_packs_in_24_bytes_an_ad_and_reads_back_to_the_precision_it_promi
     mean = rng.beta(2, 50, n)
     orders = {"thompson": rng.permuted(np.tile(np.arange(n, dtype=np.int32), (8, 1)),
                                        axis=1)[:, :100]}
+    employers = rng.integers(0, 2**32, n).astype(np.uint32)
     feed = CellFeed("u33dc0", NOW, rng.integers(1, 2**31, n).astype(np.uint64), lat, lon,
                     expires, ("thompson", "popular", "newest"), np.array([0.5, 0.3, 0.2]),
-                    orders, {"popular": mean, "newest": created})
+                    orders, {"popular": mean, "newest": created}, employers)
     packed = feed.pack()
-    assert len(packed) <= 24 * n + 2 * 8 * 100 + 200
+    assert len(packed) <= 28 * n + 2 * 8 * 100 + 200
     back = CellFeed.unpack(packed)
     assert np.array_equal(back.serials, feed.serials)
     assert np.abs(back.lat - lat).max() <= 0.5e-7 and np.abs(back.lon - lon).max() <= 0.5e-7
@@ -61,6 +62,17 @@ def test_a_feed_packs_in_24_bytes_an_ad_and_reads_back_to_the_precision_it_promi
     assert np.abs(back.keys["popular"] - mean).max() <= 1e-7
     assert np.allclose(back.xyz @ back.xyz[0], feed.xyz @ feed.xyz[0], atol=1e-12)
     assert (back.cell, back.generated_at, back.strategies) == (feed.cell, NOW, feed.strategies)
+    assert np.array_equal(back.employers, employers)
+
+
+def test_a_feed_packed_before_employers_were_kept_reads_with_every_employer_unknown():
+    feed = CellFeed("c", NOW, np.arange(1, 4, dtype=np.uint64), np.zeros(3), np.zeros(3),
+                    np.full(3, np.inf), ("thompson",), np.array([1.0]),
+                    {"thompson": np.arange(3, dtype=np.int32)[None, :]}, {})
+    unpacked = msgpack.unpackb(feed.pack(), raw=False)
+    del unpacked["emp"]
+    back = CellFeed.unpack(msgpack.packb(unpacked, use_bin_type=True))
+    assert back.employers.tolist() == [0, 0, 0]
 
 
 def test_serials_past_32_bits_and_feeds_of_many_ads_pack_wider():

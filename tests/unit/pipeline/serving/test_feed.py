@@ -30,7 +30,7 @@ from pipeline.serving.feed import (
     serve_feed,
     within_reach,
 )
-from store import Keys, UserMemory
+from store import Keys, Store, UserMemory
 from tests.conftest import NOW
 from tests.support.builders import PARIS, ads_around, events_of, send, serve_many
 
@@ -276,3 +276,84 @@ def test_a_cached_feed_counts_its_variants_laid_out_against_the_cache_budget(
     variants = sum(rows.shape[0] for rows in feed.orders.values())
     assert prepared_bytes(feed) == PREPARED_AD_BYTES * variants * PREPARED_LENGTH
     assert cache._bytes == len(raw) + prepared_bytes(feed)
+
+
+# ---- the employer rule ---------------------------------------------------------------
+
+def most_of_one_employer(companies: list[str], window: int = 10) -> int:
+    """The most ads of one company (compared without case or spacing) among any ``window``
+    consecutive positions."""
+    names = [" ".join(c.casefold().split()) for c in companies]
+    return max((names[i:i + window].count(n) for i in range(len(names))
+                for n in set(names[i:i + window])), default=0)
+
+
+@pytest.fixture
+def crowded(fake_store: Store, settings: Settings, rng) -> dict[str, str]:
+    """60 ads within 3 km of Paris, three in five of them one employer's (spelt two ways):
+    company by ad id."""
+    ads = ads_around(*PARIS, 60, 3.0, rng)
+    ads = [replace(a, company=("Big  Co" if i % 2 else "big co") if i % 5 > 1
+                   else a.company) for i, a in enumerate(ads)]
+    upsert_ads(fake_store, settings, ads)
+    return {a.ad_id: a.company for a in ads}
+
+
+@pytest.mark.parametrize("radius_km", [3.0, 1.2])
+def test_one_employer_has_at_most_two_ads_in_any_ten_positions_after_the_filters(
+        fake_store, settings, crowded, rng, radius_km):
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    excluded = {a for a in crowded if crowded[a] == "Co" or a.endswith("3")}
+    for user_excluded in (set(), excluded):
+        for _ in range(8):
+            body = serve_feed(fake_store, settings, FeedRequest(*PARIS, 20, radius_km), NOW,
+                              rng, None, log, user_excluded).as_dict()
+            shown = [a["ad_id"] for a in body["ads"]]
+            assert most_of_one_employer([crowded[a] for a in shown]) <= 2
+            assert not set(shown) & user_excluded
+            assert [a["position"] for a in body["ads"]] == list(range(1, len(shown) + 1))
+    log.flush()
+    entries = [f for _, f in fake_store.r.xrange(Keys.served)]
+    moved = [f[b"employer_moved"].decode().split() for f in entries]
+    assert all(crowded[a] in ("Big  Co", "big co") for m in moved for a in m)
+
+
+def test_regeneration_spreads_each_variant_and_serving_repairs_a_feed_built_without(
+        fake_store, crowded, rng):
+    ruled = load_settings({}, feed_length=400)
+    unruled = load_settings({}, feed_length=400, max_per_employer=0)
+    log = ServingLog(fake_store, ruled.served_maxlen, flush_s=None)
+    cell = geo.encode(*PARIS, ruled.geohash_precision)
+    companies = {}
+    for built_with in (ruled, unruled):
+        fake_store.r.delete(fake_store.k.feed(cell))
+        serve_feed(fake_store, built_with, FeedRequest(*PARIS, 20, 3.0), NOW, rng, None, log)
+        feed = CellFeed.unpack(fake_store.feed_value(cell))
+        codes = feed.employers[feed.orders["thompson"]]
+        companies[built_with.max_per_employer] = max(
+            most_of_one_employer([str(c) for c in row[:20]]) for row in codes.tolist())
+    assert companies == {2: 2, 0: companies[0]} and companies[0] > 2
+    # the feed stored now was built without the rule: serving repairs it
+    moved = []
+    for _ in range(6):
+        body = serve_feed(fake_store, ruled, FeedRequest(*PARIS, 20, 3.0), NOW, rng, None,
+                          log).as_dict()
+        assert most_of_one_employer([crowded[a["ad_id"]] for a in body["ads"]]) <= 2
+        # from twice the limit's candidates of an order three fifths one employer's, the
+        # rule fills about 20 places (its ads held back past the candidates are left out)
+        assert 12 <= len(body["ads"]) <= 20
+    log.flush()
+    for _, f in fake_store.r.xrange(Keys.served)[-6:]:
+        moved += f.get(b"employer_moved", b"").decode().split()
+    assert moved and all(crowded[a] in ("Big  Co", "big co") for a in moved)
+
+
+def test_without_the_rule_one_employer_fills_the_screen(fake_store, crowded, rng):
+    settings = load_settings({}, feed_length=400, max_per_employer=0)
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    most = [most_of_one_employer([crowded[a["ad_id"]] for a in serve_feed(
+        fake_store, settings, FeedRequest(*PARIS, 20, 3.0), NOW, rng, None, log).as_dict()
+        ["ads"]]) for _ in range(8)]
+    assert max(most) > 2
+    log.flush()
+    assert {f[b"employer_moved"] for _, f in fake_store.r.xrange(Keys.served)} == {b""}
