@@ -23,7 +23,8 @@ def put_ads(base: str, count: int, rng: np.random.Generator) -> list[str]:
         lon = BERLIN[1] + rng.uniform(-0.02, 0.02)
         ad_id = f"ber-{i}"
         r = requests.put(f"{base}/v1/ads/{ad_id}", headers=ADMIN, timeout=10, json={
-            "lat": lat, "lon": lon, "title": f"Job {i}", "company": "Acme", "category": "retail"})
+            "lat": lat, "lon": lon, "title": f"Job {i}", "company": f"Acme {i}",
+            "category": "retail"})
         assert r.status_code == 201, r.text
         ids.append(ad_id)
     return ids

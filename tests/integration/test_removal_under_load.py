@@ -31,7 +31,8 @@ def test_deleted_and_expired_ads_leave_every_feed_at_once(env: dict[str, str], t
         for i in range(60):
             lat, lon = geo.destination_point(*CENTRE, float(rng.uniform(0, 360)),
                                              float(rng.uniform(0, 2.0)))
-            body = {"lat": float(lat), "lon": float(lon), "title": f"Job {i}", "company": "Acme"}
+            body = {"lat": float(lat), "lon": float(lon), "title": f"Job {i}",
+                    "company": f"Acme {i}"}
             if i == 1:
                 body["expires_at"] = expires_at
             r = requests.put(f"{base}/v1/ads/ad-{i}", headers=ADMIN, json=body, timeout=10)
