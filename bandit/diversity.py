@@ -93,7 +93,7 @@ def diversify_orders(orders: np.ndarray, employers: np.ndarray, cap: int,
         return orders, 0
     out = flat.copy()
     for r in rows.tolist():
-        length = int((flat[r] >= 0).sum())
+        length = int(listed[r].sum())
         row_codes = codes[r, :length].tolist()
         kept = diversified(row_codes, cap, window)
         left = sorted(set(range(length)) - set(kept))

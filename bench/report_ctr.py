@@ -155,7 +155,8 @@ def measure(events: int, runs_per_day: int, repeats: int, seed: int = 3) -> dict
             files_before = len(archive.files("events"))
             say(f"  {files_before:,} files in {written_s:.0f} s; compacting the closed days")
             started = time.perf_counter()
-            merged = compact_closed_days(archive, store, settings, "events", 0, float("inf"))
+            merged = compact_closed_days(archive, store, settings, "events", 0, float("inf"),
+                                         store.feed_id_secret())
             compact_s = time.perf_counter() - started
             files_after = len(archive.files("events"))
             size = sum(p.stat().st_size for p in Path(archive_url).rglob("*.parquet"))

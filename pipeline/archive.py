@@ -162,14 +162,16 @@ class Archive:
         with self.fs.open(temporary, "wb") as out, \
                 pq.ParquetWriter(out, SCHEMAS[kind], compression="zstd") as writer:
             pending: list[pa.RecordBatch] = []
+            held = 0
             for path in paths:
                 with self.fs.open(path, "rb") as f:
                     for batch in pq.ParquetFile(f).iter_batches(batch_size=row_group):
                         pending.append(conform(batch))
-                        if sum(b.num_rows for b in pending) >= row_group:
+                        held += batch.num_rows
+                        if held >= row_group:
                             writer.write_table(pa.Table.from_batches(pending),
                                                row_group_size=row_group)
-                            pending = []
+                            pending, held = [], 0
             if pending:
                 writer.write_table(pa.Table.from_batches(pending), row_group_size=row_group)
         merged = f"{directory}/p{partition}_{first}_{last}.parquet"
@@ -303,11 +305,10 @@ class Progress:
 
 
 def archive_stream(store: Store, archive: Archive, settings: Settings, kind: str,
-                   partition: int, deadline: float) -> Progress:
+                   partition: int, deadline: float, secret: bytes) -> Progress:
     """Archive one stream's counted entries, a file at a time, until none is left or the
     run's time is up."""
     progress = Progress()
-    secret = store.feed_id_secret()
     while time.monotonic() < deadline:
         cursor = store.archive_cursor(kind, partition)
         head = _read(store, kind, partition, cursor, 1)
@@ -383,16 +384,18 @@ def run_archive(store: Store, settings: Settings, now: float | None = None
     try:
         archive = Archive(settings.archive_url)
         deadline = started + settings.task_time_limit_s * 0.8
+        secret = store.feed_id_secret()       # credits archived events, and old files'
         for kind, partitions in (("events", range(len(store.parts))), ("served", [0])):
             for partition in partitions:
                 archive.drop_temporary(kind, partition)
-                done = archive_stream(store, archive, settings, kind, partition, deadline)
+                done = archive_stream(store, archive, settings, kind, partition, deadline,
+                                      secret)
                 name = kind if partition == 0 else f"{kind}.{partition}"
                 report.update({f"{name}_{k}": v for k, v in vars(done).items()})
                 report[f"{name}_trimmed"] = trim(store, settings, kind, partition,
                                                  time.time() if now is None else now)
                 report[f"{name}_compacted"] = compact_closed_days(
-                    archive, store, settings, kind, partition, deadline)
+                    archive, store, settings, kind, partition, deadline, secret)
         report.update({f"cursor_{k}": v for k, v in store.archive_cursors().items()})
     finally:
         try:
@@ -418,10 +421,11 @@ def trim(store: Store, settings: Settings, kind: str, partition: int, now: float
 
 
 def compact_closed_days(archive: Archive, store: Store, settings: Settings, kind: str,
-                        partition: int, deadline: float) -> int:
+                        partition: int, deadline: float, secret: bytes) -> int:
     """Merge each closed day's files of one stream (the days before its cursor's: no entry
     of theirs is still to come) into as few files as ARCHIVE_FILE_ROWS allows, so that a
-    day costs a reader one file, not one a run. Returns the files merged away."""
+    day costs a reader one file, not one a run (``secret`` credits the events of files
+    written before the archive kept the credited strategy). Returns the files merged away."""
     cursor = store.archive_cursor(kind, partition)
     if cursor == "0-0":
         return 0
@@ -432,7 +436,6 @@ def compact_closed_days(archive: Archive, store: Store, settings: Settings, kind
         directory = path.rsplit("/", 2)[-2]
         if directory < closed and FILE_NAME.match(path.rsplit("/", 1)[-1]):
             days.setdefault(directory, []).append(path)
-    secret = store.feed_id_secret() if kind == "events" else b""
 
     def conform(batch: pa.RecordBatch) -> pa.RecordBatch:
         return conformed(batch, kind, secret, settings.event_max_age_s)

@@ -102,11 +102,19 @@ def days_of(ts: np.ndarray) -> list[str]:
     >>> days_of(np.array([0.0, 86_399.0, 86_400.0, 86_399.9999998]))
     ['1970-01-01', '1970-01-01', '1970-01-02', '1970-01-02']
     """
-    # to the microsecond first, as datetime.fromtimestamp rounds
-    days, index = np.unique(np.floor_divide(np.round(ts, 6), 86_400).astype(np.int64),
-                            return_inverse=True)
+    days, index = np.unique(day_numbers(ts), return_inverse=True)
     names = [day_of(d * 86_400.0) for d in days.tolist()]
     return [names[i] for i in index.tolist()]
+
+
+def day_numbers(ts: np.ndarray) -> np.ndarray:
+    """The UTC day of each time as days since 1970-01-01: to the microsecond first, as
+    datetime.fromtimestamp rounds (``days_of`` names them).
+
+    >>> day_numbers(np.array([86_399.0, 86_399.9999998])).tolist()
+    [0, 1]
+    """
+    return np.floor_divide(np.round(ts, 6), 86_400).astype(np.int64)
 
 
 def count_served(store: Store, settings: Settings, now: float, secret: bytes) -> int:

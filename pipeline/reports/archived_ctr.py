@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from bandit import STRATEGIES
 from config import Settings
 from pipeline.archive import Archive, credited_strategies
+from pipeline.learning.rollup import day_numbers
 from store import EVENT_TYPES, STAT_FIELDS, Store
 
 
@@ -91,8 +92,7 @@ def _count_file(archive: Archive, path: str, wanted: np.ndarray, sums: np.ndarra
         kept = "credited" in parquet.schema_arrow.names
         table = parquet.read(columns=["ts", "type", "credited" if kept else "feed_id"])
     ts = table.column("ts").to_numpy()
-    # the rollup's day of an event: its time to the microsecond, floored (rollup.days_of)
-    day = np.floor_divide(np.round(ts, 6), 86_400).astype(np.int64)
+    day = day_numbers(ts)                       # the rollup's day of each event
     at = np.minimum(np.searchsorted(wanted, day), len(wanted) - 1)
     kind = _index_in(table.column("type"), EVENT_TYPES)
     ok = (wanted[at] == day) & (kind >= 0)

@@ -8,7 +8,7 @@ the serving); events naming no feed count only overall.
 
 Redis keeps each day's counters (``{ev}:ctr:{day}``). The days of the range before the first
 one Redis holds (every day of it, when Redis holds none) are counted again from the
-archived events, if an archive is given (``pipeline.archive.ctr_counters``): the days before
+archived events, if an archive is given (``pipeline.reports.archived_ctr``): the days before
 this Redis was started, or rebuilt. A day after that with nothing in Redis had no events.
 """
 from __future__ import annotations
