@@ -35,6 +35,7 @@ FEED_STEPS = (
     ("draw", "strategy and variant draw"),
     ("filter", "the ads within reach, with their cards (the variant laid out once)"),
     ("screen", "screen (popular, newest, nearest reorder)"),
+    ("rules", "feed rules (employer rule over twice the limit's candidates; no frequency cap)"),
     ("feed_id", "feed id (HMAC)"),
     ("served_log", "served log (buffered)"),
     ("render", "rendering the body"),
@@ -85,11 +86,13 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
         load_cell,
         make_feed_id,
         pick_order,
+        place,
         quick_ads,
         render_ads,
+        rules_text,
         screened,
         served_entry,
-        user_exclusions,
+        user_ads,
     )
     from webapp import create_app
     from webapp.errors import json_response
@@ -135,19 +138,25 @@ def measure(redis_url: str, points: list[tuple[float, float]], rounds: int,
                 with feed("notices"):
                     cache._sync()             # (private: the check load_cell runs first)
                 with feed("exclusions"):
-                    excluded = user_exclusions(store, req)
+                    user = user_ads(store, settings, req, now)
                 with feed("draw"):
                     pick = pick_order(cell_feed, rng)
                 with feed("filter"):
-                    quick = quick_ads(cell_feed, pick, req, now, excluded, cards)
+                    quick = quick_ads(cell_feed, pick, req, now, user.excluded, cards,
+                                      limit * (2 if settings.max_per_employer else 1))
                 assert quick is not None                # (no user: no exclusions)
                 with feed("screen"):
-                    chosen = screened(cell_feed, pick, quick)
+                    ordered = screened(cell_feed, pick, quick)
+                with feed("rules"):
+                    placed = place(cell_feed, pick, ordered, user.capped,
+                                   settings.max_per_employer, limit)
+                    chosen = placed.chosen
                 with feed("feed_id"):
                     feed_id = make_feed_id(now, cell, pick.strategy, rng, secret)
                 with feed("served_log"):
                     served.add(served_entry(feed_id, now, cell, pick, cell_feed, outcome, req,
-                                            chosen.cards), cell, now)
+                                            chosen.cards, placed, rules_text(settings)),
+                               cell, now)
                 with feed("render"):
                     FeedAnswer(feed_id, cell, pick.strategy, pick.propensity,
                                cell_feed.generated_at, outcome, render_ads(chosen)).json()

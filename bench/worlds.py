@@ -326,20 +326,27 @@ def sweep(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def family_parser(doc: str, seeds: int) -> argparse.ArgumentParser:
+    """The options of a run over the family: --worlds, --seeds, --scale, --set, --jobs and
+    --out."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", help=f"comma-separated (default: all of {list(FAMILY)})")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--scale", type=float, default=1.0,
                         help="traffic as a share of each world's own (for quick runs)")
-    parser.add_argument("--policies", help=f"comma-separated (default: {','.join(POLICIES)})")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a service setting (as its environment variable), repeatable")
-    parser.add_argument("--sweep", action="store_true",
-                        help="each of the sweep's settings changed, over the family")
     parser.add_argument("--jobs", type=int, default=1, help="processes to run worlds on")
     parser.add_argument("--out", default=str(RESULTS), help="where results go")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = family_parser(__doc__, seeds=5)
+    parser.add_argument("--policies", help=f"comma-separated (default: {','.join(POLICIES)})")
+    parser.add_argument("--sweep", action="store_true",
+                        help="each of the sweep's settings changed, over the family")
     args = parser.parse_args(argv)
     command = "python -m bench.worlds " + shlex.join(argv if argv is not None else sys.argv[1:])
     return sweep(args, command) if args.sweep else family_run(args, command)

@@ -68,6 +68,8 @@ SERVED_SCHEMA = pa.schema([
     ("user_id", pa.string()),
     ("ads", pa.list_(pa.string())),
     ("employer_moved", pa.list_(pa.string())),   # ads the employer rule moved down
+    ("frequency_moved", pa.list_(pa.string())),  # ads the frequency cap moved down
+    ("rules", pa.string()),                      # the feed rules in force ("NAME=value ...")
 ])
 SCHEMAS = {"events": EVENTS_SCHEMA, "served": SERVED_SCHEMA}
 READ_CHUNK = 500          # stream entries read per XRANGE (an events entry holds one post)
@@ -293,7 +295,9 @@ def served_rows(entries: list[tuple[str, dict[str, str]]]) -> dict[str, list]:
             "cache": [f.get("cache") for _, f in entries],
             "user_id": [f.get("user_id") or None for _, f in entries],
             "ads": [(f.get("ads") or "").split() for _, f in entries],
-            "employer_moved": [(f.get("employer_moved") or "").split() for _, f in entries]}
+            "employer_moved": [(f.get("employer_moved") or "").split() for _, f in entries],
+            "frequency_moved": [(f.get("frequency_moved") or "").split() for _, f in entries],
+            "rules": [f.get("rules") or None for _, f in entries]}
 
 
 @dataclass

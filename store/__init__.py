@@ -71,7 +71,7 @@ from store.rows import (  # noqa: F401
     summary_rows,
 )
 from store.spread import is_cluster
-from store.user_store import UserStore
+from store.user_store import FrequencyCap, Showings, UserStore
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
@@ -93,6 +93,7 @@ class Store(CatalogueStore, EventStore, FeedStore, UserStore, JobStore, ArchiveS
         self._partitions_failure = None
         self._accept = client.register_script(scripts.ACCEPT)
         self._exclude = client.register_script(scripts.EXCLUDE)
+        self._showings = client.register_script(scripts.SHOWINGS)
         self._roll_in = client.register_script(scripts.ROLL_IN)
         self._rollup = client.register_script(scripts.ROLLUP)
         self._count_served = client.register_script(scripts.COUNT_SERVED)
@@ -198,6 +199,8 @@ __all__ = [
     "DUPLICATE",
     "UNKNOWN_AD",
     "UserMemory",
+    "FrequencyCap",
+    "Showings",
     "NO_EXPIRY",
     "LOCATION_TTL_S",
     "EVENT_TYPES",

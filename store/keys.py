@@ -212,6 +212,16 @@ class Keys:
         return f"user:{user_id}:loc"
 
     @staticmethod
+    def user_shown(user_id: str) -> str:
+        """The frequency cap's count of each ad's impressions to the user, in its window."""
+        return f"user:{user_id}:shown"
+
+    @staticmethod
+    def user_capped(user_id: str) -> str:
+        """The ads the frequency cap moves below the first screen of the user's feeds."""
+        return f"user:{user_id}:capped"
+
+    @staticmethod
     def position_epoch(epoch: int) -> str:
         """An epoch's impressions and views by ad and position (epoch: the generation's
         start, in ms)."""

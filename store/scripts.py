@@ -26,6 +26,7 @@ def source(name: str) -> str:
 
 ACCEPT = source("accept")
 EXCLUDE = source("exclude")
+SHOWINGS = source("showings")
 ROLL_IN = source("roll_in")
 ROLLUP = source("rollup")
 COUNT_SERVED = source("count_served")

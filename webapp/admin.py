@@ -91,4 +91,17 @@ def served_feed(feed_id: str) -> Response:
         "variant": int(entry["variant"]), "generated_at": float(entry["generated_at"]),
         "cache": entry["cache"], "user_id": entry.get("user_id") or None,
         "ads": entry.get("ads", "").split(),
-        "employer_moved": (entry.get("employer_moved") or "").split()})
+        "employer_moved": (entry.get("employer_moved") or "").split(),
+        "frequency_moved": (entry.get("frequency_moved") or "").split(),
+        "rules": rules_of(entry.get("rules"))})
+
+
+def rules_of(text: str | None) -> dict[str, int]:
+    """The feed rules a served entry names ("NAME=value ..."); empty for an entry logged
+    before they were kept.
+
+    >>> rules_of("MAX_PER_EMPLOYER=2 FREQ_CAP=3")
+    {'MAX_PER_EMPLOYER': 2, 'FREQ_CAP': 3}
+    """
+    pairs = (item.partition("=") for item in (text or "").split())
+    return {name: int(value) for name, _, value in pairs if value.lstrip("-").isdigit()}

@@ -309,6 +309,13 @@ class ServedFeed(BaseModel):
     employer_moved: list[str] = Field(
         description="the ads the employer rule (MAX_PER_EMPLOYER) moved down this feed, or "
                     "left out of it, after its filters; empty when it moved none")
+    frequency_moved: list[str] = Field(
+        description="the ads the frequency cap (FREQ_CAP) moved below the first screen of "
+                    "this user's feed, or left out of it; empty when it moved none")
+    rules: dict[str, int] = Field(
+        description="the feed rules in force when the feed was served: MAX_PER_EMPLOYER, "
+                    "FREQ_CAP and FREQ_WINDOW_S (empty for a feed logged before they were "
+                    "kept)")
 
 
 class DashboardData(BaseModel):

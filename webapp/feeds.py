@@ -8,7 +8,14 @@ import geo
 from obs.prometheus import observe_feed
 from pipeline.learning.regenerate import SEARCH_SLACK
 from pipeline.reports.adstats import ad_report
-from pipeline.serving.feed import FeedAnswer, FeedRequest, parse_location, serve_feed
+from pipeline.serving.feed import (
+    FeedAnswer,
+    FeedRequest,
+    UserAds,
+    capped_since,
+    parse_location,
+    serve_feed,
+)
 from webapp.apidoc import AdStats, Feed, Nearby, UserFeed, documented
 from webapp.errors import json_response
 from webapp.ratelimit import limited
@@ -63,27 +70,30 @@ def _observe(served: FeedAnswer, now: float) -> None:
 @limited("feeds")
 def recommend(user_id: str) -> Response:
     """The feed for a user: at the location given, else at their last known one. Ads they
-    applied to or hid are left out. One round trip reads the location and the exclusions."""
+    applied to or hid are left out, and those the frequency cap holds for them go below the
+    first screen. One round trip reads the location, the exclusions and the capped ads."""
     user_id = identifier(user_id, "user_id")
     q = parse_query(RecommendQuery, request.args)
     if (q.lat is None) != (q.lon is None):
         missing = "lon" if q.lon is None else "lat"
         raise ApiError(400, "missing_parameter", f"{missing}: lat and lon go together", missing)
     rt = runtime()
-    excluded = None
+    now = rt.now()
+    user = None
     if q.lat is not None:
         lat, lon, source = q.lat, q.lon, "given"
     else:
-        stored, excluded = rt.store.user_context(user_id)
+        stored, excluded, capped = rt.store.user_context(user_id,
+                                                         capped_since(rt.settings, now))
+        user = UserAds(excluded, capped)
         known = parse_location(stored)
         if known is None:
             raise ApiError(404, "location_unknown", f"no known location for user {user_id}: "
                            "pass lat and lon", "user_id")
         (lat, lon), source = known, "last_known"
     req = FeedRequest(lat, lon, q.limit, _radius_km(q.radius_km), user_id)
-    now = rt.now()
     served = serve_feed(rt.store, rt.settings, req, now, rt.random, rt.feed_cache,
-                        rt.serving_log, excluded, rt.feed_id_secret, rt.card_cache)
+                        rt.serving_log, user, rt.feed_id_secret, rt.card_cache)
     _observe(served, now)
     # the location itself is not echoed: anyone who knows a user_id would learn where they are
     return Response(served.json(user_id=user_id, location_source=source),

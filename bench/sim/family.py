@@ -2,9 +2,9 @@
 
 Each world changes one or two things from a plain town (ads differ in both funnel stages,
 an impression for every slot shown, examination p ** -0.5, 5 % standout ads, about 500
-shown slots per ad over the run), so that a setting tuned on one of them shows what it
-costs on the others. ``FAMILY`` lists them with a line each; ``REDUCED`` is the part the
-robustness test runs.
+shown slots per ad over the run; employers a few large and many small, which users do not
+mind), so that a setting tuned on one of them shows what it costs on the others.
+``FAMILY`` lists them with a line each; ``REDUCED`` is the part the robustness test runs.
 """
 from __future__ import annotations
 
@@ -69,6 +69,14 @@ FAMILY: dict[str, Member] = {
         "slots per ad",
         replace(TOWN, ads=1000, standout_share=0.01, standout_lift=4.0,
                 impressions="scrolled"), slots_per_ad=100.0, feeds_per_s=2.5),
+    "one-employer-indifferent": Member(
+        "one employer posts 30 % of the ads, which users do not mind (the rule binds "
+        "most, for nothing)", replace(TOWN, big_employer_share=0.3)),
+    "one-employer": Member(
+        "one employer posts 30 % of the ads, and users tire of an employer: each earlier ad "
+        "of an ad's employer in the feed cuts its views by 40 %",
+        replace(TOWN, big_employer_share=0.3, employer_fatigue=0.6)),
 }
 REDUCED = ("town-scrolled", "apply-signal", "trap", "churn")
+EMPLOYER_EFFECTS = ("one-employer",)   # the worlds where whose ad it is matters to users
 TRAPS = ("trap", "sparse-trap-scrolled")

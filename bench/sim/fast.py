@@ -5,7 +5,8 @@ Each policy runs a twin of the service: the same ``bandit`` functions on the sam
 strategy orders and strategy probabilities), the same candidates per geohash cell
 (``pipeline.learning.regenerate.candidate_radius_km`` around the cell's centre) and the same
 serve-time steps as ``pipeline.serving.feed`` (a strategy drawn with the cell's probabilities, a
-variant, "nearest" re-sorted by distance, the exact distance filter, the top ``limit``). What
+variant, the exact distance filter, the screened strategies' reorder, the employer rule, the
+top ``limit``). What
 is glue here is Redis: the sums live in arrays, and a whole rollup interval's feeds are
 served, answered and counted as one batch of arrays.
 
@@ -40,6 +41,7 @@ from bandit import (
     strategy_orders,
     strategy_probabilities,
 )
+from bandit.diversity import WINDOW, breaks_rule, diversified, diversify_orders
 from bandit.position import (
     BINS,
     PositionCurve,
@@ -63,6 +65,7 @@ BETA11_AT_REGEN = "beta11-per-request-regen"
 GREEDY = "greedy"
 ORACLE = "oracle"
 RANDOM = "random"
+ANY_EMPLOYER = "thompson+strategies-any-employer"
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,15 @@ class Policy:
     ranks every request afresh over every ad in reach: by a Thompson draw, or by the
     posterior mean (``greedy``), from a posterior refreshed at every rollup (``fresh``) or only
     at each regeneration; ``plain`` takes Beta(1, 1) on applies per impression instead of the
-    service's model (no funnel, no position weights, no learnt priors, no decay)."""
+    service's model (no funnel, no position weights, no learnt priors, no decay). The
+    service's way keeps MAX_PER_EMPLOYER unless ``employer_rule`` is off; the baselines do
+    not keep it."""
 
     strategies: tuple[str, ...] | None = None
     greedy: bool = False
     fresh: bool = True
     plain: bool = False
+    employer_rule: bool = True
 
     @property
     def per_request(self) -> bool:
@@ -95,7 +101,11 @@ POLICIES: dict[str, Policy] = {
     "popular": Policy(("popular",)),
     "egreedy": Policy(("egreedy",)),
     RANDOM: Policy(("random",)),
+    ANY_EMPLOYER: Policy((), employer_rule=False),
 }
+# a policy that differs from another by one rule draws that one's random numbers, so that the
+# two runs differ only by what the rule changes (the rule itself draws none)
+PAIRED = {ANY_EMPLOYER: THOMPSON_WITH_STRATEGIES}
 PLAIN_PRIOR = PriorSpec(apply_rate=0.5, view_rate=0.75, strength=2.0)   # Beta(1, 1)
 NO_DECAY_S = 1e15
 
@@ -171,6 +181,25 @@ def choose_many(probabilities: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.minimum(index, probabilities.shape[1] - 1)
 
 
+def employer_rule(shown: np.ndarray, employers: np.ndarray, cap: int, limit: int) -> np.ndarray:
+    """``pipeline.serving.feed.employer_rule`` for a batch: each row's candidates (ad
+    positions, -1 pads) cut to ``limit`` that keep at most ``cap`` ads of one employer among
+    any 10 consecutive positions; an ad the rule cannot place is left out.
+
+    >>> employer_rule(np.array([[0, 1, 2, 3], [0, 3, 1, 2]]), np.array([5, 5, 5, 6]), 2, 3)
+    array([[0, 1, 3],
+           [0, 3, 1]])
+    """
+    codes = np.where(shown >= 0, employers[np.maximum(shown, 0)], 0)
+    out = shown[:, :limit].copy()
+    for r in np.flatnonzero(breaks_rule(codes[:, :limit], cap)):
+        length = int((shown[r] >= 0).sum())
+        kept = diversified(codes[r, :length].tolist(), cap, limit=limit)
+        out[r] = -1
+        out[r, :len(kept)] = shown[r, kept]
+    return out
+
+
 def first_kept(keep: np.ndarray, limit: int) -> np.ndarray:
     """(rows, limit): where each row's first ``limit`` True entries are, -1 pads.
 
@@ -189,6 +218,7 @@ class Served:
     shown: np.ndarray                   # (feeds, limit) ad positions, -1 pads
     strategy: np.ndarray                # (feeds,) index into the twin's strategies
     propensity: np.ndarray              # (feeds,)
+    unruled: np.ndarray | None = None   # with the employer rule: the feeds without it
 
 
 class Twin:
@@ -199,6 +229,8 @@ class Twin:
         self.world, self.cells, self.rng, self.policy = world, cells, rng, policy
         self.settings = plain_settings(settings) if policy.plain else settings
         self.prior = PLAIN_PRIOR if policy.plain else prior_spec(settings)
+        self.cap = (settings.max_per_employer
+                    if policy.employer_rule and not policy.per_request else 0)
         self.strategies = (policy.strategies or tuple(settings.feed_strategies)
                            if not policy.per_request else ("thompson",))
         self.sources = order_sources(self.strategies)
@@ -224,6 +256,10 @@ class Twin:
         # what the screened strategies sort by, as the cells' feeds were built
         self.keys = {name: np.zeros((len(cells), k, length))
                      for name in screen_keys(self.strategies, Candidates(*np.zeros((3, 0))))}
+        # with the employer rule, the orders and keys as they would be without it too (what
+        # a feed would have been, for the rule's cost)
+        self.raw_orders = self.orders.copy() if self.cap else self.orders
+        self.raw_keys = {n: v.copy() for n, v in self.keys.items()} if self.cap else self.keys
         self.probabilities = np.zeros((len(cells), s))
         self.generated_at = np.full(len(cells), -np.inf)
         self.last_request = np.full(len(cells), -np.inf)
@@ -283,16 +319,28 @@ class Twin:
             found = self.cells.candidates[c]
             cand = found[live[found]]
             candidates = Candidates(draws[cand], mean[cand], self.created_at[cand])
-            orders = strategy_orders(self.strategies, candidates, s.feed_length, self.rng,
-                                     s.epsilon)
-            self.orders[c] = -1
-            for i, name in enumerate(self.sources):
-                rows = orders[name]
-                self.orders[c, i, :rows.shape[0], :rows.shape[1]] = cand[rows]
-            thompson = orders.get("thompson")
-            for name, key in screen_keys(self.strategies, candidates).items():
-                self.keys[name][c, :, :thompson.shape[1]] = key[thompson]
+            raw = strategy_orders(self.strategies, candidates, s.feed_length, self.rng,
+                                  s.epsilon)
+            keys = screen_keys(self.strategies, candidates)
+            self.keep_orders(self.orders, self.keys, c, cand, keys,
+                             {name: diversify_orders(rows, self.world.employer[cand], self.cap)[0]
+                              for name, rows in raw.items()} if self.cap else raw)
+            if self.cap:
+                self.keep_orders(self.raw_orders, self.raw_keys, c, cand, keys, raw)
         self.generated_at[cells] = now
+
+    def keep_orders(self, into: np.ndarray, keys_into: dict[str, np.ndarray], c: int,
+                    cand: np.ndarray, keys: dict[str, np.ndarray],
+                    orders: dict[str, np.ndarray]) -> None:
+        """A cell's orders (by candidate) as ad positions, and the screened strategies' keys
+        in the order of its Thompson variants."""
+        into[c] = -1
+        for i, name in enumerate(self.sources):
+            rows = orders[name]
+            into[c, i, :rows.shape[0], :rows.shape[1]] = cand[rows]
+        thompson = orders.get("thompson")
+        for name, key in keys.items():
+            keys_into[name][c, :, :thompson.shape[1]] = key[thompson]
 
     def regenerate(self, now: float) -> None:
         """The beat's regeneration: priors learnt again, every active cell rebuilt."""
@@ -321,11 +369,26 @@ class Twin:
         strategy = (choose_many(probabilities, self.rng.random(feeds))
                     if len(self.strategies) > 1 else np.zeros(feeds, dtype=np.int64))
         variant = self.rng.integers(self.settings.feed_variants, size=feeds)
-        order = self.orders[cell, self.source_of[strategy], variant]   # (feeds, FEED_LENGTH)
+        propensity = probabilities[np.arange(feeds), strategy]
+        within_reach = (cell, strategy, variant, user_xyz, radius_km, now)
+        if not self.cap:
+            return Served(self.candidates(self.orders, self.keys, *within_reach, limit),
+                          strategy, propensity)
+        shown = self.candidates(self.orders, self.keys, *within_reach, 2 * limit)
+        unruled = self.candidates(self.raw_orders, self.raw_keys, *within_reach, limit)
+        return Served(employer_rule(shown, self.world.employer, self.cap, limit), strategy,
+                      propensity, unruled)
+
+    def candidates(self, orders: np.ndarray, keys: dict[str, np.ndarray], cell: np.ndarray,
+                   strategy: np.ndarray, variant: np.ndarray, user_xyz: np.ndarray,
+                   radius_km: float, now: float, wanted: int) -> np.ndarray:
+        """(feeds, wanted): each feed's first ``wanted`` ads of its variant's order within
+        reach and live, a screened strategy's screens reordered by its key."""
+        order = orders[cell, self.source_of[strategy], variant]   # (feeds, FEED_LENGTH)
         dot = np.einsum("fld,fd->fl", self.world.xyz[np.maximum(order, 0)], user_xyz)
         keep = ((order >= 0) & (dot >= geo.km_to_dot(radius_km))
                 & (self.live_until[np.maximum(order, 0)] > now))
-        picks = first_kept(keep, limit)
+        picks = first_kept(keep, wanted)
         shown = np.where(picks >= 0, np.take_along_axis(order, np.maximum(picks, 0), axis=1), -1)
         for i, name in enumerate(self.strategies):
             rows = np.flatnonzero(strategy == i)
@@ -333,11 +396,11 @@ class Twin:
                 continue
             where = np.maximum(picks[rows], 0)
             key = (np.take_along_axis(dot[rows], where, axis=1) if name == "nearest"
-                   else np.take_along_axis(self.keys[name][cell[rows], variant[rows]], where,
+                   else np.take_along_axis(keys[name][cell[rows], variant[rows]], where,
                                            axis=1))
             by = screen_orders(np.where(picks[rows] >= 0, key, -np.inf))
             shown[rows] = np.take_along_axis(shown[rows], by, axis=1)
-        return Served(shown, strategy, probabilities[np.arange(feeds), strategy])
+        return shown
 
     def void_arrivals(self, now: float) -> None:
         """The catalogue's write of a new ad voids the feeds of the cells that may list it,
@@ -443,6 +506,9 @@ class Track:
     strategy_feeds: list[list[int]] = field(default_factory=list)       # per strategy
     strategy_impressions: list[list[int]] = field(default_factory=list)
     strategy_expected: list[list[float]] = field(default_factory=list)
+    crowded: list[int] = field(default_factory=list)   # feeds with > 2 of one employer in 10
+    largest: list[int] = field(default_factory=list)   # slots of the world's largest employer
+    unruled: list[float] = field(default_factory=list)  # expected applies without the rule
     seconds: float = 0.0
 
     def record(self, world: World, shown: np.ndarray, outcomes: Outcomes | None,
@@ -452,6 +518,11 @@ class Track:
         self.expected.append(float(value.sum()))
         self.applies.append(int(outcomes.applied.sum()) if outcomes else 0)
         self.views.append(int(outcomes.viewed.sum()) if outcomes else 0)
+        codes = np.where(shown >= 0, world.employer[np.maximum(shown, 0)], 0)
+        self.crowded.append(int(breaks_rule(codes[:, :WINDOW], 2).sum()))
+        self.largest.append(int((codes == world.largest_employer).sum()))
+        if served is not None and served.unruled is not None:
+            self.unruled.append(float(world.slot_value(served.unruled, phase).sum()))
         if served is not None and strategies > 1:
             by = served.strategy
             self.strategy_feeds.append(np.bincount(by, minlength=strategies).tolist())
@@ -499,7 +570,7 @@ def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
     run_s = batches * interval_s
     # each policy's random streams follow from its place in POLICIES, not in ``policies``,
     # so that a policy's figures do not change with the baselines run beside it
-    stream = {name: list(POLICIES).index(name) for name in policies}
+    stream = {name: list(POLICIES).index(PAIRED.get(name, name)) for name in policies}
     twins = {name: Twin(world, settings, cells, POLICIES[name],
                         np.random.default_rng([seed, 2, stream[name]]), run_s)
              for name in policies}

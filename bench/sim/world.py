@@ -13,6 +13,11 @@ in how often a viewer applies, or both. A minority of "standout" ads is clearly 
 the rest; categories differ by a lift on the rate that carries the signal. A world may also
 change while it runs: ads arriving and expiring (``lifetime``), or a share of them taking new
 rates at some point (``drift_share``). Every world follows from its spec and one seed.
+
+Ads belong to employers, a few large and many small (shares falling as rank ** -skew), and a
+world may give one employer a large share of its ads (``big_employer_share``). Whose ad it is
+changes nothing for the user unless the world says so (``employer_fatigue``): then each earlier
+ad of the same employer in a feed makes the next one less likely to be viewed.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import numpy as np
 
 import geo
 from devtools.demo import COMPANY_A, COMPANY_B, COMPANY_C, ROLES, SENIORITY
+from pipeline.catalogue import employer_code
 
 # name: (lat, lon, share of ads, share of users); district centres, to a few hundred metres
 NEIGHBOURHOODS: dict[str, tuple[float, float, float, float]] = {
@@ -74,6 +80,11 @@ class WorldSpec:
     lifetime: float = 0.0              # > 0: each ad is live for this share of the run
     drift_share: float = 0.0           # this share of the ads takes new rates ...
     drift_at: float = 0.5              # ... at this point of the run
+    ads_per_employer: float = 5.0      # ads / this many employers ...
+    employer_skew: float = 0.7         # ... the k-th largest posting a share ~ k ** -skew
+    big_employer_share: float = 0.0    # one employer posts this share of the ads besides
+    employer_fatigue: float = 1.0      # each earlier ad of an ad's employer in the feed
+    #                                    multiplies its view rate by this (1: no effect)
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("layout", self.layout, LAYOUTS),
@@ -83,6 +94,10 @@ class WorldSpec:
                 raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
         if not 0 <= self.lifetime <= 1 or not 0 <= self.drift_share <= 1:
             raise ValueError("lifetime and drift_share are shares of the run, in [0, 1]")
+        if self.ads_per_employer < 1 or self.employer_skew < 0:
+            raise ValueError("ads_per_employer must be >= 1 and employer_skew >= 0")
+        if not 0 <= self.big_employer_share < 1 or not 0 < self.employer_fatigue <= 1:
+            raise ValueError("big_employer_share must be in [0, 1), employer_fatigue in (0, 1]")
 
     def examine(self, positions: np.ndarray) -> np.ndarray:
         """b(p): the probability that a user examines the ad at (1-based) position p."""
@@ -125,11 +140,18 @@ class World:
     standouts: np.ndarray        # (phases, n) bool: one of the clearly better ads
     arrive: np.ndarray           # when each ad goes live, as a share of the run
     leave: np.ndarray            # when it expires (inf: never)
+    employer: np.ndarray         # uint64: each ad's employer code, as the service derives it
     titles: list[str] = field(repr=False)
     companies: list[str] = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.lat)
+
+    @property
+    def largest_employer(self) -> int:
+        """The code of the employer with the most ads."""
+        codes, counts = np.unique(self.employer, return_counts=True)
+        return int(codes[counts.argmax()])
 
     @property
     def view_rate(self) -> np.ndarray:
@@ -171,11 +193,24 @@ class World:
         first (-1 pads where fewer are in reach). Best first is optimal, since b(p) falls."""
         return top_valid(np.where(reachable, self.value_at(phase)[None, :], -1.0), limit)
 
+    def fatigue(self, shown: np.ndarray) -> np.ndarray:
+        """(feeds, limit): what each slot's view rate is multiplied by, ``employer_fatigue``
+        to the power of the earlier ads of its employer in the feed (1 without fatigue)."""
+        if self.spec.employer_fatigue == 1.0:
+            return np.ones(shown.shape)
+        codes = np.where(shown >= 0, self.employer[np.maximum(shown, 0)], 0)
+        earlier = np.zeros(shown.shape)
+        for d in range(1, shown.shape[1]):
+            earlier[:, d:] += (codes[:, d:] == codes[:, :-d]) & (codes[:, d:] != 0)
+        return self.spec.employer_fatigue ** earlier
+
     def slot_value(self, shown: np.ndarray, phase: int = 0) -> np.ndarray:
-        """(feeds, limit) expected applies of each slot: b(p) x view rate x apply rate."""
+        """(feeds, limit) expected applies of each slot: b(p) x view rate x apply rate (x the
+        employer fatigue)."""
         positions = np.arange(1, shown.shape[1] + 1)
         return np.where(shown >= 0, self.spec.examine(positions)[None, :]
-                        * self.value_at(phase)[np.maximum(shown, 0)], 0.0)
+                        * self.value_at(phase)[np.maximum(shown, 0)] * self.fatigue(shown),
+                        0.0)
 
     def act(self, shown: np.ndarray, rng: np.random.Generator, phase: int = 0) -> Outcomes:
         """Sample what users do with the shown slots (-1: an empty slot, nothing happens)."""
@@ -185,7 +220,7 @@ class World:
         u = rng.random((3, *shown.shape))
         slot = shown >= 0
         examined = slot & (depth < self.spec.examine(positions)[None, :])
-        viewed = examined & (u[0] < self.view_rates[phase][ads])
+        viewed = examined & (u[0] < self.view_rates[phase][ads] * self.fatigue(shown))
         apply_rate = self.apply_rates[phase][ads]
         return Outcomes(impressed=slot if self.spec.impressions == "shown" else examined,
                         viewed=viewed,
@@ -279,6 +314,21 @@ def _rates(spec: WorldSpec, category: np.ndarray,
     return view_rate, apply_rate, standout
 
 
+def _companies(spec: WorldSpec, n: int, rng: np.random.Generator) -> list[str]:
+    """Each ad's company: ``n / ads_per_employer`` employers whose shares fall as
+    rank ** -skew, and one more posting ``big_employer_share`` of the ads when set."""
+    count = max(1, round(n / spec.ads_per_employer))
+    names = [" ".join(p) for p in zip(*(np.array(part)[rng.integers(len(part), size=count)]
+                                        for part in (COMPANY_A, COMPANY_B, COMPANY_C)),
+                                      strict=True)]
+    names = [f"{name} {i}" for i, name in enumerate(names)]   # employers apart, whatever names
+    weights = np.arange(1, count + 1, dtype=np.float64) ** -spec.employer_skew
+    employer = rng.choice(count, size=n, p=weights / weights.sum())
+    big = rng.random(n) < spec.big_employer_share
+    return ["Big Works Group" if b else names[e] for b, e in zip(big.tolist(), employer.tolist(),
+                                                                    strict=True)]
+
+
 def make_world(spec: WorldSpec = WorldSpec(), seed: int = 1) -> World:
     """The city for ``seed``: the same ads, places and hidden rates every time."""
     rng = np.random.default_rng([seed, 0])
@@ -294,9 +344,6 @@ def make_world(spec: WorldSpec = WorldSpec(), seed: int = 1) -> World:
     roles = [ROLES[c] for c in CATEGORIES]
     titles = [SENIORITY[rng.integers(len(SENIORITY))] + roles[k][rng.integers(len(roles[k]))]
               for k in category]
-    companies = [" ".join((COMPANY_A[rng.integers(len(COMPANY_A))],
-                           COMPANY_B[rng.integers(len(COMPANY_B))],
-                           COMPANY_C[rng.integers(len(COMPANY_C))])) for _ in range(n)]
     age_s = rng.uniform(0.0, spec.max_age_days * 86_400, n)
     # what changes while the world runs draws from generators of its own, so a world without
     # changes is the same whatever these settings
@@ -313,8 +360,10 @@ def make_world(spec: WorldSpec = WorldSpec(), seed: int = 1) -> World:
         leave = arrive + spec.lifetime
     else:
         arrive, leave = np.full(n, -np.inf), np.full(n, np.inf)
+    companies = _companies(spec, n, np.random.default_rng([seed, 7]))
     return World(spec=spec, seed=seed, ad_ids=[f"sim-{i:05d}" for i in range(n)],
                  lat=lat, lon=lon, xyz=geo.unit_vectors(lat, lon), category=category,
                  age_s=age_s, view_rates=np.stack(views), apply_rates=np.stack(applies),
                  standouts=np.stack(standouts), arrive=arrive, leave=leave,
+                 employer=np.array([employer_code(c) for c in companies], dtype=np.uint64),
                  titles=titles, companies=companies)

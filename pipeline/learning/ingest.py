@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress
 from typing import NamedTuple
 
@@ -140,8 +140,8 @@ def sweep_inbox(store: Store, settings: Settings, now: float) -> int:
 class Columns:
     """Accepted events read back from the stream, as columns: the stream entry that holds
     each, its ad, its type (``stat_type_index``: 0 for an event that cannot be read, which
-    is acknowledged with its entry and counted nowhere), its time, its position (0: none)
-    and the feed it names (None: none)."""
+    is acknowledged with its entry and counted nowhere), its time, its position (0: none),
+    the feed it names and its user (None: none)."""
 
     entry_id: list[str]
     ad_id: list[str]
@@ -149,6 +149,7 @@ class Columns:
     ts: np.ndarray
     position: np.ndarray
     feed_id: list[str | None]
+    user_id: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.entry_id)
@@ -167,55 +168,60 @@ def decode_entries(entries: Sequence[StreamEntry],
     ads: list[str] = []
     types, ts, positions = [], [], []
     feeds: list[str | None] = []
+    users: list[str | None] = []
     for entry in entries:
         try:
-            ad, kind, at_s, slot, feed = _decode(entry)
+            ad, kind, at_s, slot, feed, user = _decode(entry)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError,
                 AttributeError):
             log.warning("unreadable event entry %s %s", entry.entry_id, unreadable)
             ad = []
         if not ad:
-            ad, kind, at_s, slot, feed = [""], NONE, NONE_AT, NONE_AT, [None]
+            ad, kind, at_s, slot, feed, user = [""], NONE, NONE_AT, NONE_AT, [None], [None]
         entry_ids += [entry.entry_id] * len(ad)
         ads += ad
         types.append(kind)
         ts.append(at_s)
         positions.append(slot)
         feeds += feed
+        users += user
     if not entries:
-        return Columns([], [], NONE[:0], NONE_AT[:0], NONE_AT[:0], [])
+        return Columns([], [], NONE[:0], NONE_AT[:0], NONE_AT[:0], [], [])
     return Columns(entry_ids, ads, np.concatenate(types), np.concatenate(ts),
-                   np.concatenate(positions), feeds)
+                   np.concatenate(positions), feeds, users)
 
 
 NONE, NONE_AT = np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.float64)
 
 
 def _decode(entry: StreamEntry) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray,
-                                         list[str | None]]:
-    """(ads, type indexes, times, positions, feeds) of an entry's accepted events; raises
-    when it cannot be read."""
+                                         list[str | None], list[str | None]]:
+    """(ads, type indexes, times, positions, feeds, users) of an entry's accepted events;
+    raises when it cannot be read."""
     if entry.kept is None:           # an earlier version's entry: one event
         event = orjson.loads(entry.payload)
         columns = {"ad": [event["ad"]], "type": [event["type"]], "ts": [event["ts"]],
-                   "pos": [event.get("pos")], "feed": [event.get("feed")]}
+                   "pos": [event.get("pos")], "feed": [event.get("feed")],
+                   "user": [event.get("user")]}
     else:
         columns = orjson.loads(entry.payload)
     ad, kind, feed = columns["ad"], columns["type"], columns["feed"]
+    user = columns.get("user") or [None] * len(ad)
     when = np.array(columns["ts"], dtype=np.float64)
     place = np.array([0 if p is None else p for p in columns["pos"]], dtype=np.float64)
-    if not len(ad) == len(kind) == len(when) == len(place) == len(feed):
+    if not len(ad) == len(kind) == len(when) == len(place) == len(feed) == len(user):
         raise ValueError("columns of different lengths")
     if entry.kept is not None:
         kept = np.frombuffer(entry.kept, dtype=np.uint8) == ord("1")
         if len(kept) != len(ad):
             raise ValueError("one flag an event")
         if not kept.all():
-            ad, kind, feed = (list(compress(c, kept)) for c in (ad, kind, feed))
+            ad, kind, feed, user = (list(compress(c, kept)) for c in (ad, kind, feed, user))
             when, place = when[kept], place[kept]
     if not all(type(a) is str for a in ad):
         raise TypeError("ad must be a string")
     if not (np.all((when >= 0) & (when < LAST_DAY_S)) and np.all(np.isfinite(place))):
         raise ValueError("ts out of range, or pos not finite")
     index = np.array([TYPE_INDEX.get(k, 0) for k in kind], dtype=np.int64)
-    return ad, index, when, place, [f if type(f) is str else None for f in feed]
+    return (ad, index, when, place, [f if type(f) is str else None for f in feed],
+            [u if type(u) is str and u else None for u in user])

@@ -28,6 +28,7 @@ from pipeline.learning.examination import (
     generations,
     position_columns,
 )
+from pipeline.learning.frequency import record_showings
 from pipeline.learning.ingest import Columns, decode_entries, sweep_inbox
 from pipeline.serving.feed import FeedRef, parse_feed_id
 from store import (
@@ -57,10 +58,15 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     """Count one block of entries and acknowledge it, atomically, impressions weighed by
     ``examination`` and position counts kept by epoch (``starts``: the generations').
     The block is read as columns, with no object per event; a feed id is checked once per
-    block however many events name it. Returns events counted."""
-    block = rollup_block(decode_entries(entries), settings, now, secret, examination, starts)
-    return store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
-                              CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings), partition)
+    block however many events name it. Then its users' impressions and engagements go to
+    the frequency cap (``frequency.record_showings``). Returns events counted."""
+    events = decode_entries(entries)
+    block = rollup_block(events, settings, now, secret, examination, starts)
+    counted = store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
+                                 CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings),
+                                 partition)
+    record_showings(store, settings, events, now)
+    return counted
 
 
 def rollup_block(events: Columns, settings: Settings, now: float, secret: bytes,

@@ -34,7 +34,7 @@ import orjson
 import redis
 
 import geo
-from bandit import SCREENED, STRATEGIES, screen_order
+from bandit import SCREEN, SCREENED, STRATEGIES, screen_order
 from bandit.diversity import diversified
 from config import Settings
 from pipeline.learning.regenerate import build_one_cell
@@ -166,12 +166,13 @@ def pick_order(feed: CellFeed, rng: Draws) -> Pick:
 
 def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
                rng: Draws, cache: FeedCache | None, served: ServingLog,
-               excluded: set[str] | None = None, secret: bytes | None = None,
+               user: UserAds | None = None, secret: bytes | None = None,
                cards: CardCache | None = None) -> FeedAnswer:
     """The ordered ads for a point. A cached cell costs no Redis round trip; an uncached one
-    a single GET, whatever the size of the catalogue. With a user_id and no ``excluded``, one
+    a single GET, whatever the size of the catalogue. With a user_id and no ``user``, one
     more round trip keeps the point as the user's last location and reads their excluded
-    ads (given ``excluded``, the caller read the user's context, location included). The
+    and capped ads (given ``user``, the caller read the user's context, location
+    included). The
     ads' cards come from ``cards`` (the process's: one more round trip only for cards it
     has not seen; without it, every time). The served feed is logged through ``served``.
     ``secret`` signs the feed id (serving processes keep it: else it is read).
@@ -182,28 +183,47 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
     cell = geo.encode(req.lat, req.lon, settings.geohash_precision)
     cards = CardCache(store) if cards is None else cards
     feed, outcome = load_cell(store, settings, cell, now, rng, cache, cards)
-    if excluded is None:
-        excluded = user_exclusions(store, req)
+    if user is None:
+        user = user_ads(store, settings, req, now)
     pick = pick_order(feed, rng)
     cap = settings.max_per_employer
-    wanted = req.limit * (2 if cap else 1)   # ads the employer rule can move down into
-    chosen = quick_ads(feed, pick, req, now, excluded, cards, wanted)
+    # the rules move ads down into the candidates past the limit
+    wanted = req.limit * (2 if cap or user.capped else 1)
+    chosen = quick_ads(feed, pick, req, now, user.excluded, cards, wanted)
     if chosen is None:
-        chosen = within_reach(feed, pick.order, req, now, excluded, cards, wanted)
-    chosen, moved = employer_rule(feed, pick, screened(feed, pick, chosen), cap, req.limit)
+        chosen = within_reach(feed, pick.order, req, now, user.excluded, cards, wanted)
+    placed = place(feed, pick, screened(feed, pick, chosen), user.capped, cap, req.limit)
+    chosen = placed.chosen
     feed_id = make_feed_id(now, cell, pick.strategy, rng, secret or store.feed_id_secret())
-    served.add(served_entry(feed_id, now, cell, pick, feed, outcome, req, chosen.cards, moved),
-               cell, now)
+    served.add(served_entry(feed_id, now, cell, pick, feed, outcome, req, chosen.cards, placed,
+                            rules_text(settings)), cell, now)
     return FeedAnswer(feed_id, cell, pick.strategy, pick.propensity, feed.generated_at, outcome,
                       render_ads(chosen))
 
 
-def user_exclusions(store: Store, req: FeedRequest) -> set[str]:
+class UserAds(NamedTuple):
+    """What a user's feeds leave out (the ads they applied to or hid) and move below the
+    first screen (the ads the frequency cap holds for them)."""
+
+    excluded: set[str]
+    capped: set[str]
+
+
+NOBODY = UserAds(set(), set())
+
+
+def capped_since(settings: Settings, now: float) -> float | None:
+    """Since when a capped ad is still held (None: the frequency cap is off)."""
+    return now - settings.freq_window_s if settings.freq_cap else None
+
+
+def user_ads(store: Store, settings: Settings, req: FeedRequest, now: float) -> UserAds:
     """With a user_id, keep the point as the user's last location and read the ads they
-    applied to or hid (one round trip); without, none."""
+    applied to or hid and those the frequency cap holds (one round trip); without, none."""
     if not req.user_id:
-        return set()
-    return store.locate_user(req.user_id, location_text(req.lat, req.lon))
+        return NOBODY
+    return UserAds(*store.locate_user(req.user_id, location_text(req.lat, req.lon),
+                                      capped_since(settings, now)))
 
 
 class Chosen(NamedTuple):
@@ -332,6 +352,41 @@ def screened(feed: CellFeed, pick: Pick, chosen: Chosen) -> Chosen:
                   [chosen.cards[i] for i in screen])
 
 
+class Placed(NamedTuple):
+    """A feed's ads once the feed rules placed them, and the ads each rule moved down or
+    left out."""
+
+    chosen: Chosen
+    employer_moved: list[str]
+    frequency_moved: list[str]
+
+
+def subset(chosen: Chosen, at: Sequence[int]) -> Chosen:
+    return Chosen([chosen.positions[i] for i in at], [chosen.dots[i] for i in at],
+                  [chosen.cards[i] for i in at])
+
+
+def place(feed: CellFeed, pick: Pick, chosen: Chosen, capped: set[str], cap: int,
+          limit: int) -> Placed:
+    """The feed rules over the ads chosen, ``limit`` of them. The frequency cap: an ad the
+    user was shown FREQ_CAP times without engaging (``capped``) goes below the first screen,
+    after every other ad, and only once a screen (SCREEN ads) of others is filled; else it
+    is left out. The employer rule (``employer_rule``) holds in the whole feed."""
+    if not capped or not any(card[0] in capped for card in chosen.cards):
+        ruled, moved = employer_rule(feed, pick, chosen, cap, limit)
+        return Placed(ruled, moved, [])
+    held = [i for i, card in enumerate(chosen.cards) if card[0] in capped]
+    free = [i for i, card in enumerate(chosen.cards) if card[0] not in capped]
+    ruled, moved = employer_rule(feed, pick, subset(chosen, free), cap, limit)
+    if SCREEN <= len(ruled.positions) < limit:
+        after = subset(chosen, held)
+        ruled = employer_rule(feed, pick, Chosen(ruled.positions + after.positions,
+                                                 ruled.dots + after.dots,
+                                                 ruled.cards + after.cards), cap, limit)[0]
+    return Placed(ruled, moved, [card[0] for card in chosen.cards[:limit]
+                                 if card[0] in capped])
+
+
 def employer_rule(feed: CellFeed, pick: Pick, chosen: Chosen, cap: int,
                   limit: int) -> tuple[Chosen, list[str]]:
     """At most ``cap`` ads of one employer among any 10 consecutive positions of the feed
@@ -350,17 +405,30 @@ def employer_rule(feed: CellFeed, pick: Pick, chosen: Chosen, cap: int,
                   [chosen.cards[p] for p in kept]), moved
 
 
+def rules_text(settings: Settings) -> str:
+    """The feed rules in force, as a served feed's provenance keeps them.
+
+    >>> from config import load_settings
+    >>> rules_text(load_settings({}))
+    'MAX_PER_EMPLOYER=2 FREQ_CAP=3 FREQ_WINDOW_S=604800'
+    """
+    return (f"MAX_PER_EMPLOYER={settings.max_per_employer} FREQ_CAP={settings.freq_cap} "
+            f"FREQ_WINDOW_S={settings.freq_window_s}")
+
+
 def served_entry(feed_id: str, now: float, cell: str, pick: Pick, feed: CellFeed,
                  outcome: str, req: FeedRequest, cards_shown: list[tuple[str, bytes]],
-                 moved: Sequence[str] = ()) -> dict[str, str | float | int]:
+                 placed: Placed | None = None, rules: str = "") -> dict[str, str | float | int]:
     """The served log's entry of a feed (what the evaluation and the strategy counts read);
-    ``moved``: the ads the employer rule moved down or left out (every entry has the same
-    fields: the log writes them so)."""
+    ``placed``: what the feed rules moved down or left out, and ``rules`` the rules in force
+    (every entry has the same fields: the log writes them so)."""
     return {"feed_id": feed_id, "ts": now, "cell": cell, "strategy": pick.strategy,
             "propensity": pick.propensity, "variant": pick.variant,
             "generated_at": feed.generated_at, "cache": outcome,
             "user_id": req.user_id or "", "ads": " ".join(e[0] for e in cards_shown),
-            "employer_moved": " ".join(moved)}
+            "employer_moved": " ".join(placed.employer_moved if placed else ()),
+            "frequency_moved": " ".join(placed.frequency_moved if placed else ()),
+            "rules": rules}
 
 
 def render_ads(chosen: Chosen) -> bytes:

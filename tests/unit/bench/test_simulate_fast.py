@@ -3,6 +3,7 @@ feeds as the pipeline builds and serves), and a small run that must learn."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 import geo
 from bandit import Evidence, choose, empirical_rates
+from bandit.diversity import breaks_rule
 from bench import simulate
 from bench.sim import fast, world
 from bench.sim.fast import Cells, Policy, Traffic, Twin, choose_many, run_fast
@@ -22,6 +24,7 @@ from pipeline.serving.feed import FeedRequest, ServingLog, serve_feed
 from store import Store, split_card
 
 SMALL = WorldSpec(ads=200)
+CROWDED = WorldSpec(ads=200, big_employer_share=0.3)   # one employer posts 30 % of the ads
 
 
 def test_the_world_follows_from_its_seed_and_has_the_rates_it_claims():
@@ -37,6 +40,33 @@ def test_the_world_follows_from_its_seed_and_has_the_rates_it_claims():
     assert big.value[big.standout].mean() > 2 * big.value[~big.standout].mean()
     lat, lon = big.users(1000, np.random.default_rng(0))
     assert lat.min() > 52.3 and lat.max() < 52.7 and lon.min() > 13.0 and lon.max() < 13.8
+
+
+def test_a_world_has_the_employers_its_spec_gives():
+    w = make_world(WorldSpec(ads=3000, big_employer_share=0.3), 1)
+    names, counts = np.unique(w.companies, return_counts=True)
+    assert names[counts.argmax()] == "Big Works Group"
+    assert 0.27 < counts.max() / len(w) < 0.33
+    assert len(np.unique(w.employer)) == len(names)                # one code per company
+    plain = make_world(WorldSpec(ads=3000), 1)
+    shares = np.sort(np.unique(plain.companies, return_counts=True)[1])[::-1] / 3000
+    assert 0.05 < shares[0] < 0.15 and len(shares) > 400            # a few large, many small
+    assert np.array_equal(plain.value, make_world(WorldSpec(ads=3000, big_employer_share=0.3),
+                                                  1).value)       # employers change no rate
+
+
+def test_a_tiring_employer_lowers_the_views_of_its_later_ads():
+    w = make_world(replace(SMALL, employer_fatigue=0.5), 1)
+    one = np.flatnonzero(w.employer == w.employer[0])[:3]
+    others = np.flatnonzero(w.employer != w.employer[0])[:3]
+    assert np.allclose(w.fatigue(np.array([[*one, *others, -1]])),
+                       [[1, 0.5, 0.25, 1, 1, 1, 1]])
+    shown = np.broadcast_to(np.array([one[0], one[1], others[0]]), (200_000, 3)).copy()
+    acted = w.act(shown, np.random.default_rng(0))
+    expected = w.slot_value(shown)
+    assert acted.applied.sum() == pytest.approx(expected.sum(), rel=0.03)
+    first = w.view_rate[one[1]] * w.spec.examine(np.array([2]))[0]
+    assert acted.viewed[:, 1].mean() == pytest.approx(0.5 * first, rel=0.05)
 
 
 def test_users_act_at_their_rates():
@@ -63,12 +93,13 @@ def snapshot_of(w: world.World, evidence: Evidence, start: float) -> Snapshot:
     return Snapshot(serials=np.arange(1, len(w) + 1, dtype=np.uint64), lat=w.lat,
                     lon=w.lon, expires_at=np.full(len(w), np.inf),
                     created_at=w.created_at(start), categories=np.arange(len(world.CATEGORIES)),
-                    groups=w.category, evidence=evidence)
+                    groups=w.category, evidence=evidence, employers=w.employer)
 
 
 def test_the_twin_builds_the_orders_build_feeds_builds():
-    """Same evidence, priors, candidates and generator: the same orders, strategy by strategy."""
-    w = make_world(SMALL, 5)
+    """Same evidence, priors, candidates and generator: the same orders, strategy by strategy,
+    the employer rule's repairs included (one employer posts 30 % of the ads)."""
+    w = make_world(CROWDED, 5)
     settings = load_settings({}, feed_strategies="thompson,popular,newest,nearest,random,egreedy",
                              strategy_floor=0.01)
     lat, lon = w.users(30, np.random.default_rng(1))
@@ -112,9 +143,9 @@ def test_the_twin_builds_the_orders_build_feeds_builds():
 def test_the_twin_serves_what_serve_feed_serves(fake_store: Store, strategy: str):
     """One strategy and one variant: the pipeline (ads in a store, each cell built on a
     miss, served) and the twin, given the cells' feeds as the pipeline built them, show
-    the same ads in the same order: the exact distance filter, the first ``limit``, and a
-    screened strategy's order within the screen."""
-    w = make_world(SMALL, 6)
+    the same ads in the same order: the exact distance filter, a screened strategy's order
+    within the screen, and the employer rule (one employer posts 30 % of the ads)."""
+    w = make_world(CROWDED, 6)
     settings = load_settings({}, feed_strategies=strategy, feed_variants=1)
     upsert_ads(fake_store, settings, [
         AdRecord(line["ad_id"], line["lat"], line["lon"], line["title"], line["company"],
@@ -145,6 +176,9 @@ def test_the_twin_serves_what_serve_feed_serves(fake_store: Store, strategy: str
     ours = twin.serve(cell, xyz, w.within(xyz, 5.0), 10, 5.0, fast.START).shown
     for i, row in enumerate(theirs):
         assert ours[i].tolist() == row + [-1] * (10 - len(row)), i
+    assert not breaks_rule(np.where(ours >= 0, w.employer[np.maximum(ours, 0)], 0), 2).any()
+    big = w.employer[np.array(w.companies) == "Big Works Group"][0]
+    assert (w.employer[np.maximum(ours, 0)] == big).sum(axis=1).max() == 2
 
 
 def test_every_shown_ad_is_within_reach_and_no_policy_beats_the_oracle():
@@ -223,3 +257,15 @@ def test_a_new_ad_voids_the_feeds_of_the_cells_that_may_list_it_as_the_catalogue
     twin.serve(cell, xyz, within, 10, 5.0, later)
     for c in np.unique(cell).tolist():
         assert twin.generated_at[c] == (later if c in listing else fast.START), c
+
+
+def test_a_policy_without_the_employer_rule_differs_only_by_the_rule():
+    """The service without its employer rule draws the service's random numbers: with the
+    rule off for both, the two runs are the same, feed for feed; with it on, they differ."""
+    w = make_world(CROWDED, 3)
+    pair = [fast.THOMPSON_WITH_STRATEGIES, fast.ANY_EMPLOYER]
+    off = run_fast(w, load_settings({}, max_per_employer=0), Traffic(feeds=600), 4, pair)
+    assert off.policies[pair[0]].expected == off.policies[pair[1]].expected
+    on = run_fast(w, load_settings({}), Traffic(feeds=600), 4, pair)
+    assert sum(on.policies[pair[0]].crowded) == 0 < sum(on.policies[pair[1]].crowded)
+    assert on.policies[pair[1]].expected == off.policies[pair[1]].expected

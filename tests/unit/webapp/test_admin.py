@@ -7,6 +7,9 @@ import time
 import pytest
 
 import geo
+from config import load_settings
+from pipeline.learning.frequency import rule_of
+from store import Showings
 from tests.support import bad_input, feeds
 from tests.support.api import app_with, error_of, put_ad
 from tests.support.feeds import HERE, get_feed, ids_of
@@ -48,7 +51,28 @@ def test_the_provenance_names_the_ads_the_employer_rule_moved(client, admin, fak
         served = client.get(f"/v1/feeds/{feed['feed_id']}", headers=admin).get_json()
         assert served["ads"] == shown
         moved += served["employer_moved"]
+        assert served["frequency_moved"] == []
+        assert served["rules"] == {"MAX_PER_EMPLOYER": 2, "FREQ_CAP": 3,
+                                   "FREQ_WINDOW_S": 604800}
     assert moved and all(int(a[3:]) < 12 for a in moved)
+
+
+def test_the_provenance_names_the_ads_the_frequency_cap_moved(client, admin, fake_store):
+    """A user shown two ads three times without engaging: their recommendation puts them
+    below the first screen, and its provenance names them and the rules in force."""
+    for i in range(14):
+        put_ad(client, admin, f"ad-{i:02d}", HERE[0] + i * 1e-4, HERE[1])
+    everyone = get_feed(client, limit=14)
+    ignored = ids_of(everyone)[:2]
+    fake_store.record_showings({"u9": Showings({a: 3 for a in ignored}, ())}, time.time(),
+                               rule_of(load_settings({})))
+    feed = client.get("/v1/recommend/u9", query_string={"lat": HERE[0], "lon": HERE[1],
+                                                        "limit": 14}).get_json()
+    shown = ids_of(feed)
+    assert len(shown) == 14 and not set(ignored) & set(shown[:10])
+    served = client.get(f"/v1/feeds/{feed['feed_id']}", headers=admin).get_json()
+    assert served["user_id"] == "u9" and set(served["frequency_moved"]) == set(ignored)
+    assert served["rules"]["FREQ_CAP"] == 3
 
 
 def test_a_feed_id_needs_the_admin_token(client, catalogue):

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 
 import geo
-from store import UserMemory
+from bandit import SCREEN
+from config import load_settings
+from pipeline.learning.frequency import rule_of
+from store import Showings, UserMemory
 from tests.support import feeds
 from tests.support.api import error_of, put_ad
 from tests.support.feeds import (
@@ -284,12 +287,14 @@ def test_ads_applied_to_or_hidden_never_come_back_to_that_user(client, app, ads)
 def test_the_per_user_work_is_one_round_trip_whatever_the_catalogue(client, app, admin,
                                                                     fake_store, round_trips):
     """With the cell cached in the web process: the feed with a user_id writes the user's
-    location and reads their exclusions together (one pipeline), and the recommendation
-    without a location reads location and exclusions together (one pipeline), for a
-    catalogue of 20 ads or of 2,000."""
+    location and reads their exclusions and the ads the frequency cap holds together (one
+    pipeline), and the recommendation without a location reads location, exclusions and
+    capped ads together (one pipeline), for a catalogue of 20 ads or of 2,000."""
     rng = np.random.default_rng(3)
     fake_store.exclude_for_users({"u6": {f"gone-{i}" for i in range(500)}}, 0.0,
                                  UserMemory(3600))
+    fake_store.record_showings({"u6": Showings({f"ad-{i}": 3 for i in range(0, 20, 2)}, ())},
+                               time.time(), rule_of(load_settings({})))
     counts = []
     for total in (20, 2000):
         for i in range(len(counts) * 20, total):
@@ -307,6 +312,8 @@ def test_the_per_user_work_is_one_round_trip_whatever_the_catalogue(client, app,
                                                     "user_id": "u6"})
         assert feed.status_code == 200 and feed.get_json()["cache"] == "hit"
         counts.append((by_location, len(round_trips) - before))
+        shown = [a["ad_id"] for a in feed.get_json()["ads"]]
+        assert not {f"ad-{i}" for i in range(0, 20, 2)} & set(shown[:SCREEN])
     assert counts == [(1, 1), (1, 1)]
 
 

@@ -12,15 +12,19 @@ import pytest
 import redis
 
 import geo
+from bandit import SCREEN
 from config import Settings, load_settings
 from pipeline.catalogue import upsert_ads
+from pipeline.learning.frequency import rule_of
 from pipeline.learning.rollup import run_rollup
 from pipeline.serving.cellfeed import FORMAT_VERSION, CardCache, CellFeed, FeedCache
 from pipeline.serving.feed import (
+    NOBODY,
     PREPARED_AD_BYTES,
     PREPARED_LENGTH,
     FeedRequest,
     ServingLog,
+    UserAds,
     load_cell,
     pick_order,
     prepared_bytes,
@@ -30,7 +34,7 @@ from pipeline.serving.feed import (
     serve_feed,
     within_reach,
 )
-from store import Keys, Store, UserMemory
+from store import Keys, Showings, Store, UserMemory
 from tests.conftest import NOW
 from tests.support.builders import PARIS, ads_around, events_of, send, serve_many
 
@@ -307,7 +311,7 @@ def test_one_employer_has_at_most_two_ads_in_any_ten_positions_after_the_filters
     for user_excluded in (set(), excluded):
         for _ in range(8):
             body = serve_feed(fake_store, settings, FeedRequest(*PARIS, 20, radius_km), NOW,
-                              rng, None, log, user_excluded).as_dict()
+                              rng, None, log, UserAds(user_excluded, set())).as_dict()
             shown = [a["ad_id"] for a in body["ads"]]
             assert most_of_one_employer([crowded[a] for a in shown]) <= 2
             assert not set(shown) & user_excluded
@@ -357,3 +361,89 @@ def test_without_the_rule_one_employer_fills_the_screen(fake_store, crowded, rng
     assert max(most) > 2
     log.flush()
     assert {f[b"employer_moved"] for _, f in fake_store.r.xrange(Keys.served)} == {b""}
+
+
+# ---- the frequency cap -----------------------------------------------------------------
+
+def test_a_capped_ad_goes_below_the_first_screen_of_that_users_feed(fake_store, rng):
+    """The ads a user ignored FREQ_CAP times come after every other ad, never in the first
+    screen, and the served log names them; the other ads keep their order."""
+    settings = load_settings({}, max_per_employer=0)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 25, 2.0, rng))
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    req = FeedRequest(*PARIS, 30, 5.0, "u1")
+    serve_feed(fake_store, settings, req, NOW, rng, None, log, NOBODY)   # the cell built
+    plain = serve_feed(fake_store, settings, req, NOW, np.random.default_rng(4), None, log,
+                       NOBODY).as_dict()
+    first = [a["ad_id"] for a in plain["ads"]]
+    assert len(first) == 25
+    capped = [first[0], first[3], first[12]]
+    body = serve_feed(fake_store, settings, req, NOW, np.random.default_rng(4), None, log,
+                      UserAds(set(), set(capped))).as_dict()
+    shown = [a["ad_id"] for a in body["ads"]]
+    assert shown == [a for a in first if a not in capped] + capped
+    log.flush()
+    last = fake_store.r.xrange(Keys.served)[-1][1]
+    assert last[b"frequency_moved"].decode().split() == capped
+    assert last[b"rules"] == b"MAX_PER_EMPLOYER=0 FREQ_CAP=3 FREQ_WINDOW_S=604800"
+
+
+def test_the_other_ads_fill_the_limit_before_a_capped_one(fake_store, rng):
+    settings = load_settings({}, max_per_employer=0)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 40, 2.0, rng))
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    req = FeedRequest(*PARIS, 20, 5.0, "u1")
+    first = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng, None, log,
+                                            NOBODY).as_dict()["ads"]]
+    for _ in range(5):
+        shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng, None, log,
+                                                UserAds(set(), set(first[:5]))).as_dict()
+                 ["ads"]]
+        assert len(shown) == 20 and not set(first[:5]) & set(shown)
+
+
+def test_a_capped_ad_is_left_out_rather_than_shown_in_the_first_screen(fake_store, rng):
+    settings = load_settings({}, max_per_employer=0)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 8, 2.0, rng))
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    req = FeedRequest(*PARIS, 10, 5.0, "u1")
+    every = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng, None, log,
+                                            NOBODY).as_dict()["ads"]]
+    assert len(every) == 8
+    body = serve_feed(fake_store, settings, req, NOW, rng, None, log,
+                      UserAds(set(), {every[1]})).as_dict()
+    assert sorted(a["ad_id"] for a in body["ads"]) == sorted(set(every) - {every[1]})
+
+
+def test_the_frequency_cap_and_the_employer_rule_hold_together(fake_store, settings, crowded,
+                                                              rng):
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    req = FeedRequest(*PARIS, 20, 3.0, "u1")
+    capped = set(list(crowded)[::4])
+    for _ in range(8):
+        shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng, None, log,
+                                                UserAds(set(), capped)).as_dict()["ads"]]
+        assert most_of_one_employer([crowded[a] for a in shown]) <= 2
+        assert not capped & set(shown[:SCREEN])
+
+
+def test_a_user_s_capped_ads_are_read_with_their_exclusions(fake_store, rng):
+    """serve_feed reads a user's capped ads itself, in the round trip that keeps their
+    location, and only while the cap holds them."""
+    settings = load_settings({}, max_per_employer=0, freq_cap=2)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 30, 2.0, rng))
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    req = FeedRequest(*PARIS, 30, 5.0, "u1")
+    top = serve_feed(fake_store, settings, req, NOW, rng, None, log).as_dict()["ads"][0]
+    fake_store.record_showings({"u1": Showings({top["ad_id"]: 2}, ())}, NOW,
+                               rule_of(settings))
+    for when, held in ((NOW + 60, True), (NOW + settings.freq_window_s + 61, False)):
+        for _ in range(5):
+            shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, when, rng, None,
+                                                    log).as_dict()["ads"]]
+            assert len(shown) == 30 and top["ad_id"] in shown
+            if held:
+                assert top["ad_id"] not in shown[:SCREEN]
+        log.flush()
+        moved = [f[b"frequency_moved"] for _, f in fake_store.r.xrange(Keys.served)[-5:]]
+        assert set(moved) == ({top["ad_id"].encode()} if held else {b""})
