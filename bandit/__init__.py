@@ -32,6 +32,7 @@ from bandit.strategies import (
     SCREENED,
     STRATEGIES,
     Candidates,
+    RegionSums,
     StrategyPrior,
     choose,
     epsilon_greedy_orders,
@@ -52,7 +53,7 @@ __all__ = [
     "decay_factor", "decay_to", "empirical_rates", "epsilon_greedy_orders", "Estimate", "Evidence",
     "exposure_weight", "fit_priors", "fit_stage", "importance_weights", "ips", "logged_value",
     "mean_estimate", "order_sources", "posterior_mean", "PriorRates", "PriorSpec",
-    "probability_best", "Proportion", "rank_variants", "sample_scores", "screen_keys",
+    "probability_best", "Proportion", "rank_variants", "RegionSums", "sample_scores", "screen_keys",
     "screen_order", "screen_orders", "snips", "stage_evidence", "StagePrior", "strategy_orders",
     "strategy_probabilities", "StrategyPrior", "wilson_interval", "with_floor", "z_score",
 ]

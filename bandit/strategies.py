@@ -267,15 +267,39 @@ class StrategyPrior:
     floor: float = 0.05          # every strategy keeps at least this probability
 
 
+@dataclass(frozen=True)
+class RegionSums:
+    """The strategy bandit's sums of the regions the cells lie in (a coarser geohash): each
+    cell's region (an index into the rows), and each region's served feeds and applies per
+    strategy, shape (regions, strategies)."""
+
+    of_cell: np.ndarray
+    served: np.ndarray
+    applies: np.ndarray
+
+
 def strategy_probabilities(cell_served: np.ndarray, cell_applies: np.ndarray,
                            global_served: np.ndarray, global_applies: np.ndarray,
                            prior: StrategyPrior, rng: np.random.Generator,
-                           draws: int = PROBABILITY_DRAWS) -> np.ndarray:
+                           draws: int = PROBABILITY_DRAWS,
+                           regions: RegionSums | None = None) -> np.ndarray:
     """Each cell's probability of serving each strategy, shape (cells, strategies).
 
-    The global posterior starts from the pooled rate of all strategies; a cell's from the
-    global posterior mean of each strategy. A cell with fewer than ``cell_min_feeds`` served
-    feeds takes the global probabilities as they are.
+    Evidence is pooled cell -> region -> global. The global posterior starts from the pooled
+    rate of all strategies; a region's from the global posterior mean of each strategy, and
+    a cell's from its region's posterior mean (the global one while the region has fewer
+    than ``cell_min_feeds`` served feeds). A cell with fewer than ``cell_min_feeds`` takes
+    its region's probabilities as they are, or the global ones while the region has too few
+    too. Without ``regions``: cell -> global.
+
+    >>> prior = StrategyPrior(strength=20.0, cell_min_feeds=200, floor=0.0)
+    >>> regions = RegionSums(np.array([0, 1]), np.array([[900.0, 900.0], [900.0, 900.0]]),
+    ...                      np.array([[90.0, 10.0], [10.0, 90.0]]))
+    >>> p = strategy_probabilities(np.zeros((2, 2)), np.zeros((2, 2)), np.full(2, 1800.0),
+    ...                            np.full(2, 100.0), prior, np.random.default_rng(0),
+    ...                            regions=regions)
+    >>> p.round(2).tolist()                     # new cells: their regions' best, not 50/50
+    [[1.0, 0.0], [0.0, 1.0]]
     """
     cell_served = np.asarray(cell_served, dtype=np.float64)
     cell_applies = np.asarray(cell_applies, dtype=np.float64)
@@ -286,11 +310,25 @@ def strategy_probabilities(cell_served: np.ndarray, cell_applies: np.ndarray,
     pooled = float(np.clip(pooled, 1e-6, 1 - 1e-6))
     g_alpha, g_beta = beta_posterior(global_applies, global_served, pooled, prior.strength)
     global_probs = with_floor(probability_best(g_alpha, g_beta, rng, draws), prior.floor)
+    g_mean = np.clip(posterior_mean(g_alpha, g_beta), 1e-6, 1 - 1e-6)
     out = np.broadcast_to(global_probs, cell_served.shape).copy()
+    parent = np.broadcast_to(g_mean, cell_served.shape).copy()   # each cell's prior mean
+    if regions is not None and len(regions.served):
+        served = np.asarray(regions.served, dtype=np.float64)
+        known = served.sum(axis=1) >= prior.cell_min_feeds
+        if known.any():
+            r_alpha, r_beta = beta_posterior(np.asarray(regions.applies)[known], served[known],
+                                             g_mean, prior.strength)
+            rows = np.full(len(served), -1)
+            rows[known] = np.arange(int(known.sum()))
+            at = rows[np.asarray(regions.of_cell)]
+            backed = at >= 0
+            r_probs = with_floor(probability_best(r_alpha, r_beta, rng, draws), prior.floor)
+            out[backed] = r_probs[at[backed]]
+            parent[backed] = np.clip(posterior_mean(r_alpha, r_beta), 1e-6, 1 - 1e-6)[at[backed]]
     own = cell_served.sum(axis=1) >= prior.cell_min_feeds
     if own.any():
-        g_mean = np.clip(posterior_mean(g_alpha, g_beta), 1e-6, 1 - 1e-6)
-        c_alpha, c_beta = beta_posterior(cell_applies[own], cell_served[own], g_mean,
+        c_alpha, c_beta = beta_posterior(cell_applies[own], cell_served[own], parent[own],
                                          prior.strength)
         out[own] = with_floor(probability_best(c_alpha, c_beta, rng, draws), prior.floor)
     return out
