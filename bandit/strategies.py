@@ -270,8 +270,8 @@ class StrategyPrior:
 @dataclass(frozen=True)
 class RegionSums:
     """The strategy bandit's sums of the regions the cells lie in (a coarser geohash): each
-    cell's region (an index into the rows), and each region's served feeds and applies per
-    strategy, shape (regions, strategies)."""
+    cell's region (an index into the rows; -1: none), and each region's served feeds and
+    applies per strategy, shape (regions, strategies)."""
 
     of_cell: np.ndarray
     served: np.ndarray
@@ -321,7 +321,8 @@ def strategy_probabilities(cell_served: np.ndarray, cell_applies: np.ndarray,
                                              g_mean, prior.strength)
             rows = np.full(len(served), -1)
             rows[known] = np.arange(int(known.sum()))
-            at = rows[np.asarray(regions.of_cell)]
+            of_cell = np.asarray(regions.of_cell, dtype=np.int64)
+            at = np.where(of_cell >= 0, rows[np.maximum(of_cell, 0)], -1)
             backed = at >= 0
             r_probs = with_floor(probability_best(r_alpha, r_beta, rng, draws), prior.floor)
             out[backed] = r_probs[at[backed]]

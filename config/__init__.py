@@ -112,6 +112,7 @@ class Settings(BaseModel):
 
     feed_radius_km: float = Field(5.0, gt=0, le=50)
     geohash_precision: int = Field(6, ge=4, le=7)
+    region_precision: int = Field(4, ge=0, le=6)
     feed_variants: int = Field(8, ge=1, le=64)
     feed_length: int = Field(100, ge=10, le=2000)
     max_per_employer: int = Field(2, ge=0, le=10)
@@ -223,6 +224,9 @@ class Settings(BaseModel):
         if self.strategy_floor * len(self.feed_strategies) > 1:
             raise ValueError("STRATEGY_FLOOR times the number of FEED_STRATEGIES must not "
                              "exceed 1")
+        if self.region_precision >= self.geohash_precision:
+            raise ValueError("REGION_PRECISION must be below GEOHASH_PRECISION (a region holds "
+                             "cells), or 0 to pool cells straight into the global evidence")
         if self.geohash_precision == 7 and self.feed_radius_km > 20:
             raise ValueError("GEOHASH_PRECISION 7 allows FEED_RADIUS_KM up to 20")
         return self

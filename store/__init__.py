@@ -46,6 +46,8 @@ from store.keys import (  # noqa: F401
     ClusterKeys,
     Keys,
     StaleCells,
+    region_field,
+    strategy_fields,
 )
 from store.limit_store import LimitStore
 from store.rows import (  # noqa: F401
@@ -207,6 +209,8 @@ __all__ = [
     "STAT_FIELDS",
     "EVIDENCE_FIELDS",
     "GLOBAL_CELL",
+    "region_field",
+    "strategy_fields",
     "consumer_name",
     "float_rows",
     "stat_type_index",

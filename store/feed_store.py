@@ -273,18 +273,20 @@ class FeedStore:
         return out
 
     def cell_inputs(self, cell: str, lat: float, lon: float, radius_km: float,
-                    prior_model: str, strategy_width: int) -> CellInputs:
+                    prior_model: str, strategy_width: int,
+                    strategy_fields: Sequence[str] | None = None) -> CellInputs:
         """Everything building one cell's feed on demand reads, in two round trips: the
         catalogue epoch, the ads within ``radius_km`` of (lat, lon) by Redis's distance
         (their summaries and decayed evidence), the stored priors of ``prior_model``, and
-        the strategy bandit's sums of the cell then of GLOBAL_CELL."""
+        the strategy bandit's sums of ``strategy_fields`` (default: the cell then
+        GLOBAL_CELL)."""
         search_lat, search_km = searchable(lat, lon, radius_km)
         with self.r.pipeline(transaction=False) as p:
             p.get(self.k.catalog_epoch)
             p.geosearch(self.k.ads_geo, longitude=lon, latitude=search_lat, radius=search_km,
                         unit="km")
             p.hgetall(self.k.priors(prior_model))
-            p.hmget(self.k.strategies, [cell, GLOBAL_CELL])
+            p.hmget(self.k.strategies, list(strategy_fields or [cell, GLOBAL_CELL]))
             epoch, ids, priors, strategies = p.execute()
         ads, evidence = self._ads_of(ids)
         return CellInputs(epoch=_s(epoch) or "0", ads=ads, evidence=evidence,

@@ -36,6 +36,27 @@ CHANGES_KEPT = 2_000            # catalog:changes entries kept (a copy further b
 CHANGE_IDS_MAX = 500            # ids one catalog:changes entry lists; a larger write says "*"
 STRATEGY_HISTORY_LEN = 20_000   # regenerations kept: two weeks at one a minute
 GLOBAL_CELL = "*"   # the strategies hash's field for every cell together
+REGION_MARK = "~"   # a region's field there: the mark, then the region's geohash
+
+
+def region_field(cell: str, precision: int) -> str:
+    """The strategies hash's field of the region (geohash of ``precision``) ``cell`` lies in.
+
+    >>> region_field("u33dbc", 4)
+    '~u33d'
+    """
+    return REGION_MARK + cell[:precision]
+
+
+def strategy_fields(cell: str, precision: int) -> str:
+    """The fields of the strategies hash a feed served in ``cell`` counts in besides
+    GLOBAL_CELL, space-separated: its cell, then its region's when regions are kept
+    (``precision`` between 1 and the cell's length, exclusive).
+
+    >>> strategy_fields("u33dbc", 4), strategy_fields("u33dbc", 0)
+    ('u33dbc ~u33d', 'u33dbc')
+    """
+    return f"{cell} {region_field(cell, precision)}" if 0 < precision < len(cell) else cell
 REGEN_RUN_TTL_S = 86_400   # a sharded run's bookkeeping is kept a day
 FLUSH_MARKER_TTL_S = 3600  # a served-feed flush retried within this is recognised
 VOID_MARK_TTL_S = 86_400   # a cell's void mark (Redis Cluster) outlives any regeneration run

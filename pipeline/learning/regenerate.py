@@ -25,6 +25,7 @@ from bandit import (
     Evidence,
     PriorRates,
     PriorSpec,
+    RegionSums,
     StrategyPrior,
     ad_posterior,
     decay_to,
@@ -38,7 +39,7 @@ from bandit.diversity import diversify_orders
 from config import Settings
 from pipeline.catalogue import reindex_ads
 from pipeline.serving.cellfeed import AdColumns, pack_feeds
-from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store, Summaries
+from store import EVIDENCE_FIELDS, GLOBAL_CELL, Decayed, Store, Summaries, region_field
 from store.feed_store import AreaInputs, CellInputs
 
 log = logging.getLogger(__name__)
@@ -142,15 +143,38 @@ def candidate_reach(cells: Sequence[str], settings: Settings
 def cell_probabilities(store: Store, settings: Settings, cells: Sequence[str], now: float,
                        rng: np.random.Generator) -> np.ndarray:
     """The probability of serving each of FEED_STRATEGIES in each cell, shape (cells, S),
-    from the strategy bandit's decayed counts (the cell's own once it has enough)."""
-    stored = store.strategy_stats([*cells, GLOBAL_CELL], 2 * len(STRATEGIES))
-    return probabilities_of(stored, settings, now, rng)
+    from the strategy bandit's decayed counts, pooled cell -> region -> global (the cell's
+    own once it has enough, else its region's, else the global ones)."""
+    fields, region_of = strategy_rows(cells, settings)
+    stored = store.strategy_stats(fields, 2 * len(STRATEGIES))
+    return probabilities_of(stored, settings, now, rng, region_of)
+
+
+def strategy_rows(cells: Sequence[str], settings: Settings
+                  ) -> tuple[list[str], np.ndarray | None]:
+    """The strategies hash's fields the cells' probabilities read: the cells, their regions
+    (REGION_PRECISION; each once), then GLOBAL_CELL; and each cell's region among them (-1:
+    none). Without regions (REGION_PRECISION 0): the cells and GLOBAL_CELL, and None.
+
+    >>> from config import load_settings
+    >>> strategy_rows(["u33dbc", "u33dbd", "u0"], load_settings({}))
+    (['u33dbc', 'u33dbd', 'u0', '~u33d', '*'], array([ 0,  0, -1]))
+    """
+    precision = settings.region_precision
+    if not precision:
+        return [*cells, GLOBAL_CELL], None
+    regions: dict[str, int] = {}
+    region_of = [regions.setdefault(region_field(c, precision), len(regions))
+                 if 0 < precision < len(c) else -1 for c in cells]
+    return [*cells, *regions, GLOBAL_CELL], np.array(region_of, dtype=np.int64)
 
 
 def probabilities_of(stored: Decayed, settings: Settings, now: float,
-                     rng: np.random.Generator) -> np.ndarray:
-    """``cell_probabilities`` from the stored strategy sums: a row per cell, then the
-    GLOBAL_CELL row."""
+                     rng: np.random.Generator,
+                     region_of: np.ndarray | None = None) -> np.ndarray:
+    """``cell_probabilities`` from the stored strategy sums: a row per cell, then a row per
+    region (``region_of``: each cell's, as ``strategy_rows`` gives it; None: no region
+    rows), then the GLOBAL_CELL row."""
     width = len(STRATEGIES)
     sums = decayed_now(stored, now, settings)
     cols = [STRATEGIES.index(s) for s in settings.feed_strategies]
@@ -158,8 +182,11 @@ def probabilities_of(stored: Decayed, settings: Settings, now: float,
     prior = StrategyPrior(strength=settings.strategy_prior_strength,
                           cell_min_feeds=settings.strategy_cell_min_feeds,
                           floor=settings.strategy_floor)
-    probabilities = strategy_probabilities(served[:-1], applies[:-1], served[-1], applies[-1],
-                                           prior, rng, STRATEGY_DRAWS)
+    cells = len(sums) - 1 if region_of is None else len(region_of)
+    regions = (None if region_of is None
+               else RegionSums(region_of, served[cells:-1], applies[cells:-1]))
+    probabilities = strategy_probabilities(served[:cells], applies[:cells], served[-1],
+                                           applies[-1], prior, rng, STRATEGY_DRAWS, regions)
     # to 12 decimals: the propensities a feed answers with carry no last-bit noise
     # (0.24632, not 0.24631999999999998), and serving draws with the very values it logs
     return np.round(probabilities, 12)
@@ -499,7 +526,7 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
     radius_km = candidate_radius_km(cell, settings) * SEARCH_SLACK
     for _ in range(MAX_ATTEMPTS):
         inputs = store.cell_inputs(cell, lat, lon, radius_km, settings.reward_model,
-                                   2 * len(STRATEGIES))
+                                   2 * len(STRATEGIES), strategy_rows([cell], settings)[0])
         older = unserialled(inputs.ads, now)
         if older:      # written by an older version: rewritten, then read again
             reindex_ads(store, settings, older, now)
@@ -515,5 +542,6 @@ def cell_feed(inputs: CellInputs, cell: str, settings: Settings, now: float,
     """One cell's packed feed from what the store read for it (pure)."""
     snapshot = area_snapshot(inputs, now, settings)
     rates = priors_of(inputs, settings, snapshot.categories)
-    probabilities = probabilities_of(inputs.strategies, settings, now, rng)
+    probabilities = probabilities_of(inputs.strategies, settings, now, rng,
+                                     strategy_rows([cell], settings)[1])
     return build_feeds(snapshot, [cell], probabilities, rates, settings, rng, now)[cell]

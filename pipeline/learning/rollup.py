@@ -38,6 +38,7 @@ from store import (
     consumer_name,
     factorize,
     stat_type_index,
+    strategy_fields,
 )
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ def rollup_block(events: Columns, settings: Settings, now: float, secret: bytes,
     credits, served = credited_feeds(events.feed_id, when, secret, settings.event_max_age_s)
     return RollupBlock(
         events.entry_id, events.ad_id, kinds, days_of(when), weights,
-        [f.cell if f else "" for f in credits], [f.strategy if f else "" for f in credits],
+        [strategy_fields(f.cell, settings.region_precision) if f else "" for f in credits],
+        [f.strategy if f else "" for f in credits],
         [f.feed_id if f else "" for f in credits], days_of(served),
         position_columns(kinds, place), epoch_of(served, starts))
 
@@ -124,8 +126,8 @@ def day_numbers(ts: np.ndarray) -> np.ndarray:
 
 
 def count_served(store: Store, settings: Settings, now: float, secret: bytes) -> int:
-    """Add the feeds served since the last run to each cell's and strategy's decayed
-    served count. Stops if another run moved the cursor (it is counting them)."""
+    """Add the feeds served since the last run to each cell's, region's and strategy's
+    decayed served count. Stops if another run moved the cursor (it is counting them)."""
     total = 0
     for _ in range(MAX_BLOCKS):
         cursor = store.served_cursor()
@@ -136,7 +138,8 @@ def count_served(store: Store, settings: Settings, now: float, secret: bytes) ->
         known = [r for r in refs if r is not None]
         weights = decay_factor(now - np.array([r.served_ms / 1000 for r in known]),
                                settings.stats_half_life_s).tolist()
-        rows = [(r.cell, STRATEGIES.index(r.strategy) + 1, w)
+        rows = [(strategy_fields(r.cell, settings.region_precision),
+                 STRATEGIES.index(r.strategy) + 1, w)
                 for r, w in zip(known, weights, strict=True)]
         counted = store.count_served(cursor, entries[-1][0], rows, now,
                                      settings.stats_half_life_s, len(STRATEGIES))

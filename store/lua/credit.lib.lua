@@ -1,7 +1,8 @@
 -- Credit the strategy (and cell) of each feed an apply came from, once per feed: a feed
 -- earns its weight if it led to any apply. The items are ARGV[s..e], 5 values each: the
--- KEYS index of the feed's credited-feed set (one per day served), feed_id, cell, strategy
--- (1-based), weight. Needs decay.lib.
+-- KEYS index of the feed's credited-feed set (one per day served), feed_id, the fields it
+-- counts in besides '*' (its cell, then its region's field when regions are kept; space-
+-- separated), strategy (1-based), weight. Needs decay.lib.
 local function credit_feeds(strategies_key, s, e, nstrat, now, half_life, credited_ttl)
   local credit, credited_keys = {}, {}
   local function add(cell, column, weight)
@@ -14,7 +15,7 @@ local function credit_feeds(strategies_key, s, e, nstrat, now, half_life, credit
     if redis.call('SADD', key, ARGV[i + 1]) == 1 then
       credited_keys[key] = true
       local column, weight = nstrat + tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-      add(ARGV[i + 2], column, weight)
+      for field in string.gmatch(ARGV[i + 2], '%S+') do add(field, column, weight) end
       add('*', column, weight)
     end
   end

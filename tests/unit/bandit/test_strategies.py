@@ -9,6 +9,7 @@ from bandit import (
     SCREENED,
     STRATEGIES,
     Candidates,
+    RegionSums,
     StrategyPrior,
     choose,
     epsilon_greedy_orders,
@@ -178,3 +179,27 @@ def test_screen_order_of_one_row_is_screen_orders(seed: int):
         for screen in (3, 10):
             assert screen_order(keys.tolist(), screen) == \
                 screen_orders(keys[None, :], screen)[0].tolist()
+
+
+def test_evidence_pools_cell_then_region_then_global():
+    """Region 0 favours strategy 1, region 1 has too few feeds to speak, the world cannot
+    tell the strategies apart. A new cell of region 0 takes its region's probabilities, one
+    of region 1 (or of no region) the global ones; a cell with a little evidence of its own
+    starts from its region's means, so it leans the region's way more than it would from the
+    global ones."""
+    prior = StrategyPrior(strength=20.0, cell_min_feeds=200, floor=0.0)
+    regions = RegionSums(np.array([0, 1, -1, 0]),
+                         np.array([[1000.0, 1000.0], [50.0, 50.0]]),
+                         np.array([[50.0, 150.0], [10.0, 1.0]]))
+    cells_served = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [110.0, 110.0]])
+    cells_applies = np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0], [11.0, 9.0]])
+    world = (np.array([2000.0, 2000.0]), np.array([200.0, 200.0]))
+    p = strategy_probabilities(cells_served, cells_applies, *world, prior,
+                               np.random.default_rng(0), regions=regions)
+    flat = strategy_probabilities(cells_served, cells_applies, *world, prior,
+                                  np.random.default_rng(0))
+    assert p[0, 1] > 0.99
+    assert p[1].tolist() == pytest.approx(flat[1].tolist()) and p[1, 1] == pytest.approx(0.5,
+                                                                                       abs=0.01)
+    assert p[2].tolist() == pytest.approx(flat[2].tolist())
+    assert p[3, 1] > flat[3, 1] + 0.1          # its own data says strategy 0; its region, 1

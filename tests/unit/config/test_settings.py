@@ -25,6 +25,8 @@ def test_values_come_from_the_environment_by_upper_case_name():
     ("FEED_RADIUS_KM", "-1"), ("GEOHASH_PRECISION", "8"), ("FEED_VARIANTS", "lots"),
     ("REDIS_URL", "http://example"), ("MAX_EVENTS_PER_POST", "0"), ("PORT", "70000"),
     ("ADMIN_TOKEN", "short"), ("FLOWER_BASIC_AUTH", "nopassword"), ("PRIOR_MEAN", "1.5"),
+    ("MAX_PER_EMPLOYER", "11"), ("FREQ_CAP", "-1"), ("FREQ_CAP", "11"),
+    ("FREQ_WINDOW_S", "60"), ("FREQ_MAX_ADS", "5"), ("REGION_PRECISION", "-1"),
 ])
 def test_a_bad_value_stops_the_start_naming_the_setting(name, value):
     with pytest.raises(SettingsError, match=name):
@@ -57,6 +59,7 @@ def test_config_is_the_only_module_reading_os_environ():
     ({"EVENT_MAX_AGE_S": "90000", "DEDUPE_WINDOW_S": "86400"}, "DEDUPE_WINDOW_S"),
     ({"FEED_TTL_S": "60", "REGEN_INTERVAL_S": "60"}, "FEED_TTL_S"),
     ({"GEOHASH_PRECISION": "7", "FEED_RADIUS_KM": "30"}, "FEED_RADIUS_KM"),
+    ({"GEOHASH_PRECISION": "5", "REGION_PRECISION": "5"}, "REGION_PRECISION"),
     ({"CELERY_BROKER_URL": "amqp://guest@localhost//", "TASK_TIME_LIMIT_S": "500",
       "VISIBILITY_TIMEOUT_S": "800"}, "BROKER_CONSUMER_TIMEOUT_S"),
 ])

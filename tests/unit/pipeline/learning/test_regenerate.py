@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import geo
+from bandit import STRATEGIES
 from config import Settings, load_settings
 from devtools.demo import demo_ads
 from pipeline.catalogue import AdRecord, delete_ad, upsert_ads
@@ -17,6 +18,7 @@ from pipeline.learning.ingest import Event
 from pipeline.learning.regenerate import (
     build_feeds,
     build_one_cell,
+    cell_probabilities,
     load_snapshot,
     maybe_learn_priors,
     plan_shards,
@@ -127,6 +129,45 @@ def test_a_feeds_propensity_carries_no_last_bit_noise(fake_store, settings, pari
                                            np.random.default_rng(seed))
         assert (np.round(probabilities, 12) == probabilities).all()
         assert all(len(repr(float(p))) <= 16 for p in probabilities.ravel())
+
+
+def strategy_row(served: dict[str, float], applies: dict[str, float]) -> list[float]:
+    """A strategies-hash row: served feeds then applies, per strategy of STRATEGIES."""
+    return ([served.get(s, 0.0) for s in STRATEGIES]
+            + [applies.get(s, 0.0) for s in STRATEGIES])
+
+
+@pytest.mark.parametrize("precision", [4, 0])
+def test_a_new_cell_starts_from_its_regions_strategy_probabilities(fake_store, precision):
+    """Region u09t learnt that newest sorts best, region u0c0 that Thompson does; the world
+    as a whole cannot tell them apart. A cell of each with no feeds of its own starts from
+    its region's probabilities, and one of a region with no feeds from the global ones;
+    without regions (REGION_PRECISION 0) every new cell takes the global ones."""
+    settings = load_settings({}, feed_strategies="thompson,newest", strategy_floor=0.02,
+                             region_precision=precision)
+    even = {"thompson": 1000.0, "newest": 1000.0}
+    likes_newest = strategy_row(even, {"thompson": 50.0, "newest": 150.0})
+    likes_thompson = strategy_row(even, {"thompson": 150.0, "newest": 50.0})
+    fake_store.seed_strategy_stats({
+        "u09tvw": likes_newest, "~u09t": likes_newest,
+        "u0c000": likes_thompson, "~u0c0": likes_thompson,
+        GLOBAL_CELL: strategy_row({"thompson": 2000.0, "newest": 2000.0},
+                                  {"thompson": 200.0, "newest": 200.0})}, NOW)
+    new = ["u09tvx", "u0c001", "u1aaaa"]
+    p = cell_probabilities(fake_store, settings, new, NOW, np.random.default_rng(1))
+    newest = settings.feed_strategies.index("newest")
+    if precision:
+        assert p[0, newest] > 0.95 and p[1, newest] < 0.05
+    else:
+        assert p[0, newest] == pytest.approx(p[1, newest])
+    assert 0.3 < p[2, newest] < 0.7                       # no region evidence: the world's
+    own = cell_probabilities(fake_store, settings, ["u09tvw"], NOW, np.random.default_rng(1))
+    assert own[0, newest] > 0.95                            # a cell with feeds: its own
+    upsert_ads(fake_store, settings, ads_around(*geo.decode("u09tvx"), 20, 1.0,
+                                                np.random.default_rng(2)))
+    built = CellFeed.unpack(build_one_cell(fake_store, "u09tvx", settings, NOW,
+                                           np.random.default_rng(3)))   # a miss, built alone
+    assert (built.probabilities_list[newest] > 0.95) is bool(precision)
 
 
 def in_category(ads: list, category: str) -> list:

@@ -9,12 +9,21 @@ import numpy as np
 import pytest
 
 import geo
+from bandit import STRATEGIES
 from config import load_settings
 from pipeline.learning.ingest import Event, accept_batch, roll_in
 from pipeline.learning.rollup import count_partition, run_rollup
 from pipeline.reports.adstats import ad_report
-from pipeline.serving.feed import make_feed_id
-from store import GLOBAL_CELL, STAT_FIELDS, Keys, PartitionsChanged, Store
+from pipeline.serving.feed import ServingLog, make_feed_id, parse_feed_id
+from store import (
+    GLOBAL_CELL,
+    STAT_FIELDS,
+    Keys,
+    PartitionsChanged,
+    Store,
+    region_field,
+    strategy_fields,
+)
 from tests.conftest import NOW
 from tests.support.builders import PARIS, catalogue, events_of, send
 from tests.support.streams import streamed_events
@@ -73,8 +82,36 @@ def test_only_a_real_recent_feed_earns_its_strategy_one_credit(fake_store, paris
     send(fake_store, settings, applies, NOW)
     report = run_rollup(fake_store, settings, NOW)
     assert report["counted"] == 5                              # every apply counts for its ad
-    credit = fake_store.strategy_stats([cell, GLOBAL_CELL], 12).values[:, 6 + 2]
-    assert credit.tolist() == pytest.approx([1.0, 1.0], abs=1e-3)
+    region = region_field(cell, settings.region_precision)
+    credit = fake_store.strategy_stats([cell, region, GLOBAL_CELL], 12).values[:, 6 + 2]
+    assert credit.tolist() == pytest.approx([1.0, 1.0, 1.0], abs=1e-3)   # cell, region, all
+
+
+def test_served_feeds_and_credits_pool_into_the_region_of_their_cell(fake_store, rng):
+    """Two cells of one region and one of another: each region's row holds the sums of its
+    cells; without regions (REGION_PRECISION 0) there is no region row."""
+    settings = load_settings({}, region_precision=4)
+    secret = fake_store.feed_id_secret()
+    cells = ["u09tvw", "u09tvy", "u0c000"]
+    feeds = [make_feed_id(NOW - 60, c, s, rng, secret)
+             for c, s, n in ((cells[0], "newest", 3), (cells[1], "newest", 2),
+                             (cells[2], "popular", 4)) for _ in range(n)]
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    for f in feeds:
+        ref = parse_feed_id(f, secret)
+        log.add({"feed_id": f, "ts": NOW - 60, "cell": ref.cell, "strategy": ref.strategy},
+                ref.cell, NOW - 60)
+    log.flush()
+    send(fake_store, settings, [Event(f"y{i}", f"ad{i}", "apply", NOW, feed_id=f)
+                                for i, f in enumerate(feeds[:4])], NOW)
+    run_rollup(fake_store, settings, NOW)
+    rows = fake_store.strategy_stats([*cells, "~u09t", "~u0c0", GLOBAL_CELL], 12).values
+    newest, popular = STRATEGIES.index("newest"), STRATEGIES.index("popular")
+    served = rows[:, newest] + rows[:, popular]
+    assert served.tolist() == pytest.approx([3, 2, 4, 5, 4, 9], abs=1e-2)
+    assert rows[:, 6 + newest].tolist() == pytest.approx([3, 1, 0, 4, 0, 4], abs=1e-2)
+    off = load_settings({}, region_precision=0)
+    assert strategy_fields(cells[0], off.region_precision) == cells[0]
 
 
 def test_unreadable_entries_are_acknowledged_and_the_rest_of_their_block_counted(fake_store):
@@ -162,11 +199,12 @@ def test_partitions_count_exactly_what_one_partition_counts(count: int):
     assert many.ctr_all_time() == one.ctr_all_time()
     assert positions(many) == positions(one) and positions(one)
     cell = geo.encode(*PARIS, settings.geohash_precision)
-    credit = {s: s_.strategy_stats([cell, GLOBAL_CELL], 12).values for s, s_ in
+    fields = [cell, region_field(cell, settings.region_precision), GLOBAL_CELL]
+    credit = {s: s_.strategy_stats(fields, 12).values for s, s_ in
               (("one", one), ("many", many))}
     assert credit["many"] == pytest.approx(credit["one"])
     # a credit a feed with applies on three ads earns once, wherever the ads lie
-    assert credit["one"][:, 6:] .sum(axis=1) == pytest.approx([2.0, 2.0], abs=1e-3)
+    assert credit["one"][:, 6:] .sum(axis=1) == pytest.approx([2.0, 2.0, 2.0], abs=1e-3)
 
 
 def test_a_settle_cut_short_and_done_again_credits_nothing_twice(monkeypatch):
