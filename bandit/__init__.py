@@ -23,6 +23,7 @@ from bandit.posterior import (
     beta_posterior,
     empirical_rates,
     posterior_mean,
+    regional_rates,
     stage_evidence,
 )
 from bandit.priors import AdPriors, PriorRates, PriorSpec, StagePrior, fit_priors, fit_stage
@@ -53,7 +54,8 @@ __all__ = [
     "decay_factor", "decay_to", "empirical_rates", "epsilon_greedy_orders", "Estimate", "Evidence",
     "exposure_weight", "fit_priors", "fit_stage", "importance_weights", "ips", "logged_value",
     "mean_estimate", "order_sources", "posterior_mean", "PriorRates", "PriorSpec",
-    "probability_best", "Proportion", "rank_variants", "RegionSums", "sample_scores", "screen_keys",
+    "probability_best", "Proportion", "rank_variants", "RegionSums", "regional_rates",
+    "sample_scores", "screen_keys",
     "screen_order", "screen_orders", "snips", "stage_evidence", "StagePrior", "strategy_orders",
     "strategy_probabilities", "StrategyPrior", "wilson_interval", "with_floor", "z_score",
 ]

@@ -11,11 +11,12 @@ number of impressions; see ``bandit.decay``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bandit.priors import AdPriors, PriorRates, PriorSpec, fit_priors
+from bandit.priors import AdPriors, PriorRates, PriorSpec, fit_priors, fit_regional
 
 REWARD_MODELS = ("direct", "funnel")
 
@@ -93,6 +94,17 @@ def empirical_rates(evidence: Evidence, groups: np.ndarray, model: str, save_wei
            [0.1, 0.2]])
     """
     return fit_priors(stage_evidence(evidence, model, save_weight), groups, model, prior)
+
+
+def regional_rates(evidence: Evidence, groups: np.ndarray, regions: np.ndarray,
+                   names: Sequence[str], model: str, save_weight: float,
+                   rates: PriorRates) -> PriorRates:
+    """``rates`` with means of each group in each region of ``names`` (``regions``: each
+    ad's index into them), drawn towards the group's means by an empirical-Bayes weight
+    (``bandit.priors.fit_regional``)."""
+    regional = fit_regional(stage_evidence(evidence, model, save_weight), groups, regions,
+                            rates, len(names))
+    return replace(rates, regions=tuple(names), regional=regional)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -103,15 +103,38 @@ class FeedStore:
                 for cell, row in rows.items()})
 
     def write_priors(self, model: str, rows: Mapping[int, Sequence[float]],
-                     overall: Sequence[float]) -> None:
+                     overall: Sequence[float],
+                     regional: Mapping[str, Mapping[int, Sequence[float]]] | None = None,
+                     regional_ttl_s: int = 86_400) -> None:
         """Replace the empirical-Bayes prior means of ``model``: a row per category code,
-        and the overall row."""
+        and the overall row; and each region's rows (``regional``: region -> code -> row),
+        kept ``regional_ttl_s`` (a region no longer written is forgotten then)."""
         values = {str(code): " ".join(map(repr, row)) for code, row in rows.items()}
         values[GLOBAL_CELL] = " ".join(map(repr, overall))
-        with self.r.pipeline(transaction=True) as p:
+        with self.r.pipeline(transaction=not self.cluster) as p:
             p.delete(self.k.priors(model))
             p.hset(self.k.priors(model), mapping=values)
+            for region, by_code in (regional or {}).items():
+                key = self.k.regional_priors(model, region)
+                p.delete(key)
+                if by_code:
+                    p.hset(key, mapping={str(c): " ".join(map(repr, row))
+                                         for c, row in by_code.items()})
+                    p.expire(key, regional_ttl_s)
             p.execute()
+
+    def regional_prior_rows(self, model: str, regions: Sequence[str], codes: Sequence[int],
+                            width: int) -> np.ndarray:
+        """(regions, codes, width): each region's stored prior row of each code; NaN where
+        none (a region or a category with no means of its own)."""
+        if not regions:
+            return np.full((0, len(codes), width), np.nan)
+        with self.r.pipeline(transaction=False) as p:
+            for region in regions:
+                p.hmget(self.k.regional_priors(model, region), [str(c) for c in codes])
+            replies = p.execute()
+        return np.stack([float_rows(r, width) for r in replies]) if codes else \
+            np.full((len(regions), 0, width), np.nan)
 
     def prior_rows(self, model: str, codes: Sequence[int],
                    width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -274,12 +297,13 @@ class FeedStore:
 
     def cell_inputs(self, cell: str, lat: float, lon: float, radius_km: float,
                     prior_model: str, strategy_width: int,
-                    strategy_fields: Sequence[str] | None = None) -> CellInputs:
+                    strategy_fields: Sequence[str] | None = None,
+                    regions: Sequence[str] = ()) -> CellInputs:
         """Everything building one cell's feed on demand reads, in two round trips: the
         catalogue epoch, the ads within ``radius_km`` of (lat, lon) by Redis's distance
         (their summaries and decayed evidence), the stored priors of ``prior_model``, and
         the strategy bandit's sums of ``strategy_fields`` (default: the cell then
-        GLOBAL_CELL)."""
+        GLOBAL_CELL), and the prior means of ``regions``."""
         search_lat, search_km = searchable(lat, lon, radius_km)
         with self.r.pipeline(transaction=False) as p:
             p.get(self.k.catalog_epoch)
@@ -287,11 +311,14 @@ class FeedStore:
                         unit="km")
             p.hgetall(self.k.priors(prior_model))
             p.hmget(self.k.strategies, list(strategy_fields or [cell, GLOBAL_CELL]))
-            epoch, ids, priors, strategies = p.execute()
+            for region in regions:
+                p.hgetall(self.k.regional_priors(prior_model, region))
+            epoch, ids, priors, strategies, *regional = p.execute()
         ads, evidence = self._ads_of(ids)
         return CellInputs(epoch=_s(epoch) or "0", ads=ads, evidence=evidence,
                           priors=dict(priors),
-                          strategies=Decayed.parse(strategies, strategy_width))
+                          strategies=Decayed.parse(strategies, strategy_width),
+                          regional_priors=dict(zip(regions, map(dict, regional), strict=True)))
 
     def ads_within(self, circles: Sequence[tuple[float, float, float]]) -> AreaInputs:
         """Everything a shard of a regeneration reads of the catalogue: the catalogue epoch
@@ -346,12 +373,20 @@ class CellInputs(AreaInputs):
     stored priors and the strategy sums."""
 
     priors: dict[bytes, bytes]   # the stored prior means: category code (or GLOBAL_CELL) -> row
-    strategies: Decayed          # the strategy sums of the cell, then of GLOBAL_CELL
+    strategies: Decayed          # the strategy sums of the cell (its region), GLOBAL_CELL
+    regional_priors: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
 
     def prior_rows(self, codes: Sequence[int], width: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows for ``codes``, overall row) of the priors, as ``prior_rows`` gives them."""
         return _prior_rows([self.priors.get(key.encode())
                             for key in [*map(str, codes), GLOBAL_CELL]], width)
+
+    def regional_prior_rows(self, regions: Sequence[str], codes: Sequence[int],
+                            width: int) -> np.ndarray:
+        """``FeedStore.regional_prior_rows`` from what was read (regions not read: NaN)."""
+        return np.stack([float_rows([self.regional_priors.get(r, {}).get(str(c).encode())
+                                     for c in codes], width) for r in regions]) \
+            if regions else np.full((0, len(codes), width), np.nan)
 
 
 def _prior_rows(raw: Sequence[bytes | None], width: int) -> tuple[np.ndarray, np.ndarray]:

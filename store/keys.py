@@ -257,6 +257,11 @@ class Keys:
         return f"priors:{model}"
 
     @staticmethod
+    def regional_priors(model: str, region: str) -> str:
+        """A region's prior means of each category (REGION_PRECISION)."""
+        return f"priors:{model}:region:{region}"
+
+    @staticmethod
     def served_flush(flush_id: str) -> str:
         return f"served:flush:{flush_id}"
 

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import geo
 from bandit import (
     STRATEGIES,
+    AdPriors,
     Candidates,
     Evidence,
     PriorRates,
@@ -31,6 +32,7 @@ from bandit import (
     decay_to,
     empirical_rates,
     order_sources,
+    regional_rates,
     screen_keys,
     strategy_orders,
     strategy_probabilities,
@@ -198,35 +200,88 @@ def prior_spec(settings: Settings) -> PriorSpec:
 
 def learn_priors(store: Store, settings: Settings, snapshot: Snapshot) -> PriorRates:
     """The empirical-Bayes prior means of every category, from the whole catalogue's
-    evidence; stored for cells built on a miss and for the stats endpoint."""
+    evidence, and with REGION_PRECISION each region's (``bandit.regional_rates``); stored
+    for shards, cells built on a miss and the stats endpoint."""
     rates = empirical_rates(snapshot.evidence, snapshot.groups, settings.reward_model,
                             settings.save_weight, prior_spec(settings))
+    regional: dict[str, dict[int, list[float]]] = {}
+    if settings.region_precision and len(snapshot):
+        names, of_ad = np.unique(ad_regions(snapshot.lat, snapshot.lon, settings),
+                                 return_inverse=True)
+        rates = regional_rates(snapshot.evidence, snapshot.groups, of_ad, names.tolist(),
+                               settings.reward_model, settings.save_weight, rates)
+        assert rates.regional is not None
+        present = np.unique(of_ad * len(snapshot.categories) + snapshot.groups)
+        for flat in present.tolist():
+            r, g = divmod(flat, len(snapshot.categories))
+            regional.setdefault(rates.regions[r], {})[int(snapshot.categories[g])] = [
+                *rates.regional[r, g].tolist(), *rates.strengths[g].tolist()]
     rows, overall = rates.rows()
     store.write_priors(settings.reward_model,
                        {int(c): row.tolist()
                         for c, row in zip(snapshot.categories, rows, strict=True)},
-                       overall.tolist())
+                       overall.tolist(), regional, REGIONAL_PRIORS_TTL_S)
     return rates
 
 
-def stored_priors(store: Store, settings: Settings, categories: np.ndarray) -> PriorRates:
-    """The priors the last regeneration learnt, for these category codes; a category it has
-    not seen takes the overall prior (before any regeneration: the settings')."""
-    return priors_from(settings, categories, partial(store.prior_rows, settings.reward_model))
+REGIONAL_PRIORS_TTL_S = 86_400   # a region's priors no longer learnt are forgotten after this
 
 
-def priors_of(inputs: CellInputs, settings: Settings, categories: np.ndarray) -> PriorRates:
+def ad_regions(lat: np.ndarray, lon: np.ndarray, settings: Settings) -> np.ndarray:
+    """Each ad's region: its geohash at REGION_PRECISION."""
+    return geo.encode_many(np.asarray(lat), np.asarray(lon), settings.region_precision)
+
+
+def stored_priors(store: Store, settings: Settings, categories: np.ndarray,
+                  regions: Sequence[str] = ()) -> PriorRates:
+    """The priors the last regeneration learnt, for these category codes (and these
+    regions'); a category it has not seen takes the overall prior (before any regeneration:
+    the settings')."""
+    model = settings.reward_model
+    return priors_from(settings, categories, partial(store.prior_rows, model), regions,
+                       partial(store.regional_prior_rows, model))
+
+
+def priors_of(inputs: CellInputs, settings: Settings, categories: np.ndarray,
+              regions: Sequence[str] = ()) -> PriorRates:
     """``stored_priors`` from the priors a cell's inputs hold."""
-    return priors_from(settings, categories, inputs.prior_rows)
+    return priors_from(settings, categories, inputs.prior_rows, regions,
+                       inputs.regional_prior_rows)
 
 
 def priors_from(settings: Settings, categories: np.ndarray,
-                read: Callable[[Sequence[int], int], tuple[np.ndarray, np.ndarray]]
-                ) -> PriorRates:
-    """The priors for these category codes from ``read`` (codes, width) -> (rows, overall)."""
+                read: Callable[[Sequence[int], int], tuple[np.ndarray, np.ndarray]],
+                regions: Sequence[str] = (),
+                read_regional: Callable[[Sequence[str], Sequence[int], int], np.ndarray]
+                | None = None) -> PriorRates:
+    """The priors for these category codes from ``read`` (codes, width) -> (rows, overall),
+    with the means of ``regions`` from ``read_regional`` (a region's category it has no
+    row for keeps the category's means)."""
     fallback = PriorRates.fallback(settings.reward_model, prior_spec(settings))
-    rows, overall = read(categories.tolist(), 2 * len(fallback.overall))
-    return PriorRates.from_rows(settings.reward_model, rows, overall, fallback)
+    width = 2 * len(fallback.overall)
+    rows, overall = read(categories.tolist(), width)
+    rates = PriorRates.from_rows(settings.reward_model, rows, overall, fallback)
+    if not regions or read_regional is None:
+        return rates
+    stages = len(fallback.overall)
+    means = read_regional(list(regions), categories.tolist(), width)[:, :, :stages]
+    regional = np.where(np.isnan(means), rates.groups[None, :, :], means)
+    return replace(rates, regions=tuple(regions), regional=regional)
+
+
+def snapshot_regions(snapshot: Snapshot, settings: Settings) -> list[str]:
+    """The regions of a snapshot's ads, each once (none without REGION_PRECISION)."""
+    if not settings.region_precision or not len(snapshot):
+        return []
+    return np.unique(ad_regions(snapshot.lat, snapshot.lon, settings)).tolist()
+
+
+def ad_priors(snapshot: Snapshot, rates: PriorRates, settings: Settings) -> AdPriors:
+    """Each snapshot ad's prior: its category's, in its region where ``rates`` has one."""
+    if rates.regional is None or not settings.region_precision:
+        return rates.for_ads(snapshot.groups)
+    names = ad_regions(snapshot.lat, snapshot.lon, settings).tolist()
+    return rates.for_ads(snapshot.groups, rates.region_index(names))
 
 
 def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndarray,
@@ -243,7 +298,7 @@ def build_feeds(snapshot: Snapshot, cells: Sequence[str], probabilities: np.ndar
     reference the fast way is tested against)."""
     if not len(cells):
         return {}
-    posterior = ad_posterior(snapshot.evidence, rates.for_ads(snapshot.groups),
+    posterior = ad_posterior(snapshot.evidence, ad_priors(snapshot, rates, settings),
                              settings.reward_model, settings.save_weight)
     every_ad = Candidates(posterior.sample(settings.feed_variants, rng), posterior.mean(),
                           snapshot.created_at)         # draws: one row of K per ad
@@ -421,7 +476,8 @@ def run_shard(store: Store, settings: Settings, run_id: str, index: int, cells: 
                 reindex_ads(store, settings, older, now)
                 found = store.ads_within(circles)
             snap = area_snapshot(found, now, settings)
-            return found.epoch, snap, stored_priors(store, settings, snap.categories)
+            return found.epoch, snap, stored_priors(store, settings, snap.categories,
+                                                    snapshot_regions(snap, settings))
 
         done = regenerate_cells(store, settings, area_cells, now, rng, snapshot)
         written, skipped, ads = written + done[0], skipped + done[1], ads + done[2]
@@ -526,7 +582,8 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
     radius_km = candidate_radius_km(cell, settings) * SEARCH_SLACK
     for _ in range(MAX_ATTEMPTS):
         inputs = store.cell_inputs(cell, lat, lon, radius_km, settings.reward_model,
-                                   2 * len(STRATEGIES), strategy_rows([cell], settings)[0])
+                                   2 * len(STRATEGIES), strategy_rows([cell], settings)[0],
+                                   regions_around(cell, settings))
         older = unserialled(inputs.ads, now)
         if older:      # written by an older version: rewritten, then read again
             reindex_ads(store, settings, older, now)
@@ -537,11 +594,22 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
     raise CellUnavailable(cell)
 
 
+def regions_around(cell: str, settings: Settings) -> list[str]:
+    """The regions a cell's candidates may lie in: its own and the eight around it (a region
+    is far wider than a cell's reach); none without REGION_PRECISION."""
+    if not 0 < settings.region_precision < len(cell):
+        return []
+    region = cell[:settings.region_precision]
+    return [region, *geo.neighbours(region)]
+
+
 def cell_feed(inputs: CellInputs, cell: str, settings: Settings, now: float,
               rng: np.random.Generator) -> bytes:
     """One cell's packed feed from what the store read for it (pure)."""
     snapshot = area_snapshot(inputs, now, settings)
-    rates = priors_of(inputs, settings, snapshot.categories)
+    rates = priors_of(inputs, settings, snapshot.categories,
+                      [r for r in snapshot_regions(snapshot, settings)
+                       if r in inputs.regional_priors])
     probabilities = probabilities_of(inputs.strategies, settings, now, rng,
                                      strategy_rows([cell], settings)[1])
     return build_feeds(snapshot, [cell], probabilities, rates, settings, rng, now)[cell]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from bandit import Evidence, ad_posterior
+from bandit import AdPriors, Evidence, ad_posterior
 from config import Settings
-from pipeline.learning.regenerate import decayed_now, stored_priors
-from store import EVIDENCE_FIELDS, STAT_FIELDS, Store
+from pipeline.learning.regenerate import ad_regions, decayed_now, stored_priors
+from store import EVIDENCE_FIELDS, STAT_FIELDS, Store, Summaries
 
 STAGE_NAMES = {"direct": ("apply",), "funnel": ("view", "apply_given_view")}
 
@@ -22,6 +22,17 @@ def tidy(x: float) -> float:
     return float(f"{float(x):.12g}")
 
 
+def summary_priors(store: Store, settings: Settings, found: Summaries) -> AdPriors:
+    """The prior of each ad of ``found`` as the regeneration gives it: its category's, in
+    its region (REGION_PRECISION) where the region has means of its own."""
+    codes = found.rows["cat"]
+    if not settings.region_precision:
+        return stored_priors(store, settings, codes).for_ads(np.arange(len(codes)))
+    regions = ad_regions(found.rows["lat"], found.rows["lon"], settings).tolist()
+    rates = stored_priors(store, settings, codes, sorted(set(regions)))
+    return rates.for_ads(np.arange(len(codes)), rates.region_index(regions))
+
+
 def top_ads(store: Store, settings: Settings, now: float, n: int = 20) -> list[dict]:
     """The ``n`` catalogue ads shown at least once with the highest posterior mean of
     P(apply | impression), with their counters, best first."""
@@ -31,7 +42,7 @@ def top_ads(store: Store, settings: Settings, now: float, n: int = 20) -> list[d
     ids = [a.decode() for a in found.ids]
     sums = decayed_now(store.decayed_evidence(ids), now, settings)
     evidence = Evidence(*(sums[:, i] for i in range(len(EVIDENCE_FIELDS))))
-    priors = stored_priors(store, settings, found.rows["cat"]).for_ads(np.arange(len(ids)))
+    priors = summary_priors(store, settings, found)
     mean = ad_posterior(evidence, priors, settings.reward_model, settings.save_weight).mean()
     best = np.argsort(-mean, kind="stable")[:n]
     counts = store.ad_stats([ids[i] for i in best], STAT_FIELDS)
@@ -47,9 +58,9 @@ def ad_report(store: Store, settings: Settings, ad_id: str, now: float) -> dict 
         return None
     sums = decayed_now(store.decayed_evidence([ad_id]), now, settings)
     evidence = Evidence(*(sums[:, i] for i in range(len(EVIDENCE_FIELDS))))
-    codes = found.rows["cat"] if found.ids else np.zeros(0, dtype=np.uint64)
-    rates = stored_priors(store, settings, codes)
-    priors = rates.for_ads(np.array([0 if found.ids else -1]))
+    priors = (summary_priors(store, settings, found) if found.ids
+              else stored_priors(store, settings, np.zeros(0, dtype=np.uint64))
+              .for_ads(np.array([-1])))
     post = ad_posterior(evidence, priors, settings.reward_model, settings.save_weight)
     stages = [{"stage": name, "alpha": tidy(post.alpha[i, 0]), "beta": tidy(post.beta[i, 0]),
                "prior_mean": tidy(priors.means[0, i]),

@@ -16,15 +16,20 @@ from pipeline.catalogue import AdRecord, delete_ad, upsert_ads
 from pipeline.learning import regenerate as regenerate_module
 from pipeline.learning.ingest import Event
 from pipeline.learning.regenerate import (
+    ad_priors,
+    area_snapshot,
     build_feeds,
     build_one_cell,
     cell_probabilities,
     load_snapshot,
     maybe_learn_priors,
     plan_shards,
+    priors_of,
+    regions_around,
     run_regenerate,
     run_shard,
     shard_areas,
+    snapshot_regions,
     split_cells,
     stored_priors,
 )
@@ -205,6 +210,54 @@ def test_a_new_ad_starts_from_the_rate_of_its_category(fake_store, rng):
                                       if isinstance(v, float)]
         assert all(len(repr(v).replace("0.", "", 1).lstrip("0")) <= 13 for v in numbers), \
             numbers
+
+
+LYON = (45.764, 4.836)   # another region (geohash u05k... against Paris's u09t...)
+
+
+@pytest.mark.parametrize("precision", [4, 0])
+def test_a_new_ad_starts_from_its_categorys_rate_in_its_region(fake_store, rng, precision):
+    """Care ads apply at 8 % in Paris and 1 % in Lyon, logistics ads the other way round
+    (100 ads each, 400 impressions each). A new care ad in Paris starts near 8 %, one in Lyon
+    near 1 %: each region's means, since the regions clearly differ. Without regions
+    (REGION_PRECISION 0) both start from the category's rate over both regions, and so does
+    a new ad whose region has no ads of its category yet."""
+    settings = load_settings({}, reward_model="direct", prior_strength=5.0,
+                             region_precision=precision)
+    ads, evidence = [], {}
+    for city, point, care, logistics in (("par", PARIS, 32, 4), ("lyo", LYON, 4, 32)):
+        for category, applies in (("care", care), ("logistics", logistics)):
+            made = in_category(ads_around(*point, 100, 1.0, rng, prefix=f"{city}-{category}-"),
+                               category)
+            ads += made
+            evidence |= {a.ad_id: f"{NOW!r} 400 0 0 {applies}" for a in made}
+    upsert_ads(fake_store, settings, ads)
+    fake_store.r.hset(Keys.decayed, mapping=evidence)
+    fake_store.mark_active({geo.encode(*p, settings.geohash_precision): NOW
+                            for p in (PARIS, LYON)})
+    run_regenerate(fake_store, settings, NOW, rng)             # learns the priors
+    new = [replace(ads_around(*point, 1, 1.0, rng)[0], ad_id=f"new-{city}", category="care")
+           for city, point in (("par", PARIS), ("lyo", LYON), ("far", (48.0, 2.0)))]
+    upsert_ads(fake_store, settings, new)
+    par, lyo, far = (ad_report(fake_store, settings, f"new-{c}", NOW)["posterior"]["mean"]
+                     for c in ("par", "lyo", "far"))
+    if precision:
+        assert par == pytest.approx(0.08, abs=0.01) and lyo == pytest.approx(0.01, abs=0.005)
+    else:
+        assert par == lyo == pytest.approx(0.045, abs=0.01)
+    assert far == pytest.approx(0.045, abs=0.01)
+    # a cell built on a miss reads its region's priors (and its neighbours') with its ads
+    cell = geo.encode(*PARIS, settings.geohash_precision)
+    inputs = fake_store.cell_inputs(cell, *PARIS, 3.0, "direct", 12,
+                                    regions=regions_around(cell, settings))
+    snapshot = area_snapshot(inputs, NOW, settings)
+    rates = priors_of(inputs, settings, snapshot.categories,
+                      [r for r in snapshot_regions(snapshot, settings)
+                       if r in inputs.regional_priors])
+    care = [i for i, a in enumerate(inputs.ads.ids) if a.startswith(b"par-care")]
+    means = ad_priors(snapshot, rates, settings).means[:, 0]
+    assert len(care) > 50 and means[care].mean() == pytest.approx(0.08 if precision else 0.045,
+                                                                  abs=0.01)
 
 
 def test_one_ads_applies_do_not_lift_its_whole_category(fake_store, rng):
