@@ -313,9 +313,9 @@ class ServedFeed(BaseModel):
         description="the ads the frequency cap (FREQ_CAP) moved below the first screen of "
                     "this user's feed, or left out of it; empty when it moved none")
     rules: dict[str, int] = Field(
-        description="the feed rules in force when the feed was served: MAX_PER_EMPLOYER, "
-                    "FREQ_CAP and FREQ_WINDOW_S (empty for a feed logged before they were "
-                    "kept)")
+        description="the feed rules' settings in force when the feed was served: "
+                    "MAX_PER_EMPLOYER, FREQ_CAP, FREQ_WINDOW_S, FREQ_MAX_ADS and "
+                    "REGION_PRECISION (empty for a feed logged before they were kept)")
 
 
 class DashboardData(BaseModel):

@@ -30,12 +30,14 @@ from bandit import (
     Evidence,
     PriorRates,
     PriorSpec,
+    RegionSums,
     StrategyPrior,
     ad_posterior,
     decay_factor,
     empirical_rates,
     exposure_weight,
     order_sources,
+    regional_rates,
     screen_keys,
     screen_orders,
     strategy_orders,
@@ -54,7 +56,12 @@ from bandit.posterior import AdPosterior
 from bench.sim.world import Outcomes, World, top_valid
 from config import Settings
 from pipeline.learning.examination import settle_s
-from pipeline.learning.regenerate import STRATEGY_DRAWS, candidate_radius_km, prior_spec
+from pipeline.learning.regenerate import (
+    STRATEGY_DRAWS,
+    candidate_radius_km,
+    prior_spec,
+    strategy_rows,
+)
 
 START = 1_800_000_000.0  # the simulated clock's start (epoch seconds)
 THOMPSON_WITH_STRATEGIES = "thompson+strategies"
@@ -242,7 +249,15 @@ class Twin:
         self.ended: list[tuple[float, np.ndarray]] = []   # epochs over: (end, counts)
         self.pairs = Decayed(np.zeros((2, BINS, BINS)), START)
         self.curve = PositionCurve.prior().curve   # the learnt examination curve
-        self.strategy_sums = Decayed(np.zeros((len(cells) + 1, 2 * s)), START)  # last: global
+        # the strategy bandit's sums: a row per cell, per region (REGION_PRECISION), global
+        fields, self.region_of = strategy_rows(cells.names, self.settings)
+        self.regions = len(fields) - len(cells) - 1
+        self.strategy_sums = Decayed(np.zeros((len(fields), 2 * s)), START)
+        # each ad's region, for the regional category priors
+        precision = self.settings.region_precision
+        self.ad_region_names, self.ad_region = (
+            np.unique(geo.encode_many(world.lat, world.lon, precision), return_inverse=True)
+            if precision and not policy.plain else (np.array([]), None))
         self.rates = PriorRates.fallback(self.settings.reward_model, self.prior)
         # an ad arriving during the run is created then; one that leaves expires then
         arrives, leaves = np.isfinite(world.arrive), np.isfinite(world.leave)
@@ -282,11 +297,16 @@ class Twin:
         evidence = Evidence(*self.evidence.at(now, s.stats_half_life_s)[:, live])
         self.rates = empirical_rates(evidence, self.world.category[live], s.reward_model,
                                      s.save_weight, self.prior)
+        if self.ad_region is not None:
+            self.rates = regional_rates(evidence, self.world.category[live],
+                                        self.ad_region[live], self.ad_region_names.tolist(),
+                                        s.reward_model, s.save_weight, self.rates)
         return self.rates
 
     def ad_posterior(self, now: float) -> AdPosterior:
         s = self.settings
-        return ad_posterior(self.current_evidence(now), self.rates.for_ads(self.world.category),
+        return ad_posterior(self.current_evidence(now),
+                            self.rates.for_ads(self.world.category, self.ad_region),
                             s.reward_model, s.save_weight)
 
     # -- regeneration ------------------------------------------------------------------
@@ -296,8 +316,13 @@ class Twin:
         width = len(self.strategies)
         prior = StrategyPrior(strength=s.strategy_prior_strength,
                               cell_min_feeds=s.strategy_cell_min_feeds, floor=s.strategy_floor)
+        regions = None
+        if self.region_of is not None:
+            rows = sums[len(self.cells):-1]
+            regions = RegionSums(self.region_of[cells], rows[:, :width], rows[:, width:])
         return strategy_probabilities(sums[cells, :width], sums[cells, width:], sums[-1, :width],
-                                      sums[-1, width:], prior, self.rng, STRATEGY_DRAWS)
+                                      sums[-1, width:], prior, self.rng, STRATEGY_DRAWS,
+                                      regions)
 
     def build(self, cells: np.ndarray, now: float) -> None:
         """Rebuild these cells' feeds from the stored priors: their strategy probabilities
@@ -483,15 +508,18 @@ class Twin:
                 self.posterior = self.ad_posterior(now)
             return
         width = len(self.strategies)
-        rows = len(self.cells) + 1
+        cells = len(self.cells)
         applies = (outcomes.applied * age).sum(axis=1)
         feed_age = age[:, 0]
-        sums = np.zeros((rows, 2 * width))
+        sums = np.zeros((cells + self.regions + 1, 2 * width))
         for column, weights in ((served.strategy, feed_age),
                                 (served.strategy + width, applies)):
-            flat = np.bincount(cell * 2 * width + column, weights, minlength=(rows - 1) * 2 * width)
-            sums[:-1] += flat.reshape(rows - 1, 2 * width)
-        sums[-1] = sums[:-1].sum(axis=0)
+            flat = np.bincount(cell * 2 * width + column, weights, minlength=cells * 2 * width)
+            sums[:cells] += flat.reshape(cells, 2 * width)
+        if self.region_of is not None:          # each cell's sums into its region's too
+            placed = self.region_of >= 0
+            np.add.at(sums, cells + self.region_of[placed], sums[:cells][placed])
+        sums[-1] = sums[:cells].sum(axis=0)
         self.strategy_sums.add(now, s.stats_half_life_s, sums)
 
 
@@ -509,11 +537,17 @@ class Track:
     crowded: list[int] = field(default_factory=list)   # feeds with > 2 of one employer in 10
     largest: list[int] = field(default_factory=list)   # slots of the world's largest employer
     unruled: list[float] = field(default_factory=list)  # expected applies without the rule
+    feed_value: list[np.ndarray] = field(default_factory=list)     # per feed, per batch
+    feed_strategy: list[np.ndarray] = field(default_factory=list)  # per feed, per batch
     seconds: float = 0.0
 
     def record(self, world: World, shown: np.ndarray, outcomes: Outcomes | None,
-               served: Served | None = None, strategies: int = 0, phase: int = 0) -> None:
-        value = world.slot_value(shown, phase)
+               served: Served | None = None, strategies: int = 0, phase: int = 0,
+               users: np.ndarray | None = None) -> None:
+        value = world.slot_value(shown, phase, users)
+        self.feed_value.append(value.sum(axis=1))
+        if served is not None:
+            self.feed_strategy.append(served.strategy)
         self.impressions.append(int((shown >= 0).sum()))
         self.expected.append(float(value.sum()))
         self.applies.append(int(outcomes.applied.sum()) if outcomes else 0)
@@ -522,7 +556,7 @@ class Track:
         self.crowded.append(int(breaks_rule(codes[:, :WINDOW], 2).sum()))
         self.largest.append(int((codes == world.largest_employer).sum()))
         if served is not None and served.unruled is not None:
-            self.unruled.append(float(world.slot_value(served.unruled, phase).sum()))
+            self.unruled.append(float(world.slot_value(served.unruled, phase, users).sum()))
         if served is not None and strategies > 1:
             by = served.strategy
             self.strategy_feeds.append(np.bincount(by, minlength=strategies).tolist())
@@ -588,14 +622,15 @@ def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
         xyz, cell = user_xyz[lo:hi], cell_of[lo:hi]
         within = world.within(xyz, traffic.radius_km)
         best = world.oracle(within & world.live_at(share)[None, :], traffic.limit, phase)
-        tracks[ORACLE].record(world, best, world.act(best, oracle_behaviour, phase), phase=phase)
+        tracks[ORACLE].record(world, best, world.act(best, oracle_behaviour, phase, xyz),
+                              phase=phase, users=xyz)
         now = t0 + interval_s
         for name, twin in twins.items():
             tick = time.perf_counter()
             served = twin.serve(cell, xyz, within, traffic.limit, traffic.radius_km, t0)
-            outcomes = world.act(served.shown, behaviour[name], phase)
+            outcomes = world.act(served.shown, behaviour[name], phase, xyz)
             tracks[name].record(world, served.shown, outcomes, served, len(twin.strategies),
-                                phase)
+                                phase, xyz)
             if name == THOMPSON_WITH_STRATEGIES:
                 probabilities.append(twin.probabilities[cell].mean(axis=0).tolist())
             twin.rollup(cell, served, outcomes, served_at, now)

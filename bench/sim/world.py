@@ -43,7 +43,10 @@ NEIGHBOURHOODS: dict[str, tuple[float, float, float, float]] = {
     "reinickendorf": (52.5880, 13.3280, 1.5, 3), "zehlendorf": (52.4340, 13.2590, 1.5, 2),
 }
 TOWN_CENTRE = (51.3397, 12.3731)   # a town of its own (Leipzig's market square)
-LAYOUTS = ("berlin", "town")
+SECOND_TOWN = (51.0504, 13.7373)   # two-towns: the second (Dresden, another region)
+NEW_DISTRICT_KM = 2.5              # two-towns: each town's new district, this far east
+NEW_DISTRICT_RADIUS_KM = 0.6
+LAYOUTS = ("berlin", "town", "two-towns")
 SIGNALS = ("both", "view", "apply")
 IMPRESSIONS = ("shown", "scrolled")
 CATEGORIES = tuple(ROLES)
@@ -51,6 +54,9 @@ CATEGORIES = tuple(ROLES)
 # hires on the spot, engineering candidates look around).
 CATEGORY_LIFT = {"engineering": 0.6, "hospitality": 1.3, "logistics": 1.2, "retail": 1.1,
                  "care": 1.0, "office": 0.8}
+# two-towns: the second town's lifts, where what sells is what does not in the first
+SECOND_TOWN_LIFT = {"engineering": 1.3, "hospitality": 0.6, "logistics": 0.8, "retail": 1.0,
+                    "care": 1.1, "office": 1.2}
 KM_PER_DEG_LAT = 111.2
 MAX_RATE = 0.95
 
@@ -85,6 +91,11 @@ class WorldSpec:
     big_employer_share: float = 0.0    # one employer posts this share of the ads besides
     employer_fatigue: float = 1.0      # each earlier ad of an ad's employer in the feed
     #                                    multiplies its view rate by this (1: no effect)
+    near_km: float = 0.0               # two-towns: the first town's users view an ad d km
+    #                                    away exp(-d / near_km) as often (0: distance is moot)
+    new_district_at: float = 1.0       # two-towns: from this share of the run a share of the
+    new_district_users: float = 0.25   # users come from each town's new district, where
+    new_district_ads: float = 0.15     # this share of each town's ads arrives then
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("layout", self.layout, LAYOUTS),
@@ -98,6 +109,10 @@ class WorldSpec:
             raise ValueError("ads_per_employer must be >= 1 and employer_skew >= 0")
         if not 0 <= self.big_employer_share < 1 or not 0 < self.employer_fatigue <= 1:
             raise ValueError("big_employer_share must be in [0, 1), employer_fatigue in (0, 1]")
+
+    @property
+    def towns(self) -> int:
+        return 2 if self.layout == "two-towns" else 1
 
     def examine(self, positions: np.ndarray) -> np.ndarray:
         """b(p): the probability that a user examines the ad at (1-based) position p."""
@@ -141,6 +156,7 @@ class World:
     arrive: np.ndarray           # when each ad goes live, as a share of the run
     leave: np.ndarray            # when it expires (inf: never)
     employer: np.ndarray         # uint64: each ad's employer code, as the service derives it
+    town: np.ndarray             # two-towns: which town each ad is in (else all 0)
     titles: list[str] = field(repr=False)
     companies: list[str] = field(repr=False)
 
@@ -204,23 +220,37 @@ class World:
             earlier[:, d:] += (codes[:, d:] == codes[:, :-d]) & (codes[:, d:] != 0)
         return self.spec.employer_fatigue ** earlier
 
-    def slot_value(self, shown: np.ndarray, phase: int = 0) -> np.ndarray:
+    def nearness(self, shown: np.ndarray, users: np.ndarray | None) -> np.ndarray:
+        """(feeds, limit): what each slot's view rate is multiplied by for the distance from
+        its user (``users``: their unit vectors), exp(-d / near_km) for an ad of the first
+        town of two (1 elsewhere, and without ``near_km`` or users)."""
+        if not self.spec.near_km or users is None:
+            return np.ones(shown.shape)
+        ads = np.maximum(shown, 0)
+        km = geo.dot_to_km(np.einsum("fld,fd->fl", self.xyz[ads], users))
+        return np.where(self.town[ads] == 0, np.exp(-km / self.spec.near_km), 1.0)
+
+    def slot_value(self, shown: np.ndarray, phase: int = 0,
+                   users: np.ndarray | None = None) -> np.ndarray:
         """(feeds, limit) expected applies of each slot: b(p) x view rate x apply rate (x the
-        employer fatigue)."""
+        employer fatigue, x the nearness to ``users``)."""
         positions = np.arange(1, shown.shape[1] + 1)
         return np.where(shown >= 0, self.spec.examine(positions)[None, :]
-                        * self.value_at(phase)[np.maximum(shown, 0)] * self.fatigue(shown),
-                        0.0)
+                        * self.value_at(phase)[np.maximum(shown, 0)] * self.fatigue(shown)
+                        * self.nearness(shown, users), 0.0)
 
-    def act(self, shown: np.ndarray, rng: np.random.Generator, phase: int = 0) -> Outcomes:
-        """Sample what users do with the shown slots (-1: an empty slot, nothing happens)."""
+    def act(self, shown: np.ndarray, rng: np.random.Generator, phase: int = 0,
+            users: np.ndarray | None = None) -> Outcomes:
+        """Sample what users do with the shown slots (-1: an empty slot, nothing happens);
+        ``users``: their unit vectors, where distance matters to them."""
         ads = np.maximum(shown, 0)
         positions = np.arange(1, shown.shape[1] + 1)
         depth = rng.random(len(shown))[:, None]      # one scroll depth per feed
         u = rng.random((3, *shown.shape))
         slot = shown >= 0
         examined = slot & (depth < self.spec.examine(positions)[None, :])
-        viewed = examined & (u[0] < self.view_rates[phase][ads] * self.fatigue(shown))
+        viewed = examined & (u[0] < self.view_rates[phase][ads] * self.fatigue(shown)
+                             * self.nearness(shown, users))
         apply_rate = self.apply_rates[phase][ads]
         return Outcomes(impressed=slot if self.spec.impressions == "shown" else examined,
                         viewed=viewed,
@@ -228,9 +258,16 @@ class World:
                         applied=viewed & (u[2] < apply_rate))
 
     def users(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Where ``count`` users stand when they ask for a feed."""
+        """Where ``count`` users stand when they ask for a feed, in the run's order."""
         if self.spec.layout == "town":
             return _disk(count, self.spec.town_user_radius_km, rng)
+        if self.spec.layout == "two-towns":
+            town = rng.integers(2, size=count)
+            lat, lon = _disk(count, self.spec.town_user_radius_km, rng, _centres(town))
+            later = np.arange(count) >= self.spec.new_district_at * count
+            moved = later & (rng.random(count) < self.spec.new_district_users)
+            dlat, dlon = _disk(count, NEW_DISTRICT_RADIUS_KM, rng, _districts(town))
+            return np.where(moved, dlat, lat), np.where(moved, dlon, lon)
         shares = np.array([v[3] for v in NEIGHBOURHOODS.values()])
         return _scatter(rng.choice(len(shares), size=count, p=shares / shares.sum()),
                         self.spec.user_spread_km, rng)
@@ -273,12 +310,25 @@ def _scatter(hood: np.ndarray, spread_km: float,
     return _offset(centres[hood, 0], centres[hood, 1], *rng.normal(0.0, spread_km, (2, len(hood))))
 
 
-def _disk(count: int, radius_km: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Points spread evenly over a disk around the town's centre."""
+def _disk(count: int, radius_km: float, rng: np.random.Generator,
+          centres: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Points spread evenly over a disk around the town's centre (or around each point's
+    own centre of ``centres``)."""
     r = radius_km * np.sqrt(rng.random(count))
     angle = rng.uniform(0.0, 2 * np.pi, count)
-    return _offset(np.full(count, TOWN_CENTRE[0]), np.full(count, TOWN_CENTRE[1]),
-                   r * np.cos(angle), r * np.sin(angle))
+    lat0, lon0 = centres or (np.full(count, TOWN_CENTRE[0]), np.full(count, TOWN_CENTRE[1]))
+    return _offset(lat0, lon0, r * np.cos(angle), r * np.sin(angle))
+
+
+def _centres(town: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's town centre (two-towns: 0 the first, 1 the second)."""
+    return (np.where(town == 0, TOWN_CENTRE[0], SECOND_TOWN[0]),
+            np.where(town == 0, TOWN_CENTRE[1], SECOND_TOWN[1]))
+
+
+def _districts(town: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's town's new district: NEW_DISTRICT_KM east of its centre."""
+    return _offset(*_centres(town), np.zeros(len(town)), np.full(len(town), NEW_DISTRICT_KM))
 
 
 def _offset(lat0: np.ndarray, lon0: np.ndarray, north_km: np.ndarray,
@@ -287,14 +337,18 @@ def _offset(lat0: np.ndarray, lon0: np.ndarray, north_km: np.ndarray,
     return lat, lon0 + east_km / (KM_PER_DEG_LAT * np.cos(np.radians(lat0)))
 
 
-def _rates(spec: WorldSpec, category: np.ndarray,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _rates(spec: WorldSpec, category: np.ndarray, rng: np.random.Generator,
+           town: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(view rate, apply rate, standout) of ``len(category)`` ads: the signal's stage varies
-    by ad (standouts ``standout_lift`` times the mean) and by category; a stage that carries
-    no signal is the same for every ad."""
+    by ad (standouts ``standout_lift`` times the mean) and by category (in the second town of
+    two, by SECOND_TOWN_LIFT); a stage that carries no signal is the same for every ad."""
     n = len(category)
     standout = rng.random(n) < spec.standout_share
-    lift = np.array([CATEGORY_LIFT[c] for c in CATEGORIES])[category]
+    lifts = np.array([CATEGORY_LIFT[c] for c in CATEGORIES])
+    lift = lifts[category]
+    if town is not None:
+        second = np.array([SECOND_TOWN_LIFT[c] for c in CATEGORIES])
+        lift = np.where(town == 1, second[category], lift)
 
     def varied(mean: float, concentration: float) -> np.ndarray:
         high = min(spec.standout_lift * mean, 0.9)
@@ -333,14 +387,19 @@ def make_world(spec: WorldSpec = WorldSpec(), seed: int = 1) -> World:
     """The city for ``seed``: the same ads, places and hidden rates every time."""
     rng = np.random.default_rng([seed, 0])
     n = spec.ads
+    town = np.zeros(n, dtype=np.int64)
     if spec.layout == "town":
         lat, lon = _disk(n, spec.town_radius_km, rng)
+    elif spec.layout == "two-towns":
+        town = rng.integers(2, size=n)
+        lat, lon = _disk(n, spec.town_radius_km, rng, _centres(town))
     else:
         shares = np.array([v[2] for v in NEIGHBOURHOODS.values()])
         lat, lon = _scatter(rng.choice(len(shares), size=n, p=shares / shares.sum()),
                             spec.ad_spread_km, rng)
     category = rng.integers(len(CATEGORIES), size=n)
-    view_rate, apply_rate, standout = _rates(spec, category, rng)
+    view_rate, apply_rate, standout = _rates(spec, category, rng,
+                                             town if spec.towns == 2 else None)
     roles = [ROLES[c] for c in CATEGORIES]
     titles = [SENIORITY[rng.integers(len(SENIORITY))] + roles[k][rng.integers(len(roles[k]))]
               for k in category]
@@ -350,7 +409,7 @@ def make_world(spec: WorldSpec = WorldSpec(), seed: int = 1) -> World:
     later = np.random.default_rng([seed, 6])
     views, applies, standouts = [view_rate], [apply_rate], [standout]
     if spec.drift_share > 0:
-        v2, a2, s2 = _rates(spec, category, later)
+        v2, a2, s2 = _rates(spec, category, later, town if spec.towns == 2 else None)
         moved = later.random(n) < spec.drift_share
         views.append(np.where(moved, v2, view_rate))
         applies.append(np.where(moved, a2, apply_rate))
@@ -360,10 +419,16 @@ def make_world(spec: WorldSpec = WorldSpec(), seed: int = 1) -> World:
         leave = arrive + spec.lifetime
     else:
         arrive, leave = np.full(n, -np.inf), np.full(n, np.inf)
+    if spec.towns == 2:          # each town's new district: its ads arrive when it opens
+        district = later.random(n) < spec.new_district_ads
+        dlat, dlon = _disk(n, NEW_DISTRICT_RADIUS_KM, later, _districts(town))
+        lat, lon = np.where(district, dlat, lat), np.where(district, dlon, lon)
+        arrive = np.where(district, spec.new_district_at, arrive)
+        leave = np.where(district, np.inf, leave)
     companies = _companies(spec, n, np.random.default_rng([seed, 7]))
     return World(spec=spec, seed=seed, ad_ids=[f"sim-{i:05d}" for i in range(n)],
                  lat=lat, lon=lon, xyz=geo.unit_vectors(lat, lon), category=category,
                  age_s=age_s, view_rates=np.stack(views), apply_rates=np.stack(applies),
                  standouts=np.stack(standouts), arrive=arrive, leave=leave,
                  employer=np.array([employer_code(c) for c in companies], dtype=np.uint64),
-                 titles=titles, companies=companies)
+                 town=town, titles=titles, companies=companies)

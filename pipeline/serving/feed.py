@@ -406,14 +406,16 @@ def employer_rule(feed: CellFeed, pick: Pick, chosen: Chosen, cap: int,
 
 
 def rules_text(settings: Settings) -> str:
-    """The feed rules in force, as a served feed's provenance keeps them.
+    """The feed rules' settings in force (and the region pooling's), as a served feed's
+    provenance keeps them.
 
     >>> from config import load_settings
     >>> rules_text(load_settings({}))
-    'MAX_PER_EMPLOYER=2 FREQ_CAP=3 FREQ_WINDOW_S=604800'
+    'MAX_PER_EMPLOYER=2 FREQ_CAP=3 FREQ_WINDOW_S=604800 FREQ_MAX_ADS=100 REGION_PRECISION=4'
     """
     return (f"MAX_PER_EMPLOYER={settings.max_per_employer} FREQ_CAP={settings.freq_cap} "
-            f"FREQ_WINDOW_S={settings.freq_window_s}")
+            f"FREQ_WINDOW_S={settings.freq_window_s} FREQ_MAX_ADS={settings.freq_max_ads} "
+            f"REGION_PRECISION={settings.region_precision}")
 
 
 def served_entry(feed_id: str, now: float, cell: str, pick: Pick, feed: CellFeed,

@@ -269,3 +269,47 @@ def test_a_policy_without_the_employer_rule_differs_only_by_the_rule():
     on = run_fast(w, load_settings({}), Traffic(feeds=600), 4, pair)
     assert sum(on.policies[pair[0]].crowded) == 0 < sum(on.policies[pair[1]].crowded)
     assert on.policies[pair[1]].expected == off.policies[pair[1]].expected
+
+
+def test_two_towns_differ_in_what_sells_and_open_a_new_district_halfway():
+    spec = WorldSpec(ads=4000, layout="two-towns", near_km=2.0, new_district_at=0.5)
+    w = make_world(spec, 1)
+    assert set(np.unique(w.town).tolist()) == {0, 1}
+    regions = {t: set(geo.encode_many(w.lat[w.town == t], w.lon[w.town == t], 4).tolist())
+               for t in (0, 1)}
+    assert not regions[0] & regions[1]                       # each town a region of its own
+    engineering = world.CATEGORIES.index("engineering")
+    by_town = [w.value[(w.town == t) & (w.category == engineering)].mean() for t in (0, 1)]
+    assert by_town[1] > 1.5 * by_town[0]                     # what sells differs
+    district = w.arrive == 0.5
+    assert 0.1 < district.mean() < 0.2 and np.isinf(w.arrive[~district]).all()
+    lat, lon = w.users(2000, np.random.default_rng(0))
+    east = [lon[:1000], lon[1000:]]
+    far = [np.mean(e > np.where(lat[:len(e)] > 51.2, 12.3731, 13.7373) + 0.025)
+           for e in east]
+    assert far[0] < 0.01 < 0.15 < far[1]                     # the district from halfway on
+
+
+def test_distance_matters_in_the_first_town_only():
+    w = make_world(WorldSpec(ads=400, layout="two-towns", near_km=2.0), 1)
+    first, second = np.flatnonzero(w.town == 0)[:1], np.flatnonzero(w.town == 1)[:1]
+    shown = np.array([[first[0], second[0]]])
+    near = geo.unit_vectors(*[np.array([v]) for v in (w.lat[first[0]], w.lon[first[0]])])
+    far_lat, far_lon = w.lat[first[0]] + 4 / 111.2, w.lon[first[0]]
+    far = geo.unit_vectors(np.array([far_lat]), np.array([far_lon]))
+    assert w.nearness(shown, near)[0, 0] == pytest.approx(1.0, abs=1e-3)
+    assert w.nearness(shown, far)[0, 0] == pytest.approx(np.exp(-2.0), rel=0.01)
+    assert w.nearness(shown, far)[0, 1] == 1.0
+
+
+def test_the_twin_pools_its_strategy_sums_into_regions_as_the_service_does():
+    w = make_world(WorldSpec(ads=300, layout="two-towns"), 2)
+    settings = load_settings({})
+    run = run_fast(w, settings, Traffic(feeds=1200), 3, [fast.THOMPSON_WITH_STRATEGIES])
+    assert run.cells > 2
+    lat, lon = fast.user_points(w, 1200, 3)
+    names = np.unique(geo.encode_many(lat, lon, settings.geohash_precision)).tolist()
+    twin = Twin(w, settings, Cells.around(w, names, settings), Policy(()),
+                np.random.default_rng(0))
+    assert twin.regions == 2 and set(twin.region_of.tolist()) == {0, 1}
+    assert twin.ad_region_names.tolist() == sorted(set(geo.encode_many(w.lat, w.lon, 4)))

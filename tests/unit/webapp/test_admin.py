@@ -53,7 +53,8 @@ def test_the_provenance_names_the_ads_the_employer_rule_moved(client, admin, fak
         moved += served["employer_moved"]
         assert served["frequency_moved"] == []
         assert served["rules"] == {"MAX_PER_EMPLOYER": 2, "FREQ_CAP": 3,
-                                   "FREQ_WINDOW_S": 604800}
+                                   "FREQ_WINDOW_S": 604800, "FREQ_MAX_ADS": 100,
+                                   "REGION_PRECISION": 4}
     assert moved and all(int(a[3:]) < 12 for a in moved)
 
 

@@ -385,7 +385,8 @@ def test_a_capped_ad_goes_below_the_first_screen_of_that_users_feed(fake_store, 
     log.flush()
     last = fake_store.r.xrange(Keys.served)[-1][1]
     assert last[b"frequency_moved"].decode().split() == capped
-    assert last[b"rules"] == b"MAX_PER_EMPLOYER=0 FREQ_CAP=3 FREQ_WINDOW_S=604800"
+    assert last[b"rules"] == (b"MAX_PER_EMPLOYER=0 FREQ_CAP=3 FREQ_WINDOW_S=604800 "
+                              b"FREQ_MAX_ADS=100 REGION_PRECISION=4")
 
 
 def test_the_other_ads_fill_the_limit_before_a_capped_one(fake_store, rng):
