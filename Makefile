@@ -55,6 +55,7 @@ bench: $(BIN)/.installed-dev
 	$(BIN)/python -m bench.report_ctr
 	$(BIN)/python -m bench.employers --jobs 2
 	$(BIN)/python -m bench.user_memory
+	$(BIN)/python -m bench.regions
 	$(BIN)/python -m bench.simulate --fast --core 0 --seeds 8
 	$(BIN)/python -m bench.worlds --jobs 2
 	$(BIN)/python -m bench.worlds --sweep --seeds 3 --jobs 2

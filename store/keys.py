@@ -234,13 +234,14 @@ class Keys:
 
     @staticmethod
     def user_shown(user_id: str) -> str:
-        """The frequency cap's count of each ad's impressions to the user, in its window."""
-        return f"user:{user_id}:shown"
+        """The frequency cap's count of each ad's impressions to the user, in its window
+        (tagged by the user, like ``user_capped``: one slot for the script that writes both)."""
+        return f"user:{{{user_id}}}:shown"
 
     @staticmethod
     def user_capped(user_id: str) -> str:
         """The ads the frequency cap moves below the first screen of the user's feeds."""
-        return f"user:{user_id}:capped"
+        return f"user:{{{user_id}}}:capped"
 
     @staticmethod
     def position_epoch(epoch: int) -> str:

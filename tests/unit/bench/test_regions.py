@@ -9,7 +9,7 @@ from bench import regions
 
 
 def test_a_small_run_compares_regions_with_none_and_writes_its_results(tmp_path: Path):
-    assert regions.main(["--seeds", "2", "--scale", "0.15", "--jobs", "1",
+    assert regions.main(["--seeds", "2", "--scale", "0.5", "--jobs", "2",
                          "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "regions.json").read_text())
     first, second = result["summary"]["0"], result["summary"]["1"]

@@ -60,10 +60,14 @@ def test_no_two_keys_are_spelled_alike():
 
 def test_the_keys_tagged_ev_share_one_cluster_slot_and_no_key_has_another_tag():
     """The store's atomic steps over events, counters and evidence touch only ``{ev}`` keys
-    together, so on Redis Cluster they would still live on one node."""
+    together, so on Redis Cluster they would still live on one node. The one other tag is a
+    user's, on the frequency cap's two keys, which its script writes together."""
     keys = [*fixed_keys().values(),
             *itertools.chain.from_iterable(spelled(m) for m in key_makers().values())]
-    tagged = [k for k in keys if "{" in k]
+    users = [k for k in keys if k.startswith("user:{")]
+    assert users and all(k.endswith(("}:shown", "}:capped")) for k in users), users
+    assert key_slot(Keys.user_shown("u7").encode()) == key_slot(Keys.user_capped("u7").encode())
+    tagged = [k for k in keys if "{" in k and not k.startswith("user:{")]
     assert tagged and all(k.startswith("{ev}:") for k in tagged), tagged      # (partitions:
     # the test above; on a cluster, store.keys.ClusterKeys: test_store_on_cluster.py)
     assert {key_slot(k.encode()) for k in tagged} == {key_slot(b"{ev}")}
