@@ -3,11 +3,12 @@ of two regions (issue 18, item 3).
 
 The world (``TWO_REGIONS``): two towns a hundred kilometres apart, each its own region at
 REGION_PRECISION 4. They differ in what sells (engineering ads apply twice as well in the
-second town as in the first, hospitality half as well), and in how their users choose: in the first
-town an ad d km away is viewed exp(-d / 1 km) as often, so sorting each screen nearest first
-pays there, while in the second distance does not matter (there, as over both towns
-together, sorting each screen by posterior mean, ``popular``, does best). Halfway through the run each town opens a new district 2.5 km east of its centre:
-from then on a quarter of each town's users ask from there, cells never asked from before,
+second town as in the first, hospitality half as well), and in how their users choose: in
+the first town an ad d km away is viewed exp(-d / 1 km) as often, so sorting each screen
+nearest first pays there, while in the second distance does not matter (there, as over both
+towns together, sorting each screen by posterior mean, ``popular``, does best). Halfway
+through the run each town opens a new district 2.5 km east of its centre: from then on a
+quarter of each town's users ask from there, cells never asked from before,
 and 15 % of each town's ads go live there, with no evidence of their own.
 
 Each seed runs the world twice in fast mode with the same users: with REGION_PRECISION 4 (a
