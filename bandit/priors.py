@@ -264,15 +264,18 @@ def fit_regional(stages: list[tuple[np.ndarray, np.ndarray]], groups: np.ndarray
         mean = np.divide(np.bincount(cell, weight * rates_, size * count), total,
                          out=np.zeros(size * count), where=total > 0)
         parent = np.tile(rates.groups[:, stage], size)
-        binomial = np.clip(parent * (1.0 - parent), 1e-12, None)
-        # DerSimonian-Laird: the spread of the regions' means around their group's beyond
-        # their noise (binomial / weight), as a share of the binomial variance
+        # DerSimonian-Laird: the spread of the regions' means around their group's pooled
+        # mean (the same ads' weighted mean: one degree of freedom a group) beyond their
+        # noise (binomial / weight), as a share of the binomial variance
+        group_of = np.arange(size * count) % count
         seen = total > 0
-        q = float((total * (mean - parent) ** 2 / binomial)[seen].sum())
-        by_group = np.bincount(np.arange(size * count) % count, seen, count)
-        df = float(seen.sum() - (by_group > 0).sum())
-        w1 = np.bincount(np.arange(size * count) % count, total, count)
-        w2 = np.bincount(np.arange(size * count) % count, total ** 2, count)
+        w1 = np.bincount(group_of, total, count)
+        w2 = np.bincount(group_of, total ** 2, count)
+        pooled = np.divide(np.bincount(group_of, total * mean, count), w1,
+                           out=np.zeros(count), where=w1 > 0)[group_of]
+        binomial = np.clip(pooled * (1.0 - pooled), 1e-12, None)
+        q = float((total * (mean - pooled) ** 2 / binomial)[seen].sum())
+        df = float(seen.sum() - (w1 > 0).sum())
         spread = float((w1 - np.divide(w2, w1, out=np.zeros(count), where=w1 > 0)).sum())
         share = max(q - df, 0.0) / spread if spread > 0 else 0.0
         if share <= 0:

@@ -225,8 +225,12 @@ class Settings(BaseModel):
             raise ValueError("STRATEGY_FLOOR times the number of FEED_STRATEGIES must not "
                              "exceed 1")
         if self.region_precision >= self.geohash_precision:
-            raise ValueError("REGION_PRECISION must be below GEOHASH_PRECISION (a region holds "
-                             "cells), or 0 to pool cells straight into the global evidence")
+            if "region_precision" in self.model_fields_set:
+                raise ValueError("REGION_PRECISION must be below GEOHASH_PRECISION (a region "
+                                 "holds cells), or 0 to pool cells straight into the global "
+                                 "evidence")
+            # the default, under a GEOHASH_PRECISION as coarse as it: one step coarser
+            object.__setattr__(self, "region_precision", self.geohash_precision - 1)
         if self.geohash_precision == 7 and self.feed_radius_km > 20:
             raise ValueError("GEOHASH_PRECISION 7 allows FEED_RADIUS_KM up to 20")
         return self

@@ -291,7 +291,7 @@ class EventStore:
                      half_life_s: float, strategies: Sequence[str],
                      credited_ttl_s: int = 8 * 86_400, position_width: int = 0,
                      epoch_ttl_s: int = 86_400, partition: int = 0,
-                     acknowledge: bool = True) -> int:
+                     acknowledge: bool = True, left_out: set[str] | None = None) -> int:
         """Count a block of events and XACK it, atomically (``scripts.ROLLUP``): raw
         counters, per-day counters (also per strategy), each ad's decayed evidence and its
         position counts in its epoch (rows of ``position_width``), and, once per feed, the
@@ -302,7 +302,8 @@ class EventStore:
         In a partition other than 0 the strategy credits are listed in the partition, and
         ``settle_credits`` applies them. Without ``acknowledge`` (a replay of archived
         events, which no stream holds) the block is counted with no entry checked or
-        acknowledged. Returns the events counted."""
+        acknowledged. Returns the events counted; ``left_out`` (when given) receives the
+        entries left out."""
         block = rows if isinstance(rows, RollupBlock) else RollupBlock.of(rows)
         part = self.parts[partition]
         strategies_key = self.k.strategies if partition == 0 else part.credits
@@ -312,7 +313,10 @@ class EventStore:
             reply = self._rollup(keys=keys, args=args)
             if not isinstance(reply, list):
                 return int(reply)
-            block = block.without({_s(entry) for entry in reply})
+            gone = {_s(entry) or "" for entry in reply}
+            if left_out is not None:
+                left_out |= gone
+            block = block.without(gone)
 
     def settle_credits(self, partition: int, now: float, half_life_s: float, strategies: int,
                        credited_ttl_s: int = 8 * 86_400, chunk: int = 100) -> int:

@@ -127,14 +127,13 @@ class FeedStore:
                             width: int) -> np.ndarray:
         """(regions, codes, width): each region's stored prior row of each code; NaN where
         none (a region or a category with no means of its own)."""
-        if not regions:
-            return np.full((0, len(codes), width), np.nan)
+        if not regions or not len(codes):
+            return np.full((len(regions), len(codes), width), np.nan)
         with self.r.pipeline(transaction=False) as p:
             for region in regions:
                 p.hmget(self.k.regional_priors(model, region), [str(c) for c in codes])
             replies = p.execute()
-        return np.stack([float_rows(r, width) for r in replies]) if codes else \
-            np.full((len(regions), 0, width), np.nan)
+        return np.stack([float_rows(r, width) for r in replies])
 
     def prior_rows(self, model: str, codes: Sequence[int],
                    width: int) -> tuple[np.ndarray, np.ndarray]:

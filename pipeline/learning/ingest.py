@@ -154,6 +154,14 @@ class Columns:
     def __len__(self) -> int:
         return len(self.entry_id)
 
+    def without(self, entries: set[str]) -> Columns:
+        """These columns but the events of ``entries``."""
+        keep = [i for i, e in enumerate(self.entry_id) if e not in entries]
+        users = self.user_id or [None] * len(self)
+        return Columns([self.entry_id[i] for i in keep], [self.ad_id[i] for i in keep],
+                       self.type_index[keep], self.ts[keep], self.position[keep],
+                       [self.feed_id[i] for i in keep], [users[i] for i in keep])
+
 
 TYPE_INDEX = {kind: stat_type_index(kind) for kind in EVENT_TYPES}
 

@@ -595,12 +595,32 @@ def build_one_cell(store: Store, cell: str, settings: Settings, now: float,
 
 
 def regions_around(cell: str, settings: Settings) -> list[str]:
-    """The regions a cell's candidates may lie in: its own and the eight around it (a region
-    is far wider than a cell's reach); none without REGION_PRECISION."""
+    """The regions a cell's candidates may lie in: those that touch the circle of its
+    candidates' reach (``candidate_radius_km``, with the search's slack); none without
+    REGION_PRECISION.
+
+    >>> from config import load_settings
+    >>> regions_around("u09tvw", load_settings({}))
+    ['u09t', 'u09w']
+    """
     if not 0 < settings.region_precision < len(cell):
         return []
+    lat, lon = geo.decode(cell)
+    try:
+        found = geo.cells_covering(lat, lon, candidate_radius_km(cell, settings) * SEARCH_SLACK,
+                                   settings.region_precision)
+    except ValueError:
+        found = []
+    if 0 < len(found) <= MISS_REGIONS:
+        return found
+    # regions far smaller than the reach (REGION_PRECISION near GEOHASH_PRECISION): a miss
+    # reads its own and the eight around it, the farther candidates taking their category's
+    # priors everywhere
     region = cell[:settings.region_precision]
     return [region, *geo.neighbours(region)]
+
+
+MISS_REGIONS = 25   # the most regions' priors a cell built on a miss reads
 
 
 def cell_feed(inputs: CellInputs, cell: str, settings: Settings, now: float,

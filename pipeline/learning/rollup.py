@@ -63,10 +63,11 @@ def count_block(store: Store, settings: Settings, entries: list[StreamEntry], no
     the frequency cap (``frequency.record_showings``). Returns events counted."""
     events = decode_entries(entries)
     block = rollup_block(events, settings, now, secret, examination, starts)
+    elsewhere: set[str] = set()          # entries another consumer counted: not ours
     counted = store.apply_rollup(block, now, settings.stats_half_life_s, STRATEGIES,
                                  CREDITED_TTL_S, POSITION_WIDTH, epoch_ttl_s(settings),
-                                 partition)
-    record_showings(store, settings, events, now)
+                                 partition, left_out=elsewhere)
+    record_showings(store, settings, events.without(elsewhere) if elsewhere else events, now)
     return counted
 
 

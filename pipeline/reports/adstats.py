@@ -25,12 +25,12 @@ def tidy(x: float) -> float:
 def summary_priors(store: Store, settings: Settings, found: Summaries) -> AdPriors:
     """The prior of each ad of ``found`` as the regeneration gives it: its category's, in
     its region (REGION_PRECISION) where the region has means of its own."""
-    codes = found.rows["cat"]
+    codes, group = np.unique(found.rows["cat"], return_inverse=True)   # each category once
     if not settings.region_precision:
-        return stored_priors(store, settings, codes).for_ads(np.arange(len(codes)))
+        return stored_priors(store, settings, codes).for_ads(group)
     regions = ad_regions(found.rows["lat"], found.rows["lon"], settings).tolist()
     rates = stored_priors(store, settings, codes, sorted(set(regions)))
-    return rates.for_ads(np.arange(len(codes)), rates.region_index(regions))
+    return rates.for_ads(group, rates.region_index(regions))
 
 
 def top_ads(store: Store, settings: Settings, now: float, n: int = 20) -> list[dict]:

@@ -187,8 +187,9 @@ def serve_feed(store: Store, settings: Settings, req: FeedRequest, now: float,
         user = user_ads(store, settings, req, now)
     pick = pick_order(feed, rng)
     cap = settings.max_per_employer
-    # the rules move ads down into the candidates past the limit
-    wanted = req.limit * (2 if cap or user.capped else 1)
+    # the rules move ads down into the candidates past the limit; the capped ads may be
+    # among the candidates, so as many more are taken
+    wanted = req.limit * (2 if cap or user.capped else 1) + len(user.capped)
     chosen = quick_ads(feed, pick, req, now, user.excluded, cards, wanted)
     if chosen is None:
         chosen = within_reach(feed, pick.order, req, now, user.excluded, cards, wanted)

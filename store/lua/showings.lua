@@ -1,8 +1,9 @@
 -- The frequency cap's counts of what users were shown and ignored. Per user, `shown` keeps
 -- each ad's impressions in its window: member the ad, score the window's start (whole
 -- seconds) plus count / 16; `capped` keeps the ads that reached the cap: member the ad,
--- score when. A window over (older than window_s) counts again from nothing; a view, save
--- or apply from the user (engaged) clears the ad from both. Each key keeps its newest
+-- score when it reached the cap (held for window_s from then: impressions below the first
+-- screen do not extend it). A window over (older than window_s) counts again from nothing;
+-- a view, save or apply from the user (engaged) clears the ad from both. Each key keeps its newest
 -- max_ads members and is forgotten window_s after its last write.
 -- KEYS: per user: its shown set, its capped set
 -- ARGV: now, window_s, cap, max_ads, then per user: the number of ads it was shown, the
@@ -28,9 +29,9 @@ for k = 1, #KEYS, 2 do
     local before = count
     count = math.min(count + times, 15)
     redis.call('ZADD', shown, from + count / 16, ad)
-    if count >= cap then
+    if count >= cap and before < cap then     -- held from when it reached the cap
       redis.call('ZADD', held, now, ad)
-      if before < cap then capped = capped + 1 end
+      capped = capped + 1
     end
   end
   i = i + 2 * n

@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bandit import AdPriors, Evidence, PriorRates, PriorSpec, ad_posterior, fit_stage
-from bandit.priors import STRENGTH_BOUNDS
+from bandit import (
+    AdPriors,
+    Evidence,
+    PriorRates,
+    PriorSpec,
+    ad_posterior,
+    fit_priors,
+    fit_stage,
+)
+from bandit.priors import STRENGTH_BOUNDS, fit_regional
 
 
 def binomial_ads(rng: np.random.Generator, rates: np.ndarray, trials: np.ndarray):
@@ -115,3 +123,22 @@ def test_the_fallback_priors_before_any_evidence_are_the_settings():
     with pytest.raises(ValueError):
         ad_posterior(Evidence.none(1), AdPriors(np.array([[0.1]]), np.array([[50.0]])),
                      "clicks", 0.0)
+
+
+def test_regions_that_do_not_differ_keep_their_categorys_means():
+    """Forty categories with different rates, four regions alike: each region keeps (within
+    a small part of the ads' noise) every category's mean, however far the categories' means
+    were drawn towards each other. (Seed 3: one where the noise spreads the regions a little
+    more than chance would, so the estimate is not exactly zero.)"""
+    rng = np.random.default_rng(3)
+    true = rng.uniform(0.03, 0.2, 40)
+    group = np.repeat(np.arange(40), 200)
+    region = np.tile(np.repeat(np.arange(4), 50), 40)
+    trials = np.full(len(group), 100.0)
+    successes = rng.binomial(100, true[group]).astype(float)
+    rates = fit_priors([(trials, successes)], group, "direct", PriorSpec(strength=50.0))
+    regional = fit_regional([(trials, successes)], group, region, rates, 4)
+    cell = region * 40 + group
+    raw = (np.bincount(cell, successes, 160) / np.bincount(cell, trials, 160)).reshape(4, 40)
+    noise = np.abs(raw - rates.groups[None, :, 0]).mean()
+    assert np.abs(regional[:, :, 0] - rates.groups[None, :, 0]).max() < 0.2 * noise

@@ -128,3 +128,12 @@ def test_a_rollup_batch_counted_in_events_by_an_older_version_is_refused_by_name
     assert load_settings({"ROLLUP_BATCH": "200"}).rollup_batch == 200
     with pytest.raises(SettingsError, match="ROLLUP_BATCH"):
         load_settings({"ROLLUP_BATCH": "5000"})
+
+
+def test_the_default_region_stays_coarser_than_a_coarse_cell():
+    """REGION_PRECISION's default (4) steps down under GEOHASH_PRECISION 4; set, it must be
+    coarser than the cells."""
+    assert load_settings({"GEOHASH_PRECISION": "4"}).region_precision == 3
+    assert load_settings({}).region_precision == 4
+    assert load_settings({"GEOHASH_PRECISION": "4", "REGION_PRECISION": "0"}).region_precision \
+        == 0

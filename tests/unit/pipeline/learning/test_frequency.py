@@ -67,3 +67,22 @@ def test_an_ad_ignored_three_times_leaves_the_first_screen_of_that_users_feed(
                         np.random.default_rng(i), None, log).as_dict()["ads"]
              for i in range(10)]
     assert any(set(first) & {a["ad_id"] for a in ads[:SCREEN]} for ads in other)
+
+
+def test_a_block_counted_elsewhere_in_part_counts_only_its_own_showings(fake_store, settings,
+                                                                        monkeypatch):
+    """When the rollup's step leaves out entries another consumer counted, their
+    impressions do not go to the frequency cap a second time."""
+    send(fake_store, settings, events_of("a1", NOW, impressions=3, user_id="u1"), NOW)
+    send(fake_store, settings, events_of("a2", NOW, impressions=3, user_id="u1"), NOW)
+    apply = fake_store.apply_rollup
+
+    def counted_elsewhere(block, *args, left_out=None, **kwargs):
+        first = block.entry_id[0]
+        if left_out is not None:
+            left_out.add(first)           # as the step reports an entry no longer pending
+        return apply(block.without({first}), *args, **kwargs)
+
+    monkeypatch.setattr(fake_store, "apply_rollup", counted_elsewhere)
+    run_rollup(fake_store, settings, NOW + 1)
+    assert capped(fake_store, "u1", NOW + 1) == {"a2"}

@@ -448,3 +448,21 @@ def test_a_user_s_capped_ads_are_read_with_their_exclusions(fake_store, rng):
         log.flush()
         moved = [f[b"frequency_moved"] for _, f in fake_store.r.xrange(Keys.served)[-5:]]
         assert set(moved) == ({top["ad_id"].encode()} if held else {b""})
+
+
+def test_a_user_with_many_capped_ads_still_gets_a_full_feed(fake_store, rng):
+    """Capped ads filling the top of the order do not shorten the feed: as many more
+    candidates are taken as the user has capped ads."""
+    settings = load_settings({}, max_per_employer=0)
+    upsert_ads(fake_store, settings, ads_around(*PARIS, 200, 2.0, rng))
+    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    req = FeedRequest(*PARIS, 10, 5.0, "u1")
+    serve_feed(fake_store, settings, req, NOW, rng, None, log, NOBODY)     # the cell built
+    order = [a["ad_id"] for a in serve_feed(fake_store, settings, FeedRequest(*PARIS, 40, 5.0),
+                                            NOW, np.random.default_rng(8), None, log,
+                                            NOBODY).as_dict()["ads"]]
+    capped = set(order[:25])
+    shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW,
+                                            np.random.default_rng(8), None, log,
+                                            UserAds(set(), capped)).as_dict()["ads"]]
+    assert len(shown) == 10 and not capped & set(shown)
