@@ -17,7 +17,11 @@ region) and with 0 (both from the whole world's evidence); each run beside per-r
 Thompson sampling (the plain baseline, on the same world and users). The figures are each new
 district's first 1,000 feeds: expected applies (the true rates at the shown positions, with
 the distance effect), regions / no regions, per seed; and how the strategies were drawn in
-those feeds.
+those feeds. Two runs part after their first different feed, so that ratio carries every
+difference of their histories; the strategy pooling alone is also priced feed by feed, in the
+run with regions: each feed's expected applies under every strategy, weighed by the cell's
+pooled probabilities and by those it would have had without regions (same state, same
+variant: a paired comparison).
 
     python -m bench.regions              # 16 seeds; writes bench/results/regions.{md,json}
     python -m bench.regions --seeds 2 --out /tmp/regions
@@ -82,7 +86,7 @@ def run_one(seed: int, scale: float) -> dict:
                  "district_feeds": [int((where == d).sum()) for d in (0, 1)], "runs": {}}
     for precision in (4, 0):
         settings = load_settings({}, region_precision=precision)
-        run = run_fast(world, settings, traffic, seed, POLICIES)
+        run = run_fast(world, settings, traffic, seed, POLICIES, counterfactual=precision > 0)
         strategies = list(run.strategies)
         figures: dict = {}
         for name in POLICIES:
@@ -92,6 +96,9 @@ def run_one(seed: int, scale: float) -> dict:
             for d in (0, 1):
                 first = np.flatnonzero(where == d)[:FIRST]
                 row = {"applies": float(value[first].sum()), "feeds": len(first)}
+                if track.feed_pooled:
+                    row["pooled"] = float(np.concatenate(track.feed_pooled)[first].sum())
+                    row["unpooled"] = float(np.concatenate(track.feed_unpooled)[first].sum())
                 if chosen is not None and name == THOMPSON_WITH_STRATEGIES:
                     row["strategy_share"] = {
                         s: float(np.mean(chosen[first] == i)) for i, s in enumerate(strategies)}
@@ -118,7 +125,11 @@ def summarise(runs: list[dict]) -> dict:
                                         ["strategy_share"][s] for r in runs]))
                       for s in runs[0]["runs"][p][f"{THOMPSON_WITH_STRATEGIES}:{d}"]
                       ["strategy_share"]} for p in (4, 0)}
+        by_feed = mean_interval([r["runs"][4][f"{THOMPSON_WITH_STRATEGIES}:{d}"]["pooled"]
+                                 / r["runs"][4][f"{THOMPSON_WITH_STRATEGIES}:{d}"]["unpooled"]
+                                 for r in runs])
         out[str(d)] = {"district": DISTRICTS[d], "lift": lift, "baseline_lift": baseline,
+                       "pooling_by_feed": by_feed,
                        "vs_per_request": vs_pr, "strategy_share": shares,
                        "applies": {p: float(np.mean(applies(p, THOMPSON_WITH_STRATEGIES)))
                                    for p in (4, 0)}}
@@ -142,7 +153,8 @@ def markdown(summary: dict, result: dict) -> str:
         s = summary[d]
         share = s["strategy_share"]
         rows.append([s["district"], f"{s['applies'][4]:.1f}", f"{s['applies'][0]:.1f}",
-                     f"**{cell(s['lift'])}**", cell(s["vs_per_request"][4]),
+                     f"**{cell(s['lift'])}**", f"**{cell(s['pooling_by_feed'])}**",
+                     cell(s["vs_per_request"][4]),
                      cell(s["vs_per_request"][0]), cell(s["baseline_lift"]),
                      drawn(share[4]), drawn(share[0])])
     return "".join([
@@ -154,7 +166,8 @@ def markdown(summary: dict, result: dict) -> str:
         " ".join(__doc__.split("\n\n")[2].split()), "\n\n",
         "## Each new district's first 1,000 feeds (mean ± 95 % interval over seeds)\n\n",
         table(["new district of the", "expected applies, regions", "no regions",
-               "lift: regions / no regions", "service / per-request Thompson, regions",
+               "lift: regions / no regions", "strategy pooling, feed by feed: region's / "
+               "world's", "service / per-request Thompson, regions",
                "same, no regions", "per-request Thompson: regions / no regions",
                "strategies drawn, regions", "strategies drawn, no regions"], rows),
         "\nPer-request Thompson ranks every request afresh from the service's posterior, so "

@@ -226,6 +226,12 @@ class Served:
     strategy: np.ndarray                # (feeds,) index into the twin's strategies
     propensity: np.ndarray              # (feeds,)
     unruled: np.ndarray | None = None   # with the employer rule: the feeds without it
+    # with ``Twin.counterfactual``: each feed as every strategy would have served it (feeds,
+    # strategies, limit), the probabilities it was drawn with, and those the cell would have
+    # had with its evidence pooled straight into the global (no regions)
+    by_strategy: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
+    unpooled: np.ndarray | None = None
 
 
 class Twin:
@@ -276,6 +282,9 @@ class Twin:
         self.raw_orders = self.orders.copy() if self.cap else self.orders
         self.raw_keys = {n: v.copy() for n, v in self.keys.items()} if self.cap else self.keys
         self.probabilities = np.zeros((len(cells), s))
+        self.counterfactual = False     # serve every strategy's feed too (``Served``)
+        self.counterfactual_rng = np.random.default_rng([0, 7])
+        self.unpooled = np.zeros((len(cells), s))
         self.generated_at = np.full(len(cells), -np.inf)
         self.last_request = np.full(len(cells), -np.inf)
         self.posterior: AdPosterior | None = None
@@ -310,18 +319,21 @@ class Twin:
                             s.reward_model, s.save_weight)
 
     # -- regeneration ------------------------------------------------------------------
-    def probabilities_for(self, cells: np.ndarray, now: float) -> np.ndarray:
+    def probabilities_for(self, cells: np.ndarray, now: float, pooled: bool = True,
+                          rng: np.random.Generator | None = None) -> np.ndarray:
+        """The cells' strategy probabilities, their evidence pooled cell -> region -> global
+        (``pooled``, as the settings say), or cell -> global."""
         s = self.settings
         sums = self.strategy_sums.at(now, s.stats_half_life_s)
         width = len(self.strategies)
         prior = StrategyPrior(strength=s.strategy_prior_strength,
                               cell_min_feeds=s.strategy_cell_min_feeds, floor=s.strategy_floor)
         regions = None
-        if self.region_of is not None:
+        if self.region_of is not None and pooled:
             rows = sums[len(self.cells):-1]
             regions = RegionSums(self.region_of[cells], rows[:, :width], rows[:, width:])
         return strategy_probabilities(sums[cells, :width], sums[cells, width:], sums[-1, :width],
-                                      sums[-1, width:], prior, self.rng, STRATEGY_DRAWS,
+                                      sums[-1, width:], prior, rng or self.rng, STRATEGY_DRAWS,
                                       regions)
 
     def build(self, cells: np.ndarray, now: float) -> None:
@@ -330,6 +342,9 @@ class Twin:
         if len(cells) == 0:
             return
         self.probabilities[cells] = self.probabilities_for(cells, now)
+        if self.counterfactual:         # on a stream of its own: the run's draws unchanged
+            self.unpooled[cells] = self.probabilities_for(cells, now, pooled=False,
+                                                          rng=self.counterfactual_rng)
         self.build_orders(cells, now)
 
     def build_orders(self, cells: np.ndarray, now: float) -> None:
@@ -395,14 +410,26 @@ class Twin:
                     if len(self.strategies) > 1 else np.zeros(feeds, dtype=np.int64))
         variant = self.rng.integers(self.settings.feed_variants, size=feeds)
         propensity = probabilities[np.arange(feeds), strategy]
+        served = self.feeds(cell, strategy, variant, user_xyz, radius_km, now, limit)
+        if self.counterfactual:
+            every = np.stack([self.feeds(cell, np.full(feeds, i), variant, user_xyz, radius_km,
+                                         now, limit)[0]
+                              for i in range(len(self.strategies))], axis=1)
+            return Served(served[0], strategy, propensity, served[1], every, probabilities,
+                          self.unpooled[cell])
+        return Served(served[0], strategy, propensity, served[1])
+
+    def feeds(self, cell: np.ndarray, strategy: np.ndarray, variant: np.ndarray,
+              user_xyz: np.ndarray, radius_km: float, now: float,
+              limit: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(feeds, limit): what each feed shows with these strategies and variants, and,
+        with the employer rule, what it would have shown without it."""
         within_reach = (cell, strategy, variant, user_xyz, radius_km, now)
         if not self.cap:
-            return Served(self.candidates(self.orders, self.keys, *within_reach, limit),
-                          strategy, propensity)
+            return self.candidates(self.orders, self.keys, *within_reach, limit), None
         shown = self.candidates(self.orders, self.keys, *within_reach, 2 * limit)
         unruled = self.candidates(self.raw_orders, self.raw_keys, *within_reach, limit)
-        return Served(employer_rule(shown, self.world.employer, self.cap, limit), strategy,
-                      propensity, unruled)
+        return employer_rule(shown, self.world.employer, self.cap, limit), unruled
 
     def candidates(self, orders: np.ndarray, keys: dict[str, np.ndarray], cell: np.ndarray,
                    strategy: np.ndarray, variant: np.ndarray, user_xyz: np.ndarray,
@@ -539,6 +566,10 @@ class Track:
     unruled: list[float] = field(default_factory=list)  # expected applies without the rule
     feed_value: list[np.ndarray] = field(default_factory=list)     # per feed, per batch
     feed_strategy: list[np.ndarray] = field(default_factory=list)  # per feed, per batch
+    # with a counterfactual twin, per feed, per batch: the expected applies of the strategy
+    # drawn as the cell's probabilities say, and as they would with no regions
+    feed_pooled: list[np.ndarray] = field(default_factory=list)
+    feed_unpooled: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
 
     def record(self, world: World, shown: np.ndarray, outcomes: Outcomes | None,
@@ -548,6 +579,12 @@ class Track:
         self.feed_value.append(value.sum(axis=1))
         if served is not None:
             self.feed_strategy.append(served.strategy)
+        if served is not None and served.by_strategy is not None:
+            assert served.probabilities is not None and served.unpooled is not None
+            every = np.stack([world.slot_value(served.by_strategy[:, i], phase, users).sum(axis=1)
+                              for i in range(served.by_strategy.shape[1])], axis=1)
+            self.feed_pooled.append((served.probabilities * every).sum(axis=1))
+            self.feed_unpooled.append((served.unpooled * every).sum(axis=1))
         self.impressions.append(int((shown >= 0).sum()))
         self.expected.append(float(value.sum()))
         self.applies.append(int(outcomes.applied.sum()) if outcomes else 0)
@@ -586,8 +623,11 @@ def user_points(world: World, feeds: int, seed: int) -> tuple[np.ndarray, np.nda
 
 def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
              policies: Sequence[str] = tuple(POLICIES),
-             progress: Callable[[str], None] | None = None) -> FastRun:
-    """Serve ``traffic.feeds`` feeds with every policy and the oracle, to the same users."""
+             progress: Callable[[str], None] | None = None,
+             counterfactual: bool = False) -> FastRun:
+    """Serve ``traffic.feeds`` feeds with every policy and the oracle, to the same users;
+    with ``counterfactual``, the service's twins also price every feed under each strategy
+    (``Track.feed_pooled`` and ``feed_unpooled``)."""
     started = time.perf_counter()
     unknown = set(policies) - set(POLICIES)
     if unknown:
@@ -609,6 +649,8 @@ def run_fast(world: World, settings: Settings, traffic: Traffic, seed: int,
                         np.random.default_rng([seed, 2, stream[name]]), run_s)
              for name in policies}
     behaviour = {name: np.random.default_rng([seed, 3, stream[name]]) for name in policies}
+    for twin in twins.values():
+        twin.counterfactual = counterfactual and not twin.policy.per_request
     oracle_behaviour = np.random.default_rng([seed, 3, len(POLICIES)])
     tracks = {name: Track() for name in [*policies, ORACLE]}
     probabilities: list[list[float]] = []

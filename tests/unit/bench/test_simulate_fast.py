@@ -313,3 +313,23 @@ def test_the_twin_pools_its_strategy_sums_into_regions_as_the_service_does():
                 np.random.default_rng(0))
     assert twin.regions == 2 and set(twin.region_of.tolist()) == {0, 1}
     assert twin.ad_region_names.tolist() == sorted(set(geo.encode_many(w.lat, w.lon, 4)))
+
+
+def test_the_counterfactual_prices_each_feed_without_changing_the_run():
+    """A counterfactual run serves the very feeds a plain one does; it prices each feed
+    under every strategy, weighed by the pooled and by the unpooled probabilities (the same
+    without regions), and the pooled price matches what was served on average."""
+    w = make_world(WorldSpec(ads=300, layout="two-towns"), 2)
+    name = fast.THOMPSON_WITH_STRATEGIES
+    for precision in (4, 0):
+        settings = load_settings({}, region_precision=precision)
+        plain = run_fast(w, settings, Traffic(feeds=2000), 3, [name])
+        priced = run_fast(w, settings, Traffic(feeds=2000), 3, [name], counterfactual=True)
+        assert plain.policies[name].expected == priced.policies[name].expected
+        pooled = np.concatenate(priced.policies[name].feed_pooled)
+        unpooled = np.concatenate(priced.policies[name].feed_unpooled)
+        served = np.concatenate(priced.policies[name].feed_value)
+        assert len(pooled) == len(served) == 2000
+        assert pooled.sum() == pytest.approx(served.sum(), rel=0.05)
+        if not precision:
+            assert np.allclose(pooled, unpooled)
