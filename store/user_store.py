@@ -3,8 +3,8 @@ and their last location."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 import redis
 from redis.commands.core import Script
@@ -57,27 +57,32 @@ class UserStore:
         and the ads the frequency cap has held for them since ``capped_since`` (None: none
         read), in one round trip: the user's next request, on any process, already sees
         the location."""
-        with self.r.pipeline(transaction=False) as p:
-            p.set(self.k.user_location(user_id), location, ex=LOCATION_TTL_S)
-            p.zrange(self.k.user_excluded(user_id), 0, -1)
-            if capped_since is not None:
-                p.zrangebyscore(self.k.user_capped(user_id), capped_since, "+inf")
-            _, excluded, *capped = p.execute()
-        return {_s(a) for a in excluded}, {_s(a) for a in (capped[0] if capped else ())}
+        _, excluded, capped = self._user_ads(
+            user_id, capped_since,
+            lambda p: p.set(self.k.user_location(user_id), location, ex=LOCATION_TTL_S))
+        return excluded, capped
 
     def user_context(self, user_id: str, capped_since: float | None = None
                      ) -> tuple[str | None, set[str], set[str]]:
         """The user's last location ("lat,lon"), kept LOCATION_TTL_S longer since they are
         served there again, their excluded ads, and the ads the frequency cap has held for
         them since ``capped_since`` (None: none read), in one round trip."""
+        location, excluded, capped = self._user_ads(
+            user_id, capped_since,
+            lambda p: p.getex(self.k.user_location(user_id), ex=LOCATION_TTL_S))
+        return _s(location), excluded, capped
+
+    def _user_ads(self, user_id: str, capped_since: float | None,
+                  first: Callable[[Any], object]) -> tuple[Any, set[str], set[str]]:
+        """``first``'s command's reply, the user's excluded ads and their capped ones (none
+        when ``capped_since`` is None), in one pipeline."""
         with self.r.pipeline(transaction=False) as p:
-            p.getex(self.k.user_location(user_id), ex=LOCATION_TTL_S)
+            first(p)
             p.zrange(self.k.user_excluded(user_id), 0, -1)
             if capped_since is not None:
                 p.zrangebyscore(self.k.user_capped(user_id), capped_since, "+inf")
-            location, excluded, *capped = p.execute()
-        return (_s(location), {_s(a) for a in excluded},
-                {_s(a) for a in (capped[0] if capped else ())})
+            reply, excluded, *capped = p.execute()
+        return reply, {_s(a) for a in excluded}, {_s(a) for a in (capped[0] if capped else ())}
 
     def record_showings(self, by_user: Mapping[str, Showings], now: float,
                         rule: FrequencyCap) -> int:

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -67,9 +67,18 @@ class Snapshot:
     groups: np.ndarray       # each ad's position in ``categories``
     evidence: Evidence       # decayed to the snapshot's time
     employers: np.ndarray | None = None   # uint64: each ad's employer code (0: unknown)
+    _regions: dict[int, np.ndarray] = field(default_factory=dict, init=False, repr=False,
+                                            compare=False)
 
     def __len__(self) -> int:
         return len(self.lat)
+
+    def regions(self, precision: int) -> np.ndarray:
+        """Each ad's region, its geohash at ``precision``: encoded once per snapshot, for
+        the priors it learns and the feeds it builds."""
+        if precision not in self._regions:
+            self._regions[precision] = ad_regions(self.lat, self.lon, precision)
+        return self._regions[precision]
 
 
 def decayed_now(stored: Decayed, now: float, settings: Settings) -> np.ndarray:
@@ -206,7 +215,7 @@ def learn_priors(store: Store, settings: Settings, snapshot: Snapshot) -> PriorR
                             settings.save_weight, prior_spec(settings))
     regional: dict[str, dict[int, list[float]]] = {}
     if settings.region_precision and len(snapshot):
-        names, of_ad = np.unique(ad_regions(snapshot.lat, snapshot.lon, settings),
+        names, of_ad = np.unique(snapshot.regions(settings.region_precision),
                                  return_inverse=True)
         rates = regional_rates(snapshot.evidence, snapshot.groups, of_ad, names.tolist(),
                                settings.reward_model, settings.save_weight, rates)
@@ -227,9 +236,9 @@ def learn_priors(store: Store, settings: Settings, snapshot: Snapshot) -> PriorR
 REGIONAL_PRIORS_TTL_S = 86_400   # a region's priors no longer learnt are forgotten after this
 
 
-def ad_regions(lat: np.ndarray, lon: np.ndarray, settings: Settings) -> np.ndarray:
-    """Each ad's region: its geohash at REGION_PRECISION."""
-    return geo.encode_many(np.asarray(lat), np.asarray(lon), settings.region_precision)
+def ad_regions(lat: np.ndarray, lon: np.ndarray, precision: int) -> np.ndarray:
+    """Each ad's region: its geohash at ``precision`` (REGION_PRECISION)."""
+    return geo.encode_many(np.asarray(lat), np.asarray(lon), precision)
 
 
 def stored_priors(store: Store, settings: Settings, categories: np.ndarray,
@@ -273,14 +282,14 @@ def snapshot_regions(snapshot: Snapshot, settings: Settings) -> list[str]:
     """The regions of a snapshot's ads, each once (none without REGION_PRECISION)."""
     if not settings.region_precision or not len(snapshot):
         return []
-    return np.unique(ad_regions(snapshot.lat, snapshot.lon, settings)).tolist()
+    return np.unique(snapshot.regions(settings.region_precision)).tolist()
 
 
 def ad_priors(snapshot: Snapshot, rates: PriorRates, settings: Settings) -> AdPriors:
     """Each snapshot ad's prior: its category's, in its region where ``rates`` has one."""
     if rates.regional is None or not settings.region_precision:
         return rates.for_ads(snapshot.groups)
-    names = ad_regions(snapshot.lat, snapshot.lon, settings).tolist()
+    names = snapshot.regions(settings.region_precision).tolist()
     return rates.for_ads(snapshot.groups, rates.region_index(names))
 
 

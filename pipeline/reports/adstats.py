@@ -28,7 +28,8 @@ def summary_priors(store: Store, settings: Settings, found: Summaries) -> AdPrio
     codes, group = np.unique(found.rows["cat"], return_inverse=True)   # each category once
     if not settings.region_precision:
         return stored_priors(store, settings, codes).for_ads(group)
-    regions = ad_regions(found.rows["lat"], found.rows["lon"], settings).tolist()
+    regions = ad_regions(found.rows["lat"], found.rows["lon"],
+                         settings.region_precision).tolist()
     rates = stored_priors(store, settings, codes, sorted(set(regions)))
     return rates.for_ads(group, rates.region_index(regions))
 

@@ -348,9 +348,7 @@ def screened(feed: CellFeed, pick: Pick, chosen: Chosen) -> Chosen:
             key = [column[i] for i in positions]
         else:
             key = feed.keys[pick.strategy][pick.order[positions]].tolist()
-    screen = screen_order(key)
-    return Chosen([positions[i] for i in screen], [chosen.dots[i] for i in screen],
-                  [chosen.cards[i] for i in screen])
+    return subset(chosen, screen_order(key))
 
 
 class Placed(NamedTuple):
@@ -393,17 +391,15 @@ def employer_rule(feed: CellFeed, pick: Pick, chosen: Chosen, cap: int,
     """At most ``cap`` ads of one employer among any 10 consecutive positions of the feed
     (``bandit.diversity.diversified``) over the ads chosen, ``limit`` of them; and the ads
     the rule moved down or left out. Without a rule (``cap`` 0), the first ``limit``."""
-    if not cap or feed.employers is None or len(chosen.positions) < 2:
-        return Chosen(chosen.positions[:limit], chosen.dots[:limit], chosen.cards[:limit]), []
-    codes = feed.employers[pick.order[chosen.positions]].tolist()
-    kept = diversified(codes, cap, limit=limit)
-    if kept == list(range(min(limit, len(codes)))):
-        return Chosen(chosen.positions[:limit], chosen.dots[:limit], chosen.cards[:limit]), []
+    first = list(range(min(limit, len(chosen.positions))))
+    if not cap or feed.employers is None or len(first) < 2:
+        return subset(chosen, first), []
+    kept = diversified(feed.employers[pick.order[chosen.positions]].tolist(), cap, limit=limit)
+    if kept == first:
+        return subset(chosen, first), []
     moved = [chosen.cards[p][0] for i, p in enumerate(kept) if i > p]
-    moved += [chosen.cards[p][0] for p in sorted(set(range(min(limit, len(codes))))
-                                                   - set(kept))]
-    return Chosen([chosen.positions[p] for p in kept], [chosen.dots[p] for p in kept],
-                  [chosen.cards[p] for p in kept]), moved
+    moved += [chosen.cards[p][0] for p in sorted(set(first) - set(kept))]
+    return subset(chosen, kept), moved
 
 
 def rules_text(settings: Settings) -> str:
