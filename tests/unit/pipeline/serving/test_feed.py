@@ -365,22 +365,32 @@ def test_without_the_rule_one_employer_fills_the_screen(fake_store, crowded, rng
 
 # ---- the frequency cap -----------------------------------------------------------------
 
+def unruled_paris(store: Store, rng, count: int, **changed) -> tuple[Settings, ServingLog]:
+    """``count`` ads within 2 km of Paris, each of its own employer; the settings they are
+    served with (the employer rule off, and ``changed``) and a served log."""
+    settings = load_settings({}, max_per_employer=0, **changed)
+    upsert_ads(store, settings, ads_around(*PARIS, count, 2.0, rng))
+    return settings, ServingLog(store, settings.served_maxlen, flush_s=None)
+
+
+def served_ids(store: Store, settings: Settings, log: ServingLog, req: FeedRequest, rng,
+               user: UserAds | None = NOBODY, now: float = NOW) -> list[str]:
+    """The ads ``serve_feed`` lists, in order (``user`` None: read from the store)."""
+    return [a["ad_id"] for a in serve_feed(store, settings, req, now, rng, None, log,
+                                           user).as_dict()["ads"]]
+
+
 def test_a_capped_ad_goes_below_the_first_screen_of_that_users_feed(fake_store, rng):
     """The ads a user ignored FREQ_CAP times come after every other ad, never in the first
     screen, and the served log names them; the other ads keep their order."""
-    settings = load_settings({}, max_per_employer=0)
-    upsert_ads(fake_store, settings, ads_around(*PARIS, 25, 2.0, rng))
-    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    settings, log = unruled_paris(fake_store, rng, 25)
     req = FeedRequest(*PARIS, 30, 5.0, "u1")
-    serve_feed(fake_store, settings, req, NOW, rng, None, log, NOBODY)   # the cell built
-    plain = serve_feed(fake_store, settings, req, NOW, np.random.default_rng(4), None, log,
-                       NOBODY).as_dict()
-    first = [a["ad_id"] for a in plain["ads"]]
+    served_ids(fake_store, settings, log, req, rng)                        # the cell built
+    first = served_ids(fake_store, settings, log, req, np.random.default_rng(4))
     assert len(first) == 25
     capped = [first[0], first[3], first[12]]
-    body = serve_feed(fake_store, settings, req, NOW, np.random.default_rng(4), None, log,
-                      UserAds(set(), set(capped))).as_dict()
-    shown = [a["ad_id"] for a in body["ads"]]
+    shown = served_ids(fake_store, settings, log, req, np.random.default_rng(4),
+                       UserAds(set(), set(capped)))
     assert shown == [a for a in first if a not in capped] + capped
     log.flush()
     last = fake_store.r.xrange(Keys.served)[-1][1]
@@ -390,30 +400,21 @@ def test_a_capped_ad_goes_below_the_first_screen_of_that_users_feed(fake_store, 
 
 
 def test_the_other_ads_fill_the_limit_before_a_capped_one(fake_store, rng):
-    settings = load_settings({}, max_per_employer=0)
-    upsert_ads(fake_store, settings, ads_around(*PARIS, 40, 2.0, rng))
-    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    settings, log = unruled_paris(fake_store, rng, 40)
     req = FeedRequest(*PARIS, 20, 5.0, "u1")
-    first = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng, None, log,
-                                            NOBODY).as_dict()["ads"]]
+    first = served_ids(fake_store, settings, log, req, rng)
     for _ in range(5):
-        shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng, None, log,
-                                                UserAds(set(), set(first[:5]))).as_dict()
-                 ["ads"]]
+        shown = served_ids(fake_store, settings, log, req, rng, UserAds(set(), set(first[:5])))
         assert len(shown) == 20 and not set(first[:5]) & set(shown)
 
 
 def test_a_capped_ad_is_left_out_rather_than_shown_in_the_first_screen(fake_store, rng):
-    settings = load_settings({}, max_per_employer=0)
-    upsert_ads(fake_store, settings, ads_around(*PARIS, 8, 2.0, rng))
-    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    settings, log = unruled_paris(fake_store, rng, 8)
     req = FeedRequest(*PARIS, 10, 5.0, "u1")
-    every = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng, None, log,
-                                            NOBODY).as_dict()["ads"]]
+    every = served_ids(fake_store, settings, log, req, rng)
     assert len(every) == 8
-    body = serve_feed(fake_store, settings, req, NOW, rng, None, log,
-                      UserAds(set(), {every[1]})).as_dict()
-    assert sorted(a["ad_id"] for a in body["ads"]) == sorted(set(every) - {every[1]})
+    shown = served_ids(fake_store, settings, log, req, rng, UserAds(set(), {every[1]}))
+    assert sorted(shown) == sorted(set(every) - {every[1]})
 
 
 def test_the_frequency_cap_and_the_employer_rule_hold_together(fake_store, settings, crowded,
@@ -422,8 +423,7 @@ def test_the_frequency_cap_and_the_employer_rule_hold_together(fake_store, setti
     req = FeedRequest(*PARIS, 20, 3.0, "u1")
     capped = set(list(crowded)[::4])
     for _ in range(8):
-        shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW, rng, None, log,
-                                                UserAds(set(), capped)).as_dict()["ads"]]
+        shown = served_ids(fake_store, settings, log, req, rng, UserAds(set(), capped))
         assert most_of_one_employer([crowded[a] for a in shown]) <= 2
         assert not capped & set(shown[:SCREEN])
 
@@ -431,38 +431,30 @@ def test_the_frequency_cap_and_the_employer_rule_hold_together(fake_store, setti
 def test_a_user_s_capped_ads_are_read_with_their_exclusions(fake_store, rng):
     """serve_feed reads a user's capped ads itself, in the round trip that keeps their
     location, and only while the cap holds them."""
-    settings = load_settings({}, max_per_employer=0, freq_cap=2)
-    upsert_ads(fake_store, settings, ads_around(*PARIS, 30, 2.0, rng))
-    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    settings, log = unruled_paris(fake_store, rng, 30, freq_cap=2)
     req = FeedRequest(*PARIS, 30, 5.0, "u1")
-    top = serve_feed(fake_store, settings, req, NOW, rng, None, log).as_dict()["ads"][0]
-    fake_store.record_showings({"u1": Showings({top["ad_id"]: 2}, ())}, NOW,
-                               rule_of(settings))
+    top = served_ids(fake_store, settings, log, req, rng, None)[0]
+    fake_store.record_showings({"u1": Showings({top: 2}, ())}, NOW, rule_of(settings))
     for when, held in ((NOW + 60, True), (NOW + settings.freq_window_s + 61, False)):
         for _ in range(5):
-            shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, when, rng, None,
-                                                    log).as_dict()["ads"]]
-            assert len(shown) == 30 and top["ad_id"] in shown
+            shown = served_ids(fake_store, settings, log, req, rng, None, when)
+            assert len(shown) == 30 and top in shown
             if held:
-                assert top["ad_id"] not in shown[:SCREEN]
+                assert top not in shown[:SCREEN]
         log.flush()
         moved = [f[b"frequency_moved"] for _, f in fake_store.r.xrange(Keys.served)[-5:]]
-        assert set(moved) == ({top["ad_id"].encode()} if held else {b""})
+        assert set(moved) == ({top.encode()} if held else {b""})
 
 
 def test_a_user_with_many_capped_ads_still_gets_a_full_feed(fake_store, rng):
     """Capped ads filling the top of the order do not shorten the feed: as many more
     candidates are taken as the user has capped ads."""
-    settings = load_settings({}, max_per_employer=0)
-    upsert_ads(fake_store, settings, ads_around(*PARIS, 200, 2.0, rng))
-    log = ServingLog(fake_store, settings.served_maxlen, flush_s=None)
+    settings, log = unruled_paris(fake_store, rng, 200)
     req = FeedRequest(*PARIS, 10, 5.0, "u1")
-    serve_feed(fake_store, settings, req, NOW, rng, None, log, NOBODY)     # the cell built
-    order = [a["ad_id"] for a in serve_feed(fake_store, settings, FeedRequest(*PARIS, 40, 5.0),
-                                            NOW, np.random.default_rng(8), None, log,
-                                            NOBODY).as_dict()["ads"]]
+    served_ids(fake_store, settings, log, req, rng)                        # the cell built
+    order = served_ids(fake_store, settings, log, FeedRequest(*PARIS, 40, 5.0),
+                       np.random.default_rng(8))
     capped = set(order[:25])
-    shown = [a["ad_id"] for a in serve_feed(fake_store, settings, req, NOW,
-                                            np.random.default_rng(8), None, log,
-                                            UserAds(set(), capped)).as_dict()["ads"]]
+    shown = served_ids(fake_store, settings, log, req, np.random.default_rng(8),
+                       UserAds(set(), capped))
     assert len(shown) == 10 and not capped & set(shown)
